@@ -1,0 +1,61 @@
+"""kaos: from a data scientist's laptop to trained, served and reproducible models."""
+from setuptools import setup
+
+VERSION = "2.0.0.dev0"
+
+CLI_REQUIRES = [
+    "click>=8.0",
+    "requests>=2.25",
+    "tqdm>=4.60",
+    "terminaltables>=3.1",
+]
+
+BACKEND_REQUIRES = [
+    "flask>=2.3",
+    "sqlalchemy>=2.0",
+    "gunicorn>=21.0",
+]
+
+EXTRAS = {
+    "backend": BACKEND_REQUIRES,
+    # The PostgreSQL driver: only needed when KAOS_DATABASE_URL points at PostgreSQL.
+    "postgres": BACKEND_REQUIRES + ["psycopg[binary]>=3.1"],
+    "docker": BACKEND_REQUIRES + ["docker>=6.0"],
+    "kubernetes": BACKEND_REQUIRES + ["kubernetes>=28.0"],
+    "test": ["pytest>=7.0"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="kaos",
+    version=VERSION,
+    description="Open source cloud agnostic minimal DevOps private versioned ML platform.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=[
+        "kaos_model",
+        "kaos_cli",
+        "kaos_cli.commands",
+        "kaos_backend",
+        "kaos_backend.api",
+        "kaos_backend.services",
+        "kaos_backend.executors",
+        "kaos_templates",
+    ],
+    # The top-level templates/ folder ships as the data package kaos_templates.
+    package_dir={"kaos_templates": "templates"},
+    package_data={"kaos_templates": ["**/*", "**/.*", "**/.*/*"]},
+    install_requires=CLI_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "kaos = kaos_cli.main:start",
+            "kaos-backend = kaos_backend.cli:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+    ],
+)

@@ -1,0 +1,33 @@
+import os
+
+import pytest
+
+from tests.support.backend import BackendProcess
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skip would hide a missing engine or server: every skip there counts as a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not item.get_closest_marker("allow_skip_in_ci"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped in CI, which must run everything: {reason}"
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """A real backend on 127.0.0.1 with a fresh data directory."""
+    server = BackendProcess(tmp_path / "backend-data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_backend(tmp_path_factory):
+    server = BackendProcess(tmp_path_factory.mktemp("backend") / "data").start()
+    yield server
+    server.stop()

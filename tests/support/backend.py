@@ -1,0 +1,78 @@
+"""A real kaos backend process on 127.0.0.1 for tests: `python -m kaos_backend serve` on a free port."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+TEST_TOKEN = "test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BackendProcess:
+    """Starts, waits for and stops one backend; `url` is the CLI endpoint (`http://127.0.0.1:<port>/api/`)."""
+
+    def __init__(self, data_dir: Path, token: str = TEST_TOKEN, env: dict = None, port: int = None):
+        self.data_dir = Path(data_dir)
+        self.token = token
+        self.port = port or free_port()
+        self.extra_env = env or {}
+        self.process = None
+        self.log_path = self.data_dir.parent / f"backend-{self.port}.log"
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.root}/api/"
+
+    def start(self, timeout: float = 60.0) -> "BackendProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, KAOS_TOKEN=self.token, **self.extra_env)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kaos_backend", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url + "health", headers={"X-Token": self.token}, timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"backend did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig=None) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        import signal
+        try:
+            os.killpg(self.process.pid, sig or signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+
+    def get(self, path: str, **kwargs):
+        return requests.get(self.url + path, headers={"X-Token": self.token}, **kwargs)
