@@ -1,0 +1,1 @@
+"""MNIST serving bundle: `serve` starts gunicorn on wsgi:app (the Flask app of predict.py)."""

@@ -1,0 +1,1 @@
+"""MNIST training bundle: `train` is the entry point, `utils` its helpers."""

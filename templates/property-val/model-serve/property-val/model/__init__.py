@@ -1,0 +1,1 @@
+"""Property valuation serving bundle: `serve` starts gunicorn on wsgi:app (the Flask app of predict.py)."""

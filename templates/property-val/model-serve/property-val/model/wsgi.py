@@ -1,0 +1,4 @@
+import predict
+
+# gunicorn serves `wsgi:app`
+app = predict.app

@@ -1,0 +1,1 @@
+"""Property valuation training bundle: `train` is the entry point, `utils` its helpers."""
