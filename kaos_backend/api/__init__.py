@@ -1,0 +1,20 @@
+"""HTTP views, one blueprint per area, all mounted under `/api`. A view parses, calls a service, returns."""
+from flask import current_app, jsonify
+
+from kaos_backend.services import Services
+
+
+def services() -> Services:
+    return current_app.extensions["kaos"]
+
+
+def respond(payload, status: int = 200):
+    """JSON for any payload, `null` included (Flask cannot return None)."""
+    response = jsonify(payload)
+    response.status_code = status
+    return response
+
+
+def blueprints():
+    from kaos_backend.api import blobs, data, health, internal, workspace
+    return [health.bp, workspace.bp, data.bp, blobs.bp, internal.bp]

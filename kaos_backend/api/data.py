@@ -1,0 +1,28 @@
+from flask import Blueprint, request
+
+from kaos_backend.api import respond, services
+from kaos_backend.api.request_parsing import resource_args, upload_body, user_arg
+
+bp = Blueprint("data", __name__)
+
+
+@bp.post("/data/<workspace>/features")
+def put_features(workspace):
+    return respond(services().uploads.features(workspace, upload_body(), user_arg(), **resource_args()))
+
+
+@bp.post("/data/<workspace>/manifest")
+def put_manifest(workspace):
+    return respond(services().uploads.manifest(workspace, upload_body(), user_arg(), **resource_args()))
+
+
+@bp.post("/data/<workspace>/params")
+def put_params(workspace):
+    parallelism = request.args.get("parallelism")
+    return respond(services().uploads.params(workspace, upload_body(), user_arg(), parallelism, **resource_args()))
+
+
+@bp.post("/data/<workspace>/notebook")
+def put_notebook_data(workspace):
+    services().uploads.notebook_data(workspace, upload_body(), user_arg())
+    return respond(None)

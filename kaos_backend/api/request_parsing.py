@@ -1,0 +1,34 @@
+"""Reading upload bodies and common query parameters from a Flask request."""
+import io
+
+from flask import request
+
+from kaos_backend.errors import BadRequest
+from kaos_backend.services.uploads import UploadBody
+
+
+def upload_body() -> UploadBody:
+    """Multipart part `data` (the original CLI), else `?digest=` with no body, else the raw body, streamed."""
+    digest = request.args.get("digest") or None
+    if request.mimetype == "multipart/form-data":
+        part = request.files.get("data")
+        if part is not None:
+            return UploadBody(stream=part.stream, digest=digest)
+        if "data" in request.form:
+            return UploadBody(stream=io.BytesIO(request.form["data"].encode("utf-8")), digest=digest)
+        raise BadRequest("A multipart upload needs a part named 'data'")
+    if digest and not request.content_length and not _is_chunked():
+        return UploadBody(digest=digest)
+    return UploadBody(stream=request.stream, digest=digest)
+
+
+def resource_args() -> dict:
+    return {"cpu": request.args.get("cpu"), "memory": request.args.get("memory"), "gpu": request.args.get("gpu")}
+
+
+def user_arg() -> str:
+    return request.args.get("user")
+
+
+def _is_chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()

@@ -1,0 +1,118 @@
+"""The backend's configuration: one frozen `Config`, read from `KAOS_*` environment variables."""
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+EXECUTORS = ("local", "docker", "kubernetes")
+MB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A `KAOS_*` setting has a value the backend cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    database_url: str
+    executor: str = "local"
+    token: Optional[str] = None
+    max_cpu: Optional[float] = None      # cores; None (or 0, as in the original) = no check
+    max_memory: Optional[float] = None   # Gi; None (or 0, as in the original) = no check
+    max_gpu: Optional[int] = None        # None = unknown = no check; 0 = GPUs are not enabled
+    max_upload_mb: int = 1024
+    max_bundle_mb: int = 4096            # uncompressed
+    base_image: str = "python:3.11-slim"
+    namespace: str = "kaos"
+    registry: str = ""
+    service_host: str = ""               # empty = derive from the request
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * MB
+
+    @property
+    def max_bundle_bytes(self) -> int:
+        return self.max_bundle_mb * MB
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / "token"
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Config":
+        """Read `KAOS_<FIELD>` from `environ` (default `os.environ`); keyword overrides win over the environment."""
+        environ = os.environ if environ is None else environ
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown Config fields: {', '.join(sorted(unknown))}")
+
+        def raw(name: str) -> Any:
+            if name in overrides:
+                return overrides[name]
+            value = environ.get(f"KAOS_{name.upper()}", "")
+            return value.strip() if value.strip() else None
+
+        data_dir = _path(raw("data_dir") or "~/.kaos-backend")
+        values = {
+            "data_dir": data_dir,
+            "database_url": _database_url(raw("database_url") or f"sqlite:///{data_dir / 'kaos.db'}"),
+            "executor": _choice("executor", raw("executor") or "local", EXECUTORS),
+            "token": raw("token"),
+            "max_cpu": _number("max_cpu", raw("max_cpu"), float),
+            "max_memory": _number("max_memory", raw("max_memory"), float),
+            "max_gpu": _number("max_gpu", raw("max_gpu"), int),
+            "max_upload_mb": _number("max_upload_mb", raw("max_upload_mb"), int, default=1024, minimum=1),
+            "max_bundle_mb": _number("max_bundle_mb", raw("max_bundle_mb"), int, default=4096, minimum=1),
+        }
+        for name in ("base_image", "namespace", "registry", "service_host"):
+            value = raw(name)
+            values[name] = str(value) if value is not None else cls.__dataclass_fields__[name].default
+        if not values["base_image"]:
+            raise ConfigError("KAOS_BASE_IMAGE must not be empty")
+        if not values["namespace"]:
+            raise ConfigError("KAOS_NAMESPACE must not be empty")
+        return cls(**values)
+
+
+def _path(value: Any) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(value))))
+
+
+def _database_url(value: Any) -> str:
+    url = str(value)
+    if "://" not in url:
+        raise ConfigError(f"KAOS_DATABASE_URL {url!r} is not a database URL "
+                          "(e.g. sqlite:////var/lib/kaos/kaos.db or postgresql+psycopg://user:pw@host/db)")
+    return url
+
+
+def _choice(name: str, value: Any, choices) -> str:
+    value = str(value).lower()
+    if value not in choices:
+        raise ConfigError(f"KAOS_{name.upper()} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _number(name: str, value: Any, kind: Callable, default=None, minimum=0):
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            parsed = kind(value)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"KAOS_{name.upper()} must be {what}, not {value!r}") from None
+    else:
+        parsed = kind(value)
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        raise ConfigError(f"KAOS_{name.upper()} must be a finite number, not {value!r}")
+    if parsed < minimum:
+        raise ConfigError(f"KAOS_{name.upper()} must be at least {minimum}, not {value!r}")
+    return parsed

@@ -1,0 +1,1 @@
+"""Executors that run builds, trainings, endpoints and notebooks (local, docker, kubernetes)."""

@@ -1,0 +1,103 @@
+"""Resource requests (cpu cores, memory as a Kubernetes quantity, gpus), checked against configured maxima."""
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any, Dict, NamedTuple, Optional
+
+from kaos_backend.errors import CpuRequestError, GpuRequestError, MemoryRequestError
+
+MEMORY_DOCS = "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"
+GI = 2 ** 30
+MAX_QUANTITY_BYTES = 2 ** 63 - 1  # Kubernetes keeps quantities in an int64
+
+_BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+_DECIMAL = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
+            "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18}
+# <signed number><suffix>, suffix = binary SI | decimal exponent | decimal SI (Kubernetes' quantity grammar).
+_QUANTITY_RE = re.compile(r"^(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+                          r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+|[mkMGTPE]?)$")
+_CPU_RE = re.compile(r"^(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)(?P<milli>m?)$")
+
+
+class Resources(NamedTuple):
+    cpu: Optional[float] = None       # cores
+    memory: Optional[str] = None      # the quantity as requested, e.g. "512Mi"
+    memory_bytes: Optional[int] = None
+    gpu: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"cpu": self.cpu, "memory": self.memory, "gpu": self.gpu}
+
+
+def memory_to_bytes(quantity: str) -> int:
+    """Bytes of a Kubernetes memory quantity (`512Mi`, `1G`, `500k`, `100m`, `1e9`); rounded up like Kubernetes."""
+    match = _QUANTITY_RE.match(quantity.strip()) if isinstance(quantity, str) else None
+    if not match:
+        raise _incorrect_memory(quantity)
+    number, suffix = Decimal(match["number"]), match["suffix"]
+    try:
+        if suffix in _BINARY:
+            value = number * _BINARY[suffix]
+        elif suffix[:1] in ("e", "E") and len(suffix) > 1:
+            exponent = int(suffix[1:])
+            if abs(exponent) > 100:
+                raise _incorrect_memory(quantity)
+            value = number.scaleb(exponent)
+        else:
+            value = number * _DECIMAL[suffix]
+    except InvalidOperation:
+        raise _incorrect_memory(quantity) from None
+    if value < 0 or value > MAX_QUANTITY_BYTES:
+        raise _incorrect_memory(quantity)
+    return int(value.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def parse_cpu(text: str) -> float:
+    match = _CPU_RE.match(text.strip())
+    value = float(match["number"]) / (1000 if match["milli"] else 1) if match else math.nan
+    if not math.isfinite(value) or value < 0:
+        raise CpuRequestError(f"Incorrect CPU request {text}. Give a number of cores such as 0.5, 2 or 500m.")
+    return value
+
+
+def parse_gpu(text: str) -> int:
+    text = text.strip()
+    if not re.fullmatch(r"[+]?[0-9]{1,6}", text):
+        raise GpuRequestError(f"Incorrect GPU request {text}. Give a whole number of GPUs such as 0 or 1.")
+    return int(text)
+
+
+def validate_resources(cpu: Any = None, memory: Any = None, gpu: Any = None, max_cpu: Optional[float] = None,
+                       max_memory: Optional[float] = None, max_gpu: Optional[int] = None) -> Resources:
+    """Parse the request's cpu/memory/gpu (strings or numbers; None or "" = not given) and check the maxima.
+
+    `max_cpu`/`max_memory` (Gi) of None or 0 mean no check; `max_gpu` None means unknown (no check), 0 means
+    the cluster has no GPUs.
+    """
+    cpu_value = parse_cpu(str(cpu)) if _given(cpu) else None
+    if cpu_value is not None and max_cpu and cpu_value > max_cpu:
+        raise CpuRequestError(f"CPU request {_show(cpu)} too high. Maximum allowed is {max_cpu:g}.")
+
+    gpu_value = parse_gpu(str(gpu)) if _given(gpu) else None
+    if gpu_value and max_gpu is not None and gpu_value > max_gpu:
+        if max_gpu == 0:
+            raise GpuRequestError("GPUs are not enabled")
+        raise GpuRequestError(f"GPU request {gpu_value} too high. Maximum allowed is {max_gpu}.")
+
+    memory_text = str(memory).strip() if _given(memory) else None
+    memory_bytes = memory_to_bytes(memory_text) if memory_text is not None else None
+    if memory_bytes is not None and max_memory and memory_bytes > max_memory * GI:
+        raise MemoryRequestError(f"Memory request {memory_text} too high. Maximum allowed is {max_memory:g}Gi.")
+    return Resources(cpu_value, memory_text, memory_bytes, gpu_value)
+
+
+def _given(value: Any) -> bool:
+    return value is not None and str(value).strip() not in ("", "None")
+
+
+def _show(value: Any) -> str:
+    return str(value).strip()
+
+
+def _incorrect_memory(quantity: Any) -> MemoryRequestError:
+    return MemoryRequestError(f"Incorrect memory request {quantity}. Please check memory specs: {MEMORY_DOCS}")

@@ -1,0 +1,70 @@
+"""The control loop: one process that makes what executors report agree with the desired state in SQL.
+
+This is the skeleton: `tick()` runs the registered tasks (none yet); later issues plug builds, trainings,
+endpoints and notebooks in. It ends by itself on SIGTERM/SIGINT or when the process that started it is gone.
+"""
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Callable, List, Optional
+
+from kaos_backend.config import Config, ConfigError
+
+log = logging.getLogger("kaos_backend.scheduler")
+
+
+class Scheduler:
+    def __init__(self, config: Config):
+        self.config = config
+        self.tasks: List[Callable[[], None]] = []
+        self._stop = threading.Event()
+
+    def tick(self) -> None:
+        """One pass over every task; a failing task is logged and does not stop the others."""
+        for task in list(self.tasks):
+            try:
+                task()
+            except Exception:
+                log.exception("Scheduler task %s failed", getattr(task, "__name__", task))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_forever(self, poll_interval: float = 1.0, parent_pid: Optional[int] = None) -> None:
+        """Tick every `poll_interval` seconds until stopped, signalled, or orphaned."""
+        parent_pid = os.getppid() if parent_pid is None else parent_pid
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.stop())
+        log.info("Scheduler started (pid %s, parent %s, executor %s)", os.getpid(), parent_pid,
+                 self.config.executor)
+        while not self._stop.is_set():
+            if os.getppid() != parent_pid:
+                log.info("Scheduler's parent %s is gone: stopping", parent_pid)
+                break
+            self.tick()
+            self._stop.wait(poll_interval)
+        log.info("Scheduler stopped")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kaos_backend.scheduler", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="the backend's data directory (default: KAOS_DATA_DIR)")
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between ticks")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    try:
+        config = Config.from_env(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    except ConfigError as error:
+        print(f"Error - {error}", file=sys.stderr)
+        return 1
+    Scheduler(config).run_forever(args.poll_interval)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

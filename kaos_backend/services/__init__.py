@@ -1,0 +1,23 @@
+"""The rules of the platform, free of Flask: workspaces, uploads (and, later, pipelines and jobs)."""
+from kaos_backend.config import Config
+from kaos_backend.db import Database
+from kaos_backend.storage import BlobStore
+
+
+class Services:
+    """Everything a request (or the scheduler) needs, built once per process from a `Config`."""
+
+    def __init__(self, config: Config, database: Database = None, store: BlobStore = None):
+        from kaos_backend.services.blobs import BlobService
+        from kaos_backend.services.uploads import UploadService
+        from kaos_backend.services.workspaces import WorkspaceService
+
+        self.config = config
+        self.db = database or Database(config.database_url)
+        self.store = store or BlobStore(config.blob_dir)
+        self.blobs = BlobService(self.db, self.store)
+        self.workspaces = WorkspaceService(self.db, self.store)
+        self.uploads = UploadService(self.db, self.store, config)
+
+    def dispose(self, close: bool = True) -> None:
+        self.db.dispose(close=close)

@@ -1,0 +1,176 @@
+"""Uploads: store the bytes once, validate them, record a Bundle row; a refused upload leaves nothing behind."""
+import io
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Dict, NamedTuple, Optional
+
+from kaos_model.ids import bundle_id, clean_user
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from kaos_backend import bundles, hyperparams, manifests
+from kaos_backend.config import Config
+from kaos_backend.db import Database
+from kaos_backend.errors import BadRequest, BlobNotFound, InvalidHyperparams
+from kaos_backend.models import MAX_USER, Blob, Bundle
+from kaos_backend.resources import Resources, validate_resources
+from kaos_backend.services.blobs import BlobService
+from kaos_backend.services.workspaces import find_workspace
+from kaos_backend.storage import BlobInfo, BlobStore, check_digest
+
+PARAMS_NULL = "params.null"
+_RECORD_ATTEMPTS = 3
+
+
+class UploadBody(NamedTuple):
+    """What a request carried: a stream of bytes, or the digest of a blob the backend already stores."""
+    stream: Optional[BinaryIO] = None
+    digest: Optional[str] = None
+
+
+class Checked(NamedTuple):
+    glob_name: str
+    root_name: str
+    meta: Dict[str, Any]
+
+
+class UploadService:
+    def __init__(self, db: Database, store: BlobStore, config: Config):
+        self.db = db
+        self.store = store
+        self.config = config
+        self.blobs = BlobService(db, store)
+
+    def resources(self, cpu: Any = None, memory: Any = None, gpu: Any = None) -> Resources:
+        return validate_resources(cpu, memory, gpu, max_cpu=self.config.max_cpu,
+                                  max_memory=self.config.max_memory, max_gpu=self.config.max_gpu)
+
+    def features(self, workspace: str, body: UploadBody, user: str = None, cpu: Any = None, memory: Any = None,
+                 gpu: Any = None) -> Dict[str, str]:
+        meta = {"resources": self.resources(cpu, memory, gpu).to_dict()}
+        bundle = self.record(workspace, "features", body, user, meta, self._check_zip("features"))
+        return {"glob_name": bundle.glob_name}
+
+    def manifest(self, workspace: str, body: UploadBody, user: str = None, cpu: Any = None, memory: Any = None,
+                 gpu: Any = None) -> Dict[str, str]:
+        meta = {"resources": self.resources(cpu, memory, gpu).to_dict()}
+        bundle = self.record(workspace, "manifest", body, user, meta, _check_manifest)
+        return {"glob_name": bundle.glob_name}
+
+    def params(self, workspace: str, body: UploadBody, user: str = None, parallelism: Any = None, cpu: Any = None,
+               memory: Any = None, gpu: Any = None) -> Dict[str, Any]:
+        meta = {"resources": self.resources(cpu, memory, gpu).to_dict(),
+                "parallelism": hyperparams.parse_parallelism(parallelism)}
+        bundle = self.record(workspace, "params", body, user, meta, _check_params)
+        return {"glob_name": bundle.glob_name, "params": bundle.meta["grid"]}
+
+    def notebook_data(self, workspace: str, body: UploadBody, user: str = None) -> None:
+        self.record(workspace, "data-notebook", body, user, {}, self._check_zip("data-notebook"))
+
+    def source(self, kind: str, workspace: str, body: UploadBody, user: str = None, cpu: Any = None,
+               memory: Any = None, gpu: Any = None) -> Bundle:
+        """A source bundle (`source-train`, `source-serve`, `source-notebook`), validated per reference §6.14."""
+        if kind not in bundles.SOURCE_KINDS:
+            raise ValueError(f"not a source bundle kind: {kind}")
+        meta = {"resources": self.resources(cpu, memory, gpu).to_dict()}
+        return self.record(workspace, kind, body, user, meta, self._check_zip(kind))
+
+    def record(self, workspace: str, kind: str, body: UploadBody, user: Optional[str], meta: Dict[str, Any],
+               check: Callable[[Path, BlobInfo], Checked]) -> Bundle:
+        """Store (or find) the bytes, `check` them, and record the bundle; identical bytes → the existing row."""
+        with self.db.session_scope() as session:
+            find_workspace(session, workspace)  # 404 before reading a byte of the body
+        staged, path, info = self._receive(body)
+        try:
+            checked = check(path, info)
+        except BaseException:
+            if staged:
+                staged.discard()
+            raise
+        published = False
+        try:
+            with self.store.lock(exclusive=False):
+                if staged:
+                    staged.publish()
+                    published = True
+                bundle = self._insert(workspace, kind, info, clean_user(user)[:MAX_USER], checked._replace(
+                    meta={**meta, **checked.meta}))
+        except BaseException:
+            if published:
+                self.blobs.drop_if_unreferenced(info.digest)
+            elif staged:
+                staged.discard()
+            raise
+        if published and bundle.blob_digest != info.digest:
+            self.blobs.drop_if_unreferenced(info.digest)
+        return bundle
+
+    def _receive(self, body: UploadBody):
+        if body.stream is None:
+            if not body.digest:
+                raise BadRequest("Nothing uploaded: send the bytes as the body, as the multipart part 'data', "
+                                 "or name a stored blob with ?digest=")
+            digest = check_digest(body.digest)
+            with self.db.session_scope() as session:
+                blob = session.get(Blob, digest)
+            if blob is None or not self.store.exists(digest):
+                raise BlobNotFound.named(digest)
+            return None, self.store.path(digest), BlobInfo(blob.digest, blob.hash5, blob.size)
+        staged = self.store.stage(body.stream, self.config.max_upload_bytes)
+        if body.digest and body.digest != staged.info.digest:
+            staged.discard()
+            raise BadRequest(f"The uploaded bytes have the digest {staged.info.digest}, not {body.digest}")
+        return staged, staged.temp_path, staged.info
+
+    def _insert(self, workspace: str, kind: str, info: BlobInfo, user: str, checked: Checked) -> Bundle:
+        for attempt in range(_RECORD_ATTEMPTS):
+            try:
+                with self.db.session_scope() as session:
+                    workspace_row = find_workspace(session, workspace)
+                    bundle = session.scalar(select(Bundle).where(
+                        Bundle.workspace_id == workspace_row.id, Bundle.kind == kind,
+                        Bundle.glob_name == checked.glob_name))
+                    if bundle is None:
+                        if session.get(Blob, info.digest) is None:
+                            session.add(Blob(digest=info.digest, hash5=info.hash5, size=info.size))
+                            session.flush()
+                        bundle = Bundle(workspace_id=workspace_row.id, kind=kind, glob_name=checked.glob_name,
+                                        root_name=checked.root_name, hash5=info.hash5, blob_digest=info.digest,
+                                        user=user, meta=checked.meta)
+                        session.add(bundle)
+                    elif bundle.blob_digest == info.digest or checked.glob_name == PARAMS_NULL:
+                        bundle.meta = checked.meta  # the latest request's resources and parallelism
+                    else:
+                        raise BadRequest(f"Bundle {checked.glob_name} already exists in workspace {workspace} "
+                                         "with other content (a 5-character hash collision); change the bundle "
+                                         "slightly and upload it again")
+                    session.flush()
+                return bundle
+            except IntegrityError:  # a concurrent upload recorded the same blob or bundle first: look again
+                if attempt == _RECORD_ATTEMPTS - 1:
+                    raise
+
+    def _check_zip(self, kind: str) -> Callable[[Path, BlobInfo], Checked]:
+        def check(path: Path, info: BlobInfo) -> Checked:
+            layout = bundles.inspect_bundle(path, kind, self.config.max_bundle_bytes)
+            return Checked(bundle_id(layout.root_name, info.hash5), layout.root_name,
+                           {"files": layout.file_count, "uncompressed_size": layout.total_size})
+        return check
+
+
+def _check_manifest(path: Path, info: BlobInfo) -> Checked:
+    entries = manifests.read_manifest(path)
+    return Checked(f"manifest:{info.digest[:5]}", "manifest", {"entries": len(entries)})
+
+
+def _check_params(path: Path, info: BlobInfo) -> Checked:
+    if info.size > hyperparams.MAX_PARAMS_BYTES:
+        raise InvalidHyperparams(f"Hyperparameters file is too large ({info.size} bytes, "
+                                 f"the limit is {hyperparams.MAX_PARAMS_BYTES} bytes)")
+    params = hyperparams.parse_params(Path(path).read_bytes())
+    glob_name = info.hash5 if params else PARAMS_NULL
+    return Checked(glob_name, glob_name, {"params": params, "grid": hyperparams.expand_grid(params)})
+
+
+def body_from_bytes(data: bytes) -> UploadBody:
+    """An UploadBody over bytes already in memory (tests, small internal uploads)."""
+    return UploadBody(stream=io.BytesIO(data))

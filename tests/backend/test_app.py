@@ -1,0 +1,134 @@
+"""The Flask application through its test client: auth, JSON errors, request parsing."""
+import io
+import logging
+
+import pytest
+
+from kaos_backend.app import create_app
+from kaos_backend.config import Config
+from tests.backend.helpers import features_zip
+
+TOKEN = "app-token"
+
+
+@pytest.fixture
+def app(tmp_path):
+    config = Config.from_env({}, data_dir=tmp_path / "data", token=TOKEN, max_upload_mb=1)
+    app = create_app(config)
+
+    @app.get("/api/test-boom")
+    def boom():
+        raise RuntimeError("secret detail of a bug")
+
+    yield app
+    app.extensions["kaos"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    client = app.test_client()
+    client.environ_base["HTTP_X_TOKEN"] = TOKEN
+    return client
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error_code", "message"} and body["error_code"] == code
+    return body["message"]
+
+
+def test_health(client):
+    response = client.get("/api/health")
+    assert response.get_json() == {"status": "ok", "version": "2.0.0.dev0", "executor": "local"}
+
+
+def test_auth(app):
+    client = app.test_client()
+    message = assert_error(client.get("/api/health"), 401, "AUTHORIZATION_FAILURE")
+    assert message == "Authorization header not present in the request"
+    for wrong in ("", "wrong", TOKEN + "x", "ünïcode"):
+        message = assert_error(client.get("/api/workspace", headers={"X-Token": wrong}), 401,
+                               "AUTHORIZATION_FAILURE")
+        assert message == "Unauthorized Token"
+    # unknown /api routes are not revealed without a token
+    assert_error(client.get("/api/no-such-route"), 401, "AUTHORIZATION_FAILURE")
+
+
+def test_without_a_configured_token_nothing_is_allowed(tmp_path):
+    app = create_app(Config.from_env({}, data_dir=tmp_path / "d"))
+    assert_error(app.test_client().get("/api/health", headers={"X-Token": ""}), 401, "AUTHORIZATION_FAILURE")
+    app.extensions["kaos"].dispose()
+
+
+def test_unknown_route_and_method(client):
+    assert assert_error(client.get("/api/no-such-route"), 404, "NOT_FOUND") == "Not found: GET /api/no-such-route"
+    assert_error(client.get("/elsewhere"), 404, "NOT_FOUND")
+    response = client.put("/api/workspace")
+    assert assert_error(response, 405, "BAD_REQUEST") == "Method PUT is not allowed on /api/workspace"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_trailing_and_double_slashes_are_no_redirects(client):
+    assert client.get("/api/workspace/").status_code == 200
+    assert_error(client.get("/api//workspace"), 404, "NOT_FOUND")
+
+
+def test_unexpected_error_is_json_without_traceback(client, caplog):
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/api/test-boom")
+    message = assert_error(response, 500, "INTERNAL_ERROR")
+    assert "secret detail" not in response.get_data(as_text=True) and "backend log" in message
+    assert "secret detail of a bug" in caplog.text and "Traceback" in caplog.text
+
+
+def test_workspace_routes(client):
+    assert client.post("/api/workspace/mnist?user=me").status_code == 201
+    assert client.get("/api/workspace").get_json() == {"names": ["mnist"]}
+    assert client.get("/api/workspace/mnist").get_json()["response"]["name"] == "mnist"
+    assert_error(client.post("/api/workspace/mnist"), 409, "WORKSPACE_EXISTS")
+    assert_error(client.post("/api/workspace/Bad_Name"), 400, "INVALID_WORKSPACE_NAME")
+    response = client.delete("/api/workspace/mnist")
+    assert response.status_code == 200 and response.get_json() is None and response.data.strip() == b"null"
+    assert_error(client.get("/api/workspace/mnist"), 404, "WORKSPACE_NOT_FOUND")
+
+
+def test_upload_body_forms(client):
+    client.post("/api/workspace/ws")
+    raw = client.post("/api/data/ws/features", data=features_zip(), content_type="application/zip")
+    multipart = client.post("/api/data/ws/features", data={"data": (io.BytesIO(features_zip()), "f.zip")})
+    urlencoded = client.post("/api/data/ws/features", data=features_zip(),
+                             content_type="application/x-www-form-urlencoded")
+    assert raw.status_code == 200, raw.get_json()
+    assert raw.get_json() == multipart.get_json() == urlencoded.get_json()
+    assert_error(client.post("/api/data/ws/features", data={"other": (io.BytesIO(b"x"), "f.zip")}), 400,
+                 "BAD_REQUEST")
+    text_field = client.post("/api/data/ws/params", data={"data": '{"a": [1, 2]}'},
+                             content_type="multipart/form-data")
+    assert text_field.get_json()["params"] == [{"a": 1}, {"a": 2}]
+
+
+def test_payload_too_large(client):
+    client.post("/api/workspace/ws")
+    too_big = b"x" * (3 * 1024 * 1024)
+    assert_error(client.post("/api/data/ws/features", data=too_big, content_type="application/zip"), 413,
+                 "PAYLOAD_TOO_LARGE")
+    assert_error(client.post("/api/data/ws/features", data={"data": (io.BytesIO(too_big), "f.zip")}), 413,
+                 "PAYLOAD_TOO_LARGE")
+    # just above the limit, inside the multipart slack: the part itself is limited exactly
+    assert_error(client.post("/api/data/ws/features", data={"data": (io.BytesIO(b"x" * (1024 * 1024 + 1)), "f")}),
+                 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_resource_errors_are_400(tmp_path):
+    config = Config.from_env({}, data_dir=tmp_path / "data", token=TOKEN, max_cpu=1, max_memory=1, max_gpu=0)
+    app = create_app(config)
+    client = app.test_client()
+    client.environ_base["HTTP_X_TOKEN"] = TOKEN
+    client.post("/api/workspace/ws")
+    for query, code in (("cpu=2", "CPU_REQUEST_ERROR"), ("memory=2Gi", "MEMORY_REQUEST_ERROR"),
+                        ("memory=lots", "MEMORY_REQUEST_ERROR"), ("gpu=1", "GPU_REQUEST_ERROR")):
+        assert_error(client.post(f"/api/data/ws/features?{query}", data=features_zip()), 400, code)
+    assert client.post("/api/data/ws/features?cpu=0.5&memory=500k&gpu=0", data=features_zip()).status_code == 200
+    app.extensions["kaos"].dispose()

@@ -1,0 +1,226 @@
+import os
+import stat
+import zipfile
+
+import pytest
+
+from kaos_backend import bundles
+from kaos_backend.errors import InvalidBundle, PayloadTooLarge
+from tests.backend.helpers import (SERVE_FILES, TRAIN_FILES, features_zip, source_entries, source_zip,
+                                   symlink_entry, zip_bytes)
+
+
+@pytest.fixture
+def write(tmp_path):
+    def write(data: bytes, name: str = "bundle.zip"):
+        path = tmp_path / name
+        path.write_bytes(data)
+        return path
+    return write
+
+
+def test_valid_data_bundle(write):
+    layout = bundles.inspect_bundle(write(features_zip()), "features")
+    assert layout == bundles.BundleLayout("features", 2, 12)
+
+
+@pytest.mark.parametrize("data", [b"", b"not a zip at all", features_zip()[:-30], features_zip()[:100]])
+def test_malformed(write, data):
+    with pytest.raises(InvalidBundle, match="^Bundle is malformed$"):
+        bundles.inspect_bundle(write(data), "features")
+
+
+def test_corrupt_member_data_is_malformed(write):
+    data = bytearray(zip_bytes({"features/a.csv": "x" * 5000}))
+    data[60] ^= 0xFF  # inside the compressed data of the only member
+    with pytest.raises(InvalidBundle, match="malformed"):
+        bundles.inspect_bundle(write(bytes(data)), "features")
+
+
+@pytest.mark.parametrize("entries", [{}, {"features/": None}, {"features/": None, "features/sub/": None}])
+def test_empty(write, entries):
+    with pytest.raises(InvalidBundle, match="^Bundle must be non-empty$"):
+        bundles.inspect_bundle(write(zip_bytes(entries)), "features")
+    with pytest.raises(InvalidBundle, match="^Bundle must be non-empty$"):
+        bundles.inspect_bundle(write(zip_bytes(entries)), "source-train")
+
+
+def test_hidden_root_entries_are_ignored(write):
+    data = features_zip(extra={".DS_Store": "x", "__MACOSX/features/._a": "x", ".git/config": "x"})
+    assert bundles.inspect_bundle(write(data), "features").root_name == "features"
+    entries = source_entries()
+    entries.update({".DS_Store": "x", "__MACOSX/": None, "__MACOSX/mnist/._train": "x"})
+    assert bundles.inspect_bundle(write(zip_bytes(entries)), "source-train").root_name == "mnist"
+
+
+def test_only_hidden_entries_is_empty(write):
+    with pytest.raises(InvalidBundle, match="non-empty"):
+        bundles.inspect_bundle(write(zip_bytes({".DS_Store": "x", "__MACOSX/x": "y"})), "features")
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("../evil", "'..' component"),
+    ("features/../../evil", "'..' component"),
+    ("/abs/path", "absolute path"),
+    ("C:/windows/evil", "drive letter"),
+    ("features\\..\\evil", "backslash"),
+    ("features/" + "x" * 300, "longer than 255"),
+])
+def test_unsafe_paths(write, name, problem):
+    data = features_zip(extra={name: "evil"})
+    with pytest.raises(InvalidBundle, match="not allowed") as caught:
+        bundles.inspect_bundle(write(data), "features")
+    assert name in caught.value.message and problem in caught.value.message
+
+
+def test_unsafe_hidden_entry_is_still_refused(write):
+    # a '..' entry starts with a dot: safety is checked before hidden entries are dropped
+    with pytest.raises(InvalidBundle, match="not allowed"):
+        bundles.inspect_bundle(write(features_zip(extra={"../.evil": "x"})), "features")
+
+
+@pytest.mark.parametrize("mode, problem", [
+    (stat.S_IFLNK | 0o777, "symbolic link"),
+    (stat.S_IFCHR | 0o644, "device"),
+    (stat.S_IFBLK | 0o644, "device"),
+    (stat.S_IFIFO | 0o644, "special file"),
+    (stat.S_IFSOCK | 0o644, "special file"),
+])
+def test_special_members(write, mode, problem):
+    data = zip_bytes({"features/a.csv": "1"}, special=[("features/link", mode, b"/etc/passwd")])
+    with pytest.raises(InvalidBundle, match=problem) as caught:
+        bundles.inspect_bundle(write(data), "features")
+    assert "features/link" in caught.value.message
+
+
+def test_encrypted_member(write):
+    data = bytearray(features_zip())
+    # set the "encrypted" flag of the first member in its local header and central directory entry
+    local = data.index(b"PK\x03\x04")
+    data[local + 6] |= 1
+    central = data.index(b"PK\x01\x02")
+    data[central + 8] |= 1
+    with pytest.raises(InvalidBundle, match="encrypted"):
+        bundles.inspect_bundle(write(bytes(data)), "features")
+
+
+def test_too_big_uncompressed(write):
+    data = zip_bytes({"features/zeros.bin": b"\0" * 3_000_000})
+    assert len(data) < 10_000
+    with pytest.raises(PayloadTooLarge, match="too large"):
+        bundles.inspect_bundle(write(data), "features", max_uncompressed=2_000_000)
+    assert bundles.inspect_bundle(write(data), "features", max_uncompressed=3_000_000).total_size == 3_000_000
+
+
+def test_data_bundle_with_several_roots(write):
+    data = zip_bytes({"features/a.csv": "1", "other/b.csv": "2", "top.csv": "3"})
+    with pytest.raises(InvalidBundle, match="exactly one top-level directory, found 3 entries: features, other, "
+                                            "top.csv"):
+        bundles.inspect_bundle(write(data), "features")
+
+
+def test_data_bundle_with_a_file_at_root(write):
+    with pytest.raises(InvalidBundle, match="found the file a.csv"):
+        bundles.inspect_bundle(write(zip_bytes({"a.csv": "1"})), "data-notebook")
+
+
+def test_file_and_directory_clash(write):
+    data = zip_bytes({"features/a": "1", "features/a/b": "2"})
+    with pytest.raises(InvalidBundle, match="both a file and a directory"):
+        bundles.inspect_bundle(write(data), "features")
+
+
+@pytest.mark.parametrize("kind, files", [("source-train", TRAIN_FILES), ("source-serve", SERVE_FILES),
+                                         ("source-notebook", ())])
+def test_valid_source_bundles(write, kind, files):
+    assert bundles.inspect_bundle(write(source_zip("mnist", files)), kind).root_name == "mnist"
+
+
+def test_source_missing_dockerfile(write):
+    with pytest.raises(InvalidBundle, match="^Missing Dockerfile in source-code bundle$"):
+        bundles.inspect_bundle(write(source_zip(dockerfile=False)), "source-train")
+
+
+def test_source_missing_model(write):
+    data = zip_bytes({"mnist/Dockerfile": "FROM x", "mnist/code/train": "x"})
+    with pytest.raises(InvalidBundle, match="^Missing model directory in source-code bundle$"):
+        bundles.inspect_bundle(write(data), "source-notebook")
+
+
+def test_source_missing_root(write):
+    with pytest.raises(InvalidBundle, match="^Missing root directory in source-code bundle$"):
+        bundles.inspect_bundle(write(zip_bytes({"Dockerfile": "FROM x"})), "source-train")
+
+
+def test_source_too_many_roots(write):
+    entries = source_entries("one")
+    entries.update(source_entries("two"))
+    with pytest.raises(InvalidBundle, match="^Too many directories in source-code bundle$"):
+        bundles.inspect_bundle(write(zip_bytes(entries)), "source-train")
+
+
+def test_source_stray_root_file(write):
+    entries = source_entries()
+    entries["README.md"] = "hi"
+    with pytest.raises(InvalidBundle, match="Unexpected file README.md"):
+        bundles.inspect_bundle(write(zip_bytes(entries)), "source-train")
+
+
+@pytest.mark.parametrize("kind, required", [("source-train", TRAIN_FILES), ("source-serve", SERVE_FILES)])
+def test_source_missing_each_required_file(write, kind, required):
+    for missing in required:
+        files = [name for name in required if name != missing]
+        with pytest.raises(InvalidBundle, match=f"^Missing file {missing} in model directory of source-code bundle$"):
+            bundles.inspect_bundle(write(source_zip("mnist", files)), kind)
+
+
+def test_safe_extract(tmp_path, write):
+    entries = source_entries()
+    entries[".DS_Store"] = "hidden"
+    data = zip_bytes(entries, special=[("mnist/model/run.sh", stat.S_IFREG | 0o4755, b"#!/bin/sh\n")])
+    dest = tmp_path / "out"
+    written = bundles.safe_extract(write(data), dest)
+    names = sorted(str(path.relative_to(dest)) for path in written)
+    assert names == ["mnist/Dockerfile", "mnist/model/__init__.py", "mnist/model/requirements.txt",
+                     "mnist/model/run.sh", "mnist/model/train"]
+    assert not (dest / ".DS_Store").exists()
+    run_mode = stat.S_IMODE(os.stat(dest / "mnist/model/run.sh").st_mode)
+    assert run_mode == 0o755  # exec bits kept, setuid dropped
+    assert stat.S_IMODE(os.stat(dest / "mnist/Dockerfile").st_mode) == 0o644
+    assert (dest / "mnist/model/train").read_text() == "# train\n"
+
+
+@pytest.mark.parametrize("evil", [
+    {"entries": {"features/a": "1", "../evil": "x"}},
+    {"entries": {"features/a": "1", "/tmp/evil-abs": "x"}},
+    {"entries": {"features/a": "1"}, "special": [symlink_entry("features/link", "/etc")]},
+])
+def test_safe_extract_writes_nothing_outside(tmp_path, write, evil):
+    bundle = write(zip_bytes(evil["entries"], special=evil.get("special", ())))
+    dest = tmp_path / "deep" / "out"
+    before = set(tmp_path.rglob("*"))
+    with pytest.raises(InvalidBundle, match="not allowed"):
+        bundles.safe_extract(bundle, dest)
+    after = set(tmp_path.rglob("*")) - before
+    assert after <= {dest.parent, dest}  # at most the (empty) destination was created
+    assert not any(dest.rglob("*"))
+    assert not os.path.exists("/tmp/evil-abs")
+
+
+def test_safe_extract_respects_the_uncompressed_budget(tmp_path, write):
+    bundle = write(zip_bytes({"features/zeros": b"\0" * 100_000}))
+    with pytest.raises(PayloadTooLarge):
+        bundles.safe_extract(bundle, tmp_path / "out", max_uncompressed=50_000)
+
+
+def test_safe_extract_refuses_a_lying_size(tmp_path, write):
+    # a central directory claiming a smaller size than the data holds: zipfile stops at the claimed size and the
+    # CRC check refuses the member; nothing beyond the claimed size is written
+    data = bytearray(zip_bytes({"features/a": b"A" * 1000}))
+    central = data.index(b"PK\x01\x02")
+    data[central + 24:central + 28] = (10).to_bytes(4, "little")
+    path = write(bytes(data))
+    with pytest.raises(InvalidBundle, match="malformed"):
+        bundles.safe_extract(path, tmp_path / "out")
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("features/a").file_size == 10

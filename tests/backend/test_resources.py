@@ -1,0 +1,87 @@
+import pytest
+
+from kaos_backend.errors import CpuRequestError, GpuRequestError, MemoryRequestError
+from kaos_backend.resources import MEMORY_DOCS, Resources, memory_to_bytes, validate_resources
+
+
+@pytest.mark.parametrize("quantity, size", [
+    ("0", 0), ("128974848", 128974848), ("129e6", 129_000_000), ("129M", 129_000_000), ("123Mi", 123 * 2 ** 20),
+    ("500k", 500_000), ("100m", 1), ("1500m", 2), ("1e3", 1000), ("1E3", 1000), ("2Gi", 2 * 2 ** 30),
+    ("1.5Gi", 3 * 2 ** 29), ("0.5G", 500_000_000), ("1T", 10 ** 12), ("1Ti", 2 ** 40), ("1P", 10 ** 15),
+    ("1Pi", 2 ** 50), ("1E", 10 ** 18), ("1Ei", 2 ** 60), ("1Ki", 1024), ("+1k", 1000), (".5k", 500),
+    ("1.", 1), ("12e-1", 2), (" 512Mi ", 512 * 2 ** 20),
+])
+def test_memory_quantities(quantity, size):
+    assert memory_to_bytes(quantity) == size
+
+
+@pytest.mark.parametrize("quantity", ["", "abc", "1 Gi", "1GB", "1gi", "Gi", "1K", "1e", "1.2.3", "--1", "1Gi1",
+                                      "-1Gi", "-5", "1e400", "10Ei", "0x10"])
+def test_memory_invalid(quantity):
+    with pytest.raises(MemoryRequestError) as caught:
+        memory_to_bytes(quantity)
+    assert caught.value.message == f"Incorrect memory request {quantity}. Please check memory specs: {MEMORY_DOCS}"
+    assert caught.value.status == 400
+
+
+def test_nothing_requested():
+    assert validate_resources() == Resources(None, None, None, None)
+    assert validate_resources("", "", "", max_cpu=1, max_memory=1, max_gpu=0) == Resources(None, None, None, None)
+
+
+def test_valid_request():
+    assert validate_resources("0.5", "512Mi", "1", max_cpu=2, max_memory=1, max_gpu=1) == \
+        Resources(0.5, "512Mi", 512 * 2 ** 20, 1)
+    assert validate_resources("500m").cpu == 0.5
+    assert validate_resources(2).cpu == 2.0
+
+
+def test_no_maximum_means_no_check():
+    assert validate_resources("512", "4Ei", "16").gpu == 16
+
+
+def test_zero_maxima_of_cpu_and_memory_mean_no_check():
+    assert validate_resources("64", "1Ti", max_cpu=0, max_memory=0).cpu == 64
+
+
+def test_cpu_too_high():
+    with pytest.raises(CpuRequestError, match=r"^CPU request 8 too high. Maximum allowed is 4.$"):
+        validate_resources("8", max_cpu=4)
+    with pytest.raises(CpuRequestError, match=r"Maximum allowed is 3.5."):
+        validate_resources("3.6", max_cpu=3.5)
+
+
+@pytest.mark.parametrize("cpu", ["-1", "abc", "1e999", "nan", "1 m", "inf"])
+def test_cpu_invalid(cpu):
+    with pytest.raises(CpuRequestError, match=f"Incorrect CPU request {cpu}"):
+        validate_resources(cpu)
+
+
+def test_memory_too_high():
+    with pytest.raises(MemoryRequestError, match=r"^Memory request 3Gi too high. Maximum allowed is 2Gi.$"):
+        validate_resources(memory="3Gi", max_memory=2)
+    with pytest.raises(MemoryRequestError, match=r"Maximum allowed is 1.5Gi."):
+        validate_resources(memory="1600Mi", max_memory=1.5)
+    assert validate_resources(memory="2Gi", max_memory=2).memory_bytes == 2 * 2 ** 30
+
+
+def test_gpu_unknown_maximum_allows_gpus():
+    assert validate_resources(gpu="2", max_gpu=None).gpu == 2
+
+
+def test_gpu_zero_maximum():
+    with pytest.raises(GpuRequestError, match="^GPUs are not enabled$"):
+        validate_resources(gpu="1", max_gpu=0)
+    assert validate_resources(gpu="0", max_gpu=0).gpu == 0
+
+
+def test_gpu_above_maximum():
+    with pytest.raises(GpuRequestError, match="GPU request 3 too high. Maximum allowed is 2."):
+        validate_resources(gpu=3, max_gpu=2)
+
+
+@pytest.mark.parametrize("gpu", ["-1", "1.5", "one"])
+def test_gpu_invalid(gpu):
+    with pytest.raises(GpuRequestError, match=f"Incorrect GPU request {gpu}") as caught:
+        validate_resources(gpu=gpu)
+    assert caught.value.status == 400
