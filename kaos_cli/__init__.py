@@ -1,0 +1,1 @@
+"""The kaos command line interface and its Python SDK (`kaos_cli.client.KaosClient`)."""

@@ -1,0 +1,239 @@
+"""`KaosClient`: the kaos REST API (docs/rest-api.md) as Python methods — the CLI's transport and the SDK.
+
+Usage::
+
+    from kaos_cli.client import KaosClient
+
+    client = KaosClient("http://127.0.0.1:8080/api/", token="…", user="alice")
+    client.health()                      # {"status": "ok", "version": …, "executor": "local"}
+    client.create_workspace("mnist")
+    client.list_workspaces()             # ["mnist"]
+    client.upload_features("mnist", "data.zip")   # {"glob_name": "features:9fd9d"}
+
+Every method raises a `kaos_cli.errors.KaosError` subclass on failure, never a `requests` exception:
+
+* `ConnectionProblem` (level Warning) — endpoint missing, malformed or unreachable;
+* `UnauthorizedError` — HTTP 401, the backend rejected the token;
+* `RequestError` — any other HTTP error, with the backend's `message`, `status` and `error_code`.
+
+The module has no click import; progress bars (tqdm) are drawn on stderr for uploads only.
+"""
+import hashlib
+import os
+import re
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote
+
+from kaos_cli.errors import ConnectionProblem, KaosError, RequestError, UnauthorizedError
+
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 120.0
+UPLOAD_READ_TIMEOUT = 3600.0
+CHUNK_SIZE = 1024 * 1024
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def join_url(base: str, path: str) -> str:
+    """`http://h/api/` + `/workspace` → `http://h/api/workspace` (never a double slash)."""
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _excerpt(text: str, limit: int = 160) -> str:
+    """A short one-line excerpt of a non-JSON body (tags removed, whitespace collapsed)."""
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", text or "", flags=re.S | re.I)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _ProgressReader:
+    """A file wrapper that advances a tqdm bar as requests streams it (has a length, so no chunked encoding)."""
+
+    def __init__(self, handle, size: int, bar):
+        self._handle = handle
+        self._size = size
+        self._bar = bar
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        if chunk:
+            self._bar.update(len(chunk))
+        return chunk
+
+    def __iter__(self):
+        while True:
+            chunk = self.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+
+class KaosClient:
+    """One kaos backend: `url` is its API endpoint (`http://<host>:<port>/api/`), `token` its shared secret
+    (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter."""
+
+    def __init__(self, url: Optional[str], token: Optional[str] = None, user: Optional[str] = None,
+                 timeout: float = READ_TIMEOUT, progress: bool = True):
+        self.url = url or ""
+        self.token = token
+        self.user = user
+        self.timeout = timeout
+        self.progress = progress
+        self._session = None
+
+    # -- the chokepoint --------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, params: Optional[Dict[str, Any]] = None, data=None,
+                 headers: Optional[Dict[str, str]] = None, timeout: Optional[float] = None, stream: bool = False):
+        """Send one request and return the decoded JSON (or the response when `stream`); map every failure
+        to a `KaosError`."""
+        import requests
+
+        if not self.url.strip():
+            raise ConnectionProblem("Missing endpoint! Please set with - kaos init", self.url)
+        if self._session is None:
+            self._session = requests.Session()
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        if self.user:
+            query.setdefault("user", self.user)
+        all_headers = {"X-Token": self.token or ""}
+        all_headers.update(headers or {})
+        try:
+            response = self._session.request(
+                method, join_url(self.url, path), params=query, data=data, headers=all_headers,
+                timeout=(CONNECT_TIMEOUT, timeout or self.timeout), stream=stream)
+        except requests.exceptions.MissingSchema:
+            raise ConnectionProblem("Missing endpoint! Please set with - kaos init", self.url) from None
+        except requests.exceptions.InvalidHeader:
+            raise KaosError("The token is not a valid header value - run kaos init again") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema):
+            raise ConnectionProblem(f"Please run kaos init with a valid URL - {self.url} is invalid!",
+                                    self.url) from None
+        except requests.exceptions.ConnectionError:  # refused, DNS, connect timeout
+            raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!",
+                                    self.url) from None
+        except requests.exceptions.Timeout:
+            raise KaosError(f"The backend at {self.url} did not answer in time") from None
+        except requests.exceptions.RequestException as exc:
+            raise KaosError(f"Request to {self.url} failed - {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 400:
+            self._raise_for(response)
+        if stream:
+            return response
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise KaosError(f"The backend at {self.url} answered with something that is not JSON: "
+                            f"{_excerpt(response.text)}") from None
+
+    def _raise_for(self, response) -> None:
+        status = response.status_code
+        error_code, message = None, None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            error_code = body.get("error_code")
+            message = body.get("message")
+        if status == 401:
+            raise UnauthorizedError(f"Unauthorized token - the backend at {self.url} rejected it", status, error_code)
+        if not message:
+            excerpt = _excerpt(response.text)
+            message = f"HTTP {status} {response.reason or ''}".rstrip() + (f": {excerpt}" if excerpt else "")
+        raise RequestError(" ".join(str(message).split()), status, error_code)
+
+    # -- uploads ---------------------------------------------------------------------------------------------
+    def _upload(self, path: str, file_path, label: str, params: Optional[Dict[str, Any]] = None,
+                content_type: str = "application/zip"):
+        """POST a file to `path`: by digest when the backend already stores it, else as the raw body with a
+        progress bar "  Uploading <label>"."""
+        params = dict(params or {})
+        digest = sha256_file(file_path)
+        if self.blob_exists(digest):
+            try:
+                return self._request("POST", path, params={**params, "digest": digest},
+                                     timeout=UPLOAD_READ_TIMEOUT)
+            except RequestError as exc:
+                if not (exc.status == 404 and exc.error_code == "BLOB_NOT_FOUND"):
+                    raise
+        size = os.path.getsize(file_path)
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        if size == 0:  # requests would switch an empty stream to chunked encoding
+            return self._request("POST", path, params=params, data=b"", headers=headers,
+                                 timeout=UPLOAD_READ_TIMEOUT)
+        from tqdm import tqdm
+
+        with open(file_path, "rb") as handle, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                                    desc=f"  Uploading {label}", disable=not self.progress,
+                                                    leave=True) as bar:
+            return self._request("POST", path, params=params, data=_ProgressReader(handle, size, bar),
+                                 headers=headers, timeout=UPLOAD_READ_TIMEOUT)
+
+    # -- routes ----------------------------------------------------------------------------------------------
+    def health(self, timeout: float = 15.0) -> Dict[str, Any]:
+        """`GET /health` → `{"status": "ok", "version", "executor"}`; also proves the token is accepted."""
+        return self._request("GET", "health", timeout=timeout)
+
+    def list_workspaces(self) -> List[str]:
+        """`GET /workspace` → the workspace names, sorted."""
+        body = self._request("GET", "workspace") or {}
+        return list(body.get("names") or [])
+
+    def create_workspace(self, name: str) -> Dict[str, Any]:
+        """`POST /workspace/<name>` → WorkspaceInfo; 409 WORKSPACE_EXISTS, 400 INVALID_WORKSPACE_NAME."""
+        body = self._request("POST", f"workspace/{quote(name, safe='')}") or {}
+        return body.get("response") or {}
+
+    def workspace_info(self, name: str) -> Dict[str, Any]:
+        """`GET /workspace/<name>` → `{"name", "pipelines": [...], "repos": [...]}`."""
+        body = self._request("GET", f"workspace/{quote(name, safe='')}") or {}
+        return body.get("response") or {}
+
+    def kill_workspace(self, name: str) -> None:
+        """`DELETE /workspace/<name>`: that workspace only (exact name)."""
+        self._request("DELETE", f"workspace/{quote(name, safe='')}")
+
+    def blob_exists(self, digest: str) -> bool:
+        """`GET /blobs/<sha256>`: does the backend already store these bytes?"""
+        try:
+            self._request("GET", f"blobs/{quote(digest, safe='')}")
+        except RequestError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def upload_features(self, workspace: str, zip_file, **resources) -> Dict[str, Any]:
+        """`POST /data/<ws>/features` with a data bundle zip → `{"glob_name": "features:9fd9d"}`."""
+        return self._upload(f"data/{quote(workspace, safe='')}/features", zip_file, "data bundle", resources)
+
+    def upload_manifest(self, workspace: str, manifest_file, **resources) -> Dict[str, Any]:
+        """`POST /data/<ws>/manifest` with a manifest file (JSON lines with `url` and `path`)."""
+        return self._upload(f"data/{quote(workspace, safe='')}/manifest", manifest_file, "data manifest",
+                            resources, content_type="application/octet-stream")
+
+    def upload_params(self, workspace: str, params_file, parallelism: Optional[int] = None,
+                      **resources) -> Dict[str, Any]:
+        """`POST /data/<ws>/params` with a JSON object of lists → `{"glob_name", "params": [...]}`."""
+        return self._upload(f"data/{quote(workspace, safe='')}/params", params_file, "hyperparameters",
+                            dict(resources, parallelism=parallelism), content_type="application/octet-stream")
+
+    def upload_notebook_data(self, workspace: str, zip_file) -> None:
+        """`POST /data/<ws>/notebook` with a data bundle zip for the workspace's notebooks."""
+        return self._upload(f"data/{quote(workspace, safe='')}/notebook", zip_file, "data bundle")
+
+    def delete_all_resources(self) -> None:
+        """`DELETE /internal/resources`: kills every workspace and wipes the store of this backend."""
+        self._request("DELETE", "internal/resources")

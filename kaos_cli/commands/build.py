@@ -1,0 +1,165 @@
+"""`kaos build deploy|list|set|active`: stand up a backend and choose the active context."""
+import click
+
+from kaos_cli import render
+from kaos_cli.errors import KaosError
+from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.state import Config, resolve_index, write_cache
+
+CLOUDS = ["LOCAL", "DOCKER", "MINIKUBE", "AWS", "GCP"]
+SUPPORTED = {"LOCAL"}
+ENVS = ["prod", "stage", "dev"]
+LOCAL = "LOCAL"
+LOCAL_KINDS = {"LOCAL", "DOCKER", "MINIKUBE"}
+NO_BUILDS = "No active builds found. Please run kaos build deploy to deploy an environment"
+
+
+def unsupported(cloud: str) -> KaosError:
+    return KaosError(f"Building kaos in {cloud} is not supported by this version yet")
+
+
+@click.group(short_help="Infrastructure deployments and its sub-commands: deploy, list, set and active")
+def build():
+    """Infrastructure deployments and its sub-commands: deploy, list, set and active."""
+
+
+@build.command(short_help="Deploy a kaos backend")
+@click.option("-c", "--cloud", type=click.Choice(CLOUDS), required=True, help="Where to build the backend")
+@click.option("-e", "--env", type=click.Choice(ENVS), help="Environment (cloud builds only)")
+@click.option("-f", "--force", is_flag=True, help="Rebuild even if the backend is already built")
+@click.option("-v", "--verbose", is_flag=True, help="Print the steps of the build")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
+@click.option("-l", "--local_backend", is_flag=True, help="Keep deployment state locally (cloud builds only)")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port of the LOCAL backend on 127.0.0.1")
+def deploy(cloud, env, force, verbose, yes, local_backend, port):
+    """Deploy a kaos backend (this version builds LOCAL: a backend process on this machine)."""
+    if cloud not in SUPPORTED:
+        raise unsupported(cloud)
+    from kaos_cli import local_platform
+
+    if local_platform.missing_backend_modules():
+        raise KaosError("The LOCAL platform needs the backend: pip install 'kaos[backend]'")
+    if env:
+        render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
+    if local_backend:
+        render.info(f"local backend (-l/--local_backend) has no effect for {cloud}")
+    deploy_local(port=port, force=force, yes=yes, verbose=verbose)
+
+
+def deploy_local(port: int, force: bool, yes: bool, verbose: bool) -> None:
+    """Start the LOCAL backend daemon, wait for it, and make it the active context."""
+    import secrets
+
+    from kaos_cli import local_platform
+    from kaos_cli.state import default_user, ensure_state_dir
+
+    config = Config.load()
+    existing = config.context(LOCAL)
+    if existing:
+        old_pid = _int(existing.get("pid"))
+        if not force and local_platform.is_running(old_pid, existing.get("url"), existing.get("token")):
+            raise KaosError("kaos backend is already built.", level="Aborting")
+        if force:
+            render.warning("Performing force build of the backend")
+    if not yes:
+        render.confirm(f"Are you sure about building kaos backend in {LOCAL}?", abort=True)
+    if existing:
+        local_platform.stop(_int(existing.get("pid")))
+    if not local_platform.port_is_free(port):
+        raise KaosError(f"Network port {port} is used but is needed for building kaos backend in {LOCAL}",
+                        level="Warning")
+
+    home = local_platform.local_dir(ensure_state_dir())
+    data_dir, log_path = home / "data", home / "backend.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}/api/"
+    argv = local_platform.backend_argv("127.0.0.1", port, data_dir)
+    if verbose:
+        render.info(f"Starting: {' '.join(argv)}")
+        render.info(f"Backend log: {log_path}")
+    process = local_platform.start_daemon(argv, log_path, env={"KAOS_TOKEN": token})
+    if not local_platform.wait_until_healthy(process, url, token, local_platform.START_TIMEOUT):
+        local_platform.stop(process.pid, marker="")
+        tail = "".join(f"\n    {text}" for text in local_platform.log_tail(log_path, 5))
+        raise KaosError(f"Deployment Unsuccessful while creating kaos {LOCAL} environment{tail}")
+
+    config = Config.load()  # re-read: keep anything written meanwhile
+    config.set_context(LOCAL, url=url, token=token, kind="local", pid=process.pid, port=port,
+                       data_dir=data_dir.resolve(), log=log_path.resolve())
+    config.set_active(LOCAL)
+    if not config.has_user:
+        config.set_user(default_user())
+    config.save()
+    render.info(f"Endpoint successfully set to {url}")
+    render.info("Successfully built kaos environment")
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _provider_and_env(name: str, fields: dict):
+    if "_" in name:
+        provider, env = name.split("_", 1)
+        return provider, env
+    kind = (fields or {}).get("kind")
+    env = "local" if kind == "local" or name in LOCAL_KINDS else "remote"
+    return name, env
+
+
+@build.command("list", short_help="List the deployed backends (contexts)")
+def list_builds():
+    """List the contexts (deployed or connected backends)."""
+    config = Config.load()
+    contexts = config.contexts
+    if not contexts:
+        render.warning(NO_BUILDS)
+        return
+    rows = []
+    for index, name in enumerate(contexts):
+        provider, env = _provider_and_env(name, config.context(name))
+        rows.append([index, name, provider, env])
+    write_cache("backend", contexts)
+    render.print_table(["index", "context", "provider", "env"], rows)
+
+
+@build.command("set", short_help="Set the active context")
+@name_option("-c", "--context", other="ind", help="Context name")
+@index_option(other="context", help="Context index from `kaos build list`")
+def set_context(context, ind):
+    """Set the active context by name or by index."""
+    require_one("context", context, "ind", ind)
+    config = Config.load()
+    contexts = config.contexts
+    if not contexts:
+        raise KaosError(NO_BUILDS, level="Warning")
+    if ind is not None:
+        try:
+            context = resolve_index("backend", ind)
+        except KaosError as problem:
+            if "not available" in problem.message:
+                raise
+            raise KaosError(f"Index {ind} invalid. It is not one of the existing deployments in kaos") from None
+    if context not in contexts or config.context(context) is None:
+        raise KaosError(f"Context {context} invalid. It is not one of the existing deployments in kaos")
+    config.set_active(context)
+    config.save()
+    render.info(f"Successfully set to context - {context}")
+
+
+@build.command(short_help="Show the active context")
+def active():
+    """Show the active context."""
+    config = Config.load()
+    name = config.active
+    if name and name in config.contexts:
+        render.info(f"Active context is - {name}")
+    elif config.contexts:
+        render.warning("No active context set. Set an active context using `kaos build set`")
+    else:
+        render.warning(NO_BUILDS)

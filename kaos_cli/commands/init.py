@@ -1,0 +1,33 @@
+"""`kaos init`: connect this directory to a running backend (verified before anything is written)."""
+import click
+
+from kaos_cli import render
+from kaos_cli.state import Config, default_user, ensure_state_dir, state_dir
+
+REMOTE = "remote"
+
+
+@click.command(short_help="Initialize the kaos environment")
+@click.option("-e", "--endpoint", required=True, help="Backend endpoint, e.g. http://host:8080/api/")
+@click.option("-t", "--token", prompt=True, hide_input=True, help="Backend token (prompted when omitted)")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing initialization without asking")
+def init(endpoint, token, force):
+    """Initialize the kaos environment: check ENDPOINT and TOKEN, then make them the active context."""
+    from kaos_cli.client import KaosClient
+
+    config = Config.load()
+    if state_dir().exists() and config.exists:
+        if force:
+            render.warning("Force initialization of kaos")
+        else:
+            render.confirm("kaos is already initialized in this directory. Do you want to overwrite?", abort=True)
+    user = config.user if config.has_user else default_user()
+    KaosClient(endpoint, token, user).health()  # unreachable / invalid / 401 → one line, exit 1
+
+    ensure_state_dir()
+    if not config.has_user:
+        config.set_user(user)
+    config.set_context(REMOTE, url=endpoint, token=token, kind="remote")
+    config.set_active(REMOTE)
+    config.save()
+    render.info(f"kaos successfully connected to {endpoint}")

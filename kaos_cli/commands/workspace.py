@@ -1,0 +1,120 @@
+"""`kaos workspace list|set|create|current|info|kill`."""
+import click
+
+from kaos_cli import render
+from kaos_cli.errors import KaosError, RequestError
+from kaos_cli.guards import make_client, require_context, require_init, require_workspace
+from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.state import delete_caches, resolve_index, write_cache
+
+
+def _session():
+    """The config and a client for the active context (init and context checks included)."""
+    config = require_init()
+    require_context(config)
+    return config, make_client(config)
+
+
+@click.group(short_help="Organize and separate ML environments")
+def workspace():
+    """Organize and separate ML environments."""
+
+
+@workspace.command("list", short_help="List the workspaces")
+def list_workspaces():
+    """List the workspaces of the active backend."""
+    _, client = _session()
+    names = client.list_workspaces()
+    write_cache("workspace", names)
+    if not names:
+        render.warning("There are currently no active workspaces - first run kaos workspace create")
+        return
+    render.print_table(["ind", "name"], [[index, name] for index, name in enumerate(names)])
+
+
+@workspace.command("set", short_help="Set the current workspace")
+@name_option("-n", "--name", help="Workspace name")
+@index_option(help="Workspace index from `kaos workspace list`")
+def set_workspace(name, ind):
+    """Make a workspace the current one, by name or by index."""
+    require_one("name", name, "ind", ind)
+    config, client = _session()
+    if ind is not None:
+        name = resolve_index("workspace", ind)
+    names = client.list_workspaces()
+    if name not in names:
+        from kaos_cli.fuzzy import suggestions
+
+        close = suggestions(name, names)
+        if close:
+            raise KaosError(f"Workspace {name} does not exist. Did you mean one of these?\n"
+                            + render.bullets(close), level="Warning")
+        raise KaosError(f"Workspace {name} does not exist. Check the existing workspaces with "
+                        "`kaos workspace list`", level="Warning")
+    config.set_workspace(name)
+    config.save()
+    render.info(f"Successfully set {name} workspace")
+
+
+@workspace.command(short_help="Create a workspace and make it current")
+@click.option("-n", "--name", required=True, help="Workspace name: lowercase letters, digits and '-'")
+def create(name):
+    """Create a workspace and make it the current one."""
+    from kaos_model.ids import workspace_name_problem
+
+    problem = workspace_name_problem(name)
+    if problem:
+        raise KaosError(problem)
+    config, client = _session()
+    try:
+        client.create_workspace(name)
+    except RequestError as exc:
+        if exc.status == 409:
+            raise KaosError(f"Workspace {name} already exists. Please use `kaos workspace set` to select a "
+                            "workspace", level="Warning") from None
+        raise
+    config.set_workspace(name)
+    config.save()
+    render.info(f"Successfully set {name} workspace")
+
+
+@workspace.command(short_help="Show the current workspace")
+def current():
+    """Show the current workspace."""
+    config, client = _session()
+    name = require_workspace(config, client)
+    render.info(f"Workspace {name} is currently set")
+
+
+@workspace.command(short_help="Describe the current workspace")
+def info():
+    """List the pipelines and repos of the current workspace."""
+    config, client = _session()
+    name = require_workspace(config, client)
+    details = client.workspace_info(name)
+    render.echo(f"--- Workspace {details.get('name') or name} ---")
+    render.echo("Pipelines:")
+    for pipeline in details.get("pipelines") or []:
+        render.echo(f"- {pipeline}")
+    render.echo("Repos:")
+    for repo in details.get("repos") or []:
+        render.echo(f"- {repo}")
+
+
+@workspace.command(short_help="Kill a workspace and all its resources")
+@click.option("-n", "--name", help="Workspace to kill (default: the current workspace)")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
+def kill(name, yes):
+    """Kill a workspace (the current one unless -n is given) and all its resources."""
+    config, client = _session()
+    if name is None:
+        name = require_workspace(config, client)
+    if not yes and not render.confirm(f"Are you sure about killing all {name} resources?"):
+        raise KaosError(f"Workspace {name} kill operation aborted. Re-initiate using `kaos workspace kill` if "
+                        "required", level="Info")
+    client.kill_workspace(name)
+    if config.workspace == name:
+        config.set_workspace(None)
+        config.save()
+    delete_caches()
+    render.info(f"Successfully killed all {name} resources")

@@ -1,0 +1,38 @@
+"""The errors the CLI turns into one `<Level> - <message>` line and exit status 1."""
+
+
+class KaosError(Exception):
+    """A failure a user can act on; `level` is the coloured prefix (Error, Warning, Aborting, Info)."""
+
+    def __init__(self, message: str, level: str = "Error"):
+        super().__init__(message)
+        self.message = message
+        self.level = level
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConnectionProblem(KaosError):
+    """The endpoint is missing, malformed or unreachable."""
+
+    def __init__(self, message: str, url: str = None):
+        super().__init__(message, level="Warning")
+        self.url = url
+
+
+class RequestError(KaosError):
+    """The backend answered with an HTTP error; `status` and `error_code` come from its reply."""
+
+    def __init__(self, message: str, status: int = None, error_code: str = None):
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+
+
+class UnauthorizedError(RequestError):
+    """The backend rejected the token (HTTP 401)."""
+
+
+class IndexProblem(KaosError):
+    """An `-i/--ind` index that cannot be resolved."""

@@ -1,0 +1,72 @@
+"""Checks that run before a command (reference §3.3, fixed per §11.14), and the active client."""
+import functools
+from typing import Callable, Tuple
+
+from kaos_cli.errors import KaosError
+from kaos_cli.state import Config, state_dir
+
+
+def require_init() -> Config:
+    """`.kaos/` and its config must exist."""
+    if not state_dir().is_dir():
+        raise KaosError(".kaos directory does not exist - first run kaos init", level="Warning")
+    config = Config.load()
+    if not config.exists:
+        raise KaosError("./.kaos/config does not exist - run kaos init", level="Warning")
+    return config
+
+
+def require_context(config: Config) -> Tuple[str, dict]:
+    """The active context's name and fields; it must be one of the known contexts (any of them)."""
+    active = config.active
+    if not active:
+        raise KaosError("active context not defined - first run kaos build set", level="Warning")
+    fields = config.context(active)
+    if active not in config.contexts or fields is None:
+        raise KaosError(f"Active context/build {active} has been destroyed. "
+                        "Check available contexts with - kaos build list", level="Warning")
+    return active, fields
+
+
+def make_client(config: Config):
+    """A `KaosClient` for the active context (health problems surface from its first request)."""
+    from kaos_cli.client import KaosClient
+
+    _, fields = require_context(config)
+    return KaosClient(fields.get("url"), fields.get("token"), config.user)
+
+
+def require_workspace(config: Config, client) -> str:
+    """The current workspace, which the backend must still know."""
+    workspace = config.workspace
+    if not workspace:
+        raise KaosError("workspace not defined - first run kaos workspace set", level="Warning")
+    if workspace not in client.list_workspaces():
+        raise KaosError(f"Workspace {workspace} has been deleted/killed. Please ensure the kaos train/serve "
+                        "commands are run on an active workspace. Check available workspaces with - "
+                        "kaos workspace list", level="Warning")
+    return workspace
+
+
+def _guard(check: Callable[[], None]):
+    def decorator(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            check()
+            return command(*args, **kwargs)
+        return wrapper
+    return decorator
+
+
+def _check_context() -> None:
+    require_context(require_init())
+
+
+def _check_workspace() -> None:
+    config = require_init()
+    require_workspace(config, make_client(config))
+
+
+init_check = _guard(lambda: require_init() and None)
+context_check = _guard(_check_context)
+workspace_check = _guard(_check_workspace)

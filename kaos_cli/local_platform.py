@@ -1,0 +1,183 @@
+"""The LOCAL platform: a detached `python -m kaos_backend serve` daemon on 127.0.0.1, started, watched and
+stopped by `kaos build deploy -c LOCAL` / `kaos destroy -c LOCAL`."""
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import List, Optional
+
+BACKEND_MODULES = ("flask", "sqlalchemy", "gunicorn", "kaos_backend")
+BACKEND_MARKER = "kaos_backend"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def missing_backend_modules() -> List[str]:
+    """The server-side modules that cannot be found (without importing them)."""
+    missing = []
+    for name in BACKEND_MODULES:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    return missing
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can a server bind `host:port` (with SO_REUSEADDR, like the backend's server)?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def backend_argv(host: str, port: int, data_dir) -> List[str]:
+    return [sys.executable, "-m", "kaos_backend", "serve", "--host", host, "--port", str(port),
+            "--data-dir", str(data_dir)]
+
+
+def start_daemon(argv: List[str], log_path, env: Optional[dict] = None) -> subprocess.Popen:
+    """Start `argv` detached: its own session, stdin from /dev/null, stdout+stderr appended to `log_path`."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, **(env or {})), start_new_session=True, close_fds=True)
+
+
+def health_answers(url: str, token: Optional[str], timeout: float = 2.0) -> bool:
+    """Does `GET <url>health` answer 2xx with this token (within `timeout` seconds)?"""
+    from kaos_cli.client import KaosClient
+    from kaos_cli.errors import KaosError
+
+    try:
+        KaosClient(url, token).health(timeout=timeout)
+    except KaosError:
+        return False
+    return True
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, token: str, timeout: float = START_TIMEOUT) -> bool:
+    """Poll health until it answers (True), the process exits or `timeout` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if health_answers(url, token):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _reap(pid: int) -> bool:
+    """Reap `pid` if it is our exited child; True when it is gone as a child (or was never ours)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return reaped == pid
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def pid_alive(pid: Optional[int]) -> bool:
+    """Does a (non-zombie) process `pid` exist?"""
+    if not pid or pid <= 0:
+        return False
+    if _reap(pid):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def command_line(pid: int) -> Optional[str]:
+    """The command line of `pid` (Linux /proc, else `ps`), or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        pass
+    try:
+        result = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True,
+                                timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def is_ours(pid: int, marker: str = BACKEND_MARKER) -> bool:
+    """Is `pid` still the process we started (guards against a recycled pid)? Unknown counts as ours."""
+    line = command_line(pid)
+    return line is None or marker in line
+
+
+def is_running(pid: Optional[int], url: str, token: Optional[str]) -> bool:
+    """Liveness of a LOCAL platform: its pid is alive AND its health route answers."""
+    return pid_alive(pid) and health_answers(url, token)
+
+
+def stop(pid: Optional[int], timeout: float = STOP_TIMEOUT, marker: str = BACKEND_MARKER) -> bool:
+    """SIGTERM the daemon's process group, wait up to `timeout`, then SIGKILL. A process that is already gone
+    (or a pid now used by another program) is not an error. True when something was stopped."""
+    if not pid_alive(pid) or not is_ours(pid, marker):
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    if _wait_gone(pid, timeout):
+        return True
+    _signal_group(pid, signal.SIGKILL)
+    _wait_gone(pid, 5.0)
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return not pid_alive(pid)
+
+
+def log_tail(log_path, lines: int = 5) -> List[str]:
+    try:
+        with open(log_path, "r", encoding="utf-8", errors="replace") as handle:
+            return [line.rstrip("\n") for line in deque(handle, maxlen=lines)]
+    except OSError:
+        return []
+
+
+def local_dir(kaos_state_dir) -> Path:
+    """Where the LOCAL platform keeps its data and log: `<.kaos>/LOCAL`."""
+    return Path(kaos_state_dir) / "LOCAL"

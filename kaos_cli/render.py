@@ -1,0 +1,71 @@
+"""How the CLI talks to a person: `Info/Warning/Error -` lines, tables and the state marks."""
+from typing import Iterable, Optional, Sequence
+
+import click
+
+CHECK = "\u2714"     # ✔ a value is set
+CROSS = "\u2717"     # ✗ a value is missing
+BUILDING = "\u2a02"  # ⨂ a value is being built
+
+_COLOURS = {"Info": "green", "Warning": "yellow", "Error": "red", "Aborting": "red"}
+
+
+def line(level: str, message: str) -> str:
+    """`<Level> - message` with the level's bold colour (colours vanish when the stream is not a terminal)."""
+    return f"{click.style(level, fg=_COLOURS.get(level, 'red'), bold=True)} - {message}"
+
+
+def say(level: str, message: str) -> None:
+    """Info goes to stdout; every other level goes to stderr."""
+    click.echo(line(level, message), err=level != "Info")
+
+
+def info(message: str) -> None:
+    say("Info", message)
+
+
+def warning(message: str) -> None:
+    say("Warning", message)
+
+
+def error(message: str) -> None:
+    say("Error", message)
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    click.echo(text, err=err)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None) -> str:
+    """An ASCII table (terminaltables `AsciiTable`); `None` cells are shown as `None` like the original."""
+    from terminaltables import AsciiTable
+
+    data = [list(headers)] + [["None" if cell is None else str(cell) for cell in row] for row in rows]
+    return AsciiTable(data, title=title).table
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None) -> None:
+    click.echo(table(headers, rows, title))
+
+
+def mark(value, building: bool = False) -> str:
+    """A table cell for an input: `✔\\n<value>`, `⨂\\n<building>` or `✗`."""
+    if building:
+        return f"{BUILDING}\n<building>"
+    if value is None or "null" in str(value):
+        return CROSS
+    return f"{CHECK}\n{value}"
+
+
+def bullets(names: Iterable[str]) -> str:
+    return "\n".join(f"- {name}" for name in names)
+
+
+def confirm(message: str, default: bool = False, abort: bool = False, level: str = "Warning") -> bool:
+    """Ask `<Level> - message [y/N]`; the level is coloured only on a terminal (click's prompt does not strip
+    colours itself)."""
+    import sys
+
+    isatty = getattr(sys.stdout, "isatty", None)
+    text = line(level, message) if isatty and isatty() else f"{level} - {message}"
+    return click.confirm(text, default=default, abort=abort)

@@ -1,0 +1,110 @@
+"""The CLI against the real backend (`python -m kaos_backend serve`, from tests/conftest.py's `backend`)."""
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("kaos_backend.app")
+
+from kaos_cli.client import KaosClient  # noqa: E402
+from kaos_cli.errors import RequestError, UnauthorizedError  # noqa: E402
+from kaos_cli.state import Config  # noqa: E402
+from tests.cli.conftest import one_line  # noqa: E402
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def source_tree_on_path(monkeypatch):
+    """The backend process starts in the test's (temporary) working directory: let it import the source tree
+    even when kaos is not installed."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
+@pytest.fixture
+def initialised(backend, kaos):
+    result = kaos("init", "-e", backend.url, "-t", backend.token)
+    assert result.exit_code == 0, result.output
+    return backend
+
+
+def test_init_success(backend, kaos):
+    result = kaos("init", "-e", backend.url, "-t", backend.token)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"Info - kaos successfully connected to {backend.url}"
+    assert Config.load().context("remote")["token"] == backend.token
+
+
+def test_init_wrong_token(backend, kaos, project):
+    assert one_line(kaos("init", "-e", backend.url, "-t", "wrong")) == \
+        f"Error - Unauthorized token - the backend at {backend.url} rejected it"
+    assert not (project / ".kaos").exists()
+
+
+def test_workspace_flow(kaos, initialised):
+    empty = kaos("workspace", "list")
+    assert empty.exit_code == 0
+    assert "There are currently no active workspaces - first run kaos workspace create" in empty.output
+
+    for name in ("mnist", "ab", "a"):
+        created = kaos("workspace", "create", "-n", name)
+        assert created.exit_code == 0, created.output
+        assert created.output.strip() == f"Info - Successfully set {name} workspace"
+    assert one_line(kaos("workspace", "create", "-n", "mnist")) == (
+        "Warning - Workspace mnist already exists. Please use `kaos workspace set` to select a workspace")
+    assert one_line(kaos("workspace", "create", "-n", "Bad_Name")).startswith("Error - Invalid workspace name")
+
+    listed = kaos("workspace", "list").output
+    assert "| 0   | a     |" in listed and "| 1   | ab    |" in listed and "| 2   | mnist |" in listed
+
+    assert kaos("workspace", "set", "-i", "2").output.strip() == "Info - Successfully set mnist workspace"
+    assert kaos("workspace", "current").output.strip() == "Info - Workspace mnist is currently set"
+    info = kaos("workspace", "info").output.splitlines()
+    assert info[0] == "--- Workspace mnist ---" and "Pipelines:" in info and "Repos:" in info
+    assert "- source-train-mnist" in info
+
+    missing = kaos("workspace", "set", "-n", "mnst")
+    assert missing.exit_code == 1 and "- mnist" in missing.output
+
+    assert kaos("workspace", "set", "-n", "a").exit_code == 0
+    aborted = kaos("workspace", "kill", input="n\n")
+    assert aborted.exit_code == 1 and "Info - Workspace a kill operation aborted" in aborted.output
+    killed = kaos("workspace", "kill", input="y\n")
+    assert killed.exit_code == 0
+    assert killed.output.splitlines()[-1] == "Info - Successfully killed all a resources"
+    assert Config.load().workspace is None
+    listed = kaos("workspace", "list").output
+    assert "| ab    |" in listed and "| mnist |" in listed and "| a     |" not in listed  # exact names only
+    assert one_line(kaos("workspace", "current")) == \
+        "Warning - workspace not defined - first run kaos workspace set"
+
+
+def test_wrong_token_in_config_is_one_line(kaos, initialised, project):
+    config = Config.load()
+    config.set_context("remote", url=initialised.url, token="not-it", kind="remote")
+    config.save()
+    assert one_line(kaos("workspace", "list")) == \
+        f"Error - Unauthorized token - the backend at {initialised.url} rejected it"
+
+
+def test_sdk_upload_by_digest(backend, tmp_path):
+    """The second upload of identical bytes is sent by digest (GET /blobs says the backend has them)."""
+    from kaos_cli.bundles import zip_directory
+
+    data = tmp_path / "data" / "features"
+    data.mkdir(parents=True)
+    (data / "x.csv").write_text("a,b\n1,2\n")
+    bundle = zip_directory(tmp_path / "data", tmp_path / "data.zip", progress=False)
+    client = KaosClient(backend.url, backend.token, "tester", progress=False)
+    client.create_workspace("sdk")
+    first = client.upload_features("sdk", bundle)
+    assert first["glob_name"].startswith("features:")
+    from kaos_cli.client import sha256_file
+
+    assert client.blob_exists(sha256_file(bundle))
+    assert client.upload_features("sdk", bundle) == first
+    with pytest.raises(RequestError):
+        client.workspace_info("nope")
+    with pytest.raises(UnauthorizedError):
+        KaosClient(backend.url, "wrong").list_workspaces()
