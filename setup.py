@@ -32,6 +32,7 @@ setup(
     description="Open source cloud agnostic minimal DevOps private versioned ML platform.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.9",
     packages=[
         "kaos_model",
@@ -56,6 +57,5 @@ setup(
     },
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: Apache Software License",
     ],
 )
