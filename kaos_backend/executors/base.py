@@ -1,0 +1,102 @@
+"""The executor contract (after JupyterHub's Spawner): how the scheduler runs one workload anywhere.
+
+A *workload* is one build, training, endpoint or notebook, described by a `WorkloadSpec`. An executor
+instance drives exactly one workload:
+
+    executor = make_executor(config)          # an idle executor of the configured kind
+    image = executor.build(spec, bundle_dir)  # for a build workload: start it, return the image it makes
+    executor.start(spec)                      # for train / serve / notebook: returns once started
+    executor.poll()                           # None while running, else the exit code (like Popen.poll)
+    executor.stop(now=False)                  # signal, wait with a timeout, kill; gone is not an error
+    executor.logs(follow=False)               # the job's log records
+    state = executor.get_state()              # JSON-able; stored on the job row
+    executor = make_executor(config); executor.load_state(state)   # after a backend restart: reattach
+    executor.address()                        # (host, port) where a serve or notebook workload listens
+
+Rules every executor keeps (and the shared contract test checks):
+- `start`/`build` return quickly; the workload runs on without the backend process, so a backend restart
+  loses nothing.
+- `poll` on a workload that vanished (its process, container or pod is gone with no exit code) returns
+  `VANISHED`, a non-zero code: a vanished workload counts as finished, never as running forever.
+- `stop` ends the whole workload (every process it started) and may be called on a finished one.
+- The log is a file of `[YYYY-MM-DD HH:MM:SS] line` records written by the workload's side, not by the
+  backend, so it survives the backend.
+"""
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+VANISHED = 255  # the exit code reported for a workload that disappeared without one
+
+
+@dataclass
+class WorkloadSpec:
+    """Everything an executor needs to run one workload. Paths are absolute."""
+    job_id: str
+    kind: str                      # "build" | "train" | "serve" | "notebook"
+    command: List[str]             # argv, run in `workdir`
+    workdir: str
+    log_path: str
+    image: Optional[str] = None    # what a build produced: a virtualenv dir (local) or an image (docker)
+    env: Dict[str, str] = field(default_factory=dict)
+    port: Optional[int] = None     # serve / notebook: where the workload listens
+    preamble: List[str] = field(default_factory=list)  # log records written before the command runs
+    requirements: List[str] = field(default_factory=list)  # build: requirements files, in order
+    cpu: Optional[float] = None
+    memory: Optional[str] = None
+    gpu: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WorkloadSpec":
+        return cls(**data)
+
+
+class Executor(abc.ABC):
+    """One workload on one kind of infrastructure. See the module docstring for the contract."""
+
+    kind = "abstract"
+
+    @abc.abstractmethod
+    def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
+        """Start building the environment for the bundle in `bundle_dir`; return the image reference the
+        build produces (usable in a later `WorkloadSpec.image`). Progress and errors go to the log."""
+
+    @abc.abstractmethod
+    def start(self, spec: WorkloadSpec) -> None:
+        """Start the workload; return once it is started (not finished)."""
+
+    @abc.abstractmethod
+    def poll(self) -> Optional[int]:
+        """None while the workload runs, else its exit code (`VANISHED` if it disappeared)."""
+
+    @abc.abstractmethod
+    def stop(self, now: bool = False, timeout: float = 10.0) -> None:
+        """End the workload: politely, then by force after `timeout` seconds (at once when `now`)."""
+
+    @abc.abstractmethod
+    def get_state(self) -> dict:
+        """What `load_state` needs to find the workload again, as a JSON-able dict."""
+
+    @abc.abstractmethod
+    def load_state(self, state: dict) -> None:
+        """Reattach to the workload described by `state` (from `get_state`, possibly another process)."""
+
+    @abc.abstractmethod
+    def address(self) -> Tuple[str, int]:
+        """(host, port) where a serve or notebook workload accepts connections."""
+
+    def is_image_ready(self, image: str) -> bool:
+        """True when a build's image exists already (a warm build can be skipped)."""
+        return False
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        """The workload's log records; with `follow`, new ones until the workload ends."""
+        from kaos_backend.logs import JobLog
+        log = JobLog(self.get_state()["log_path"])
+        if not follow:
+            return iter(log.lines())
+        return log.follow(lambda: self.poll() is not None)
