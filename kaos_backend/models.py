@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # What a bundle row holds; the two data kinds and the three source kinds are zip files.
@@ -56,3 +56,62 @@ class Bundle(Base):
     user: Mapped[str] = mapped_column(String(MAX_USER))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     meta: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)  # params grid, parallelism, resources
+
+
+class TrainPipeline(Base):
+    """A workspace's one train pipeline: its current inputs (reference §6.5). Changed only by uploads."""
+    __tablename__ = "train_pipelines"
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    source_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    data_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    hyper_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    parallelism: Mapped[int] = mapped_column(Integer, default=1)
+    resources: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Job(Base):
+    """One build, ingestion, training or endpoint run. `desired` is what the API asked; `state` what ran."""
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_listing", "workspace_id", "kind", "created_at"),
+                      Index("ix_jobs_unfinished", "finished_at"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))        # build-train | train | build-serve | serve | ingestion
+    state: Mapped[str] = mapped_column(String(16))       # kaos_model.JobState
+    desired: Mapped[str] = mapped_column(String(8), default="run")  # run | kill
+    user: Mapped[str] = mapped_column(String(MAX_USER))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    source_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    data_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    hyper_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    branch: Mapped[Optional[str]] = mapped_column(String(32), index=True)  # train: <code>_<data>[_<hyper>]
+    image: Mapped[Optional[str]] = mapped_column(String(1024))  # build: what it makes; train: what it runs
+    parallelism: Mapped[int] = mapped_column(Integer, default=1)
+    resources: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
+    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+
+
+class Partition(Base):
+    """One datum of a train job: one hyperparameter combination, one process, one model."""
+    __tablename__ = "partitions"
+    __table_args__ = (UniqueConstraint("job_id", "index", name="uq_partition_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(64), unique=True)   # <branch>:<hex6>
+    hyperparams: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    hyper_file: Mapped[Optional[str]] = mapped_column(String(1024), default=None)  # <hash5>/<k=v_...>.json
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    exit_code: Mapped[Optional[int]] = mapped_column(Integer, default=None)
+    has_model: Mapped[bool] = mapped_column(default=False)
+    metrics: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)

@@ -1,9 +1,12 @@
 """The control loop: one process that makes what executors report agree with the desired state in SQL.
 
-This is the skeleton: `tick()` runs the registered tasks (none yet); later issues plug builds, trainings,
-endpoints and notebooks in. It ends by itself on SIGTERM/SIGINT or when the process that started it is gone.
+`tick()` runs every controller (builds, trainings; later endpoints and notebooks) once. Only one scheduler
+runs per data directory (a lock file); on start it simply picks up every unfinished job from SQL, reattaching
+to running workloads through their saved executor state. It ends by itself on SIGTERM/SIGINT or when the
+process that started it is gone.
 """
 import argparse
+import fcntl
 import logging
 import os
 import signal
@@ -53,7 +56,7 @@ class Scheduler:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kaos_backend.scheduler", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="the backend's data directory (default: KAOS_DATA_DIR)")
-    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between ticks")
+    parser.add_argument("--poll-interval", type=float, default=0.25, help="seconds between ticks")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
@@ -62,8 +65,27 @@ def main(argv=None) -> int:
     except ConfigError as error:
         print(f"Error - {error}", file=sys.stderr)
         return 1
-    Scheduler(config).run_forever(args.poll_interval)
+    lock = open(config.data_dir / "scheduler.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("Another scheduler runs on %s: waiting for it to stop", config.data_dir)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    scheduler = Scheduler(config)
+    scheduler.tasks.extend(controllers(config))
+    scheduler.run_forever(args.poll_interval)
     return 0
+
+
+def controllers(config: Config) -> List[Callable[[], None]]:
+    """The tick functions of every controller, over one set of services of this process."""
+    from kaos_backend.control.builds import BuildController
+    from kaos_backend.control.trainings import TrainController
+    from kaos_backend.db import Database
+    from kaos_backend.services import Services
+
+    services = Services(config, database=Database(config.database_url, create_tables=False))
+    return [BuildController(services).tick, TrainController(services).tick]
 
 
 if __name__ == "__main__":

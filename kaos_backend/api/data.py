@@ -8,7 +8,7 @@ bp = Blueprint("data", __name__)
 
 @bp.post("/data/<workspace>/features")
 def put_features(workspace):
-    return respond(services().uploads.features(workspace, upload_body(), user_arg(), **resource_args()))
+    return respond(services().train.submit_features(workspace, upload_body(), user_arg(), **resource_args()))
 
 
 @bp.post("/data/<workspace>/manifest")
@@ -19,7 +19,8 @@ def put_manifest(workspace):
 @bp.post("/data/<workspace>/params")
 def put_params(workspace):
     parallelism = request.args.get("parallelism")
-    return respond(services().uploads.params(workspace, upload_body(), user_arg(), parallelism, **resource_args()))
+    return respond(services().train.submit_params(workspace, upload_body(), user_arg(), parallelism,
+                                                  **resource_args()))
 
 
 @bp.post("/data/<workspace>/notebook")

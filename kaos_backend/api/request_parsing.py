@@ -32,3 +32,16 @@ def user_arg() -> str:
 
 def _is_chunked() -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def flag_arg(name: str, default: bool = False) -> bool:
+    """A boolean query parameter: true/True/1/yes (the original sent the literal strings True/False)."""
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", "none"):
+        return False
+    raise BadRequest(f"Query parameter {name} must be true or false, not {value!r}")

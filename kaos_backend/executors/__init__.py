@@ -1,1 +1,10 @@
-"""Executors that run builds, trainings, endpoints and notebooks (local, docker, kubernetes)."""
+"""Executors run builds, trainings, endpoints and notebooks: `local` (processes + virtualenvs), `docker`,
+`kubernetes`. The contract is `base.Executor`; `make_executor(config)` gives an idle one of the configured kind."""
+from kaos_backend.executors.base import Executor
+
+
+def make_executor(config) -> Executor:
+    if config.executor == "local":
+        from kaos_backend.executors.local import LocalExecutor
+        return LocalExecutor(config.data_dir / "envs")
+    raise NotImplementedError(f"the {config.executor} executor is not available in this version")

@@ -107,7 +107,7 @@ class LocalExecutor(Executor):
     def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str]) -> None:
         log_path = Path(spec.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        exit_path = log_path.with_name(log_path.name + ".exit")
+        exit_path = log_path.with_name(f"{spec.job_id}.exit")  # several workloads may share one log
         exit_path.unlink(missing_ok=True)
         runner = [sys.executable, RUNNER, "--log", str(log_path), "--exit-file", str(exit_path)]
         for line in spec.preamble:

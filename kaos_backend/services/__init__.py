@@ -8,16 +8,22 @@ class Services:
     """Everything a request (or the scheduler) needs, built once per process from a `Config`."""
 
     def __init__(self, config: Config, database: Database = None, store: BlobStore = None):
+        from kaos_backend.layout import DataLayout
         from kaos_backend.services.blobs import BlobService
+        from kaos_backend.services.jobs import JobService
+        from kaos_backend.services.train import TrainService
         from kaos_backend.services.uploads import UploadService
         from kaos_backend.services.workspaces import WorkspaceService
 
         self.config = config
         self.db = database or Database(config.database_url)
         self.store = store or BlobStore(config.blob_dir)
+        self.layout = DataLayout(config.data_dir)
         self.blobs = BlobService(self.db, self.store)
-        self.workspaces = WorkspaceService(self.db, self.store)
+        self.workspaces = WorkspaceService(self.db, self.store, config, self.layout)
         self.uploads = UploadService(self.db, self.store, config)
+        self.jobs = JobService(self.db, self.layout)
+        self.train = TrainService(self.db, self.uploads)
 
     def dispose(self, close: bool = True) -> None:
         self.db.dispose(close=close)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from kaos_backend.db import Database
 from kaos_backend.errors import InvalidWorkspaceName, WorkspaceExists, WorkspaceNotFound
-from kaos_backend.models import MAX_USER, Blob, Bundle, Workspace
+from kaos_backend.models import MAX_USER, Blob, Bundle, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.blobs import delete_unreferenced_rows
 from kaos_backend.storage import BlobStore
 
@@ -29,9 +29,11 @@ def find_workspace(session: Session, name: str) -> Workspace:
 
 
 class WorkspaceService:
-    def __init__(self, db: Database, store: BlobStore):
+    def __init__(self, db: Database, store: BlobStore, config=None, layout=None):
         self.db = db
         self.store = store
+        self.config = config
+        self.layout = layout
 
     def create(self, name: str, user: Optional[str] = None) -> WorkspaceInfo:
         problem = workspace_name_problem(name)
@@ -55,7 +57,7 @@ class WorkspaceService:
             workspace = find_workspace(session, name)
             kinds = set(session.scalars(select(Bundle.kind).where(Bundle.workspace_id == workspace.id)))
         pipelines = [f"{prefix}-{name}" for prefix in BUILD_PIPELINE_PREFIXES]
-        if kinds & set(TRAIN_INPUT_KINDS):
+        if kinds & set(TRAIN_INPUT_KINDS):  # the train pipeline exists once it has an input
             pipelines.append(f"train-{name}")
         return WorkspaceInfo(name=name, pipelines=pipelines, repos=[f"{prefix}-{name}" for prefix in REPO_PREFIXES])
 
@@ -64,18 +66,48 @@ class WorkspaceService:
         with self.store.lock(exclusive=True):
             with self.db.session_scope() as session:
                 workspace = find_workspace(session, name)
+                job_ids = self._stop_workloads(session, [workspace.id])
                 digests = set(session.scalars(select(Bundle.blob_digest).where(Bundle.workspace_id == workspace.id)))
+                session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
+                session.execute(delete(Job).where(Job.workspace_id == workspace.id))
+                session.execute(delete(TrainPipeline).where(TrainPipeline.workspace_id == workspace.id))
                 session.execute(delete(Bundle).where(Bundle.workspace_id == workspace.id))
                 session.execute(delete(Workspace).where(Workspace.id == workspace.id))
                 orphans = delete_unreferenced_rows(session, digests)
             for digest in orphans:
                 self.store.delete(digest)
+            self._remove_job_files(job_ids)
+
+    def _stop_workloads(self, session, workspace_ids) -> List[str]:
+        """Stop every workload still running in these workspaces; the ids of all their jobs."""
+        jobs = list(session.scalars(select(Job).where(Job.workspace_id.in_(workspace_ids))))
+        states = [job.executor_state for job in jobs if job.finished_at is None]
+        states += list(session.scalars(select(Partition.executor_state).where(
+            Partition.job_id.in_([job.id for job in jobs if job.finished_at is None]),
+            Partition.finished_at.is_(None))))
+        if self.config is not None:
+            from kaos_backend.executors import make_executor
+            for state in filter(None, states):
+                executor = make_executor(self.config)
+                executor.load_state(state)
+                executor.stop(now=True)
+        return [job.id for job in jobs]
+
+    def _remove_job_files(self, job_ids) -> None:
+        if self.layout is not None:
+            for job_id in job_ids:
+                self.layout.remove_job(job_id)
 
     def delete_all(self) -> None:
         """Every workspace, bundle and blob: the original's `DELETE /internal/resources`."""
         with self.store.lock(exclusive=True):
             with self.db.session_scope() as session:
+                job_ids = self._stop_workloads(session, list(session.scalars(select(Workspace.id))))
+                session.execute(delete(Partition))
+                session.execute(delete(Job))
+                session.execute(delete(TrainPipeline))
                 session.execute(delete(Bundle))
                 session.execute(delete(Workspace))
                 session.execute(delete(Blob))
             self.store.wipe()
+            self._remove_job_files(job_ids)

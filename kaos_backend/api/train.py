@@ -1,0 +1,48 @@
+from flask import Blueprint, request
+
+from kaos_backend.api import respond, services
+from kaos_backend.api.logs import log_response
+from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_body, user_arg
+
+bp = Blueprint("train", __name__)
+TRAIN_KINDS = ("train", "build-train")
+
+
+@bp.post("/train/<workspace>")
+def submit_source(workspace):
+    return respond(services().train.submit_source(workspace, upload_body(), user_arg(), **resource_args()))
+
+
+@bp.get("/train/<workspace>")
+def list_jobs(workspace):
+    jobs = services().jobs
+    return respond({"response": {"training": jobs.listing(workspace, "train"),
+                                 "building": jobs.listing(workspace, "build-train"),
+                                 "ingesting": jobs.listing(workspace, "ingestion")}})
+
+
+@bp.get("/train/<workspace>/inspect")
+def inspect(workspace):
+    return respond(services().train.inspect(workspace))
+
+
+@bp.get("/train/<workspace>/<job_id>")
+def info(workspace, job_id):
+    return respond(services().train.info(workspace, job_id, request.args.get("sort_by") or None,
+                                         request.args.get("page_id"), flag_arg("ascending")))
+
+
+@bp.get("/train/<workspace>/<job_id>/logs")
+def logs(workspace, job_id):
+    return log_response(workspace, job_id, TRAIN_KINDS)
+
+
+@bp.get("/train/<workspace>/build/<job_id>/logs")
+def build_logs(workspace, job_id):
+    return log_response(workspace, job_id, ("build-train",))
+
+
+@bp.delete("/train/<workspace>/<job_id>")
+def kill(workspace, job_id):
+    services().jobs.kill(workspace, job_id, TRAIN_KINDS)
+    return respond(None)

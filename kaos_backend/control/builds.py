@@ -1,0 +1,87 @@
+"""Builds: turn a source bundle into an image (local: a virtualenv) and report the build job's state."""
+import logging
+from pathlib import Path
+from typing import List
+
+from kaos_model import JobState
+from sqlalchemy import select
+
+from kaos_backend.control.common import VANISHED, Preamble, exit_state, finish, now, reattached, vanished_reason
+from kaos_backend.executors import make_executor
+from kaos_backend.executors.base import WorkloadSpec
+from kaos_backend.logs import JobLog
+from kaos_backend.models import Bundle, Job
+
+log = logging.getLogger("kaos_backend.control.builds")
+
+# Which requirements files make a kind's image, in install order.
+REQUIREMENTS = {
+    "build-train": ("requirements.txt",),
+    "build-serve": ("requirements.txt", "web-requirements.txt"),
+    "build-notebook": ("requirements.txt",),
+}
+
+
+class BuildController:
+    def __init__(self, services):
+        self.services = services
+        self.config = services.config
+        self.layout = services.layout
+
+    def tick(self) -> None:
+        with self.services.db.session_scope() as session:
+            job_ids = list(session.scalars(select(Job.id).where(Job.kind.in_(list(REQUIREMENTS)),
+                                                                Job.finished_at.is_(None))))
+        for job_id in job_ids:
+            try:
+                with self.services.db.session_scope() as session:
+                    job = session.get(Job, job_id)
+                    if job is not None and job.finished_at is None:
+                        self.advance(session, job)
+            except Exception:
+                log.exception("Build %s could not advance", job_id)
+
+    def advance(self, session, job: Job) -> None:
+        job_log = JobLog(self.layout.log_path(job.id))
+        executor = reattached(self.config, job.executor_state)
+        if job.desired == "kill":
+            if executor is not None:
+                executor.stop()
+            finish(job, JobState.JOB_KILLED, "kaos: build killed on request", job_log)
+            return
+        if job.state == JobState.JOB_STARTING.value:
+            self.start(session, job, job_log)
+            return
+        if executor is None:
+            finish(job, JobState.JOB_FAILURE, vanished_reason("build"), job_log)
+            return
+        code = executor.poll()
+        if code is None:
+            return
+        if code == VANISHED:
+            finish(job, JobState.JOB_FAILURE, vanished_reason("build"), job_log)
+        else:
+            finish(job, exit_state(code))
+
+    def start(self, session, job: Job, job_log: JobLog) -> None:
+        bundle = session.get(Bundle, job.source_bundle_id)
+        if bundle is None:
+            finish(job, JobState.JOB_FAILURE, "kaos: the source bundle of this build was deleted", job_log)
+            return
+        preamble = Preamble(job.id)
+        with preamble.downloading():
+            root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
+                                         self.config.max_bundle_bytes) / bundle.root_name
+        model_dir = root / "model"
+        spec = WorkloadSpec(job_id=job.id, kind="build", command=[], workdir=str(model_dir),
+                            log_path=str(job_log.path), preamble=preamble.lines(),
+                            requirements=self._requirements(job.kind, model_dir))
+        executor = make_executor(self.config)
+        job.image = executor.build(spec, root)
+        job.executor_state = executor.get_state()
+        job.state = JobState.JOB_RUNNING.value
+        job.started_at = now()
+
+    @staticmethod
+    def _requirements(kind: str, model_dir: Path) -> List[str]:
+        return [str(model_dir / name) for name in REQUIREMENTS[kind]]

@@ -1,0 +1,126 @@
+"""Jobs as the API shows them: lookup within a workspace, listing rows, state, kill requests, logs."""
+import math
+import time
+from datetime import datetime, timezone
+from typing import Iterator, List, Optional
+
+from kaos_model import JobState
+from sqlalchemy import case, func, select
+
+from kaos_backend.db import Database
+from kaos_backend.errors import JobNotFound, JobNotRunning
+from kaos_backend.layout import DataLayout
+from kaos_backend.logs import JobLog
+from kaos_backend.models import Job, Partition
+from kaos_backend.services.workspaces import find_workspace
+
+TERMINAL = {state.value for state in JobState if state.is_terminal}
+KILL_WAIT_SECONDS = 30.0
+
+
+def local_text(moment: Optional[datetime]) -> Optional[str]:
+    """`YYYY-MM-DD HH:MM:SS` in the backend's local time (the original's format); naive values are UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def seconds_between(start: Optional[datetime], end: Optional[datetime]) -> int:
+    if start is None:
+        return 0
+    end = end or datetime.now(timezone.utc)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    return max(0, int(math.floor((end - start).total_seconds())))
+
+
+def find_job(session, workspace: str, job_id: str, kinds=None) -> Job:
+    workspace_row = find_workspace(session, workspace)
+    job = session.get(Job, job_id) if job_id else None
+    if job is None or job.workspace_id != workspace_row.id or (kinds and job.kind not in kinds):
+        raise JobNotFound(f"There is no job with id: {job_id}")
+    return job
+
+
+class JobService:
+    def __init__(self, db: Database, layout: DataLayout):
+        self.db = db
+        self.layout = layout
+
+    def listing(self, workspace: str, kind: str) -> List[dict]:
+        """SubmissionInfo dicts of every job of `kind`, newest first (one query; fast for many jobs)."""
+        with self.db.session_scope() as session:
+            workspace_row = find_workspace(session, workspace)
+            rows = session.execute(
+                select(Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at)
+                .where(Job.workspace_id == workspace_row.id, Job.kind == kind)
+                .order_by(Job.created_at.desc(), Job.id)).all()
+            counts = {}
+            if kind == "train" and rows:
+                counts = self._partition_counts(session, workspace_row.id)
+        listing = []
+        for job_id, state, created, started, finished in rows:
+            item = {"job_id": job_id, "state": state, "started": local_text(started or created),
+                    "duration": seconds_between(started, finished) if started else 0}
+            if kind == "train":
+                total, done, failed = counts.get(job_id, (0, 0, 0))
+                percent = int(100 * done / total) if total else 0
+                item["progress"] = f"Progress: {done} / {total} ({percent}%)\n{failed} failed"
+                item["hyperopt"] = "True" if total > 1 else "False"
+            listing.append(item)
+        return listing
+
+    @staticmethod
+    def _partition_counts(session, workspace_id: int) -> dict:
+        finished = Partition.state.in_([JobState.JOB_SUCCESS.value, JobState.JOB_FAILURE.value,
+                                        JobState.JOB_KILLED.value])
+        failed = Partition.state == JobState.JOB_FAILURE.value
+        rows = session.execute(
+            select(Partition.job_id, func.count(), func.sum(case((finished, 1), else_=0)), func.sum(case((failed, 1), else_=0)))
+            .join(Job, Job.id == Partition.job_id)
+            .where(Job.workspace_id == workspace_id, Job.kind == "train")
+            .group_by(Partition.job_id)).all()
+        return {job_id: (total, int(done or 0), int(failed_count or 0)) for job_id, total, done, failed_count in rows}
+
+    def state(self, workspace: str, job_id: str) -> dict:
+        with self.db.session_scope() as session:
+            job = find_job(session, workspace, job_id)
+            return {"job_id": job.id, "kind": job.kind, "state": job.state,
+                    "started": local_text(job.started_at or job.created_at),
+                    "finished": local_text(job.finished_at),
+                    "duration": seconds_between(job.started_at, job.finished_at) if job.started_at else 0,
+                    "reason": job.reason}
+
+    def kill(self, workspace: str, job_id: str, kinds=None, wait: float = KILL_WAIT_SECONDS) -> None:
+        """Ask the scheduler to kill the job, and wait until it has (or `wait` seconds passed)."""
+        with self.db.session_scope() as session:
+            job = find_job(session, workspace, job_id, kinds)
+            if job.state in TERMINAL:
+                raise JobNotRunning(f"Job is not running, id: {job_id}")
+            job.desired = "kill"
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with self.db.session_scope() as session:
+                if session.get(Job, job_id).state in TERMINAL:
+                    return
+            time.sleep(0.1)
+
+    def is_finished(self, job_id: str) -> bool:
+        with self.db.session_scope() as session:
+            job = session.get(Job, job_id)
+            return job is None or job.state in TERMINAL
+
+    def log_text(self, workspace: str, job_id: str, kinds=None) -> str:
+        with self.db.session_scope() as session:
+            find_job(session, workspace, job_id, kinds)
+        return "\n".join(JobLog(self.layout.log_path(job_id)).lines())
+
+    def follow_log(self, workspace: str, job_id: str, kinds=None) -> Iterator[str]:
+        with self.db.session_scope() as session:
+            find_job(session, workspace, job_id, kinds)
+        log = JobLog(self.layout.log_path(job_id))
+        return (line + "\n" for line in log.follow(lambda: self.is_finished(job_id)))
