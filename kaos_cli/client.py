@@ -9,6 +9,9 @@ Usage::
     client.create_workspace("mnist")
     client.list_workspaces()             # ["mnist"]
     client.upload_features("mnist", "data.zip")   # {"glob_name": "features:9fd9d"}
+    client.upload_train_source("mnist", "source.zip")   # {"glob_name": "mnist:1909d", "job_id": "…"}
+    for line in client.train_logs("mnist", job_id, follow=True):   # streamed as the job writes it
+        print(line)
 
 Every method raises a `kaos_cli.errors.KaosError` subclass on failure, never a `requests` exception:
 
@@ -21,7 +24,7 @@ The module has no click import; progress bars (tqdm) are drawn on stderr for upl
 import hashlib
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Union
 from urllib.parse import quote
 
 from kaos_cli.errors import ConnectionProblem, KaosError, RequestError, UnauthorizedError
@@ -29,7 +32,9 @@ from kaos_cli.errors import ConnectionProblem, KaosError, RequestError, Unauthor
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
 UPLOAD_READ_TIMEOUT = 3600.0
+KILL_READ_TIMEOUT = 60.0  # the backend waits up to 30 s for a killed job to stop
 CHUNK_SIZE = 1024 * 1024
+_DEFAULT = object()  # "the client's read timeout" (None means no read timeout at all)
 
 
 def sha256_file(path) -> str:
@@ -93,9 +98,10 @@ class KaosClient:
 
     # -- the chokepoint --------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, params: Optional[Dict[str, Any]] = None, data=None,
-                 headers: Optional[Dict[str, str]] = None, timeout: Optional[float] = None, stream: bool = False):
+                 headers: Optional[Dict[str, str]] = None, timeout: Any = _DEFAULT, stream: bool = False):
         """Send one request and return the decoded JSON (or the response when `stream`); map every failure
-        to a `KaosError`."""
+        to a `KaosError`. `timeout` is the read timeout in seconds (default: the client's; None: wait forever,
+        for streams that last as long as a job)."""
         import requests
 
         if not self.url.strip():
@@ -110,7 +116,7 @@ class KaosClient:
         try:
             response = self._session.request(
                 method, join_url(self.url, path), params=query, data=data, headers=all_headers,
-                timeout=(CONNECT_TIMEOUT, timeout or self.timeout), stream=stream)
+                timeout=(CONNECT_TIMEOUT, self.timeout if timeout is _DEFAULT else timeout), stream=stream)
         except requests.exceptions.MissingSchema:
             raise ConnectionProblem("Missing endpoint! Please set with - kaos init", self.url) from None
         except requests.exceptions.InvalidHeader:
@@ -237,3 +243,91 @@ class KaosClient:
     def delete_all_resources(self) -> None:
         """`DELETE /internal/resources`: kills every workspace and wipes the store of this backend."""
         self._request("DELETE", "internal/resources")
+
+    # -- train -----------------------------------------------------------------------------------------------
+    def upload_train_source(self, workspace: str, zip_file, cpu: Optional[float] = None,
+                            memory: Optional[str] = None, gpu: Optional[int] = None) -> Dict[str, Any]:
+        """`POST /train/<ws>` with a train source bundle zip (skipped by digest when the backend has it) →
+        `{"glob_name": "mnist:1909d", "job_id": <build job id, or None when the image is already built>}`.
+        400 INVALID_BUNDLE, 400 *_REQUEST_ERROR for resources."""
+        return self._upload(f"train/{quote(workspace, safe='')}", zip_file, "source bundle",
+                            {"cpu": cpu, "memory": memory, "gpu": gpu})
+
+    def train_list(self, workspace: str) -> Dict[str, List[Dict[str, Any]]]:
+        """`GET /train/<ws>` → `{"training": [...], "building": [...], "ingesting": [...]}`, each a list of
+        SubmissionInfo (`job_id, state, started, duration, progress[, hyperopt]`), newest first."""
+        body = self._request("GET", f"train/{quote(workspace, safe='')}") or {}
+        listing = body.get("response") or {}
+        return {kind: list(listing.get(kind) or []) for kind in ("training", "building", "ingesting")}
+
+    def train_inspect(self, workspace: str) -> Dict[str, Any]:
+        """`GET /train/<ws>/inspect` → the current train inputs: `image` (or None), `image_state`
+        (`none|building|ready|failed`), `data_glob`, `hyper_glob` (`/params.null` when none), `parallelism`,
+        `cpu`, `memory`, `gpu`, `output_branch`."""
+        body = self._request("GET", f"train/{quote(workspace, safe='')}/inspect") or {}
+        if isinstance(body.get("response"), dict):  # tolerate a wrapped answer
+            return body["response"]
+        return body
+
+    def train_info(self, workspace: str, job_id: str, sort_by: Optional[str] = None, page_id: int = 0,
+                   ascending: bool = False) -> Dict[str, Any]:
+        """`GET /train/<ws>/<job_id>` → `{"page_id", "page_count", "response": JobInfo}`; ten partitions per page,
+        sorted by the metric `sort_by` (descending unless `ascending`). 404 JOB_NOT_FOUND / METRIC_NOT_FOUND,
+        400 PAGE_ERROR."""
+        params = {"sort_by": sort_by, "page_id": page_id, "ascending": "true" if ascending else None}
+        return self._request("GET", f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}",
+                             params=params) or {}
+
+    def train_logs(self, workspace: str, job_id: str, follow: bool = False) -> Union[str, Iterator[str]]:
+        """`GET /train/<ws>/<job_id>/logs` for a train **or build** job id. Without `follow`: the whole log as
+        one string of `[YYYY-MM-DD HH:MM:SS] line` records. With `follow`: an iterator of those lines as the
+        job writes them; it ends once the job is terminal and its log drained (errors such as 404 are raised
+        by this call, before the first line)."""
+        return self._logs(f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}/logs", follow)
+
+    def train_build_logs(self, workspace: str, job_id: str, follow: bool = False) -> Union[str, Iterator[str]]:
+        """`GET /train/<ws>/build/<job_id>/logs`: like `train_logs`, for build-train job ids only."""
+        return self._logs(f"train/{quote(workspace, safe='')}/build/{quote(job_id, safe='')}/logs", follow)
+
+    def train_kill(self, workspace: str, job_id: str) -> None:
+        """`DELETE /train/<ws>/<job_id>`: kill a running train or build job; returns once it is JOB_KILLED (the
+        backend waits up to 30 s). 400 JOB_NOT_RUNNING "Job is not running, id: X", 404 JOB_NOT_FOUND
+        "There is no job with id: X"."""
+        self._request("DELETE", f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}",
+                      timeout=KILL_READ_TIMEOUT)
+
+    def job_state(self, workspace: str, job_id: str) -> Dict[str, Any]:
+        """`GET /job/<ws>/<job_id>` → the job's record `{"job_id", "kind", "state", "started", "duration",
+        "finished", "reason"}` for any kind of job (`build-train`, `train`, `build-serve`, `serve`,
+        `ingestion`); `state` is a `kaos_model.states.JobState` name."""
+        body = self._request("GET", f"job/{quote(workspace, safe='')}/{quote(job_id, safe='')}") or {}
+        return body.get("response") or {}
+
+    # -- logs ------------------------------------------------------------------------------------------------
+    def _logs(self, path: str, follow: bool) -> Union[str, Iterator[str]]:
+        if not follow:
+            text = self._request("GET", path)
+            return "" if text is None else str(text)
+        response = self._request("GET", path, params={"follow": "true"}, timeout=None, stream=True)
+        return self._stream_lines(response)
+
+    def _stream_lines(self, response) -> Iterator[str]:
+        """The lines of a streamed `text/plain` answer as they arrive (a JSON answer, from a backend that does
+        not stream, is decoded and split); the response is closed when the iterator ends or is closed."""
+        import requests
+
+        try:
+            if "json" in (response.headers.get("Content-Type") or ""):
+                try:
+                    text = response.json()
+                except ValueError:
+                    text = response.text
+                for record in ("" if text is None else str(text)).splitlines():
+                    yield record
+                return
+            for raw in response.iter_lines(chunk_size=None):
+                yield raw.decode("utf-8", errors="replace")
+        except requests.exceptions.RequestException as exc:
+            raise KaosError(f"The log stream from {self.url} was interrupted ({type(exc).__name__})") from None
+        finally:
+            response.close()

@@ -8,6 +8,7 @@ from kaos_cli.commands.build import build
 from kaos_cli.commands.destroy import destroy
 from kaos_cli.commands.init import init
 from kaos_cli.commands.template import template
+from kaos_cli.commands.train import train
 from kaos_cli.commands.workspace import workspace
 from kaos_cli.errors import KaosError
 from kaos_cli.render import line
@@ -64,11 +65,23 @@ class KaosGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Aborted!", err=True)
             code = 1
+        except BrokenPipeError:  # `kaos train logs -f | head`: the reader left, which is not an error of ours
+            _silence_stdout()
+            code = 0
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
             code = _unexpected(exc)
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise BrokenPipeError again."""
+    import os
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 @click.group(cls=KaosGroup, help=BANNER, context_settings={"help_option_names": ["--help"]})
@@ -81,6 +94,7 @@ cli.add_command(destroy)
 cli.add_command(init)
 cli.add_command(template)
 cli.add_command(workspace)
+cli.add_command(train)
 
 
 def start():

@@ -15,13 +15,14 @@ def line(level: str, message: str) -> str:
     return f"{click.style(level, fg=_COLOURS.get(level, 'red'), bold=True)} - {message}"
 
 
-def say(level: str, message: str) -> None:
-    """Info goes to stdout; every other level goes to stderr."""
-    click.echo(line(level, message), err=level != "Info")
+def say(level: str, message: str, err: Optional[bool] = None) -> None:
+    """Info goes to stdout; every other level goes to stderr (unless `err` says otherwise)."""
+    click.echo(line(level, message), err=level != "Info" if err is None else err)
 
 
-def info(message: str) -> None:
-    say("Info", message)
+def info(message: str, err: bool = False) -> None:
+    """An Info line on stdout, or on stderr when stdout carries the data (logs)."""
+    say("Info", message, err=err)
 
 
 def warning(message: str) -> None:
@@ -36,16 +37,41 @@ def echo(text: str = "", err: bool = False) -> None:
     click.echo(text, err=err)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None) -> str:
-    """An ASCII table (terminaltables `AsciiTable`); `None` cells are shown as `None` like the original."""
+def table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
+          justify: Optional[str] = None) -> str:
+    """An ASCII table (terminaltables `AsciiTable`); `None` cells are shown as `None` like the original.
+    `justify` ("center", "right") applies to every column; `title` goes into the top border."""
     from terminaltables import AsciiTable
 
     data = [list(headers)] + [["None" if cell is None else str(cell) for cell in row] for row in rows]
-    return AsciiTable(data, title=title).table
+    ascii_table = AsciiTable(data, title=title)
+    if justify:
+        ascii_table.justify_columns = {column: justify for column in range(len(headers))}
+    return ascii_table.table
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None) -> None:
-    click.echo(table(headers, rows, title))
+def print_table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
+                justify: Optional[str] = None) -> None:
+    click.echo(table(headers, rows, title, justify))
+
+
+def titled_table(title: str, headers: Sequence[str], rows: Iterable[Sequence], justify: str = "center") -> str:
+    """A table under a full-width title row, like the original's job listings::
+
+        +---------------------------------+
+        |             BUILDING            |
+        +----------+--------+-----+-------+
+        | duration | job_id | ... | state |
+    """
+    body = table(headers, rows, justify=justify)
+    width = len(body.splitlines()[0])
+    border = "+" + "-" * (width - 2) + "+"
+    return f"{border}\n|{title.center(width - 2)}|\n{body}"
+
+
+def success(message: str) -> None:
+    """` ✔ message` — a step that worked."""
+    click.echo(f" {click.style(CHECK, fg='green')} {message}")
 
 
 def mark(value, building: bool = False) -> str:

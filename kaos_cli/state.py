@@ -28,12 +28,13 @@ DIR_MODE = 0o700
 CACHE_COMMANDS = {
     "workspace": "workspace",
     "train": "train",
+    "build-train": "train",
     "serve": "serve",
     "notebook": "notebook",
     "backend": "build",
     "template": "template",
 }
-WORKSPACE_CACHES = ("workspace", "train", "serve", "notebook")
+WORKSPACE_CACHES = ("workspace", "train", "build-train", "serve", "notebook")
 
 
 def state_dir() -> Path:

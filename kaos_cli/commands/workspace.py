@@ -5,7 +5,7 @@ from kaos_cli import render
 from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import make_client, require_context, require_init, require_workspace
 from kaos_cli.options import index_option, name_option, require_one
-from kaos_cli.state import delete_caches, resolve_index, write_cache
+from kaos_cli.state import WORKSPACE_CACHES, delete_caches, resolve_index, write_cache
 
 
 def _session():
@@ -51,9 +51,16 @@ def set_workspace(name, ind):
                             + render.bullets(close), level="Warning")
         raise KaosError(f"Workspace {name} does not exist. Check the existing workspaces with "
                         "`kaos workspace list`", level="Warning")
+    _switch_to(config, name)
+    render.info(f"Successfully set {name} workspace")
+
+
+def _switch_to(config, name: str) -> None:
+    """Make `name` current; the index caches of another workspace would resolve to its jobs: drop them."""
+    if config.workspace != name:
+        delete_caches(kinds=[kind for kind in WORKSPACE_CACHES if kind != "workspace"])
     config.set_workspace(name)
     config.save()
-    render.info(f"Successfully set {name} workspace")
 
 
 @workspace.command(short_help="Create a workspace and make it current")
@@ -73,8 +80,7 @@ def create(name):
             raise KaosError(f"Workspace {name} already exists. Please use `kaos workspace set` to select a "
                             "workspace", level="Warning") from None
         raise
-    config.set_workspace(name)
-    config.save()
+    _switch_to(config, name)
     render.info(f"Successfully set {name} workspace")
 
 

@@ -2,7 +2,7 @@
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -51,7 +51,8 @@ Route = Union[Reply, Callable[[Recorded], Reply]]
 
 class ScriptedServer:
     """A real HTTP server on 127.0.0.1 answering from `routes[(METHOD, path)]`; unknown routes answer
-    404 NOT_FOUND JSON. Every request is recorded in `requests`."""
+    404 NOT_FOUND JSON. Every request is recorded in `requests`. A reply whose body is an iterator (e.g. a
+    generator) is streamed with chunked transfer encoding, one chunk per item as the iterator yields it."""
 
     def __init__(self):
         self.routes: Dict[Tuple[str, str], Route] = {}
@@ -80,6 +81,19 @@ class ScriptedServer:
                 else:
                     reply = route
                 status, payload, content_type = reply
+                if isinstance(payload, Iterator):  # a streamed body: one HTTP chunk per item, sent as produced
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for piece in payload:
+                        piece = piece.encode() if isinstance(piece, str) else piece
+                        if piece:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                            self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                    return
                 if isinstance(payload, (dict, list)) or payload is None and content_type == "application/json":
                     data = json.dumps(payload).encode()
                 elif isinstance(payload, str):

@@ -23,8 +23,8 @@ def test_help_banner_and_order(kaos):
     assert TAGLINE in result.output
     assert "|__|\\__\\ /__/" in result.output  # the ASCII art is not rewrapped
     commands = result.output.split("Commands:")[1].split()
-    listed = [word for word in commands if word in {"build", "destroy", "init", "template", "workspace"}]
-    assert listed == ["build", "destroy", "init", "template", "workspace"]
+    listed = [word for word in commands if word in {"build", "destroy", "init", "template", "workspace", "train"}]
+    assert listed == ["build", "destroy", "init", "template", "workspace", "train"]
 
 
 def test_bare_kaos_prints_help_and_succeeds(kaos):
@@ -113,3 +113,14 @@ def test_console_entry_point_exit_codes(tmp_path):
     assert failed.returncode == 1
     assert failed.stderr.strip() == "Warning - .kaos directory does not exist - first run kaos init"
     assert failed.stdout == ""
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    """`kaos template list | head -1`: the reader leaves early; kaos exits quietly, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    kaos = str(Path(sys.executable).with_name("kaos"))
+    pipeline = subprocess.run(f"'{kaos}' template list | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+                              shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True)
+    assert "Traceback" not in pipeline.stderr and "Error" not in pipeline.stderr

@@ -32,3 +32,25 @@ def test_marks():
     assert render.mark("params.null") == "\u2717"
     assert render.mark("x", building=True) == "\u2a02\n<building>"
     assert render.bullets(["a", "b"]) == "- a\n- b"
+
+
+def test_info_can_go_to_stderr(capsys):
+    render.info("retrieving", err=True)
+    render.success("Setting source bundle: /mnist:1909d")
+    captured = capsys.readouterr()
+    assert captured.err == "Info - retrieving\n"
+    assert captured.out == " \u2714 Setting source bundle: /mnist:1909d\n"
+
+
+def test_centered_table_and_title_row():
+    assert render.table(["ind", "name"], [[0, "a"]], justify="center").splitlines()[3] == "|  0  |  a   |"
+    text = render.titled_table("BUILDING", ["duration", "job_id"], [[20, "7a74b"]])
+    assert text.splitlines() == [
+        "+-------------------+",
+        "|      BUILDING     |",
+        "+----------+--------+",
+        "| duration | job_id |",
+        "+----------+--------+",
+        "|    20    | 7a74b  |",
+        "+----------+--------+",
+    ]

@@ -118,6 +118,7 @@ def test_kill_asks_and_clears(kaos, workspaces, project):
         assert kaos("workspace", "create", "-n", name).exit_code == 0
     kaos("workspace", "list")
     state.write_cache("train", ["job"])
+    state.write_cache("build-train", ["build-job"])
     state.write_cache("backend", ["remote"])
 
     aborted = kaos("workspace", "kill", input="n\n")
@@ -133,6 +134,7 @@ def test_kill_asks_and_clears(kaos, workspaces, project):
     assert workspaces.names == {"ab"}
     assert Config.load().workspace is None
     assert state.read_cache("workspace") is None and state.read_cache("train") is None
+    assert state.read_cache("build-train") is None
     assert state.read_cache("backend") == ["remote"]
 
 
@@ -143,3 +145,13 @@ def test_kill_another_workspace_keeps_the_current_one(kaos, workspaces):
     assert killed.exit_code == 0 and killed.output.strip() == "Info - Successfully killed all other resources"
     assert workspaces.names == {"mnist"} and Config.load().workspace == "mnist"
     assert one_line(kaos("workspace", "kill", "-n", "x", "-y")) == "Error - Workspace x not found"
+
+
+def test_switching_workspace_drops_the_job_index_caches(kaos, workspaces, project):
+    assert kaos("workspace", "create", "-n", "mnist").exit_code == 0
+    state.write_cache("train", ["a" * 32])
+    state.write_cache("build-train", ["b" * 32])
+    assert kaos("workspace", "set", "-n", "mnist").exit_code == 0  # the same workspace: caches stay
+    assert state.read_cache("train") == ["a" * 32]
+    assert kaos("workspace", "create", "-n", "other").exit_code == 0
+    assert state.read_cache("train") is None and state.read_cache("build-train") is None
