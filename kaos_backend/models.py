@@ -74,7 +74,7 @@ class TrainPipeline(Base):
 class Job(Base):
     """One build, ingestion, training or endpoint run. `desired` is what the API asked; `state` what ran."""
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_listing", "workspace_id", "kind", "created_at"),
+    __table_args__ = (Index("ix_jobs_listing", "workspace_id", "kind", "created_at", "id"),
                       Index("ix_jobs_unfinished", "finished_at"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

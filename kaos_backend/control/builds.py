@@ -77,10 +77,16 @@ class BuildController:
                             log_path=str(job_log.path), preamble=preamble.lines(),
                             requirements=self._requirements(job.kind, model_dir))
         executor = make_executor(self.config)
+        job.started_at = now()
+        image = executor.image_for(spec)
+        if executor.is_image_ready(image):  # a warm build: nothing to run
+            job_log.append(*spec.preamble, f"Using cached image {image}")
+            job.image = image
+            finish(job, JobState.JOB_SUCCESS)
+            return
         job.image = executor.build(spec, root)
         job.executor_state = executor.get_state()
         job.state = JobState.JOB_RUNNING.value
-        job.started_at = now()
 
     @staticmethod
     def _requirements(kind: str, model_dir: Path) -> List[str]:

@@ -89,8 +89,12 @@ class Executor(abc.ABC):
     def address(self) -> Tuple[str, int]:
         """(host, port) where a serve or notebook workload accepts connections."""
 
+    @abc.abstractmethod
+    def image_for(self, spec: WorkloadSpec) -> str:
+        """The image reference a build of `spec` makes (without building anything)."""
+
     def is_image_ready(self, image: str) -> bool:
-        """True when a build's image exists already (a warm build can be skipped)."""
+        """True when `image` exists already, so a build of it can be skipped (a warm build)."""
         return False
 
     def logs(self, follow: bool = False) -> Iterator[str]:

@@ -83,15 +83,15 @@ class LocalExecutor(Executor):
         self._process: Optional[subprocess.Popen] = None  # set while this process is the runner's parent
 
     # -- building -------------------------------------------------------------------------------------------
-    def image_for(self, requirements: List[str]) -> str:
-        texts = [Path(path).read_bytes() if Path(path).exists() else b"" for path in requirements]
+    def image_for(self, spec: WorkloadSpec) -> str:
+        texts = [Path(path).read_bytes() if Path(path).exists() else b"" for path in spec.requirements]
         return str(venv_builder.environment_dir(self.envs_dir, venv_builder.requirements_key(texts)))
 
     def is_image_ready(self, image: str) -> bool:
         return (Path(image) / venv_builder.COMPLETE_MARKER).exists()
 
     def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
-        image = self.image_for(spec.requirements)
+        image = self.image_for(spec)
         command = [sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir), "--key", Path(image).name,
                    *spec.requirements]
         self._launch(spec, command, job_environment(spec.env, None))

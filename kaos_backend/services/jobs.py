@@ -1,7 +1,7 @@
 """Jobs as the API shows them: lookup within a workspace, listing rows, state, kill requests, logs."""
-import math
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Iterator, List, Optional
 
 from kaos_model import JobState
@@ -18,24 +18,33 @@ TERMINAL = {state.value for state in JobState if state.is_terminal}
 KILL_WAIT_SECONDS = 30.0
 
 
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+@lru_cache(maxsize=4096)
+def _local_offset(utc_hour: datetime) -> timedelta:
+    """The local UTC offset at a given UTC hour (cached: a listing of many jobs looks up only a few hours)."""
+    return utc_hour.astimezone().utcoffset()
+
+
 def local_text(moment: Optional[datetime]) -> Optional[str]:
     """`YYYY-MM-DD HH:MM:SS` in the backend's local time (the original's format); naive values are UTC."""
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    moment = _as_utc(moment)
+    offset = _local_offset(moment.replace(minute=0, second=0, microsecond=0))
+    return (moment + offset).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def seconds_between(start: Optional[datetime], end: Optional[datetime]) -> int:
     if start is None:
         return 0
-    end = end or datetime.now(timezone.utc)
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=timezone.utc)
-    return max(0, int(math.floor((end - start).total_seconds())))
+    if end is None:
+        end = datetime.now(timezone.utc)
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = _as_utc(start), _as_utc(end)
+    return max(0, int((end - start).total_seconds()))
 
 
 def find_job(session, workspace: str, job_id: str, kinds=None) -> Job:
@@ -52,39 +61,32 @@ class JobService:
         self.layout = layout
 
     def listing(self, workspace: str, kind: str) -> List[dict]:
-        """SubmissionInfo dicts of every job of `kind`, newest first (one query; fast for many jobs)."""
+        """SubmissionInfo dicts of every job of `kind`, newest first: one query, fast for many jobs."""
+        columns = [Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at]
         with self.db.session_scope() as session:
             workspace_row = find_workspace(session, workspace)
-            rows = session.execute(
-                select(Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at)
-                .where(Job.workspace_id == workspace_row.id, Job.kind == kind)
-                .order_by(Job.created_at.desc(), Job.id)).all()
-            counts = {}
-            if kind == "train" and rows:
-                counts = self._partition_counts(session, workspace_row.id)
-        listing = []
-        for job_id, state, created, started, finished in rows:
-            item = {"job_id": job_id, "state": state, "started": local_text(started or created),
-                    "duration": seconds_between(started, finished) if started else 0}
+            query = select(*columns).where(Job.workspace_id == workspace_row.id, Job.kind == kind)
             if kind == "train":
-                total, done, failed = counts.get(job_id, (0, 0, 0))
+                finished = Partition.state.in_(sorted(TERMINAL))
+                failed = Partition.state == JobState.JOB_FAILURE.value
+                query = (select(*columns, func.count(Partition.id), func.sum(case((finished, 1), else_=0)),
+                                func.sum(case((failed, 1), else_=0)))
+                         .outerjoin(Partition, Partition.job_id == Job.id)
+                         .where(Job.workspace_id == workspace_row.id, Job.kind == kind)
+                         .group_by(*columns))
+            rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc())).all()
+        listing = []
+        for row in rows:
+            job_id, state, created, started, finished_at = row[:5]
+            item = {"job_id": job_id, "state": state, "started": local_text(started or created),
+                    "duration": seconds_between(started, finished_at) if started else 0}
+            if kind == "train":
+                total, done, failed_count = row[5], int(row[6] or 0), int(row[7] or 0)
                 percent = int(100 * done / total) if total else 0
-                item["progress"] = f"Progress: {done} / {total} ({percent}%)\n{failed} failed"
+                item["progress"] = f"Progress: {done} / {total} ({percent}%)\n{failed_count} failed"
                 item["hyperopt"] = "True" if total > 1 else "False"
             listing.append(item)
         return listing
-
-    @staticmethod
-    def _partition_counts(session, workspace_id: int) -> dict:
-        finished = Partition.state.in_([JobState.JOB_SUCCESS.value, JobState.JOB_FAILURE.value,
-                                        JobState.JOB_KILLED.value])
-        failed = Partition.state == JobState.JOB_FAILURE.value
-        rows = session.execute(
-            select(Partition.job_id, func.count(), func.sum(case((finished, 1), else_=0)), func.sum(case((failed, 1), else_=0)))
-            .join(Job, Job.id == Partition.job_id)
-            .where(Job.workspace_id == workspace_id, Job.kind == "train")
-            .group_by(Partition.job_id)).all()
-        return {job_id: (total, int(done or 0), int(failed_count or 0)) for job_id, total, done, failed_count in rows}
 
     def state(self, workspace: str, job_id: str) -> dict:
         with self.db.session_scope() as session:
