@@ -1,4 +1,5 @@
-"""`create_app()`: the Flask application — blueprints under /api, X-Token auth and JSON errors. Nothing else."""
+"""`create_app()`: the Flask application — blueprints under /api, X-Token auth, JSON errors, and the serving
+gateway in front of it. Nothing else."""
 import hmac
 import logging
 
@@ -60,6 +61,8 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
         return respond({"error_code": "INTERNAL_ERROR",
                         "message": "Internal error of the kaos backend: see the backend log for details"}, 500)
 
+    from kaos_backend.gateway import Gateway, endpoint_lookup
+    app.wsgi_app = Gateway(app.wsgi_app, endpoint_lookup(app.extensions["kaos"]))
     return app
 
 

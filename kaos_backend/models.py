@@ -115,3 +115,27 @@ class Partition(Base):
     has_model: Mapped[bool] = mapped_column(default=False)
     metrics: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
     executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+
+
+class Endpoint(Base):
+    """A served model `serve-<ws>-<hex6>`: desired (`desired`) and observed (`state`, a PipelineState)."""
+    __tablename__ = "endpoints"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    user: Mapped[str] = mapped_column(String(MAX_USER))
+    source_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    model_id: Mapped[Optional[str]] = mapped_column(String(64), default=None)
+    model_dir: Mapped[Optional[str]] = mapped_column(String(1024), default=None)  # the trained model's files
+    build_job_id: Mapped[Optional[str]] = mapped_column(String(32), default=None)
+    state: Mapped[str] = mapped_column(String(24))
+    desired: Mapped[str] = mapped_column(String(8), default="run")  # run | kill
+    image: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
+    port: Mapped[Optional[int]] = mapped_column(Integer, default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)       # exits in a row without reaching running
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    resources: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
+    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

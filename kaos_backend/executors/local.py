@@ -102,6 +102,7 @@ class LocalExecutor(Executor):
         extra = dict(spec.env)
         if spec.port is not None:
             extra["PORT"] = str(spec.port)
+            extra.setdefault("HOST", self.host)  # listen on loopback only: the gateway is the way in
         self._launch(spec, spec.command, job_environment(extra, spec.image))
 
     def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str]) -> None:

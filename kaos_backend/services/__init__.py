@@ -10,6 +10,7 @@ class Services:
     def __init__(self, config: Config, database: Database = None, store: BlobStore = None):
         from kaos_backend.layout import DataLayout
         from kaos_backend.services.blobs import BlobService
+        from kaos_backend.services.inference import InferenceService
         from kaos_backend.services.jobs import JobService
         from kaos_backend.services.train import TrainService
         from kaos_backend.services.uploads import UploadService
@@ -24,6 +25,7 @@ class Services:
         self.uploads = UploadService(self.db, self.store, config)
         self.jobs = JobService(self.db, self.layout)
         self.train = TrainService(self.db, self.uploads)
+        self.inference = InferenceService(self.db, self.uploads, config, self.layout)
 
     def dispose(self, close: bool = True) -> None:
         self.db.dispose(close=close)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from kaos_backend.db import Database
 from kaos_backend.errors import InvalidWorkspaceName, WorkspaceExists, WorkspaceNotFound
-from kaos_backend.models import MAX_USER, Blob, Bundle, Job, Partition, TrainPipeline, Workspace
+from kaos_backend.models import MAX_USER, Blob, Bundle, Endpoint, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.blobs import delete_unreferenced_rows
 from kaos_backend.storage import BlobStore
 
@@ -70,6 +70,7 @@ class WorkspaceService:
                 digests = set(session.scalars(select(Bundle.blob_digest).where(Bundle.workspace_id == workspace.id)))
                 session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
                 session.execute(delete(Job).where(Job.workspace_id == workspace.id))
+                session.execute(delete(Endpoint).where(Endpoint.workspace_id == workspace.id))
                 session.execute(delete(TrainPipeline).where(TrainPipeline.workspace_id == workspace.id))
                 session.execute(delete(Bundle).where(Bundle.workspace_id == workspace.id))
                 session.execute(delete(Workspace).where(Workspace.id == workspace.id))
@@ -82,6 +83,7 @@ class WorkspaceService:
         """Stop every workload still running in these workspaces; the ids of all their jobs."""
         jobs = list(session.scalars(select(Job).where(Job.workspace_id.in_(workspace_ids))))
         states = [job.executor_state for job in jobs if job.finished_at is None]
+        states += list(session.scalars(select(Endpoint.executor_state).where(Endpoint.workspace_id.in_(workspace_ids))))
         states += list(session.scalars(select(Partition.executor_state).where(
             Partition.job_id.in_([job.id for job in jobs if job.finished_at is None]),
             Partition.finished_at.is_(None))))
@@ -105,6 +107,7 @@ class WorkspaceService:
                 job_ids = self._stop_workloads(session, list(session.scalars(select(Workspace.id))))
                 session.execute(delete(Partition))
                 session.execute(delete(Job))
+                session.execute(delete(Endpoint))
                 session.execute(delete(TrainPipeline))
                 session.execute(delete(Bundle))
                 session.execute(delete(Workspace))

@@ -1,0 +1,50 @@
+from flask import Blueprint, Response, request, stream_with_context
+
+from kaos_backend.api import respond, services
+from kaos_backend.api.logs import log_response
+from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_body, user_arg
+
+bp = Blueprint("inference", __name__)
+
+
+@bp.post("/inference/<workspace>/<model_id>")
+def deploy(workspace, model_id):
+    return respond(services().inference.deploy(workspace, model_id, upload_body(), user_arg(), **resource_args()))
+
+
+@bp.get("/inference/<workspace>")
+def list_endpoints(workspace):
+    return respond({"response": {"endpoints": services().inference.listing(workspace, request.host),
+                                 "building": services().jobs.listing(workspace, "build-serve")}})
+
+
+@bp.get("/inference/<workspace>/<endpoint>/logs")
+@bp.get("/inference/<endpoint>/logs", defaults={"workspace": None})
+def logs(endpoint, workspace):
+    inference = services().inference
+    if flag_arg("follow"):
+        return Response(stream_with_context(inference.follow_log(workspace, endpoint)), mimetype="text/plain",
+                        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+    return respond(inference.log_text(workspace, endpoint))
+
+
+@bp.get("/inference/<workspace>/build/<job_id>/logs")
+def build_logs(workspace, job_id):
+    return log_response(workspace, job_id, ("build-serve",))
+
+
+@bp.get("/inference/<workspace>/<endpoint>/bundle")
+def bundle(workspace, endpoint):
+    return Response(services().inference.bundle(workspace, endpoint), mimetype="application/zip")
+
+
+@bp.get("/inference/<workspace>/<endpoint>/provenance")
+def provenance(workspace, endpoint):
+    return respond(services().inference.provenance(workspace, endpoint, request.host))
+
+
+@bp.delete("/inference/<workspace>/<endpoint>")
+@bp.delete("/inference/<endpoint>", defaults={"workspace": None})
+def kill(endpoint, workspace):
+    services().inference.kill(workspace, endpoint)
+    return respond(None)

@@ -1,0 +1,224 @@
+"""Endpoints as the API sees them: deploy (record the desired endpoint), list, logs, bundle, provenance, kill."""
+import io
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from kaos_model import JobState, PipelineState
+from kaos_model.ids import ENDPOINT_RE, endpoint_name, new_hex6
+from sqlalchemy import select
+
+from kaos_backend.db import Database
+from kaos_backend.errors import AlienProvenance, ModelNotFound, PipelineNotFound
+from kaos_backend.logs import JobLog
+from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
+from kaos_backend.services.jobs import local_text
+from kaos_backend.services.train import request_build
+from kaos_backend.services.uploads import UploadBody, UploadService
+from kaos_backend.services.workspaces import find_workspace
+
+BUILD_KIND = "build-serve"
+KILL_WAIT_SECONDS = 30.0
+
+
+def endpoint_dir(data_dir: Path, name: str) -> Path:
+    return Path(data_dir) / "endpoints" / name
+
+
+def endpoint_log(data_dir: Path, name: str) -> JobLog:
+    return JobLog(endpoint_dir(data_dir, name) / "log")
+
+
+def find_endpoint(session, workspace: Optional[str], name: str) -> Endpoint:
+    """The endpoint `name` of `workspace` (derived from the name when None); anything else is not found."""
+    match = ENDPOINT_RE.match(name or "")
+    if workspace is not None:
+        workspace_row = find_workspace(session, workspace)
+    else:
+        workspace_row = session.scalar(select(Workspace).where(Workspace.name == match["workspace"])) \
+            if match else None
+    endpoint = session.get(Endpoint, name) if match else None
+    if endpoint is None or workspace_row is None or endpoint.workspace_id != workspace_row.id \
+            or endpoint.desired == "kill":
+        raise PipelineNotFound(f"Pipeline {name} not found")
+    return endpoint
+
+
+def find_model(session, workspace: Workspace, model_id: str) -> Partition:
+    partition = session.scalar(
+        select(Partition).join(Job, Job.id == Partition.job_id)
+        .where(Job.workspace_id == workspace.id, Partition.model_id == model_id,
+               Partition.state == JobState.JOB_SUCCESS.value, Partition.has_model.is_(True)))
+    if partition is None:
+        raise ModelNotFound(f"There is no model with id: {model_id}")
+    return partition
+
+
+class InferenceService:
+    def __init__(self, db: Database, uploads: UploadService, config, layout):
+        self.db = db
+        self.uploads = uploads
+        self.config = config
+        self.layout = layout
+
+    def deploy(self, workspace: str, model_id: Optional[str], body: UploadBody, user: str = None,
+               **resources) -> Dict[str, Any]:
+        model_id = None if model_id in (None, "", "None", "none", "null") else model_id
+        with self.db.session_scope() as session:  # an unknown model fails before the upload is stored
+            workspace_row = find_workspace(session, workspace)
+            partition = find_model(session, workspace_row, model_id) if model_id else None
+            model_dir = None
+            if partition is not None:
+                job = session.get(Job, partition.job_id)
+                model_dir = str(self.layout.output_dir(job.id, partition.model_id.rsplit(":", 1)[1]) / "model")
+        bundle = self.uploads.source("source-serve", workspace, body, user, **resources)
+        with self.db.session_scope() as session:
+            workspace_row = find_workspace(session, workspace)
+            job_id = request_build(session, workspace_row, bundle, user, kind=BUILD_KIND)
+            build = job_id or _latest_successful_build(session, bundle.id)
+            name = self._unused_name(session, workspace)
+            session.add(Endpoint(name=name, workspace_id=workspace_row.id, user=bundle.user,
+                                 source_bundle_id=bundle.id, model_id=model_id, model_dir=model_dir,
+                                 build_job_id=build, state=PipelineState.PIPELINE_STARTING.value,
+                                 resources=(bundle.meta or {}).get("resources")))
+        return {"glob_name": bundle.glob_name, "endpoint": name, "job_id": job_id}
+
+    @staticmethod
+    def _unused_name(session, workspace: str) -> str:
+        while True:
+            name = endpoint_name(workspace, new_hex6())
+            if session.get(Endpoint, name) is None:
+                return name
+
+    def listing(self, workspace: str, host: str) -> List[Dict[str, Any]]:
+        with self.db.session_scope() as session:
+            workspace_row = find_workspace(session, workspace)
+            endpoints = list(session.scalars(select(Endpoint).where(
+                Endpoint.workspace_id == workspace_row.id, Endpoint.desired == "run")
+                .order_by(Endpoint.created_at.desc())))
+            bundles = {bundle.id: bundle for bundle in session.scalars(select(Bundle).where(
+                Bundle.id.in_([endpoint.source_bundle_id for endpoint in endpoints])))}
+            host = self.config.service_host or host
+            return [{"name": e.name, "url": f"{host}/{e.name}/invocations", "user": e.user, "state": e.state,
+                     "created_at": local_text(e.created_at),
+                     "code": {"path": f"/{bundles[e.source_bundle_id].glob_name}"} if e.source_bundle_id in bundles
+                     else None,
+                     "image": f"build-serve-{workspace}:{bundles[e.source_bundle_id].hash5}"
+                     if e.source_bundle_id in bundles else None,
+                     "model": {"model_id": e.model_id} if e.model_id else None,
+                     "restarts": e.restarts, "reason": e.reason} for e in endpoints]
+
+    def log_text(self, workspace: Optional[str], name: str) -> str:
+        with self.db.session_scope() as session:
+            find_endpoint(session, workspace, name)
+        return "\n".join(endpoint_log(self.config.data_dir, name).lines())
+
+    def follow_log(self, workspace: Optional[str], name: str) -> Iterator[str]:
+        with self.db.session_scope() as session:
+            find_endpoint(session, workspace, name)
+        log = endpoint_log(self.config.data_dir, name)
+        return (line + "\n" for line in log.follow(lambda: self._gone(name)))
+
+    def _gone(self, name: str) -> bool:
+        with self.db.session_scope() as session:
+            endpoint = session.get(Endpoint, name)
+            return endpoint is None or endpoint.desired == "kill"
+
+    def kill(self, workspace: Optional[str], name: str, wait: float = KILL_WAIT_SECONDS) -> None:
+        """Ask the scheduler to remove the endpoint; return once its row (and so its processes) are gone."""
+        with self.db.session_scope() as session:
+            find_endpoint(session, workspace, name).desired = "kill"
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with self.db.session_scope() as session:
+                if session.get(Endpoint, name) is None:
+                    return
+            time.sleep(0.1)
+
+    def bundle(self, workspace: str, name: str) -> bytes:
+        """A zip of the endpoint's code as deployed (`code/<bundle:hash>/…`) with the model's files in model/."""
+        with self.db.session_scope() as session:
+            endpoint = find_endpoint(session, workspace, name)
+            bundle = session.get(Bundle, endpoint.source_bundle_id)
+            model_dir = endpoint.model_dir
+        root = self.layout.extracted(self.uploads.store.path(bundle.blob_digest), bundle.blob_digest,
+                                     self.config.max_bundle_bytes) / bundle.root_name
+        buffer = io.BytesIO()
+        prefix = f"code/{bundle.glob_name}"
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{prefix}/{path.relative_to(root).as_posix()}")
+            if model_dir and Path(model_dir).is_dir():
+                for path in sorted(Path(model_dir).rglob("*")):
+                    if path.is_file():
+                        archive.write(path, f"{prefix}/model/{path.relative_to(model_dir).as_posix()}")
+        return buffer.getvalue()
+
+    def provenance(self, workspace: str, name: str, host: str) -> str:
+        with self.db.session_scope() as session:
+            endpoint = find_endpoint(session, workspace, name)
+            if not endpoint.model_id:
+                raise AlienProvenance("Unable to determine provenance with external model")
+            workspace_row = find_workspace(session, workspace)
+            partition = find_model(session, workspace_row, endpoint.model_id)
+            job = session.get(Job, partition.job_id)
+            parts = {key: session.get(Bundle, bundle_id) for key, bundle_id in (
+                ("code", job.source_bundle_id), ("data", job.data_bundle_id), ("hyper", job.hyper_bundle_id),
+                ("serve", endpoint.source_bundle_id)) if bundle_id}
+            return provenance_dot(workspace, endpoint, job, partition, parts,
+                                  f"{self.config.service_host or host}/{name}/invocations")
+
+
+def _latest_successful_build(session, bundle_id: int) -> Optional[str]:
+    return session.scalar(select(Job.id).where(Job.kind == BUILD_KIND, Job.source_bundle_id == bundle_id,
+                                               Job.state == JobState.JOB_SUCCESS.value)
+                          .order_by(Job.created_at.desc()).limit(1))
+
+
+def _quote(text: str) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def provenance_dot(workspace: str, endpoint: Endpoint, job: Job, partition: Partition, parts: Dict[str, Bundle],
+                   url: str) -> str:
+    """The original's endpoint provenance graph (§6.9): repos as cylinders, pipelines as eggs."""
+    ws = workspace
+    lines = ["digraph provenance {", "  rankdir=LR;"]
+
+    def repo(node):
+        lines.append(f"  {_quote(node)} [shape=cylinder];")
+
+    def pipeline(node):
+        lines.append(f"  {_quote(node)} [shape=egg];")
+
+    def edge(a, b, label=""):
+        lines.append(f"  {_quote(a)} -> {_quote(b)}" + (f" [label={_quote(label)}];" if label else ";"))
+
+    for node in (f"source-train-{ws}", f"ingestion-{ws}", f"train-{ws}:repo", f"source-serve-{ws}",
+                 f"build-train-{ws}:repo", f"build-serve-{ws}:repo") + ((f"hyper-{ws}",) if "hyper" in parts else ()):
+        repo(node)
+    for node in (f"build-train-{ws}", f"train-{ws}", f"build-serve-{ws}", endpoint.name):
+        pipeline(node)
+    code, data = parts.get("code"), parts.get("data")
+    edge(f"source-train-{ws}", f"build-train-{ws}", f"/{code.glob_name}" if code else "")
+    edge(f"build-train-{ws}", f"build-train-{ws}:repo")
+    edge(f"build-train-{ws}:repo", f"train-{ws}", f"build-train-{ws}:{code.hash5}" if code else "")
+    edge(f"ingestion-{ws}", f"train-{ws}", f"/{data.glob_name}" if data else "")
+    if "hyper" in parts:
+        hyper_path = f"/{partition.hyper_file}" if partition.hyper_file else f"/{parts['hyper'].glob_name}"
+        edge(f"hyper-{ws}", f"train-{ws}", hyper_path)
+    edge(f"train-{ws}", f"train-{ws}:repo", f"job {job.id}")
+    edge(f"train-{ws}:repo", f"build-serve-{ws}", f"model {partition.model_id}")
+    serve = parts.get("serve")
+    edge(f"source-serve-{ws}", f"build-serve-{ws}", f"/{serve.glob_name}" if serve else "")
+    edge(f"build-serve-{ws}", f"build-serve-{ws}:repo")
+    edge(f"build-serve-{ws}:repo", endpoint.name, f"build-serve-{ws}:{serve.hash5}" if serve else "")
+    lines.append('  "endpoint" [shape=box, color=red];')
+    edge(endpoint.name, "endpoint", url)
+    caption = "\\n".join([url, "Served model with kaos", f"user: {endpoint.user}",
+                          f"created_at: {local_text(endpoint.created_at)}"])
+    lines.append(f'  label="{caption}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
