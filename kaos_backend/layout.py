@@ -3,6 +3,7 @@
     <data_dir>/blobs/…                 uploaded bytes (storage.BlobStore)
     <data_dir>/extracted/<digest>/     a bundle unpacked once, shared read-only by builds and trainings
     <data_dir>/envs/<key>/             local images: virtualenvs keyed by requirements
+    <data_dir>/ingested/<digest>/manifest/   a data manifest's downloaded files (`<path>` of every line)
     <data_dir>/jobs/<job_id>/log       a job's log; work/, hyper/ and out/ beside it
 """
 import fcntl
@@ -37,6 +38,14 @@ class DataLayout:
 
     def output_dir(self, job_id: str, hex6: str) -> Path:
         return self.job_dir(job_id) / "out" / hex6
+
+    def ingested_dir(self, manifest_digest: str) -> Path:
+        """Where the ingestion of the manifest blob `manifest_digest` puts its files: the data root of a
+        training on that manifest. It exists only once every file arrived (the ingestion renames it into place);
+        its partial attempts are hidden siblings beside it."""
+        if not manifest_digest or "/" in manifest_digest or manifest_digest.startswith("."):
+            raise ValueError(f"not a blob digest: {manifest_digest!r}")
+        return self.data_dir / "ingested" / manifest_digest / "manifest"
 
     def extracted(self, blob_path: Path, digest: str, max_uncompressed: int = None) -> Path:
         """The bundle `digest` unpacked under `extracted/<digest>/`: done once, under a lock, visible only

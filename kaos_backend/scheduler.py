@@ -80,12 +80,15 @@ def main(argv=None) -> int:
 def controllers(config: Config) -> List[Callable[[], None]]:
     """The tick functions of every controller, over one set of services of this process."""
     from kaos_backend.control.builds import BuildController
+    from kaos_backend.control.endpoints import EndpointController
+    from kaos_backend.control.ingestions import IngestionController
     from kaos_backend.control.trainings import TrainController
     from kaos_backend.db import Database
     from kaos_backend.services import Services
 
     services = Services(config, database=Database(config.database_url, create_tables=False))
-    return [BuildController(services).tick, TrainController(services).tick]
+    return [BuildController(services).tick, IngestionController(services).tick, TrainController(services).tick,
+            EndpointController(services).tick]
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ def put_features(workspace):
 
 @bp.post("/data/<workspace>/manifest")
 def put_manifest(workspace):
-    return respond(services().uploads.manifest(workspace, upload_body(), user_arg(), **resource_args()))
+    return respond(services().train.submit_manifest(workspace, upload_body(), user_arg(), **resource_args()))
 
 
 @bp.post("/data/<workspace>/params")

@@ -5,7 +5,7 @@ from kaos_backend.api.logs import log_response
 from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_body, user_arg
 
 bp = Blueprint("train", __name__)
-TRAIN_KINDS = ("train", "build-train")
+TRAIN_KINDS = ("train", "build-train", "ingestion")  # what `kaos train logs` and `kaos train kill` accept
 
 
 @bp.post("/train/<workspace>")

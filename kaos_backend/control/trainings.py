@@ -16,7 +16,7 @@ from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
-from kaos_backend.services.train import latest_build, output_branch
+from kaos_backend.services.train import latest_build, latest_ingestion, output_branch, request_ingestion
 
 log = logging.getLogger("kaos_backend.control.trainings")
 
@@ -63,6 +63,8 @@ class TrainController:
         build = latest_build(session, source.id)
         if build is None or build.state != JobState.JOB_SUCCESS.value:
             return None  # the current source's image is not ready (or failed): nothing to train yet
+        if data.kind == "manifest" and not self._ingested(session, pipeline, data):
+            return None  # likewise while the manifest's files are not all downloaded (or could not be)
         branch = output_branch(source, data, hyper)
         if session.scalar(select(exists().where(Job.workspace_id == pipeline.workspace_id, Job.kind == "train",
                                                 Job.branch == branch))):
@@ -81,6 +83,15 @@ class TrainController:
             session.flush()
         log.info("Train job %s scheduled for branch %s (%d partitions)", job.id, branch, len(grid))
         return job
+
+    @staticmethod
+    def _ingested(session, pipeline: TrainPipeline, manifest: Bundle) -> bool:
+        ingestion = latest_ingestion(session, manifest.id)
+        if ingestion is None:  # a manifest set as data before uploads started ingestions: start one now
+            workspace = session.get(Workspace, pipeline.workspace_id)
+            request_ingestion(session, workspace, manifest)
+            return False
+        return ingestion.state == JobState.JOB_SUCCESS.value
 
     @staticmethod
     def _unused_hex6(session, branch: str) -> str:
@@ -148,10 +159,18 @@ class TrainController:
         if source is None or data is None:
             finish(partition, JobState.JOB_FAILURE, "kaos: an input bundle of this job was deleted", job_log)
             return
+        if data.kind == "manifest" and not self.layout.ingested_dir(data.blob_digest).is_dir():
+            finish(partition, JobState.JOB_FAILURE, f"kaos: the ingested files of {data.glob_name} are missing "
+                   f"({self.layout.ingested_dir(data.blob_digest)}); upload the manifest again", job_log)
+            return
         preamble = Preamble(job.id)
         with preamble.downloading():
             store, limit = self.services.store, self.config.max_bundle_bytes
-            data_root = self.layout.extracted(store.path(data.blob_digest), data.blob_digest, limit) / data.root_name
+            if data.kind == "manifest":
+                data_root = self.layout.ingested_dir(data.blob_digest)
+            else:
+                data_root = (self.layout.extracted(store.path(data.blob_digest), data.blob_digest, limit)
+                             / data.root_name)
             source_root = self.layout.extracted(store.path(source.blob_digest), source.blob_digest, limit)
             work = self.layout.work_dir(job.id, partition.index)
             shutil.rmtree(work, ignore_errors=True)

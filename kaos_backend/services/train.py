@@ -16,6 +16,7 @@ from kaos_backend.services.workspaces import find_workspace
 
 PAGE_SIZE = 10
 BUILD_KIND = "build-train"
+INGESTION_KIND = "ingestion"
 
 
 def pipeline_of(session, workspace: Workspace) -> TrainPipeline:
@@ -58,6 +59,26 @@ def request_build(session, workspace: Workspace, bundle: Bundle, user: str, kind
     return build.id
 
 
+def latest_ingestion(session, manifest_bundle_id: int) -> Optional[Job]:
+    """The newest ingestion job of a manifest bundle (its `data_bundle_id`), if any."""
+    return session.scalar(select(Job).where(Job.kind == INGESTION_KIND, Job.data_bundle_id == manifest_bundle_id)
+                          .order_by(Job.created_at.desc()).limit(1))
+
+
+def request_ingestion(session, workspace: Workspace, bundle: Bundle, user: Optional[str] = None) -> Optional[str]:
+    """Make sure the manifest bundle's files are ingested or being ingested: one ingestion per manifest bundle,
+    a new one only when the last failed or was killed. The running job's id, or None once ingested."""
+    job = latest_ingestion(session, bundle.id)
+    if job is not None and job.state == JobState.JOB_SUCCESS.value:
+        return None
+    if job is not None and job.state not in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
+        return job.id
+    job = Job(id=new_job_id(), workspace_id=workspace.id, kind=INGESTION_KIND, state=JobState.JOB_STARTING.value,
+              user=user or bundle.user, data_bundle_id=bundle.id, resources=(bundle.meta or {}).get("resources"))
+    session.add(job)
+    return job.id
+
+
 class TrainService:
     def __init__(self, db: Database, uploads: UploadService):
         self.db = db
@@ -80,6 +101,13 @@ class TrainService:
         self._set_data(workspace, result["glob_name"], "features")
         return result
 
+    def submit_manifest(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
+        """A data manifest becomes the pipeline's data, as a data bundle does; its files are downloaded by an
+        ingestion job (unless this manifest was ingested already), and trainings on it wait for that."""
+        result = self.uploads.manifest(workspace, body, user, **resources)
+        self._set_data(workspace, result["glob_name"], "manifest")
+        return result
+
     def _set_data(self, workspace: str, glob_name: str, kind: str) -> None:
         with self.db.session_scope() as session:
             workspace_row = find_workspace(session, workspace)
@@ -90,6 +118,8 @@ class TrainService:
             pipeline.hyper_bundle_id = None
             if (bundle.meta or {}).get("resources"):
                 pipeline.resources = bundle.meta["resources"]
+            if kind == "manifest":
+                request_ingestion(session, workspace_row, bundle)
 
     def submit_params(self, workspace: str, body: UploadBody, user: str = None, parallelism: Any = None,
                       **resources) -> Dict[str, Any]:

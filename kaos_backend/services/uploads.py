@@ -31,6 +31,7 @@ class Checked(NamedTuple):
     glob_name: str
     root_name: str
     meta: Dict[str, Any]
+    hash5: Optional[str] = None  # the hash in `glob_name` when it is not the blob's hash5 (manifests)
 
 
 class UploadService:
@@ -134,8 +135,8 @@ class UploadService:
                             session.add(Blob(digest=info.digest, hash5=info.hash5, size=info.size))
                             session.flush()
                         bundle = Bundle(workspace_id=workspace_row.id, kind=kind, glob_name=checked.glob_name,
-                                        root_name=checked.root_name, hash5=info.hash5, blob_digest=info.digest,
-                                        user=user, meta=checked.meta)
+                                        root_name=checked.root_name, hash5=checked.hash5 or info.hash5,
+                                        blob_digest=info.digest, user=user, meta=checked.meta)
                         session.add(bundle)
                     elif bundle.blob_digest == info.digest or checked.glob_name == PARAMS_NULL:
                         bundle.meta = checked.meta  # the latest request's resources and parallelism
@@ -159,7 +160,10 @@ class UploadService:
 
 def _check_manifest(path: Path, info: BlobInfo) -> Checked:
     entries = manifests.read_manifest(path)
-    return Checked(f"manifest:{info.digest[:5]}", "manifest", {"entries": len(entries)})
+    # The manifest's id is the SHA-256 prefix (reference §6.2); its bundle's hash5 (the data part of the output
+    # branch and model ids) is that same id, as the hash5 of a features bundle is the one in its glob.
+    manifest_hash = info.digest[:5]
+    return Checked(f"manifest:{manifest_hash}", "manifest", {"entries": len(entries)}, manifest_hash)
 
 
 def _check_params(path: Path, info: BlobInfo) -> Checked:
