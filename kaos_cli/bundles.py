@@ -1,5 +1,6 @@
 """Bundles: a directory's contents zipped deterministically, so identical folders give identical bytes
-(and the backend's blob digest lets the CLI skip re-uploading them)."""
+(and the backend's blob digest lets the CLI skip re-uploading them); bundles from the backend extracted without
+letting a member escape the target directory."""
 import os
 import stat
 import tempfile
@@ -99,3 +100,52 @@ class TemporaryBundle:
 
     def __exit__(self, *exc_info) -> None:
         self._tmp.cleanup()
+
+
+class UnsafeArchiveError(ValueError):
+    """A zip member that would be written outside the extraction directory."""
+
+    def __init__(self, member: str):
+        super().__init__(f"unsafe path {member!r}")
+        self.member = member
+
+
+def unsafe_member(name: str) -> bool:
+    """Would this zip member land outside the directory it is extracted into (absolute, a drive, `..`)?"""
+    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return True
+    return any(part == ".." for part in name.replace("\\", "/").split("/"))
+
+
+def extract_zip(zip_path, target_dir, label: str = "bundle", progress: bool = True) -> Path:
+    """Extract `zip_path` into `target_dir` (created), with a tqdm bar "Extracting <label>" and each file's
+    permission bits. Every member is checked first: a member that would land outside `target_dir` refuses the
+    whole archive (`UnsafeArchiveError`) before anything is written; a damaged archive raises `zipfile.BadZipFile`."""
+    from tqdm import tqdm
+
+    target = Path(target_dir)
+    with zipfile.ZipFile(zip_path) as archive:
+        members = archive.infolist()
+        root = target.resolve()
+        for member in members:
+            destination = (root / member.filename).resolve()
+            if unsafe_member(member.filename) or destination != root and root not in destination.parents:
+                raise UnsafeArchiveError(member.filename)
+        target.mkdir(parents=True, exist_ok=True)
+        total = sum(member.file_size for member in members if not member.is_dir())
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"Extracting {label}",
+                  disable=not progress) as bar:
+            for member in members:
+                destination = target / member.filename
+                if member.is_dir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, open(destination, "wb") as copy:
+                    for chunk in iter(lambda: source.read(1024 * 1024), b""):
+                        copy.write(chunk)
+                        bar.update(len(chunk))
+                mode = stat.S_IMODE(member.external_attr >> 16) if member.create_system == 3 else 0
+                if mode:
+                    os.chmod(destination, mode | stat.S_IRUSR | stat.S_IWUSR)
+    return target

@@ -12,6 +12,9 @@ Usage::
     client.upload_train_source("mnist", "source.zip")   # {"glob_name": "mnist:1909d", "job_id": "…"}
     for line in client.train_logs("mnist", job_id, follow=True):   # streamed as the job writes it
         print(line)
+    client.upload_serve_source("mnist", "serve.zip", model_id="1909d_5c3ca:828c4e")
+    # {"glob_name": "mnist:e39c0", "endpoint": "serve-mnist-53d3da", "job_id": "…"}
+    zip_path = client.serve_bundle("mnist", "serve-mnist-53d3da")   # a temporary file: remove it when done
 
 Every method raises a `kaos_cli.errors.KaosError` subclass on failure, never a `requests` exception:
 
@@ -19,7 +22,7 @@ Every method raises a `kaos_cli.errors.KaosError` subclass on failure, never a `
 * `UnauthorizedError` — HTTP 401, the backend rejected the token;
 * `RequestError` — any other HTTP error, with the backend's `message`, `status` and `error_code`.
 
-The module has no click import; progress bars (tqdm) are drawn on stderr for uploads only.
+The module has no click import; progress bars (tqdm) are drawn on stderr for uploads and downloads.
 """
 import hashlib
 import os
@@ -33,6 +36,7 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
 UPLOAD_READ_TIMEOUT = 3600.0
 KILL_READ_TIMEOUT = 60.0  # the backend waits up to 30 s for a killed job to stop
+TRANSFER_READ_TIMEOUT = 600.0  # a bundle download may wait while the backend assembles the zip
 CHUNK_SIZE = 1024 * 1024
 _DEFAULT = object()  # "the client's read timeout" (None means no read timeout at all)
 
@@ -56,6 +60,13 @@ def _excerpt(text: str, limit: int = 160) -> str:
     text = re.sub(r"<[^>]+>", " ", text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _remove(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class _ProgressReader:
@@ -302,6 +313,95 @@ class KaosClient:
         `ingestion`); `state` is a `kaos_model.states.JobState` name."""
         body = self._request("GET", f"job/{quote(workspace, safe='')}/{quote(job_id, safe='')}") or {}
         return body.get("response") or {}
+
+    # -- inference -------------------------------------------------------------------------------------------
+    def upload_serve_source(self, workspace: str, zip_file, model_id: Optional[str] = None,
+                            cpu: Optional[float] = None, memory: Optional[str] = None,
+                            gpu: Optional[int] = None) -> Dict[str, Any]:
+        """`POST /inference/<ws>/<model_id>` (the literal `None` without a model) with a serve source bundle zip
+        (skipped by digest when the backend has it) → `{"glob_name": "mnist:e39c0", "endpoint":
+        "serve-<ws>-<hex6>", "job_id": <build job id or None>}`. Every call creates a new endpoint.
+        400 INVALID_BUNDLE, 404 MODEL_NOT_FOUND "There is no model with id: X", 400 *_REQUEST_ERROR."""
+        model = quote(model_id, safe="") if model_id else "None"
+        return self._upload(f"inference/{quote(workspace, safe='')}/{model}", zip_file, "source bundle",
+                            {"cpu": cpu, "memory": memory, "gpu": gpu})
+
+    def serve_list(self, workspace: str) -> Dict[str, List[Dict[str, Any]]]:
+        """`GET /inference/<ws>` → `{"endpoints": [ServeInfo], "building": [SubmissionInfo]}`, newest first.
+        ServeInfo: `name, url, user, state, created_at, code, image, model, restarts`."""
+        body = self._request("GET", f"inference/{quote(workspace, safe='')}") or {}
+        listing = body.get("response") or {}
+        return {kind: list(listing.get(kind) or []) for kind in ("endpoints", "building")}
+
+    def serve_logs(self, workspace: str, endpoint: str, follow: bool = False) -> Union[str, Iterator[str]]:
+        """`GET /inference/<ws>/<endpoint>/logs`: the endpoint's log as one string, or with `follow` an iterator
+        of its lines as they are written; the stream ends when the endpoint is killed. 404 PIPELINE_NOT_FOUND."""
+        return self._logs(f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}/logs", follow)
+
+    def serve_build_logs(self, workspace: str, job_id: str, follow: bool = False) -> Union[str, Iterator[str]]:
+        """`GET /inference/<ws>/build/<job_id>/logs`: like `train_logs`, for build-serve job ids."""
+        return self._logs(f"inference/{quote(workspace, safe='')}/build/{quote(job_id, safe='')}/logs", follow)
+
+    def serve_bundle(self, workspace: str, endpoint: str, dest=None) -> str:
+        """`GET /inference/<ws>/<endpoint>/bundle`: the endpoint's bundle zip (`code/<bundle:hash>/…` with the
+        model's files in `model/`), streamed to `dest` — by default a new temporary file, which the caller
+        removes — with a progress bar "  Downloading serve bundle"; returns the zip's path."""
+        response = self._request("GET", f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}/bundle",
+                                 timeout=TRANSFER_READ_TIMEOUT, stream=True)
+        return self._download(response, dest, "serve bundle")
+
+    def serve_provenance(self, workspace: str, endpoint: str) -> str:
+        """`GET /inference/<ws>/<endpoint>/provenance` → the Graphviz DOT source of the endpoint's lineage
+        (code → build → image, data + hyperparameters + code → train → model → endpoint).
+        404 ALIEN_PROVENANCE_ERROR for an endpoint without a trained model."""
+        body = self._request("GET", f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}/provenance")
+        if isinstance(body, dict) and "response" in body:  # tolerate a wrapped answer
+            body = body["response"]
+        return "" if body is None else str(body)
+
+    def serve_kill(self, workspace: str, endpoint: str) -> None:
+        """`DELETE /inference/<ws>/<endpoint>`: returns once the endpoint's processes are gone.
+        404 PIPELINE_NOT_FOUND "Pipeline X not found" for anything that is not an endpoint of the workspace."""
+        self._request("DELETE", f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}",
+                      timeout=KILL_READ_TIMEOUT)
+
+    # -- downloads -------------------------------------------------------------------------------------------
+    def _download(self, response, dest, label: str) -> str:
+        """Write a streamed answer to `dest` (a new temporary file when None) with a tqdm bar; a partial file
+        is removed when the transfer fails."""
+        import tempfile
+
+        import requests
+        from tqdm import tqdm
+
+        if dest is None:
+            handle, dest = tempfile.mkstemp(prefix="kaos-", suffix=".zip")
+            os.close(handle)
+        dest = str(dest)
+        try:
+            size = int(response.headers.get("Content-Length") or 0) or None
+        except ValueError:
+            size = None
+        try:
+            with open(dest, "wb") as target, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                                   desc=f"  Downloading {label}", disable=not self.progress,
+                                                   leave=True) as bar:
+                for chunk in response.iter_content(CHUNK_SIZE):
+                    target.write(chunk)
+                    bar.update(len(chunk))
+        except requests.exceptions.RequestException as exc:
+            _remove(dest)
+            raise KaosError(f"The download of the {label} from {self.url} was interrupted "
+                            f"({type(exc).__name__})") from None
+        except OSError as exc:
+            _remove(dest)
+            raise KaosError(f"Cannot write the {label} to {dest}: {exc.strerror or exc}") from None
+        except BaseException:
+            _remove(dest)
+            raise
+        finally:
+            response.close()
+        return dest
 
     # -- logs ------------------------------------------------------------------------------------------------
     def _logs(self, path: str, follow: bool) -> Union[str, Iterator[str]]:

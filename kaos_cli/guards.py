@@ -48,6 +48,14 @@ def require_workspace(config: Config, client) -> str:
     return workspace
 
 
+def workspace_session():
+    """The client and the current workspace of a train/serve command (init, context and workspace checks)."""
+    config = require_init()
+    require_context(config)
+    client = make_client(config)
+    return client, require_workspace(config, client)
+
+
 def _guard(check: Callable[[], None]):
     def decorator(command):
         @functools.wraps(command)

@@ -24,9 +24,12 @@ def _log_path(out_dir, workspace: str, file_name: str) -> Path:
 
 
 def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, file_name: str,
-              retrieving: str, job_state: Optional[Callable[[str, str], dict]] = None) -> None:
+              retrieving: str, job_state: Optional[Callable[[str, str], dict]] = None,
+              interrupt_ends: bool = False) -> None:
     """Print and save the log that `fetch` returns. With `follow`, lines are printed and saved as they arrive;
-    once the stream ends `job_state(workspace, job_id)` decides: JOB_SUCCESS returns, anything else fails."""
+    once the stream ends `job_state(workspace, job_id)` decides: JOB_SUCCESS returns, anything else fails
+    (without `job_state` the end of the stream is a success). With `interrupt_ends`, Ctrl-C while following
+    is the normal way out (an endpoint's log never ends by itself): it returns quietly."""
     _check_name(file_name)
     render.info(retrieving, err=True)
     if not follow:
@@ -40,7 +43,13 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
             raise KaosError(f"Cannot write the log file {path}: {exc.strerror or exc}") from None
         render.info(f"Log saved to {path}", err=True)
         return
-    lines = fetch(workspace, job_id, follow=True)  # HTTP errors surface here, before any file is created
+    try:
+        lines = fetch(workspace, job_id, follow=True)  # HTTP errors surface here, before any file is created
+    except KeyboardInterrupt:
+        if interrupt_ends:
+            return
+        raise
+    interrupted = False
     try:
         path = _log_path(out_dir, workspace, file_name)
         try:
@@ -48,16 +57,21 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
         except OSError as exc:
             raise KaosError(f"Cannot write the log file {path}: {exc.strerror or exc}") from None
         with saved:
-            for record in lines:
-                render.echo(record)  # click flushes stdout on every echo
-                saved.write(record + "\n")
-                saved.flush()
+            try:
+                for record in lines:
+                    saved.write(record + "\n")  # saved first: a line on the screen is also in the file
+                    saved.flush()
+                    render.echo(record)  # click flushes stdout on every echo
+            except KeyboardInterrupt:
+                if not interrupt_ends:
+                    raise
+                interrupted = True
     finally:
         close = getattr(lines, "close", None)
         if close:
             close()
     render.info(f"Log saved to {path}", err=True)
-    if job_state is None:
+    if job_state is None or interrupted:
         return
     state = (job_state(workspace, job_id) or {}).get("state")
     if state == "JOB_SUCCESS":

@@ -7,6 +7,7 @@ import click
 from kaos_cli.commands.build import build
 from kaos_cli.commands.destroy import destroy
 from kaos_cli.commands.init import init
+from kaos_cli.commands.serve import serve
 from kaos_cli.commands.template import template
 from kaos_cli.commands.train import train
 from kaos_cli.commands.workspace import workspace
@@ -95,6 +96,7 @@ cli.add_command(init)
 cli.add_command(template)
 cli.add_command(workspace)
 cli.add_command(train)
+cli.add_command(serve)
 
 
 def start():

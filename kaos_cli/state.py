@@ -30,11 +30,12 @@ CACHE_COMMANDS = {
     "train": "train",
     "build-train": "train",
     "serve": "serve",
+    "build-serve": "serve",
     "notebook": "notebook",
     "backend": "build",
     "template": "template",
 }
-WORKSPACE_CACHES = ("workspace", "train", "build-train", "serve", "notebook")
+WORKSPACE_CACHES = ("workspace", "train", "build-train", "serve", "build-serve", "notebook")
 
 
 def state_dir() -> Path:

@@ -6,7 +6,7 @@ import click
 
 from kaos_cli import render
 from kaos_cli.errors import KaosError
-from kaos_cli.guards import make_client, require_context, require_init, require_workspace
+from kaos_cli.guards import workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.state import resolve_index, write_cache
@@ -26,14 +26,6 @@ LISTINGS = (
 )
 
 
-def _session():
-    """The client and the current workspace (init, context and workspace checks included)."""
-    config = require_init()
-    require_context(config)
-    client = make_client(config)
-    return client, require_workspace(config, client)
-
-
 def _job_id(job_id, ind, cache: str = "train") -> str:
     require_one("job_id", job_id, "ind", ind)
     return job_id if ind is None else resolve_index(cache, ind)
@@ -48,7 +40,7 @@ def train():
 @train.command("list", short_help="List the training jobs")
 def list_jobs():
     """List the ingesting, building and training jobs of the current workspace, newest first."""
-    client, workspace = _session()
+    client, workspace = workspace_session()
     listing = client.train_list(workspace)
     for _, key, _, cache in LISTINGS:
         if cache:
@@ -183,7 +175,7 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
         check_manifest(data_manifest)
     if hyperparams:
         check_hyperparams(hyperparams)
-    client, workspace = _session()
+    client, workspace = workspace_session()
     if parallelism is not None and not hyperparams:
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
@@ -221,7 +213,7 @@ def _provenance(reference) -> str:
 def info(job_id, ind, sort_by, page_id, ascending):
     """Describe a training job: its state, metrics and the models of one page."""
     job_id = _job_id(job_id, ind)
-    client, workspace = _session()
+    client, workspace = workspace_session()
     render.info(f"Retrieving info from {job_id}")
     answer = client.train_info(workspace, job_id, sort_by=sort_by, page_id=page_id, ascending=ascending)
     job = answer.get("response") or {}
@@ -268,7 +260,7 @@ def logs(job_id, ind, out_dir, follow):
     """Print the log of a training job (build job ids work too) and save it to
     <out_dir>/<workspace>/logs/train-<job_id>.log."""
     job_id = _job_id(job_id, ind)
-    client, workspace = _session()
+    client, workspace = workspace_session()
     show_logs(client.train_logs, workspace, job_id, out_dir, follow, f"train-{job_id}.log",
               f"Retrieving logs from {job_id}", client.job_state)
 
@@ -278,7 +270,7 @@ def logs(job_id, ind, out_dir, follow):
 def build_logs(job_id, ind, out_dir, follow):
     """Print the log of a build job and save it to <out_dir>/<workspace>/logs/build-train-<job_id>.log."""
     job_id = _job_id(job_id, ind, cache="build-train")
-    client, workspace = _session()
+    client, workspace = workspace_session()
     show_logs(client.train_build_logs, workspace, job_id, out_dir, follow, f"build-train-{job_id}.log",
               f"Retrieving build logs from {job_id}", client.job_state)
 
@@ -290,6 +282,6 @@ def build_logs(job_id, ind, out_dir, follow):
 def kill(job_id, ind):
     """Kill a running training or build job."""
     job_id = _job_id(job_id, ind)
-    client, workspace = _session()
+    client, workspace = workspace_session()
     client.train_kill(workspace, job_id)
     render.info(f"Job {job_id} successfully killed")

@@ -169,6 +169,15 @@ kind = remote
     return server
 
 
+@pytest.fixture
+def ws(connected, project):
+    """The connected server with workspace `mnist` current and known to the backend."""
+    with open(project / ".kaos" / "config", "a") as config:
+        config.write("\n[workspace]\nname = mnist\n")
+    connected.route("GET", "workspace", body={"names": ["mnist"]})
+    return connected
+
+
 def free_port() -> int:
     import socket
 

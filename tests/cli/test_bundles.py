@@ -4,7 +4,9 @@ import stat
 import time
 import zipfile
 
-from kaos_cli.bundles import TemporaryBundle, zip_directory
+import pytest
+
+from kaos_cli.bundles import TemporaryBundle, UnsafeArchiveError, extract_zip, unsafe_member, zip_directory
 
 
 def _sha(path):
@@ -85,3 +87,40 @@ def test_temporary_bundle_is_removed(tmp_path):
     with TemporaryBundle(src, "source.zip", "source bundle", progress=False) as path:
         assert path.name == "source.zip" and zipfile.is_zipfile(path)
     assert not path.exists()
+
+
+@pytest.mark.parametrize("name, unsafe", [
+    ("code/a.txt", False), ("code/", False), ("a..b/c", False),
+    ("../x", True), ("code/../../x", True), ("/etc/x", True), ("\\x", True), ("C:/x", True), ("..\\x", True),
+    ("", True),
+])
+def test_unsafe_member(name, unsafe):
+    assert unsafe_member(name) is unsafe
+
+
+def test_extract_zip_round_trip_keeps_modes(tmp_path):
+    source = tmp_path / "src"
+    (source / "model").mkdir(parents=True)
+    (source / "model" / "serve").write_text("#!/bin/sh\n")
+    (source / "model" / "serve").chmod(0o755)
+    (source / "model" / "data.txt").write_text("x")
+    (source / "model" / "data.txt").chmod(0o644)
+    archive = zip_directory(source, tmp_path / "b.zip", progress=False)
+    target = extract_zip(archive, tmp_path / "out" / "nested", progress=False)
+    assert (target / "model" / "data.txt").read_text() == "x"
+    assert os.stat(target / "model" / "serve").st_mode & 0o777 == 0o755
+    assert os.stat(target / "model" / "data.txt").st_mode & 0o777 == 0o644
+
+
+def test_extract_zip_refuses_to_write_through_a_link_out_of_the_target(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "code").symlink_to(outside)
+    archive = tmp_path / "b.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("code/a.txt", "escaped")
+    with pytest.raises(UnsafeArchiveError) as problem:
+        extract_zip(archive, target, progress=False)
+    assert problem.value.member == "code/a.txt" and list(outside.iterdir()) == []

@@ -15,15 +15,6 @@ NOTHING = ("Warning - --source_bundle and/or --data_bundle or --data_manifest an
            "defined for training")
 
 
-@pytest.fixture
-def ws(connected, project):
-    """The connected server with workspace `mnist` current and known to the backend."""
-    with open(project / ".kaos" / "config", "a") as config:
-        config.write("\n[workspace]\nname = mnist\n")
-    connected.route("GET", "workspace", body={"names": ["mnist"]})
-    return connected
-
-
 def posts(server):
     """(method, path) of every request except the guards' workspace listing and the blob checks."""
     return [(r.method, r.path[len("/api/"):]) for r in server.requests

@@ -1,0 +1,184 @@
+"""`kaos serve list|deploy|get|provenance|logs|build-logs|kill`: the current workspace's endpoints."""
+import tempfile
+import zipfile
+from pathlib import Path
+
+import click
+
+from kaos_cli import render
+from kaos_cli.errors import KaosError
+from kaos_cli.guards import workspace_session
+from kaos_cli.job_logs import show_logs
+from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.state import delete_caches, resolve_index, write_cache
+
+NO_ENDPOINTS = "There are currently no running endpoints - first run kaos serve deploy"
+BUILDING_COLUMNS = ("duration", "job_id", "started", "state")
+RUNNING_COLUMNS = ("created_at", "name", "state", "url", "user")
+ENDPOINT_INDEX_HELP = "Index of the RUNNING table of `kaos serve list`"
+
+
+def _endpoint(endpoint, ind) -> str:
+    """The endpoint named by -e or by -i (the last `kaos serve list`); it also names local files."""
+    require_one("endpoint", endpoint, "ind", ind)
+    name = endpoint if ind is None else resolve_index("serve", ind)
+    if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
+        raise KaosError(f"Invalid endpoint name {name!r}")
+    return name
+
+
+def _endpoint_options(command):
+    """-e/--endpoint ↔ -i/--ind."""
+    command = index_option(other="endpoint", help=ENDPOINT_INDEX_HELP)(command)
+    return name_option("-e", "--endpoint", help="Endpoint name, e.g. serve-mnist-53d3da")(command)
+
+
+@click.group(short_help="Deploy an endpoint with a trained model")
+def serve():
+    """Deploy an endpoint with a trained model."""
+
+
+# -- list ------------------------------------------------------------------------------------------------------
+@serve.command("list", short_help="List the endpoints")
+def list_endpoints():
+    """List the image builds and the endpoints of the current workspace, newest first."""
+    client, workspace = workspace_session()
+    listing = client.serve_list(workspace)
+    building, endpoints = listing["building"], listing["endpoints"]
+    write_cache("build-serve", [job.get("job_id") for job in building])
+    write_cache("serve", [endpoint.get("name") for endpoint in endpoints])
+    tables = []
+    for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS)):
+        if items:
+            rows = [[index] + [item.get(column) for column in columns] for index, item in enumerate(items)]
+            tables.append(render.titled_table(title, ("ind",) + columns, rows))
+    if not tables:
+        render.warning(NO_ENDPOINTS)
+        return
+    render.echo("\n\n".join(tables))
+
+
+# -- deploy ----------------------------------------------------------------------------------------------------
+@serve.command(short_help="Deploy an endpoint")
+@click.option("-s", "--source_bundle", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Directory of the serve source bundle (Dockerfile and model/ with serve)")
+@click.option("-m", "--model_id", help="Trained model to serve (a Model ID of `kaos train info`)")
+@click.option("--cpu", type=float, help="CPU cores of the endpoint")
+@click.option("--memory", type=str, help="Memory of the endpoint, e.g. 512Mi")
+@click.option("--gpu", type=int, default=0, show_default=True, help="GPUs of the endpoint")
+def deploy(source_bundle, model_id, cpu, memory, gpu):
+    """Deploy a new endpoint serving a source bundle, with a trained model's files in its model/ directory."""
+    from kaos_cli.bundles import TemporaryBundle
+
+    if model_id is not None and not model_id.strip():
+        raise KaosError("--model_id must not be empty")
+    client, workspace = workspace_session()
+    render.info(f"Submitting source bundle: {source_bundle}")
+    with TemporaryBundle(source_bundle, "source.zip", "source bundle") as zip_path:
+        answer = client.upload_serve_source(workspace, zip_path, model_id, cpu=cpu, memory=memory, gpu=gpu) or {}
+    if model_id:
+        render.success(f"Adding trained model_id: {model_id}")
+    render.success(f"Setting source bundle: /{answer.get('glob_name')}")
+    if answer.get("job_id"):
+        render.success(f"Building image: job {answer['job_id']}")
+    if answer.get("endpoint"):
+        render.success(f"Endpoint: {answer['endpoint']}")
+    render.echo()
+    if answer.get("url"):
+        render.info(f"Check its state with kaos serve list; it answers at {answer['url']}")
+    else:
+        render.info("Check its state and url with kaos serve list")
+
+
+# -- provenance, get -------------------------------------------------------------------------------------------
+@serve.command(short_help="Save the provenance graph of an endpoint")
+@_endpoint_options
+@click.option("-o", "--out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Directory to save the graph under (<out_dir>/<workspace>/provenance/)")
+def provenance(endpoint, ind, out_dir):
+    """Save how an endpoint came to be (code, data, hyperparameters, model, images) as a Graphviz graph:
+    <endpoint>.dot, and <endpoint>.pdf when graphviz's `dot` is installed."""
+    from kaos_cli.provenance import save_provenance
+
+    endpoint = _endpoint(endpoint, ind)
+    client, workspace = workspace_session()
+    render.info(f"Retrieving provenance from {endpoint}")
+    dot_source = client.serve_provenance(workspace, endpoint)
+    if not dot_source.strip():
+        raise KaosError(f"The backend returned no provenance for endpoint {endpoint}")
+    save_provenance(dot_source, out_dir, workspace, endpoint)
+
+
+@serve.command(short_help="Download the bundle of an endpoint")
+@_endpoint_options
+@click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".", show_default=True,
+              help="Directory to extract the bundle under (<out_dir>/<workspace>/<endpoint>/)")
+def get(endpoint, ind, out_dir):
+    """Download an endpoint's bundle (its code with the model's files) into <out_dir>/<workspace>/<endpoint>/."""
+    from kaos_cli.bundles import UnsafeArchiveError, extract_zip
+
+    endpoint = _endpoint(endpoint, ind)
+    client, workspace = workspace_session()
+    target = Path(out_dir) / workspace / endpoint
+    with tempfile.TemporaryDirectory(prefix="kaos-serve-") as download_dir:
+        zip_path = client.serve_bundle(workspace, endpoint, Path(download_dir) / "bundle.zip")
+        render.info(f"Extracting serve bundle: {target}")
+        try:
+            extract_zip(zip_path, target, "serve bundle")
+        except UnsafeArchiveError as exc:
+            raise KaosError(f"Refused the serve bundle of {endpoint}: its member {exc.member!r} would be written "
+                            f"outside {target} (nothing was extracted)") from None
+        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise KaosError(f"The serve bundle of {endpoint} is not a valid zip archive: {exc}") from None
+        except OSError as exc:
+            raise KaosError(f"Cannot extract the serve bundle into {target}: {exc.strerror or exc}") from None
+
+
+# -- logs ------------------------------------------------------------------------------------------------------
+def _out_dir_option(command):
+    return click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
+                        show_default=True,
+                        help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
+
+
+@serve.command(short_help="Show the log of an endpoint")
+@_endpoint_options
+@_out_dir_option
+@click.option("-f", "--follow", is_flag=True,
+              help="Print the log as it is written until the endpoint is killed (Ctrl-C stops following)")
+def logs(endpoint, ind, out_dir, follow):
+    """Print the log of an endpoint's server and save it to <out_dir>/<workspace>/logs/<endpoint>.log."""
+    endpoint = _endpoint(endpoint, ind)
+    client, workspace = workspace_session()
+    show_logs(client.serve_logs, workspace, endpoint, out_dir, follow, f"{endpoint}.log",
+              f"Retrieving logs from {endpoint}", interrupt_ends=True)
+
+
+@serve.command("build-logs", short_help="Show the log of an endpoint's image build")
+@name_option("-j", "--job_id", help="Build job id")
+@index_option(other="job_id", help="Index of the BUILDING table of `kaos serve list`")
+@_out_dir_option
+@click.option("-f", "--follow", is_flag=True,
+              help="Print the log as it is written until the build ends; exit 1 unless it succeeded")
+def build_logs(job_id, ind, out_dir, follow):
+    """Print the log of a build-serve job and save it to <out_dir>/<workspace>/logs/build-serve-<job_id>.log."""
+    require_one("job_id", job_id, "ind", ind)
+    job_id = job_id if ind is None else resolve_index("build-serve", ind)
+    client, workspace = workspace_session()
+    show_logs(client.serve_build_logs, workspace, job_id, out_dir, follow, f"build-serve-{job_id}.log",
+              f"Retrieving build logs from {job_id}", client.job_state)
+
+
+# -- kill ------------------------------------------------------------------------------------------------------
+@serve.command(short_help="Kill an endpoint")
+@_endpoint_options
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
+def kill(endpoint, ind, yes):
+    """Kill an endpoint: its server stops and its url stops answering."""
+    endpoint = _endpoint(endpoint, ind)
+    client, workspace = workspace_session()
+    if not yes and not render.confirm(f"Are you sure about killing endpoint {endpoint}?"):
+        raise KaosError(f"Kill of endpoint {endpoint} aborted", level="Info")
+    client.serve_kill(workspace, endpoint)
+    delete_caches(["serve"])
+    render.info(f"Successfully killed endpoint {endpoint}")
