@@ -181,3 +181,42 @@ def log_tail(log_path, lines: int = 5) -> List[str]:
 def local_dir(kaos_state_dir) -> Path:
     """Where the LOCAL platform keeps its data and log: `<.kaos>/LOCAL`."""
     return Path(kaos_state_dir) / "LOCAL"
+
+
+def workload_pids(data_dir) -> List[int]:
+    """Processes of the platform's jobs and endpoints: their command line names a path in its data directory
+    (the runner's log) or they work inside it (user code, and whatever it started)."""
+    root = os.path.realpath(data_dir)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read().decode(errors="replace")
+            cwd = os.path.realpath(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if root in cmdline or cwd == root or cwd.startswith(root + os.sep):
+            if not _is_zombie(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def stop_workloads(data_dir, timeout: float = 10.0) -> int:
+    """Stop every job and endpoint process of a LOCAL platform (they outlive the daemon by design, so that a
+    restart loses nothing; destroying the platform must end them). Returns how many there were."""
+    pids = workload_pids(data_dir)
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + wait
+        while workload_pids(data_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = workload_pids(data_dir)
+        if not pids:
+            break
+    return len(pids)

@@ -37,6 +37,9 @@ def destroy(cloud, env, verbose, yes):
     if verbose:
         render.info(f"Backend process {pid} stopped" if stopped else f"Backend process {pid} was not running")
     home = local_platform.local_dir(state_dir())
+    left = local_platform.stop_workloads(fields.get("data_dir") or home)  # trainings and endpoints go too
+    if left:
+        render.warning(f"{left} job processes could not be stopped")
     shutil.rmtree(home, ignore_errors=True)
     if verbose:
         render.info(f"Removed {home}")

@@ -268,3 +268,26 @@ def test_a_training_lost_with_the_machine_is_marked_failed(tmp_path):
         assert "disappeared" in state.read_text()
     finally:
         platform.destroy()
+
+
+def test_destroy_ends_the_platforms_workloads(tmp_path):
+    platform = LocalPlatform(tmp_path / "project")
+    platform.project.mkdir()
+    platform.deploy()
+    destroyed = False
+    try:
+        platform.workspace("doomed")
+        code = tiny_train_bundle(tmp_path / "code", "import time\nprint('running', flush=True)\ntime.sleep(300)\n")
+        assert platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "d"))).code == 0
+        job_id = _latest(platform, "doomed", "training")["job_id"]
+        wait_for(lambda: "running" in platform.api("GET", f"train/doomed/{job_id}/logs").json(), what="start")
+        data_dir = str(platform.data_dir)
+        assert _processes(_cwd_under(data_dir))
+
+        assert platform.kaos("destroy", "-c", "LOCAL", "-y").code == 0
+        destroyed = True
+        assert _processes(_cwd_under(data_dir)) == []
+        assert _processes(lambda pid: data_dir in _cmdline(pid)) == []
+    finally:
+        if not destroyed:
+            platform.destroy()

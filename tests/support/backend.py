@@ -61,6 +61,12 @@ class BackendProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig=None) -> None:
+        """Stop the backend, then the job processes it left running (they outlive it by design)."""
+        self._stop_backend(sig)
+        from kaos_cli.local_platform import stop_workloads
+        stop_workloads(self.data_dir)
+
+    def _stop_backend(self, sig=None) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         import signal
