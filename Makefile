@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test bench clean
+.PHONY: install test demo bench clean
 
 $(BIN)/kaos: setup.py requirements-dev.txt
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "Error - Python's venv module is missing: apt-get install python3-venv"; exit 1; }
@@ -17,6 +17,9 @@ install: $(BIN)/kaos
 
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python scripts/quickstart.py
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

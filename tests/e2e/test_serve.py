@@ -1,0 +1,151 @@
+"""Issue 4 acceptance: serve a trained mnist model through the gateway, the seed's serve error, kill, load."""
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.support.platform import REPO, LocalPlatform, wait_for, wait_terminal
+
+PAYLOAD = (REPO / "templates/mnist/test_payload.jpg").read_bytes()
+EXPECTED = json.loads((REPO / "templates/mnist/test_payload.expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A LOCAL platform with a trained mnist model (the quick start's steps up to `train info`)."""
+    platform = LocalPlatform(tmp_path_factory.mktemp("serve-project"))
+    platform.deploy()
+    try:
+        platform.workspace("mnist")
+        assert platform.kaos("template", "get", "--name", "mnist").code == 0
+        deployed = platform.kaos("train", "deploy", "-s", "templates/mnist/model-train", "-d", "templates/mnist/data")
+        assert deployed.code == 0, deployed
+        job_id = wait_for(lambda: platform.jobs("mnist")["training"], what="a train job")[0]["job_id"]
+        assert wait_terminal(platform, "mnist", job_id)["state"] == "JOB_SUCCESS"
+        info = platform.kaos("train", "info", "-j", job_id)
+        model_id = re.search(r"\b[0-9a-f]{5}_[0-9a-f]{5}:[0-9a-f]{6}\b", info.out).group(0)
+        yield platform, model_id
+    finally:
+        platform.destroy()
+
+
+def _endpoints(platform):
+    return platform.api("GET", "inference/mnist").json()["response"]["endpoints"]
+
+
+def _deploy(platform, source, model_id):
+    before = {endpoint["name"] for endpoint in _endpoints(platform)}
+    result = platform.kaos("serve", "deploy", "-s", str(source), "-m", model_id)
+    assert result.code == 0, result
+    assert f"✔ Adding trained model_id: {model_id}" in result.out
+    return wait_for(lambda: next((e for e in _endpoints(platform) if e["name"] not in before), None),
+                    what="the new endpoint")["name"]
+
+
+def _state(platform, name):
+    return next((e["state"] for e in _endpoints(platform) if e["name"] == name), None)
+
+
+def _invocations(platform, name):
+    return f"http://127.0.0.1:{platform.port}/{name}/invocations"
+
+
+def test_quick_start_prediction_and_kill(served):
+    platform, model_id = served
+    name = _deploy(platform, "templates/mnist/model-serve", model_id)
+    wait_for(lambda: _state(platform, name) == "PIPELINE_RUNNING", what="the endpoint to run")
+
+    listed = platform.kaos("serve", "list")
+    assert "RUNNING" in listed.out and name in listed.out and "PIPELINE_RUNNING" in listed.out
+    assert f"127.0.0.1:{platform.port}/{name}/invocations" in listed.out
+
+    answer = requests.post(_invocations(platform, name), data=PAYLOAD, timeout=30)
+    assert answer.status_code == 200 and answer.json() == EXPECTED
+    assert requests.get(f"http://127.0.0.1:{platform.port}/{name}/ping", timeout=30).status_code == 200
+
+    logs = platform.kaos("serve", "logs", "-e", name)
+    assert "Start inference server" in logs.out and "POST /invocations" in logs.out
+    assert (platform.project / "mnist" / "logs" / f"{name}.log").is_file()
+
+    work_dir = str(platform.data_dir / "endpoints" / name)
+    killed = platform.kaos("serve", "kill", "-e", name, input="y\n")
+    assert killed.code == 0, killed
+    assert f"Successfully killed endpoint {name}" in killed.out
+    assert name not in platform.kaos("serve", "list").text
+    assert _serving_processes(work_dir) == []
+    gone = requests.post(_invocations(platform, name), data=PAYLOAD, timeout=30)
+    assert gone.status_code == 404 and gone.json()["error_code"] == "PIPELINE_NOT_FOUND"
+
+
+def _serving_processes(directory):
+    import os
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.path.realpath(f"/proc/{entry}/cwd").startswith(directory):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_seed_serve_error_fails_clearly_and_logs_the_traceback(served):
+    platform, model_id = served
+    source = platform.copy_template("mnist/model-serve", "broken-serve")
+    predict = source / "mnist" / "model" / "predict.py"
+    text = predict.read_text()
+    assert 'load_ctx("model.pkl")' in text
+    predict.write_text(text.replace('load_ctx("model.pkl")', 'load_ctx("model.docx")'))
+    name = _deploy(platform, source, model_id)
+
+    def failed_log():
+        log = platform.api("GET", f"inference/mnist/{name}/logs").json()
+        return log if "FileNotFoundError" in log else None
+    wait_for(failed_log, what="the serve process to fail")
+
+    answer = requests.post(_invocations(platform, name), data=PAYLOAD, timeout=30)
+    assert answer.status_code in (502, 503), answer.text
+    assert answer.json()["error_code"] in ("ENDPOINT_UNAVAILABLE", "ENDPOINT_ERROR")
+    assert f"kaos serve logs -e {name}" in answer.json()["message"]
+
+    wait_for(lambda: _state(platform, name) in ("PIPELINE_RESTARTING", "PIPELINE_FAILURE"),
+             what="the endpoint to show it restarts")
+    logs = platform.kaos("serve", "logs", "-e", name)
+    assert "Traceback (most recent call last):" in logs.out
+    assert 'load_ctx("model.docx")' in logs.out
+    assert re.search(r"FileNotFoundError: .*model\.docx", logs.out), logs.out
+    assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+
+
+def test_fifty_concurrent_clients(served):
+    platform, model_id = served
+    name = _deploy(platform, "templates/mnist/model-serve", model_id)
+    wait_for(lambda: _state(platform, name) == "PIPELINE_RUNNING", what="the endpoint to run")
+    url = _invocations(platform, name)
+    stop_at = time.monotonic() + 10
+    failures, answered = [], []
+    lock = threading.Lock()
+
+    def client():
+        with requests.Session() as session:
+            while time.monotonic() < stop_at:
+                try:
+                    response = session.post(url, data=PAYLOAD, timeout=60)
+                    ok = response.status_code == 200 and response.json() == EXPECTED
+                    detail = (response.status_code, response.text[:200])
+                except requests.RequestException as error:
+                    ok, detail = False, repr(error)
+                with lock:
+                    (answered if ok else failures).append(detail)
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        for future in [pool.submit(client) for _ in range(50)]:
+            future.result()
+    assert failures == [], failures[:5]
+    assert len(answered) >= 50
+    assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
