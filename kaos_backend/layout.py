@@ -5,6 +5,7 @@
     <data_dir>/envs/<key>/             local images: virtualenvs keyed by requirements
     <data_dir>/ingested/<digest>/manifest/   a data manifest's downloaded files (`<path>` of every line)
     <data_dir>/jobs/<job_id>/log       a job's log; work/, hyper/ and out/ beside it
+    <data_dir>/endpoints/<name>/       an endpoint's log and work/ directory
 """
 import fcntl
 import shutil
@@ -61,6 +62,12 @@ class DataLayout:
                 bundles.safe_extract(blob_path, target, max_uncompressed)
                 (target / COMPLETE_MARKER).write_text(str(time.time()))
         return target
+
+    def endpoint_dir(self, name: str) -> Path:
+        return self.data_dir / "endpoints" / name
+
+    def remove_endpoint(self, name: str) -> None:
+        shutil.rmtree(self.endpoint_dir(name), ignore_errors=True)
 
     def remove_job(self, job_id: str) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)

@@ -1,6 +1,6 @@
 """The control loop: one process that makes what executors report agree with the desired state in SQL.
 
-`tick()` runs every controller (builds, trainings; later endpoints and notebooks) once. Only one scheduler
+`tick()` runs every controller (builds, ingestions, trainings, endpoints) once. Only one scheduler
 runs per data directory (a lock file); on start it simply picks up every unfinished job from SQL, reattaching
 to running workloads through their saved executor state. It ends by itself on SIGTERM/SIGINT or when the
 process that started it is gone.

@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import List
 
 from kaos_model import JobState
-from sqlalchemy import select
 
-from kaos_backend.control.common import VANISHED, Preamble, exit_state, finish, now, reattached, vanished_reason
+from kaos_backend.control.common import (VANISHED, Preamble, advance_unfinished, exit_state, finish, now,
+                                         reattached, vanished_reason)
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -29,17 +29,7 @@ class BuildController:
         self.layout = services.layout
 
     def tick(self) -> None:
-        with self.services.db.session_scope() as session:
-            job_ids = list(session.scalars(select(Job.id).where(Job.kind.in_(list(REQUIREMENTS)),
-                                                                Job.finished_at.is_(None))))
-        for job_id in job_ids:
-            try:
-                with self.services.db.session_scope() as session:
-                    job = session.get(Job, job_id)
-                    if job is not None and job.finished_at is None:
-                        self.advance(session, job)
-            except Exception:
-                log.exception("Build %s could not advance", job_id)
+        advance_unfinished(self.services, REQUIREMENTS, self.advance, log)
 
     def advance(self, session, job: Job) -> None:
         job_log = JobLog(self.layout.log_path(job.id))

@@ -1,8 +1,9 @@
 """Pieces the controllers share: the log preamble, finishing a job, reattaching an executor."""
+import logging
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from kaos_model import JobState
 
@@ -36,6 +37,24 @@ class Preamble:
                 f"finished downloading data after {elapsed:.6f}ms", "beginning to run user code"]
 
 
+def advance_unfinished(services, kinds, advance: Callable, logger: logging.Logger) -> None:
+    """Call `advance(session, job)` for every unfinished job of these kinds, each in its own short
+    transaction; a job that fails to advance is logged and does not hold up the others."""
+    from sqlalchemy import select
+
+    from kaos_backend.models import Job
+    with services.db.session_scope() as session:
+        job_ids = list(session.scalars(select(Job.id).where(Job.kind.in_(list(kinds)), Job.finished_at.is_(None))))
+    for job_id in job_ids:
+        try:
+            with services.db.session_scope() as session:
+                job = session.get(Job, job_id)
+                if job is not None and job.finished_at is None:
+                    advance(session, job)
+        except Exception:
+            logger.exception("Job %s could not advance", job_id)
+
+
 def reattached(config, state: Optional[dict]) -> Optional[Executor]:
     if not state:
         return None
@@ -64,4 +83,4 @@ def vanished_reason(what: str) -> str:
             "(the machine or the backend restarted while it ran); the job is marked failed")
 
 
-__all__ = ["VANISHED", "Preamble", "reattached", "finish", "exit_state", "vanished_reason", "now"]
+__all__ = ["VANISHED", "Preamble", "advance_unfinished", "reattached", "finish", "exit_state", "vanished_reason", "now"]

@@ -11,7 +11,8 @@ from kaos_model import JobState
 from kaos_model.ids import new_hex6, new_job_id
 from sqlalchemy import exists, select
 
-from kaos_backend.control.common import VANISHED, Preamble, exit_state, finish, now, reattached, vanished_reason
+from kaos_backend.control.common import (VANISHED, Preamble, advance_unfinished, exit_state, finish, now,
+                                         reattached, vanished_reason)
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -36,16 +37,7 @@ class TrainController:
 
     def tick(self) -> None:
         self.schedule()
-        with self.services.db.session_scope() as session:
-            job_ids = list(session.scalars(select(Job.id).where(Job.kind == "train", Job.finished_at.is_(None))))
-        for job_id in job_ids:
-            try:
-                with self.services.db.session_scope() as session:
-                    job = session.get(Job, job_id)
-                    if job is not None and job.finished_at is None:
-                        self.advance(session, job)
-            except Exception:
-                log.exception("Train job %s could not advance", job_id)
+        advance_unfinished(self.services, ("train",), self.advance, log)
 
     # -- creating jobs --------------------------------------------------------------------------------------
     def schedule(self) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from kaos_backend.db import Database
 from kaos_backend.errors import AlienProvenance, ModelNotFound, PipelineNotFound
+from kaos_backend.layout import DataLayout
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
 from kaos_backend.services.jobs import local_text
@@ -23,7 +24,7 @@ KILL_WAIT_SECONDS = 30.0
 
 
 def endpoint_dir(data_dir: Path, name: str) -> Path:
-    return Path(data_dir) / "endpoints" / name
+    return DataLayout(data_dir).endpoint_dir(name)
 
 
 def endpoint_log(data_dir: Path, name: str) -> JobLog:

@@ -11,7 +11,7 @@ from kaos_backend.db import Database
 from kaos_backend.errors import JobNotFound, JobNotRunning
 from kaos_backend.layout import DataLayout
 from kaos_backend.logs import JobLog
-from kaos_backend.models import Job, Partition
+from kaos_backend.models import Bundle, Job, Partition
 from kaos_backend.services.workspaces import find_workspace
 
 TERMINAL = {state.value for state in JobState if state.is_terminal}
@@ -75,6 +75,11 @@ class JobService:
                          .where(Job.workspace_id == workspace_row.id, Job.kind == kind)
                          .group_by(*columns))
             rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc())).all()
+            entries = {}
+            if kind == "ingestion" and rows:
+                entries = dict(session.execute(
+                    select(Job.id, Bundle.meta).join(Bundle, Bundle.id == Job.data_bundle_id)
+                    .where(Job.workspace_id == workspace_row.id, Job.kind == kind)).all())
         listing = []
         for row in rows:
             job_id, state, created, started, finished_at = row[:5]
@@ -85,8 +90,18 @@ class JobService:
                 percent = int(100 * done / total) if total else 0
                 item["progress"] = f"Progress: {done} / {total} ({percent}%)\n{failed_count} failed"
                 item["hyperopt"] = "True" if total > 1 else "False"
+            elif kind == "ingestion":
+                item["progress"] = self._ingestion_progress(job_id, state, (entries.get(job_id) or {}).get("entries"))
             listing.append(item)
         return listing
+
+    def _ingestion_progress(self, job_id: str, state: str, total: Optional[int]) -> str:
+        """Files downloaded so far (one `downloaded …` record each in the ingestion's log) out of the manifest's."""
+        done = total if state == JobState.JOB_SUCCESS.value and total else sum(
+            "] downloaded " in line for line in JobLog(self.layout.log_path(job_id)).lines())
+        if not total:
+            return f"Progress: {done} files"
+        return f"Progress: {done} / {total} ({int(100 * done / total)}%)"
 
     def state(self, workspace: str, job_id: str) -> dict:
         with self.db.session_scope() as session:

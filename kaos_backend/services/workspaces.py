@@ -67,6 +67,7 @@ class WorkspaceService:
             with self.db.session_scope() as session:
                 workspace = find_workspace(session, name)
                 job_ids = self._stop_workloads(session, [workspace.id])
+                endpoints = list(session.scalars(select(Endpoint.name).where(Endpoint.workspace_id == workspace.id)))
                 digests = set(session.scalars(select(Bundle.blob_digest).where(Bundle.workspace_id == workspace.id)))
                 session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
                 session.execute(delete(Job).where(Job.workspace_id == workspace.id))
@@ -77,7 +78,7 @@ class WorkspaceService:
                 orphans = delete_unreferenced_rows(session, digests)
             for digest in orphans:
                 self.store.delete(digest)
-            self._remove_job_files(job_ids)
+            self._remove_job_files(job_ids, endpoints)
 
     def _stop_workloads(self, session, workspace_ids) -> List[str]:
         """Stop every workload still running in these workspaces; the ids of all their jobs."""
@@ -95,16 +96,19 @@ class WorkspaceService:
                 executor.stop(now=True)
         return [job.id for job in jobs]
 
-    def _remove_job_files(self, job_ids) -> None:
+    def _remove_job_files(self, job_ids, endpoint_names=()) -> None:
         if self.layout is not None:
             for job_id in job_ids:
                 self.layout.remove_job(job_id)
+            for name in endpoint_names:
+                self.layout.remove_endpoint(name)
 
     def delete_all(self) -> None:
         """Every workspace, bundle and blob: the original's `DELETE /internal/resources`."""
         with self.store.lock(exclusive=True):
             with self.db.session_scope() as session:
                 job_ids = self._stop_workloads(session, list(session.scalars(select(Workspace.id))))
+                endpoints = list(session.scalars(select(Endpoint.name)))
                 session.execute(delete(Partition))
                 session.execute(delete(Job))
                 session.execute(delete(Endpoint))
@@ -113,4 +117,4 @@ class WorkspaceService:
                 session.execute(delete(Workspace))
                 session.execute(delete(Blob))
             self.store.wipe()
-            self._remove_job_files(job_ids)
+            self._remove_job_files(job_ids, endpoints)

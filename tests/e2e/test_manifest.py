@@ -96,6 +96,8 @@ def test_manifest_is_ingested_then_trained_on(platform, csv_server, tmp_path):
     listed = platform.kaos("train", "list")
     assert listed.code == 0, listed
     assert "INGESTING" in listed.out and ingestion["job_id"] in listed.out
+    files = len(CSV)
+    assert f"Progress: {files} / {files} (100%)" in listed.out, listed.out
     assert "TRAINING" in listed.out and training["job_id"] in listed.out
 
     logs = platform.kaos("train", "logs", "-j", ingestion["job_id"])

@@ -1,6 +1,5 @@
 """`pip install .` gives `kaos` and `kaos-backend`; the CLI alone pulls no server-side dependency."""
 import subprocess
-import sys
 import venv
 from pathlib import Path
 

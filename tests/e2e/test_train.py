@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import kaos
 from tests.support.platform import (REPO, LocalPlatform, tiny_data_bundle, tiny_train_bundle, wait_for,
                                     wait_terminal)
 
