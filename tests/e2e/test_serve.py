@@ -71,6 +71,22 @@ def test_quick_start_prediction_and_kill(served):
     assert "Start inference server" in logs.out and "POST /invocations" in logs.out
     assert (platform.project / "mnist" / "logs" / f"{name}.log").is_file()
 
+    got = platform.kaos("serve", "get", "-e", name)
+    assert got.code == 0, got
+    code_dirs = list((platform.project / "mnist" / name / "code").glob("mnist:*"))
+    assert len(code_dirs) == 1 and (code_dirs[0] / "model" / "model.pkl").is_file()
+    assert (code_dirs[0] / "model" / "serve").is_file() and (code_dirs[0] / "Dockerfile").is_file()
+
+    provenance = platform.kaos("serve", "provenance", "-e", name)
+    assert provenance.code == 0, provenance
+    dot = (platform.project / "mnist" / "provenance" / f"{name}.dot").read_text()
+    assert dot.startswith("digraph") and name in dot and f"model {model_id}" in dot and "/features:" in dot
+
+    for other_scope in (f"inference/other/{name}", "inference/mnist/train-mnist", "inference/train-mnist"):
+        refused = platform.api("DELETE", other_scope)
+        assert refused.status_code == 404, (other_scope, refused.text)
+    assert _state(platform, name) == "PIPELINE_RUNNING"
+
     work_dir = str(platform.data_dir / "endpoints" / name)
     killed = platform.kaos("serve", "kill", "-e", name, input="y\n")
     assert killed.code == 0, killed
