@@ -165,3 +165,49 @@ def test_fifty_concurrent_clients(served):
     assert failures == [], failures[:5]
     assert len(answered) >= 50
     assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+
+
+CRASHY_SERVE = """#!/usr/bin/env python3
+import http.server, os
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/crash":
+            print("asked to crash", flush=True)
+            os._exit(7)
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+http.server.HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_an_endpoint_that_exits_is_restarted(served, tmp_path):
+    platform, _ = served
+    model = tmp_path / "crashy" / "model"
+    model.mkdir(parents=True)
+    (tmp_path / "crashy" / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    for name, text in (("__init__.py", ""), ("web-requirements.txt", ""), ("serve", CRASHY_SERVE)):
+        (model / name).write_text(text)
+    (model / "serve").chmod(0o755)
+    before = {endpoint["name"] for endpoint in _endpoints(platform)}
+    assert platform.kaos("serve", "deploy", "-s", str(tmp_path)).code == 0  # no model: allowed
+    name = wait_for(lambda: next((e["name"] for e in _endpoints(platform) if e["name"] not in before), None))
+    wait_for(lambda: _state(platform, name) == "PIPELINE_RUNNING", what="the endpoint to run")
+    base = f"http://127.0.0.1:{platform.port}/{name}"
+    assert requests.get(f"{base}/ping", timeout=30).status_code == 200
+
+    crashed = requests.get(f"{base}/crash", timeout=30)
+    assert crashed.status_code == 502 and crashed.json()["error_code"] == "ENDPOINT_ERROR"
+    restarted = wait_for(lambda: next((e for e in _endpoints(platform) if e["name"] == name and e["restarts"] >= 1
+                                       and e["state"] == "PIPELINE_RUNNING"), None), what="the restart")
+    assert restarted["restarts"] == 1
+    assert wait_for(lambda: requests.get(f"{base}/ping", timeout=30).status_code == 200)
+    logs = platform.kaos("serve", "logs", "-e", name).out
+    assert "asked to crash" in logs and "exited with code 7; restarting in 1s" in logs
+    assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
