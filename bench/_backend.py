@@ -148,6 +148,16 @@ def job_times(data_dir: Path, job_id: str) -> Dict[str, Optional[datetime]]:
             for name, value in zip(("created", "started", "finished"), row)}
 
 
+def endpoint_port(data_dir: Path, name: str) -> Optional[int]:
+    """The port an endpoint's own server listens on (127.0.0.1), straight from the SQLite file."""
+    connection = sqlite3.connect(f"file:{data_dir / 'kaos.db'}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT port FROM endpoints WHERE name = ?", (name,)).fetchone()
+    finally:
+        connection.close()
+    return row[0] if row else None
+
+
 def job_phases(data_dir: Path, job_id: str) -> str:
     """`queued 0.21 s, ran 0.49 s` from the job's own timestamps."""
     times = job_times(data_dir, job_id)

@@ -251,8 +251,9 @@ class _Upstream:
                 out.append((key, value))
         if length is not None and length < 0:
             length = None  # unreadable: the body ends when the endpoint closes the connection
-        if chunked:
+        if chunked:  # the body is relayed de-chunked: a Content-Length beside it would not hold
             length = None
+            out = [(key, value) for key, value in out if key.lower() != "content-length"]
         if method == "HEAD" or status in (204, 304) or status < 200:
             length, chunked = 0, False
         will_close = ("close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
@@ -277,7 +278,7 @@ class _Upstream:
         status_line = lines[0].strip()
         version, _, rest = status_line.partition(" ")
         code, _, reason = rest.strip().partition(" ")
-        if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit():
+        if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit() or code[0] == "0":
             raise http.client.BadStatusLine(status_line)
         headers: List[Tuple[str, str]] = []
         for line in lines[1:]:
