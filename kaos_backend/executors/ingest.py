@@ -64,7 +64,7 @@ class Interrupted(BaseException):
 
 # -- the manifest -------------------------------------------------------------------------------------------------
 def path_problem(path: str) -> str:
-    """Why `path` is not a safe relative file path, or "" when it is (the backend's rule, repeated here)."""
+    """Why `path` is not a safe relative file path, or "" when it is (the backend checks uploads with it too)."""
     if not path.strip():
         return "it is empty"
     if "\\" in path or "\x00" in path:
@@ -98,8 +98,10 @@ def read_manifest(path: str) -> List[Entry]:
             url, target = item.get("url"), item.get("path")
             if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
                 raise ManifestError(f"line {number}: 'url' must be an http or https URL, got {url!r}")
-            if not isinstance(target, str) or path_problem(target):
-                problem = path_problem(target) if isinstance(target, str) else "it is not a string"
+            if not isinstance(target, str):
+                raise ManifestError(f"line {number}: 'path' must be a string, got {target!r}")
+            problem = path_problem(target)
+            if problem:
                 raise ManifestError(f"line {number}: path {target!r} is not a safe relative path: {problem}")
             normalized = "/".join(part for part in target.split("/") if part not in ("", "."))
             if normalized in seen:
@@ -107,7 +109,7 @@ def read_manifest(path: str) -> List[Entry]:
             seen[normalized] = number
             entries.append(Entry(url, normalized))
     if not entries:
-        raise ManifestError("it holds no entry")
+        raise ManifestError("must hold at least one line")
     files = set(seen)
     for path in files:  # `a` as a file and `a/b` would need `a` to be a directory too
         parts = path.split("/")
