@@ -5,8 +5,7 @@ from typing import List
 
 from kaos_model import JobState
 
-from kaos_backend.control.common import (VANISHED, Preamble, advance_unfinished, exit_state, finish, now,
-                                         reattached, vanished_reason)
+from kaos_backend.control.common import Preamble, advance_unfinished, exit_state, finish, now, single_workload_exit
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -33,24 +32,8 @@ class BuildController:
 
     def advance(self, session, job: Job) -> None:
         job_log = JobLog(self.layout.log_path(job.id))
-        executor = reattached(self.config, job.executor_state)
-        if job.desired == "kill":
-            if executor is not None:
-                executor.stop()
-            finish(job, JobState.JOB_KILLED, "kaos: build killed on request", job_log)
-            return
-        if job.state == JobState.JOB_STARTING.value:
-            self.start(session, job, job_log)
-            return
-        if executor is None:
-            finish(job, JobState.JOB_FAILURE, vanished_reason("build"), job_log)
-            return
-        code = executor.poll()
-        if code is None:
-            return
-        if code == VANISHED:
-            finish(job, JobState.JOB_FAILURE, vanished_reason("build"), job_log)
-        else:
+        code = single_workload_exit(job, self.config, job_log, "build", lambda: self.start(session, job, job_log))
+        if code is not None:
             finish(job, exit_state(code))
 
     def start(self, session, job: Job, job_log: JobLog) -> None:

@@ -55,6 +55,27 @@ def advance_unfinished(services, kinds, advance: Callable, logger: logging.Logge
             logger.exception("Job %s could not advance", job_id)
 
 
+def single_workload_exit(job, config, job_log: JobLog, what: str, start: Callable[[], None]) -> Optional[int]:
+    """The shared life of a job that runs one workload (a build, an ingestion): kill it on request, start it,
+    notice that it vanished. Returns its exit code once it has one and nothing else decided its fate."""
+    executor = reattached(config, job.executor_state)
+    if job.desired == "kill":
+        if executor is not None:
+            executor.stop()
+        if job.started_at is None:
+            job.started_at = now()
+        finish(job, JobState.JOB_KILLED, f"kaos: {what} killed on request", job_log)
+        return None
+    if job.state == JobState.JOB_STARTING.value:
+        start()
+        return None
+    code = executor.poll() if executor is not None else VANISHED
+    if code == VANISHED:
+        finish(job, JobState.JOB_FAILURE, vanished_reason(what), job_log)
+        return None
+    return code
+
+
 def reattached(config, state: Optional[dict]) -> Optional[Executor]:
     if not state:
         return None

@@ -8,8 +8,8 @@ from typing import Optional
 
 from kaos_model import JobState
 
-from kaos_backend.control.common import (MAX_REASON, VANISHED, Preamble, advance_unfinished, exit_state, finish, now,
-                                         reattached, vanished_reason)
+from kaos_backend.control.common import (MAX_REASON, Preamble, advance_unfinished, exit_state, finish, now,
+                                         single_workload_exit)
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -33,25 +33,8 @@ class IngestionController:
 
     def advance(self, session, job: Job) -> None:
         job_log = JobLog(self.layout.log_path(job.id))
-        executor = reattached(self.config, job.executor_state)
-        if job.desired == "kill":
-            if executor is not None:
-                executor.stop()
-            if job.started_at is None:
-                job.started_at = now()
-            finish(job, JobState.JOB_KILLED, "kaos: ingestion killed on request", job_log)
-            return
-        if job.state == JobState.JOB_STARTING.value:
-            self.start(session, job, job_log)
-            return
-        if executor is None:
-            finish(job, JobState.JOB_FAILURE, vanished_reason("ingestion"), job_log)
-            return
-        code = executor.poll()
+        code = single_workload_exit(job, self.config, job_log, "ingestion", lambda: self.start(session, job, job_log))
         if code is None:
-            return
-        if code == VANISHED:
-            finish(job, JobState.JOB_FAILURE, vanished_reason("ingestion"), job_log)
             return
         out = Path(job.executor_state["output_dir"])
         if code == 0 and not out.is_dir():
