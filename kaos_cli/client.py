@@ -307,6 +307,29 @@ class KaosClient:
         self._request("DELETE", f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}",
                       timeout=KILL_READ_TIMEOUT)
 
+    def train_bundle(self, workspace: str, job_id: str, dest=None, include_code: bool = True,
+                     include_data: bool = False, include_model: bool = True,
+                     model_id: Optional[str] = None) -> str:
+        """`GET /train/<ws>/<job_id>/bundle?include_code=&include_data=&include_model=&model_id=`: a finished
+        train job's zip — `code/<bundle:hash>/…`, `data/<data:hash>/…`, `models/<hex6>/{model,metrics}/…` (and
+        `models/<hex6>/<hash5>/<combination>.json` for hyperparameter models), only `model_id`'s model when given
+        — streamed to `dest` (default: a new temporary file, which the caller removes) with a progress bar
+        "  Downloading train bundle"; returns the zip's path. 404 JOB_NOT_FOUND / MODEL_NOT_FOUND, 400
+        BAD_REQUEST "Job X is still running"."""
+        params = {"include_code": str(bool(include_code)), "include_data": str(bool(include_data)),
+                  "include_model": str(bool(include_model)), "model_id": model_id or None}
+        response = self._request("GET", f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}/bundle",
+                                 params=params, timeout=TRANSFER_READ_TIMEOUT, stream=True)
+        return self._download(response, dest, "train bundle")
+
+    def train_provenance(self, workspace: str, model_id: str) -> str:
+        """`GET /train/<ws>/<model_id>/provenance` → the Graphviz DOT source of the model's lineage (code → build
+        → image, data [+ hyperparameters] → train → model). 404 MODEL_NOT_FOUND "There is no model with id: X"."""
+        body = self._request("GET", f"train/{quote(workspace, safe='')}/{quote(model_id, safe='')}/provenance")
+        if isinstance(body, dict) and "response" in body:  # tolerate a wrapped answer
+            body = body["response"]
+        return "" if body is None else str(body)
+
     def job_state(self, workspace: str, job_id: str) -> Dict[str, Any]:
         """`GET /job/<ws>/<job_id>` → the job's record `{"job_id", "kind", "state", "started", "duration",
         "finished", "reason"}` for any kind of job (`build-train`, `train`, `build-serve`, `serve`,

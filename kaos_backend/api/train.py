@@ -1,4 +1,4 @@
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from kaos_backend.api import respond, services
 from kaos_backend.api.logs import log_response
@@ -30,6 +30,24 @@ def inspect(workspace):
 def info(workspace, job_id):
     return respond(services().train.info(workspace, job_id, request.args.get("sort_by") or None,
                                          request.args.get("page_id"), flag_arg("ascending")))
+
+
+@bp.get("/train/<workspace>/<job_id>/bundle")
+def bundle(workspace, job_id):
+    """`kaos train get`: a zip streamed as it is made; every error (unknown job or model, a running job) is
+    raised before the first byte. The flags take true/false or the original's literal True/False."""
+    train_bundle = services().train.bundle(
+        workspace, job_id, include_code=flag_arg("include_code", True), include_data=flag_arg("include_data"),
+        include_model=flag_arg("include_model", True), model_id=request.args.get("model_id") or None)
+    return Response(train_bundle.chunks(), mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="train-{job_id}.zip"'})
+
+
+@bp.get("/train/<workspace>/<model_id>/provenance")
+def provenance(workspace, model_id):
+    """`kaos train provenance`: the DOT graph of a model. The converter takes any text but `/`, so model ids
+    (`<branch>:<hex6>`, the `:` plain or as %3A) reach this view whole."""
+    return respond(services().train.provenance(workspace, model_id))
 
 
 @bp.get("/train/<workspace>/<job_id>/logs")

@@ -3,6 +3,7 @@ partitions (one per hyperparameter combination, `parallelism` at a time) and col
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -21,12 +22,16 @@ from kaos_backend.services.train import latest_build, latest_ingestion, output_b
 
 log = logging.getLogger("kaos_backend.control.trainings")
 
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9.=,+-]")
 RUNNING_STATES = (JobState.JOB_STARTING.value, JobState.JOB_RUNNING.value)
 
 
 def combination_name(combination: Dict) -> str:
-    """`degree=3_kernel=poly`: the original's file name of one hyperparameter combination."""
-    return "_".join(f"{key}={value}" for key, value in combination.items())
+    """`degree=3_kernel=poly`: the original's file name of one hyperparameter combination. Keys and values are
+    user data: anything but letters, digits and `.=,+-` becomes `_`, so the name never leaves its directory."""
+    name = "_".join(f"{key}={value}" for key, value in combination.items())
+    name = _UNSAFE_IN_NAME.sub("_", name)[:200]
+    return "_" + name if name.startswith(".") else name
 
 
 class TrainController:

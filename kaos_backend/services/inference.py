@@ -10,12 +10,12 @@ from kaos_model.ids import ENDPOINT_RE, endpoint_name, new_hex6
 from sqlalchemy import select
 
 from kaos_backend.db import Database
-from kaos_backend.errors import AlienProvenance, ModelNotFound, PipelineNotFound
+from kaos_backend.errors import AlienProvenance, PipelineNotFound
 from kaos_backend.layout import DataLayout
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
 from kaos_backend.services.jobs import local_text
-from kaos_backend.services.train import request_build
+from kaos_backend.services.train import find_model, model_graph, model_parts, request_build
 from kaos_backend.services.uploads import UploadBody, UploadService
 from kaos_backend.services.workspaces import find_workspace
 
@@ -44,16 +44,6 @@ def find_endpoint(session, workspace: Optional[str], name: str) -> Endpoint:
             or endpoint.desired == "kill":
         raise PipelineNotFound(f"Pipeline {name} not found")
     return endpoint
-
-
-def find_model(session, workspace: Workspace, model_id: str) -> Partition:
-    partition = session.scalar(
-        select(Partition).join(Job, Job.id == Partition.job_id)
-        .where(Job.workspace_id == workspace.id, Partition.model_id == model_id,
-               Partition.state == JobState.JOB_SUCCESS.value, Partition.has_model.is_(True)))
-    if partition is None:
-        raise ModelNotFound(f"There is no model with id: {model_id}")
-    return partition
 
 
 class InferenceService:
@@ -165,9 +155,10 @@ class InferenceService:
             workspace_row = find_workspace(session, workspace)
             partition = find_model(session, workspace_row, endpoint.model_id)
             job = session.get(Job, partition.job_id)
-            parts = {key: session.get(Bundle, bundle_id) for key, bundle_id in (
-                ("code", job.source_bundle_id), ("data", job.data_bundle_id), ("hyper", job.hyper_bundle_id),
-                ("serve", endpoint.source_bundle_id)) if bundle_id}
+            parts = model_parts(session, job)
+            serve = session.get(Bundle, endpoint.source_bundle_id) if endpoint.source_bundle_id else None
+            if serve is not None:
+                parts["serve"] = serve
             return provenance_dot(workspace, endpoint, job, partition, parts,
                                   f"{self.config.service_host or host}/{name}/invocations")
 
@@ -178,48 +169,20 @@ def _latest_successful_build(session, bundle_id: int) -> Optional[str]:
                           .order_by(Job.created_at.desc()).limit(1))
 
 
-def _quote(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def provenance_dot(workspace: str, endpoint: Endpoint, job: Job, partition: Partition, parts: Dict[str, Bundle],
                    url: str) -> str:
-    """The original's endpoint provenance graph (§6.9): repos as cylinders, pipelines as eggs."""
+    """The original's endpoint provenance graph (§6.9): the model's graph (`services.train.model_graph`, also
+    `kaos train provenance`'s) continued by the serve part: model + serve code → build-serve → image → endpoint."""
     ws = workspace
-    lines = ["digraph provenance {", "  rankdir=LR;"]
-
-    def repo(node):
-        lines.append(f"  {_quote(node)} [shape=cylinder];")
-
-    def pipeline(node):
-        lines.append(f"  {_quote(node)} [shape=egg];")
-
-    def edge(a, b, label=""):
-        lines.append(f"  {_quote(a)} -> {_quote(b)}" + (f" [label={_quote(label)}];" if label else ";"))
-
-    for node in (f"source-train-{ws}", f"ingestion-{ws}", f"train-{ws}:repo", f"source-serve-{ws}",
-                 f"build-train-{ws}:repo", f"build-serve-{ws}:repo") + ((f"hyper-{ws}",) if "hyper" in parts else ()):
-        repo(node)
-    for node in (f"build-train-{ws}", f"train-{ws}", f"build-serve-{ws}", endpoint.name):
-        pipeline(node)
-    code, data = parts.get("code"), parts.get("data")
-    edge(f"source-train-{ws}", f"build-train-{ws}", f"/{code.glob_name}" if code else "")
-    edge(f"build-train-{ws}", f"build-train-{ws}:repo")
-    edge(f"build-train-{ws}:repo", f"train-{ws}", f"build-train-{ws}:{code.hash5}" if code else "")
-    edge(f"ingestion-{ws}", f"train-{ws}", f"/{data.glob_name}" if data else "")
-    if "hyper" in parts:
-        hyper_path = f"/{partition.hyper_file}" if partition.hyper_file else f"/{parts['hyper'].glob_name}"
-        edge(f"hyper-{ws}", f"train-{ws}", hyper_path)
-    edge(f"train-{ws}", f"train-{ws}:repo", f"job {job.id}")
-    edge(f"train-{ws}:repo", f"build-serve-{ws}", f"model {partition.model_id}")
+    graph = model_graph(workspace, job, partition, parts)
+    graph.repo(f"source-serve-{ws}", f"build-serve-{ws}:repo")
+    graph.pipeline(f"build-serve-{ws}", endpoint.name)
+    graph.edge(f"train-{ws}:repo", f"build-serve-{ws}", f"model {partition.model_id}")
     serve = parts.get("serve")
-    edge(f"source-serve-{ws}", f"build-serve-{ws}", f"/{serve.glob_name}" if serve else "")
-    edge(f"build-serve-{ws}", f"build-serve-{ws}:repo")
-    edge(f"build-serve-{ws}:repo", endpoint.name, f"build-serve-{ws}:{serve.hash5}" if serve else "")
-    lines.append('  "endpoint" [shape=box, color=red];')
-    edge(endpoint.name, "endpoint", url)
-    caption = "\\n".join([url, "Served model with kaos", f"user: {endpoint.user}",
-                          f"created_at: {local_text(endpoint.created_at)}"])
-    lines.append(f'  label="{caption}";')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    graph.edge(f"source-serve-{ws}", f"build-serve-{ws}", f"/{serve.glob_name}" if serve else "")
+    graph.edge(f"build-serve-{ws}", f"build-serve-{ws}:repo")
+    graph.edge(f"build-serve-{ws}:repo", endpoint.name, f"build-serve-{ws}:{serve.hash5}" if serve else "")
+    graph.box("endpoint", "red")
+    graph.edge(endpoint.name, "endpoint", url)
+    return graph.source([url, "Served model with kaos", f"user: {endpoint.user}",
+                         f"created_at: {local_text(endpoint.created_at)}"])

@@ -1,5 +1,7 @@
-"""`kaos train list|deploy|info|logs|build-logs|kill`: the current workspace's train pipeline."""
+"""`kaos train list|deploy|info|get|provenance|logs|build-logs|kill`: the current workspace's train pipeline."""
 import json
+import tempfile
+import zipfile
 from pathlib import Path
 
 import click
@@ -237,6 +239,73 @@ def info(job_id, ind, sort_by, page_id, ascending):
             row.append(partition.get("score"))
         rows.append(row)
     render.print_table(headers, rows, justify="center")
+
+
+# -- get, provenance -------------------------------------------------------------------------------------------
+def _file_name(kind: str, value: str) -> str:
+    """A job or model id that also names a local directory or file: no path separators, not hidden."""
+    if not isinstance(value, str) or not value.strip() or Path(value).name != value or "\\" in value \
+            or value.startswith("."):
+        raise KaosError(f"Invalid {kind} {value!r}")
+    return value
+
+
+@train.command(short_help="Download the code, data and models of a training job")
+@name_option("-j", "--job_id", help="Job id")
+@index_option(other="job_id", help="Index of the TRAINING table of `kaos train list`")
+@click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".", show_default=True,
+              help="Directory to extract the bundle under (<out_dir>/<workspace>/<job_id>/)")
+@click.option("-c", "--include_code", is_flag=True, help="Include the source bundle (code/)")
+@click.option("-d", "--include_data", is_flag=True, help="Include the data bundle (data/)")
+@click.option("-m", "--include_model", is_flag=True, help="Include the trained models (models/)")
+@click.option("--model_id", help="Only this model (a Model ID of `kaos train info`)")
+def get(job_id, ind, out_dir, include_code, include_data, include_model, model_id):
+    """Download a finished training job into <out_dir>/<workspace>/<job_id>/: code/<bundle:hash>/,
+    data/<data:hash>/ and models/<hex6>/ (model/, metrics/ and, for hyperparameter models, the combination's
+    <hash>/<combination>.json). Without -c, -d or -m: code and models."""
+    from kaos_cli.bundles import UnsafeArchiveError, extract_zip
+
+    job_id = _file_name("job id", _job_id(job_id, ind))
+    if model_id is not None and not model_id.strip():
+        raise KaosError("--model_id must not be empty")
+    if not (include_code or include_data or include_model):
+        include_code = include_model = True
+    client, workspace = workspace_session()
+    target = Path(out_dir) / workspace / job_id
+    with tempfile.TemporaryDirectory(prefix="kaos-train-") as download_dir:
+        zip_path = client.train_bundle(workspace, job_id, Path(download_dir) / "bundle.zip",
+                                       include_code=include_code, include_data=include_data,
+                                       include_model=include_model, model_id=model_id)
+        render.info(f"Extracting train bundle: {target}")
+        try:
+            extract_zip(zip_path, target, "train bundle")
+        except UnsafeArchiveError as exc:
+            raise KaosError(f"Refused the train bundle of {job_id}: its member {exc.member!r} would be written "
+                            f"outside {target} (nothing was extracted)") from None
+        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise KaosError(f"The train bundle of {job_id} is not a valid zip archive: {exc}") from None
+        except OSError as exc:
+            raise KaosError(f"Cannot extract the train bundle into {target}: {exc.strerror or exc}") from None
+    if include_model and not (target / "models").is_dir():
+        render.warning(f"Job {job_id} has no trained model")
+
+
+@train.command(short_help="Save the provenance graph of a trained model")
+@click.option("-m", "--model_id", required=True, help="Model ID (of `kaos train info`), e.g. 1909d_5c3ca:828c4e")
+@click.option("-o", "--out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Directory to save the graph under (<out_dir>/<workspace>/provenance/)")
+def provenance(model_id, out_dir):
+    """Save how a model came to be (code, image, data, hyperparameters, training job) as a Graphviz graph:
+    model-<model_id>.dot, and model-<model_id>.pdf when graphviz's `dot` is installed."""
+    from kaos_cli.provenance import save_provenance
+
+    model_id = _file_name("model id", model_id)
+    client, workspace = workspace_session()
+    render.info(f"Retrieving provenance from {model_id}")
+    dot_source = client.train_provenance(workspace, model_id)
+    if not dot_source.strip():
+        raise KaosError(f"The backend returned no provenance for model {model_id}")
+    save_provenance(dot_source, out_dir, workspace, f"model-{model_id}")
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
