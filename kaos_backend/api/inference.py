@@ -35,7 +35,7 @@ def build_logs(workspace, job_id):
 
 @bp.get("/inference/<workspace>/<endpoint>/bundle")
 def bundle(workspace, endpoint):
-    return Response(services().inference.bundle(workspace, endpoint), mimetype="application/zip")
+    return Response(services().inference.bundle(workspace, endpoint).chunks(), mimetype="application/zip")
 
 
 @bp.get("/inference/<workspace>/<endpoint>/provenance")

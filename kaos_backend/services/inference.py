@@ -1,7 +1,5 @@
 """Endpoints as the API sees them: deploy (record the desired endpoint), list, logs, bundle, provenance, kill."""
-import io
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -15,9 +13,11 @@ from kaos_backend.layout import DataLayout
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
 from kaos_backend.services.jobs import local_text
-from kaos_backend.services.train import find_model, model_graph, model_parts, request_build
+from kaos_backend.services.provenance import model_graph, model_parts
+from kaos_backend.services.train import find_model, request_build
 from kaos_backend.services.uploads import UploadBody, UploadService
 from kaos_backend.services.workspaces import find_workspace
+from kaos_backend.zipstream import StreamedZip, tree_entries
 
 BUILD_KIND = "build-serve"
 KILL_WAIT_SECONDS = 30.0
@@ -127,25 +127,20 @@ class InferenceService:
                     return
             time.sleep(0.1)
 
-    def bundle(self, workspace: str, name: str) -> bytes:
-        """A zip of the endpoint's code as deployed (`code/<bundle:hash>/…`) with the model's files in model/."""
+    def bundle(self, workspace: str, name: str) -> StreamedZip:
+        """The endpoint's code as deployed (`code/<bundle:hash>/…`) with the model's files in its model/,
+        as a zip stream (symbolic links left out, as in `train get`)."""
         with self.db.session_scope() as session:
             endpoint = find_endpoint(session, workspace, name)
             bundle = session.get(Bundle, endpoint.source_bundle_id)
             model_dir = endpoint.model_dir
         root = self.layout.extracted(self.uploads.store.path(bundle.blob_digest), bundle.blob_digest,
                                      self.config.max_bundle_bytes) / bundle.root_name
-        buffer = io.BytesIO()
         prefix = f"code/{bundle.glob_name}"
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(root.rglob("*")):
-                if path.is_file():
-                    archive.write(path, f"{prefix}/{path.relative_to(root).as_posix()}")
-            if model_dir and Path(model_dir).is_dir():
-                for path in sorted(Path(model_dir).rglob("*")):
-                    if path.is_file():
-                        archive.write(path, f"{prefix}/model/{path.relative_to(model_dir).as_posix()}")
-        return buffer.getvalue()
+        entries = tree_entries(root, prefix)
+        if model_dir:
+            entries += tree_entries(Path(model_dir), f"{prefix}/model")
+        return StreamedZip(entries)
 
     def provenance(self, workspace: str, name: str, host: str) -> str:
         with self.db.session_scope() as session:

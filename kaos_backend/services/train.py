@@ -1,13 +1,10 @@
 """The workspace train pipeline's rules (reference §6.5, fixed per §11.6): uploads set its inputs at once,
-what a train job looks like to `kaos train info`, its bundle for `kaos train get` and a model's provenance graph
-for `kaos train provenance` (the endpoint graph of `kaos serve provenance` extends the same graph)."""
+what a train job looks like to `kaos train info`, its bundle for `kaos train get` and a model's provenance for
+`kaos train provenance` (graphs: services/provenance.py)."""
 import json
 import math
-import os
-import time
-import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Dict, List, Optional
 
 from kaos_model import JobState
 from kaos_model.ids import new_job_id
@@ -17,15 +14,16 @@ from kaos_backend.db import Database
 from kaos_backend.errors import BadRequest, MetricNotFound, ModelNotFound, NotFound, PageError
 from kaos_backend.layout import DataLayout
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
-from kaos_backend.services.jobs import TERMINAL, find_job, local_text, seconds_between
+from kaos_backend.services.jobs import TERMINAL, find_job, seconds_between
+from kaos_backend.services.provenance import model_file_path, model_parts, model_provenance_dot
 from kaos_backend.services.uploads import PARAMS_NULL, UploadBody, UploadService
 from kaos_backend.services.workspaces import find_workspace
+from kaos_backend.zipstream import StreamedZip, ZipEntry, tree_entries
 
 PAGE_SIZE = 10
 BUILD_KIND = "build-train"
 INGESTION_KIND = "ingestion"
 PIPELINE_ARGS = "pipeline_args.json"  # the original's build arguments file, left out of `train get`'s code/
-ZIP_CHUNK = 1024 * 1024
 
 
 def pipeline_of(session, workspace: Workspace) -> TrainPipeline:
@@ -212,14 +210,14 @@ class TrainService:
 
     # -- train get ------------------------------------------------------------------------------------------
     def bundle(self, workspace: str, job_id: str, include_code: bool = True, include_data: bool = False,
-               include_model: bool = True, model_id: Optional[str] = None) -> "TrainBundle":
+               include_model: bool = True, model_id: Optional[str] = None) -> StreamedZip:
         """What `kaos train get` downloads of a finished train job (reference §6.10): `code/<bundle:hash>/…`
         (without `pipeline_args.json`), `data/<data:hash>/…`, and `models/<hex6>/…` (the partition's output:
         model/, metrics/, …) of every successful partition — or of `model_id`'s only (the full model id or its
         hex6) — with `models/<hex6>/<hash5>/<combination>.json` for hyperparameter partitions.
 
         Everything that can fail (unknown job or model, a running job, an input that is gone) fails here, before
-        any byte is sent; the zip itself is produced later, file by file, by `TrainBundle.chunks()`."""
+        any byte is sent; the zip itself is produced later, file by file, by `StreamedZip.chunks()`."""
         model_id = None if model_id in (None, "", "None", "none", "null") else model_id
         with self.db.session_scope() as session:
             job = find_job(session, workspace, job_id, kinds=("train",))
@@ -264,7 +262,7 @@ class TrainService:
                 if hyper_file:
                     entries.append(ZipEntry(f"models/{hex6}/{safe_hyper_file(hyper_file)}",
                                             data=json.dumps(hyperparams).encode()))
-        return TrainBundle(entries)
+        return StreamedZip(entries)
 
     def _extracted(self, digest: str) -> Path:
         return self.layout.extracted(self.uploads.store.path(digest), digest, self.uploads.config.max_bundle_bytes)
@@ -331,176 +329,3 @@ def _sorted_by_metric(rows: List[Dict[str, Any]], metric: str, ascending: bool) 
         scored.append((value, row))
     scored.sort(key=lambda pair: pair[0], reverse=not ascending)
     return [row for _, row in scored] + unscored
-
-
-# -- the train bundle zip ---------------------------------------------------------------------------------------
-class ZipEntry(NamedTuple):
-    """One member of a bundle zip: a file on disk (`path`), bytes (`data`), or an empty directory (neither)."""
-    name: str
-    path: Optional[Path] = None
-    data: Optional[bytes] = None
-
-
-def tree_entries(root: Path, prefix: str) -> List[ZipEntry]:
-    """The regular files under `root` as `<prefix>/<relative path>` (and its empty directories), sorted.
-    Symbolic links are left out, never followed: an output directory is written by user code, and a link
-    must not ship a file of the backend's host."""
-    entries: List[ZipEntry] = []
-    if not root.is_dir() or root.is_symlink():
-        return entries
-    for current, dirs, files in os.walk(root):
-        current_path = Path(current)
-        dirs[:] = sorted(name for name in dirs if not (current_path / name).is_symlink())
-        relative = current_path.relative_to(root).as_posix()
-        base = prefix if relative == "." else f"{prefix}/{relative}"
-        regular = [name for name in sorted(files)
-                   if not (current_path / name).is_symlink() and (current_path / name).is_file()]
-        for name in regular:
-            entries.append(ZipEntry(f"{base}/{name}", path=current_path / name))
-        if not regular and not dirs and relative != ".":
-            entries.append(ZipEntry(base + "/"))
-    entries.sort(key=lambda entry: entry.name)
-    return entries
-
-
-class _Sink:
-    """A write-only, unseekable stream for `zipfile`: what is written is collected until drained."""
-
-    def __init__(self):
-        self._chunks: List[bytes] = []
-
-    def write(self, data) -> int:
-        self._chunks.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def drain(self) -> bytes:
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        return data
-
-
-class TrainBundle:
-    """A train job's bundle, produced as a zip stream: at most about one chunk of a file is held in memory."""
-
-    def __init__(self, entries: List[ZipEntry]):
-        self.entries = entries
-
-    @property
-    def names(self) -> List[str]:
-        return [entry.name for entry in self.entries]
-
-    def chunks(self) -> Iterator[bytes]:
-        sink = _Sink()
-        with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
-            for entry in self.entries:
-                if entry.path is not None:
-                    try:
-                        info = zipfile.ZipInfo.from_file(entry.path, entry.name)
-                        source = open(entry.path, "rb")
-                    except FileNotFoundError:  # removed since the bundle was planned (its workspace killed)
-                        continue
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    with source, archive.open(info, "w") as target:
-                        for block in iter(lambda: source.read(ZIP_CHUNK), b""):
-                            target.write(block)
-                            data = sink.drain()
-                            if data:
-                                yield data
-                elif entry.data is not None:
-                    info = zipfile.ZipInfo(entry.name, date_time=_now_tuple())
-                    info.external_attr = 0o100644 << 16
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    archive.writestr(info, entry.data)
-                else:
-                    info = zipfile.ZipInfo(entry.name, date_time=_now_tuple())
-                    info.external_attr = (0o40755 << 16) | 0x10
-                    archive.writestr(info, b"")
-                data = sink.drain()
-                if data:
-                    yield data
-        data = sink.drain()
-        if data:
-            yield data
-
-    def to_bytes(self) -> bytes:
-        return b"".join(self.chunks())
-
-
-def _now_tuple():
-    return time.localtime()[:6]
-
-
-# -- provenance graphs (reference §6.9) -------------------------------------------------------------------------
-def dot_quote(text: Any) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-class ProvenanceGraph:
-    """A Graphviz digraph in the original's style: repos as cylinders, pipelines as eggs, a caption."""
-
-    def __init__(self):
-        self.lines = ["digraph provenance {", "  rankdir=LR;"]
-
-    def repo(self, *nodes: str) -> None:
-        self.lines += [f"  {dot_quote(node)} [shape=cylinder];" for node in nodes]
-
-    def pipeline(self, *nodes: str) -> None:
-        self.lines += [f"  {dot_quote(node)} [shape=egg];" for node in nodes]
-
-    def box(self, node: str, color: str) -> None:
-        self.lines.append(f"  {dot_quote(node)} [shape=box, color={color}];")
-
-    def edge(self, a: str, b: str, label: str = "") -> None:
-        self.lines.append(f"  {dot_quote(a)} -> {dot_quote(b)}" + (f" [label={dot_quote(label)}];" if label else ";"))
-
-    def source(self, caption: List[str]) -> str:
-        return "\n".join(self.lines + [f"  label={dot_quote(chr(10).join(caption))};", "}"]) + "\n"
-
-
-def model_parts(session, job: Job) -> Dict[str, Bundle]:
-    """The job's input bundles that still exist: `code`, `data` and (hyperparameter jobs) `hyper`."""
-    parts = {key: session.get(Bundle, bundle_id) if bundle_id else None for key, bundle_id in (
-        ("code", job.source_bundle_id), ("data", job.data_bundle_id), ("hyper", job.hyper_bundle_id))}
-    return {key: bundle for key, bundle in parts.items() if bundle is not None}
-
-
-def model_graph(workspace: str, job: Job, partition: Partition, parts: Dict[str, Bundle]) -> ProvenanceGraph:
-    """source-train → build-train → image → train ← ingestion (data) [← hyper]; train → train repo (the model).
-    The endpoint graph (`kaos serve provenance`) continues from the `train-<ws>:repo` node."""
-    ws = workspace
-    graph = ProvenanceGraph()
-    graph.repo(f"source-train-{ws}", f"build-train-{ws}:repo", f"ingestion-{ws}", f"train-{ws}:repo",
-               *((f"hyper-{ws}",) if "hyper" in parts else ()))
-    graph.pipeline(f"build-train-{ws}", f"train-{ws}")
-    code, data = parts.get("code"), parts.get("data")
-    graph.edge(f"source-train-{ws}", f"build-train-{ws}", f"/{code.glob_name}" if code else "")
-    graph.edge(f"build-train-{ws}", f"build-train-{ws}:repo")
-    graph.edge(f"build-train-{ws}:repo", f"train-{ws}", f"build-train-{ws}:{code.hash5}" if code else "")
-    graph.edge(f"ingestion-{ws}", f"train-{ws}", f"/{data.glob_name}" if data else "")
-    if "hyper" in parts:
-        hyper_path = f"/{partition.hyper_file}" if partition.hyper_file else f"/{parts['hyper'].glob_name}"
-        graph.edge(f"hyper-{ws}", f"train-{ws}", hyper_path)
-    graph.edge(f"train-{ws}", f"train-{ws}:repo", f"job {job.id}")
-    return graph
-
-
-def model_file_path(output_dir: Path, hex6: str) -> str:
-    """`/<hex6>/model/<file>` when the model is one file (the original's caption), else `/<hex6>/model/`."""
-    model_dir = output_dir / "model"
-    files = [entry for entry in tree_entries(model_dir, f"/{hex6}/model") if entry.path is not None]
-    return files[0].name if len(files) == 1 else f"/{hex6}/model/"
-
-
-def model_provenance_dot(workspace: str, job: Job, partition: Partition, parts: Dict[str, Bundle],
-                         model_path: str) -> str:
-    """The graph of `kaos train provenance`: the model graph ending in a "model" node, and the caption
-    model path, model id, "Trained model with kaos", user, created_at."""
-    graph = model_graph(workspace, job, partition, parts)
-    graph.box("model", "blue")
-    graph.edge(f"train-{workspace}:repo", "model", partition.model_id)
-    created = partition.finished_at or job.finished_at or job.created_at
-    return graph.source([model_path, f"model: {partition.model_id}", "Trained model with kaos",
-                         f"user: {job.user}", f"created_at: {local_text(created)}"])
