@@ -79,11 +79,12 @@ class Gateway:
                            f"Endpoint {name} is not accepting connections ({state}): "
                            f"see kaos serve logs -e {name}")
 
-    def _upstream(self, host: str, port: int) -> "_Upstream":
-        """This thread's kept-alive connection to (host, port), taken out of the pool, or a new one."""
+    def _upstream(self, host: str, port: int) -> Tuple["_Upstream", bool]:
+        """This thread's kept-alive connection to (host, port), taken out of the pool (reused = True), or a new
+        one. Only a reused connection may be retried: a new one that breaks means the endpoint broke."""
         pool = self._local.__dict__.setdefault("pool", {})
         upstream = pool.pop((host, port), None)
-        return upstream if upstream is not None else _Upstream.connect(host, port)
+        return (upstream, True) if upstream is not None else (_Upstream.connect(host, port), False)
 
     def _release(self, upstream: "_Upstream", response: "_Response", host: str, port: int) -> None:
         """A response read to its end: keep the connection for the next request, unless it cannot be reused."""
@@ -128,9 +129,9 @@ class Gateway:
         request_head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         attempts = 2 if body is not None else 1
         for attempt in range(attempts):
-            upstream = None
+            upstream, reused = None, False
             try:
-                upstream = self._upstream(host, port)
+                upstream, reused = self._upstream(host, port)
                 if body is not None:
                     upstream.sock.sendall(request_head + body)  # one send: one segment, one read upstream
                 else:
@@ -155,8 +156,8 @@ class Gateway:
             except (http.client.HTTPException, OSError) as error:
                 if upstream is not None:
                     upstream.close()
-                if attempt + 1 < attempts and isinstance(error, RETRYABLE):
-                    continue
+                if reused and attempt + 1 < attempts and isinstance(error, RETRYABLE):
+                    continue  # a kept-alive connection the server had closed: not a failure of the request
                 return _json_error(start_response, "502 BAD GATEWAY", "ENDPOINT_ERROR",
                                    f"Endpoint {name} broke off the request ({type(error).__name__}): "
                                    f"see kaos serve logs -e {name}")
