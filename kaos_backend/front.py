@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -30,6 +31,7 @@ MAX_LINE = 8 * 1024          # a chunk-size line or a trailer line
 HIGH_WATER = 256 * 1024      # bytes queued for a peer before the other side stops being read
 CACHE_SECONDS = 1.0
 QUICK_CONNECT_SECONDS = 0.005
+API_START_SECONDS = 10.0     # how long a request waits for the API server's socket to accept connections
 HOLD_BODY = 64 * 1024        # a request body up to this size is read whole before the request goes upstream
 KEEPALIVE_SECONDS = 75.0     # a client connection idle this long between requests is closed
 SERVE_PREFIX = b"/serve-"
@@ -563,7 +565,7 @@ class Client(asyncio.Protocol):
     def _connect(self, method, head: bytes, address, endpoint: Optional[str]) -> None:
         upstream = Upstream(self, method)
         self.upstream = upstream
-        sock = _quick_connect(address)
+        sock = _quick_connect(address) if hasattr(self.loop, "_make_socket_transport") else None
         if sock is None:  # not at once: the event loop's way, in a task
             self.loop.create_task(self._open(upstream, head, address, endpoint))
             return
@@ -578,12 +580,22 @@ class Client(asyncio.Protocol):
         self._send_head(upstream, head)
 
     async def _open(self, upstream: Upstream, head: bytes, address, endpoint: Optional[str]) -> None:
-        try:
-            if isinstance(address, str):
-                await self.loop.create_unix_connection(lambda: upstream, address)
-            else:
-                await self.loop.create_connection(lambda: upstream, address[0], address[1])
-        except OSError as error:
+        deadline = time.monotonic() + API_START_SECONDS
+        while True:
+            try:
+                if isinstance(address, str):
+                    await self.loop.create_unix_connection(lambda: upstream, address)
+                else:
+                    await self.loop.create_connection(lambda: upstream, address[0], address[1])
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                # the API server is starting (or restarting its workers): wait for it a little
+                if endpoint is None and time.monotonic() < deadline and not self.closed:
+                    await asyncio.sleep(0.05)
+                    continue
+                error = sys.exc_info()[1]
+            except OSError as exc:
+                error = exc
             if upstream is not self.upstream or self.closed:
                 return
             self.upstream = None
@@ -744,3 +756,76 @@ class Front:
         self.loop.call_later(KEEPALIVE_SECONDS / 4, self.sweep)
         async with server:
             await server.serve_forever()
+
+
+def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
+    """`lookup(name)` over SQL, read-only: (state, host, port) of a live endpoint, port None while it does not
+    run, None for an unknown or killed one. Plain SELECTs, outside the backend's write-locking transactions."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.engine import make_url
+
+    from kaos_backend.models import Endpoint
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, future=True, connect_args={"timeout": 30})
+    else:
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    query = select(Endpoint.state, Endpoint.desired, Endpoint.port)
+
+    def lookup(name: str) -> Optional[Address]:
+        with engine.connect() as connection:
+            row = connection.execute(query.where(Endpoint.name == name)).first()
+        if row is None or row.desired == "kill":
+            return None
+        running = row.state == "PIPELINE_RUNNING" and row.port
+        return row.state, "127.0.0.1", row.port if running else None
+    return lookup
+
+
+def _exit_with_parent() -> None:
+    """The front door lives as long as `kaos-backend serve`: a SIGTERM when its parent dies (Linux)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv=None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m kaos_backend.front",
+                                     description="The kaos backend's front door (started by kaos-backend serve).")
+    parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
+    parser.add_argument("--api", required=True, help="the API server's unix socket")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
+    args = parser.parse_args(argv)
+    _exit_with_parent()
+    sock = socket.socket(fileno=args.fd)
+    sock.setblocking(False)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    front = Front(loop, args.api, endpoint_lookup(args.database_url))
+    serving = loop.create_task(front.serve(sock))
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, serving.cancel)
+
+    def watch_parent():
+        if args.parent is not None and os.getppid() != args.parent:
+            serving.cancel()  # the parent is gone and the death signal did not come (not Linux)
+        else:
+            loop.call_later(1.0, watch_parent)
+    watch_parent()
+    try:
+        loop.run_until_complete(serving)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
