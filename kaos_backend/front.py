@@ -91,7 +91,7 @@ class Chunked:
 
 
 def _parse_head(head: bytes) -> Tuple[List[bytes], List[Tuple[bytes, bytes]]]:
-    """(the start line's three parts, [(lowercase name, value)]) of a message head (without its blank line)."""
+    """(the start line's parts, [(lowercase name, value, the line as sent)]) of a head without its blank line."""
     lines = head.split(b"\n")
     start = lines[0].rstrip(b"\r").split(b" ", 2)
     headers = []
@@ -102,14 +102,14 @@ def _parse_head(head: bytes) -> Tuple[List[bytes], List[Tuple[bytes, bytes]]]:
         name, colon, value = line.partition(b":")
         if not colon or not _TOKEN.match(name):
             raise ProtocolError("bad header line")
-        headers.append((name.lower(), value.strip(b" \t")))
+        headers.append((name.lower(), value.strip(b" \t"), line))
     return start, headers
 
 
 def _framing(headers) -> Tuple[Optional[int], bool, set]:
     """(Content-Length, chunked, Connection tokens) of a message; conflicting or bad framing is an error."""
     length, chunked, connection = None, False, set()
-    for name, value in headers:
+    for name, value, _ in headers:
         if name == b"content-length":
             if not value.isdigit() or (length is not None and int(value) != length):
                 raise ProtocolError("bad Content-Length")
@@ -242,9 +242,9 @@ class Upstream(asyncio.Protocol):
         elif not chunked and length is None:
             self.until_close = True
         out = [b"HTTP/1.1 " + start[1] + b" " + (start[2] if len(start) > 2 else b"")]
-        for name, value in headers:
+        for name, _, line in headers:
             if name not in HOP_BY_HOP:
-                out.append(name + b": " + value)
+                out.append(line)
         if chunked:
             if client.http11:
                 out.append(b"Transfer-Encoding: chunked")
@@ -454,7 +454,7 @@ class Client(asyncio.Protocol):
         # A small body is on its way right behind the head (http.client sends them apart): waiting for it
         # lets head and body go upstream in one send, one segment, one read by the endpoint.
         hold = (not self.body_done and not chunked and length <= HOLD_BODY
-                and not any(name == b"expect" for name, _ in headers))
+                and not any(header[0] == b"expect" for header in headers))
         rest = bytes(buffer)
         buffer.clear()
         if not hold:
@@ -511,9 +511,9 @@ class Client(asyncio.Protocol):
 
     def _to_api(self, method, target, version, headers) -> None:
         out = [method + b" " + target + b" " + version]
-        for name, value in headers:
+        for name, _, line in headers:
             if name not in HOP_BY_HOP or name == b"transfer-encoding":
-                out.append(name + b": " + value)
+                out.append(line)
         out.append(b"Connection: close")
         self._connect(method, b"\r\n".join(out) + b"\r\n\r\n", self.front.api_address, None)
 
@@ -527,9 +527,9 @@ class Client(asyncio.Protocol):
             name = "serve-?"
         self.name = name
         out = [method + b" " + forwarded + b" HTTP/1.1"]
-        for header, value in headers:
+        for header, _, line in headers:
             if header not in HOP_BY_HOP and header != b"host":
-                out.append(header + b": " + value)
+                out.append(line)
         if chunked:
             out.append(b"Transfer-Encoding: chunked")
         out.append(b"Connection: close")
