@@ -339,6 +339,7 @@ class Client(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.name = None
         self.held = None              # a request waiting for its (small) body before going upstream
+        self.full = False             # the client does not read as fast as the answer comes
 
     # -- the client's side
     def connection_made(self, transport):
@@ -360,15 +361,19 @@ class Client(asyncio.Protocol):
         self.upstream = None
 
     def pause_writing(self):
+        self.full = True
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.pause_reading()
 
     def resume_writing(self):
+        self.full = False
         if self.upstream is not None and self.upstream.transport is not None and not self.upstream.done:
             self.upstream.transport.resume_reading()
 
     def eof_received(self):
         if not self.busy and not self.buffer:
+            return False
+        if not self.body_done:  # the body will never be complete: nothing to answer
             return False
         self.keep_alive = False
         return True  # half-closed: the answer to the request in progress still goes out
@@ -621,6 +626,8 @@ class Client(asyncio.Protocol):
         """The request head, then the body bytes that came while connecting; from now on the body streams."""
         pending = self.pending
         self.pending, self.pending_size = None, 0
+        if self.full:
+            upstream.transport.pause_reading()
         upstream.transport.write(head + b"".join(pending) if pending else head)
         if self.paused & 1 and upstream.transport.get_write_buffer_size() <= HIGH_WATER:
             self._resume(1)
