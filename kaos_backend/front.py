@@ -211,9 +211,13 @@ class Upstream(asyncio.Protocol):
                 self.client.upstream_broke(str(error), answered=False)
                 return
             data, self.buffer = bytes(self.buffer), None
+            if not data and self.length:
+                # a body of known size is right behind (gunicorn sends head and body apart): the head waits
+                # for it; a streamed answer's head (chunked, until close) goes out at once
+                return
+        if self.out is not None:
             head, self.out = self.out, None
-            data = head + data  # one write to the client for the head and what came of the body
-            self._body(data, len(head))
+            self._body(head + data, len(head))  # one write to the client for the head and the body's start
             return
         self._body(data)
 
@@ -308,6 +312,8 @@ class Upstream(asyncio.Protocol):
             return
         self.done = True
         if self.head_done and self.until_close:
+            if self.out is not None:
+                self.client.write(self.out)
             self.client.response_done(self)
         elif self.head_done:
             self.client.abort()  # the body ended early: so must the client's connection
