@@ -213,3 +213,20 @@ def test_the_front_exits_when_its_parent_is_gone(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("the front process outlived its parent")
+
+
+def test_pipelined_requests_are_answered_in_order(front):
+    port, endpoint, api = front
+    requests = b"".join(b"GET /serve-ws-aaaaaa/n%d HTTP/1.1\r\nHost: x\r\n\r\n" % number for number in range(3))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(requests + b"GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    paths = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["path"]
+             for part in answer.split(b"HTTP/1.1 201 ")[1:]]
+    assert paths == ["/n0", "/n1", "/n2", "/api/last"]
+    assert len(endpoint) == 3 and len(api) == 1
