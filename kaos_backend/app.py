@@ -1,5 +1,5 @@
-"""`create_app()`: the Flask application — blueprints under /api, X-Token auth, JSON errors, and the serving
-gateway in front of it. Nothing else."""
+"""`create_app()`: the Flask application — blueprints under /api, X-Token auth, JSON errors. Nothing else: the
+serving gateway (`/serve-<ws>-<hex6>/...`) is the front door's (kaos_backend.front), in front of gunicorn."""
 import hmac
 import logging
 
@@ -61,8 +61,6 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
         return respond({"error_code": "INTERNAL_ERROR",
                         "message": "Internal error of the kaos backend: see the backend log for details"}, 500)
 
-    from kaos_backend.gateway import Gateway, endpoint_lookup
-    app.wsgi_app = Gateway(app.wsgi_app, endpoint_lookup(app.extensions["kaos"]))
     return app
 
 

@@ -1,11 +1,16 @@
-"""`kaos-backend serve`: the API under gunicorn plus the scheduler, on one machine."""
+"""`kaos-backend serve`: the front door (kaos_backend.front) on the public address, the API under gunicorn
+behind it on a unix socket, plus the scheduler, on one machine."""
 import argparse
 import logging
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -59,12 +64,62 @@ def serve_command(args) -> int:
     services.store.clear_temp()             # leftovers of a crash; no upload runs yet
     services.dispose()                      # no connection may cross the fork into the workers
 
-    scheduler = _start_scheduler(config)
     try:
-        _gunicorn(app, args, services).run()
+        listener = _listen(args.host, args.port)
+    except OSError as error:
+        print(f"Error - cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    run_dir = Path(tempfile.mkdtemp(prefix="kaos-backend-"))  # short: a unix socket path has ~100 bytes
+    api_socket = run_dir / "api.sock"
+    scheduler = _start_scheduler(config)
+    front = None
+    try:
+        with listener:
+            front = _start_front(listener, api_socket, config)
+        _gunicorn(app, args, services, api_socket).run()
     finally:
+        _stop_child(front)
         _stop_scheduler(scheduler)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The backend's public socket, bound here (a port in use is an error now) and handed to the front door."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+
+
+def _start_front(listener: socket.socket, api_socket: Path, config: Config) -> subprocess.Popen:
+    """`kaos_backend.front` on the public socket: /serve-* to the endpoints, the rest to gunicorn's unix socket.
+    Should it die, the backend stops (a backend nobody can reach is worse than one that is visibly down)."""
+    fd = listener.fileno()
+    process = subprocess.Popen([sys.executable, "-m", "kaos_backend.front", "--fd", str(fd), "--api",
+                                str(api_socket), "--database-url", config.database_url,
+                                "--parent", str(os.getpid())], pass_fds=(fd,))
+
+    def watch():
+        if process.wait() != 0 and not _stopping.is_set():
+            logging.getLogger("kaos_backend.cli").error(
+                "The front process exited with %s: stopping the backend", process.returncode)
+            os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="front-watch", daemon=True).start()
+    return process
+
+
+_stopping = threading.Event()
+
+
+def _stop_child(process: Optional[subprocess.Popen]) -> None:
+    _stopping.set()
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def resolve_token(config: Config) -> Tuple[str, Optional[Path]]:
@@ -119,7 +174,7 @@ def _stop_scheduler(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _gunicorn(app, args, services):
+def _gunicorn(app, args, services, api_socket: Path):
     from gunicorn.app.base import BaseApplication
 
     def _post_fork(server, worker):
@@ -132,12 +187,10 @@ def _gunicorn(app, args, services):
     def _post_worker_init(worker):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
-    host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
-
     class KaosGunicorn(BaseApplication):
         def load_config(self):
             options = {
-                "bind": [f"{host}:{args.port}"],
+                "bind": [f"unix:{api_socket}"],  # behind the front door (kaos_backend.front)
                 "workers": args.workers,
                 "threads": args.threads,
                 "worker_class": "gthread",
