@@ -99,7 +99,9 @@ def _start_front(listener: socket.socket, api_socket: Path, config: Config) -> s
                                 "--parent", str(os.getpid())], pass_fds=(fd,))
 
     def watch():
-        if process.wait() != 0 and not _stopping.is_set():
+        # Killed by SIGTERM/SIGINT, the front was stopped with the rest of the process group: the master got the
+        # same signal, and a second one in the middle of its graceful stop would hold the stop up.
+        if process.wait() not in (0, -signal.SIGTERM, -signal.SIGINT) and not _stopping.is_set():
             logging.getLogger("kaos_backend.cli").error(
                 "The front process exited with %s: stopping the backend", process.returncode)
             os.kill(os.getpid(), signal.SIGTERM)
