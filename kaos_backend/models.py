@@ -112,6 +112,7 @@ class Partition(Base):
     started_at: Mapped[Optional[datetime]] = mapped_column(default=None)
     finished_at: Mapped[Optional[datetime]] = mapped_column(default=None)
     exit_code: Mapped[Optional[int]] = mapped_column(Integer, default=None)
+    reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)  # how it ended, in words
     has_model: Mapped[bool] = mapped_column(default=False)
     metrics: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
     executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
