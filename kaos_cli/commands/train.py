@@ -51,7 +51,8 @@ def list_jobs():
     for title, key, columns, _ in LISTINGS:
         jobs = listing[key]
         if jobs:
-            rows = [[index] + [job.get(column) for column in columns] for index, job in enumerate(jobs)]
+            columns = columns + (("reason",) if any(job.get("reason") for job in jobs) else ())
+            rows = [[index] + [render.wrapped(job.get(column)) for column in columns] for index, job in enumerate(jobs)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
         render.warning(NO_JOBS)
@@ -225,6 +226,8 @@ def info(job_id, ind, sort_by, page_id, ascending):
     render.echo(f"    Job ID: {job.get('job_id', job_id)}")
     render.echo(f"    Process time: {process_time}s" if process_time is not None else "    Process time: None")
     render.echo(f"    State: {job.get('state')}")
+    if job.get("reason"):
+        render.echo(f"    Reason: {job['reason']}")
     render.echo(f"    Available metrics: {[str(name) for name in job.get('available_metrics') or []]}")
     render.echo()
     render.echo(f"    Page count: {answer.get('page_count')}")
@@ -239,6 +242,13 @@ def info(job_id, ind, sort_by, page_id, ascending):
             row.append(partition.get("score"))
         rows.append(row)
     render.print_table(headers, rows, justify="center")
+    failed = job.get("failed_partitions") or []
+    if failed:
+        render.echo()
+        render.echo(f"    Failed partitions: {len(failed)}")
+        rows = [[partition.get("datum_id", "").rsplit("-", 1)[-1], partition.get("state"),
+                 _provenance(partition.get("hyperparams")), render.wrapped(partition.get("reason"))] for partition in failed]
+        render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
 
 
 # -- get, provenance -------------------------------------------------------------------------------------------
