@@ -209,5 +209,6 @@ def test_an_endpoint_that_exits_is_restarted(served, tmp_path):
     assert restarted["restarts"] == 1
     assert wait_for(lambda: requests.get(f"{base}/ping", timeout=30).status_code == 200)
     logs = platform.kaos("serve", "logs", "-e", name).out
-    assert "asked to crash" in logs and "exited with code 7; restarting in 1s" in logs
+    assert "asked to crash" in logs and "kaos: the endpoint ended: exit code 7" in logs
+    assert "kaos: restarting the endpoint in 1s" in logs
     assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
