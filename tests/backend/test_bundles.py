@@ -5,10 +5,16 @@ import zipfile
 
 import pytest
 from kaos_model.bundles import MAX_BUNDLE_DEPTH, MAX_BUNDLE_MEMBERS, MAX_BUNDLE_PATH_BYTES
+from sqlalchemy import select
 
 from kaos_backend import bundles, central_directory
 from kaos_backend.bundle_tree import BundleTree
+from kaos_backend.control.builds import BuildController
+from kaos_backend.control.trainings import TrainController
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
+from kaos_backend.layout import COMPLETE_MARKER
+from kaos_backend.models import Job, Partition
+from kaos_backend.services.uploads import body_from_bytes
 from tests.backend.helpers import (SERVE_FILES, TRAIN_FILES, features_zip, source_entries, source_zip,
                                    symlink_entry, zip_bytes)
 
@@ -376,3 +382,52 @@ def test_linear_tree_answers_children(write):
     assert tree.children(("nope",)) == ([], [])
     assert tree.has_files_under(("r",)) and tree.has_files_under(("r", "a"))
     assert not tree.has_files_under(("other",)) and not tree.has_files_under(("nope",))
+
+
+# -- a bundle stored before these checks: its job fails with the reason, once -------------------------------
+def _store_unchecked(services, monkeypatch, submit, data: bytes):
+    """Record `data` as an old backend would have: without today's checks."""
+    def unchecked(path, kind, max_uncompressed=None):
+        return bundles.BundleLayout("features" if kind in bundles.DATA_KINDS else "mnist", 1, 1)
+    with monkeypatch.context() as patch:
+        patch.setattr(bundles, "inspect_bundle", unchecked)
+        return submit(body_from_bytes(data))
+
+
+def _finished(services, controller, kind: str, ticks: int = 5) -> Job:
+    for _ in range(ticks):
+        controller.tick()
+    with services.db.session_scope() as session:
+        job = session.scalar(select(Job).where(Job.kind == kind))
+        session.expunge(job)
+        return job
+
+
+def test_a_stored_data_bundle_nested_too_deep_fails_its_training(services, monkeypatch):
+    services.workspaces.create("ws")
+    source = services.train.submit_source("ws", body_from_bytes(source_zip()))
+    with services.db.session_scope() as session:
+        build = session.get(Job, source["job_id"])
+        build.state, build.image = "JOB_SUCCESS", "pretend-image"  # pretend the image is built
+    _store_unchecked(services, monkeypatch, lambda body: services.train.submit_features("ws", body),
+                     zip_bytes({nested(2_100): "x"}))
+    job = _finished(services, TrainController(services), "train")
+    assert job.state == "JOB_FAILURE"
+    with services.db.session_scope() as session:
+        partition, = session.scalars(select(Partition).where(Partition.job_id == job.id))
+        assert partition.state == "JOB_FAILURE" and "nested 2100 levels deep" in partition.reason
+    assert "nested 2100 levels deep" in services.jobs.log_text("ws", job.id)
+    assert not list((services.config.data_dir / "extracted").glob(f"*/{COMPLETE_MARKER}"))
+
+
+def test_a_stored_source_bundle_nested_too_deep_fails_its_build(services, monkeypatch):
+    services.workspaces.create("ws")
+    entries = source_entries()
+    entries[nested(2_100, root="mnist")] = "x"
+    answer = _store_unchecked(services, monkeypatch, lambda body: services.train.submit_source("ws", body),
+                              zip_bytes(entries))
+    job = _finished(services, BuildController(services), "build-train")
+    assert job.id == answer["job_id"] and job.state == "JOB_FAILURE"
+    assert "nested 2100 levels deep" in job.reason
+
+
