@@ -6,6 +6,7 @@ from typing import List
 from kaos_model import JobState
 
 from kaos_backend.control.common import Preamble, advance_unfinished, exit_state, finish, now, single_workload_exit
+from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -42,9 +43,13 @@ class BuildController:
             finish(job, JobState.JOB_FAILURE, "kaos: the source bundle of this build was deleted", job_log)
             return
         preamble = Preamble(job.id)
-        with preamble.downloading():
-            root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
-                                         self.config.max_bundle_bytes) / bundle.root_name
+        try:
+            with preamble.downloading():
+                root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
+                                             self.config.max_bundle_bytes) / bundle.root_name
+        except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks existed
+            finish(job, JobState.JOB_FAILURE, f"kaos: {refused.message}", job_log)
+            return
         model_dir = root / "model"
         spec = WorkloadSpec(job_id=job.id, kind="build", command=[], workdir=str(model_dir),
                             log_path=str(job_log.path), preamble=preamble.lines(),

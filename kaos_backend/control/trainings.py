@@ -14,6 +14,7 @@ from sqlalchemy import exists, select
 
 from kaos_backend.control.common import (VANISHED, Preamble, advance_unfinished, exit_state, finish, now,
                                          reattached, vanished_reason)
+from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -117,7 +118,11 @@ class TrainController:
         running = sum(partition.state == JobState.JOB_RUNNING.value for partition in partitions)
         for partition in partitions:
             if partition.state == JobState.JOB_STARTING.value and running < job.parallelism:
-                self._start(session, job, partition, job_log)
+                try:
+                    self._start(session, job, partition, job_log)
+                except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks
+                    finish(partition, JobState.JOB_FAILURE, f"kaos: {refused.message}", job_log)
+                    continue
                 running += 1
         if job.state == JobState.JOB_STARTING.value and running:
             job.state = JobState.JOB_RUNNING.value
