@@ -7,13 +7,11 @@ writer. PostgreSQL: both are ordinary transactions, the read one `READ ONLY`.
 """
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
-
-from kaos_backend.models import Base
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "kaos_read_only"  # an execution option: set on the engine behind `read_scope()`
@@ -24,7 +22,8 @@ class ReadOnlyTransactionError(RuntimeError):
 
 
 class Database:
-    """`Database(url)` connects and creates the tables; SQLite gets WAL, a busy timeout and foreign keys."""
+    """`Database(url)` connects and brings the schema to the newest migration (`migrate()`); SQLite gets WAL, a
+    busy timeout and foreign keys. `create_tables=False` connects only (the scheduler, after the API migrated)."""
 
     def __init__(self, url: str, create_tables: bool = True):
         self.url = make_url(url)
@@ -39,9 +38,13 @@ class Database:
         self.read_sessions = sessionmaker(read_engine, expire_on_commit=False)
         event.listen(self.read_sessions, "before_flush", _refuse_flush)
         if create_tables:
-            self.create_tables()
+            self.migrate()
 
-    def create_tables(self) -> None:
+    def migrate(self) -> List[str]:
+        """Upgrade the schema to the newest migration, serialised against other processes doing the same.
+
+        Returns the revision ids applied (empty when the database was up to date). Raises
+        `kaos_backend.migrations.SchemaError` for a database this kaos cannot upgrade."""
         if self.is_sqlite:  # persistent in the database file; outside any transaction
             raw = self.engine.raw_connection()
             try:
@@ -50,7 +53,8 @@ class Database:
                 raw.cursor().execute("PRAGMA journal_mode=WAL")
             finally:
                 raw.close()
-        Base.metadata.create_all(self.engine)
+        from kaos_backend.migrations import upgrade_to_head  # alembic loads only where a schema may change
+        return upgrade_to_head(self.engine)
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
