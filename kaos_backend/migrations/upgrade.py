@@ -29,8 +29,6 @@ VERSION_TABLE = "alembic_version"
 POSTGRES_LOCK_KEY = 0x6B616F73
 
 log = logging.getLogger(__name__)
-if logging.getLogger("alembic.runtime.plugins").level == logging.NOTSET:
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of set-up at each start
 
 
 class SchemaError(RuntimeError):

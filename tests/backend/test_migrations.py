@@ -2,6 +2,7 @@
 once; the models and the migrations agree; a real backend starts on a data directory made before migrations.
 SQLite files and a throwaway PostgreSQL alike."""
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from kaos_backend.db import Database
 from kaos_backend.migrations import (BASELINE, SchemaError, alembic_config, current_revision, head_revision,
                                      locked_transaction)
 from kaos_backend.models import Base, Job, Partition, Workspace
-from tests.support.backend import BackendProcess
+from tests.support.backend import BackendProcess, free_port
 
 EVERY_REVISION = ["0001_baseline", "0002_partition_reason"]
 WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
@@ -248,3 +249,18 @@ def test_a_backend_starts_on_a_data_directory_made_before_migrations(tmp_path):
     database = Database(f"sqlite:///{data_dir / 'kaos.db'}", create_tables=False)
     assert revision_of(database) == head_revision()
     database.dispose()
+
+
+def test_a_backend_on_a_database_it_cannot_upgrade_says_why_in_one_line(tmp_path):
+    data_dir = tmp_path / "data"
+    database = Database(f"sqlite:///{data_dir / 'kaos.db'}")
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    database.dispose()
+    result = subprocess.run([sys.executable, "-m", "kaos_backend", "serve", "--port", str(free_port()),
+                             "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=WAIT_LIMIT,
+                            env=dict(os.environ, KAOS_TOKEN="test-token"))
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error - ")]
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stdout + result.stderr, result
+    assert len(lines) == 1 and "0099_from_the_future" in lines[0], result
