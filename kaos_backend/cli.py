@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 from kaos_backend import __version__
 from kaos_backend.config import Config, ConfigError
 
-DEPENDENCIES = ("flask", "sqlalchemy", "gunicorn")
+DEPENDENCIES = ("flask", "sqlalchemy", "gunicorn", "alembic")
 MISSING_DEPENDENCIES = "Error - the kaos backend needs its dependencies: pip install 'kaos[backend]'"
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 REQUEST_TIMEOUT = 3600
