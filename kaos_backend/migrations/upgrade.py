@@ -67,7 +67,8 @@ def upgrade_to_head(engine: Engine) -> List[str]:
 
 @contextmanager
 def locked_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection in a transaction that holds the migration lock, committed when the block ends.
+    """A connection in a transaction that holds the migration lock, committed when the block ends. `engine` is a
+    `kaos_backend.db.Database`'s (on SQLite its transactions begin IMMEDIATE: that is the lock).
 
     SQLite: foreign key enforcement is off for the transaction (a table that batch mode rebuilds is dropped and
     renamed, and with enforcement on the drop would cascade into the rows that reference it), and every foreign
@@ -85,7 +86,16 @@ def locked_transaction(engine: Engine) -> Iterator[Connection]:
                     _check_foreign_keys(connection)
         finally:
             if sqlite:
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+                _enforce_foreign_keys_again(connection)
+
+
+def _enforce_foreign_keys_again(connection: Connection) -> None:
+    """Before the connection goes back to the pool; one that cannot be fixed is never used again."""
+    try:
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+    except Exception:
+        connection.invalidate()
+        raise
 
 
 def _upgrade(connection: Connection) -> List[str]:
