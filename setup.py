@@ -14,6 +14,7 @@ BACKEND_REQUIRES = [
     "flask>=2.3",
     "sqlalchemy>=2.0",
     "gunicorn>=21.0",
+    "alembic>=1.13",
 ]
 
 EXTRAS = {

@@ -19,7 +19,7 @@ class BlobService:
 
     def info(self, digest: str) -> Dict[str, object]:
         check_digest(digest)
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             blob = session.get(Blob, digest)
         if blob is None or not self.store.exists(digest):
             raise BlobNotFound.named(digest)
@@ -28,7 +28,7 @@ class BlobService:
     def drop_if_unreferenced(self, digest: str) -> None:
         """After a failed upload: delete the file unless a row records it (under the store's exclusive lock)."""
         with self.store.lock(exclusive=True):
-            with self.db.session_scope() as session:
+            with self.db.read_scope() as session:
                 recorded = session.get(Blob, digest) is not None
             if not recorded:
                 self.store.delete(digest)

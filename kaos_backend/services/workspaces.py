@@ -53,11 +53,11 @@ class WorkspaceService:
         return self.info(name)
 
     def names(self) -> List[str]:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             return list(session.scalars(select(Workspace.name).order_by(Workspace.name)))
 
     def info(self, name: str) -> WorkspaceInfo:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             workspace = find_workspace(session, name)
             kinds = set(session.scalars(select(Bundle.kind).where(Bundle.workspace_id == workspace.id)))
         pipelines = [f"{prefix}-{name}" for prefix in BUILD_PIPELINE_PREFIXES]
