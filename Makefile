@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make demo` runs kaos as a user installs it: the wheel, not this checkout, in a virtualenv of its own.
+DIST := build/dist
+DEMO_VENV ?= build/demo-venv
 
 .PHONY: install test demo bench clean
 
@@ -19,7 +22,11 @@ test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/python scripts/quickstart.py
+	rm -rf $(DIST) $(DEMO_VENV)
+	$(BIN)/python -m build -q --outdir $(DIST) .
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install -q --disable-pip-version-check "$$(ls $(DIST)/*.whl)[backend]"
+	$(DEMO_VENV)/bin/python scripts/quickstart.py
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -1,5 +1,5 @@
 """kaos: from a data scientist's laptop to trained, served and reproducible models."""
-from setuptools import setup
+from setuptools import find_namespace_packages, setup
 
 VERSION = "2.0.0.dev0"
 
@@ -14,6 +14,9 @@ BACKEND_REQUIRES = [
     "flask>=2.3",
     "sqlalchemy>=2.0",
     "gunicorn>=21.0",
+    "alembic>=1.13",
+    # The local executor's process trees (a workload's descendants where no cgroup holds them).
+    "psutil>=5.9",
 ]
 
 EXTRAS = {
@@ -26,6 +29,15 @@ EXTRAS = {
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
+CODE_PACKAGES = ["kaos_model", "kaos_cli", "kaos_backend"]
+# Found, not listed: every folder under them ships, with or without an __init__.py (Alembic's versions/ has
+# none), including folders added later. Namespace discovery sees any folder as a package, so __pycache__ is
+# excluded by name.
+PACKAGES = find_namespace_packages(
+    include=[pattern for name in CODE_PACKAGES for pattern in (name, f"{name}.*")],
+    exclude=["*.__pycache__", "*.__pycache__.*"],
+)
+
 setup(
     name="kaos",
     version=VERSION,
@@ -34,19 +46,17 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=[
-        "kaos_model",
-        "kaos_cli",
-        "kaos_cli.commands",
-        "kaos_backend",
-        "kaos_backend.api",
-        "kaos_backend.services",
-        "kaos_backend.executors",
-        "kaos_templates",
-    ],
+    packages=PACKAGES + ["kaos_templates"],
     # The top-level templates/ folder ships as the data package kaos_templates.
     package_dir={"kaos_templates": "templates"},
-    package_data={"kaos_templates": ["**/*", "**/.*", "**/.*/*"]},
+    package_data={
+        "kaos_templates": ["**/*", "**/.*", "**/.*/*"],
+        # Whatever non-Python files our packages hold ship beside the code (e.g. Alembic's script.py.mako, or
+        # a .gitkeep holding an empty versions/ folder).
+        **{name: ["**/*", "**/.*"] for name in CODE_PACKAGES},
+    },
+    # The modules already ship as code (see PACKAGES); bytecode never ships.
+    exclude_package_data={name: ["*.py", "*.pyc", "*.pyo"] for name in CODE_PACKAGES},
     install_requires=CLI_REQUIRES,
     extras_require=EXTRAS,
     entry_points={

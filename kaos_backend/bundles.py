@@ -1,7 +1,14 @@
 """Zip bundles: validate every member before anything is extracted, then extract only under a destination.
 
 Pure functions over files; no Flask, no SQL. Manifests and hyperparameters: `manifests.py`, `hyperparams.py`.
+
+Every check is bounded and linear in the number of members, so no upload can make a worker spend more than it
+sent: before `zipfile` indexes anything, the central directory is read entry by entry (`central_directory.py`)
+and refused at the first entry over a bound (kaos_model.bundles: at most MAX_BUNDLE_MEMBERS members, paths of at
+most MAX_BUNDLE_DEPTH components and MAX_BUNDLE_PATH_BYTES bytes; a central directory of at most
+MAX_DIRECTORY_BYTES). The same checks run again before extraction, for bundles stored before they existed.
 """
+import errno
 import os
 import re
 import stat
@@ -10,6 +17,10 @@ import zlib
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Tuple
 
+from kaos_model.bundles import MAX_BUNDLE_DEPTH, MAX_BUNDLE_MEMBERS, MAX_BUNDLE_NAME_BYTES, MAX_BUNDLE_PATH_BYTES
+
+from kaos_backend import central_directory
+from kaos_backend.bundle_tree import BundleTree, Member, data_root, shown, source_root, too_many_members
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 
 DATA_KINDS = ("features", "data-notebook")
@@ -23,13 +34,8 @@ SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_B
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError)
 CHUNK = 1024 * 1024
-MAX_NAME_BYTES = 255
-
-
-class Member(NamedTuple):
-    info: zipfile.ZipInfo
-    parts: Tuple[str, ...]  # path components, without "" and "."
-    is_dir: bool
+MAX_NAME_BYTES = MAX_BUNDLE_NAME_BYTES
+MAX_DIRECTORY_BYTES = 64 * 1024 * 1024  # the zip's table of contents: 100,000 members with ~600-byte paths
 
 
 class BundleLayout(NamedTuple):
@@ -42,9 +48,48 @@ def _malformed() -> InvalidBundle:
     return InvalidBundle("Bundle is malformed")
 
 
+def _refused(name: str, problem: str) -> InvalidBundle:
+    return InvalidBundle(f"Bundle member {shown(name)} is not allowed: {problem}")
+
+
+def _shape_problem(name: str) -> Optional[str]:
+    """Why this member name is too deep or too long (kaos_model.bundles), or None; costs one pass over it."""
+    path = name.rstrip("/")
+    depth = sum(1 for part in path.split("/") if part not in ("", "."))
+    if depth > MAX_BUNDLE_DEPTH:
+        return f"nested {depth} levels deep, the limit is {MAX_BUNDLE_DEPTH}"
+    size = len(path.encode("utf-8", "surrogateescape"))
+    if size > MAX_BUNDLE_PATH_BYTES:
+        return f"its path is {size} bytes long, the limit is {MAX_BUNDLE_PATH_BYTES}"
+    return None
+
+
+def _check_directory(zip_path: Path) -> None:
+    """The central directory's size, member count and every member's shape, one entry at a time, before
+    `zipfile` reads it whole; InvalidBundle at the first entry over a bound."""
+    try:
+        with open(zip_path, "rb") as archive:
+            directory = central_directory.locate(archive)
+            if directory.size > MAX_DIRECTORY_BYTES:
+                raise InvalidBundle(f"Bundle has a central directory (table of contents) of {directory.size} "
+                                    f"bytes: the limit is {MAX_DIRECTORY_BYTES // (1024 * 1024)} MB")
+            for count, (raw, flags) in enumerate(central_directory.entry_names(archive, directory), start=1):
+                if count > MAX_BUNDLE_MEMBERS:
+                    raise too_many_members()
+                name = central_directory.decoded_name(raw, flags)
+                problem = _shape_problem(name)
+                if problem:
+                    raise _refused(name, problem)
+    except central_directory.NotAZip:
+        raise _malformed() from None
+
+
 def _member_problem(info: zipfile.ZipInfo) -> Optional[str]:
     """Why this member may not be extracted, or None."""
     name = info.filename
+    shape = _shape_problem(name)
+    if shape:
+        return shape
     if "\\" in name:
         return "backslash in its path"
     if name.startswith("/"):
@@ -54,7 +99,7 @@ def _member_problem(info: zipfile.ZipInfo) -> Optional[str]:
     if ".." in name.split("/"):
         return "'..' component in its path"
     if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in name.split("/")):
-        return "a path component is longer than 255 bytes"
+        return f"a path component is longer than {MAX_NAME_BYTES} bytes"
     file_type = stat.S_IFMT(info.external_attr >> 16)
     if file_type == stat.S_IFLNK:
         return "symbolic link"
@@ -76,10 +121,12 @@ def _is_hidden_root(parts: Tuple[str, ...]) -> bool:
 def read_members(archive: zipfile.ZipFile, max_uncompressed: Optional[int] = None) -> List[Member]:
     """Every member checked (safety first, then size), hidden root entries (`.DS_Store`, `__MACOSX/`) left out."""
     members, total = [], 0
+    if len(archive.infolist()) > MAX_BUNDLE_MEMBERS:
+        raise too_many_members()
     for info in archive.infolist():
         problem = _member_problem(info)
         if problem:
-            raise InvalidBundle(f"Bundle member {info.filename} is not allowed: {problem}")
+            raise _refused(info.filename, problem)
         parts = tuple(part for part in info.filename.split("/") if part not in ("", "."))
         if not parts or _is_hidden_root(parts):
             continue
@@ -94,7 +141,10 @@ def read_members(archive: zipfile.ZipFile, max_uncompressed: Optional[int] = Non
 
 
 def open_zip(zip_path: Path) -> zipfile.ZipFile:
+    """The zip at `zip_path`, its central directory checked first (`_check_directory`); InvalidBundle if it is
+    malformed or over a bound."""
     try:
+        _check_directory(zip_path)
         return zipfile.ZipFile(zip_path)
     except (FileNotFoundError, PermissionError):
         raise
@@ -116,80 +166,18 @@ def inspect_bundle(zip_path: Path, kind: str, max_uncompressed: Optional[int] = 
     files = [member for member in members if not member.is_dir]
     if not files:
         raise InvalidBundle("Bundle must be non-empty")
-    tree = _Tree(members)
-    if kind in DATA_KINDS:
-        root = _data_root(tree)
-    else:
-        root = _source_root(tree, REQUIRED_MODEL_FILES[kind])
+    tree = BundleTree(members)
+    root = data_root(tree) if kind in DATA_KINDS else source_root(tree, REQUIRED_MODEL_FILES[kind])
     return BundleLayout(root, len(files), sum(member.info.file_size for member in files))
-
-
-class _Tree:
-    """Which names are files and which are directories, from the member list (directories may be implicit)."""
-
-    def __init__(self, members: List[Member]):
-        self.files = set()
-        self.dirs = set()
-        for member in members:
-            for depth in range(1, len(member.parts)):
-                self.dirs.add(member.parts[:depth])
-            (self.dirs if member.is_dir else self.files).add(member.parts)
-        clash = self.files & self.dirs
-        if clash:
-            raise InvalidBundle(f"Bundle member {'/'.join(sorted(clash)[0])} is both a file and a directory")
-
-    def children(self, parent: Tuple[str, ...]) -> Tuple[List[str], List[str]]:
-        """(directory names, file names) directly under `parent`, sorted."""
-        depth = len(parent) + 1
-        dirs = sorted(d[-1] for d in self.dirs if len(d) == depth and d[:-1] == parent)
-        files = sorted(f[-1] for f in self.files if len(f) == depth and f[:-1] == parent)
-        return dirs, files
-
-    def has_files_under(self, parent: Tuple[str, ...]) -> bool:
-        return any(f[:len(parent)] == parent for f in self.files)
-
-
-def _data_root(tree: _Tree) -> str:
-    dirs, files = tree.children(())
-    entries = dirs + files
-    if len(entries) > 1:
-        raise InvalidBundle(f"Data bundle must hold exactly one top-level directory, found {len(entries)} "
-                            f"entries: {', '.join(entries)}")
-    if files:
-        raise InvalidBundle(f"Data bundle must hold one top-level directory, found the file {files[0]}")
-    root = dirs[0]
-    if not tree.has_files_under((root,)):
-        raise InvalidBundle(f"Data directory {root} must be non-empty")
-    return root
-
-
-def _source_root(tree: _Tree, required_files) -> str:
-    dirs, files = tree.children(())
-    if len(dirs) > 1:
-        raise InvalidBundle("Too many directories in source-code bundle")
-    if not dirs:
-        raise InvalidBundle("Missing root directory in source-code bundle")
-    if files:
-        raise InvalidBundle(f"Unexpected file {files[0]} at the root of source-code bundle: "
-                            "everything belongs in its root directory")
-    root = dirs[0]
-    root_dirs, root_files = tree.children((root,))
-    if "Dockerfile" not in root_files:
-        raise InvalidBundle("Missing Dockerfile in source-code bundle")
-    if "model" not in root_dirs:
-        raise InvalidBundle("Missing model directory in source-code bundle")
-    _, model_files = tree.children((root, "model"))
-    for required in required_files:
-        if required not in model_files:
-            raise InvalidBundle(f"Missing file {required} in model directory of source-code bundle")
-    return root
 
 
 def safe_extract(zip_path: Path, dest: Path, max_uncompressed: Optional[int] = None) -> List[Path]:
     """Extract the bundle's members (hidden root entries left out) under `dest` and nowhere else.
 
-    Members are checked again before the first byte is written; files keep their exec bits, nothing else
-    of the archive's modes (no setuid, no symlinks). Returns the files written.
+    Members are checked again before the first byte is written (a bundle stored before a check existed meets
+    it here), so InvalidBundle / PayloadTooLarge leave `dest` empty; InvalidBundle also when a member's full
+    path is longer than this file system takes. Files keep their exec bits, nothing else of the archive's modes
+    (no setuid, no symlinks). Returns the files written.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -197,17 +185,23 @@ def safe_extract(zip_path: Path, dest: Path, max_uncompressed: Optional[int] = N
     written, budget = [], max_uncompressed
     with open_zip(zip_path) as archive:
         members = read_members(archive, max_uncompressed)
-        _Tree(members)
+        BundleTree(members)  # a file that is also a directory, too many members: refused before any write
         for member in members:
             target = os.path.join(real_dest, *member.parts)
             if os.path.commonpath([real_dest, os.path.realpath(target)]) != real_dest:
-                raise InvalidBundle(f"Bundle member {member.info.filename} is not allowed: outside the bundle")
-            if member.is_dir:
-                os.makedirs(target, mode=0o755, exist_ok=True)
-                continue
-            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-            exec_bits = (member.info.external_attr >> 16) & 0o111
-            budget = _extract_file(archive, member.info, target, 0o644 | exec_bits, budget)
+                raise _refused(member.info.filename, "outside the bundle")
+            try:
+                if member.is_dir:
+                    os.makedirs(target, mode=0o755, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                exec_bits = (member.info.external_attr >> 16) & 0o111
+                budget = _extract_file(archive, member.info, target, 0o644 | exec_bits, budget)
+            except OSError as error:
+                if error.errno != errno.ENAMETOOLONG:
+                    raise
+                raise InvalidBundle(f"Bundle member {shown(member.info.filename)} cannot be extracted: its path "
+                                    f"under {dest} is too long for the file system") from None
             written.append(Path(target))
     return written
 

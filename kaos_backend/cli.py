@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 from kaos_backend import __version__
 from kaos_backend.config import Config, ConfigError
 
-DEPENDENCIES = ("flask", "sqlalchemy", "gunicorn")
+DEPENDENCIES = ("flask", "sqlalchemy", "gunicorn", "alembic")
 MISSING_DEPENDENCIES = "Error - the kaos backend needs its dependencies: pip install 'kaos[backend]'"
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 REQUEST_TIMEOUT = 3600
@@ -59,7 +59,12 @@ def serve_command(args) -> int:
         print(f"Info - the API token (X-Token) is in {token_path}", flush=True)
 
     from kaos_backend.app import create_app
-    app = create_app(config)               # creates the tables here, in the master, before any fork
+    from kaos_backend.migrations import SchemaError
+    try:
+        app = create_app(config)           # migrates the schema here, in the master, before any fork
+    except SchemaError as error:
+        print(f"Error - {error}", file=sys.stderr)
+        return 1
     services = app.extensions["kaos"]
     services.store.clear_temp()             # leftovers of a crash; no upload runs yet
     services.dispose()                      # no connection may cross the fork into the workers

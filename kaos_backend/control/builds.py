@@ -7,6 +7,7 @@ from kaos_model import JobState
 
 from kaos_backend.control.common import Preamble, finished, load, now
 from kaos_backend.control.single import SingleWorkloadController
+from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -30,9 +31,12 @@ class BuildController(SingleWorkloadController):
         if bundle is None:
             return self.fail(job_log, "kaos: the source bundle of this build was deleted")
         preamble = Preamble(job.id)
-        with preamble.downloading():
-            root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
-                                         self.config.max_bundle_bytes) / bundle.root_name
+        try:
+            with preamble.downloading():
+                root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
+                                             self.config.max_bundle_bytes) / bundle.root_name
+        except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks existed
+            return self.fail(job_log, f"kaos: {refused.message}")
         model_dir = root / "model"
         spec = WorkloadSpec(job_id=job.id, kind="build", command=[], workdir=str(model_dir),
                             log_path=str(job_log.path), preamble=preamble.lines(),

@@ -31,9 +31,8 @@ def now() -> datetime:
 
 
 def reading(services):
-    """A transaction that only reads (a deferred one where the database has them)."""
-    scope = getattr(services.db, "read_scope", None)
-    return scope() if scope else services.db.session_scope()
+    """A transaction that only reads: it never waits for a writer (db.read_scope)."""
+    return services.db.read_scope()
 
 
 def load(services, model, key):

@@ -15,6 +15,7 @@ from sqlalchemy import exists, select
 from kaos_backend.control.common import (KILLED_REASON, VANISHED, Preamble, Retries, advance_each, end_reason,
                                          exit_state, finished, now, reading, reattached, unfinished_job_ids)
 from kaos_backend.control.hints import script_hints
+from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
@@ -123,7 +124,10 @@ class TrainController:
         for partition in partitions:
             if states[partition.id] == JobState.JOB_STARTING.value and running < job.parallelism:
                 inputs = inputs or self._inputs(job)
-                changes[partition.id] = self._start(job, partition, inputs, job_log)
+                try:
+                    changes[partition.id] = self._start(job, partition, inputs, job_log)
+                except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks
+                    changes[partition.id] = self._failed_start(job_log, f"kaos: {refused.message}")
                 states[partition.id] = changes[partition.id]["state"]
                 running += states[partition.id] == JobState.JOB_RUNNING.value
         self._write(job, partitions, changes, states, running)

@@ -57,7 +57,7 @@ class InferenceService:
     def deploy(self, workspace: str, model_id: Optional[str], body: UploadBody, user: str = None,
                **resources) -> Dict[str, Any]:
         model_id = None if model_id in (None, "", "None", "none", "null") else model_id
-        with self.db.session_scope() as session:  # an unknown model fails before the upload is stored
+        with self.db.read_scope() as session:  # an unknown model fails before the upload is stored
             workspace_row = find_workspace(session, workspace)
             partition = find_model(session, workspace_row, model_id) if model_id else None
             model_dir = None
@@ -85,7 +85,7 @@ class InferenceService:
                 return name
 
     def listing(self, workspace: str, host: str) -> List[Dict[str, Any]]:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             endpoints = list(session.scalars(select(Endpoint).where(
                 Endpoint.workspace_id == workspace_row.id, Endpoint.desired == "run")
@@ -103,18 +103,18 @@ class InferenceService:
                      "restarts": e.restarts, "reason": e.reason} for e in endpoints]
 
     def log_text(self, workspace: Optional[str], name: str) -> str:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             find_endpoint(session, workspace, name)
         return "\n".join(endpoint_log(self.config.data_dir, name).lines())
 
     def follow_log(self, workspace: Optional[str], name: str) -> Iterator[str]:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             find_endpoint(session, workspace, name)
         log = endpoint_log(self.config.data_dir, name)
         return (line + "\n" for line in log.follow(lambda: self._gone(name)))
 
     def _gone(self, name: str) -> bool:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             endpoint = session.get(Endpoint, name)
             return endpoint is None or endpoint.desired == "kill"
 
@@ -125,7 +125,7 @@ class InferenceService:
         wake(socket_name(self.config.data_dir))
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            with self.db.session_scope() as session:
+            with self.db.read_scope() as session:
                 if session.get(Endpoint, name) is None:
                     return
             time.sleep(0.1)
@@ -133,7 +133,7 @@ class InferenceService:
     def bundle(self, workspace: str, name: str) -> StreamedZip:
         """The endpoint's code as deployed (`code/<bundle:hash>/…`) with the model's files in its model/,
         as a zip stream (symbolic links left out, as in `train get`)."""
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             endpoint = find_endpoint(session, workspace, name)
             bundle = session.get(Bundle, endpoint.source_bundle_id)
             model_dir = endpoint.model_dir
@@ -146,7 +146,7 @@ class InferenceService:
         return StreamedZip(entries)
 
     def provenance(self, workspace: str, name: str, host: str) -> str:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             endpoint = find_endpoint(session, workspace, name)
             if not endpoint.model_id:
                 raise AlienProvenance("Unable to determine provenance with external model")

@@ -64,7 +64,7 @@ class JobService:
     def listing(self, workspace: str, kind: str) -> List[dict]:
         """SubmissionInfo dicts of every job of `kind`, newest first: one query, fast for many jobs."""
         columns = [Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at, Job.reason]
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             query = select(*columns).where(Job.workspace_id == workspace_row.id, Job.kind == kind)
             if kind == "train":
@@ -105,7 +105,7 @@ class JobService:
         return f"Progress: {done} / {total} ({int(100 * done / total)}%)"
 
     def state(self, workspace: str, job_id: str) -> dict:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             job = find_job(session, workspace, job_id)
             return {"job_id": job.id, "kind": job.kind, "state": job.state,
                     "started": local_text(job.started_at or job.created_at),
@@ -123,23 +123,23 @@ class JobService:
         wake(socket_name(self.layout.data_dir))
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            with self.db.session_scope() as session:
+            with self.db.read_scope() as session:
                 if session.get(Job, job_id).state in TERMINAL:
                     return
             time.sleep(0.1)
 
     def is_finished(self, job_id: str) -> bool:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             job = session.get(Job, job_id)
             return job is None or job.state in TERMINAL
 
     def log_text(self, workspace: str, job_id: str, kinds=None) -> str:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             find_job(session, workspace, job_id, kinds)
         return "\n".join(JobLog(self.layout.log_path(job_id)).lines())
 
     def follow_log(self, workspace: str, job_id: str, kinds=None) -> Iterator[str]:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             find_job(session, workspace, job_id, kinds)
         log = JobLog(self.layout.log_path(job_id))
         return (line + "\n" for line in log.follow(lambda: self.is_finished(job_id)))

@@ -170,7 +170,7 @@ class TrainService:
 
     # -- views ----------------------------------------------------------------------------------------------
     def inspect(self, workspace: str) -> Dict[str, Any]:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             pipeline = session.get(TrainPipeline, workspace_row.id) or TrainPipeline(parallelism=1)
             source = session.get(Bundle, pipeline.source_bundle_id) if pipeline.source_bundle_id else None
@@ -192,7 +192,7 @@ class TrainService:
     def info(self, workspace: str, job_id: str, sort_by: Optional[str] = None, page_id: Any = 0,
              ascending: bool = False) -> Dict[str, Any]:
         page = _page_number(page_id)
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             job = find_job(session, workspace, job_id, kinds=("train",))
             bundles = {bundle.id: bundle for bundle in session.scalars(select(Bundle).where(
                 Bundle.id.in_([job.source_bundle_id, job.data_bundle_id, job.hyper_bundle_id])))}
@@ -226,7 +226,7 @@ class TrainService:
         Everything that can fail (unknown job or model, a running job, an input that is gone) fails here, before
         any byte is sent; the zip itself is produced later, file by file, by `StreamedZip.chunks()`."""
         model_id = None if model_id in (None, "", "None", "none", "null") else model_id
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             job = find_job(session, workspace, job_id, kinds=("train",))
             if job.state not in TERMINAL:
                 raise BadRequest(f"Job {job_id} is still running")
@@ -277,7 +277,7 @@ class TrainService:
     # -- train provenance -----------------------------------------------------------------------------------
     def provenance(self, workspace: str, model_id: str) -> str:
         """The DOT graph of how the model `model_id` came to be (reference §6.9). 404 MODEL_NOT_FOUND."""
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             partition = find_model(session, workspace_row, model_id)
             job = session.get(Job, partition.job_id)

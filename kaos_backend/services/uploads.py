@@ -78,7 +78,7 @@ class UploadService:
     def record(self, workspace: str, kind: str, body: UploadBody, user: Optional[str], meta: Dict[str, Any],
                check: Callable[[Path, BlobInfo], Checked]) -> Bundle:
         """Store (or find) the bytes, `check` them, and record the bundle; identical bytes → the existing row."""
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             find_workspace(session, workspace)  # 404 before reading a byte of the body
         staged, path, info = self._receive(body)
         try:
@@ -111,7 +111,7 @@ class UploadService:
                 raise BadRequest("Nothing uploaded: send the bytes as the body, as the multipart part 'data', "
                                  "or name a stored blob with ?digest=")
             digest = check_digest(body.digest)
-            with self.db.session_scope() as session:
+            with self.db.read_scope() as session:
                 blob = session.get(Blob, digest)
             if blob is None or not self.store.exists(digest):
                 raise BlobNotFound.named(digest)

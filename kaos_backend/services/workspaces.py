@@ -1,5 +1,7 @@
 """Workspaces: exact names only (the original matched substrings, so killing `a` also killed `ab`)."""
-from typing import List, Optional
+import contextlib
+import logging
+from typing import Iterable, List, Optional, Set
 
 from kaos_model.ids import clean_user, workspace_name_problem
 from kaos_model.wire import WorkspaceInfo
@@ -10,8 +12,10 @@ from sqlalchemy.orm import Session
 from kaos_backend.db import Database
 from kaos_backend.errors import InvalidWorkspaceName, WorkspaceExists, WorkspaceNotFound
 from kaos_backend.models import MAX_USER, Blob, Bundle, Endpoint, Job, Partition, TrainPipeline, Workspace
-from kaos_backend.services.blobs import delete_unreferenced_rows
+from kaos_backend.services.blobs import delete_unreferenced_rows, remove_blob_files
 from kaos_backend.storage import BlobStore
+
+log = logging.getLogger("kaos_backend.services.workspaces")
 
 # The original's per-workspace Pachyderm repos and build pipelines, kept as names (reference §6.1).
 REPO_PREFIXES = ("source-train", "build-train", "ingestion", "train", "hyper", "data-manifest", "source-serve",
@@ -49,11 +53,11 @@ class WorkspaceService:
         return self.info(name)
 
     def names(self) -> List[str]:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             return list(session.scalars(select(Workspace.name).order_by(Workspace.name)))
 
     def info(self, name: str) -> WorkspaceInfo:
-        with self.db.session_scope() as session:
+        with self.db.read_scope() as session:
             workspace = find_workspace(session, name)
             kinds = set(session.scalars(select(Bundle.kind).where(Bundle.workspace_id == workspace.id)))
         pipelines = [f"{prefix}-{name}" for prefix in BUILD_PIPELINE_PREFIXES]
@@ -62,22 +66,32 @@ class WorkspaceService:
         return WorkspaceInfo(name=name, pipelines=pipelines, repos=[f"{prefix}-{name}" for prefix in REPO_PREFIXES])
 
     def delete(self, name: str) -> None:
-        """Delete exactly this workspace's rows in one transaction, then the blobs nobody references any more."""
-        with self.store.lock(exclusive=True):
-            with self.db.session_scope() as session:
-                workspace = find_workspace(session, name)
-                job_ids = self._stop_workloads(session, [workspace.id])
-                endpoints = list(session.scalars(select(Endpoint.name).where(Endpoint.workspace_id == workspace.id)))
-                digests = set(session.scalars(select(Bundle.blob_digest).where(Bundle.workspace_id == workspace.id)))
-                session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
-                session.execute(delete(Job).where(Job.workspace_id == workspace.id))
-                session.execute(delete(Endpoint).where(Endpoint.workspace_id == workspace.id))
-                session.execute(delete(TrainPipeline).where(TrainPipeline.workspace_id == workspace.id))
-                session.execute(delete(Bundle).where(Bundle.workspace_id == workspace.id))
-                session.execute(delete(Workspace).where(Workspace.id == workspace.id))
-                orphans = delete_unreferenced_rows(session, digests)
-            for digest in orphans:
-                self.store.delete(digest)
+        """Delete exactly this workspace's rows in one transaction, then the files that only it used: the blobs
+        no bundle references any more with the bundles extracted from them and a manifest's ingested files,
+        the virtualenvs no remaining job or endpoint runs, and its jobs' and endpoints' directories.
+
+        Done here, in the request: each item is renamed into a trash batch under the lock that guards it (never
+        waiting for a build or an extraction that holds one: that item is left), and the batch is deleted
+        once every lock is released."""
+        with self._trash() as trash:
+            with self.store.lock(exclusive=True):
+                with self.db.session_scope() as session:
+                    workspace = find_workspace(session, name)
+                    job_ids = self._stop_workloads(session, [workspace.id])
+                    endpoints = list(session.scalars(select(Endpoint.name).where(
+                        Endpoint.workspace_id == workspace.id)))
+                    digests = set(session.scalars(select(Bundle.blob_digest).where(
+                        Bundle.workspace_id == workspace.id)))
+                    images = self._images(session, [workspace.id])
+                    session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
+                    session.execute(delete(Job).where(Job.workspace_id == workspace.id))
+                    session.execute(delete(Endpoint).where(Endpoint.workspace_id == workspace.id))
+                    session.execute(delete(TrainPipeline).where(TrainPipeline.workspace_id == workspace.id))
+                    session.execute(delete(Bundle).where(Bundle.workspace_id == workspace.id))
+                    session.execute(delete(Workspace).where(Workspace.id == workspace.id))
+                    orphans = delete_unreferenced_rows(session, digests)
+                _left_in_place("extracted bundle", remove_blob_files(self.store, self.layout, orphans, trash))
+            self._remove_unused_images(images, trash)
             self._remove_job_files(job_ids, endpoints)
 
     def _stop_workloads(self, session, workspace_ids) -> List[str]:
@@ -96,6 +110,36 @@ class WorkspaceService:
                 executor.stop(now=True)
         return [job.id for job in jobs]
 
+    @staticmethod
+    def _images(session, workspace_ids) -> Set[str]:
+        """The images (local: virtualenv directories) the jobs and endpoints of these workspaces made or ran."""
+        images = set(session.scalars(select(Job.image).where(Job.workspace_id.in_(workspace_ids))))
+        images |= set(session.scalars(select(Endpoint.image).where(Endpoint.workspace_id.in_(workspace_ids))))
+        return {image for image in images if image}
+
+    def _remove_unused_images(self, images: Iterable[str], trash) -> None:
+        """Remove the local images among `images` that no remaining job or endpoint made or runs. A build of the
+        same requirements may be running (it holds the environment's lock: left alone) or may be about to
+        record the environment as ready: the check and the move happen in one transaction, which on SQLite
+        holds the write lock, so such a record commits before (and keeps the environment) or after (and finds
+        it gone, and builds it again). On PostgreSQL the two transactions are not serialised: a warm build
+        recorded in the instant between the check and the move would point at a removed environment."""
+        if self.layout is None:
+            return
+        busy = []
+        for image in sorted(images):
+            key = self.layout.env_key(image)
+            if key is None:
+                continue
+            with self.layout.env_lock(key) as lock:
+                if lock is None:
+                    busy.append(key)
+                    continue
+                with self.db.session_scope() as session:
+                    if not _image_in_use(session, image):
+                        self.layout.remove_env(key, lock, trash)
+        _left_in_place("environment", busy)
+
     def _remove_job_files(self, job_ids, endpoint_names=()) -> None:
         if self.layout is not None:
             for job_id in job_ids:
@@ -103,18 +147,41 @@ class WorkspaceService:
             for name in endpoint_names:
                 self.layout.remove_endpoint(name)
 
+    def _trash(self):
+        return self.layout.trash() if self.layout is not None else contextlib.nullcontext()
+
     def delete_all(self) -> None:
-        """Every workspace, bundle and blob: the original's `DELETE /internal/resources`."""
-        with self.store.lock(exclusive=True):
-            with self.db.session_scope() as session:
-                job_ids = self._stop_workloads(session, list(session.scalars(select(Workspace.id))))
-                endpoints = list(session.scalars(select(Endpoint.name)))
-                session.execute(delete(Partition))
-                session.execute(delete(Job))
-                session.execute(delete(Endpoint))
-                session.execute(delete(TrainPipeline))
-                session.execute(delete(Bundle))
-                session.execute(delete(Workspace))
-                session.execute(delete(Blob))
-            self.store.wipe()
+        """Every workspace, bundle and blob, and every file made from them: the original's
+        `DELETE /internal/resources`."""
+        with self._trash() as trash:
+            with self.store.lock(exclusive=True):
+                with self.db.session_scope() as session:
+                    job_ids = self._stop_workloads(session, list(session.scalars(select(Workspace.id))))
+                    endpoints = list(session.scalars(select(Endpoint.name)))
+                    session.execute(delete(Partition))
+                    session.execute(delete(Job))
+                    session.execute(delete(Endpoint))
+                    session.execute(delete(TrainPipeline))
+                    session.execute(delete(Bundle))
+                    session.execute(delete(Workspace))
+                    session.execute(delete(Blob))
+                self.store.wipe()
+                if self.layout is not None:
+                    for digest in self.layout.ingested_digests():
+                        self.layout.remove_ingested(digest, trash)
+                    _left_in_place("extracted bundle", [digest for digest in self.layout.extracted_digests()
+                                                        if not self.layout.remove_extracted(digest, trash)])
+            if self.layout is not None:
+                self._remove_unused_images([str(self.layout.envs_dir / key) for key in self.layout.env_keys()],
+                                           trash)
             self._remove_job_files(job_ids, endpoints)
+
+
+def _image_in_use(session: Session, image: str) -> bool:
+    return bool(session.scalar(select(exists().where(Job.image == image)))
+                or session.scalar(select(exists().where(Endpoint.image == image))))
+
+
+def _left_in_place(what: str, names: List[str]) -> None:
+    for name in names:
+        log.warning("Unused %s %s is being built or extracted right now: left in place", what, name)

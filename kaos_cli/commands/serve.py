@@ -69,10 +69,11 @@ def list_endpoints():
 @click.option("--gpu", type=int, default=0, show_default=True, help="GPUs of the endpoint")
 def deploy(source_bundle, model_id, cpu, memory, gpu):
     """Deploy a new endpoint serving a source bundle, with a trained model's files in its model/ directory."""
-    from kaos_cli.bundles import TemporaryBundle
+    from kaos_cli.bundles import TemporaryBundle, check_bundle_directory
 
     if model_id is not None and not model_id.strip():
         raise KaosError("--model_id must not be empty")
+    check_bundle_directory(source_bundle)
     client, workspace = workspace_session()
     render.info(f"Submitting source bundle: {source_bundle}")
     with TemporaryBundle(source_bundle, "source.zip", "source bundle") as zip_path:

@@ -174,6 +174,11 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
         raise click.UsageError(DATA_EXCLUSIVE, ctx=click.get_current_context())
     if not any((source_bundle, data_bundle, data_manifest, hyperparams)):
         raise KaosError(NOTHING_TO_DEPLOY, level="Warning")
+    from kaos_cli.bundles import check_bundle_directory
+
+    for folder in (source_bundle, data_bundle):
+        if folder:
+            check_bundle_directory(folder)  # every folder, before the first upload
     if data_manifest:
         check_manifest(data_manifest)
     if hyperparams:

@@ -1,11 +1,20 @@
 import os
 import stat
+import tracemalloc
 import zipfile
 
 import pytest
+from kaos_model.bundles import MAX_BUNDLE_DEPTH, MAX_BUNDLE_MEMBERS, MAX_BUNDLE_PATH_BYTES
+from sqlalchemy import select
 
-from kaos_backend import bundles
+from kaos_backend import bundles, central_directory
+from kaos_backend.bundle_tree import BundleTree
+from kaos_backend.control.builds import BuildController
+from kaos_backend.control.trainings import TrainController
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
+from kaos_backend.layout import COMPLETE_MARKER
+from kaos_backend.models import Job, Partition
+from kaos_backend.services.uploads import body_from_bytes
 from tests.backend.helpers import (SERVE_FILES, TRAIN_FILES, features_zip, source_entries, source_zip,
                                    symlink_entry, zip_bytes)
 
@@ -224,3 +233,201 @@ def test_safe_extract_refuses_a_lying_size(tmp_path, write):
         bundles.safe_extract(path, tmp_path / "out")
     with zipfile.ZipFile(path) as archive:
         assert archive.getinfo("features/a").file_size == 10
+
+
+# -- bounds: depth, path length, member count, central directory; checked before any tree is built ----------
+def nested(depth: int, leaf: str = "leaf.csv", root: str = "features") -> str:
+    """A member path of exactly `depth` components: `features/d/d/.../leaf.csv`."""
+    return "/".join([root] + ["d"] * (depth - 2) + [leaf])
+
+
+def test_a_member_at_the_depth_limit_is_accepted_and_extracted(tmp_path, write):
+    name = nested(MAX_BUNDLE_DEPTH)
+    bundle = write(zip_bytes({name: "deep\n"}))
+    assert bundles.inspect_bundle(bundle, "features").file_count == 1
+    written = bundles.safe_extract(bundle, tmp_path / "out")
+    assert [path.relative_to(tmp_path / "out").as_posix() for path in written] == [name]
+    assert written[0].read_text() == "deep\n"
+
+
+@pytest.mark.parametrize("depth", [MAX_BUNDLE_DEPTH + 1, 2_100, 8_000])
+def test_a_member_nested_too_deep_is_refused_naming_it(write, depth):
+    name = nested(depth)
+    with pytest.raises(InvalidBundle, match=f"nested {depth} levels deep, the limit is {MAX_BUNDLE_DEPTH}") as caught:
+        bundles.inspect_bundle(write(zip_bytes({"features/a.csv": "1", name: "x"})), "features")
+    message = caught.value.message
+    assert message.startswith("Bundle member features/d/d/") and "/d/leaf.csv" in message
+    assert len(message) < 700  # shortened: a 16 KB name is not repeated whole
+
+
+def test_a_directory_member_nested_too_deep_is_refused(write):
+    data = zip_bytes({"features/a.csv": "1", nested(MAX_BUNDLE_DEPTH + 1, leaf="d") + "/": None})
+    with pytest.raises(InvalidBundle, match=f"nested {MAX_BUNDLE_DEPTH + 1} levels deep"):
+        bundles.inspect_bundle(write(data), "features")
+
+
+def test_a_path_over_the_byte_limit_is_refused(write):
+    long_name = "features/" + "/".join(["n" * 200] * 30) + "/a.csv"  # 31 levels, 6 KB
+    assert len(long_name.encode()) > MAX_BUNDLE_PATH_BYTES
+    with pytest.raises(InvalidBundle, match=f"bytes long, the limit is {MAX_BUNDLE_PATH_BYTES}"):
+        bundles.inspect_bundle(write(zip_bytes({long_name: "x"})), "features")
+
+
+def test_deep_members_cost_no_memory(write):
+    """On an 8,000-deep member the old tree kept every prefix of the path: 250 MB for one 32 KB bundle."""
+    bundle = write(zip_bytes({nested(8_000, leaf=f"leaf{index}"): "x" for index in range(3)}))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidBundle, match="levels deep"):
+            bundles.inspect_bundle(bundle, "features")
+        with pytest.raises(InvalidBundle, match="levels deep"):
+            bundles.safe_extract(bundle, bundle.parent / "out")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 1024 * 1024, peak
+
+
+def test_the_refusal_comes_from_the_central_directory_before_zipfile_indexes_it(write, monkeypatch):
+    bundle = write(zip_bytes({"features/a.csv": "1", nested(100): "x"}))
+    monkeypatch.setattr(bundles.zipfile, "ZipFile", lambda *args, **kwargs: pytest.fail("zipfile was opened"))
+    with pytest.raises(InvalidBundle, match="levels deep"):
+        bundles.inspect_bundle(bundle, "features")
+
+
+def many_members_zip(path, names, content=b""):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name in names:
+            archive.writestr(name, content)
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_a_hundred_thousand_members_in_one_flat_directory_are_checked(tmp_path):
+    # directory "features" + files up to the bound: MAX_BUNDLE_MEMBERS members in all
+    names = [f"features/{index:06d}.csv" for index in range(MAX_BUNDLE_MEMBERS - 1)]
+    bundle = many_members_zip(tmp_path / "flat.zip", names)
+    layout = bundles.inspect_bundle(bundle, "features")
+    assert layout == bundles.BundleLayout("features", MAX_BUNDLE_MEMBERS - 1, 0)
+
+
+@pytest.mark.timeout(300)
+def test_a_hundred_thousand_members_sixty_levels_deep_are_checked(tmp_path):
+    deep_dir = nested(61, leaf="")  # features + 59 directories
+    names = [f"{deep_dir}{index:06d}.csv" for index in range(MAX_BUNDLE_MEMBERS - 60)]
+    bundle = many_members_zip(tmp_path / "deep.zip", names)
+    layout = bundles.inspect_bundle(bundle, "features")
+    assert layout.file_count == MAX_BUNDLE_MEMBERS - 60
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("names", [
+    [f"features/{index}" for index in range(MAX_BUNDLE_MEMBERS + 1)],            # too many entries
+    [f"features/{index}/a" for index in range(MAX_BUNDLE_MEMBERS // 2 + 1)],     # too many with implied dirs
+])
+def test_more_members_than_the_limit_are_refused(tmp_path, names):
+    bundle = many_members_zip(tmp_path / "many.zip", names)
+    with pytest.raises(InvalidBundle, match=f"more than {MAX_BUNDLE_MEMBERS:,} members"):
+        bundles.inspect_bundle(bundle, "features")
+    with pytest.raises(InvalidBundle, match=f"more than {MAX_BUNDLE_MEMBERS:,} members"):
+        bundles.safe_extract(bundle, tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_a_huge_central_directory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(bundles, "MAX_DIRECTORY_BYTES", 10_000)
+    bundle = many_members_zip(tmp_path / "toc.zip", [f"features/{index:04d}" for index in range(1000)])
+    with pytest.raises(InvalidBundle, match="central directory"):
+        bundles.inspect_bundle(bundle, "features")
+
+
+def test_a_member_name_with_control_characters_is_shown_escaped(write):
+    with pytest.raises(InvalidBundle) as caught:
+        bundles.inspect_bundle(write(zip_bytes({"features/a\nb/../x": "1"})), "features")
+    assert "features/a\\nb/../x" in caught.value.message and "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize("comment, prefix", [(b"", b""), (b"a comment", b""), (b"", b"#!/bin/sh\nexit 0\n")])
+def test_the_central_directory_is_found_where_zipfile_finds_it(tmp_path, comment, prefix):
+    path = tmp_path / "any.zip"
+    path.write_bytes(prefix)
+    with zipfile.ZipFile(path, "a") as archive:
+        for index in range(70_000):  # over 65,535 entries: zip64 end records
+            archive.writestr(f"features/{index}", b"")
+        archive.comment = comment
+    with open(path, "rb") as handle, zipfile.ZipFile(path) as archive:
+        directory = central_directory.locate(handle)
+        names = [name for name, _ in central_directory.entry_names(handle, directory)]
+        assert directory.start == archive.start_dir
+        assert names == [info.filename.encode() for info in archive.infolist()]
+
+
+@pytest.mark.parametrize("data", [
+    b"PK\x05\x06" + b"\0" * 8 + (1000).to_bytes(4, "little") + b"\0" * 6,          # a directory before the file
+    b"x" * 100 + b"PK\x05\x06" + b"\0" * 8 + (46).to_bytes(4, "little") + b"\0" * 6,  # an entry without signature
+    b"x" * 100 + b"PK\x05\x06" + b"\0" * 12 + b"\xff" * 4,                          # a cut end record
+])
+def test_a_broken_end_record_is_malformed(write, data):
+    with pytest.raises(InvalidBundle, match="^Bundle is malformed$"):
+        bundles.inspect_bundle(write(data), "features")
+
+
+def test_linear_tree_answers_children(write):
+    members = bundles.read_members(bundles.open_zip(write(zip_bytes(
+        {"r/b/x": "1", "r/a/": None, "r/c": "2", "r/a/y/z": "3", "other/": None}))))
+    tree = BundleTree(members)
+    assert tree.children(()) == (["other", "r"], [])
+    assert tree.children(("r",)) == (["a", "b"], ["c"])
+    assert tree.children(("r", "a")) == (["y"], [])
+    assert tree.children(("nope",)) == ([], [])
+    assert tree.has_files_under(("r",)) and tree.has_files_under(("r", "a"))
+    assert not tree.has_files_under(("other",)) and not tree.has_files_under(("nope",))
+
+
+# -- a bundle stored before these checks: its job fails with the reason, once -------------------------------
+def _store_unchecked(services, monkeypatch, submit, data: bytes):
+    """Record `data` as an old backend would have: without today's checks."""
+    def unchecked(path, kind, max_uncompressed=None):
+        return bundles.BundleLayout("features" if kind in bundles.DATA_KINDS else "mnist", 1, 1)
+    with monkeypatch.context() as patch:
+        patch.setattr(bundles, "inspect_bundle", unchecked)
+        return submit(body_from_bytes(data))
+
+
+def _finished(services, controller, kind: str, ticks: int = 5) -> Job:
+    for _ in range(ticks):
+        controller.tick()
+    with services.db.session_scope() as session:
+        job = session.scalar(select(Job).where(Job.kind == kind))
+        session.expunge(job)
+        return job
+
+
+def test_a_stored_data_bundle_nested_too_deep_fails_its_training(services, monkeypatch):
+    services.workspaces.create("ws")
+    source = services.train.submit_source("ws", body_from_bytes(source_zip()))
+    with services.db.session_scope() as session:
+        build = session.get(Job, source["job_id"])
+        build.state, build.image = "JOB_SUCCESS", "pretend-image"  # pretend the image is built
+    _store_unchecked(services, monkeypatch, lambda body: services.train.submit_features("ws", body),
+                     zip_bytes({nested(2_100): "x"}))
+    job = _finished(services, TrainController(services), "train")
+    assert job.state == "JOB_FAILURE"
+    with services.db.session_scope() as session:
+        partition, = session.scalars(select(Partition).where(Partition.job_id == job.id))
+        assert partition.state == "JOB_FAILURE" and "nested 2100 levels deep" in partition.reason
+    assert "nested 2100 levels deep" in services.jobs.log_text("ws", job.id)
+    assert not list((services.config.data_dir / "extracted").glob(f"*/{COMPLETE_MARKER}"))
+
+
+def test_a_stored_source_bundle_nested_too_deep_fails_its_build(services, monkeypatch):
+    services.workspaces.create("ws")
+    entries = source_entries()
+    entries[nested(2_100, root="mnist")] = "x"
+    answer = _store_unchecked(services, monkeypatch, lambda body: services.train.submit_source("ws", body),
+                              zip_bytes(entries))
+    job = _finished(services, BuildController(services), "build-train")
+    assert job.id == answer["job_id"] and job.state == "JOB_FAILURE"
+    assert "nested 2100 levels deep" in job.reason
+
+

@@ -351,8 +351,57 @@ def test_mnist_serve_answers_the_payload(mnist_model, tmp_path):
         png = io.BytesIO()
         image.save(png, format="PNG")
         assert json.loads(http("POST", url + "/invocations", png.getvalue())[1]) == expected
-        assert http("POST", url + "/invocations", b"not an image") == (500, b"Error while processing the request")
     assert "****** Start inference server (1 workers) ******" in (tmp_path / "serve/serve.out").read_text()
+
+
+def refused(url, body):
+    """POST `body` to /invocations, expect a 400 with a JSON body {"error": reason}; return the reason."""
+    status, answer = http("POST", url + "/invocations", body)
+    assert status == 400, (status, answer)
+    error = json.loads(answer)
+    assert set(error) == {"error"} and isinstance(error["error"], str), error
+    return error["error"]
+
+
+def bad_ctx(model_pkl, path, **replaced):
+    """A copy of the trained context with some parts replaced (so that predicting a valid input fails)."""
+    ctx = joblib.load(model_pkl)
+    ctx.update(replaced)
+    joblib.dump(ctx, path)
+    return path
+
+
+def test_mnist_serve_refuses_a_body_that_is_not_an_image(mnist_model, tmp_path):
+    output, _ = mnist_model
+    jpg = (MNIST / "test_payload.jpg").read_bytes()
+    mangled = jpg.replace(b"\r", b"").replace(b"\n", b"")  # what `curl -d @test_payload.jpg` sends
+    assert mangled != jpg
+    with serving(MNIST / "model-serve/mnist/model", tmp_path / "serve", output / "model/model.pkl") as url:
+        for body in (mangled, b"not an image", jpg[:len(jpg) // 2], jpg[:4]):
+            reason = refused(url, body)
+            assert reason.startswith("The body is not an image (PIL: "), reason
+            assert "curl --data-binary @file, not -d" in reason
+        assert refused(url, mangled) == ("The body is not an image (PIL: cannot identify image file): "
+                                         "send the file with curl --data-binary @file, not -d "
+                                         "(which strips its line breaks)")
+        reason = refused(url, b"")
+        assert reason.startswith("The body is empty") and "--data-binary" in reason
+        status, body = http("POST", url + "/invocations", jpg)  # the server is fine after all that
+        assert (status, json.loads(body)) == (200, json.loads((MNIST / "test_payload.expected.json").read_text()))
+    assert "Traceback" not in (tmp_path / "serve/serve.err").read_text()
+
+
+def test_mnist_serve_answers_500_when_predicting_a_valid_image_fails(mnist_model, tmp_path):
+    from sklearn.preprocessing import StandardScaler
+    output, _ = mnist_model
+    model_pkl = bad_ctx(output / "model/model.pkl", tmp_path / "model.pkl",
+                        scaler=StandardScaler().fit([[0, 0, 0], [1, 1, 1]]))  # expects 3 pixels, gets 64
+    with serving(MNIST / "model-serve/mnist/model", tmp_path / "serve", model_pkl) as url:
+        status, body = http("POST", url + "/invocations", (MNIST / "test_payload.jpg").read_bytes())
+        assert (status, body) == (500, b"Error while processing the request")
+    log = (tmp_path / "serve/serve.err").read_text()
+    assert "Error while processing the request" in log and "Traceback" in log
+    assert "ValueError" in log and "features" in log
 
 
 def test_serve_with_a_wrong_model_file_fails_to_boot(mnist_model, tmp_path):
@@ -418,7 +467,52 @@ def test_property_serve_prices_the_payload(property_model, tmp_path):
         result = json.loads(body)["result"]
         assert len(result) == 1 and isinstance(result[0], float)
         assert abs(result[0] - true_price) / true_price < 0.35
-        assert http("POST", url + "/invocations", b'{"lot_area": 1}') == (500, b"Error while processing the request")
+        # a list of houses is priced house by house
+        status, body = http("POST", url + "/invocations", b"[%s, %s]" % (payload, payload))
+        assert status == 200 and json.loads(body)["result"] == result * 2
+
+
+def test_property_serve_refuses_a_body_that_is_not_an_object_of_features(property_model, tmp_path):
+    output, _ = property_model
+    payload = json.loads((PROPERTY / "test_payload.json").read_text())
+    features = list(payload)
+    with serving(PROPERTY / "model-serve/property-val/model", tmp_path / "serve", output / "model/model.pkl") as url:
+        assert http("GET", url + "/ping")[0] == 200
+        for body in (b"lot_area=8450&overall_quality=7", b"not json", b'{"lot_area": 1', b"\xff\xfe\x00"):
+            reason = refused(url, body)
+            assert reason.startswith("The body is not JSON ("), reason
+            assert "--data-binary @test_payload.json" in reason
+        assert refused(url, b"[1, 2]").startswith(
+            "Expected a JSON object of features (or a non-empty list of such objects), not a list holding a number")
+        assert "not an empty list" in refused(url, b"[]")
+        assert "not a list holding a string" in refused(url, json.dumps([payload, "house"]).encode())
+        assert "not a string" in refused(url, b'"house"')
+        assert "not null" in refused(url, b"null")
+        assert refused(url, b'{"lot_area": 1}') == "Missing features: " + ", ".join(features[1:])
+        assert refused(url, json.dumps([payload, {}]).encode()) == "Missing features: " + ", ".join(features)
+        for value, shown in (("big", '"big"'), (None, "null"), (True, "true"), ([1], "[1]")):
+            body = json.dumps({**payload, "rooms": value}).encode()
+            assert refused(url, body) == "Feature 'rooms' is not a number: " + shown
+        assert refused(url, json.dumps({**payload, "rooms": float("nan")}).encode()) == \
+            "Feature 'rooms' is not a finite number: NaN"
+        for body in (b"", b"  \n"):
+            reason = refused(url, body)
+            assert reason.startswith("The body is empty") and "--data-binary" in reason
+        status, body = http("POST", url + "/invocations", json.dumps({**payload, "extra": "ignored"}).encode())
+        assert status == 200 and len(json.loads(body)["result"]) == 1
+    assert "Traceback" not in (tmp_path / "serve/serve.err").read_text()
+
+
+def test_property_serve_answers_500_when_predicting_valid_features_fails(property_model, tmp_path):
+    from sklearn.linear_model import LinearRegression
+    output, _ = property_model
+    model_pkl = bad_ctx(output / "model/model.pkl", tmp_path / "model.pkl",
+                        model=LinearRegression().fit([[0, 0], [1, 1]], [0, 1]))  # expects 2 features, gets 18
+    with serving(PROPERTY / "model-serve/property-val/model", tmp_path / "serve", model_pkl) as url:
+        status, body = http("POST", url + "/invocations", (PROPERTY / "test_payload.json").read_bytes())
+        assert (status, body) == (500, b"Error while processing the request")
+    log = (tmp_path / "serve/serve.err").read_text()
+    assert "Error while processing the request" in log and "Traceback" in log and "ValueError" in log
 
 
 # -------------------------------------------------------------------------------------------- notebook

@@ -2,12 +2,14 @@
 
     GET  /ping         200 {"status": "ok"} once the model is loaded
     POST /invocations  body: an image (jpg, png, ...) of one handwritten digit -> {"result": [digit]}
+                       400 {"error": reason} when the body is empty or not an image (e.g. sent with curl -d)
+                       500 when predicting fails; the traceback is in the endpoint's log (kaos serve logs)
 """
 import logging
 
 import flask
 
-from model import load_ctx, predict
+from model import BadInput, load_ctx, predict
 
 logging.basicConfig(level=logging.INFO)
 
@@ -25,6 +27,9 @@ def ping():
 def invocations():
     try:
         result = predict(ctx, flask.request.get_data())
+    except BadInput as error:
+        app.logger.info("Refused the request: %s", error)
+        return flask.jsonify(error=str(error)), 400
     except Exception:
         app.logger.exception("Error while processing the request")
         return flask.Response("Error while processing the request", status=500, mimetype="text/plain")
