@@ -21,7 +21,7 @@ from typing import Dict, Optional
 from kaos_model import JobState, PipelineState
 from sqlalchemy import select
 
-from kaos_backend.control.common import (Preamble, Retries, advance_each, end_reason, load, now, reading,
+from kaos_backend.control.common import (VANISHED, Preamble, Retries, advance_each, end_reason, load, now, reading,
                                          reattached, update)
 from kaos_backend.control.hints import script_hints
 from kaos_backend.executors import make_executor
@@ -123,7 +123,8 @@ class EndpointController:
             note = f"kaos: restarting the endpoint in {delay}s"
         if update(self.services, Endpoint, endpoint.name, changes,
                   only_if=lambda row: row.executor_state == endpoint.executor_state):
-            endpoint_log(self.config.data_dir, endpoint.name).append(note)
+            ended = [f"kaos: the endpoint ended: {end_reason(executor, code)}"] if code == VANISHED else []
+            endpoint_log(self.config.data_dir, endpoint.name).append(*ended, note)
 
     def _start_when_built(self, endpoint: Endpoint) -> None:
         build = load(self.services, Job, endpoint.build_job_id) if endpoint.build_job_id else None
