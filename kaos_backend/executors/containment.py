@@ -469,6 +469,20 @@ def _writable_tree(path: str) -> bool:
     return os.access(existing, os.W_OK)
 
 
+def limits_problem(mode: str, platform: str) -> Optional[str]:
+    """Why memory and cpu limits cannot be enforced for `platform`'s workloads on this machine, or None."""
+    if mode == "subreaper":
+        return "kaos is configured without cgroups (KAOS_CONTAINMENT=subreaper)"
+    where = platform_parents(platform)
+    if where is None:
+        return "no cgroups are available to kaos on this machine (they need root and a writable cgroupfs)"
+    if where["kind"] == "cgroup-v2":
+        own = os.path.normpath(os.path.dirname(where["parent"]))
+        if not {"memory", "cpu"} <= set(_read_or(os.path.join(own, "cgroup.controllers")).split()):
+            return "the cgroup v2 memory and cpu controllers are not delegated to kaos on this machine"
+    return None
+
+
 def create_group(mode: str, platform: str, name: str, limits: Limits) -> Group:
     """A new group for workload `name`: a cgroup when `mode` is "cgroup" (ContainmentError if impossible) or
     "auto" and the machine allows it, else a subreaper group (whose runner pid is set once the runner runs)."""

@@ -75,7 +75,7 @@ class InferenceService:
                                  build_job_id=build, state=PipelineState.PIPELINE_STARTING.value,
                                  resources=(bundle.meta or {}).get("resources")))
         wake(socket_name(self.config.data_dir))
-        return {"glob_name": bundle.glob_name, "endpoint": name, "job_id": job_id}
+        return self.uploads.warned({"glob_name": bundle.glob_name, "endpoint": name, "job_id": job_id}, **resources)
 
     @staticmethod
     def _unused_name(session, workspace: str) -> str:

@@ -126,19 +126,19 @@ class TrainService:
             pipeline.resources = (bundle.meta or {}).get("resources")
             job_id = request_build(session, workspace_row, bundle, user)
         wake(socket_name(self.uploads.config.data_dir))
-        return {"glob_name": bundle.glob_name, "job_id": job_id}
+        return self.uploads.warned({"glob_name": bundle.glob_name, "job_id": job_id}, **resources)
 
     def submit_features(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
         result = self.uploads.features(workspace, body, user, **resources)
         self._set_data(workspace, result["glob_name"], "features")
-        return result
+        return self.uploads.warned(result, **resources)
 
     def submit_manifest(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
         """A data manifest becomes the pipeline's data, as a data bundle does; its files are downloaded by an
         ingestion job (unless this manifest was ingested already), and trainings on it wait for that."""
         result = self.uploads.manifest(workspace, body, user, **resources)
         self._set_data(workspace, result["glob_name"], "manifest")
-        return result
+        return self.uploads.warned(result, **resources)
 
     def _set_data(self, workspace: str, glob_name: str, kind: str) -> None:
         with self.db.session_scope() as session:
@@ -166,7 +166,7 @@ class TrainService:
             pipeline.hyper_bundle_id = None if bundle.glob_name == PARAMS_NULL else bundle.id
             pipeline.parallelism = (bundle.meta or {}).get("parallelism") or 1
         wake(socket_name(self.uploads.config.data_dir))
-        return result
+        return self.uploads.warned(result, **resources)
 
     # -- views ----------------------------------------------------------------------------------------------
     def inspect(self, workspace: str) -> Dict[str, Any]:

@@ -86,6 +86,8 @@ def deploy(source_bundle, model_id, cpu, memory, gpu):
     if answer.get("endpoint"):
         render.success(f"Endpoint: {answer['endpoint']}")
     render.echo()
+    if answer.get("warning"):
+        render.warning(answer["warning"])
     if answer.get("url"):
         render.info(f"Check its state with kaos serve list; it answers at {answer['url']}")
     else:

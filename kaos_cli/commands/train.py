@@ -91,7 +91,7 @@ def check_hyperparams(path) -> None:
                         'like {"lr": [0.1, 0.01], "depth": [3, 5]}')
 
 
-def _submit_source(client, workspace, source_bundle, resources) -> None:
+def _submit_source(client, workspace, source_bundle, resources) -> dict:
     from kaos_cli.bundles import TemporaryBundle
 
     render.info(f"Submitting source bundle: {source_bundle}")
@@ -101,9 +101,10 @@ def _submit_source(client, workspace, source_bundle, resources) -> None:
     if answer.get("job_id"):
         render.success(f"Building image: job {answer['job_id']}")
     render.echo()
+    return answer
 
 
-def _submit_data(client, workspace, data_bundle, resources) -> None:
+def _submit_data(client, workspace, data_bundle, resources) -> dict:
     from kaos_cli.bundles import TemporaryBundle
 
     render.info(f"Submitting data bundle: {data_bundle}")
@@ -111,16 +112,18 @@ def _submit_data(client, workspace, data_bundle, resources) -> None:
         answer = client.upload_features(workspace, zip_path, **resources) or {}
     render.success(f"Setting data bundle: /{answer.get('glob_name')}")
     render.echo()
+    return answer
 
 
-def _submit_manifest(client, workspace, data_manifest, resources) -> None:
+def _submit_manifest(client, workspace, data_manifest, resources) -> dict:
     render.info(f"Submitting data manifest bundle: {data_manifest}")
     answer = client.upload_manifest(workspace, data_manifest, **resources) or {}
     render.success(f"Setting data manifest bundle: /{answer.get('glob_name')}")
     render.echo()
+    return answer
 
 
-def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) -> None:
+def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) -> dict:
     render.info(f"Submitting hyperparams bundle: {hyperparams}")
     answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, **resources) or {}
     glob_name = answer.get("glob_name")
@@ -128,7 +131,7 @@ def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) 
     if not combinations or glob_name == NO_HYPERPARAMS.lstrip("/"):
         render.success(f"Setting hyperparameters bundle: {NO_HYPERPARAMS} (no hyperparameters)")
         render.echo()
-        return
+        return answer
     render.success(f"Setting hyperparameters bundle: /{glob_name}/*")
     render.echo()
     render.echo(f"CURRENT HYPERPARAMETERS ({len(combinations)})")
@@ -137,6 +140,7 @@ def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) 
     rows = [[index] + [combination.get(key) for key in keys] for index, combination in enumerate(combinations)]
     render.print_table(["ind"] + keys, rows, justify="center")
     render.echo()
+    return answer
 
 
 def inputs_row(inputs: dict) -> list:
@@ -187,14 +191,17 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     if parallelism is not None and not hyperparams:
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
+    answers = []
     if source_bundle:
-        _submit_source(client, workspace, source_bundle, resources)
+        answers.append(_submit_source(client, workspace, source_bundle, resources))
     if data_bundle:
-        _submit_data(client, workspace, data_bundle, resources)
+        answers.append(_submit_data(client, workspace, data_bundle, resources))
     if data_manifest:
-        _submit_manifest(client, workspace, data_manifest, resources)
+        answers.append(_submit_manifest(client, workspace, data_manifest, resources))
     if hyperparams:
-        _submit_hyperparams(client, workspace, hyperparams, parallelism, resources)
+        answers.append(_submit_hyperparams(client, workspace, hyperparams, parallelism, resources))
+    for warning in dict.fromkeys(answer["warning"] for answer in answers if answer.get("warning")):
+        render.warning(warning)  # the resources asked for are not enforced here: said once
     inputs = client.train_inspect(workspace)
     render.echo("CURRENT TRAINING INPUTS")
     render.echo()
