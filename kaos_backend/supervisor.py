@@ -1,0 +1,298 @@
+"""The supervisor of `kaos-backend serve`: runs the backend's parts (kaos_backend.parts) as child processes,
+restarts a part that dies, and stops them all on SIGTERM/SIGINT/SIGHUP.
+
+- A part that dies is restarted after a backoff: 0.5 s, doubling for each death in a row, at most 30 s; the
+  count starts over once the part has stayed up for STABLE_SECONDS. Every death is logged with how it ended.
+- A part that dies before it is up (or is not up after its spec's `start_seconds`) START_ATTEMPTS times in a
+  row cannot start: the supervisor logs "The <part> cannot start: <its last error line>", stops the others and
+  `run()` returns 1. Each part's stderr passes through the supervisor (to its own stderr), so that the error
+  line (an ImportError, say) is known.
+- The state of every part is kept in the status file (kaos_backend.part_status), read by the health route.
+
+Written here rather than taken from supervisord or circus: both are daemons of their own (ini files, an RPC
+server; circus also needs ZeroMQ and tornado), neither hands an inherited listening socket to a plain child
+nor knows when a part is *up* (only that its process has lived N seconds), and the health route needs the
+parts' state in a form it can read without them. What is needed is about 200 lines on top of subprocess.
+"""
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from kaos_backend.part_status import write_status
+from kaos_backend.parts import Launch, PartSpec
+
+log = logging.getLogger("kaos_backend.supervisor")
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+STABLE_SECONDS = 10.0
+START_ATTEMPTS = 3
+STOP_SECONDS = 15.0
+TICK_SECONDS = 0.1
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def describe_exit(code: int) -> str:
+    """`exited with code 3` / `killed by signal 9 (SIGKILL)` for a Popen return code."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown"
+        return f"killed by signal {-code} ({name})"
+    return f"exited with code {code}"
+
+
+class Part:
+    """One supervised part and its life so far."""
+
+    def __init__(self, spec: PartSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.process: Optional[subprocess.Popen] = None
+        self.launch: Optional[Launch] = None
+        self.state = "down"
+        self.started_at = 0.0            # time.monotonic() of the last start
+        self.up_at: Optional[float] = None
+        self.since: Optional[float] = None  # time.time() of the last start, then of being up
+        self.restarts = 0            # starts after the first one
+        self.deaths_in_a_row = 0     # for the backoff
+        self.failed_starts = 0       # deaths before up, in a row
+        self.restart_at: Optional[float] = time.monotonic()
+        self.last_exit: Optional[str] = None
+        self.stderr = deque(maxlen=20)
+        self.partial = b""
+
+    def status(self, now: float) -> dict:
+        return {"state": self.state, "pid": self.process.pid if self.process and self.state != "down" else None,
+                "restarts": self.restarts, "last_exit": self.last_exit,
+                "restart_in": round(max(0.0, self.restart_at - now), 1) if self.restart_at is not None else None,
+                "gave_up": self.state == "down" and self.restart_at is None,
+                "since": self.since if self.process else None}
+
+    def last_error(self) -> Optional[str]:
+        """The line of its stderr that says what went wrong: a traceback's last line, an `Error - ...` line, or
+        the last line."""
+        lines = [line for line in self.stderr if line.strip()]
+        for line in reversed(lines):
+            if line.startswith("Error - ") or (not line.startswith((" ", "\t", "Traceback")) and ": " in line
+                                               and line.split(":", 1)[0].replace(".", "").isidentifier()):
+                return line.strip()
+        return lines[-1].strip() if lines else None
+
+
+class Supervisor:
+    """`Supervisor(specs, status_path).run()` → 0 after a stop signal, 1 when a part cannot start."""
+
+    def __init__(self, specs: List[PartSpec], status_path: Path):
+        self.parts: Dict[str, Part] = {spec.name: Part(spec) for spec in specs}
+        self.status_path = Path(status_path)
+        self.selector = selectors.DefaultSelector()
+        self.stopping = False
+        self.failure: Optional[str] = None
+        self._status = None
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        self.selector.register(wake_read, selectors.EVENT_READ, None)
+        previous = {signum: signal.signal(signum, self._on_stop_signal) for signum in STOP_SIGNALS}
+        previous_chld = signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the select
+        previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        try:
+            self._write_status()
+            while not self.stopping and self.failure is None:
+                self._wait(wake_read)
+                now = time.monotonic()
+                for part in self.parts.values():
+                    self._check(part, now)
+                self._write_status()
+            self._stop_all()
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            signal.signal(signal.SIGCHLD, previous_chld)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.selector.close()
+            os.close(wake_read)
+            os.close(wake_write)
+        if self.failure:
+            log.error("%s: stopping the backend", self.failure)
+            return 1
+        return 0
+
+    def _on_stop_signal(self, signum, _frame) -> None:
+        self.stopping = True
+
+    def _wait(self, wake_read: int) -> None:
+        for key, _ in self.selector.select(TICK_SECONDS):
+            if key.data is None:
+                try:
+                    while os.read(wake_read, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            else:
+                self._relay(key.data, key.fileobj)
+
+    def _check(self, part: Part, now: float) -> None:
+        if part.process is None:
+            if part.restart_at is not None and now >= part.restart_at:
+                self._start(part, now)
+            return
+        code = part.process.poll()
+        if code is not None:
+            self._died(part, code, now)
+            return
+        if part.state == "starting":
+            if part.launch.is_up():
+                part.state, part.up_at, part.since, part.failed_starts = "up", now, time.time(), 0
+                log.info("The %s is up (pid %s)", part.name, part.process.pid)
+            elif part.spec.start_seconds is not None and now - part.started_at > part.spec.start_seconds:
+                log.error("The %s is not up after %.0f s: killing it", part.name, part.spec.start_seconds)
+                part.stderr.append(f"not up after {part.spec.start_seconds:.0f} s")
+                part.process.kill()
+        elif part.state == "up" and part.deaths_in_a_row and now - part.up_at > STABLE_SECONDS:
+            part.deaths_in_a_row = 0
+
+    # -- one part's life -------------------------------------------------------------------------------------
+    def _start(self, part: Part, now: float) -> None:
+        launch = part.spec.launch()
+        try:
+            process = subprocess.Popen(launch.argv, env=launch.env, pass_fds=launch.pass_fds,
+                                       stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as error:
+            launch.close()
+            part.stderr.append(f"Error - cannot start {part.name}: {error}")
+            self._died(part, None, now, spawned=False)
+            return
+        finally:
+            launch.after_spawn()
+        if part.started_at:
+            part.restarts += 1
+        part.process, part.launch = process, launch
+        part.state, part.started_at, part.up_at, part.restart_at = "starting", now, None, None
+        part.since = time.time()
+        part.stderr.clear()
+        os.set_blocking(process.stderr.fileno(), False)
+        self.selector.register(process.stderr, selectors.EVENT_READ, part)
+        log.info("Started the %s (pid %s)", part.name, process.pid)
+
+    def _died(self, part: Part, code: Optional[int], now: float, spawned: bool = True) -> None:
+        if spawned:
+            self._drain(part)
+            part.launch.close()
+        was_up = part.state == "up"
+        how = describe_exit(code) if spawned else "could not be started"
+        part.process, part.launch, part.state, part.last_exit = None, None, "down", how
+        part.deaths_in_a_row += 1
+        if was_up:
+            part.failed_starts = 0
+            log.error("The %s %s", part.name, how)
+        else:
+            part.failed_starts += 1
+            error = part.last_error()
+            log.error("The %s %s before it was up%s", part.name, how, f": {error}" if error else "")
+            if part.failed_starts >= START_ATTEMPTS:
+                part.restart_at = None
+                self.failure = (f"The {part.name} cannot start: {error or how} "
+                                f"({part.failed_starts} attempts in a row)")
+                return
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (part.deaths_in_a_row - 1))
+        part.restart_at = now + delay
+        log.info("Restarting the %s in %.1f s", part.name, delay)
+
+    def _relay(self, part: Part, stream) -> None:
+        """Pass a part's stderr on to ours, keeping its last lines."""
+        try:
+            data = os.read(stream.fileno(), 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._unregister(stream)
+            return
+        self._take(part, data)
+
+    def _drain(self, part: Part) -> None:
+        stream = part.process.stderr
+        if stream is None or stream.closed:
+            return
+        while True:
+            try:
+                data = os.read(stream.fileno(), 65536)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            self._take(part, data)
+        if part.partial:
+            part.stderr.append(part.partial.decode("utf-8", "replace"))
+            part.partial = b""
+        self._unregister(stream)
+
+    @staticmethod
+    def _take(part: Part, data: bytes) -> None:
+        try:
+            os.write(2, data)
+        except OSError:
+            pass
+        lines = (part.partial + data).split(b"\n")
+        part.partial = lines.pop()[-4096:]
+        part.stderr.extend(line.decode("utf-8", "replace") for line in lines)
+
+    def _unregister(self, stream) -> None:
+        try:
+            self.selector.unregister(stream)
+        except (KeyError, ValueError):
+            pass
+        stream.close()
+
+    # -- status and stop -------------------------------------------------------------------------------------
+    def _write_status(self) -> None:
+        now = time.monotonic()
+        parts = {name: part.status(now) for name, part in self.parts.items()}
+        shape = {name: (p["state"], p["pid"], p["restarts"], p["last_exit"], p["gave_up"]) for name, p in parts.items()}
+        if shape == self._status:
+            return
+        self._status = shape
+        try:
+            write_status(self.status_path, {"supervisor": os.getpid(), "parts": parts})
+        except OSError as error:
+            log.error("Cannot write the parts' status to %s: %s", self.status_path, error)
+
+    def _stop_all(self) -> None:
+        """SIGTERM every part, wait up to STOP_SECONDS for all of them, then SIGKILL what is left."""
+        running = [part for part in self.parts.values() if part.process is not None]
+        for part in running:
+            part.state = "stopping"
+            try:
+                part.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self._write_status()
+        deadline = time.monotonic() + STOP_SECONDS
+        while running and time.monotonic() < deadline:
+            for key, _ in self.selector.select(0.05):
+                if key.data is not None:
+                    self._relay(key.data, key.fileobj)
+            running = [part for part in running if part.process.poll() is None]
+        for part in running:
+            log.error("The %s did not stop within %.0f s: killing it", part.name, STOP_SECONDS)
+            part.process.kill()
+            part.process.wait()
+        for part in self.parts.values():
+            if part.process is not None:
+                self._drain(part)
+                part.launch.close()
+                log.info("The %s stopped (%s)", part.name, describe_exit(part.process.returncode))
+                part.process, part.launch, part.state = None, None, "down"
