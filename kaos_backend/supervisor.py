@@ -196,11 +196,11 @@ class Supervisor:
         part.deaths_in_a_row += 1
         if was_up:
             part.failed_starts = 0
-            log.error("The %s %s", part.name, how)
+            log.error("The %s ended: %s", part.name, how)
         else:
             part.failed_starts += 1
             error = part.last_error()
-            log.error("The %s %s before it was up%s", part.name, how, f": {error}" if error else "")
+            log.error("The %s ended before it was up: %s%s", part.name, how, f": {error}" if error else "")
             if part.failed_starts >= START_ATTEMPTS:
                 part.restart_at = None
                 self.failure = (f"The {part.name} cannot start: {error or how} "
