@@ -8,6 +8,7 @@ would run in each worker too (the old `kaos-backend serve` stopped its front fro
 """
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -71,6 +72,15 @@ def application(app, services, socket_path: str, workers: int, threads: int):
     def post_worker_init(worker):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
+    def worker_exit(server, worker):
+        # A worker told to stop has answered its last request (gthread waits for its connections first):
+        # nothing is left but the interpreter's teardown of Flask and SQLAlchemy, a few hundred ms of a stop.
+        # A worker that failed to boot keeps its exit code (the master halts on it).
+        if worker.booted and not worker.alive:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
     class KaosGunicorn(BaseApplication):
         def load_config(self):
             options = {
@@ -86,6 +96,7 @@ def application(app, services, socket_path: str, workers: int, threads: int):
                 "logconfig_dict": gunicorn_logging(),
                 "post_fork": post_fork,
                 "post_worker_init": post_worker_init,
+                "worker_exit": worker_exit,
                 "proc_name": "kaos-backend-api",
                 "control_socket_disable": True,  # gunicorn >= 24: one shared socket in $HOME otherwise
             }

@@ -5,8 +5,12 @@ reads it too, and must not need the database (or Flask) to say that the API is d
 The status file (written atomically by `kaos_backend.supervisor` on every change)::
 
     {"supervisor": <pid>, "parts": {"front": {"state": "up", "pid": 4242, "restarts": 0,
-                                               "last_exit": "killed by signal 9 (SIGKILL)", "restart_in": null,
-                                               "since": <epoch seconds>}, "api": {...}, "scheduler": {...}}}
+                                               "last_exit": "killed by signal 9 (SIGKILL)", "restart_at": null,
+                                               "gave_up": false, "since": <epoch seconds>},
+                               "api": {...}, "scheduler": {...}}}
+
+`since` is when the part started, then when it was up; `restart_at` when a part that is down starts again;
+`gave_up` when it will not (it could not start).
 
 `state` is "starting" (its process runs, not up yet), "up", "down" (no process: restart pending, or given up)
 or "stopping". The scheduler is also "down" while its process exists but its heartbeat (a file it touches after
@@ -87,7 +91,7 @@ def describe(name: str, part: dict) -> str:
     state = part.get("state") or "down"
     details = [detail for detail in (part.get("reason"), part.get("last_exit") if state == "down" else None)
                if detail]
-    if state == "down" and part.get("restart_in") is not None:
+    if state == "down" and part.get("restart_at") is not None:
         details.append("restarting")
     elif state == "down" and part.get("gave_up"):
         details.append("gave up restarting")

@@ -72,7 +72,7 @@ class Part:
     def status(self, now: float) -> dict:
         return {"state": self.state, "pid": self.process.pid if self.process and self.state != "down" else None,
                 "restarts": self.restarts, "last_exit": self.last_exit,
-                "restart_in": round(max(0.0, self.restart_at - now), 1) if self.restart_at is not None else None,
+                "restart_at": round(time.time() + self.restart_at - now, 3) if self.restart_at is not None else None,
                 "gave_up": self.state == "down" and self.restart_at is None,
                 "since": self.since if self.process else None}
 
@@ -261,7 +261,8 @@ class Supervisor:
     def _write_status(self) -> None:
         now = time.monotonic()
         parts = {name: part.status(now) for name, part in self.parts.items()}
-        shape = {name: (p["state"], p["pid"], p["restarts"], p["last_exit"], p["gave_up"]) for name, p in parts.items()}
+        shape = {name: (p["state"], p["pid"], p["restarts"], p["last_exit"], p["restart_at"] is None)
+                 for name, p in parts.items()}
         if shape == self._status:
             return
         self._status = shape
