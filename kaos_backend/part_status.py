@@ -89,11 +89,14 @@ def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
 def describe(name: str, part: dict) -> str:
     """One sentence on a part that is not up, with how it ended and what happens next."""
     state = part.get("state") or "down"
-    details = [detail for detail in (part.get("reason"), part.get("last_exit") if state == "down" else None)
-               if detail]
+    details = [part["reason"]] if part.get("reason") else []
+    if state == "down" and part.get("last_exit"):
+        details.append(part["last_exit"])
     if state == "down" and part.get("restart_at") is not None:
         details.append("restarting")
     elif state == "down" and part.get("gave_up"):
         details.append("gave up restarting")
+    elif state == "starting" and part.get("last_exit"):
+        details.append(f"restarting after: {part['last_exit']}")
     suffix = f" ({', '.join(details)})" if details else ""
     return f"The kaos backend's {name} is {state}{suffix}"

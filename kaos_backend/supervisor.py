@@ -33,7 +33,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_SECONDS = 10.0
 START_ATTEMPTS = 3
-STOP_SECONDS = 15.0
+STOP_SECONDS = 12.0  # the API's graceful timeout and a little: before `kaos destroy` gives up (15 s)
 TICK_SECONDS = 0.1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
