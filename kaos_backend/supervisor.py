@@ -115,6 +115,8 @@ class Supervisor:
                 for part in self.parts.values():
                     self._check(part, now)
                 self._write_status()
+            if self.failure:
+                log.error("%s: stopping the backend", self.failure)
             self._stop_all()
         finally:
             signal.set_wakeup_fd(previous_fd)
@@ -124,10 +126,7 @@ class Supervisor:
             self.selector.close()
             os.close(wake_read)
             os.close(wake_write)
-        if self.failure:
-            log.error("%s: stopping the backend", self.failure)
-            return 1
-        return 0
+        return 1 if self.failure else 0
 
     def _on_stop_signal(self, signum, _frame) -> None:
         self.stopping = True
