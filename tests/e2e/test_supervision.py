@@ -110,3 +110,22 @@ def test_destroy_ends_every_process_and_the_runtime_directory(platform):
     assert destroyed.code == 0 and "Info - Successfully destroyed kaos environment" in destroyed.out, destroyed
     wait_for(lambda: not any(alive(pid) for pid in pids), 15, "every process of the platform to end")
     assert not run_dir.exists()
+
+
+def test_a_command_that_meets_a_down_api_says_so_and_what_to_run(platform):
+    status, body = health(platform)
+    supervisor = int(platform._context()["pid"])
+    master = body["parts"]["api"]["pid"]
+    workers = children(master)
+    os.kill(supervisor, signal.SIGSTOP)  # nobody restarts the API meanwhile
+    try:
+        for pid in [master] + workers:
+            os.kill(pid, signal.SIGKILL)
+        listed = platform.kaos("workspace", "list")  # the front waits a while for the API, then gives up
+        assert_one_line_failure(listed)
+        assert listed.text.strip() == ("Warning - The kaos backend's api is not answering: "
+                                       "see .kaos/LOCAL/backend.log, or run kaos build deploy -c LOCAL -f"), listed
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    wait_for(lambda: health(platform)[0] == 200, 30, "the api to be back")
+    assert platform.kaos("workspace", "list").code == 0
