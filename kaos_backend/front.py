@@ -345,6 +345,7 @@ class Client(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.name = None
         self.held = None              # a request waiting for its (small) body before going upstream
+        self.api_request = None       # (target, headers) of the request in progress when it goes to the API
         self.full = False             # the client does not read as fast as the answer comes
 
     # -- the client's side
@@ -481,14 +482,20 @@ class Client(asyncio.Protocol):
     def _route(self) -> None:
         method, target, version, headers, chunked, length = self.held
         self.held = None
+        self.api_request = None
         if target.startswith(SERVE_PREFIX):
             self._to_endpoint(method, target, headers, chunked, length)
             return
-        answer = self.front.api_down(target, headers) if self.front.api_down is not None else None
+        self.api_request = (target, headers)
+        answer = self._api_down_answer()
         if answer is not None:  # /api/health while the API is not up: answered here
             self._answer(answer)
         else:
             self._to_api(method, target, version, headers)
+
+    def _api_down_answer(self) -> Optional[bytes]:
+        api_down, request = self.front.api_down, self.api_request
+        return api_down(*request) if api_down is not None and request is not None else None
 
     def _body(self, data) -> None:
         """Bytes of the request body in progress: to the upstream (or queued for it, or dropped)."""
@@ -604,7 +611,13 @@ class Client(asyncio.Protocol):
                     await self.loop.create_connection(lambda: upstream, address[0], address[1])
                 break
             except (FileNotFoundError, ConnectionRefusedError):
-                # the API server is starting (or restarting its workers): wait for it a little
+                # the API server is starting (or restarting its workers): wait for it a little; health does
+                # not wait, it says so (the API died after the request was routed to it)
+                answer = self._api_down_answer() if endpoint is None else None
+                if answer is not None and upstream is self.upstream and not self.closed:
+                    self.upstream = None
+                    self._answer(answer)
+                    return
                 if endpoint is None and time.monotonic() < deadline and not self.closed:
                     await asyncio.sleep(0.05)
                     continue
@@ -661,8 +674,8 @@ class Client(asyncio.Protocol):
         if self.name is not None:
             self._answer(_endpoint_error(self.name, reason))
         else:
-            self._answer(json_response(502, "Bad Gateway", "INTERNAL_ERROR",
-                                       "The kaos API server broke off the request: see the backend log"))
+            self._answer(self._api_down_answer() or json_response(
+                502, "Bad Gateway", "INTERNAL_ERROR", "The kaos API server broke off the request: see the backend log"))
 
     def _answer(self, response: bytes) -> None:
         """An answer from here: the request's body (if any is still coming) is read and dropped."""
@@ -814,10 +827,11 @@ def _exit_with_parent() -> None:
         pass
 
 
-def api_health(status_path: str, token: Optional[str]) -> Callable[[bytes, list], Optional[bytes]]:
-    """`api_down(target, headers)` for `Front`: while the supervisor's status file says the API is not up, a
-    request for /api/health is answered here, 503 PLATFORM_UNHEALTHY naming the API (401 without the right
-    X-Token, as the API would); every other request is relayed (and waits a little for the API)."""
+def api_health(run_dir: str, token: Optional[str]) -> Callable[[bytes, list], Optional[bytes]]:
+    """`api_down(target, headers)` for `Front`: while the supervisor's status file (in its runtime directory
+    `run_dir`, kaos_backend.part_status) says the API is not up, a request for /api/health is answered here,
+    503 PLATFORM_UNHEALTHY naming the API (401 without the right X-Token, as the API would); every other
+    request is relayed (and waits a little for the API)."""
     import hmac
     from pathlib import Path
 
@@ -825,7 +839,7 @@ def api_health(status_path: str, token: Optional[str]) -> Callable[[bytes, list]
     from kaos_backend.part_status import describe, evaluate
 
     executor = os.environ.get("KAOS_EXECUTOR", "").strip().lower() or "local"
-    run_dir = Path(status_path).parent
+    run_dir = Path(run_dir)
     expected = (token or "").encode("utf-8", "surrogateescape")
 
     def api_down(target: bytes, headers) -> Optional[bytes]:
@@ -855,8 +869,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
     parser.add_argument("--api", required=True, help="the API server's unix socket")
     parser.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
-    parser.add_argument("--status", help="the supervisor's status file: /api/health is answered here while the "
-                                         "API is not up")
+    parser.add_argument("--run-dir", help="the supervisor's runtime directory: /api/health is answered here "
+                                          "while the parts' status there says the API is not up")
     parser.add_argument("--ready-fd", type=int, help="a pipe to write one byte to once serving, then close")
     args = parser.parse_args(argv)
     database_url = os.environ.get("KAOS_DATABASE_URL", "").strip()
@@ -869,8 +883,8 @@ def main(argv=None) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     front = Front(loop, args.api, endpoint_lookup(database_url))
-    if args.status:
-        front.api_down = api_health(args.status, os.environ.get("KAOS_TOKEN"))
+    if args.run_dir:
+        front.api_down = api_health(args.run_dir, os.environ.get("KAOS_TOKEN"))
 
     def ready():
         if args.ready_fd is not None:

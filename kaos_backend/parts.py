@@ -13,7 +13,7 @@ is readable by the owner only), never in argv, which every user can read with `p
 import os
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -43,7 +43,6 @@ class PartSpec:
     name: str
     launch: Callable[[], Launch]
     start_seconds: Optional[float] = START_SECONDS
-    extra: dict = field(default_factory=dict)
 
 
 def backend_parts(config: Config, run_dir: Path, listener: socket.socket, workers: int, threads: int,
@@ -59,7 +58,7 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
         os.set_blocking(ready_read, False)
         fd = listener.fileno()
         argv = python + ["kaos_backend.front", "--fd", str(fd), "--api", str(api_socket),
-                         "--status", str(run_dir / "parts.json"), "--ready-fd", str(ready_write)]
+                         "--run-dir", str(run_dir), "--ready-fd", str(ready_write)]
         return Launch(argv, env, pass_fds=(fd, ready_write), is_up=lambda: _pipe_has_data(ready_read),
                       close=lambda: _close(ready_read), after_spawn=lambda: _close(ready_write))
 
