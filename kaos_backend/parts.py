@@ -27,13 +27,15 @@ START_SECONDS = 60.0  # the front and the API are up within this, or their start
 @dataclass
 class Launch:
     """One start of a part: what to pass to Popen, and `is_up()` to ask (cheaply, without blocking long)
-    whether it is up yet. `close()` releases what the supervisor kept for this start."""
+    whether it is up yet; `ready_fd`, when set, becomes readable when it may be (the supervisor asks at once
+    instead of at its next tick). `close()` releases what the supervisor kept for this start."""
     argv: List[str]
     env: Dict[str, str]
     pass_fds: Tuple[int, ...] = ()
     is_up: Callable[[], bool] = lambda: True
     close: Callable[[], None] = lambda: None
     after_spawn: Callable[[], None] = lambda: None
+    ready_fd: Optional[int] = None
 
 
 @dataclass
@@ -60,7 +62,7 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
         argv = python + ["kaos_backend.front", "--fd", str(fd), "--api", str(api_socket),
                          "--run-dir", str(run_dir), "--ready-fd", str(ready_write)]
         return Launch(argv, env, pass_fds=(fd, ready_write), is_up=lambda: _pipe_has_data(ready_read),
-                      close=lambda: _close(ready_read), after_spawn=lambda: _close(ready_write))
+                      close=lambda: _close(ready_read), after_spawn=lambda: _close(ready_write), ready_fd=ready_read)
 
     def api() -> Launch:
         argv = python + ["kaos_backend.api_server", "--socket", str(api_socket), "--run-dir", str(run_dir),

@@ -20,12 +20,12 @@ import selectors
 import signal
 import subprocess
 import time
-from collections import deque
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from kaos_backend.part_status import write_status
 from kaos_backend.parts import Launch, PartSpec
+from kaos_backend.supervised_part import Part, describe_exit
 
 log = logging.getLogger("kaos_backend.supervisor")
 
@@ -36,55 +36,6 @@ START_ATTEMPTS = 3
 STOP_SECONDS = 12.0  # the API's graceful timeout and a little: before `kaos destroy` gives up (15 s)
 TICK_SECONDS = 0.1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-def describe_exit(code: int) -> str:
-    """`exited with code 3` / `killed by signal 9 (SIGKILL)` for a Popen return code."""
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = "unknown"
-        return f"killed by signal {-code} ({name})"
-    return f"exited with code {code}"
-
-
-class Part:
-    """One supervised part and its life so far."""
-
-    def __init__(self, spec: PartSpec):
-        self.spec = spec
-        self.name = spec.name
-        self.process: Optional[subprocess.Popen] = None
-        self.launch: Optional[Launch] = None
-        self.state = "down"
-        self.started_at = 0.0            # time.monotonic() of the last start
-        self.up_at: Optional[float] = None
-        self.since: Optional[float] = None  # time.time() of the last start, then of being up
-        self.restarts = 0            # starts after the first one
-        self.deaths_in_a_row = 0     # for the backoff
-        self.failed_starts = 0       # deaths before up, in a row
-        self.restart_at: Optional[float] = time.monotonic()
-        self.last_exit: Optional[str] = None
-        self.stderr = deque(maxlen=20)
-        self.partial = b""
-
-    def status(self, now: float) -> dict:
-        return {"state": self.state, "pid": self.process.pid if self.process and self.state != "down" else None,
-                "restarts": self.restarts, "last_exit": self.last_exit,
-                "restart_at": round(time.time() + self.restart_at - now, 3) if self.restart_at is not None else None,
-                "gave_up": self.state == "down" and self.restart_at is None,
-                "since": self.since if self.process else None}
-
-    def last_error(self) -> Optional[str]:
-        """The line of its stderr that says what went wrong: a traceback's last line, an `Error - ...` line, or
-        the last line."""
-        lines = [line for line in self.stderr if line.strip()]
-        for line in reversed(lines):
-            if line.startswith("Error - ") or (not line.startswith((" ", "\t", "Traceback")) and ": " in line
-                                               and line.split(":", 1)[0].replace(".", "").isidentifier()):
-                return line.strip()
-        return lines[-1].strip() if lines else None
 
 
 class Supervisor:
@@ -139,6 +90,8 @@ class Supervisor:
                         pass
                 except BlockingIOError:
                     pass
+            elif isinstance(key.data, tuple):  # a part's readiness pipe
+                self._check(key.data[1], time.monotonic())
             else:
                 self._relay(key.data, key.fileobj)
 
@@ -153,8 +106,10 @@ class Supervisor:
             return
         if part.state == "starting":
             if part.launch.is_up():
+                self._forget_ready_fd(part.launch)
                 part.state, part.up_at, part.since, part.failed_starts = "up", now, time.time(), 0
                 log.info("The %s is up (pid %s)", part.name, part.process.pid)
+                self._write_status()
             elif part.spec.start_seconds is not None and now - part.started_at > part.spec.start_seconds:
                 log.error("The %s is not up after %.0f s: killing it", part.name, part.spec.start_seconds)
                 part.stderr.append(f"not up after {part.spec.start_seconds:.0f} s")
@@ -183,11 +138,14 @@ class Supervisor:
         part.stderr.clear()
         os.set_blocking(process.stderr.fileno(), False)
         self.selector.register(process.stderr, selectors.EVENT_READ, part)
+        if launch.ready_fd is not None:
+            self.selector.register(launch.ready_fd, selectors.EVENT_READ, ("ready", part))
         log.info("Started the %s (pid %s)", part.name, process.pid)
 
     def _died(self, part: Part, code: Optional[int], now: float, spawned: bool = True) -> None:
         if spawned:
             self._drain(part)
+            self._forget_ready_fd(part.launch)
             part.launch.close()
         was_up = part.state == "up"
         how = describe_exit(code) if spawned else "could not be started"
@@ -220,7 +178,7 @@ class Supervisor:
         if not data:
             self._unregister(stream)
             return
-        self._take(part, data)
+        part.take_stderr(data)
 
     def _drain(self, part: Part) -> None:
         stream = part.process.stderr
@@ -233,21 +191,16 @@ class Supervisor:
                 break
             if not data:
                 break
-            self._take(part, data)
-        if part.partial:
-            part.stderr.append(part.partial.decode("utf-8", "replace"))
-            part.partial = b""
+            part.take_stderr(data)
+        part.end_stderr()
         self._unregister(stream)
 
-    @staticmethod
-    def _take(part: Part, data: bytes) -> None:
-        try:
-            os.write(2, data)
-        except OSError:
-            pass
-        lines = (part.partial + data).split(b"\n")
-        part.partial = lines.pop()[-4096:]
-        part.stderr.extend(line.decode("utf-8", "replace") for line in lines)
+    def _forget_ready_fd(self, launch: Launch) -> None:
+        if launch.ready_fd is not None:
+            try:
+                self.selector.unregister(launch.ready_fd)
+            except (KeyError, ValueError):
+                pass
 
     def _unregister(self, stream) -> None:
         try:
@@ -274,6 +227,7 @@ class Supervisor:
         """SIGTERM every part, wait up to STOP_SECONDS for all of them, then SIGKILL what is left."""
         running = [part for part in self.parts.values() if part.process is not None]
         for part in running:
+            self._forget_ready_fd(part.launch)
             part.state = "stopping"
             try:
                 part.process.send_signal(signal.SIGTERM)
@@ -283,7 +237,7 @@ class Supervisor:
         deadline = time.monotonic() + STOP_SECONDS
         while running and time.monotonic() < deadline:
             for key, _ in self.selector.select(0.05):
-                if key.data is not None:
+                if isinstance(key.data, Part):
                     self._relay(key.data, key.fileobj)
             running = [part for part in running if part.process.poll() is None]
         for part in running:
@@ -293,6 +247,7 @@ class Supervisor:
         for part in self.parts.values():
             if part.process is not None:
                 self._drain(part)
+                self._forget_ready_fd(part.launch)
                 part.launch.close()
                 log.info("The %s stopped (%s)", part.name, describe_exit(part.process.returncode))
                 part.process, part.launch, part.state = None, None, "down"

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -81,7 +80,7 @@ def test_killed_scheduler_is_down_then_back(server):
             unhealthy.message.endswith("): see the log"), unhealthy
     new = up_again(server, "scheduler", old)
     assert parts(server)["scheduler"]["restarts"] == 1
-    assert f"The scheduler ended: killed by signal 9 (SIGKILL)" in server.log()
+    assert "The scheduler ended: killed by signal 9 (SIGKILL)" in server.log()
     assert alive(new) and not alive(old)
 
 
