@@ -213,3 +213,26 @@ def test_scheduler_heartbeat_after_every_tick(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_killed_supervisor_takes_every_part_with_it(tmp_path):
+    server = BackendProcess(tmp_path / "data").start()
+    try:
+        members = [part["pid"] for part in parts(server).values()]
+        members += children(parts(server)["api"]["pid"])
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=30)
+        wait_for(lambda: not any(alive(pid) for pid in members), 15, "every part to end with the supervisor")
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def test_start_removes_interrupted_uploads(tmp_path):
+    temporary = tmp_path / "data" / "blobs" / ".tmp"
+    temporary.mkdir(parents=True)
+    (temporary / "upload-cut-short").write_bytes(b"half a zip")
+    server = BackendProcess(tmp_path / "data").start()
+    try:
+        assert list(temporary.iterdir()) == []
+    finally:
+        server.stop()
