@@ -251,3 +251,4 @@ class Supervisor:
                 part.launch.close()
                 log.info("The %s stopped (%s)", part.name, describe_exit(part.process.returncode))
                 part.process, part.launch, part.state = None, None, "down"
+        self._write_status()
