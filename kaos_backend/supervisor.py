@@ -62,6 +62,8 @@ class Supervisor:
             self._write_status()
             while not self.stopping and self.failure is None:
                 self._wait(wake_read)
+                if self.stopping:  # parts that got the same signal (kaos destroy signals the group) are no deaths
+                    break
                 now = time.monotonic()
                 for part in self.parts.values():
                     self._check(part, now)

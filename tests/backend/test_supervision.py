@@ -236,3 +236,13 @@ def test_start_removes_interrupted_uploads(tmp_path):
         assert list(temporary.iterdir()) == []
     finally:
         server.stop()
+
+
+def test_sigterm_to_the_group_is_a_stop_not_deaths(tmp_path):
+    for run in range(3):  # the parts and the supervisor get the signal together: whoever sees it first
+        server = BackendProcess(tmp_path / f"data-{run}").start()
+        server.stop()  # SIGTERM to the process group, as kaos destroy does
+        assert server.process.returncode == 0
+        log = server.log()
+        assert " ended: " not in log and "Restarting" not in log, log
+        assert log.count("stopped (") == 3, log
