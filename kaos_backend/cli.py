@@ -1,16 +1,14 @@
-"""`kaos-backend serve`: the front door (kaos_backend.front) on the public address, the API under gunicorn
-behind it on a unix socket, plus the scheduler, on one machine."""
+"""`kaos-backend serve`: the backend on one machine. This process binds the public address, prepares the data
+directory and then supervises the parts (kaos_backend.supervisor): the front door on that address
+(kaos_backend.front), the API under gunicorn behind it on a unix socket (kaos_backend.api_server) and the
+scheduler (kaos_backend.scheduler). SIGTERM, SIGINT or SIGHUP stop it all; it exits 1 when a part cannot start.
+"""
 import argparse
 import logging
 import os
 import secrets
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -20,8 +18,8 @@ from kaos_backend.config import Config, ConfigError
 DEPENDENCIES = ("flask", "sqlalchemy", "gunicorn", "alembic")
 MISSING_DEPENDENCIES = "Error - the kaos backend needs its dependencies: pip install 'kaos[backend]'"
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-REQUEST_TIMEOUT = 3600
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+log = logging.getLogger("kaos_backend.cli")
 
 
 def main(argv=None) -> None:
@@ -57,76 +55,57 @@ def serve_command(args) -> int:
         return 1
     if token_path:
         print(f"Info - the API token (X-Token) is in {token_path}", flush=True)
-
-    from kaos_backend.app import create_app
-    from kaos_backend.migrations import SchemaError
-    try:
-        app = create_app(config)           # migrates the schema here, in the master, before any fork
-    except SchemaError as error:
+    error = prepare(config)
+    if error:
         print(f"Error - {error}", file=sys.stderr)
         return 1
-    services = app.extensions["kaos"]
-    services.store.clear_temp()             # leftovers of a crash; no upload runs yet
-    services.dispose()                      # no connection may cross the fork into the workers
-
     try:
         listener = _listen(args.host, args.port)
-    except OSError as error:
-        print(f"Error - cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
+    except OSError as failure:
+        print(f"Error - cannot listen on {args.host}:{args.port}: {failure.strerror or failure}", file=sys.stderr)
         return 1
-    run_dir = Path(tempfile.mkdtemp(prefix="kaos-backend-"))  # short: a unix socket path has ~100 bytes
-    api_socket = run_dir / "api.sock"
-    scheduler = _start_scheduler(config)
-    front = None
+    return supervise(config, listener, args.workers, args.threads)
+
+
+def prepare(config: Config) -> Optional[str]:
+    """Before any part runs: bring the schema to the newest migration (so the scheduler, which does not
+    migrate, finds it), drop the temporary files of interrupted uploads and the runtime directories of
+    backends that are gone. Returns what went wrong, or None."""
+    from kaos_backend import runtime_dir
+    from kaos_backend.db import Database
+    from kaos_backend.migrations import SchemaError
+    from kaos_backend.storage import BlobStore
+
+    for stale in runtime_dir.remove_stale():
+        log.info("Removed the runtime directory of a backend that is gone: %s", stale)
+    try:
+        Database(config.database_url).dispose()
+    except SchemaError as error:  # a database this kaos cannot upgrade: says why
+        return str(error)
+    except Exception as error:  # noqa: BLE001 - any driver's error: one line, not a traceback
+        return f"cannot open the database: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    try:
+        BlobStore(config.blob_dir).clear_temp()
+    except OSError as error:
+        return f"cannot prepare the blob store in {config.blob_dir}: {error}"
+    return None
+
+
+def supervise(config: Config, listener: socket.socket, workers: int, threads: int) -> int:
+    """Run the parts under a Supervisor until a stop signal (0) or a part that cannot start (1)."""
+    from kaos_backend import runtime_dir
+    from kaos_backend.part_status import STATUS_FILE
+    from kaos_backend.parts import backend_parts
+    from kaos_backend.supervisor import Supervisor
+
+    run_dir = runtime_dir.create()
+    log.info("kaos-backend %s (pid %s): runtime directory %s", __version__, os.getpid(), run_dir)
     try:
         with listener:
-            front = _start_front(listener, api_socket, config)
-        _gunicorn(app, args, services, api_socket).run()
+            specs = backend_parts(config, run_dir, listener, workers, threads)
+            return Supervisor(specs, run_dir / STATUS_FILE).run()
     finally:
-        _stop_child(front)
-        _stop_scheduler(scheduler)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return 0
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The backend's public socket, bound here (a port in use is an error now) and handed to the front door."""
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
-
-
-def _start_front(listener: socket.socket, api_socket: Path, config: Config) -> subprocess.Popen:
-    """`kaos_backend.front` on the public socket: /serve-* to the endpoints, the rest to gunicorn's unix socket.
-    Should it die, the backend stops (a backend nobody can reach is worse than one that is visibly down)."""
-    fd = listener.fileno()
-    process = subprocess.Popen([sys.executable, "-m", "kaos_backend.front", "--fd", str(fd), "--api",
-                                str(api_socket), "--database-url", config.database_url,
-                                "--parent", str(os.getpid())], pass_fds=(fd,))
-
-    def watch():
-        # Killed by SIGTERM/SIGINT, the front was stopped with the rest of the process group: the master got the
-        # same signal, and a second one in the middle of its graceful stop would hold the stop up.
-        if process.wait() not in (0, -signal.SIGTERM, -signal.SIGINT) and not _stopping.is_set():
-            logging.getLogger("kaos_backend.cli").error(
-                "The front process exited with %s: stopping the backend", process.returncode)
-            os.kill(os.getpid(), signal.SIGTERM)
-    threading.Thread(target=watch, name="front-watch", daemon=True).start()
-    return process
-
-
-_stopping = threading.Event()
-
-
-def _stop_child(process: Optional[subprocess.Popen]) -> None:
-    _stopping.set()
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        runtime_dir.remove(run_dir)
 
 
 def resolve_token(config: Config) -> Tuple[str, Optional[Path]]:
@@ -146,6 +125,12 @@ def resolve_token(config: Config) -> Tuple[str, Optional[Path]]:
     return path.read_text().strip(), path
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The backend's public socket, bound here (a port in use is an error now) and handed to the front door."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+
+
 def _dependencies_importable() -> bool:
     import importlib
     try:
@@ -161,96 +146,3 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
-
-
-def _start_scheduler(config: Config) -> subprocess.Popen:
-    env = dict(os.environ, KAOS_DATA_DIR=str(config.data_dir), KAOS_DATABASE_URL=config.database_url,
-               KAOS_TOKEN=config.token)
-    return subprocess.Popen([sys.executable, "-m", "kaos_backend.scheduler", "--data-dir", str(config.data_dir)],
-                            env=env)
-
-
-def _stop_scheduler(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _gunicorn(app, args, services, api_socket: Path):
-    from gunicorn.app.base import BaseApplication
-
-    def _post_fork(server, worker):
-        # A stop signal that arrives before the worker has its own handlers would hit the master's inherited
-        # ones and be lost (the worker then lingers until killed): hold them until post_worker_init.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        services.dispose(close=False)
-        _json_error_pages()
-
-    def _post_worker_init(worker):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-    class KaosGunicorn(BaseApplication):
-        def load_config(self):
-            options = {
-                "bind": [f"unix:{api_socket}"],  # behind the front door (kaos_backend.front)
-                "workers": args.workers,
-                "threads": args.threads,
-                "worker_class": "gthread",
-                "timeout": REQUEST_TIMEOUT,
-                "graceful_timeout": 10,
-                "preload_app": True,
-                "accesslog": "-",
-                "errorlog": "-",
-                "logconfig_dict": _gunicorn_logging(),
-                "post_fork": _post_fork,
-                "post_worker_init": _post_worker_init,
-                "proc_name": "kaos-backend",
-                "control_socket_disable": True,  # gunicorn ≥ 24: one shared socket in $HOME otherwise
-            }
-            for key, value in options.items():
-                if key in self.cfg.settings:
-                    self.cfg.set(key, value)
-
-        def load(self):
-            return app
-
-    return KaosGunicorn()
-
-
-def _json_error_pages() -> None:
-    """Requests gunicorn refuses itself (a request line above 4 KiB, broken headers) get the API's JSON errors
-    instead of gunicorn's HTML page: `gunicorn.util.write_error` is what its workers call for those."""
-    import json
-
-    from gunicorn import util
-
-    def write_error(sock, status_int, reason, mesg):
-        code = "INTERNAL_ERROR" if status_int >= 500 else "BAD_REQUEST"
-        message = mesg or (reason if status_int < 500 else
-                           "Internal error of the kaos backend: see the backend log for details")
-        body = json.dumps({"error_code": code, "message": message}).encode("utf-8")
-        head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n")
-        util.write_nonblock(sock, head.encode("latin-1") + body)
-
-    util.write_error = write_error
-
-
-def _gunicorn_logging() -> dict:
-    handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": LOG_FORMAT}},
-        "handlers": {"console": handler, "error_console": handler},
-        "loggers": {
-            "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
-        },
-        "root": {"level": "INFO", "handlers": ["console"]},
-    }

@@ -345,6 +345,7 @@ class Client(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.name = None
         self.held = None              # a request waiting for its (small) body before going upstream
+        self.api_request = None       # (target, headers) of the request in progress when it goes to the API
         self.full = False             # the client does not read as fast as the answer comes
 
     # -- the client's side
@@ -481,10 +482,20 @@ class Client(asyncio.Protocol):
     def _route(self) -> None:
         method, target, version, headers, chunked, length = self.held
         self.held = None
+        self.api_request = None
         if target.startswith(SERVE_PREFIX):
             self._to_endpoint(method, target, headers, chunked, length)
+            return
+        self.api_request = (target, headers)
+        answer = self._api_down_answer()
+        if answer is not None:  # /api/health while the API is not up: answered here
+            self._answer(answer)
         else:
             self._to_api(method, target, version, headers)
+
+    def _api_down_answer(self) -> Optional[bytes]:
+        api_down, request = self.front.api_down, self.api_request
+        return api_down(*request) if api_down is not None and request is not None else None
 
     def _body(self, data) -> None:
         """Bytes of the request body in progress: to the upstream (or queued for it, or dropped)."""
@@ -600,7 +611,13 @@ class Client(asyncio.Protocol):
                     await self.loop.create_connection(lambda: upstream, address[0], address[1])
                 break
             except (FileNotFoundError, ConnectionRefusedError):
-                # the API server is starting (or restarting its workers): wait for it a little
+                # the API server is starting (or restarting its workers): wait for it a little; health does
+                # not wait, it says so (the API died after the request was routed to it)
+                answer = self._api_down_answer() if endpoint is None else None
+                if answer is not None and upstream is self.upstream and not self.closed:
+                    self.upstream = None
+                    self._answer(answer)
+                    return
                 if endpoint is None and time.monotonic() < deadline and not self.closed:
                     await asyncio.sleep(0.05)
                     continue
@@ -611,8 +628,8 @@ class Client(asyncio.Protocol):
                 return
             self.upstream = None
             if endpoint is None:
-                self._answer(json_response(502, "Bad Gateway", "INTERNAL_ERROR",
-                                           "The kaos API server is not answering: see the backend log"))
+                self._answer(json_response(503, "Service Unavailable", "PLATFORM_UNHEALTHY",
+                                           "The kaos backend's api is not answering"))
             elif isinstance(error, ConnectionRefusedError):
                 await self._refused(endpoint)
             else:
@@ -657,8 +674,8 @@ class Client(asyncio.Protocol):
         if self.name is not None:
             self.loop.create_task(self._broke(self.name, reason))
         else:
-            self._answer(json_response(502, "Bad Gateway", "INTERNAL_ERROR",
-                                       "The kaos API server broke off the request: see the backend log"))
+            self._answer(self._api_down_answer() or json_response(
+                502, "Bad Gateway", "INTERNAL_ERROR", "The kaos API server broke off the request: see the backend log"))
 
     async def _broke(self, name: str, reason: str) -> None:
         """The endpoint broke off a request: 502 with its state now (it may have crashed: its reason then)."""
@@ -759,6 +776,8 @@ class Front:
         self.api_address = api_address
         self.endpoints = Endpoints(lookup, loop)
         self.clients = set()
+        # (target, headers) -> the answer to a request for the API while the API is not up, or None to relay it
+        self.api_down: Optional[Callable[[bytes, list], Optional[bytes]]] = None
 
     def protocol(self) -> Client:
         return Client(self)
@@ -776,8 +795,10 @@ class Front:
                 client.transport.close()
         self.loop.call_later(KEEPALIVE_SECONDS / 4, self.sweep)
 
-    async def serve(self, sock: socket.socket) -> None:
+    async def serve(self, sock: socket.socket, ready: Optional[Callable[[], None]] = None) -> None:
         server = await self.loop.create_server(self.protocol, sock=sock, backlog=1024)
+        if ready is not None:
+            ready()
         self.loop.call_later(KEEPALIVE_SECONDS / 4, self.sweep)
         async with server:
             await server.serve_forever()
@@ -819,27 +840,78 @@ def _exit_with_parent() -> None:
         pass
 
 
+def api_health(run_dir: str, token: Optional[str]) -> Callable[[bytes, list], Optional[bytes]]:
+    """`api_down(target, headers)` for `Front`: while the supervisor's status file (in its runtime directory
+    `run_dir`, kaos_backend.part_status) says the API is not up, a request for /api/health is answered here,
+    503 PLATFORM_UNHEALTHY naming the API (401 without the right X-Token, as the API would); every other
+    request is relayed (and waits a little for the API)."""
+    import hmac
+    from pathlib import Path
+
+    from kaos_backend import __version__
+    from kaos_backend.part_status import describe, evaluate
+
+    executor = os.environ.get("KAOS_EXECUTOR", "").strip().lower() or "local"
+    run_dir = Path(run_dir)
+    expected = (token or "").encode("utf-8", "surrogateescape")
+
+    def api_down(target: bytes, headers) -> Optional[bytes]:
+        if target.split(b"?", 1)[0].rstrip(b"/") != b"/api/health":
+            return None
+        verdict = evaluate(run_dir)
+        api = verdict.parts.get("api") or {"state": "down"}
+        if api.get("state") == "up":
+            return None
+        given = next((value for name, value, _ in headers if name == b"x-token"), None)
+        if given is None or not expected or not hmac.compare_digest(given, expected):
+            message = "Authorization header not present in the request" if given is None else "Unauthorized Token"
+            return json_response(401, "Unauthorized", "AUTHORIZATION_FAILURE", message)
+        body = json.dumps({"error_code": "PLATFORM_UNHEALTHY", "message": describe("api", api), "part": "api",
+                           "status": "degraded", "version": __version__, "executor": executor,
+                           "parts": verdict.parts}).encode()
+        return (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
+    return api_down
+
+
 def main(argv=None) -> int:
     import argparse
     parser = argparse.ArgumentParser(prog="python -m kaos_backend.front",
-                                     description="The kaos backend's front door (started by kaos-backend serve).")
+                                     description="The kaos backend's front door (started by kaos-backend serve). "
+                                                 "The database URL is KAOS_DATABASE_URL, the token KAOS_TOKEN.")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
     parser.add_argument("--api", required=True, help="the API server's unix socket")
-    parser.add_argument("--database-url", required=True)
     parser.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
+    parser.add_argument("--run-dir", help="the supervisor's runtime directory: /api/health is answered here "
+                                          "while the parts' status there says the API is not up")
+    parser.add_argument("--ready-fd", type=int, help="a pipe to write one byte to once serving, then close")
     args = parser.parse_args(argv)
+    database_url = os.environ.get("KAOS_DATABASE_URL", "").strip()
+    if not database_url:
+        parser.error("KAOS_DATABASE_URL is not set")
     _exit_with_parent()
+    parent = os.getppid() if args.parent is None else args.parent
     sock = socket.socket(fileno=args.fd)
     sock.setblocking(False)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    front = Front(loop, args.api, endpoint_lookup(args.database_url))
-    serving = loop.create_task(front.serve(sock))
+    front = Front(loop, args.api, endpoint_lookup(database_url))
+    if args.run_dir:
+        front.api_down = api_health(args.run_dir, os.environ.get("KAOS_TOKEN"))
+
+    def ready():
+        if args.ready_fd is not None:
+            try:
+                os.write(args.ready_fd, b"1")
+                os.close(args.ready_fd)
+            except OSError:
+                pass
+    serving = loop.create_task(front.serve(sock, ready))
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, serving.cancel)
 
     def watch_parent():
-        if args.parent is not None and os.getppid() != args.parent:
+        if os.getppid() != parent:
             serving.cancel()  # the parent is gone and the death signal did not come (not Linux)
         else:
             loop.call_later(1.0, watch_parent)

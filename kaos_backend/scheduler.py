@@ -3,7 +3,8 @@
 `tick()` runs every controller (builds, ingestions, trainings, endpoints) once. Only one scheduler
 runs per data directory (a lock file); on start it simply picks up every unfinished job from SQL, reattaching
 to running workloads through their saved executor state. It ends by itself on SIGTERM/SIGINT or when the
-process that started it is gone.
+process that started it is gone. With `--heartbeat PATH` it touches that file after every tick: how the
+supervisor and the health route know that the loop goes round (kaos_backend.part_status).
 """
 import argparse
 import fcntl
@@ -12,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, List, Optional
 
 from kaos_backend import wakeup
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kaos_backend.scheduler", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="the backend's data directory (default: KAOS_DATA_DIR)")
     parser.add_argument("--poll-interval", type=float, default=0.25, help="seconds between ticks")
+    parser.add_argument("--heartbeat", help="a file to touch after every tick")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
@@ -81,8 +84,17 @@ def main(argv=None) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
     scheduler = Scheduler(config)
     scheduler.tasks.extend(controllers(config))
+    if args.heartbeat:
+        scheduler.tasks.append(heartbeat(Path(args.heartbeat)))  # last: a tick is done
     scheduler.run_forever(args.poll_interval)
     return 0
+
+
+def heartbeat(path: Path) -> Callable[[], None]:
+    """A task that sets the modification time of `path` (created if missing) to now."""
+    def touch_heartbeat() -> None:
+        path.touch()
+    return touch_heartbeat
 
 
 def controllers(config: Config) -> List[Callable[[], None]]:

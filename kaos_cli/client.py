@@ -20,6 +20,9 @@ Every method raises a `kaos_cli.errors.KaosError` subclass on failure, never a `
 
 * `ConnectionProblem` (level Warning) — endpoint missing, malformed or unreachable;
 * `UnauthorizedError` — HTTP 401, the backend rejected the token;
+* `PlatformUnhealthy` (level Warning) — HTTP 503 `PLATFORM_UNHEALTHY`: a part of the backend (front, api,
+  scheduler) is down or starting; `.part` names it, the message says how it ended (and `unhealthy_advice`,
+  when given, what to do);
 * `RequestError` — any other HTTP error, with the backend's `message`, `status` and `error_code`.
 
 The module has no click import; progress bars (tqdm) are drawn on stderr for uploads and downloads.
@@ -30,7 +33,7 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Union
 from urllib.parse import quote
 
-from kaos_cli.errors import ConnectionProblem, KaosError, RequestError, UnauthorizedError
+from kaos_cli.errors import ConnectionProblem, KaosError, PlatformUnhealthy, RequestError, UnauthorizedError
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
@@ -96,15 +99,17 @@ class _ProgressReader:
 
 class KaosClient:
     """One kaos backend: `url` is its API endpoint (`http://<host>:<port>/api/`), `token` its shared secret
-    (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter."""
+    (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter;
+    `unhealthy_advice` is appended to the message of a `PlatformUnhealthy` ("see <log>, or run ...")."""
 
     def __init__(self, url: Optional[str], token: Optional[str] = None, user: Optional[str] = None,
-                 timeout: float = READ_TIMEOUT, progress: bool = True):
+                 timeout: float = READ_TIMEOUT, progress: bool = True, unhealthy_advice: Optional[str] = None):
         self.url = url or ""
         self.token = token
         self.user = user
         self.timeout = timeout
         self.progress = progress
+        self.unhealthy_advice = unhealthy_advice
         self._session = None
 
     # -- the chokepoint --------------------------------------------------------------------------------------
@@ -166,10 +171,21 @@ class KaosClient:
             message = body.get("message")
         if status == 401:
             raise UnauthorizedError(f"Unauthorized token - the backend at {self.url} rejected it", status, error_code)
+        if status == 503 and error_code == "PLATFORM_UNHEALTHY":
+            raise self._unhealthy(body, message)
         if not message:
             excerpt = _excerpt(response.text)
             message = f"HTTP {status} {response.reason or ''}".rstrip() + (f": {excerpt}" if excerpt else "")
         raise RequestError(" ".join(str(message).split()), status, error_code)
+
+    def _unhealthy(self, body: dict, message: Optional[str]) -> PlatformUnhealthy:
+        text = " ".join(str(message or "The kaos backend is unhealthy").split())
+        part = body.get("part") if isinstance(body.get("part"), str) else None
+        if part is None:
+            match = re.match(r"The kaos backend's (\w+) ", text)
+            part = match.group(1) if match else None
+        advice = f": {self.unhealthy_advice}" if self.unhealthy_advice else ""
+        return PlatformUnhealthy(text + advice, part=part)
 
     # -- uploads ---------------------------------------------------------------------------------------------
     def _upload(self, path: str, file_path, label: str, params: Optional[Dict[str, Any]] = None,
@@ -200,7 +216,9 @@ class KaosClient:
 
     # -- routes ----------------------------------------------------------------------------------------------
     def health(self, timeout: float = 15.0) -> Dict[str, Any]:
-        """`GET /health` → `{"status": "ok", "version", "executor"}`; also proves the token is accepted."""
+        """`GET /health` → `{"status": "ok", "version", "executor", "parts": {"front"|"api"|"scheduler": {"state",
+        "pid", "restarts", "last_exit", ...}}}`; also proves the token is accepted. A part that is not up: 503,
+        raised as `PlatformUnhealthy`."""
         return self._request("GET", "health", timeout=timeout)
 
     def list_workspaces(self) -> List[str]:

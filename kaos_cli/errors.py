@@ -34,5 +34,15 @@ class UnauthorizedError(RequestError):
     """The backend rejected the token (HTTP 401)."""
 
 
+class PlatformUnhealthy(RequestError):
+    """The backend answered 503 PLATFORM_UNHEALTHY: one of its parts (`part`: front, api, scheduler) is not up;
+    the message names it and says what to do (level Warning)."""
+
+    def __init__(self, message: str, part: str = None, status: int = 503, error_code: str = "PLATFORM_UNHEALTHY"):
+        super().__init__(message, status, error_code)
+        self.level = "Warning"
+        self.part = part
+
+
 class IndexProblem(KaosError):
     """An `-i/--ind` index that cannot be resolved."""

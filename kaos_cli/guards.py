@@ -1,5 +1,6 @@
 """Checks that run before a command (reference §3.3, fixed per §11.14), and the active client."""
 import functools
+import os
 from typing import Callable, Tuple
 
 from kaos_cli.errors import KaosError
@@ -32,8 +33,20 @@ def make_client(config: Config):
     """A `KaosClient` for the active context (health problems surface from its first request)."""
     from kaos_cli.client import KaosClient
 
-    _, fields = require_context(config)
-    return KaosClient(fields.get("url"), fields.get("token"), config.user)
+    name, fields = require_context(config)
+    return KaosClient(fields.get("url"), fields.get("token"), config.user,
+                      unhealthy_advice=unhealthy_advice(name, fields))
+
+
+def unhealthy_advice(name: str, fields: dict) -> str:
+    """What to do when the context's backend says a part of it is down: its log and the rebuild command (LOCAL),
+    or the backend's log (a backend this CLI did not start)."""
+    if (fields or {}).get("kind") != "local":
+        return "see the kaos backend's log"
+    from kaos_cli.local_platform import display_path
+
+    log = display_path(fields.get("log") or os.path.join(".kaos", "LOCAL", "backend.log"))
+    return f"see {log}, or run kaos build deploy -c {name} -f"
 
 
 def require_workspace(config: Config, client) -> str:

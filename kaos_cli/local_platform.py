@@ -2,6 +2,7 @@
 stopped by `kaos build deploy -c LOCAL` / `kaos destroy -c LOCAL`."""
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,28 +55,40 @@ def start_daemon(argv: List[str], log_path, env: Optional[dict] = None) -> subpr
                                 env=dict(os.environ, **(env or {})), start_new_session=True, close_fds=True)
 
 
-def health_answers(url: str, token: Optional[str], timeout: float = 2.0) -> bool:
-    """Does `GET <url>health` answer 2xx with this token (within `timeout` seconds)?"""
+def health_problem(url: str, token: Optional[str], timeout: float = 2.0, advice: Optional[str] = None):
+    """None when `GET <url>health` answers 2xx with this token (within `timeout` seconds), else the
+    `KaosError` it raised: a `PlatformUnhealthy` when the backend answers that a part of it is not up."""
     from kaos_cli.client import KaosClient
     from kaos_cli.errors import KaosError
 
     try:
-        KaosClient(url, token).health(timeout=timeout)
-    except KaosError:
-        return False
-    return True
+        KaosClient(url, token, unhealthy_advice=advice).health(timeout=timeout)
+    except KaosError as problem:
+        return problem
+    return None
 
 
-def wait_until_healthy(process: subprocess.Popen, url: str, token: str, timeout: float = START_TIMEOUT) -> bool:
-    """Poll health until it answers (True), the process exits or `timeout` passes (False)."""
+def health_answers(url: str, token: Optional[str], timeout: float = 2.0) -> bool:
+    """Does `GET <url>health` answer 2xx with this token (within `timeout` seconds)?"""
+    return health_problem(url, token, timeout) is None
+
+
+def wait_until_up(process: subprocess.Popen, url: str, token: str, timeout: float = START_TIMEOUT) -> Optional[str]:
+    """Poll health until it answers 200, every part of the backend up (None); else, once the process has
+    exited or `timeout` has passed, what was wrong last (the exit, or the health route's message)."""
     deadline = time.monotonic() + timeout
+    problem = "it did not answer"
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if health_answers(url, token):
-            return True
+        code = process.poll()
+        if code is not None:
+            return f"the backend exited with code {code}"
+        error = health_problem(url, token)
+        if error is None:
+            return None
+        if getattr(error, "status", None) == 503:
+            problem = error.message
         time.sleep(0.2)
-    return False
+    return f"not up after {timeout:.0f} s: {problem}"
 
 
 def _reap(pid: int) -> bool:
@@ -168,6 +181,44 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return not pid_alive(pid)
+
+
+_LOG_PREFIX = re.compile(r"^\[[^\]]*\] \[\d+\] \[[A-Z]+\] [\w.]+: ")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b: ")
+
+
+def display_path(path) -> str:
+    """`path` relative to the working directory when it is below it, else as it is."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def log_size(log_path) -> int:
+    try:
+        return os.path.getsize(log_path)
+    except OSError:
+        return 0
+
+
+def failure_cause(log_path, offset: int = 0) -> Optional[str]:
+    """Why a backend that failed to start stopped, from its log after `offset`: the supervisor's "The <part>
+    cannot start: ..." line, else an `Error - ...` line, else an exception's line, else the last line."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read()[-256 * 1024:].decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for matches in (lambda line: " cannot start: " in line, lambda line: line.startswith("Error - "),
+                    lambda line: _EXCEPTION_LINE.match(line)):
+        for line in reversed(lines):
+            if matches(line):
+                return _LOG_PREFIX.sub("", line).replace("Error - ", "", 1)
+    return _LOG_PREFIX.sub("", lines[-1]) if lines else None
 
 
 def log_tail(log_path, lines: int = 5) -> List[str]:

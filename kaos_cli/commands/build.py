@@ -57,9 +57,8 @@ def deploy_local(port: int, force: bool, yes: bool, verbose: bool) -> None:
     config = Config.load()
     existing = config.context(LOCAL)
     if existing:
-        old_pid = _int(existing.get("pid"))
-        if not force and local_platform.is_running(old_pid, existing.get("url"), existing.get("token")):
-            raise KaosError("kaos backend is already built.", level="Aborting")
+        if not force:
+            _refuse_if_running(existing)
         if force:
             render.warning("Performing force build of the backend")
     if not yes:
@@ -79,11 +78,15 @@ def deploy_local(port: int, force: bool, yes: bool, verbose: bool) -> None:
     if verbose:
         render.info(f"Starting: {' '.join(argv)}")
         render.info(f"Backend log: {log_path}")
+    offset = local_platform.log_size(log_path)  # earlier runs' lines are not this start's cause
     process = local_platform.start_daemon(argv, log_path, env={"KAOS_TOKEN": token})
-    if not local_platform.wait_until_healthy(process, url, token, local_platform.START_TIMEOUT):
+    problem = local_platform.wait_until_up(process, url, token, local_platform.START_TIMEOUT)
+    if problem is not None:
+        exited = process.poll() is not None
         local_platform.stop(process.pid, marker="")
-        tail = "".join(f"\n    {text}" for text in local_platform.log_tail(log_path, 5))
-        raise KaosError(f"Deployment Unsuccessful while creating kaos {LOCAL} environment{tail}")
+        cause = (local_platform.failure_cause(log_path, offset) if exited else None) or problem
+        raise KaosError(f"Deployment Unsuccessful while creating kaos {LOCAL} environment: {cause} "
+                        f"(see {local_platform.display_path(log_path)})")
 
     config = Config.load()  # re-read: keep anything written meanwhile
     config.set_context(LOCAL, url=url, token=token, kind="local", pid=process.pid, port=port,
@@ -94,6 +97,23 @@ def deploy_local(port: int, force: bool, yes: bool, verbose: bool) -> None:
     config.save()
     render.info(f"Endpoint successfully set to {url}")
     render.info("Successfully built kaos environment")
+
+
+def _refuse_if_running(existing: dict) -> None:
+    """A backend that still runs is not built again without -f: "already built" when it is healthy, which part
+    is down when it answers that one is."""
+    from kaos_cli import local_platform
+    from kaos_cli.errors import PlatformUnhealthy
+    from kaos_cli.guards import unhealthy_advice
+
+    if not local_platform.pid_alive(_int(existing.get("pid"))):
+        return
+    problem = local_platform.health_problem(existing.get("url"), existing.get("token"),
+                                            advice=unhealthy_advice(LOCAL, existing) + " to rebuild it")
+    if problem is None:
+        raise KaosError("kaos backend is already built.", level="Aborting")
+    if isinstance(problem, PlatformUnhealthy):
+        raise PlatformUnhealthy(f"kaos backend is already built, but unhealthy: {problem.message}", part=problem.part)
 
 
 def _int(value):

@@ -41,7 +41,7 @@ def assert_error(response, status, code):
 
 def test_health(client):
     response = client.get("/api/health")
-    assert response.get_json() == {"status": "ok", "version": "2.0.0.dev0", "executor": "local"}
+    assert response.get_json() == {"status": "ok", "version": "2.0.0.dev0", "executor": "local", "parts": {}}
 
 
 def test_auth(app):

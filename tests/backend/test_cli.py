@@ -109,14 +109,15 @@ def test_sigterm_to_the_group_ends_everything(tmp_path):
     server = BackendProcess(tmp_path / "data").start()
     try:
         deadline = time.monotonic() + 15
-        while (len(group_members(server.process.pid)) < 5 or "Scheduler started" not in server.log()) \
+        while (len(group_members(server.process.pid)) < 6 or "Scheduler started" not in server.log()) \
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         members = group_members(server.process.pid)
-        assert len(members) == 5, members  # master, two workers, scheduler, front door
+        assert len(members) == 6, members  # supervisor, API master and two workers, scheduler, front door
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in members]
         assert sum(b"kaos_backend.scheduler" in command for command in commands) == 1
         assert sum(b"kaos_backend.front" in command for command in commands) == 1
+        assert sum(b"kaos_backend.api_server" in command for command in commands) == 3
     finally:
         server.stop()
     assert server.process.returncode == 0

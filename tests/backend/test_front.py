@@ -195,8 +195,8 @@ def test_the_front_exits_when_its_parent_is_gone(tmp_path):
         "import socket, subprocess, sys\n"
         "listener = socket.create_server(('127.0.0.1', 0))\n"
         "child = subprocess.Popen([sys.executable, '-m', 'kaos_backend.front', '--fd', str(listener.fileno()),"
-        f" '--api', {str(tmp_path / 'api.sock')!r}, '--database-url', 'sqlite:///{tmp_path}/kaos.db',"
-        " '--parent', str(__import__('os').getpid())], pass_fds=(listener.fileno(),))\n"
+        f" '--api', {str(tmp_path / 'api.sock')!r}, '--parent', str(__import__('os').getpid())],"
+        f" pass_fds=(listener.fileno(),), env=dict(__import__('os').environ, KAOS_DATABASE_URL='sqlite:///{tmp_path}/kaos.db'))\n"
         "print(child.pid, flush=True)\n"
         "import time; time.sleep(1)\n"
     )

@@ -81,7 +81,11 @@ def test_unknown_route_is_json_404(module_backend):
 
 
 def test_health(module_backend):
-    assert module_backend.get("health").json() == {"status": "ok", "version": "2.0.0.dev0", "executor": "local"}
+    body = module_backend.get("health").json()
+    assert {key: body[key] for key in ("status", "version", "executor")} == \
+        {"status": "ok", "version": "2.0.0.dev0", "executor": "local"}
+    assert {name: part["state"] for name, part in body["parts"].items()} == \
+        {"front": "up", "api": "up", "scheduler": "up"}
 
 
 def test_no_input_gives_a_500_or_html(module_backend):

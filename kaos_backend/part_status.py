@@ -1,0 +1,102 @@
+"""The state of the backend's parts (front, api, scheduler) as the supervisor sees it, shared through one JSON
+file in the runtime directory, and the health verdict drawn from it. Standard library only: the front door
+reads it too, and must not need the database (or Flask) to say that the API is down.
+
+The status file (written atomically by `kaos_backend.supervisor` on every change)::
+
+    {"supervisor": <pid>, "parts": {"front": {"state": "up", "pid": 4242, "restarts": 0,
+                                               "last_exit": "killed by signal 9 (SIGKILL)", "restart_at": null,
+                                               "gave_up": false, "since": <epoch seconds>},
+                               "api": {...}, "scheduler": {...}}}
+
+`since` is when the part started, then when it was up; `restart_at` when a part that is down starts again;
+`gave_up` when it will not (it could not start).
+
+`state` is "starting" (its process runs, not up yet), "up", "down" (no process: restart pending, or given up)
+or "stopping". The scheduler is also "down" while its process exists but its heartbeat (a file it touches after
+every tick) is older than HEARTBEAT_STALE_SECONDS.
+"""
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, NamedTuple, Optional
+
+PART_NAMES = ("front", "api", "scheduler")
+HEARTBEAT_STALE_SECONDS = 10.0
+STATUS_FILE = "parts.json"
+HEARTBEAT_FILE = "scheduler.heartbeat"
+
+
+class Health(NamedTuple):
+    """`healthy` when every part is up; `parts` as the health route shows them; `message` names the first part
+    that is not up (None when healthy), e.g. "The kaos backend's scheduler is down (killed by signal 9 (SIGKILL),
+    restarting)"; `part` is that part's name."""
+    healthy: bool
+    parts: Dict[str, dict]
+    message: Optional[str]
+    part: Optional[str]
+
+
+def write_status(path: Path, status: dict) -> None:
+    """Replace the status file atomically (readers never see half a file)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(status))
+    os.replace(temporary, path)
+
+
+def read_status(path: Path) -> Optional[dict]:
+    """The status file's content, or None when it is missing or unreadable."""
+    try:
+        status = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def heartbeat_age(path: Path, now: Optional[float] = None) -> Optional[float]:
+    """Seconds since the scheduler's last heartbeat (file modification time), None without one."""
+    try:
+        modified = os.stat(path).st_mtime
+    except OSError:
+        return None
+    return max(0.0, (time.time() if now is None else now) - modified)
+
+
+def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
+    """The health of a supervised backend from the status file and heartbeat in `run_dir`."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir / STATUS_FILE)
+    if status is None or not isinstance(status.get("parts"), dict):
+        return Health(False, {}, "The kaos backend's supervisor status is unavailable", "supervisor")
+    parts = {}
+    for name in PART_NAMES:
+        part = dict(status["parts"].get(name) or {"state": "down"})
+        if name == "scheduler":
+            age = heartbeat_age(run_dir / HEARTBEAT_FILE, now)
+            part["heartbeat_age"] = None if age is None else round(age, 2)
+            if part.get("state") == "up" and (age is None or age > HEARTBEAT_STALE_SECONDS):
+                part["state"] = "down"
+                part["reason"] = (f"no heartbeat for {age:.0f} s" if age is not None else "no heartbeat")
+        parts[name] = part
+    for name, part in parts.items():
+        if part.get("state") != "up":
+            return Health(False, parts, describe(name, part), name)
+    return Health(True, parts, None, None)
+
+
+def describe(name: str, part: dict) -> str:
+    """One sentence on a part that is not up, with how it ended and what happens next."""
+    state = part.get("state") or "down"
+    details = [part["reason"]] if part.get("reason") else []
+    if state == "down" and part.get("last_exit"):
+        details.append(part["last_exit"])
+    if state == "down" and part.get("restart_at") is not None:
+        details.append("restarting")
+    elif state == "down" and part.get("gave_up"):
+        details.append("gave up restarting")
+    elif state == "starting" and part.get("last_exit"):
+        details.append(f"restarting after: {part['last_exit']}")
+    suffix = f" ({', '.join(details)})" if details else ""
+    return f"The kaos backend's {name} is {state}{suffix}"

@@ -1,0 +1,117 @@
+"""What the supervisor runs: the launch spec of each part of the backend (command, environment, inherited file
+descriptors) and how it tells that the part is up.
+
+- front: `python -m kaos_backend.front` on the inherited public socket; up when it writes a byte on its
+  readiness pipe (it is serving). The listening socket stays open in the supervisor, so connections made while
+  the front restarts wait in the backlog instead of being refused.
+- api: `python -m kaos_backend.api_server` (gunicorn) on a unix socket; up when a worker answers HTTP there.
+- scheduler: `python -m kaos_backend.scheduler`; up once it has written its heartbeat (after a whole tick).
+
+Secrets (the token, the database URL) go by environment (`KAOS_TOKEN`, `KAOS_DATABASE_URL`; /proc/<pid>/environ
+is readable by the owner only), never in argv, which every user can read with `ps`.
+"""
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from kaos_backend.config import Config
+from kaos_backend.part_status import HEARTBEAT_FILE
+from kaos_backend.runtime_dir import API_SOCKET
+
+START_SECONDS = 60.0  # the front and the API are up within this, or their start failed
+
+
+@dataclass
+class Launch:
+    """One start of a part: what to pass to Popen, and `is_up()` to ask (cheaply, without blocking long)
+    whether it is up yet; `ready_fd`, when set, becomes readable when it may be (the supervisor asks at once
+    instead of at its next tick). `close()` releases what the supervisor kept for this start."""
+    argv: List[str]
+    env: Dict[str, str]
+    pass_fds: Tuple[int, ...] = ()
+    is_up: Callable[[], bool] = lambda: True
+    close: Callable[[], None] = lambda: None
+    after_spawn: Callable[[], None] = lambda: None
+    ready_fd: Optional[int] = None
+
+
+@dataclass
+class PartSpec:
+    """A part: `name`, `launch()` building each start's Launch, and `start_seconds` after which a part that is
+    still not up counts as failed to start (None: no limit)."""
+    name: str
+    launch: Callable[[], Launch]
+    start_seconds: Optional[float] = START_SECONDS
+
+
+def backend_parts(config: Config, run_dir: Path, listener: socket.socket, workers: int, threads: int,
+                  poll_interval: float = 0.25) -> List[PartSpec]:
+    """The three parts of `kaos-backend serve`, in the order they are started."""
+    env = part_environment(config)
+    api_socket = run_dir / API_SOCKET
+    heartbeat = run_dir / HEARTBEAT_FILE
+    python = [sys.executable, "-m"]
+
+    def front() -> Launch:
+        ready_read, ready_write = os.pipe()
+        os.set_blocking(ready_read, False)
+        fd = listener.fileno()
+        argv = python + ["kaos_backend.front", "--fd", str(fd), "--api", str(api_socket),
+                         "--run-dir", str(run_dir), "--ready-fd", str(ready_write)]
+        return Launch(argv, env, pass_fds=(fd, ready_write), is_up=lambda: _pipe_has_data(ready_read),
+                      close=lambda: _close(ready_read), after_spawn=lambda: _close(ready_write), ready_fd=ready_read)
+
+    def api() -> Launch:
+        argv = python + ["kaos_backend.api_server", "--socket", str(api_socket), "--run-dir", str(run_dir),
+                         "--workers", str(workers), "--threads", str(threads)]
+        return Launch(argv, env, is_up=lambda: http_answers(api_socket))
+
+    def scheduler() -> Launch:
+        try:
+            heartbeat.unlink()
+        except FileNotFoundError:
+            pass
+        argv = python + ["kaos_backend.scheduler", "--data-dir", str(config.data_dir), "--heartbeat", str(heartbeat),
+                         "--poll-interval", str(poll_interval)]
+        return Launch(argv, env, is_up=heartbeat.exists)
+
+    return [PartSpec("api", api), PartSpec("scheduler", scheduler, start_seconds=None), PartSpec("front", front)]
+
+
+def part_environment(config: Config) -> Dict[str, str]:
+    """The parts' environment: this process's, with the settings the supervisor resolved (the token may come
+    from the data directory's token file)."""
+    env = dict(os.environ, KAOS_DATA_DIR=str(config.data_dir), KAOS_DATABASE_URL=config.database_url)
+    if config.token:
+        env["KAOS_TOKEN"] = config.token
+    return env
+
+
+def http_answers(path: Path, timeout: float = 0.5) -> bool:
+    """Does an HTTP server answer on the unix socket `path`? (Any status will do: a 401 proves a worker runs
+    the app; a connection alone does not, as gunicorn's master accepts into its backlog before workers boot.)"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(str(path))
+            probe.sendall(b"GET /api/health HTTP/1.1\r\nHost: kaos-backend\r\nConnection: close\r\n\r\n")
+            return probe.recv(16).startswith(b"HTTP/")
+        except OSError:
+            return False
+
+
+def _pipe_has_data(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 16))
+    except (BlockingIOError, OSError):
+        return False
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
