@@ -110,6 +110,17 @@ class Retries:
                 del self._failures[key]
 
 
+class Controller:
+    """What every controller holds: the services of its process, their config and data layout, and the retries
+    of the jobs (or endpoints) that failed to advance."""
+
+    def __init__(self, services):
+        self.services = services
+        self.config = services.config
+        self.layout = services.layout
+        self.retries = Retries()
+
+
 def advance_each(keys: List[str], advance: Callable[[str], None], retries: Retries, give_up: Callable,
                  logger: logging.Logger, what: str) -> None:
     """`advance(key)` for each key that is due; one that raises is logged once per try and retried with
@@ -125,7 +136,7 @@ def advance_each(keys: List[str], advance: Callable[[str], None], retries: Retri
             count = retries.failed(key)
             final = count >= retries.max_tries
             logger.error("%s %s could not advance (try %d of %d%s): %s", what, key, count, retries.max_tries,
-                         ", giving up" if final else "", "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip())
+                         ", giving up" if final else "", _traceback(error))
             if final:
                 retries.succeeded(key)
                 text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
@@ -133,6 +144,10 @@ def advance_each(keys: List[str], advance: Callable[[str], None], retries: Retri
                     give_up(key, f"kaos: the scheduler could not advance this {what.lower()}: {text}")
                 except Exception:  # noqa: BLE001
                     logger.exception("%s %s could not be marked failed", what, key)
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
 
 
 def unfinished_job_ids(services, kinds) -> List[str]:
@@ -169,5 +184,6 @@ def append_log(log: Optional[JobLog], *texts: str) -> None:
         log.append(*texts)
 
 
-__all__ = ["VANISHED", "KILLED_REASON", "Preamble", "Retries", "advance_each", "append_log", "end_reason",
-           "exit_state", "finished", "load", "now", "reading", "reattached", "unfinished_job_ids", "update"]
+__all__ = ["VANISHED", "KILLED_REASON", "Controller", "Preamble", "Retries", "advance_each", "append_log",
+           "end_reason", "exit_state", "finished", "load", "now", "reading", "reattached", "unfinished_job_ids",
+           "update"]

@@ -21,8 +21,8 @@ from typing import Dict, Optional
 from kaos_model import JobState, PipelineState
 from sqlalchemy import select
 
-from kaos_backend.control.common import (VANISHED, Preamble, Retries, advance_each, end_reason, load, now, reading,
-                                         reattached, update)
+from kaos_backend.control.common import (VANISHED, Controller, Preamble, advance_each, end_reason, load, now,
+                                         reading, reattached, update)
 from kaos_backend.control.hints import script_hints
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Executor, WorkloadSpec
@@ -69,13 +69,7 @@ def _aware(moment):
     return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
-class EndpointController:
-    def __init__(self, services):
-        self.services = services
-        self.config = services.config
-        self.layout = services.layout
-        self.retries = Retries()
-
+class EndpointController(Controller):
     def tick(self) -> None:
         with reading(self.services) as session:
             names = list(session.scalars(select(Endpoint.name).where(

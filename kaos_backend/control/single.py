@@ -5,8 +5,8 @@ from typing import Dict, Optional
 
 from kaos_model import JobState
 
-from kaos_backend.control.common import (KILLED_REASON, VANISHED, Retries, advance_each, end_reason, exit_state,
-                                         finished, load, now, reattached, unfinished_job_ids, update)
+from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, advance_each, end_reason,
+                                         exit_state, finished, load, now, reattached, unfinished_job_ids, update)
 from kaos_backend.executors.base import Executor
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Job
@@ -16,16 +16,10 @@ def _unfinished(row) -> bool:
     return row.finished_at is None
 
 
-class SingleWorkloadController:
+class SingleWorkloadController(Controller):
     kinds: tuple = ()
     what = "workload"                   # "build", "ingestion": how the log and the reasons name it
     log = logging.getLogger("kaos_backend.control")
-
-    def __init__(self, services):
-        self.services = services
-        self.config = services.config
-        self.layout = services.layout
-        self.retries = Retries()
 
     def tick(self) -> None:
         advance_each(unfinished_job_ids(self.services, self.kinds), self.advance, self.retries, self.give_up,

@@ -12,8 +12,9 @@ from kaos_model import JobState
 from kaos_model.ids import new_hex6, new_job_id
 from sqlalchemy import exists, select
 
-from kaos_backend.control.common import (KILLED_REASON, VANISHED, Preamble, Retries, advance_each, end_reason,
-                                         exit_state, finished, now, reading, reattached, unfinished_job_ids)
+from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, Preamble, advance_each,
+                                         end_reason, exit_state, finished, now, reading, reattached,
+                                         unfinished_job_ids)
 from kaos_backend.control.hints import script_hints
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
@@ -36,13 +37,7 @@ def combination_name(combination: Dict) -> str:
     return "_" + name if name.startswith(".") else name
 
 
-class TrainController:
-    def __init__(self, services):
-        self.services = services
-        self.config = services.config
-        self.layout = services.layout
-        self.retries = Retries()
-
+class TrainController(Controller):
     def tick(self) -> None:
         self.schedule()
         advance_each(unfinished_job_ids(self.services, ("train",)), self.advance, self.retries, self.give_up, log,

@@ -30,6 +30,7 @@ import time
 from typing import Dict, List, NamedTuple, Optional
 
 MARKER_VARIABLE = "KAOS_WORKLOAD_ID"
+PLATFORM_VARIABLE = "KAOS_PLATFORM_ID"
 MODES = ("auto", "cgroup", "subreaper")
 CGROUP_ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
@@ -288,7 +289,8 @@ class CgroupV1Group(Group):
         freezer = self.paths.get("freezer")
         if freezer and _try_write(os.path.join(freezer, "freezer.state"), "FROZEN"):
             deadline = time.monotonic() + 1.0  # frozen: nobody can fork while the kills go out
-            while time.monotonic() < deadline and _read_or(os.path.join(freezer, "freezer.state")).strip() == "FREEZING":
+            state = os.path.join(freezer, "freezer.state")
+            while time.monotonic() < deadline and _read_or(state).strip() == "FREEZING":
                 time.sleep(0.005)
             _kill_pids(self.pids(), signal.SIGKILL)
             _try_write(os.path.join(freezer, "freezer.state"), "THAWED")
@@ -409,17 +411,18 @@ def _descendants_from_proc(root: int) -> List[int]:
     return found
 
 
-def _marked(name: str) -> List[int]:
-    """Processes whose environment carries `KAOS_WORKLOAD_ID=<name>` (readable: ours, or all as root)."""
-    marker = f"{MARKER_VARIABLE}={name}".encode()
+def _marked(name: str, variable: str = MARKER_VARIABLE) -> List[int]:
+    """Processes whose environment carries `<variable>=<name>` (readable: ours, or all as root)."""
+    marker = f"{variable}={name}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as handle:
-                if marker in handle.read().split(b"\0") and _read_or(f"/proc/{entry}/stat").rsplit(")", 1)[-1][1:2] != "Z":
-                    found.append(int(entry))
+                marked = marker in handle.read().split(b"\0")
+            if marked and _read_or(f"/proc/{entry}/stat").rsplit(")", 1)[-1][1:2] != "Z":
+                found.append(int(entry))
         except OSError:
             continue
     return found
@@ -532,3 +535,26 @@ def _subdirectories(path: str) -> List[str]:
         return sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
     except OSError:
         return []
+
+
+def stop_platform(platform: str) -> List[str]:
+    """Stop every workload process of `platform` on this machine, wherever it is: in the platform's cgroups, or
+    marked with `KAOS_PLATFORM_ID=<platform>` (a subreaper's workloads); then remove the platform's cgroups.
+    The labels of the processes stopped (`4242 sleep 120`)."""
+    stopped = []
+    for group in platform_groups(platform):
+        stopped += [process_label(pid) for pid in group.pids()]
+        group.kill()
+        group.remove()
+    marked = _marked(platform, PLATFORM_VARIABLE)
+    stopped += [process_label(pid) for pid in marked]
+    deadline = time.monotonic() + KILL_TIMEOUT
+    while marked and time.monotonic() < deadline:
+        _kill_pids(marked, signal.SIGKILL)
+        time.sleep(0.02)
+        marked = _marked(platform, PLATFORM_VARIABLE)
+    where = platform_parents(platform)
+    parents = ([where["parent"]] if where["kind"] == "cgroup-v2" else list(where["parents"].values())) if where else []
+    for parent in parents:
+        _rmdir_when_empty(parent, 0)
+    return stopped

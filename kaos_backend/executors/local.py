@@ -146,6 +146,7 @@ class LocalExecutor(Executor):
         name = f"{spec.job_id}-{secrets.token_hex(3)}"
         group = containment.create_group(self.containment_mode, platform_id(self.data_dir), name, self._limits(spec))
         env[containment.MARKER_VARIABLE] = name
+        env[containment.PLATFORM_VARIABLE] = platform_id(self.data_dir)
         notes = [f"kaos: the {WHAT.get(spec.kind, spec.kind)} is {group.describe()}"]
         box = self._sandbox(spec, env, notes)
         preamble = list(spec.preamble)

@@ -16,7 +16,6 @@ first], "group": containment state (`Group.to_state()`), "drain_seconds",
 "notify": abstract unix socket name or null}
 """
 import ctypes
-import errno
 import json
 import os
 import select
@@ -81,8 +80,9 @@ class Runner:
         spec = self.spec
         command = spec["command"]
         try:
-            self.child = subprocess.Popen(command, cwd=spec["cwd"], env=spec.get("env"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, preexec_fn=self._child_setup)
+            self.child = subprocess.Popen(command, cwd=spec["cwd"], env=spec.get("env"), stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          preexec_fn=self._child_setup)
         except OSError as error:
             self.record(f"cannot start {command[0]!r}: {error.strerror}")
             return False

@@ -51,7 +51,8 @@ def list_endpoints():
     for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS)):
         if items:
             columns = columns + (("reason",) if any(item.get("reason") for item in items) else ())
-            rows = [[index] + [render.wrapped(item.get(column)) for column in columns] for index, item in enumerate(items)]
+            rows = [[index] + [render.wrapped(item.get(column)) for column in columns]
+                    for index, item in enumerate(items)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
         render.warning(NO_ENDPOINTS)

@@ -259,7 +259,8 @@ def info(job_id, ind, sort_by, page_id, ascending):
         render.echo()
         render.echo(f"    Failed partitions: {len(failed)}")
         rows = [[partition.get("datum_id", "").rsplit("-", 1)[-1], partition.get("state"),
-                 _provenance(partition.get("hyperparams")), render.wrapped(partition.get("reason"))] for partition in failed]
+                 _provenance(partition.get("hyperparams")), render.wrapped(partition.get("reason"))]
+                for partition in failed]
         render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
 
 

@@ -10,6 +10,7 @@ import requests
 
 from kaos_backend.executors import containment
 from tests.support.platform import LocalPlatform, tiny_data_bundle, tiny_train_bundle, wait_for, wait_terminal
+from tests.support.supervision import alive
 
 CGROUPS = containment.platform_parents("probe") is not None
 
@@ -36,16 +37,10 @@ def _log(platform, workspace, job_id):
     return platform.api("GET", f"train/{workspace}/{job_id}/logs").json()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
 
 def test_a_training_killed_by_a_signal_says_so_everywhere(platform, tmp_path):
-    job_id = _train(platform, tmp_path, "signalled", "import os\nprint('epoch 1', flush=True)\nos.kill(os.getpid(), 9)\n")
+    script = "import os\nprint('epoch 1', flush=True)\nos.kill(os.getpid(), 9)\n"
+    job_id = _train(platform, tmp_path, "signalled", script)
     job = wait_terminal(platform, "signalled", job_id)
     assert job["state"] == "JOB_FAILURE"
     assert job["reason"] == "killed by signal 9 (SIGKILL)"
@@ -80,10 +75,10 @@ def test_kill_ends_what_the_training_started_in_its_own_session(platform, tmp_pa
     job_id = _train(platform, tmp_path, "orphans", script)
     line = wait_for(lambda: re.search(r"sleeper (\d+)", _log(platform, "orphans", job_id)), what="the sleeper")
     sleeper = int(line.group(1))
-    assert _alive(sleeper)
+    assert alive(sleeper)
     killed = platform.kaos("train", "kill", "-j", job_id)
     assert killed.code == 0, killed
-    assert not _alive(sleeper)
+    assert not alive(sleeper)
     job = platform.job("orphans", job_id)
     assert (job["state"], job["reason"]) == ("JOB_KILLED", "killed on request")
 
@@ -101,7 +96,7 @@ def test_what_a_training_leaves_running_does_not_hold_its_job(platform, tmp_path
     assert job["state"] == "JOB_SUCCESS", _log(platform, "background", job_id)
     stopped = [line for line in _log(platform, "background", job_id).splitlines() if "kaos: stopped 1 process" in line]
     assert len(stopped) == 1 and "sleep 120" in stopped[0]
-    assert not [pid for pid in map(int, re.findall(r"(\d+) sleep 120", stopped[0])) if _alive(pid)]
+    assert not [pid for pid in map(int, re.findall(r"(\d+) sleep 120", stopped[0])) if alive(pid)]
 
 
 def test_a_training_cannot_read_the_platforms_secrets(platform, tmp_path):
@@ -202,11 +197,11 @@ def test_an_endpoint_whose_runner_dies_leaves_no_server_behind(platform, tmp_pat
     url = f"http://127.0.0.1:{platform.port}/{name}/ping"
     first = int(requests.get(url, timeout=30).text)
     os.kill(_runner_of(name), signal.SIGKILL)
-    wait_for(lambda: not _alive(first), timeout=30, what="the old server to be stopped")
+    wait_for(lambda: not alive(first), timeout=30, what="the old server to be stopped")
     wait_for(lambda: _endpoint(platform, name)["restarts"] >= 1 and _endpoint(platform, name)["state"] ==
              "PIPELINE_RUNNING", what="the endpoint to run again")
     second = int(requests.get(url, timeout=30).text)
-    assert second != first and not _alive(first)
+    assert second != first and not alive(first)
     logs = platform.kaos("serve", "logs", "-e", name).out
     assert "kaos: the endpoint ended: vanished" in logs
     assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
@@ -220,3 +215,36 @@ def test_an_endpoint_without_ping_runs_once_it_stays_up(platform, tmp_path):
     assert _endpoint(platform, name)["restarts"] == 0
     assert requests.get(f"http://127.0.0.1:{platform.port}/{name}/anything", timeout=30).status_code == 404
     assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+
+
+def test_destroy_ends_a_daemon_that_left_the_data_directory(tmp_path):
+    """A daemon that double-forked, changed to / and exec'd `sleep` names nothing of the platform: destroy still
+    ends it (its cgroup, or its platform mark), and leaves no cgroup of the platform behind."""
+    platform = LocalPlatform(tmp_path / "project")
+    platform.project.mkdir()
+    platform.deploy()
+    destroyed = False
+    try:
+        script = ("import os, time\n"
+                  "if os.fork() == 0:\n"
+                  "    os.setsid()\n"
+                  "    if os.fork() == 0:\n"
+                  "        os.chdir('/')\n"
+                  "        print('daemon', os.getpid(), flush=True)\n"
+                  "        os.execvp('sleep', ['sleep', '900'])\n"
+                  "    os._exit(0)\n"
+                  "time.sleep(600)\n")
+        job_id = _train(platform, tmp_path, "daemons", script)
+        daemon = int(wait_for(lambda: re.search(r"daemon (\d+)", _log(platform, "daemons", job_id)),
+                              what="the daemon").group(1))
+        assert alive(daemon)
+        from kaos_backend.config import platform_id
+        platform_cgroups = containment.platform_groups(platform_id(platform.data_dir))
+        assert platform.kaos("destroy", "-c", "LOCAL", "-y").code == 0
+        destroyed = True
+        assert not alive(daemon)
+        assert not any(group.pids() for group in platform_cgroups)
+        assert containment.platform_groups(platform_id(tmp_path / "project" / ".kaos" / "LOCAL" / "data")) == []
+    finally:
+        if not destroyed:
+            platform.destroy()

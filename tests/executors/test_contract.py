@@ -12,6 +12,7 @@ import pytest
 
 from kaos_backend.executors.base import VANISHED, WorkloadSpec
 from kaos_backend.executors.local import LocalExecutor
+from tests.support.supervision import alive
 
 JOB = "0" * 32
 
@@ -45,13 +46,6 @@ def _wait_for(predicate, timeout=20.0):
 def _texts(executor):
     return [line.split("] ", 1)[1] for line in executor.logs()]
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _pids_written(path: Path, count: int):
@@ -130,9 +124,9 @@ def test_stop_ends_every_process_even_those_that_left_the_session(make_executor,
     pid_file = Path(spec.workdir) / "pids"
     executor.start(spec)
     pids = _pids_written(pid_file, 3)
-    assert all(_alive(pid) for pid in pids)
+    assert all(alive(pid) for pid in pids)
     executor.stop(timeout=5)
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert executor.poll() is not None and executor.reason() == "killed on request"
     executor.stop()  # stopping a finished workload is not an error
 
@@ -145,7 +139,7 @@ def test_the_end_of_the_main_process_ends_the_workload(make_executor, tmp_path):
     executor.start(spec)
     assert _wait_for(lambda: executor.poll(), timeout=30) == 0
     pids = [int(x) for x in pid_file.read_text().split()]
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     stopped = [text for text in _texts(executor) if text.startswith("kaos: stopped ")]
     assert len(stopped) == 1 and "sleep 611" in stopped[0] and str(pids[1]) in stopped[0], _texts(executor)
     assert executor.reason() == "exit code 0"
@@ -161,7 +155,7 @@ def test_stop_escalates_when_the_workload_ignores_sigterm(make_executor, tmp_pat
     pid = int((Path(spec.workdir) / "pid").read_text())
     started = time.monotonic()
     executor.stop(timeout=0.5)
-    assert not _alive(pid)
+    assert not alive(pid)
     assert time.monotonic() - started < 10  # a bound on hanging, not a speed claim
 
 
@@ -178,7 +172,7 @@ def test_a_vanished_workload_counts_as_finished_and_leaves_nothing_running(make_
     reattached.load_state(state)
     assert _wait_for(lambda: reattached.poll()) == VANISHED
     assert reattached.reason().startswith("vanished")
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
 
 
 def test_follow_streams_until_the_end(make_executor, tmp_path):
