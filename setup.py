@@ -15,6 +15,8 @@ BACKEND_REQUIRES = [
     "sqlalchemy>=2.0",
     "gunicorn>=21.0",
     "alembic>=1.13",
+    # The local executor's process trees (a workload's descendants where no cgroup holds them).
+    "psutil>=5.9",
 ]
 
 EXTRAS = {

@@ -1,5 +1,6 @@
-"""Speed target: from `train deploy` with a warm build to JOB_SUCCESS, the platform adds under 2 s to running
-the same `./train` directly in the same virtualenv.
+"""Speed target: from `train deploy` with a warm build to JOB_SUCCESS, the platform adds under 0.5 s to running
+the same `./train` directly in the same virtualenv (containment included: a cgroup of its own, the workload user
+and its view of the files when run as root).
 
 Against a real backend with a fresh data directory and the real mnist template. First, unmeasured: the cold
 build of its requirements and one training. Then, in alternating rounds: the platform (zip and POST a source
@@ -19,7 +20,7 @@ from _backend import (MNIST, BackendApi, BenchFailure, backend_log_problems, exi
 
 WORKSPACE = "bench-train"
 ROUNDS = 3
-TARGET_SECONDS = 2.0
+TARGET_SECONDS = 0.5
 COLD_TIMEOUT = 1800.0  # the first install of scikit-learn, scipy, numpy, pandas
 TRAIN_TIMEOUT = 600.0
 PRIVATE_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
@@ -113,7 +114,7 @@ def main() -> int:
         for line in problems:
             print(f"backend log: {line}")
         met = overhead < TARGET_SECONDS
-        print(f"overhead <{TARGET_SECONDS:.0f} s: {'OK' if met else 'MISSED'}")
+        print(f"overhead <{TARGET_SECONDS:g} s: {'OK' if met else 'MISSED'}")
         return 0 if met else 1
 
 

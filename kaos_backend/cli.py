@@ -33,11 +33,27 @@ def main(argv=None) -> None:
                                           "or ~/.kaos-backend)")
     serve.add_argument("--workers", type=_positive, default=2, help="gunicorn worker processes (default 2)")
     serve.add_argument("--threads", type=_positive, default=4, help="threads per worker (default 4)")
+    stop = commands.add_parser("stop-workloads", help="stop every build, training and endpoint of a data directory "
+                                                       "(they outlive the backend by design)")
+    stop.add_argument("--data-dir", required=True, help="the backend's data directory")
     args = parser.parse_args(argv)
+    if args.command == "stop-workloads":
+        sys.exit(stop_workloads_command(args))
     if args.command != "serve":
         parser.print_help()
         sys.exit(2)
     sys.exit(serve_command(args))
+
+
+def stop_workloads_command(args) -> int:
+    """`kaos-backend stop-workloads --data-dir D`: what `kaos destroy -c LOCAL` runs once the backend is stopped."""
+    from kaos_backend.config import platform_id
+    from kaos_backend.executors.containment import stop_platform
+
+    stopped = stop_platform(platform_id(args.data_dir))
+    print(f"Info - stopped {len(stopped)} workload process{'' if len(stopped) == 1 else 'es'}"
+          + (f": {'; '.join(stopped)}" if stopped else ""))
+    return 0
 
 
 def serve_command(args) -> int:

@@ -1,4 +1,5 @@
 """The backend's configuration: one frozen `Config`, read from `KAOS_*` environment variables."""
+import hashlib
 import math
 import os
 from dataclasses import dataclass, fields
@@ -6,7 +7,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 EXECUTORS = ("local", "docker", "kubernetes")
+CONTAINMENT_MODES = ("auto", "cgroup", "subreaper")
 MB = 1024 * 1024
+
+
+def platform_id(data_dir) -> str:
+    """A short stable name for the backend of one data directory: its workloads' cgroups are
+    `kaos-<platform_id>`, its scheduler's wake-up socket `kaos-scheduler-<platform_id>`."""
+    return hashlib.sha256(os.path.realpath(str(data_dir)).encode()).hexdigest()[:12]
 
 
 class ConfigError(ValueError):
@@ -28,6 +36,8 @@ class Config:
     namespace: str = "kaos"
     registry: str = ""
     service_host: str = ""               # empty = derive from the request
+    containment: str = "auto"            # local workloads: auto (a cgroup where possible) | cgroup | subreaper
+    workload_user: str = "kaos"          # local workloads run as this user when the backend is root ("root": no)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -64,6 +74,7 @@ class Config:
             "data_dir": data_dir,
             "database_url": _database_url(raw("database_url") or f"sqlite:///{data_dir / 'kaos.db'}"),
             "executor": _choice("executor", raw("executor") or "local", EXECUTORS),
+            "containment": _choice("containment", raw("containment") or "auto", CONTAINMENT_MODES),
             "token": raw("token"),
             "max_cpu": _number("max_cpu", raw("max_cpu"), float),
             "max_memory": _number("max_memory", raw("max_memory"), float),
@@ -71,7 +82,7 @@ class Config:
             "max_upload_mb": _number("max_upload_mb", raw("max_upload_mb"), int, default=1024, minimum=1),
             "max_bundle_mb": _number("max_bundle_mb", raw("max_bundle_mb"), int, default=4096, minimum=1),
         }
-        for name in ("base_image", "namespace", "registry", "service_host"):
+        for name in ("base_image", "namespace", "registry", "service_host", "workload_user"):
             value = raw(name)
             values[name] = str(value) if value is not None else cls.__dataclass_fields__[name].default
         if not values["base_image"]:

@@ -39,7 +39,7 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
-Address = Tuple[str, Optional[str], Optional[int]]  # (state, host, port): port None while it does not run
+Address = Tuple[str, Optional[str], Optional[int]]  # (state[: reason], host, port): port None while not running
 _UNKNOWN = object()
 
 
@@ -672,10 +672,21 @@ class Client(asyncio.Protocol):
         """The upstream connection ended (or spoke nonsense) before a response head."""
         self.upstream = None
         if self.name is not None:
-            self._answer(_endpoint_error(self.name, reason))
+            self.loop.create_task(self._broke(self.name, reason))
         else:
             self._answer(self._api_down_answer() or json_response(
                 502, "Bad Gateway", "INTERNAL_ERROR", "The kaos API server broke off the request: see the backend log"))
+
+    async def _broke(self, name: str, reason: str) -> None:
+        """The endpoint broke off a request: 502 with its state now (it may have crashed: its reason then)."""
+        endpoints = self.front.endpoints
+        endpoints.forget(name)
+        try:
+            address = await endpoints.get(name)
+        except Exception:  # noqa: BLE001 - the database is down: the 502 still goes out
+            address = None
+        state = address[0] if address else "PIPELINE_UNKNOWN"
+        self._answer(_endpoint_error(name, reason, state))
 
     def _answer(self, response: bytes) -> None:
         """An answer from here: the request's body (if any is still coming) is read and dropped."""
@@ -751,9 +762,10 @@ def _unavailable(name: str, state: str) -> bytes:
                          f"Endpoint {name} is not accepting connections ({state}): see kaos serve logs -e {name}")
 
 
-def _endpoint_error(name: str, reason: str) -> bytes:
+def _endpoint_error(name: str, reason: str, state: Optional[str] = None) -> bytes:
+    now = f"; it is now {state}" if state else ""
     return json_response(502, "Bad Gateway", "ENDPOINT_ERROR",
-                         f"Endpoint {name} broke off the request ({reason}): see kaos serve logs -e {name}")
+                         f"Endpoint {name} broke off the request ({reason}{now}): see kaos serve logs -e {name}")
 
 
 class Front:
@@ -805,7 +817,7 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
         engine = create_engine(url, future=True, connect_args={"timeout": 30})
     else:
         engine = create_engine(url, future=True, pool_pre_ping=True)
-    query = select(Endpoint.state, Endpoint.desired, Endpoint.port)
+    query = select(Endpoint.state, Endpoint.desired, Endpoint.port, Endpoint.reason)
 
     def lookup(name: str) -> Optional[Address]:
         with engine.connect() as connection:
@@ -813,7 +825,8 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
         if row is None or row.desired == "kill":
             return None
         running = row.state == "PIPELINE_RUNNING" and row.port
-        return row.state, "127.0.0.1", row.port if running else None
+        state = f"{row.state}: {row.reason}" if row.reason and not running else row.state
+        return state, "127.0.0.1", row.port if running else None
     return lookup
 
 

@@ -16,9 +16,11 @@ import threading
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from kaos_backend import wakeup
 from kaos_backend.config import Config, ConfigError
 
 log = logging.getLogger("kaos_backend.scheduler")
+MIN_TICK_GAP = 0.01  # seconds
 
 
 class Scheduler:
@@ -37,6 +39,7 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stop.set()
+        wakeup.wake(wakeup.socket_name(self.config.data_dir))
 
     def run_forever(self, poll_interval: float = 1.0, parent_pid: Optional[int] = None) -> None:
         """Tick every `poll_interval` seconds until stopped, signalled, or orphaned."""
@@ -46,12 +49,17 @@ class Scheduler:
                 signal.signal(signum, lambda *_: self.stop())
         log.info("Scheduler started (pid %s, parent %s, executor %s)", os.getpid(), parent_pid,
                  self.config.executor)
-        while not self._stop.is_set():
-            if os.getppid() != parent_pid:
-                log.info("Scheduler's parent %s is gone: stopping", parent_pid)
-                break
-            self.tick()
-            self._stop.wait(poll_interval)
+        listener = wakeup.Listener(wakeup.socket_name(self.config.data_dir))
+        try:
+            while not self._stop.is_set():
+                if os.getppid() != parent_pid:
+                    log.info("Scheduler's parent %s is gone: stopping", parent_pid)
+                    break
+                self.tick()
+                if listener.wait(poll_interval):
+                    self._stop.wait(MIN_TICK_GAP)  # a burst of wake-ups is one tick
+        finally:
+            listener.close()
         log.info("Scheduler stopped")
 
 

@@ -41,9 +41,13 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def backend_argv_for(*args: str) -> List[str]:
+    """`kaos-backend <args>` run by this interpreter (the backend is installed beside the CLI for LOCAL)."""
+    return [sys.executable, "-m", "kaos_backend", *args]
+
+
 def backend_argv(host: str, port: int, data_dir) -> List[str]:
-    return [sys.executable, "-m", "kaos_backend", "serve", "--host", host, "--port", str(port),
-            "--data-dir", str(data_dir)]
+    return backend_argv_for("serve", "--host", host, "--port", str(port), "--data-dir", str(data_dir))
 
 
 def start_daemon(argv: List[str], log_path, env: Optional[dict] = None) -> subprocess.Popen:
@@ -256,7 +260,14 @@ def workload_pids(data_dir) -> List[int]:
 
 def stop_workloads(data_dir, timeout: float = 10.0) -> int:
     """Stop every job and endpoint process of a LOCAL platform (they outlive the daemon by design, so that a
-    restart loses nothing; destroying the platform must end them). Returns how many there were."""
+    restart loses nothing; destroying the platform must end them): the backend's `stop-workloads` (their
+    cgroups, wherever the processes went), then any process left that names or works in the data directory.
+    Returns how many of those could not be stopped."""
+    try:
+        subprocess.run(backend_argv_for("stop-workloads", "--data-dir", str(data_dir)), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        pass  # the sweep below still runs
     pids = workload_pids(data_dir)
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         for pid in pids:

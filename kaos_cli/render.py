@@ -50,6 +50,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str]
     return ascii_table.table
 
 
+def wrapped(value, width: int = 60):
+    """A table cell: long text (a failure's reason) wrapped so the table stays readable; other values as they are."""
+    if not isinstance(value, str) or len(value) <= width:
+        return value
+    import textwrap
+    return "\n".join(textwrap.wrap(value, width))
+
+
 def print_table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
                 justify: Optional[str] = None) -> None:
     click.echo(table(headers, rows, title, justify))

@@ -1,4 +1,7 @@
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +34,13 @@ def module_backend(tmp_path_factory):
     server = BackendProcess(tmp_path_factory.mktemp("backend") / "data").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory that the platform's workloads can read and write, for a test to signal them: they run as
+    another user (when the tests run as root) and see neither the tests' tmp_path nor the data directory."""
+    path = Path(tempfile.mkdtemp(prefix="kaos-test-shared-"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

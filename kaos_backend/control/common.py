@@ -1,21 +1,66 @@
-"""Pieces the controllers share: the log preamble, finishing a job, reattaching an executor."""
+"""Pieces the controllers share: reading and writing rows in short transactions, retries of a job that cannot
+advance, the log preamble, finishing a job, reattaching an executor.
+
+The rule every controller keeps: no file I/O and no process start inside a write transaction. A controller
+reads what it needs (`load`), does its work (extract bundles, copy trees, start, poll or stop workloads) with no
+transaction open, then writes what changed (`update`) in one short transaction that re-reads the row, so a
+change the API made meanwhile (a kill request, a deleted workspace) is never overwritten.
+"""
 import logging
 import time
+import traceback
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 from kaos_model import JobState
 
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import VANISHED, Executor
+from kaos_backend.executors.outcome import VANISHED_REASON
 from kaos_backend.logs import JobLog
 
 MAX_REASON = 1000
+MAX_TRIES = 3             # a job whose controller raises this many times in a row fails with the error
+RETRY_DELAYS = (1.0, 4.0)  # seconds before the 2nd and 3rd try
+KILLED_REASON = "killed on request"
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def reading(services):
+    """A transaction that only reads: it never waits for a writer (db.read_scope)."""
+    return services.db.read_scope()
+
+
+def load(services, model, key):
+    """The row `key` of `model` as a detached object (None if there is none); no transaction stays open."""
+    with reading(services) as session:
+        return session.get(model, key)
+
+
+def update(services, model, key, changes: Dict, only_if: Callable = lambda row: True) -> bool:
+    """Apply `changes` (attribute -> value) to the row `key` in one short write transaction, when it still exists
+    and `only_if(row)` holds. False when it did not apply (the row is gone or changed meanwhile)."""
+    if not changes:
+        return True
+    with services.db.session_scope() as session:
+        row = session.get(model, key)
+        if row is None or not only_if(row):
+            return False
+        for name, value in changes.items():
+            setattr(row, name, value)
+    return True
+
+
+def finished(state: JobState, reason: Optional[str] = None) -> Dict:
+    """The changes that make a job (or partition) terminal."""
+    changes = {"state": state.value, "finished_at": now()}
+    if reason:
+        changes["reason"] = reason[:MAX_REASON]
+    return changes
 
 
 class Preamble:
@@ -23,57 +68,95 @@ class Preamble:
 
     def __init__(self, job_id: str):
         self.job_id = job_id
-        self._started = time.monotonic()
+        self._elapsed_ms = 0.0
 
     @contextmanager
     def downloading(self) -> Iterator[None]:
-        self._started = time.monotonic()
+        started = time.monotonic()
         yield
-        self._elapsed_ms = (time.monotonic() - self._started) * 1000
+        self._elapsed_ms = (time.monotonic() - started) * 1000
 
     def lines(self) -> List[str]:
-        elapsed = getattr(self, "_elapsed_ms", 0.0)
         return [f"processing job {self.job_id}", "starting to download data",
-                f"finished downloading data after {elapsed:.6f}ms", "beginning to run user code"]
+                f"finished downloading data after {self._elapsed_ms:.6f}ms", "beginning to run user code"]
 
 
-def advance_unfinished(services, kinds, advance: Callable, logger: logging.Logger) -> None:
-    """Call `advance(session, job)` for every unfinished job of these kinds, each in its own short
-    transaction; a job that fails to advance is logged and does not hold up the others."""
+class Retries:
+    """Jobs whose controller raised: when each may be tried again, and whether it has tries left."""
+
+    def __init__(self, max_tries: int = MAX_TRIES, delays=RETRY_DELAYS):
+        self.max_tries = max_tries
+        self.delays = delays
+        self._failures: Dict[str, tuple] = {}  # key -> (failures so far, monotonic time of the next try)
+
+    def due(self, key: str) -> bool:
+        entry = self._failures.get(key)
+        return entry is None or time.monotonic() >= entry[1]
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def failed(self, key: str) -> int:
+        """Count a failure; the number of failures so far (`max_tries` or more: give up)."""
+        count = self._failures.get(key, (0, 0.0))[0] + 1
+        delay = self.delays[min(count, len(self.delays)) - 1] if self.delays else 0.0
+        self._failures[key] = (count, time.monotonic() + delay)
+        return count
+
+    def forget_all_but(self, keys: Iterable[str]) -> None:
+        keep = set(keys)
+        for key in list(self._failures):
+            if key not in keep:
+                del self._failures[key]
+
+
+class Controller:
+    """What every controller holds: the services of its process, their config and data layout, and the retries
+    of the jobs (or endpoints) that failed to advance."""
+
+    def __init__(self, services):
+        self.services = services
+        self.config = services.config
+        self.layout = services.layout
+        self.retries = Retries()
+
+
+def advance_each(keys: List[str], advance: Callable[[str], None], retries: Retries, give_up: Callable,
+                 logger: logging.Logger, what: str) -> None:
+    """`advance(key)` for each key that is due; one that raises is logged once per try and retried with
+    backoff; after `retries.max_tries` failures `give_up(key, error_text)` ends it with the error as reason."""
+    retries.forget_all_but(keys)
+    for key in keys:
+        if not retries.due(key):
+            continue
+        try:
+            advance(key)
+            retries.succeeded(key)
+        except Exception as error:  # noqa: BLE001 - one job's trouble must not hold up the others
+            count = retries.failed(key)
+            final = count >= retries.max_tries
+            logger.error("%s %s could not advance (try %d of %d%s): %s", what, key, count, retries.max_tries,
+                         ", giving up" if final else "", _traceback(error))
+            if final:
+                retries.succeeded(key)
+                text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+                try:
+                    give_up(key, f"kaos: the scheduler could not advance this {what.lower()}: {text}")
+                except Exception:  # noqa: BLE001
+                    logger.exception("%s %s could not be marked failed", what, key)
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+
+
+def unfinished_job_ids(services, kinds) -> List[str]:
     from sqlalchemy import select
 
     from kaos_backend.models import Job
-    with services.db.session_scope() as session:
-        job_ids = list(session.scalars(select(Job.id).where(Job.kind.in_(list(kinds)), Job.finished_at.is_(None))))
-    for job_id in job_ids:
-        try:
-            with services.db.session_scope() as session:
-                job = session.get(Job, job_id)
-                if job is not None and job.finished_at is None:
-                    advance(session, job)
-        except Exception:
-            logger.exception("Job %s could not advance", job_id)
-
-
-def single_workload_exit(job, config, job_log: JobLog, what: str, start: Callable[[], None]) -> Optional[int]:
-    """The shared life of a job that runs one workload (a build, an ingestion): kill it on request, start it,
-    notice that it vanished. Returns its exit code once it has one and nothing else decided its fate."""
-    executor = reattached(config, job.executor_state)
-    if job.desired == "kill":
-        if executor is not None:
-            executor.stop()
-        if job.started_at is None:
-            job.started_at = now()
-        finish(job, JobState.JOB_KILLED, f"kaos: {what} killed on request", job_log)
-        return None
-    if job.state == JobState.JOB_STARTING.value:
-        start()
-        return None
-    code = executor.poll() if executor is not None else VANISHED
-    if code == VANISHED:
-        finish(job, JobState.JOB_FAILURE, vanished_reason(what), job_log)
-        return None
-    return code
+    with reading(services) as session:
+        return list(session.scalars(select(Job.id).where(Job.kind.in_(list(kinds)), Job.finished_at.is_(None))
+                                    .order_by(Job.created_at)))
 
 
 def reattached(config, state: Optional[dict]) -> Optional[Executor]:
@@ -84,24 +167,23 @@ def reattached(config, state: Optional[dict]) -> Optional[Executor]:
     return executor
 
 
-def finish(job, state: JobState, reason: Optional[str] = None, log: Optional[JobLog] = None) -> None:
-    """Mark a job (or partition) terminal; a reason also goes to its log, so the user sees why."""
-    job.state = state.value
-    job.finished_at = now()
+def end_reason(executor: Optional[Executor], code: int) -> str:
+    """How a finished workload ended, in words (the executor's account, else the bare exit code)."""
+    reason = executor.reason() if executor is not None else None
     if reason:
-        if hasattr(job, "reason"):
-            job.reason = reason[:MAX_REASON]
-        if log is not None:
-            log.append(reason)
+        return reason
+    return VANISHED_REASON if code == VANISHED else f"exit code {code}"
 
 
 def exit_state(code: int) -> JobState:
     return JobState.JOB_SUCCESS if code == 0 else JobState.JOB_FAILURE
 
 
-def vanished_reason(what: str) -> str:
-    return (f"kaos: the {what} process disappeared without an exit code "
-            "(the machine or the backend restarted while it ran); the job is marked failed")
+def append_log(log: Optional[JobLog], *texts: str) -> None:
+    if log is not None:
+        log.append(*texts)
 
 
-__all__ = ["VANISHED", "Preamble", "advance_unfinished", "reattached", "finish", "exit_state", "vanished_reason", "now"]
+__all__ = ["VANISHED", "KILLED_REASON", "Controller", "Preamble", "Retries", "advance_each", "append_log",
+           "end_reason", "exit_state", "finished", "load", "now", "reading", "reattached", "unfinished_job_ids",
+           "update"]

@@ -12,8 +12,10 @@ from kaos_model import JobState
 from kaos_model.ids import new_hex6, new_job_id
 from sqlalchemy import exists, select
 
-from kaos_backend.control.common import (VANISHED, Preamble, advance_unfinished, exit_state, finish, now,
-                                         reattached, vanished_reason)
+from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, Preamble, advance_each,
+                                         end_reason, exit_state, finished, now, reading, reattached,
+                                         unfinished_job_ids)
+from kaos_backend.control.hints import script_hints
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import WorkloadSpec
@@ -35,15 +37,11 @@ def combination_name(combination: Dict) -> str:
     return "_" + name if name.startswith(".") else name
 
 
-class TrainController:
-    def __init__(self, services):
-        self.services = services
-        self.config = services.config
-        self.layout = services.layout
-
+class TrainController(Controller):
     def tick(self) -> None:
         self.schedule()
-        advance_unfinished(self.services, ("train",), self.advance, log)
+        advance_each(unfinished_job_ids(self.services, ("train",)), self.advance, self.retries, self.give_up, log,
+                     "Train job")
 
     # -- creating jobs --------------------------------------------------------------------------------------
     def schedule(self) -> None:
@@ -99,72 +97,125 @@ class TrainController:
                 return hex6
 
     # -- running jobs ---------------------------------------------------------------------------------------
-    def advance(self, session, job: Job) -> None:
+    def advance(self, job_id: str) -> None:
+        """One job: read it, poll / stop / start its partitions (no transaction open), write what changed."""
+        with reading(self.services) as session:
+            job = session.get(Job, job_id)
+            if job is None or job.finished_at is not None:
+                return
+            partitions = list(session.scalars(select(Partition).where(Partition.job_id == job.id)
+                                              .order_by(Partition.index)))
         job_log = JobLog(self.layout.log_path(job.id))
-        partitions = list(session.scalars(select(Partition).where(Partition.job_id == job.id)
-                                          .order_by(Partition.index)))
         if job.desired == "kill":
-            for partition in partitions:
-                if partition.state in RUNNING_STATES:
-                    executor = reattached(self.config, partition.executor_state)
-                    if executor is not None:
-                        executor.stop()
-                    finish(partition, JobState.JOB_KILLED)
-            finish(job, JobState.JOB_KILLED, "kaos: job killed on request", job_log)
+            self._kill(job, partitions, job_log)
             return
+        changes: Dict[int, Dict] = {}
         for partition in partitions:
             if partition.state == JobState.JOB_RUNNING.value:
-                self._poll(partition, job_log)
-        running = sum(partition.state == JobState.JOB_RUNNING.value for partition in partitions)
+                changes[partition.id] = self._poll(partition, job_log)
+        states = {p.id: changes.get(p.id, {}).get("state", p.state) for p in partitions}
+        running = sum(state == JobState.JOB_RUNNING.value for state in states.values())
+        inputs = None
         for partition in partitions:
-            if partition.state == JobState.JOB_STARTING.value and running < job.parallelism:
+            if states[partition.id] == JobState.JOB_STARTING.value and running < job.parallelism:
+                inputs = inputs or self._inputs(job)
                 try:
-                    self._start(session, job, partition, job_log)
+                    changes[partition.id] = self._start(job, partition, inputs, job_log)
                 except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks
-                    finish(partition, JobState.JOB_FAILURE, f"kaos: {refused.message}", job_log)
-                    continue
-                running += 1
+                    changes[partition.id] = self._failed_start(job_log, f"kaos: {refused.message}")
+                states[partition.id] = changes[partition.id]["state"]
+                running += states[partition.id] == JobState.JOB_RUNNING.value
+        self._write(job, partitions, changes, states, running)
+
+    def _write(self, job: Job, partitions: List[Partition], changes: Dict[int, Dict], states: Dict[int, str],
+               running: int) -> None:
+        job_changes: Dict = {}
         if job.state == JobState.JOB_STARTING.value and running:
-            job.state = JobState.JOB_RUNNING.value
-            job.started_at = now()
-        if all(partition.state not in RUNNING_STATES for partition in partitions):
-            failed = [p for p in partitions if p.state != JobState.JOB_SUCCESS.value]
-            if job.started_at is None:
-                job.started_at = now()
-            finish(job, JobState.JOB_FAILURE if failed else JobState.JOB_SUCCESS)
+            job_changes.update(state=JobState.JOB_RUNNING.value, started_at=now())
+        if all(state not in RUNNING_STATES for state in states.values()):
+            failed = [p for p in partitions if states[p.id] != JobState.JOB_SUCCESS.value]
+            reasons = {p.index: changes.get(p.id, {}).get("reason", p.reason) for p in failed}
+            job_changes.update(finished(JobState.JOB_FAILURE if failed else JobState.JOB_SUCCESS,
+                                        job_reason(reasons, len(partitions))))
+        if not self._apply(job.id, changes, job_changes):
+            for change in changes.values():  # the job went away meanwhile: so must what this pass started
+                if change.get("state") == JobState.JOB_RUNNING.value and change.get("executor_state"):
+                    reattached(self.config, change["executor_state"]).stop(now=True)
 
-    def _poll(self, partition: Partition, job_log: JobLog) -> None:
+    def _apply(self, job_id: str, partition_changes: Dict[int, Dict], job_changes: Dict) -> bool:
+        """Write the partitions' and the job's changes in one short transaction, unless the job is gone or
+        finished meanwhile (False then)."""
+        with self.services.db.session_scope() as session:
+            row = session.get(Job, job_id)
+            if row is None or row.finished_at is not None:
+                return False
+            if partition_changes:
+                for partition in session.scalars(select(Partition).where(Partition.id.in_(list(partition_changes)))):
+                    for name, value in partition_changes[partition.id].items():
+                        setattr(partition, name, value)
+            for name, value in job_changes.items():
+                setattr(row, name, value)
+            if "finished_at" in job_changes and row.started_at is None:
+                row.started_at = now()
+        return True
+
+    def _kill(self, job: Job, partitions: List[Partition], job_log: JobLog) -> None:
+        changes = {}
+        for partition in partitions:
+            if partition.state in RUNNING_STATES:
+                executor = reattached(self.config, partition.executor_state)
+                if executor is not None:
+                    executor.stop()
+                changes[partition.id] = finished(JobState.JOB_KILLED, KILLED_REASON)
+        job_log.append(f"kaos: job {job.id} killed on request")
+        self._apply(job.id, changes, finished(JobState.JOB_KILLED, KILLED_REASON))
+
+    def give_up(self, job_id: str, reason: str) -> None:
+        """The job's controller kept raising: stop what runs, fail it with the error as its reason."""
+        with reading(self.services) as session:
+            partitions = list(session.scalars(select(Partition).where(Partition.job_id == job_id)))
+        changes = {}
+        for partition in partitions:
+            if partition.state in RUNNING_STATES:
+                executor = reattached(self.config, partition.executor_state)
+                if executor is not None:
+                    executor.stop(now=True)
+                changes[partition.id] = finished(JobState.JOB_FAILURE, reason)
+        JobLog(self.layout.log_path(job_id)).append(reason)
+        self._apply(job_id, changes, finished(JobState.JOB_FAILURE, reason))
+
+    def _poll(self, partition: Partition, job_log: JobLog) -> Dict:
         executor = reattached(self.config, partition.executor_state)
-        if executor is None:
-            finish(partition, JobState.JOB_FAILURE, log=job_log, reason=vanished_reason("training"))
-            return
-        code = executor.poll()
+        code = executor.poll() if executor is not None else VANISHED
         if code is None:
-            return
-        partition.exit_code = code
+            return {}
+        reason = end_reason(executor, code)
         if code == VANISHED:
-            finish(partition, JobState.JOB_FAILURE, vanished_reason("training"), job_log)
-            return
+            job_log.append(f"kaos: the training ended: {reason}")
+            return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
         out = Path(partition.executor_state["output_dir"])
-        if code == 0 and not (out / "model").is_dir():
-            finish(partition, JobState.JOB_FAILURE,
-                   f"kaos: train exited 0 but wrote no model: expected the directory {out / 'model'}", job_log)
-            return
-        partition.has_model = (out / "model").is_dir()
-        partition.metrics = read_metrics(out)
-        finish(partition, exit_state(code))
+        has_model = (out / "model").is_dir()
+        if code == 0 and not has_model:
+            reason = f"kaos: train exited 0 but wrote no model: expected the directory {out / 'model'}"
+            job_log.append(reason)
+            return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
+        return {"exit_code": code, "has_model": has_model, "metrics": read_metrics(out),
+                **finished(exit_state(code), None if code == 0 else reason)}
 
-    def _start(self, session, job: Job, partition: Partition, job_log: JobLog) -> None:
-        source = session.get(Bundle, job.source_bundle_id)
-        data = session.get(Bundle, job.data_bundle_id)
-        workspace = session.get(Workspace, job.workspace_id)
-        if source is None or data is None:
-            finish(partition, JobState.JOB_FAILURE, "kaos: an input bundle of this job was deleted", job_log)
-            return
+    def _inputs(self, job: Job) -> Dict:
+        with reading(self.services) as session:
+            return {"source": session.get(Bundle, job.source_bundle_id) if job.source_bundle_id else None,
+                    "data": session.get(Bundle, job.data_bundle_id) if job.data_bundle_id else None,
+                    "workspace": session.get(Workspace, job.workspace_id)}
+
+    def _start(self, job: Job, partition: Partition, inputs: Dict, job_log: JobLog) -> Dict:
+        """Stage the partition's files and start it (no transaction open); its changes."""
+        source, data, workspace = inputs["source"], inputs["data"], inputs["workspace"]
+        if source is None or data is None or workspace is None:
+            return self._failed_start(job_log, "kaos: an input bundle of this job was deleted")
         if data.kind == "manifest" and not self.layout.ingested_dir(data.blob_digest).is_dir():
-            finish(partition, JobState.JOB_FAILURE, f"kaos: the ingested files of {data.glob_name} are missing "
-                   f"({self.layout.ingested_dir(data.blob_digest)}); upload the manifest again", job_log)
-            return
+            return self._failed_start(job_log, f"kaos: the ingested files of {data.glob_name} are missing "
+                                      f"({self.layout.ingested_dir(data.blob_digest)}); upload the manifest again")
         preamble = Preamble(job.id)
         with preamble.downloading():
             store, limit = self.services.store, self.config.max_bundle_bytes
@@ -196,12 +247,28 @@ class TrainController:
             log_path=str(job_log.path), image=job.image, preamble=preamble.lines(),
             env={"KAOS_TRAIN_DATA": str(data_root), "KAOS_TRAIN_HYPER": str(hyper), "KAOS_TRAIN_OUTPUT": str(out),
                  "KAOS_JOB_ID": job.id, "KAOS_WORKSPACE": workspace.name, "KAOS_MODEL_ID": partition.model_id},
+            inputs=[str(data_root), str(hyper)], outputs=[str(out)], hints=script_hints(train),
             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
         executor = make_executor(self.config)
         executor.start(spec)
-        partition.executor_state = {**executor.get_state(), "output_dir": str(out)}
-        partition.state = JobState.JOB_RUNNING.value
-        partition.started_at = now()
+        return {"executor_state": {**executor.get_state(), "output_dir": str(out)},
+                "state": JobState.JOB_RUNNING.value, "started_at": now()}
+
+    @staticmethod
+    def _failed_start(job_log: JobLog, reason: str) -> Dict:
+        job_log.append(reason)
+        return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}
+
+
+def job_reason(reasons: Dict[int, Optional[str]], total: int) -> Optional[str]:
+    """A train job's reason from its failed partitions' ({index: reason}): the reason itself for a job of one
+    partition, else how many failed and why, first ones first."""
+    if not reasons:
+        return None
+    if total == 1:
+        return next(iter(reasons.values())) or "failed"
+    listed = "; ".join(f"#{index} {reason or 'failed'}" for index, reason in sorted(reasons.items()))
+    return f"{len(reasons)} of {total} partitions failed: {listed}"
 
 
 def read_metrics(out: Path) -> Optional[Dict]:

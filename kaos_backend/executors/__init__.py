@@ -6,5 +6,7 @@ from kaos_backend.executors.base import Executor
 def make_executor(config) -> Executor:
     if config.executor == "local":
         from kaos_backend.executors.local import LocalExecutor
-        return LocalExecutor(config.data_dir / "envs")
+        from kaos_backend.wakeup import socket_name
+        return LocalExecutor(config.data_dir, containment_mode=config.containment,
+                             workload_user=config.workload_user, notify=socket_name(config.data_dir))
     raise NotImplementedError(f"the {config.executor} executor is not available in this version")

@@ -7,6 +7,7 @@ instance drives exactly one workload:
     image = executor.build(spec, bundle_dir)  # for a build workload: start it, return the image it makes
     executor.start(spec)                      # for train / serve / notebook: returns once started
     executor.poll()                           # None while running, else the exit code (like Popen.poll)
+    executor.reason()                         # how it ended, in words (None while running)
     executor.stop(now=False)                  # signal, wait with a timeout, kill; gone is not an error
     executor.logs(follow=False)               # the job's log records
     state = executor.get_state()              # JSON-able; stored on the job row
@@ -18,7 +19,11 @@ Rules every executor keeps (and the shared contract test checks):
   loses nothing.
 - `poll` on a workload that vanished (its process, container or pod is gone with no exit code) returns
   `VANISHED`, a non-zero code: a vanished workload counts as finished, never as running forever.
-- `stop` ends the whole workload (every process it started) and may be called on a finished one.
+- `stop` ends the whole workload (every process it started, including those that left its session or
+  daemonized) and may be called on a finished one; a workload ends when its main process exits, and whatever
+  it left running is stopped then.
+- `reason` says how a finished workload ended: "exit code N", "killed by signal N (NAME)", "out of memory (limit
+  X)", "killed on request", or that it vanished.
 - The log is a file of `[YYYY-MM-DD HH:MM:SS] line` records written by the workload's side, not by the
   backend, so it survives the backend.
 """
@@ -43,6 +48,9 @@ class WorkloadSpec:
     port: Optional[int] = None     # serve / notebook: where the workload listens
     preamble: List[str] = field(default_factory=list)  # log records written before the command runs
     requirements: List[str] = field(default_factory=list)  # build: requirements files, in order
+    inputs: List[str] = field(default_factory=list)   # paths the workload reads (data, hyperparameters, ...)
+    outputs: List[str] = field(default_factory=list)  # paths it writes besides `workdir` (its output directory)
+    hints: List[str] = field(default_factory=list)    # log records about its inputs, written before it runs
     cpu: Optional[float] = None
     memory: Optional[str] = None
     gpu: int = 0
@@ -72,6 +80,10 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def poll(self) -> Optional[int]:
         """None while the workload runs, else its exit code (`VANISHED` if it disappeared)."""
+
+    def reason(self) -> Optional[str]:
+        """How the finished workload ended, in words; None while it runs."""
+        return None
 
     @abc.abstractmethod
     def stop(self, now: bool = False, timeout: float = 10.0) -> None:

@@ -1,10 +1,15 @@
 """The embedded default: workloads are local processes, images are virtualenvs keyed by requirements.
 
-Each workload runs under `runner.py` in a session of its own, so it outlives the backend; its state is the
-runner's pid (with its start time, so a recycled pid is never mistaken for it), the log path and the exit
-file the runner writes. Stopping signals every process of that session.
+Each workload runs under `runner.py` in a session of its own, so it outlives the backend. The runner holds the
+workload's processes in a containment group (a cgroup of its own where the machine allows it, `containment.py`)
+with the requested memory and cpu as limits, and, when the backend runs as root, runs it as the unprivileged
+workload user in a view of the files that shows it only what it needs (`sandbox.py`). The executor's state is the
+runner's pid (with its start time, so a recycled pid is never mistaken for it), the log and exit-record paths and
+the group; stopping signals the whole group, escalating to SIGKILL.
 """
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,15 +17,19 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from kaos_backend.executors import venv_builder
+from kaos_backend.config import platform_id
+from kaos_backend.executors import containment, outcome, sandbox, venv_builder
 from kaos_backend.executors.base import VANISHED, Executor, WorkloadSpec
 
-RUNNER = str(Path(__file__).with_name("runner.py"))
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the runner, builder and ingestion scripts
+WHAT = {"build": "build", "train": "training", "serve": "endpoint", "ingestion": "ingestion", "notebook": "notebook"}
+STOP_RECORD_WAIT = 5.0
 
 # Never handed to user code: the backend's own settings (its token among them) and its interpreter setup.
 _PRIVATE_ENV_PREFIXES = ("KAOS_",)
 _PRIVATE_ENV_NAMES = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"}
+_RUNNER_ENV_NAMES = ("PATH", "PYTHONPATH", "PYTHONHOME", "LANG", "LC_ALL", "TZ")
 
 
 def _stat_fields(pid: int) -> Optional[List[str]]:
@@ -38,30 +47,6 @@ def _start_ticks(pid: int) -> Optional[int]:
     return int(fields[21]) if fields else None
 
 
-def _session_members(session_id: int) -> List[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields and int(fields[5]) == session_id and fields[2] != "Z":
-                members.append(int(entry))
-    return members
-
-
-def _signal_all(session_id: int, signum: int) -> None:
-    for pid in _session_members(session_id):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_until_gone(session_id: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while _session_members(session_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def job_environment(extra: Dict[str, str], image: Optional[str]) -> Dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(_PRIVATE_ENV_PREFIXES) and key not in _PRIVATE_ENV_NAMES}
@@ -73,12 +58,26 @@ def job_environment(extra: Dict[str, str], image: Optional[str]) -> Dict[str, st
     return env
 
 
+def python_paths() -> List[str]:
+    """What running this interpreter (and virtualenvs made from it) needs to read."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable))}
+    return sorted(path for path in paths if path and path != "/")
+
+
 class LocalExecutor(Executor):
     kind = "local"
 
-    def __init__(self, envs_dir, host: str = "127.0.0.1"):
-        self.envs_dir = Path(envs_dir)
+    def __init__(self, data_dir, host: str = "127.0.0.1", containment_mode: str = "auto",
+                 workload_user: str = sandbox.DEFAULT_USER, drain_seconds: float = 2.0,
+                 notify: Optional[str] = None):
+        self.data_dir = Path(data_dir)
+        self.envs_dir = self.data_dir / "envs"
         self.host = host
+        self.containment_mode = containment_mode
+        self.workload_user = workload_user
+        self.drain_seconds = drain_seconds
+        self.notify = notify
         self._state: Optional[dict] = None
         self._process: Optional[subprocess.Popen] = None  # set while this process is the runner's parent
 
@@ -92,8 +91,11 @@ class LocalExecutor(Executor):
 
     def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
         image = self.image_for(spec)
+        self.envs_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir), "--key", Path(image).name,
                    *spec.requirements]
+        spec.outputs = [*spec.outputs, str(self.envs_dir)]
+        spec.inputs = [*spec.inputs, spec.workdir]
         self._launch(spec, command, job_environment(spec.env, None))
         return image
 
@@ -105,26 +107,71 @@ class LocalExecutor(Executor):
             extra.setdefault("HOST", self.host)  # listen on loopback only: the gateway is the way in
         self._launch(spec, spec.command, job_environment(extra, spec.image))
 
+    def _limits(self, spec: WorkloadSpec) -> containment.Limits:
+        from kaos_backend.resources import memory_to_bytes
+        memory_bytes = memory_to_bytes(spec.memory) if spec.memory else None
+        return containment.Limits(memory_bytes, spec.memory if memory_bytes else None, spec.cpu or None)
+
+    def _sandbox(self, spec: WorkloadSpec, env: Dict[str, str], notes: List[str]) -> Optional[dict]:
+        """The sandbox part of the runner's spec (None unless the backend is root and the user is another)."""
+        if not sandbox.is_root() or self.workload_user in ("", "root"):
+            return None
+        identity, note = sandbox.workload_identity(self.workload_user)
+        if note:
+            notes.append(f"kaos: {note}")
+        home = self.data_dir / "home"
+        home.mkdir(mode=0o700, exist_ok=True)
+        writable = [spec.workdir] if spec.workdir not in spec.inputs else []
+        writable += list(spec.outputs) + [str(home)]
+        for path in writable:
+            if path == str(self.envs_dir):
+                _chown_shallow(path, identity)
+            else:
+                sandbox.chown_tree(path, identity)
+        readable = list(spec.inputs) + ([spec.image] if spec.image else []) + python_paths() + [PACKAGE_DIR]
+        problem = sandbox.namespace_problem()
+        plan = sandbox.plan_mounts(identity, [str(self.data_dir)],
+                                   [(path, True) for path in writable] + [(path, False) for path in readable])
+        env.update(HOME=str(home), USER=identity.user, LOGNAME=identity.user)
+        text = f"kaos: running as the user {identity.user} (uid {identity.uid})"
+        notes.append(text + (f"; its files are not isolated: {problem}" if problem else ""))
+        return {"user": identity.user, "uid": identity.uid, "gid": identity.gid, "covers": plan.covers,
+                "binds": [list(item) for item in plan.binds], "isolate_files": problem is None}
+
     def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str]) -> None:
         log_path = Path(spec.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         exit_path = log_path.with_name(f"{spec.job_id}.exit")  # several workloads may share one log
         exit_path.unlink(missing_ok=True)
-        runner = [sys.executable, RUNNER, "--log", str(log_path), "--exit-file", str(exit_path)]
-        for line in spec.preamble:
-            runner += ["--line", line]
+        name = f"{spec.job_id}-{secrets.token_hex(3)}"
+        group = containment.create_group(self.containment_mode, platform_id(self.data_dir), name, self._limits(spec))
+        env[containment.MARKER_VARIABLE] = name
+        env[containment.PLATFORM_VARIABLE] = platform_id(self.data_dir)
+        notes = [f"kaos: the {WHAT.get(spec.kind, spec.kind)} is {group.describe()}"]
+        box = self._sandbox(spec, env, notes)
+        preamble = list(spec.preamble)
+        at = len(preamble) - 1 if preamble and preamble[-1] == "beginning to run user code" else len(preamble)
+        preamble[at:at] = notes + list(spec.hints)
+        runner_spec = {"log": str(log_path), "exit_file": str(exit_path), "command": list(command),
+                       "cwd": spec.workdir, "env": env, "what": WHAT.get(spec.kind, spec.kind), "preamble": preamble,
+                       "group": group.to_state(), "drain_seconds": self.drain_seconds, "sandbox": box,
+                       "notify": self.notify}
+        spec_path = log_path.with_name(f"{spec.job_id}.runner.json")
+        spec_path.write_text(json.dumps(runner_spec))
+        runner_env = {key: os.environ[key] for key in _RUNNER_ENV_NAMES if key in os.environ}
         with open(log_path, "ab") as runner_errors:
-            self._process = subprocess.Popen(runner + ["--", *command], cwd=spec.workdir, env=env,
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=runner_errors, start_new_session=True)
+            self._process = subprocess.Popen([sys.executable, "-m", "kaos_backend.executors.runner", str(spec_path)],
+                                             cwd=str(log_path.parent), env=runner_env, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=runner_errors, start_new_session=True)
+        state = group.to_state()
+        if state["kind"] == "subreaper":
+            state["runner_pid"] = self._process.pid
         self._state = {"pid": self._process.pid, "start_ticks": _start_ticks(self._process.pid),
-                       "log_path": str(log_path), "exit_path": str(exit_path), "port": spec.port}
+                       "log_path": str(log_path), "exit_path": str(exit_path), "port": spec.port, "group": state}
 
-    def _exit_code(self) -> Optional[int]:
-        try:
-            return int(Path(self._state["exit_path"]).read_text().strip())
-        except (OSError, ValueError):
-            return None
+    # -- observing ------------------------------------------------------------------------------------------
+    def _record(self) -> Optional[dict]:
+        return outcome.read_record(self._state["exit_path"])
 
     def _runner_alive(self) -> bool:
         if self._process is not None:
@@ -132,32 +179,62 @@ class LocalExecutor(Executor):
         fields = _stat_fields(self._state["pid"])
         return bool(fields) and fields[2] != "Z" and int(fields[21]) == self._state["start_ticks"]
 
+    def _group(self) -> Optional[containment.Group]:
+        state = self._state.get("group")
+        return containment.group_from_state(state) if state else None
+
     def poll(self) -> Optional[int]:
-        code = self._exit_code()
-        if code is not None:
-            if self._process is not None:
-                self._process.poll()  # reap
-            return code
-        if self._runner_alive():
+        """The exit code once the runner wrote its record; None while it runs; VANISHED when the runner is gone
+        without a record (whatever the workload left running is stopped then)."""
+        record = self._record()
+        if record is None and self._runner_alive():
             return None
-        code = self._exit_code()  # it may have finished between the two looks
-        return VANISHED if code is None else code
+        record = record or self._record()  # it may have finished between the two looks
+        if self._process is not None:
+            self._process.poll()  # reap
+        if record is not None:
+            return record["code"]
+        self._stop_group()
+        return VANISHED
+
+    def reason(self) -> Optional[str]:
+        if self._state is None:
+            return None
+        record = self._record()
+        if record is not None:
+            return outcome.describe(record)
+        return None if self._runner_alive() else outcome.VANISHED_REASON
 
     def stop(self, now: bool = False, timeout: float = 10.0) -> None:
-        if self._state is None:
+        if self._state is None or self._record() is not None:
             return
-        session = self._state["pid"]  # the runner leads its own session; every process of the job is in it
-        if not now:
-            _signal_all(session, signal.SIGTERM)
-            _wait_until_gone(session, timeout)
-        if _session_members(session):
-            _signal_all(session, signal.SIGKILL)
-            _wait_until_gone(session, 5.0)
+        group = self._group()
+        if self._runner_alive():
+            os.kill(self._state["pid"], signal.SIGTERM)  # the runner passes it on and marks the end as requested
+        elif group is not None:
+            group.signal(signal.SIGTERM)
+        if group is not None:
+            deadline = time.monotonic() + (0 if now else timeout)
+            while group.pids() and time.monotonic() < deadline and self._record() is None:
+                time.sleep(0.05)
+            group.kill()
+        deadline = time.monotonic() + STOP_RECORD_WAIT
+        while self._record() is None and self._runner_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self._record() is None and not self._runner_alive():
+            outcome.write_record(self._state["exit_path"], outcome.record_for(-signal.SIGKILL, requested=True))
+            self._stop_group()
         if self._process is not None:
             try:
                 self._process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+
+    def _stop_group(self) -> None:
+        group = self._group()
+        if group is not None:
+            group.kill()
+            group.remove()
 
     # -- state ----------------------------------------------------------------------------------------------
     def get_state(self) -> dict:
@@ -169,3 +246,11 @@ class LocalExecutor(Executor):
 
     def address(self) -> Tuple[str, int]:
         return self.host, self._state["port"]
+
+
+def _chown_shallow(path: str, identity: sandbox.Identity) -> None:
+    """The directory and its lock files (not the environments inside: each build owns its own)."""
+    os.lchown(path, identity.uid, identity.gid)
+    for entry in os.scandir(path):
+        if entry.name.endswith(".lock") and entry.is_file(follow_symlinks=False):
+            os.lchown(entry.path, identity.uid, identity.gid)

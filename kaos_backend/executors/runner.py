@@ -1,72 +1,212 @@
-"""The per-job runner: `python -m kaos_backend.executors.runner --log L --exit-file E [--line T]... -- CMD...`
+"""The per-workload runner: `python -m kaos_backend.executors.runner SPEC.json`, started by the local executor.
 
-It runs CMD in its own session, writes every output line of CMD to the job log as `[timestamp] line`, and
-records CMD's exit code in the exit file (atomically) when CMD ends. It does not depend on the backend
-process: when the backend dies and comes back, the job goes on and its exit code is still found.
-Standard library only, so it starts fast.
+It runs the workload's command in its containment group (`containment.py`), as its user in its own view of the
+files when the backend is root (`sandbox.py`), and writes every output line to the job log as `[timestamp]
+line`. The workload ends when its main process exits: its output is drained for at most `drain_seconds`, every
+process it left running is stopped (and named in the log), the last log record says how it ended, and the exit
+record (`outcome.py`) is written atomically. SIGTERM (the executor's stop) is passed to every process of the group
+and marks the end as requested. The runner is a child subreaper, so orphans of the workload are its children.
+
+It does not depend on the backend process: its own session, SIGHUP ignored; when the backend dies and comes
+back, the workload goes on and its exit record is still found.
+
+SPEC (JSON): {"log", "exit_file", "command": [...], "cwd", "what": "training", "preamble": [records to log
+first], "group": containment state (`Group.to_state()`), "drain_seconds",
+"sandbox": null | {"user", "uid", "gid", "covers": [...], "binds": [[path, writable], ...], "isolate_files"},
+"notify": abstract unix socket name or null}
 """
-import argparse
+import ctypes
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
+from typing import Optional
+
+from kaos_backend import wakeup
+from kaos_backend.executors import containment, outcome, sandbox
+
+PR_SET_CHILD_SUBREAPER = 36
+READ_CHUNK = 65536
+MAX_LINE = 64 * 1024  # a line longer than this is logged in pieces
 
 
 def _stamp(text: str) -> bytes:
+    """One log record: one line, whatever `text` holds."""
+    text = text.replace("\r", " ").replace("\n", " ")
     return f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {text}\n".encode("utf-8", errors="replace")
 
 
-def _write_exit_code(path: str, code: int) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        handle.write(str(code))
-    os.replace(temporary, path)
+class Runner:
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.group = containment.group_from_state(spec["group"])
+        if isinstance(self.group, containment.SubreaperGroup):
+            self.group.runner_pid = os.getpid()
+        self.requested = False
+        self.last_line = None
+        self.log = None
+        self.child: Optional[subprocess.Popen] = None
+
+    # -- logging --------------------------------------------------------------------------------------------
+    def record(self, text: str) -> None:
+        self.log.write(_stamp(text))
+
+    def _output(self, raw: bytes) -> None:
+        text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+        self.log.write(_stamp(text))
+        if text.strip():
+            self.last_line = text.strip()
+
+    # -- the workload's process -----------------------------------------------------------------------------
+    def _child_setup(self) -> None:
+        """In the child, before exec: join the group, then (root) the sandbox. A failure is reported on the
+        output pipe and ends the child with 126."""
+        try:
+            self.group.attach()
+            box = self.spec.get("sandbox")
+            if box:
+                identity = sandbox.Identity(box["user"], box["uid"], box["gid"])
+                plan = sandbox.MountPlan(box["covers"], [tuple(item) for item in box["binds"]])
+                sandbox.apply_in_child(plan, identity, self.spec["cwd"], box["isolate_files"])
+        except BaseException as error:  # noqa: BLE001 - reported, then the child ends
+            os.write(2, f"kaos: cannot start the workload in its sandbox: {error}\n".encode(errors="replace"))
+            os._exit(126)
+
+    def start(self) -> bool:
+        spec = self.spec
+        command = spec["command"]
+        try:
+            self.child = subprocess.Popen(command, cwd=spec["cwd"], env=spec.get("env"), stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          preexec_fn=self._child_setup)
+        except OSError as error:
+            self.record(f"cannot start {command[0]!r}: {error.strerror}")
+            return False
+        return True
+
+    def _on_stop(self, signum, _frame) -> None:
+        self.requested = True
+        self.group.signal(signum)
+
+    def relay(self) -> None:
+        """Log the child's output until it exits, then drain what is left for at most `drain_seconds`."""
+        pipe = self.child.stdout.fileno()
+        os.set_blocking(pipe, False)
+        try:
+            exited = os.pidfd_open(self.child.pid)
+        except (AttributeError, OSError):
+            exited = None
+        pending = b""
+        deadline = None
+        poller = select.poll()
+        poller.register(pipe, select.POLLIN)
+        if exited is not None:
+            poller.register(exited, select.POLLIN)
+        open_pipe = True
+        while open_pipe:
+            if deadline is None and self.child.poll() is not None:
+                deadline = time.monotonic() + float(self.spec.get("drain_seconds", 2.0))
+            timeout = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if deadline is not None and timeout == 0:
+                break
+            try:
+                events = poller.poll(timeout)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == exited:
+                    poller.unregister(exited)
+                    os.close(exited)
+                    exited = None
+                    continue
+                try:
+                    chunk = os.read(pipe, READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    open_pipe = False
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._output(line)
+                while len(pending) > MAX_LINE:
+                    self._output(pending[:MAX_LINE])
+                    pending = pending[MAX_LINE:]
+            self._reap_orphans()
+        if pending:
+            self._output(pending)
+        if exited is not None:
+            os.close(exited)
+        self.child.wait()
+
+    def _reap_orphans(self) -> None:
+        """Reap exited orphans re-parented to this subreaper (never the main child: Popen reaps that one)."""
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == 0 or (self.child and info.si_pid == self.child.pid):
+                return
+            try:
+                os.waitpid(info.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+
+    def stop_leftovers(self) -> list:
+        """Stop every process the workload left running; their labels."""
+        pids = self.group.pids()
+        labels = [containment.process_label(pid) for pid in pids]
+        if pids:
+            self.group.kill()
+        self._reap_orphans()
+        return labels
+
+    # -- the whole life -------------------------------------------------------------------------------------
+    def run(self) -> int:
+        spec = self.spec
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        what = spec.get("what") or "workload"
+        with open(spec["log"], "ab", buffering=0) as self.log:
+            for text in spec.get("preamble", []):
+                self.record(text)
+            if self.start():
+                self.relay()
+                status = self.child.returncode
+            else:
+                status = 127
+            left = self.stop_leftovers()
+            if left:
+                self.record(f"kaos: stopped {len(left)} process{'es' if len(left) > 1 else ''} that the {what} "
+                            f"left running: {'; '.join(left)}")
+            record = outcome.record_for(status, oom_kills=self.group.oom_kills(), memory=self.group.limits.memory,
+                                        requested=self.requested, left_running=left, last_line=self.last_line)
+            self.record(f"kaos: the {what} ended: {outcome.describe(record)}")
+        self.group.remove()
+        outcome.write_record(spec["exit_file"], record)
+        wakeup.wake(spec.get("notify"))
+        return 0
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--exit-file", required=True)
-    parser.add_argument("--line", action="append", default=[], help="a record to log before CMD starts")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    with open(args.log, "ab", buffering=0) as log:
-        for text in args.line:
-            log.write(_stamp(text))
-        try:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        except OSError as error:
-            log.write(_stamp(f"cannot start {command[0]!r}: {error.strerror}"))
-            _write_exit_code(args.exit_file, 127)
-            return 127
-
-        def forward(signum, _frame):
-            try:
-                child.send_signal(signum)
-            except ProcessLookupError:
-                pass
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        pending = b""
-        while True:
-            chunk = child.stdout.read1(65536)
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                log.write(_stamp(line.rstrip(b"\r").decode("utf-8", errors="replace")))
-        if pending:
-            log.write(_stamp(pending.rstrip(b"\r").decode("utf-8", errors="replace")))
-        code = child.wait()
-    _write_exit_code(args.exit_file, code if code >= 0 else 128 - code)
-    return 0
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m kaos_backend.executors.runner SPEC.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as handle:
+        spec = json.load(handle)
+    return Runner(spec).run()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from kaos_backend.services.provenance import model_graph, model_parts
 from kaos_backend.services.train import find_model, request_build
 from kaos_backend.services.uploads import UploadBody, UploadService
 from kaos_backend.services.workspaces import find_workspace
+from kaos_backend.wakeup import socket_name, wake
 from kaos_backend.zipstream import StreamedZip, tree_entries
 
 BUILD_KIND = "build-serve"
@@ -73,7 +74,8 @@ class InferenceService:
                                  source_bundle_id=bundle.id, model_id=model_id, model_dir=model_dir,
                                  build_job_id=build, state=PipelineState.PIPELINE_STARTING.value,
                                  resources=(bundle.meta or {}).get("resources")))
-        return {"glob_name": bundle.glob_name, "endpoint": name, "job_id": job_id}
+        wake(socket_name(self.config.data_dir))
+        return self.uploads.warned({"glob_name": bundle.glob_name, "endpoint": name, "job_id": job_id}, **resources)
 
     @staticmethod
     def _unused_name(session, workspace: str) -> str:
@@ -120,6 +122,7 @@ class InferenceService:
         """Ask the scheduler to remove the endpoint; return once its row (and so its processes) are gone."""
         with self.db.session_scope() as session:
             find_endpoint(session, workspace, name).desired = "kill"
+        wake(socket_name(self.config.data_dir))
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             with self.db.read_scope() as session:

@@ -13,6 +13,7 @@ from kaos_backend.layout import DataLayout
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Job, Partition
 from kaos_backend.services.workspaces import find_workspace
+from kaos_backend.wakeup import socket_name, wake
 
 TERMINAL = {state.value for state in JobState if state.is_terminal}
 KILL_WAIT_SECONDS = 30.0
@@ -62,7 +63,7 @@ class JobService:
 
     def listing(self, workspace: str, kind: str) -> List[dict]:
         """SubmissionInfo dicts of every job of `kind`, newest first: one query, fast for many jobs."""
-        columns = [Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at]
+        columns = [Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at, Job.reason]
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             query = select(*columns).where(Job.workspace_id == workspace_row.id, Job.kind == kind)
@@ -82,11 +83,11 @@ class JobService:
                     .where(Job.workspace_id == workspace_row.id, Job.kind == kind)).all())
         listing = []
         for row in rows:
-            job_id, state, created, started, finished_at = row[:5]
+            job_id, state, created, started, finished_at, reason = row[:6]
             item = {"job_id": job_id, "state": state, "started": local_text(started or created),
-                    "duration": seconds_between(started, finished_at) if started else 0}
+                    "duration": seconds_between(started, finished_at) if started else 0, "reason": reason}
             if kind == "train":
-                total, done, failed_count = row[5], int(row[6] or 0), int(row[7] or 0)
+                total, done, failed_count = row[6], int(row[7] or 0), int(row[8] or 0)
                 percent = int(100 * done / total) if total else 0
                 item["progress"] = f"Progress: {done} / {total} ({percent}%)\n{failed_count} failed"
                 item["hyperopt"] = "True" if total > 1 else "False"
@@ -119,6 +120,7 @@ class JobService:
             if job.state in TERMINAL:
                 raise JobNotRunning(f"Job is not running, id: {job_id}")
             job.desired = "kill"
+        wake(socket_name(self.layout.data_dir))
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             with self.db.read_scope() as session:

@@ -18,6 +18,7 @@ from kaos_backend.services.jobs import TERMINAL, find_job, seconds_between
 from kaos_backend.services.provenance import model_file_path, model_parts, model_provenance_dot
 from kaos_backend.services.uploads import PARAMS_NULL, UploadBody, UploadService
 from kaos_backend.services.workspaces import find_workspace
+from kaos_backend.wakeup import socket_name, wake
 from kaos_backend.zipstream import StreamedZip, ZipEntry, tree_entries
 
 PAGE_SIZE = 10
@@ -124,19 +125,20 @@ class TrainService:
             pipeline.hyper_bundle_id = None  # the original's rule, now applied at upload time, not by a callback
             pipeline.resources = (bundle.meta or {}).get("resources")
             job_id = request_build(session, workspace_row, bundle, user)
-        return {"glob_name": bundle.glob_name, "job_id": job_id}
+        wake(socket_name(self.uploads.config.data_dir))
+        return self.uploads.warned({"glob_name": bundle.glob_name, "job_id": job_id}, **resources)
 
     def submit_features(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
         result = self.uploads.features(workspace, body, user, **resources)
         self._set_data(workspace, result["glob_name"], "features")
-        return result
+        return self.uploads.warned(result, **resources)
 
     def submit_manifest(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
         """A data manifest becomes the pipeline's data, as a data bundle does; its files are downloaded by an
         ingestion job (unless this manifest was ingested already), and trainings on it wait for that."""
         result = self.uploads.manifest(workspace, body, user, **resources)
         self._set_data(workspace, result["glob_name"], "manifest")
-        return result
+        return self.uploads.warned(result, **resources)
 
     def _set_data(self, workspace: str, glob_name: str, kind: str) -> None:
         with self.db.session_scope() as session:
@@ -150,6 +152,7 @@ class TrainService:
                 pipeline.resources = bundle.meta["resources"]
             if kind == "manifest":
                 request_ingestion(session, workspace_row, bundle)
+        wake(socket_name(self.uploads.config.data_dir))
 
     def submit_params(self, workspace: str, body: UploadBody, user: str = None, parallelism: Any = None,
                       **resources) -> Dict[str, Any]:
@@ -162,7 +165,8 @@ class TrainService:
             pipeline = pipeline_of(session, workspace_row)
             pipeline.hyper_bundle_id = None if bundle.glob_name == PARAMS_NULL else bundle.id
             pipeline.parallelism = (bundle.meta or {}).get("parallelism") or 1
-        return result
+        wake(socket_name(self.uploads.config.data_dir))
+        return self.uploads.warned(result, **resources)
 
     # -- views ----------------------------------------------------------------------------------------------
     def inspect(self, workspace: str) -> Dict[str, Any]:
@@ -196,7 +200,9 @@ class TrainService:
                                               .order_by(Partition.index)))
             rows = [_partition_info(job, partition, bundles, workspace) for partition in partitions
                     if partition.state == JobState.JOB_SUCCESS.value]
-            state, process_time = job.state, seconds_between(job.started_at, job.finished_at)
+            failed = [_partition_info(job, partition, bundles, workspace) for partition in partitions
+                      if partition.state in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value)]
+            state, process_time, reason = job.state, seconds_between(job.started_at, job.finished_at), job.reason
         metrics = sorted({name for row in rows for name in (row["metrics"] or {})})
         if sort_by:
             rows = _sorted_by_metric(rows, sort_by, ascending)
@@ -204,9 +210,10 @@ class TrainService:
         if page >= page_count:
             raise PageError(f"Page {page} does not exist: there are {page_count} pages (from 0)")
         return {"page_id": page, "page_count": page_count,
-                "response": {"job_id": job_id, "state": state, "available_metrics": metrics,
+                "response": {"job_id": job_id, "state": state, "reason": reason, "available_metrics": metrics,
                              "process_time": process_time,
-                             "partitions": rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]}}
+                             "partitions": rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE],
+                             "failed_partitions": failed}}
 
     # -- train get ------------------------------------------------------------------------------------------
     def bundle(self, workspace: str, job_id: str, include_code: bool = True, include_data: bool = False,
@@ -311,7 +318,7 @@ def _partition_info(job: Job, partition: Partition, bundles: Dict[int, Bundle], 
             "image": {"path": f"build-train-{workspace}:{source.hash5}" if source else None},
             "output": {"model_id": partition.model_id, "path": f"/{hex6}/model/"},
             "hyperparams": hyper, "metrics": partition.metrics or {}, "score": None,
-            "state": partition.state}
+            "state": partition.state, "reason": partition.reason}
 
 
 def _sorted_by_metric(rows: List[Dict[str, Any]], metric: str, ascending: bool) -> List[Dict[str, Any]]:

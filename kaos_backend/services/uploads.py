@@ -41,6 +41,27 @@ class UploadService:
         self.config = config
         self.blobs = BlobService(db, store)
 
+    def warned(self, answer: Dict[str, Any], cpu: Any = None, memory: Any = None, gpu: Any = None) -> Dict[str, Any]:
+        """An upload's answer, with a `warning` when the resources it asked for will not be enforced."""
+        warning = self.limits_warning(cpu, memory, gpu)
+        return {**answer, "warning": warning} if warning else answer
+
+    def limits_warning(self, cpu: Any = None, memory: Any = None, gpu: Any = None) -> Optional[str]:
+        """One line for the user when the requested resources will not be enforced by the local executor."""
+        resources = self.resources(cpu, memory, gpu)
+        if self.config.executor != "local":
+            return None
+        warnings = []
+        if resources.memory is not None or resources.cpu is not None:
+            from kaos_backend.config import platform_id
+            from kaos_backend.executors.containment import limits_problem
+            problem = limits_problem(self.config.containment, platform_id(self.config.data_dir))
+            if problem:
+                warnings.append(f"--memory and --cpu are recorded but not enforced: {problem}")
+        if resources.gpu:
+            warnings.append("--gpu is recorded only: the local executor does not assign GPUs")
+        return "; ".join(warnings) or None
+
     def resources(self, cpu: Any = None, memory: Any = None, gpu: Any = None) -> Resources:
         return validate_resources(cpu, memory, gpu, max_cpu=self.config.max_cpu,
                                   max_memory=self.config.max_memory, max_gpu=self.config.max_gpu)

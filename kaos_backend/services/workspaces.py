@@ -1,5 +1,6 @@
 """Workspaces: exact names only (the original matched substrings, so killing `a` also killed `ab`)."""
 import contextlib
+import json
 import logging
 from typing import Iterable, List, Optional, Set
 
@@ -73,11 +74,15 @@ class WorkspaceService:
         Done here, in the request: each item is renamed into a trash batch under the lock that guards it (never
         waiting for a build or an extraction that holds one: that item is left), and the batch is deleted
         once every lock is released."""
+        with self.db.read_scope() as session:
+            workspace_id = find_workspace(session, name).id
+        stopped = self._stop_workloads([workspace_id])
         with self._trash() as trash:
             with self.store.lock(exclusive=True):
                 with self.db.session_scope() as session:
                     workspace = find_workspace(session, name)
-                    job_ids = self._stop_workloads(session, [workspace.id])
+                    late = _workload_states(session, [workspace.id]) - stopped  # started while we stopped
+                    job_ids = list(session.scalars(select(Job.id).where(Job.workspace_id == workspace.id)))
                     endpoints = list(session.scalars(select(Endpoint.name).where(
                         Endpoint.workspace_id == workspace.id)))
                     digests = set(session.scalars(select(Bundle.blob_digest).where(
@@ -91,24 +96,31 @@ class WorkspaceService:
                     session.execute(delete(Workspace).where(Workspace.id == workspace.id))
                     orphans = delete_unreferenced_rows(session, digests)
                 _left_in_place("extracted bundle", remove_blob_files(self.store, self.layout, orphans, trash))
+            self._stop(late)
             self._remove_unused_images(images, trash)
             self._remove_job_files(job_ids, endpoints)
 
-    def _stop_workloads(self, session, workspace_ids) -> List[str]:
-        """Stop every workload still running in these workspaces; the ids of all their jobs."""
-        jobs = list(session.scalars(select(Job).where(Job.workspace_id.in_(workspace_ids))))
-        states = [job.executor_state for job in jobs if job.finished_at is None]
-        states += list(session.scalars(select(Endpoint.executor_state).where(Endpoint.workspace_id.in_(workspace_ids))))
-        states += list(session.scalars(select(Partition.executor_state).where(
-            Partition.job_id.in_([job.id for job in jobs if job.finished_at is None]),
-            Partition.finished_at.is_(None))))
-        if self.config is not None:
-            from kaos_backend.executors import make_executor
-            for state in filter(None, states):
-                executor = make_executor(self.config)
-                executor.load_state(state)
-                executor.stop(now=True)
-        return [job.id for job in jobs]
+    def _stop_workloads(self, workspace_ids) -> Set[str]:
+        """Ask the scheduler to start nothing more in these workspaces (desired "kill"), then stop every workload
+        still running there, with no transaction or lock held while they stop. The workloads stopped (their
+        executor states, as JSON text)."""
+        with self.db.session_scope() as session:
+            for model in (Job, Endpoint):
+                for row in session.scalars(select(model).where(model.workspace_id.in_(workspace_ids))):
+                    if getattr(row, "finished_at", None) is None:
+                        row.desired = "kill"
+            states = _workload_states(session, workspace_ids)
+        self._stop(states)
+        return states
+
+    def _stop(self, states: Iterable[str]) -> None:
+        if self.config is None:
+            return
+        from kaos_backend.executors import make_executor
+        for state in states:
+            executor = make_executor(self.config)
+            executor.load_state(json.loads(state))
+            executor.stop(now=True)
 
     @staticmethod
     def _images(session, workspace_ids) -> Set[str]:
@@ -153,10 +165,14 @@ class WorkspaceService:
     def delete_all(self) -> None:
         """Every workspace, bundle and blob, and every file made from them: the original's
         `DELETE /internal/resources`."""
+        with self.db.read_scope() as session:
+            workspace_ids = list(session.scalars(select(Workspace.id)))
+        stopped = self._stop_workloads(workspace_ids)
         with self._trash() as trash:
             with self.store.lock(exclusive=True):
                 with self.db.session_scope() as session:
-                    job_ids = self._stop_workloads(session, list(session.scalars(select(Workspace.id))))
+                    late = _workload_states(session, list(session.scalars(select(Workspace.id)))) - stopped
+                    job_ids = list(session.scalars(select(Job.id)))
                     endpoints = list(session.scalars(select(Endpoint.name)))
                     session.execute(delete(Partition))
                     session.execute(delete(Job))
@@ -171,10 +187,23 @@ class WorkspaceService:
                         self.layout.remove_ingested(digest, trash)
                     _left_in_place("extracted bundle", [digest for digest in self.layout.extracted_digests()
                                                         if not self.layout.remove_extracted(digest, trash)])
+            self._stop(late)
             if self.layout is not None:
                 self._remove_unused_images([str(self.layout.envs_dir / key) for key in self.layout.env_keys()],
                                            trash)
             self._remove_job_files(job_ids, endpoints)
+
+
+def _workload_states(session: Session, workspace_ids) -> Set[str]:
+    """The executor states (as JSON text) of every workload that may run in these workspaces: unfinished jobs and
+    their unfinished partitions, and endpoints."""
+    unfinished = [job_id for job_id, in session.execute(select(Job.id).where(
+        Job.workspace_id.in_(workspace_ids), Job.finished_at.is_(None)))]
+    states = list(session.scalars(select(Job.executor_state).where(Job.id.in_(unfinished))))
+    states += session.scalars(select(Endpoint.executor_state).where(Endpoint.workspace_id.in_(workspace_ids)))
+    states += session.scalars(select(Partition.executor_state).where(
+        Partition.job_id.in_(unfinished), Partition.finished_at.is_(None)))
+    return {json.dumps(state, sort_keys=True) for state in states if state}
 
 
 def _image_in_use(session: Session, image: str) -> bool:

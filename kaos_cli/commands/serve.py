@@ -50,7 +50,9 @@ def list_endpoints():
     tables = []
     for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS)):
         if items:
-            rows = [[index] + [item.get(column) for column in columns] for index, item in enumerate(items)]
+            columns = columns + (("reason",) if any(item.get("reason") for item in items) else ())
+            rows = [[index] + [render.wrapped(item.get(column)) for column in columns]
+                    for index, item in enumerate(items)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
         render.warning(NO_ENDPOINTS)
@@ -85,6 +87,8 @@ def deploy(source_bundle, model_id, cpu, memory, gpu):
     if answer.get("endpoint"):
         render.success(f"Endpoint: {answer['endpoint']}")
     render.echo()
+    if answer.get("warning"):
+        render.warning(answer["warning"])
     if answer.get("url"):
         render.info(f"Check its state with kaos serve list; it answers at {answer['url']}")
     else:

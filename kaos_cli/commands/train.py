@@ -51,7 +51,8 @@ def list_jobs():
     for title, key, columns, _ in LISTINGS:
         jobs = listing[key]
         if jobs:
-            rows = [[index] + [job.get(column) for column in columns] for index, job in enumerate(jobs)]
+            columns = columns + (("reason",) if any(job.get("reason") for job in jobs) else ())
+            rows = [[index] + [render.wrapped(job.get(column)) for column in columns] for index, job in enumerate(jobs)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
         render.warning(NO_JOBS)
@@ -90,7 +91,7 @@ def check_hyperparams(path) -> None:
                         'like {"lr": [0.1, 0.01], "depth": [3, 5]}')
 
 
-def _submit_source(client, workspace, source_bundle, resources) -> None:
+def _submit_source(client, workspace, source_bundle, resources) -> dict:
     from kaos_cli.bundles import TemporaryBundle
 
     render.info(f"Submitting source bundle: {source_bundle}")
@@ -100,9 +101,10 @@ def _submit_source(client, workspace, source_bundle, resources) -> None:
     if answer.get("job_id"):
         render.success(f"Building image: job {answer['job_id']}")
     render.echo()
+    return answer
 
 
-def _submit_data(client, workspace, data_bundle, resources) -> None:
+def _submit_data(client, workspace, data_bundle, resources) -> dict:
     from kaos_cli.bundles import TemporaryBundle
 
     render.info(f"Submitting data bundle: {data_bundle}")
@@ -110,16 +112,18 @@ def _submit_data(client, workspace, data_bundle, resources) -> None:
         answer = client.upload_features(workspace, zip_path, **resources) or {}
     render.success(f"Setting data bundle: /{answer.get('glob_name')}")
     render.echo()
+    return answer
 
 
-def _submit_manifest(client, workspace, data_manifest, resources) -> None:
+def _submit_manifest(client, workspace, data_manifest, resources) -> dict:
     render.info(f"Submitting data manifest bundle: {data_manifest}")
     answer = client.upload_manifest(workspace, data_manifest, **resources) or {}
     render.success(f"Setting data manifest bundle: /{answer.get('glob_name')}")
     render.echo()
+    return answer
 
 
-def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) -> None:
+def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) -> dict:
     render.info(f"Submitting hyperparams bundle: {hyperparams}")
     answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, **resources) or {}
     glob_name = answer.get("glob_name")
@@ -127,7 +131,7 @@ def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) 
     if not combinations or glob_name == NO_HYPERPARAMS.lstrip("/"):
         render.success(f"Setting hyperparameters bundle: {NO_HYPERPARAMS} (no hyperparameters)")
         render.echo()
-        return
+        return answer
     render.success(f"Setting hyperparameters bundle: /{glob_name}/*")
     render.echo()
     render.echo(f"CURRENT HYPERPARAMETERS ({len(combinations)})")
@@ -136,6 +140,7 @@ def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) 
     rows = [[index] + [combination.get(key) for key in keys] for index, combination in enumerate(combinations)]
     render.print_table(["ind"] + keys, rows, justify="center")
     render.echo()
+    return answer
 
 
 def inputs_row(inputs: dict) -> list:
@@ -186,14 +191,17 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     if parallelism is not None and not hyperparams:
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
+    answers = []
     if source_bundle:
-        _submit_source(client, workspace, source_bundle, resources)
+        answers.append(_submit_source(client, workspace, source_bundle, resources))
     if data_bundle:
-        _submit_data(client, workspace, data_bundle, resources)
+        answers.append(_submit_data(client, workspace, data_bundle, resources))
     if data_manifest:
-        _submit_manifest(client, workspace, data_manifest, resources)
+        answers.append(_submit_manifest(client, workspace, data_manifest, resources))
     if hyperparams:
-        _submit_hyperparams(client, workspace, hyperparams, parallelism, resources)
+        answers.append(_submit_hyperparams(client, workspace, hyperparams, parallelism, resources))
+    for warning in dict.fromkeys(answer["warning"] for answer in answers if answer.get("warning")):
+        render.warning(warning)  # the resources asked for are not enforced here: said once
     inputs = client.train_inspect(workspace)
     render.echo("CURRENT TRAINING INPUTS")
     render.echo()
@@ -230,6 +238,8 @@ def info(job_id, ind, sort_by, page_id, ascending):
     render.echo(f"    Job ID: {job.get('job_id', job_id)}")
     render.echo(f"    Process time: {process_time}s" if process_time is not None else "    Process time: None")
     render.echo(f"    State: {job.get('state')}")
+    if job.get("reason"):
+        render.echo(f"    Reason: {job['reason']}")
     render.echo(f"    Available metrics: {[str(name) for name in job.get('available_metrics') or []]}")
     render.echo()
     render.echo(f"    Page count: {answer.get('page_count')}")
@@ -244,6 +254,14 @@ def info(job_id, ind, sort_by, page_id, ascending):
             row.append(partition.get("score"))
         rows.append(row)
     render.print_table(headers, rows, justify="center")
+    failed = job.get("failed_partitions") or []
+    if failed:
+        render.echo()
+        render.echo(f"    Failed partitions: {len(failed)}")
+        rows = [[partition.get("datum_id", "").rsplit("-", 1)[-1], partition.get("state"),
+                 _provenance(partition.get("hyperparams")), render.wrapped(partition.get("reason"))]
+                for partition in failed]
+        render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
 
 
 # -- get, provenance -------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import requests
 from kaos_backend.cli import MISSING_DEPENDENCIES, resolve_token
 from kaos_backend.config import Config, ConfigError
 from tests.support.backend import BackendProcess, free_port
+from tests.support.supervision import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,14 +22,6 @@ def run_python(code: str, env=None, timeout=30):
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, **(env or {})))
 
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_gone(pids, timeout=15.0):

@@ -108,3 +108,35 @@ def test_sdk_upload_by_digest(backend, tmp_path):
         client.workspace_info("nope")
     with pytest.raises(UnauthorizedError):
         KaosClient(backend.url, "wrong").list_workspaces()
+
+
+def test_limits_that_cannot_be_enforced_are_said_once_and_logged(tmp_path, kaos, project):
+    """Without cgroups (here: configured so), --memory and --cpu are recorded, the deploy says so in one line and
+    the training's log repeats it."""
+    import time
+
+    from tests.support.backend import BackendProcess
+    from tests.support.platform import tiny_data_bundle, tiny_train_bundle
+
+    server = BackendProcess(tmp_path / "limits-data", env={"KAOS_CONTAINMENT": "subreaper"}).start()
+    try:
+        assert kaos("init", "-e", server.url, "-t", server.token).exit_code == 0
+        assert kaos("workspace", "create", "-n", "limits").exit_code == 0
+        code = tiny_train_bundle(tmp_path / "code", "import os, sys\nos.makedirs(sys.argv[1] + '/model')\n")
+        deployed = kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "data")),
+                        "--memory", "50Mi", "--cpu", "1")
+        assert deployed.exit_code == 0, deployed.output
+        warnings = [line for line in deployed.output.splitlines() if line.startswith("Warning - ")]
+        assert warnings == ["Warning - --memory and --cpu are recorded but not enforced: kaos is configured without "
+                            "cgroups (KAOS_CONTAINMENT=subreaper)"]
+        client = KaosClient(server.url, server.token)
+        deadline = time.monotonic() + 300
+        while not client.train_list("limits")["training"] or \
+                client.train_list("limits")["training"][0]["state"] not in ("JOB_SUCCESS", "JOB_FAILURE"):
+            assert time.monotonic() < deadline, "the training did not end"
+            time.sleep(0.2)
+        job_id = client.train_list("limits")["training"][0]["job_id"]
+        log = "".join(client.train_logs("limits", job_id))
+        assert "memory 50Mi, cpu 1 not enforced" in log
+    finally:
+        server.stop()

@@ -135,6 +135,43 @@ def test_seed_serve_error_fails_clearly_and_logs_the_traceback(served):
     assert "Traceback (most recent call last):" in logs.out
     assert 'load_ctx("model.docx")' in logs.out
     assert re.search(r"FileNotFoundError: .*model\.docx", logs.out), logs.out
+    _gives_up_with_the_reason(platform, name)
+    assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+
+
+def _gives_up_with_the_reason(platform, name):
+    """An endpoint that never becomes ready: PIPELINE_FAILURE after 5 failed starts (never RUNNING meanwhile),
+    the reason in `serve list`, the gateway's 503 naming both and where to look."""
+    states = []
+
+    def failed():
+        endpoint = next(e for e in _endpoints(platform) if e["name"] == name)
+        states.append(endpoint["state"])
+        return endpoint if endpoint["state"] == "PIPELINE_FAILURE" else None
+    endpoint = wait_for(failed, what="the endpoint to give up")
+    assert "PIPELINE_RUNNING" not in states
+    assert endpoint["restarts"] == 5 and endpoint["reason"].startswith("the serve process ended: exit code ")
+    listed = platform.kaos("serve", "list").out
+    assert "PIPELINE_FAILURE" in listed and "the serve process ended" in listed
+    answer = requests.post(_invocations(platform, name), data=PAYLOAD, timeout=30)
+    assert answer.status_code == 503 and answer.json()["error_code"] == "ENDPOINT_UNAVAILABLE"
+    message = answer.json()["message"]
+    assert "PIPELINE_FAILURE: the serve process ended: exit code" in message, message
+    assert f"kaos serve logs -e {name}" in message
+    logs = platform.kaos("serve", "logs", "-e", name).out
+    assert "giving up (PIPELINE_FAILURE)" in logs
+    time.sleep(3)  # given up: no more restarts
+    assert next(e for e in _endpoints(platform) if e["name"] == name)["restarts"] == 5
+
+
+def test_an_endpoint_without_its_model_fails_with_the_reason(served):
+    """Input 4: `kaos serve deploy -s templates/mnist/model-serve` without -m: model.pkl is missing."""
+    platform, _ = served
+    before = {endpoint["name"] for endpoint in _endpoints(platform)}
+    assert platform.kaos("serve", "deploy", "-s", "templates/mnist/model-serve").code == 0
+    name = wait_for(lambda: next((e["name"] for e in _endpoints(platform) if e["name"] not in before), None))
+    _gives_up_with_the_reason(platform, name)
+    assert re.search(r"FileNotFoundError: .*model\.pkl", platform.kaos("serve", "logs", "-e", name).out)
     assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
 
 
@@ -209,5 +246,6 @@ def test_an_endpoint_that_exits_is_restarted(served, tmp_path):
     assert restarted["restarts"] == 1
     assert wait_for(lambda: requests.get(f"{base}/ping", timeout=30).status_code == 200)
     logs = platform.kaos("serve", "logs", "-e", name).out
-    assert "asked to crash" in logs and "exited with code 7; restarting in 1s" in logs
+    assert "asked to crash" in logs and "kaos: the endpoint ended: exit code 7" in logs
+    assert "kaos: restarting the endpoint in 1s" in logs
     assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0

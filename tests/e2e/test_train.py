@@ -170,9 +170,9 @@ def test_kill_a_running_training(platform, tmp_path):
     assert unknown.code == 1 and "There is no job with id: " in unknown.text
 
 
-def test_logs_follow_streams_live(platform, tmp_path):
+def test_logs_follow_streams_live(platform, tmp_path, shared_dir):
     platform.workspace("following")
-    release = tmp_path / "release"
+    release = shared_dir / "release"
     script = ("import os, sys, time\n"
               "print('first line from train', flush=True)\n"
               f"deadline = time.time() + 120\n"
@@ -211,13 +211,13 @@ def test_follow_exits_1_when_the_job_fails(platform, tmp_path):
     assert "about to fail" in followed.out
 
 
-def test_backend_killed_mid_training_and_restarted(tmp_path):
+def test_backend_killed_mid_training_and_restarted(tmp_path, shared_dir):
     platform = LocalPlatform(tmp_path / "project")
     platform.project.mkdir()
     platform.deploy()
     try:
         platform.workspace("restart")
-        gate = tmp_path / "gate"
+        gate = shared_dir / "gate"
         script = ("import os, sys, time\n"
                   "print('before the crash', flush=True)\n"
                   f"while not os.path.exists({str(gate)!r}):\n"
@@ -257,7 +257,7 @@ def test_a_training_lost_with_the_machine_is_marked_failed(tmp_path):
 
         platform.kill_backend()
         state = next(p for p in platform.data_dir.glob(f"jobs/{job_id}/log"))
-        runner_sessions = _processes(lambda pid: "runner.py" in _cmdline(pid) and job_id in _cmdline(pid))
+        runner_sessions = _processes(lambda pid: "executors.runner" in _cmdline(pid) and job_id in _cmdline(pid))
         assert runner_sessions
         for pid in runner_sessions:  # as if the machine rebooted: the workload is gone, no exit code written
             os.killpg(pid, 9)
