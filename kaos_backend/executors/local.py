@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -94,8 +95,7 @@ class LocalExecutor(Executor):
         self.envs_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir), "--key", Path(image).name,
                    *spec.requirements]
-        spec.outputs = [*spec.outputs, str(self.envs_dir)]
-        spec.inputs = [*spec.inputs, spec.workdir]
+        spec = replace(spec, outputs=[*spec.outputs, str(self.envs_dir)], inputs=[*spec.inputs, spec.workdir])
         self._launch(spec, command, job_environment(spec.env, None))
         return image
 
