@@ -149,7 +149,7 @@ class LocalExecutor(Executor):
         env.update(HOME=str(home), TMPDIR="/tmp", USER=self.workload_user, LOGNAME=self.workload_user,
                    PATH=(f"{spec.image}/bin:" if spec.image else "") + SYSTEM_PATH)  # the backend's PATH is its own
         return {"user": self.workload_user, "hide": [str(self.data_dir)], "writable": writable,
-                "readable": readable, "tmp": str(tmp)}
+                "readable": readable, "tmp": str(tmp), "seal": list(spec.outputs)}
 
     def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str]) -> None:
         log_path = Path(spec.log_path)

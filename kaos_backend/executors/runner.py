@@ -16,7 +16,8 @@ many were dropped; a line longer than 64 KiB is written in pieces.
 SPEC (JSON): {"log", "exit_file", "command": [...], "cwd", "env": {...}, "what": "training", "preamble": [records
 to log first, the last one "beginning to run user code"], "notes": [records that go just before that last one],
 "group": containment state (`Group.to_state()`), "drain_seconds", "max_log_bytes",
-"sandbox": null | {"user", "hide": [...], "writable": [...], "readable": [...], "tmp": its private /tmp},
+"sandbox": null | {"user", "hide": [...], "writable": [...], "readable": [...], "tmp": its private /tmp,
+"seal": [outputs made root's and read-only once it ends]},
 "notify": abstract unix socket name or null}
 """
 import ctypes
@@ -233,6 +234,8 @@ class Runner:
                             f"the log of a workload holds at most {int(spec.get('max_log_bytes') or MAX_LOG_BYTES)}"
                             " bytes")
             count, left = self.stop_leftovers()
+            for path in (spec.get("sandbox") or {}).get("seal", []):
+                sandbox.seal(path)  # what it made for others is the backend's now
             if count:
                 more = f"; and {count - len(left)} more" if count > len(left) else ""
                 self.record(f"kaos: stopped {count} process{'es' if count > 1 else ''} that the {what} "

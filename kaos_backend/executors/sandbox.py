@@ -230,6 +230,22 @@ def namespace_problem() -> Optional[str]:
     return None if _namespaces_allowed == "ok" else _namespaces_allowed
 
 
+def seal(path: str) -> None:
+    """Make what a workload produced for others (a virtualenv, ingested files, a model) the backend's: owned by
+    root, readable by everyone, writable by no workload (its uid may be given to another workload later).
+    Links are neither followed nor changed."""
+    for root, dirs, files in os.walk(path):
+        for entry in [root] + [os.path.join(root, name) for name in dirs + files]:
+            info = os.lstat(entry)
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            os.lchown(entry, 0, 0)
+            readable = 0o755 if stat.S_ISDIR(info.st_mode) or info.st_mode & 0o111 else 0o644
+            os.chmod(entry, stat.S_IMODE(info.st_mode) & 0o755 | readable)
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.lchown(path, 0, 0)
+
+
 def chown_tree(path: str, identity: Identity) -> None:
     """Give `path` and everything below it (links not followed) to `identity`."""
     os.lchown(path, identity.uid, identity.gid)
