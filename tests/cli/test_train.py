@@ -372,6 +372,61 @@ def test_info_without_sort_has_no_score(kaos, ws):
     assert "Score" not in result.stdout and "    Available metrics: []" in result.stdout
 
 
+def failed_partition(n, state="JOB_FAILURE"):
+    return dict(partition(n), datum_id=f"{JOB}-{n}", state=state, reason=f"exit code 1 (last output: n={n})")
+
+
+def failed_table_rows(stdout):
+    """The partition numbers in the failed partitions' table."""
+    table = stdout.split("    Failed partitions: ", 1)[1]
+    return [line.split("|")[1].strip() for line in table.splitlines()
+            if line.startswith("|") and line.split("|")[1].strip().isdigit()]
+
+
+def test_info_of_a_killed_big_grid_shows_twenty_failed_partitions_and_how_many_more(kaos, ws):
+    failed = [failed_partition(n) for n in range(5, 24)] + [failed_partition(24, "JOB_KILLED")]
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_KILLED", "reason": "killed on request", "available_metrics": [],
+        "process_time": 60, "partitions": [partition(n) for n in range(5)], "failed_partitions": failed,
+        "failed_count": 9_995}})
+    result = kaos("train", "info", "-j", JOB)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "    Failed partitions: 9995" in lines
+    assert failed_table_rows(result.stdout) == [str(n) for n in range(5, 25)]
+    assert "JOB_KILLED" in result.stdout and "exit code 1 (last output: n=23)" in result.stdout
+    assert lines[-1] == "    ... and 9975 more failed partitions"
+
+
+def test_info_shows_at_most_twenty_failed_rows_even_from_a_backend_that_sends_more(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_FAILURE", "available_metrics": [], "process_time": 60, "partitions": [],
+        "failed_partitions": [failed_partition(n) for n in range(25)]}})  # no failed_count
+    result = kaos("train", "info", "-j", JOB)
+    assert result.exit_code == 0, result.output
+    assert "    Failed partitions: 25" in result.stdout.splitlines()
+    assert failed_table_rows(result.stdout) == [str(n) for n in range(20)]
+    assert result.stdout.splitlines()[-1] == "    ... and 5 more failed partitions"
+
+
+def test_info_lists_every_failed_partition_when_all_are_shown(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_FAILURE", "available_metrics": [], "process_time": 60, "partitions": [],
+        "failed_partitions": [failed_partition(n) for n in (1, 3)], "failed_count": 2}})
+    result = kaos("train", "info", "-j", JOB)
+    assert "    Failed partitions: 2" in result.stdout.splitlines()
+    assert failed_table_rows(result.stdout) == ["1", "3"] and "more failed" not in result.stdout
+
+
+def test_info_of_a_grid_killed_before_any_partition_started_counts_them(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_KILLED", "available_metrics": [], "process_time": 0, "partitions": [],
+        "failed_partitions": [], "failed_count": 300}})
+    result = kaos("train", "info", "-j", JOB)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-2:] == ["    Failed partitions: 300", "    ... and 300 more failed partitions"]
+
+
 def test_info_errors(kaos, ws):
     ws.route("GET", f"train/mnist/{JOB}", 404, {"error_code": "METRIC_NOT_FOUND", "message": "Metric nope not found"})
     unknown = kaos("train", "info", "-j", JOB, "-s", "nope")
