@@ -8,7 +8,7 @@ import click
 
 from kaos_cli import render
 from kaos_cli.errors import KaosError
-from kaos_cli.guards import workspace_session
+from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.state import resolve_index, write_cache
@@ -189,6 +189,7 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     if hyperparams:
         check_hyperparams(hyperparams)
     client, workspace = workspace_session()
+    warn_when_unhealthy(client)
     if parallelism is not None and not hyperparams:
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}

@@ -16,9 +16,10 @@ NOTHING = ("Warning - --source_bundle and/or --data_bundle or --data_manifest an
 
 
 def posts(server):
-    """(method, path) of every request except the guards' workspace listing and the blob checks."""
+    """(method, path) of every request except the guards' workspace listing, the deploy's health check and the
+    blob checks."""
     return [(r.method, r.path[len("/api/"):]) for r in server.requests
-            if r.path != "/api/workspace" and not r.path.startswith("/api/blobs/")]
+            if r.path not in ("/api/workspace", "/api/health") and not r.path.startswith("/api/blobs/")]
 
 
 @pytest.fixture
@@ -203,6 +204,43 @@ def test_parallelism_without_hyperparams_is_ignored(kaos, ws, data_dir):
     assert result.exit_code == 0, result.output
     assert "Warning - --parallelism applies to --hyperparams only; ignored" in result.stderr
     assert not ws.requests_to("POST", "data/mnist/params")
+
+
+UNHEALTHY = {"error_code": "PLATFORM_UNHEALTHY", "part": "scheduler", "status": "degraded", "version": "2.0.0",
+             "message": "The kaos backend's scheduler is down (killed by signal 9 (SIGKILL), restarting)",
+             "executor": "local", "parts": {"front": {"state": "up"}, "api": {"state": "up"},
+                                            "scheduler": {"state": "down", "heartbeat_age": 42.0}}}
+SCHEDULER_DOWN = ("Warning - The kaos backend's scheduler is down (killed by signal 9 (SIGKILL), restarting): see "
+                  "the kaos backend's log - the deploy goes on, and the job will start once the scheduler is back")
+
+
+def test_deploy_while_the_scheduler_is_down_warns_once_and_goes_on(kaos, ws, source_dir, data_dir):
+    ws.route("GET", "health", 503, UNHEALTHY)
+    ws.route("POST", "train/mnist", body={"glob_name": "mnist:17127", "job_id": BUILD_JOB})
+    ws.route("POST", "data/mnist/features", body={"glob_name": "features:9fd9d"})
+    ws.route("GET", "train/mnist/inspect", body=inspect_reply())
+    result = kaos("train", "deploy", "-s", str(source_dir), "-d", str(data_dir))
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning - ")]
+    assert warnings == [SCHEDULER_DOWN]
+    assert SCHEDULER_DOWN in result.stderr.splitlines()
+    assert result.output.splitlines()[0] == SCHEDULER_DOWN  # before the first upload
+    paths = [(r.method, r.path) for r in ws.requests if not r.path.startswith("/api/blobs/")]
+    assert paths.count(("GET", "/api/health")) == 1
+    assert paths.index(("GET", "/api/health")) < paths.index(("POST", "/api/train/mnist"))
+    assert posts(ws) == [("POST", "train/mnist"), ("POST", "data/mnist/features"), ("GET", "train/mnist/inspect")]
+
+
+@pytest.mark.parametrize("status, body", [(200, {"status": "ok", "version": "2.0.0", "executor": "local",
+                                                 "parts": {}}),
+                                          (404, {"error_code": "NOT_FOUND", "message": "No route /api/health"})])
+def test_deploy_with_a_healthy_backend_or_one_without_health_says_nothing_more(kaos, ws, source_dir, status, body):
+    ws.route("GET", "health", status, body)
+    ws.route("POST", "train/mnist", body={"glob_name": "mnist:17127", "job_id": None})
+    ws.route("GET", "train/mnist/inspect", body=inspect_reply())
+    result = kaos("train", "deploy", "-s", str(source_dir))
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output and len(ws.requests_to("GET", "health")) == 1
 
 
 def test_upload_refused_is_one_line(kaos, ws, source_dir):
