@@ -36,8 +36,9 @@ def too_many_members() -> InvalidBundle:
 class BundleTree:
     """Which names are files and which are directories (directories may be implicit in the members' paths).
 
-    InvalidBundle when a name is both a file and a directory, or when files and directories together, implied
-    ones included, are more than MAX_BUNDLE_MEMBERS (so the tree's memory is bounded too)."""
+    InvalidBundle when a name is both a file and a directory, when two members have the same path (`a/b` and
+    `a/./b` included: extracting both, the last would silently win), or when files and directories together,
+    implied ones included, are more than MAX_BUNDLE_MEMBERS (so the tree's memory is bounded too)."""
 
     TOP = 0  # the id of the bundle's top level; every directory gets the next free id
 
@@ -47,6 +48,7 @@ class BundleTree:
         self._dir_names: Dict[int, List[str]] = {}     # parent id → names of the directories in it
         self._file_names: Dict[int, List[str]] = {}    # parent id → names of the files in it
         self._with_files: Set[int] = set()             # directories with a file somewhere below
+        self._listed_dirs: Set[int] = set()            # directories that are members themselves, not only implied
         for member in members:
             self._add(member)
 
@@ -65,14 +67,18 @@ class BundleTree:
             parent = node
             ancestors.append(node)
         if member.is_dir:
+            if parent in self._listed_dirs:
+                raise _stored_twice(member.parts)
+            self._listed_dirs.add(parent)
             return
         key = (parent, member.parts[-1])
         if key in self._dirs:
             raise _clash(member.parts)
-        if key not in self._files:  # a name stored twice is one file
-            self._make_room()
-            self._files.add(key)
-            self._file_names.setdefault(parent, []).append(key[1])
+        if key in self._files:
+            raise _stored_twice(member.parts)
+        self._make_room()
+        self._files.add(key)
+        self._file_names.setdefault(parent, []).append(key[1])
         self._with_files.update(ancestors)
 
     def _make_room(self) -> None:
@@ -101,6 +107,11 @@ class BundleTree:
 
 def _clash(parts: Tuple[str, ...]) -> InvalidBundle:
     return InvalidBundle(f"Bundle member {shown('/'.join(parts))} is both a file and a directory")
+
+
+def _stored_twice(parts: Tuple[str, ...]) -> InvalidBundle:
+    return InvalidBundle(f"Bundle member {shown('/'.join(parts))} is stored more than once: a path may appear "
+                         "only once in a bundle")
 
 
 def data_root(tree: BundleTree) -> str:

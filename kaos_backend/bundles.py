@@ -6,7 +6,9 @@ Every check is bounded and linear in the number of members, so no upload can mak
 sent: before `zipfile` indexes anything, the central directory is read entry by entry (`central_directory.py`)
 and refused at the first entry over a bound (kaos_model.bundles: at most MAX_BUNDLE_MEMBERS members, paths of at
 most MAX_BUNDLE_DEPTH components and MAX_BUNDLE_PATH_BYTES bytes; a central directory of at most
-MAX_DIRECTORY_BYTES). The same checks run again before extraction, for bundles stored before they existed.
+MAX_DIRECTORY_BYTES). A member name holding a NUL byte (which `zipfile` would cut short) and two members of the
+same path (of which extraction would keep the last) are refused too. The same checks run again before
+extraction, for bundles stored before they existed.
 """
 import errno
 import os
@@ -36,6 +38,7 @@ _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, Value
 CHUNK = 1024 * 1024
 MAX_NAME_BYTES = MAX_BUNDLE_NAME_BYTES
 MAX_DIRECTORY_BYTES = 64 * 1024 * 1024  # the zip's table of contents: 100,000 members with ~600-byte paths
+NUL_PROBLEM = "a NUL byte in its name"  # zipfile would cut the name there and extract `a\0b` as `a`
 
 
 class BundleLayout(NamedTuple):
@@ -77,7 +80,7 @@ def _check_directory(zip_path: Path) -> None:
                 if count > MAX_BUNDLE_MEMBERS:
                     raise too_many_members()
                 name = central_directory.decoded_name(raw, flags)
-                problem = _shape_problem(name)
+                problem = NUL_PROBLEM if b"\0" in raw else _shape_problem(name)
                 if problem:
                     raise _refused(name, problem)
     except central_directory.NotAZip:
@@ -87,6 +90,8 @@ def _check_directory(zip_path: Path) -> None:
 def _member_problem(info: zipfile.ZipInfo) -> Optional[str]:
     """Why this member may not be extracted, or None."""
     name = info.filename
+    if "\0" in info.orig_filename:  # zipfile cut the name there; `_check_directory` refuses it first
+        return NUL_PROBLEM
     shape = _shape_problem(name)
     if shape:
         return shape
@@ -126,7 +131,7 @@ def read_members(archive: zipfile.ZipFile, max_uncompressed: Optional[int] = Non
     for info in archive.infolist():
         problem = _member_problem(info)
         if problem:
-            raise _refused(info.filename, problem)
+            raise _refused(info.orig_filename, problem)
         parts = tuple(part for part in info.filename.split("/") if part not in ("", "."))
         if not parts or _is_hidden_root(parts):
             continue

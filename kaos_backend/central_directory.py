@@ -104,7 +104,7 @@ def entry_names(archive: BinaryIO, directory: Directory) -> Iterator[Tuple[bytes
 
 
 def decoded_name(name: bytes, flags: int) -> str:
-    """An entry's name as `zipfile` decodes it (UTF-8 when flagged, else code page 437; cut at a NUL), with
-    undecodable bytes kept as surrogates."""
-    name = name.split(b"\0", 1)[0]
+    """An entry's whole name, decoded as `zipfile` decodes it (UTF-8 when flagged, else code page 437), with
+    undecodable bytes kept as surrogates. Unlike `zipfile`, which cuts a name at its first NUL byte (`a\\0b`
+    becomes `a`), the NUL and what follows are kept, so that a caller can refuse such a name."""
     return name.decode("utf-8" if flags & UTF8_NAME_FLAG else "cp437", "surrogateescape")

@@ -550,7 +550,9 @@ class Client(asyncio.Protocol):
         self.name = name
         out = [method + b" " + forwarded + b" HTTP/1.1"]
         for header, _, line in headers:
-            if header not in HOP_BY_HOP and header != b"host":
+            # X-Token is the platform's secret: never handed to an endpoint's (the user's) code. Authorization
+            # and Cookie pass: they are between the client and its own endpoint.
+            if header not in HOP_BY_HOP and header != b"host" and header != b"x-token":
                 out.append(line)
         if chunked:
             out.append(b"Transfer-Encoding: chunked")

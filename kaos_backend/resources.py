@@ -1,4 +1,5 @@
-"""Resource requests (cpu cores, memory as a Kubernetes quantity, gpus), checked against configured maxima."""
+"""Resource requests (cpu cores, memory as a Kubernetes quantity, gpus), checked against minimums and configured
+maxima."""
 import math
 import re
 from decimal import Decimal, InvalidOperation
@@ -9,6 +10,11 @@ from kaos_backend.errors import CpuRequestError, GpuRequestError, MemoryRequestE
 MEMORY_DOCS = "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"
 GI = 2 ** 30
 MAX_QUANTITY_BYTES = 2 ** 63 - 1  # Kubernetes keeps quantities in an int64
+# Below these a workload cannot run: the smallest CPU quota kaos gives a cgroup is 1 ms per 100 ms period, and
+# the Docker engine refuses a memory limit under 6 MiB (a Python interpreter alone needs more).
+MIN_CPU = 0.01
+MIN_MEMORY = "6Mi"
+MIN_MEMORY_BYTES = 6 * 2 ** 20
 
 _BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
 _DECIMAL = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
@@ -69,12 +75,16 @@ def parse_gpu(text: str) -> int:
 
 def validate_resources(cpu: Any = None, memory: Any = None, gpu: Any = None, max_cpu: Optional[float] = None,
                        max_memory: Optional[float] = None, max_gpu: Optional[int] = None) -> Resources:
-    """Parse the request's cpu/memory/gpu (strings or numbers; None or "" = not given) and check the maxima.
+    """Parse the request's cpu/memory/gpu (strings or numbers; None or "" = not given) and check the minimums
+    (MIN_CPU cores, MIN_MEMORY) and the maxima.
 
-    `max_cpu`/`max_memory` (Gi) of None or 0 mean no check; `max_gpu` None means unknown (no check), 0 means
-    the cluster has no GPUs.
+    A cpu or memory of 0 is not given either: the executors have always read 0 as "no limit". `max_cpu`/
+    `max_memory` (Gi) of None or 0 mean no check; `max_gpu` None means unknown (no check), 0 means the cluster
+    has no GPUs. CpuRequestError / MemoryRequestError / GpuRequestError (400) say what is wrong.
     """
-    cpu_value = parse_cpu(str(cpu)) if _given(cpu) else None
+    cpu_value = (parse_cpu(str(cpu)) or None) if _given(cpu) else None
+    if cpu_value is not None and cpu_value < MIN_CPU:
+        raise CpuRequestError(f"CPU request {_show(cpu)} too low. Minimum allowed is {MIN_CPU:g} (10m).")
     if cpu_value is not None and max_cpu and cpu_value > max_cpu:
         raise CpuRequestError(f"CPU request {_show(cpu)} too high. Maximum allowed is {max_cpu:g}.")
 
@@ -85,7 +95,11 @@ def validate_resources(cpu: Any = None, memory: Any = None, gpu: Any = None, max
         raise GpuRequestError(f"GPU request {gpu_value} too high. Maximum allowed is {max_gpu}.")
 
     memory_text = str(memory).strip() if _given(memory) else None
-    memory_bytes = memory_to_bytes(memory_text) if memory_text is not None else None
+    memory_bytes = (memory_to_bytes(memory_text) or None) if memory_text is not None else None
+    if memory_bytes is None:
+        memory_text = None
+    elif memory_bytes < MIN_MEMORY_BYTES:
+        raise MemoryRequestError(f"Memory request {memory_text} too low. Minimum allowed is {MIN_MEMORY}.")
     if memory_bytes is not None and max_memory and memory_bytes > max_memory * GI:
         raise MemoryRequestError(f"Memory request {memory_text} too high. Maximum allowed is {max_memory:g}Gi.")
     return Resources(cpu_value, memory_text, memory_bytes, gpu_value)

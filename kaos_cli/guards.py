@@ -69,6 +69,22 @@ def workspace_session():
     return client, require_workspace(config, client)
 
 
+def warn_when_unhealthy(client) -> None:
+    """Before a deploy's first upload, one `GET /api/health`: when the backend says a part of it is down (its
+    scheduler, typically), one Warning line names it and says the job starts once it is back; the deploy goes
+    on. Other answers of the health route (a backend without it) are not this check's business."""
+    from kaos_cli import render
+    from kaos_cli.errors import PlatformUnhealthy, RequestError
+
+    try:
+        client.health()
+    except PlatformUnhealthy as problem:
+        render.warning(f"{problem.message} - the deploy goes on, and the job will start once the "
+                       f"{problem.part or 'backend'} is back")
+    except RequestError:
+        pass
+
+
 def _guard(check: Callable[[], None]):
     def decorator(command):
         @functools.wraps(command)

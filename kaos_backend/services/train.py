@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 from kaos_model import JobState
 from kaos_model.ids import new_job_id
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kaos_backend.db import Database
 from kaos_backend.errors import BadRequest, MetricNotFound, ModelNotFound, NotFound, PageError
@@ -22,6 +22,8 @@ from kaos_backend.wakeup import socket_name, wake
 from kaos_backend.zipstream import StreamedZip, ZipEntry, tree_entries
 
 PAGE_SIZE = 10
+MAX_FAILED_SHOWN = 20  # failed partitions listed by `train info`; `failed_count` says how many failed in all
+FAILED_STATES = (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value)
 BUILD_KIND = "build-train"
 INGESTION_KIND = "ingestion"
 PIPELINE_ARGS = "pipeline_args.json"  # the original's build arguments file, left out of `train get`'s code/
@@ -191,17 +193,24 @@ class TrainService:
 
     def info(self, workspace: str, job_id: str, sort_by: Optional[str] = None, page_id: Any = 0,
              ascending: bool = False) -> Dict[str, Any]:
+        """`{"page_id", "page_count", "response": JobInfo}` (docs/rest-api.md): one page of PAGE_SIZE successful
+        partitions (sorted by the metric `sort_by` if given), the first MAX_FAILED_SHOWN partitions by index that
+        ran and failed or were killed, and `failed_count`, every failed or killed partition (those killed before
+        they started included). 404 JOB_NOT_FOUND, 400 PAGE_ERROR, 404 METRIC_NOT_FOUND, 400 BAD_REQUEST."""
         page = _page_number(page_id)
         with self.db.read_scope() as session:
             job = find_job(session, workspace, job_id, kinds=("train",))
             bundles = {bundle.id: bundle for bundle in session.scalars(select(Bundle).where(
                 Bundle.id.in_([job.source_bundle_id, job.data_bundle_id, job.hyper_bundle_id])))}
-            partitions = list(session.scalars(select(Partition).where(Partition.job_id == job.id)
-                                              .order_by(Partition.index)))
-            rows = [_partition_info(job, partition, bundles, workspace) for partition in partitions
-                    if partition.state == JobState.JOB_SUCCESS.value]
-            failed = [_partition_info(job, partition, bundles, workspace) for partition in partitions
-                      if partition.state in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value)]
+            of_job = select(Partition).where(Partition.job_id == job.id)
+            rows = [_partition_info(job, partition, bundles, workspace) for partition in session.scalars(
+                of_job.where(Partition.state == JobState.JOB_SUCCESS.value).order_by(Partition.index))]
+            failed_count = session.scalar(select(func.count()).select_from(Partition).where(
+                Partition.job_id == job.id, Partition.state.in_(FAILED_STATES)))
+            # those that ran: a partition killed (or given up on) before it started has nothing to show
+            failed = [_partition_info(job, partition, bundles, workspace) for partition in session.scalars(
+                of_job.where(Partition.state.in_(FAILED_STATES), Partition.started_at.is_not(None))
+                .order_by(Partition.index).limit(MAX_FAILED_SHOWN))]
             state, process_time, reason = job.state, seconds_between(job.started_at, job.finished_at), job.reason
         metrics = sorted({name for row in rows for name in (row["metrics"] or {})})
         if sort_by:
@@ -213,7 +222,7 @@ class TrainService:
                 "response": {"job_id": job_id, "state": state, "reason": reason, "available_metrics": metrics,
                              "process_time": process_time,
                              "partitions": rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE],
-                             "failed_partitions": failed}}
+                             "failed_partitions": failed, "failed_count": failed_count}}
 
     # -- train get ------------------------------------------------------------------------------------------
     def bundle(self, workspace: str, job_id: str, include_code: bool = True, include_data: bool = False,

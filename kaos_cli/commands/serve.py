@@ -7,7 +7,7 @@ import click
 
 from kaos_cli import render
 from kaos_cli.errors import KaosError
-from kaos_cli.guards import workspace_session
+from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.state import delete_caches, resolve_index, write_cache
@@ -76,6 +76,7 @@ def deploy(source_bundle, model_id, cpu, memory, gpu):
         raise KaosError("--model_id must not be empty")
     check_bundle_directory(source_bundle)
     client, workspace = workspace_session()
+    warn_when_unhealthy(client)
     render.info(f"Submitting source bundle: {source_bundle}")
     with TemporaryBundle(source_bundle, "source.zip", "source bundle") as zip_path:
         answer = client.upload_serve_source(workspace, zip_path, model_id, cpu=cpu, memory=memory, gpu=gpu) or {}

@@ -8,12 +8,13 @@ import click
 
 from kaos_cli import render
 from kaos_cli.errors import KaosError
-from kaos_cli.guards import workspace_session
+from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.state import resolve_index, write_cache
 
 PAGE_SIZE = 10  # partitions per `train info` page (the backend's page size)
+MAX_FAILED_ROWS = 20  # failed partitions shown by `train info` (the backend lists no more)
 NO_JOBS = "There are currently no training jobs - first run kaos train deploy"
 NOTHING_TO_DEPLOY = ("--source_bundle and/or --data_bundle or --data_manifest and/or --hyperparams need to be "
                      "defined for training")
@@ -188,6 +189,7 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     if hyperparams:
         check_hyperparams(hyperparams)
     client, workspace = workspace_session()
+    warn_when_unhealthy(client)
     if parallelism is not None and not hyperparams:
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
@@ -254,14 +256,27 @@ def info(job_id, ind, sort_by, page_id, ascending):
             row.append(partition.get("score"))
         rows.append(row)
     render.print_table(headers, rows, justify="center")
-    failed = job.get("failed_partitions") or []
+    _failed_partitions(job)
+
+
+def _failed_partitions(job: dict) -> None:
+    """The failed partitions' table (at most MAX_FAILED_ROWS rows) and how many more failed."""
+    listed = job.get("failed_partitions") or []
+    count = job.get("failed_count")
+    if not isinstance(count, int) or count < len(listed):  # a backend that does not count them
+        count = len(listed)
+    failed = listed[:MAX_FAILED_ROWS]
+    if not count:
+        return
+    render.echo()
+    render.echo(f"    Failed partitions: {count}")
     if failed:
-        render.echo()
-        render.echo(f"    Failed partitions: {len(failed)}")
         rows = [[partition.get("datum_id", "").rsplit("-", 1)[-1], partition.get("state"),
                  _provenance(partition.get("hyperparams")), render.wrapped(partition.get("reason"))]
                 for partition in failed]
         render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
+    if count > len(failed):
+        render.echo(f"    ... and {count - len(failed)} more failed partitions")
 
 
 # -- get, provenance -------------------------------------------------------------------------------------------

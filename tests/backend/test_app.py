@@ -128,7 +128,10 @@ def test_resource_errors_are_400(tmp_path):
     client.environ_base["HTTP_X_TOKEN"] = TOKEN
     client.post("/api/workspace/ws")
     for query, code in (("cpu=2", "CPU_REQUEST_ERROR"), ("memory=2Gi", "MEMORY_REQUEST_ERROR"),
-                        ("memory=lots", "MEMORY_REQUEST_ERROR"), ("gpu=1", "GPU_REQUEST_ERROR")):
+                        ("memory=lots", "MEMORY_REQUEST_ERROR"), ("gpu=1", "GPU_REQUEST_ERROR"),
+                        ("cpu=0.0001", "CPU_REQUEST_ERROR"), ("memory=1", "MEMORY_REQUEST_ERROR")):
         assert_error(client.post(f"/api/data/ws/features?{query}", data=features_zip()), 400, code)
-    assert client.post("/api/data/ws/features?cpu=0.5&memory=500k&gpu=0", data=features_zip()).status_code == 200
+    assert "Minimum allowed is 6Mi" in assert_error(client.post("/api/data/ws/features?memory=500k",
+                                                                data=features_zip()), 400, "MEMORY_REQUEST_ERROR")
+    assert client.post("/api/data/ws/features?cpu=0.5&memory=64Mi&gpu=0", data=features_zip()).status_code == 200
     app.extensions["kaos"].dispose()

@@ -431,3 +431,110 @@ def test_a_stored_source_bundle_nested_too_deep_fails_its_build(services, monkey
     assert "nested 2100 levels deep" in job.reason
 
 
+
+
+# -- names zipfile would bend: a NUL byte cuts a name short, a path stored twice keeps only the last -----------
+def renamed(data: bytes, placeholder: str, name: bytes) -> bytes:
+    """`data` with every stored `placeholder` name (local headers and central directory) replaced by `name`, a
+    name of the same length that `zipfile` would not write itself."""
+    assert len(placeholder.encode()) == len(name) and data.count(placeholder.encode()) >= 2
+    return data.replace(placeholder.encode(), name)
+
+
+def nul_named_zip() -> bytes:
+    return renamed(features_zip(extra={"features/a.csv": "good\n", "features/aXb.csv": "evil\n"}),
+                   "features/aXb.csv", b"features/a\0b.csv")
+
+
+def test_zipfile_itself_cuts_a_name_at_a_nul_byte(write):
+    with zipfile.ZipFile(write(nul_named_zip())) as archive:  # what the checks below protect against
+        assert [info.filename for info in archive.infolist()].count("features/a") == 1
+
+
+def test_a_member_name_with_a_nul_byte_is_refused_naming_it_escaped(tmp_path, write):
+    bundle = write(nul_named_zip())
+    expected = "Bundle member features/a\\x00b.csv is not allowed: a NUL byte in its name"
+    with pytest.raises(InvalidBundle) as caught:
+        bundles.inspect_bundle(bundle, "features")
+    assert caught.value.message == expected and caught.value.status == 400
+    with pytest.raises(InvalidBundle) as caught:
+        bundles.safe_extract(bundle, tmp_path / "out")
+    assert caught.value.message == expected
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_a_nul_byte_is_refused_even_when_zipfile_has_read_the_directory(write):
+    # read_members (used on an archive zipfile has indexed) refuses it too, naming it whole
+    with zipfile.ZipFile(write(nul_named_zip())) as archive, pytest.raises(InvalidBundle) as caught:
+        bundles.read_members(archive)
+    assert "features/a\\x00b.csv is not allowed: a NUL byte" in caught.value.message
+
+
+def twice_stored_zip() -> bytes:
+    """`features/a.csv` stored twice, with different contents (zipfile warns but would write it too)."""
+    return renamed(features_zip(extra={"features/a.csv": "first\n", "features/b.csv": "second\n"}),
+                   "features/b.csv", b"features/a.csv")
+
+
+@pytest.mark.parametrize("data, shown_name", [
+    (twice_stored_zip(), "features/a.csv"),
+    (zip_bytes({"features/a.csv": "1", "features/./a.csv": "2"}), "features/a.csv"),  # one path, two spellings
+    (zip_bytes({"features/a.csv": "1", "features//a.csv": "2"}), "features/a.csv"),
+    (renamed(zip_bytes({"features/a.csv": "1", "features/sub/": None, "features/suc/": None}),
+             "features/suc/", b"features/sub/"), "features/sub"),
+    (renamed(zip_bytes({"features/a.csv": "1", "features/t\tb.csv": "1", "features/t\tc.csv": "2"}),
+             "features/t\tc.csv", b"features/t\tb.csv"), "features/t\\tb.csv"),
+])
+def test_two_members_of_the_same_path_are_refused_naming_it(tmp_path, write, data, shown_name):
+    bundle = write(data)
+    expected = f"Bundle member {shown_name} is stored more than once: a path may appear only once in a bundle"
+    with pytest.raises(InvalidBundle) as caught:
+        bundles.inspect_bundle(bundle, "features")
+    assert caught.value.message == expected
+    with pytest.raises(InvalidBundle) as caught:
+        bundles.safe_extract(bundle, tmp_path / "out")
+    assert caught.value.message == expected
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_a_directory_implied_first_and_listed_later_is_not_a_duplicate(write):
+    data = zip_bytes({"features/sub/a.csv": "1", "features/sub/": None, "features/": None})
+    assert bundles.inspect_bundle(write(data), "features").file_count == 1
+
+
+def test_a_source_bundle_with_a_file_stored_twice_is_refused(write):
+    data = renamed(zip_bytes(dict(source_entries(), **{"mnist/model/trair": "# other\n"})),
+                   "mnist/model/trair", b"mnist/model/train")
+    with pytest.raises(InvalidBundle, match="^Bundle member mnist/model/train is stored more than once"):
+        bundles.inspect_bundle(write(data), "source-train")
+
+
+@pytest.mark.parametrize("data, shown_name", [(nul_named_zip(), "features/a\\x00b.csv"),
+                                              (twice_stored_zip(), "features/a.csv")])
+def test_the_upload_route_answers_400_invalid_bundle_naming_the_member(make_services, data, shown_name):
+    from kaos_backend.app import create_app
+
+    services = make_services(token="bundle-token")
+    client = create_app(services.config, services).test_client()
+    client.environ_base["HTTP_X_TOKEN"] = "bundle-token"
+    assert client.post("/api/workspace/ws").status_code == 201
+    response = client.post("/api/data/ws/features", data=data, content_type="application/zip")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["error_code"] == "INVALID_BUNDLE" and f"Bundle member {shown_name} " in body["message"]
+    assert services.train.inspect("ws")["data_glob"] is None  # nothing recorded
+
+
+@pytest.mark.parametrize("data, problem", [(nul_named_zip(), "features/a\\x00b.csv is not allowed"),
+                                           (twice_stored_zip(), "features/a.csv is stored more than once")])
+def test_a_stored_data_bundle_with_a_bent_name_fails_its_training(services, monkeypatch, data, problem):
+    services.workspaces.create("ws")
+    source = services.train.submit_source("ws", body_from_bytes(source_zip()))
+    with services.db.session_scope() as session:
+        build = session.get(Job, source["job_id"])
+        build.state, build.image = "JOB_SUCCESS", "pretend-image"
+    _store_unchecked(services, monkeypatch, lambda body: services.train.submit_features("ws", body), data)
+    job = _finished(services, TrainController(services), "train")
+    assert job.state == "JOB_FAILURE" and problem in job.reason
+    assert problem in services.jobs.log_text("ws", job.id)
+    assert not list((services.config.data_dir / "extracted").glob(f"*/{COMPLETE_MARKER}"))

@@ -34,6 +34,7 @@ class Recorder(BaseHTTPRequestHandler):
         else:
             body = self.rfile.read(int(length)) if length else b""
         record = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+                  "header_lines": [f"{name}: {value}" for name, value in self.headers.items()],
                   "size": len(body), "start": body[:20].decode("latin-1")}
         type(self).requests.append(record)
         if self.path.startswith("/stream"):  # a chunked answer, as Flask's streamed responses get from gunicorn
@@ -125,6 +126,32 @@ def test_an_endpoint_gets_its_path_and_query_and_the_client_connection_stays_ope
     response, body = call(connection, "GET", "/serve-ws-aaaaaa")
     assert json.loads(body)["path"] == "/"
     connection.close()
+
+
+def test_the_platform_token_is_not_relayed_to_an_endpoint_in_any_case(front):
+    port, endpoint, api = front
+    head = (b"POST /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: x\r\nX-Token: secret-1\r\nx-token: secret-2\r\n"
+            b"X-TOKEN: secret-3\r\nx-ToKeN:secret-4\r\nAuthorization: Bearer mine\r\nCookie: session=abc\r\n"
+            b"X-Tokens: kept\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while True:  # Connection: close: the answer ends when the front closes
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 201 "), answer
+    record = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert not [line for line in record["header_lines"] if line.lower().startswith("x-token:")]
+    assert b"secret" not in answer
+    assert record["headers"]["Authorization"] == "Bearer mine" and record["headers"]["Cookie"] == "session=abc"
+    assert record["headers"]["X-Tokens"] == "kept" and record["size"] == 2
+    # the API, whose token it is, still gets it
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    _, body = call(connection, "GET", "/api/workspace", headers={"X-Token": "secret-1"})
+    assert json.loads(body)["headers"]["X-Token"] == "secret-1"
+    assert len(endpoint) == 1 and len(api) == 1
 
 
 def test_the_gateway_errors(front):

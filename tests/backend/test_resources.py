@@ -85,3 +85,30 @@ def test_gpu_invalid(gpu):
     with pytest.raises(GpuRequestError, match=f"Incorrect GPU request {gpu}") as caught:
         validate_resources(gpu=gpu)
     assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("cpu", ["0.0001", "0.009", "9m", "1m", 0.001, "1e-3"])
+def test_cpu_below_the_minimum_is_refused_giving_it(cpu):
+    with pytest.raises(CpuRequestError) as caught:
+        validate_resources(cpu, max_cpu=4)
+    assert caught.value.message == f"CPU request {cpu} too low. Minimum allowed is 0.01 (10m)."
+    assert (caught.value.status, caught.value.code) == (400, "CPU_REQUEST_ERROR")
+
+
+@pytest.mark.parametrize("memory", ["1", "100m", "500k", "4Mi", "6291455", "6M", "0.005Gi"])
+def test_memory_below_the_minimum_is_refused_giving_it(memory):
+    with pytest.raises(MemoryRequestError) as caught:
+        validate_resources(memory=memory, max_memory=2)
+    assert caught.value.message == f"Memory request {memory} too low. Minimum allowed is 6Mi."
+    assert (caught.value.status, caught.value.code) == (400, "MEMORY_REQUEST_ERROR")
+
+
+def test_the_minimums_themselves_are_accepted():
+    assert validate_resources("0.01", "6Mi") == Resources(0.01, "6Mi", 6 * 2 ** 20, None)
+    assert validate_resources("10m", "6291456").memory_bytes == 6 * 2 ** 20
+
+
+@pytest.mark.parametrize("cpu, memory", [("0", "0"), (0, 0), (0.0, "0Mi"), ("0m", "0e3"), ("0.0", "0k")])
+def test_zero_cpu_or_memory_is_not_given(cpu, memory):
+    # what the executors have always made of 0: no limit (local.py: `spec.cpu or None`, a 0-byte memory: none)
+    assert validate_resources(cpu, memory, max_cpu=1, max_memory=1) == Resources(None, None, None, None)

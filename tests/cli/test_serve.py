@@ -61,6 +61,26 @@ Info - Check its state and url with kaos serve list
         "mnist/", "mnist/Dockerfile", "mnist/model/", "mnist/model/serve", "mnist/model/web-requirements.txt"]
 
 
+def test_deploy_while_the_scheduler_is_down_warns_once_and_goes_on(kaos, ws, serve_dir):
+    ws.route("GET", "health", 503, {
+        "error_code": "PLATFORM_UNHEALTHY", "part": "scheduler", "status": "degraded", "version": "2.0.0",
+        "message": "The kaos backend's scheduler is down (no heartbeat for 31 s)", "executor": "local",
+        "parts": {"front": {"state": "up"}, "api": {"state": "up"}, "scheduler": {"state": "down"}}})
+    ws.route("POST", "inference/mnist/None", body={"glob_name": "mnist:e39c0", "endpoint": "serve-mnist-53d3da",
+                                                   "job_id": BUILD_JOB})
+    result = kaos("serve", "deploy", "-s", str(serve_dir))
+    assert result.exit_code == 0, result.output
+    warning = ("Warning - The kaos backend's scheduler is down (no heartbeat for 31 s): see the kaos backend's log "
+               "- the deploy goes on, and the job will start once the scheduler is back")
+    assert [line for line in result.output.splitlines() if line.startswith("Warning - ")] == [warning]
+    assert warning in result.stderr.splitlines()
+    assert result.output.splitlines()[0] == warning  # before the upload
+    paths = [(r.method, r.path) for r in ws.requests]
+    assert paths.count(("GET", "/api/health")) == 1
+    assert paths.index(("GET", "/api/health")) < paths.index(("POST", "/api/inference/mnist/None"))
+    assert " \u2714 Endpoint: serve-mnist-53d3da" in result.stdout.splitlines()
+
+
 def test_deploy_without_a_model_posts_none(kaos, ws, serve_dir):
     ws.route("POST", "inference/mnist/None", body={"glob_name": "mnist:e39c0", "endpoint": "serve-mnist-53d3da",
                                                    "job_id": None, "url": "localhost/serve-mnist-53d3da/invocations"})

@@ -16,9 +16,10 @@ NOTHING = ("Warning - --source_bundle and/or --data_bundle or --data_manifest an
 
 
 def posts(server):
-    """(method, path) of every request except the guards' workspace listing and the blob checks."""
+    """(method, path) of every request except the guards' workspace listing, the deploy's health check and the
+    blob checks."""
     return [(r.method, r.path[len("/api/"):]) for r in server.requests
-            if r.path != "/api/workspace" and not r.path.startswith("/api/blobs/")]
+            if r.path not in ("/api/workspace", "/api/health") and not r.path.startswith("/api/blobs/")]
 
 
 @pytest.fixture
@@ -205,6 +206,43 @@ def test_parallelism_without_hyperparams_is_ignored(kaos, ws, data_dir):
     assert not ws.requests_to("POST", "data/mnist/params")
 
 
+UNHEALTHY = {"error_code": "PLATFORM_UNHEALTHY", "part": "scheduler", "status": "degraded", "version": "2.0.0",
+             "message": "The kaos backend's scheduler is down (killed by signal 9 (SIGKILL), restarting)",
+             "executor": "local", "parts": {"front": {"state": "up"}, "api": {"state": "up"},
+                                            "scheduler": {"state": "down", "heartbeat_age": 42.0}}}
+SCHEDULER_DOWN = ("Warning - The kaos backend's scheduler is down (killed by signal 9 (SIGKILL), restarting): see "
+                  "the kaos backend's log - the deploy goes on, and the job will start once the scheduler is back")
+
+
+def test_deploy_while_the_scheduler_is_down_warns_once_and_goes_on(kaos, ws, source_dir, data_dir):
+    ws.route("GET", "health", 503, UNHEALTHY)
+    ws.route("POST", "train/mnist", body={"glob_name": "mnist:17127", "job_id": BUILD_JOB})
+    ws.route("POST", "data/mnist/features", body={"glob_name": "features:9fd9d"})
+    ws.route("GET", "train/mnist/inspect", body=inspect_reply())
+    result = kaos("train", "deploy", "-s", str(source_dir), "-d", str(data_dir))
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning - ")]
+    assert warnings == [SCHEDULER_DOWN]
+    assert SCHEDULER_DOWN in result.stderr.splitlines()
+    assert result.output.splitlines()[0] == SCHEDULER_DOWN  # before the first upload
+    paths = [(r.method, r.path) for r in ws.requests if not r.path.startswith("/api/blobs/")]
+    assert paths.count(("GET", "/api/health")) == 1
+    assert paths.index(("GET", "/api/health")) < paths.index(("POST", "/api/train/mnist"))
+    assert posts(ws) == [("POST", "train/mnist"), ("POST", "data/mnist/features"), ("GET", "train/mnist/inspect")]
+
+
+@pytest.mark.parametrize("status, body", [(200, {"status": "ok", "version": "2.0.0", "executor": "local",
+                                                 "parts": {}}),
+                                          (404, {"error_code": "NOT_FOUND", "message": "No route /api/health"})])
+def test_deploy_with_a_healthy_backend_or_one_without_health_says_nothing_more(kaos, ws, source_dir, status, body):
+    ws.route("GET", "health", status, body)
+    ws.route("POST", "train/mnist", body={"glob_name": "mnist:17127", "job_id": None})
+    ws.route("GET", "train/mnist/inspect", body=inspect_reply())
+    result = kaos("train", "deploy", "-s", str(source_dir))
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output and len(ws.requests_to("GET", "health")) == 1
+
+
 def test_upload_refused_is_one_line(kaos, ws, source_dir):
     ws.route("POST", "train/mnist", 400, {"error_code": "INVALID_BUNDLE",
                                           "message": "Missing file requirements.txt in model directory"})
@@ -370,6 +408,61 @@ def test_info_without_sort_has_no_score(kaos, ws):
         "job_id": JOB, "state": "JOB_SUCCESS", "available_metrics": [], "process_time": 0, "partitions": []}})
     result = kaos("train", "info", "-j", JOB)
     assert "Score" not in result.stdout and "    Available metrics: []" in result.stdout
+
+
+def failed_partition(n, state="JOB_FAILURE"):
+    return dict(partition(n), datum_id=f"{JOB}-{n}", state=state, reason=f"exit code 1 (last output: n={n})")
+
+
+def failed_table_rows(stdout):
+    """The partition numbers in the failed partitions' table."""
+    table = stdout.split("    Failed partitions: ", 1)[1]
+    return [line.split("|")[1].strip() for line in table.splitlines()
+            if line.startswith("|") and line.split("|")[1].strip().isdigit()]
+
+
+def test_info_of_a_killed_big_grid_shows_twenty_failed_partitions_and_how_many_more(kaos, ws):
+    failed = [failed_partition(n) for n in range(5, 24)] + [failed_partition(24, "JOB_KILLED")]
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_KILLED", "reason": "killed on request", "available_metrics": [],
+        "process_time": 60, "partitions": [partition(n) for n in range(5)], "failed_partitions": failed,
+        "failed_count": 9_995}})
+    result = kaos("train", "info", "-j", JOB)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "    Failed partitions: 9995" in lines
+    assert failed_table_rows(result.stdout) == [str(n) for n in range(5, 25)]
+    assert "JOB_KILLED" in result.stdout and "exit code 1 (last output: n=23)" in result.stdout
+    assert lines[-1] == "    ... and 9975 more failed partitions"
+
+
+def test_info_shows_at_most_twenty_failed_rows_even_from_a_backend_that_sends_more(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_FAILURE", "available_metrics": [], "process_time": 60, "partitions": [],
+        "failed_partitions": [failed_partition(n) for n in range(25)]}})  # no failed_count
+    result = kaos("train", "info", "-j", JOB)
+    assert result.exit_code == 0, result.output
+    assert "    Failed partitions: 25" in result.stdout.splitlines()
+    assert failed_table_rows(result.stdout) == [str(n) for n in range(20)]
+    assert result.stdout.splitlines()[-1] == "    ... and 5 more failed partitions"
+
+
+def test_info_lists_every_failed_partition_when_all_are_shown(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_FAILURE", "available_metrics": [], "process_time": 60, "partitions": [],
+        "failed_partitions": [failed_partition(n) for n in (1, 3)], "failed_count": 2}})
+    result = kaos("train", "info", "-j", JOB)
+    assert "    Failed partitions: 2" in result.stdout.splitlines()
+    assert failed_table_rows(result.stdout) == ["1", "3"] and "more failed" not in result.stdout
+
+
+def test_info_of_a_grid_killed_before_any_partition_started_counts_them(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_KILLED", "available_metrics": [], "process_time": 0, "partitions": [],
+        "failed_partitions": [], "failed_count": 300}})
+    result = kaos("train", "info", "-j", JOB)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-2:] == ["    Failed partitions: 300", "    ... and 300 more failed partitions"]
 
 
 def test_info_errors(kaos, ws):
