@@ -32,7 +32,9 @@ from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 DEFAULT_USER = "kaos"
 FALLBACK_USER = "nobody"
-UID_BASE = 2_900_000_000     # workload uids: UID_BASE .. UID_BASE + UID_SLOTS - 1 (no account lives there)
+# Workload uids (and gids): in the range systemd documents as unused, 0x70000000-0x7FFFFFFF, below 2^31 because
+# software masks ids to 31 bits (gunicorn does) or stores them signed (systemd.io/UIDS-GIDS).
+UID_BASE = 0x71000000
 UID_SLOTS = 1_000_000
 UID_CLAIMS = "/run/kaos/workload-uids"
 PRIVATE_TMP = ("/tmp", "/var/tmp")

@@ -8,7 +8,8 @@ import time
 import pytest
 from kaos_model import JobState, PipelineState
 
-from kaos_backend.config import Config
+from kaos_backend.config import Config, platform_id
+from kaos_backend.executors.containment import stop_platform
 from kaos_backend.control.builds import BuildController
 from kaos_backend.control.common import Retries
 from kaos_backend.control.endpoints import EndpointController
@@ -48,6 +49,7 @@ def sqlite_services(tmp_path):
     services = Services(config)
     yield services
     services.dispose()
+    stop_platform(platform_id(tmp_path / "data"))  # what a failed test left running
 
 
 def _ticks(controller, done, timeout=120.0):
@@ -238,3 +240,4 @@ def test_an_endpoint_that_never_becomes_ready_gives_up_with_the_reason(tmp_path,
                                       "500): stopped")
     finally:
         services.dispose()
+        stop_platform(platform_id(tmp_path / "data"))

@@ -116,6 +116,7 @@ open('scratch.txt', 'w').write('the work directory is writable')
     assert code == 0, texts
     uid = int(next(text for text in texts if text.startswith("uid ")).split()[1])
     assert sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS
+    assert uid < 2 ** 31  # gunicorn, for one, masks ids to 31 bits
     assert not [text for text in texts if text.startswith("READ")], texts
     assert len([text for text in texts if text.startswith("refused")]) == 3
     assert (out / "model.txt").read_text() == "a model"
