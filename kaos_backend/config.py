@@ -36,6 +36,8 @@ class Config:
     namespace: str = "kaos"
     registry: str = ""
     service_host: str = ""               # empty = derive from the request
+    max_log_mb: int = 64                 # output a workload may log; past it, lines are counted, not logged
+    endpoint_start_timeout: float = 300  # seconds an endpoint may take to become ready before it counts as failed
     containment: str = "auto"            # local workloads: auto (a cgroup where possible) | cgroup | subreaper
     workload_user: str = "kaos"          # local workloads run as this user when the backend is root ("root": no)
 
@@ -81,6 +83,9 @@ class Config:
             "max_gpu": _number("max_gpu", raw("max_gpu"), int),
             "max_upload_mb": _number("max_upload_mb", raw("max_upload_mb"), int, default=1024, minimum=1),
             "max_bundle_mb": _number("max_bundle_mb", raw("max_bundle_mb"), int, default=4096, minimum=1),
+            "max_log_mb": _number("max_log_mb", raw("max_log_mb"), int, default=64, minimum=1),
+            "endpoint_start_timeout": _number("endpoint_start_timeout", raw("endpoint_start_timeout"), float,
+                                              default=300.0, minimum=1),
         }
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user"):
             value = raw(name)

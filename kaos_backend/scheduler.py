@@ -19,6 +19,7 @@ from typing import Callable, List, Optional
 from kaos_backend import wakeup
 from kaos_backend.config import Config, ConfigError
 
+STARTED_BY = os.getppid()  # read first thing: the parent may be gone by the time the scheduler is ready
 log = logging.getLogger("kaos_backend.scheduler")
 MIN_TICK_GAP = 0.01  # seconds
 
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     scheduler.tasks.extend(controllers(config))
     if args.heartbeat:
         scheduler.tasks.append(heartbeat(Path(args.heartbeat)))  # last: a tick is done
-    scheduler.run_forever(args.poll_interval)
+    scheduler.run_forever(args.poll_interval, parent_pid=STARTED_BY)
     return 0
 
 

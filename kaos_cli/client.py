@@ -100,7 +100,8 @@ class _ProgressReader:
 class KaosClient:
     """One kaos backend: `url` is its API endpoint (`http://<host>:<port>/api/`), `token` its shared secret
     (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter;
-    `unhealthy_advice` is appended to the message of a `PlatformUnhealthy` ("see <log>, or run ...")."""
+    `unhealthy_advice` is appended to the message of a `PlatformUnhealthy` ("see <log>, or run ...") and of an
+    unreachable endpoint's `ConnectionProblem`."""
 
     def __init__(self, url: Optional[str], token: Optional[str] = None, user: Optional[str] = None,
                  timeout: float = READ_TIMEOUT, progress: bool = True, unhealthy_advice: Optional[str] = None):
@@ -141,7 +142,9 @@ class KaosClient:
             raise ConnectionProblem(f"Please run kaos init with a valid URL - {self.url} is invalid!",
                                     self.url) from None
         except requests.exceptions.ConnectionError:  # refused, DNS, connect timeout
-            raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!",
+            advice = f" Is its backend running? {self.unhealthy_advice[0].upper()}{self.unhealthy_advice[1:]}" \
+                if self.unhealthy_advice else ""
+            raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!{advice}",
                                     self.url) from None
         except requests.exceptions.Timeout:
             raise KaosError(f"The backend at {self.url} did not answer in time") from None

@@ -39,8 +39,10 @@ def module_backend(tmp_path_factory):
 @pytest.fixture
 def shared_dir():
     """A directory that the platform's workloads can read and write, for a test to signal them: they run as
-    another user (when the tests run as root) and see neither the tests' tmp_path nor the data directory."""
-    path = Path(tempfile.mkdtemp(prefix="kaos-test-shared-"))
+    users of their own (when the tests run as root) and see neither the tests' tmp_path, nor the data directory,
+    nor the machine's /tmp (theirs is private): so it is made under /run when possible."""
+    base = "/run" if os.access("/run", os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix="kaos-test-shared-", dir=base))
     path.chmod(0o1777)
     yield path
     shutil.rmtree(path, ignore_errors=True)

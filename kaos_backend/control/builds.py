@@ -1,11 +1,13 @@
 """Builds: turn a source bundle into an image (local: a virtualenv) and report the build job's state."""
 import logging
+import shutil
 from pathlib import Path
 from typing import Dict, List
 
 from kaos_model import JobState
+from sqlalchemy import exists, select
 
-from kaos_backend.control.common import Preamble, finished, load, now
+from kaos_backend.control.common import Preamble, finished, load, now, reading
 from kaos_backend.control.single import SingleWorkloadController
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
@@ -37,18 +39,29 @@ class BuildController(SingleWorkloadController):
                                              self.config.max_bundle_bytes) / bundle.root_name
         except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks existed
             return self.fail(job_log, f"kaos: {refused.message}")
-        model_dir = root / "model"
-        spec = WorkloadSpec(job_id=job.id, kind="build", command=[], workdir=str(model_dir),
+        with preamble.downloading():
+            work = self.layout.work_dir(job.id)  # a copy: building a local package writes into its directory
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(root / "model", work)
+        spec = WorkloadSpec(job_id=job.id, kind="build", command=[], workdir=str(work),
                             log_path=str(job_log.path), preamble=preamble.lines(),
-                            requirements=self._requirements(job.kind, model_dir))
+                            requirements=self._requirements(job.kind, work))
         executor = make_executor(self.config)
         image = executor.image_for(spec)
         if executor.is_image_ready(image):  # a warm build: nothing to run
             job_log.append(*spec.preamble, f"Using cached image {image}")
             return {"image": image, "started_at": now(), **finished(JobState.JOB_SUCCESS)}
+        if self._being_built(image, job.id):
+            return {}  # another build makes this image: wait for it, then this one is a warm build
         image = executor.build(spec, root)
         return {"image": image, "executor_state": executor.get_state(), "state": JobState.JOB_RUNNING.value,
                 "started_at": now()}
+
+    def _being_built(self, image: str, job_id: str) -> bool:
+        with reading(self.services) as session:
+            return bool(session.scalar(select(exists().where(
+                Job.kind.in_(self.kinds), Job.state == JobState.JOB_RUNNING.value, Job.image == image,
+                Job.id != job_id))))
 
     @staticmethod
     def _requirements(kind: str, model_dir: Path) -> List[str]:

@@ -3,10 +3,12 @@ ready, restart it with backoff when it exits, give up after repeated failed star
 files) when killed.
 
 An endpoint is PIPELINE_RUNNING only once it is ready: its `GET /ping` answers 200, or, for a bundle without
-`/ping` (404), it accepts connections and has stayed up `STABLE_SECONDS`. An exit before it ever became ready is
-a failed start: after `MAX_FAILURES` of them in a row it is PIPELINE_FAILURE with the last exit's reason, and is
-not restarted again (a new `kaos serve deploy` is the way out). An endpoint that was ready and then exits is
-restarted (PIPELINE_RESTARTING), with exponential backoff.
+`/ping` (404), it accepts connections and has stayed up `STABLE_SECONDS` (the probe runs often at first, then
+less and less; the reason says what it waits for). An exit before it ever became ready, or not being ready
+`endpoint_start_timeout` seconds after its start (it is stopped then), is a failed start: after `MAX_FAILURES` of
+them in a row it is PIPELINE_FAILURE with the last exit's reason, and is not restarted again (a new `kaos serve
+deploy` is the way out). An endpoint that was ready and then exits is restarted (PIPELINE_RESTARTING), with
+exponential backoff.
 """
 import http.client
 import logging
@@ -15,7 +17,6 @@ import shutil
 import socket
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Dict, Optional
 
 from kaos_model import JobState, PipelineState
@@ -28,6 +29,7 @@ from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Executor, WorkloadSpec
 from kaos_backend.models import Bundle, Endpoint, Job
 from kaos_backend.services.inference import endpoint_dir, endpoint_log
+from kaos_backend.untrusted import copy_tree, is_real_dir, is_regular
 
 log = logging.getLogger("kaos_backend.control.endpoints")
 
@@ -35,6 +37,7 @@ MAX_FAILURES = 5          # exits in a row without ever becoming ready → PIPEL
 MAX_BACKOFF_SECONDS = 30
 STABLE_SECONDS = 5.0      # a bundle without /ping is ready once it accepts connections this long after its start
 PROBE_TIMEOUT = 0.5
+PROBE_INTERVALS = (0.25, 5.0)  # the readiness probe's first interval, growing by half each time up to the second
 RUNNING = PipelineState.PIPELINE_RUNNING.value
 FAILURE = PipelineState.PIPELINE_FAILURE.value
 
@@ -57,11 +60,34 @@ def ping_status(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> Optiona
         connection.close()
 
 
-def is_ready(executor: Executor, started: float) -> bool:
-    status = ping_status(*executor.address())
-    if status == 200:
+def readiness(status: Optional[int], started: float) -> Optional[str]:
+    """None when an endpoint whose `GET /ping` answered `status` (None: no answer) is ready, else what it waits
+    for, in words."""
+    if status == 200 or (status == 404 and time.time() - started >= STABLE_SECONDS):
+        return None
+    if status is None:
+        return "it does not accept connections yet"
+    if status == 404:
+        return f"no /ping: it must accept connections for {STABLE_SECONDS:g}s"
+    return f"GET /ping answered {status}"
+
+
+class Probes:
+    """When each endpoint's next readiness probe is due: soon after a start, then less and less often."""
+
+    def __init__(self):
+        self._next: Dict[str, tuple] = {}  # name -> (monotonic time of the next probe, interval)
+
+    def due(self, name: str) -> bool:
+        entry = self._next.get(name)
+        if entry is not None and time.monotonic() < entry[0]:
+            return False
+        interval = min(PROBE_INTERVALS[1], entry[1] * 1.5) if entry else PROBE_INTERVALS[0]
+        self._next[name] = (time.monotonic() + interval, interval)
         return True
-    return status == 404 and time.time() - started >= STABLE_SECONDS
+
+    def forget(self, name: str) -> None:
+        self._next.pop(name, None)
 
 
 def _aware(moment):
@@ -70,10 +96,14 @@ def _aware(moment):
 
 
 class EndpointController(Controller):
+    def __init__(self, services):
+        super().__init__(services)
+        self.probes = Probes()
+
     def tick(self) -> None:
         with reading(self.services) as session:
             names = list(session.scalars(select(Endpoint.name).where(
-                (Endpoint.desired == "kill") | (Endpoint.state != FAILURE) | Endpoint.executor_state.is_not(None))))
+                (Endpoint.desired == "kill") | (Endpoint.state != FAILURE))))
         advance_each(names, self.advance, self.retries, self.give_up, log, "Endpoint")
 
     def advance(self, name: str) -> None:
@@ -89,10 +119,31 @@ class EndpointController(Controller):
         else:
             code = executor.poll()
             if code is not None:
+                self.probes.forget(name)
                 self._exited(endpoint, code, executor)
-            elif endpoint.state != RUNNING and is_ready(executor, endpoint.executor_state.get("started", 0)):
-                update(self.services, Endpoint, name, {"state": RUNNING, "failures": 0, "reason": None},
-                       only_if=lambda row: row.executor_state == endpoint.executor_state)
+            elif endpoint.state != RUNNING:
+                self._probe(endpoint, executor)
+
+    def _probe(self, endpoint: Endpoint, executor: Executor) -> None:
+        """Is the starting endpoint ready yet? RUNNING when it is; the reason says what it waits for; a failed
+        start when it is not ready `endpoint_start_timeout` seconds after its start (KAOS_ENDPOINT_START_TIMEOUT)."""
+        if not self.probes.due(endpoint.name):
+            return
+        started = endpoint.executor_state.get("started", 0)
+        waiting = readiness(ping_status(*executor.address()), started)
+        same = lambda row: row.executor_state == endpoint.executor_state  # noqa: E731
+        if waiting is None:
+            self.probes.forget(endpoint.name)
+            update(self.services, Endpoint, endpoint.name, {"state": RUNNING, "failures": 0, "reason": None},
+                   only_if=same)
+        elif time.time() - started > self.config.endpoint_start_timeout:
+            self.probes.forget(endpoint.name)
+            executor.stop(now=True)
+            self._exited(endpoint, executor.poll() or VANISHED, executor,
+                         f"not ready {self.config.endpoint_start_timeout:g}s after its start ({waiting}): stopped")
+        elif endpoint.reason != f"waiting to be ready: {waiting}":
+            update(self.services, Endpoint, endpoint.name, {"reason": f"waiting to be ready: {waiting}"},
+                   only_if=same)
 
     def _remove(self, endpoint: Endpoint, executor: Optional[Executor]) -> None:
         if executor is not None:
@@ -103,9 +154,9 @@ class EndpointController(Controller):
                 session.delete(row)
         shutil.rmtree(endpoint_dir(self.config.data_dir, endpoint.name), ignore_errors=True)
 
-    def _exited(self, endpoint: Endpoint, code: int, executor: Executor) -> None:
+    def _exited(self, endpoint: Endpoint, code: int, executor: Executor, why: Optional[str] = None) -> None:
         failures = 1 if endpoint.state == RUNNING else endpoint.failures + 1
-        reason = f"the serve process ended: {end_reason(executor, code)}"
+        reason = f"the serve process ended: {why or end_reason(executor, code)}"
         changes = {"failures": failures, "restarts": endpoint.restarts + 1, "executor_state": None, "reason": reason}
         if failures >= MAX_FAILURES:
             changes["state"] = FAILURE
@@ -117,7 +168,8 @@ class EndpointController(Controller):
             note = f"kaos: restarting the endpoint in {delay}s"
         if update(self.services, Endpoint, endpoint.name, changes,
                   only_if=lambda row: row.executor_state == endpoint.executor_state):
-            ended = [f"kaos: the endpoint ended: {end_reason(executor, code)}"] if code == VANISHED else []
+            ended = [f"kaos: the endpoint {why}"] if why else \
+                [f"kaos: the endpoint ended: {end_reason(executor, code)}"] if code == VANISHED else []
             endpoint_log(self.config.data_dir, endpoint.name).append(*ended, note)
 
     def _start_when_built(self, endpoint: Endpoint) -> None:
@@ -142,19 +194,21 @@ class EndpointController(Controller):
                                      self.config.max_bundle_bytes) / bundle.root_name
         work = endpoint_dir(self.config.data_dir, endpoint.name) / "work"
         preamble = Preamble(endpoint.name)
+        left_out = []
         with preamble.downloading():
             shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(root / "model", work)
-            if endpoint.model_dir and Path(endpoint.model_dir).is_dir():
-                shutil.copytree(endpoint.model_dir, work, dirs_exist_ok=True)  # model.pkl next to serve (§7.2)
+            shutil.copytree(root / "model", work)  # the bundle as extracted: no links in it
+            if endpoint.model_dir and is_real_dir(endpoint.model_dir):
+                left_out = copy_tree(endpoint.model_dir, work)  # model.pkl next to serve (§7.2); a training wrote it
         serve = work / "serve"
-        if serve.exists():
+        if is_regular(serve):
             os.chmod(serve, serve.stat().st_mode | 0o755)
+        notes = [f"kaos: left out of the model's files: {'; '.join(left_out[:20])}"] if left_out else []
         port = free_port()
         resources = endpoint.resources or {}
         spec = WorkloadSpec(job_id=endpoint.name, kind="serve", command=["./serve"], workdir=str(work),
                             log_path=str(endpoint_log(self.config.data_dir, endpoint.name).path), image=image,
-                            port=port, preamble=preamble.lines(), hints=script_hints(serve),
+                            port=port, preamble=preamble.lines(), hints=notes + script_hints(serve),
                             env={"KAOS_ENDPOINT": endpoint.name, "KAOS_MODEL_ID": endpoint.model_id or ""},
                             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
         executor = make_executor(self.config)

@@ -1,5 +1,6 @@
 """Trainings: start a train job for every new input combination of a workspace's train pipeline, run its
 partitions (one per hyperparameter combination, `parallelism` at a time) and collect models and metrics."""
+import fnmatch
 import json
 import logging
 import os
@@ -22,11 +23,14 @@ from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.train import latest_build, latest_ingestion, output_branch, request_ingestion
+from kaos_backend.untrusted import is_real_dir, is_regular, read_file
 
 log = logging.getLogger("kaos_backend.control.trainings")
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9.=,+-]")
 RUNNING_STATES = (JobState.JOB_STARTING.value, JobState.JOB_RUNNING.value)
+MAX_METRICS_BYTES = 1024 * 1024  # a metrics file is a flat JSON object: more is not metrics
+MAX_METRICS_FILES = 1000
 
 
 def combination_name(combination: Dict) -> str:
@@ -194,7 +198,7 @@ class TrainController(Controller):
             job_log.append(f"kaos: the training ended: {reason}")
             return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
         out = Path(partition.executor_state["output_dir"])
-        has_model = (out / "model").is_dir()
+        has_model = is_real_dir(out / "model")
         if code == 0 and not has_model:
             reason = f"kaos: train exited 0 but wrote no model: expected the directory {out / 'model'}"
             job_log.append(reason)
@@ -236,7 +240,7 @@ class TrainController(Controller):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(json.dumps(partition.hyperparams))
         train = work / "train"
-        if train.exists():
+        if is_regular(train):
             os.chmod(train, train.stat().st_mode | 0o755)  # zips made on some systems lose the exec bit
         out = self.layout.output_dir(job.id, partition.model_id.rsplit(":", 1)[1])
         shutil.rmtree(out, ignore_errors=True)
@@ -272,11 +276,21 @@ def job_reason(reasons: Dict[int, Optional[str]], total: int) -> Optional[str]:
 
 
 def read_metrics(out: Path) -> Optional[Dict]:
-    """The first `metrics/**/*metrics*.json` holding a JSON object, else None."""
-    for path in sorted((out / "metrics").glob("**/*metrics*.json")):
+    """The first `metrics/**/*metrics*.json` (sorted paths; no link followed) holding a JSON object, else None."""
+    metrics = out / "metrics"
+    if not is_real_dir(metrics):
+        return None
+    candidates = []
+    for root, dirs, files in os.walk(metrics):  # os.walk does not follow links to directories
+        dirs.sort()
+        candidates += [Path(root, name) for name in files if fnmatch.fnmatch(name, "*metrics*.json")]
+        if len(candidates) >= MAX_METRICS_FILES:
+            break
+    for path in sorted(candidates)[:MAX_METRICS_FILES]:
+        data = read_file(path, MAX_METRICS_BYTES)
         try:
-            value = json.loads(path.read_text())
-        except (OSError, ValueError):
+            value = json.loads(data) if data is not None else None
+        except ValueError:
             continue
         if isinstance(value, dict):
             return value

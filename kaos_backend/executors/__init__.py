@@ -8,5 +8,6 @@ def make_executor(config) -> Executor:
         from kaos_backend.executors.local import LocalExecutor
         from kaos_backend.wakeup import socket_name
         return LocalExecutor(config.data_dir, containment_mode=config.containment,
-                             workload_user=config.workload_user, notify=socket_name(config.data_dir))
+                             workload_user=config.workload_user, notify=socket_name(config.data_dir),
+                             max_log_bytes=config.max_log_mb * 1024 * 1024)
     raise NotImplementedError(f"the {config.executor} executor is not available in this version")

@@ -32,7 +32,7 @@ from kaos_backend.executors.cgroups import (CgroupV1Group, CgroupV2Group, limits
                                             platform_parents, remove_platform)
 from kaos_backend.executors.group import (KILL_TIMEOUT, MARKER_VARIABLE, PLATFORM_VARIABLE, ContainmentError, Group,
                                           Limits, kill_pids, process_label)
-from kaos_backend.executors.processes import SubreaperGroup, marked
+from kaos_backend.executors.processes import CONFIGURED, NO_CGROUPS, SubreaperGroup, marked
 
 MODES = ("auto", "cgroup", "subreaper")
 
@@ -40,7 +40,7 @@ MODES = ("auto", "cgroup", "subreaper")
 def limits_problem(mode: str, platform: str) -> Optional[str]:
     """Why memory and cpu limits cannot be enforced for `platform`'s workloads on this machine, or None."""
     if mode == "subreaper":
-        return "kaos is configured without cgroups (KAOS_CONTAINMENT=subreaper)"
+        return CONFIGURED
     where = platform_parents(platform)
     if where is None:
         return "no cgroups are available to kaos on this machine (they need root and a writable cgroupfs)"
@@ -66,7 +66,7 @@ def create_group(mode: str, platform: str, name: str, limits: Limits) -> Group:
         except ContainmentError:
             if mode == "cgroup":
                 raise
-    return SubreaperGroup(name, limits)
+    return SubreaperGroup(name, limits, why=CONFIGURED if mode == "subreaper" else NO_CGROUPS)
 
 
 def group_from_state(state: dict) -> Group:
@@ -76,7 +76,7 @@ def group_from_state(state: dict) -> Group:
         return CgroupV2Group(state["name"], limits, state["path"], bool(state.get("limits_enforced")))
     if kind == "cgroup-v1":
         return CgroupV1Group(state["name"], limits, dict(state["paths"]))
-    return SubreaperGroup(state["name"], limits, state.get("runner_pid"))
+    return SubreaperGroup(state["name"], limits, state.get("runner_pid"), state.get("why") or NO_CGROUPS)
 
 
 def stop_platform(platform: str) -> List[str]:

@@ -10,10 +10,12 @@ the group; stopping signals the whole group, escalating to SIGKILL.
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -26,9 +28,14 @@ PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the run
 WHAT = {"build": "build", "train": "training", "serve": "endpoint", "ingestion": "ingestion", "notebook": "notebook"}
 STOP_RECORD_WAIT = 5.0
 
-# Never handed to user code: the backend's own settings (its token among them) and its interpreter setup.
-_PRIVATE_ENV_PREFIXES = ("KAOS_",)
-_PRIVATE_ENV_NAMES = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"}
+# What of the backend's environment a workload gets: nothing else, since it may hold any secret (the token,
+# cloud keys, database passwords). Locale and time zone, where packages come from and how to reach them.
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "http_proxy", "https_proxy",
+              "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
+              "PIP_TRUSTED_HOST", "PIP_FIND_LINKS", "PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+              "CURL_CA_BUNDLE")
+PASSED_ENV_PREFIXES = ("LC_",)
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RUNNER_ENV_NAMES = ("PATH", "PYTHONPATH", "PYTHONHOME", "LANG", "LC_ALL", "TZ")
 
 
@@ -48,8 +55,10 @@ def _start_ticks(pid: int) -> Optional[int]:
 
 
 def job_environment(extra: Dict[str, str], image: Optional[str]) -> Dict[str, str]:
+    """A workload's environment: the PASSED_ENV part of the backend's, the image's virtualenv first on PATH, then
+    `extra` (the job's own variables)."""
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(_PRIVATE_ENV_PREFIXES) and key not in _PRIVATE_ENV_NAMES}
+           if key in PASSED_ENV or key.startswith(PASSED_ENV_PREFIXES)}
     if image:
         env["VIRTUAL_ENV"] = image
         env["PATH"] = f"{image}/bin{os.pathsep}{env.get('PATH', os.defpath)}"
@@ -70,7 +79,7 @@ class LocalExecutor(Executor):
 
     def __init__(self, data_dir, host: str = "127.0.0.1", containment_mode: str = "auto",
                  workload_user: str = sandbox.DEFAULT_USER, drain_seconds: float = 2.0,
-                 notify: Optional[str] = None):
+                 notify: Optional[str] = None, max_log_bytes: Optional[int] = None):
         self.data_dir = Path(data_dir)
         self.envs_dir = self.data_dir / "envs"
         self.host = host
@@ -78,24 +87,36 @@ class LocalExecutor(Executor):
         self.workload_user = workload_user
         self.drain_seconds = drain_seconds
         self.notify = notify
+        self.max_log_bytes = max_log_bytes
         self._state: Optional[dict] = None
         self._process: Optional[subprocess.Popen] = None  # set while this process is the runner's parent
 
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
+        """The environment of `spec.requirements`: shared by every bundle whose requirements have the same bytes,
+        unless they name the bundle's own files (then the content of its model directory is part of the key)."""
         texts = [Path(path).read_bytes() if Path(path).exists() else b"" for path in spec.requirements]
+        if any(venv_builder.refers_to_local_files(text) for text in texts):
+            texts.append(venv_builder.tree_digest(spec.workdir).encode())
         return str(venv_builder.environment_dir(self.envs_dir, venv_builder.requirements_key(texts)))
 
     def is_image_ready(self, image: str) -> bool:
         return (Path(image) / venv_builder.COMPLETE_MARKER).exists()
 
     def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
+        """Start building the virtualenv of `spec.requirements` in `spec.workdir` (a copy of the bundle's model/:
+        building a local package writes into it). The build may write its own environment's directory and lock
+        file and nothing else of the envs directory (when sandboxed). The scheduler never runs two builds of one
+        environment at once (see control/builds.py)."""
         image = self.image_for(spec)
+        target, lock = Path(image), Path(f"{image}.lock")
         self.envs_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir), "--key", Path(image).name,
+        shutil.rmtree(target, ignore_errors=True)  # whatever an earlier, failed or killed build left
+        target.mkdir()
+        lock.touch()
+        command = [sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir), "--key", target.name,
                    *spec.requirements]
-        spec.outputs = [*spec.outputs, str(self.envs_dir)]
-        spec.inputs = [*spec.inputs, spec.workdir]
+        spec = replace(spec, outputs=[*spec.outputs, str(target), str(lock)])  # and its workdir, a copy of model/
         self._launch(spec, command, job_environment(spec.env, None))
         return image
 
@@ -112,31 +133,23 @@ class LocalExecutor(Executor):
         memory_bytes = memory_to_bytes(spec.memory) if spec.memory else None
         return containment.Limits(memory_bytes, spec.memory if memory_bytes else None, spec.cpu or None)
 
-    def _sandbox(self, spec: WorkloadSpec, env: Dict[str, str], notes: List[str]) -> Optional[dict]:
-        """The sandbox part of the runner's spec (None unless the backend is root and the user is another)."""
+    def _sandbox(self, spec: WorkloadSpec, env: Dict[str, str]) -> Optional[dict]:
+        """What the runner needs to sandbox the workload (None unless the backend is root and the workload user is
+        another): what to hide, what it reads and writes, its private home and /tmp (made afresh here)."""
         if not sandbox.is_root() or self.workload_user in ("", "root"):
             return None
-        identity, note = sandbox.workload_identity(self.workload_user)
-        if note:
-            notes.append(f"kaos: {note}")
-        home = self.data_dir / "home"
-        home.mkdir(mode=0o700, exist_ok=True)
+        scratch = Path(spec.log_path).parent / "sandbox" / spec.job_id
+        shutil.rmtree(scratch, ignore_errors=True)
+        home, tmp = scratch / "home", scratch / "tmp"
+        home.mkdir(parents=True)
+        tmp.mkdir()
         writable = [spec.workdir] if spec.workdir not in spec.inputs else []
-        writable += list(spec.outputs) + [str(home)]
-        for path in writable:
-            if path == str(self.envs_dir):
-                _chown_shallow(path, identity)
-            else:
-                sandbox.chown_tree(path, identity)
+        writable += list(spec.outputs) + [str(home), str(tmp)]
         readable = list(spec.inputs) + ([spec.image] if spec.image else []) + python_paths() + [PACKAGE_DIR]
-        problem = sandbox.namespace_problem()
-        plan = sandbox.plan_mounts(identity, [str(self.data_dir)],
-                                   [(path, True) for path in writable] + [(path, False) for path in readable])
-        env.update(HOME=str(home), USER=identity.user, LOGNAME=identity.user)
-        text = f"kaos: running as the user {identity.user} (uid {identity.uid})"
-        notes.append(text + (f"; its files are not isolated: {problem}" if problem else ""))
-        return {"user": identity.user, "uid": identity.uid, "gid": identity.gid, "covers": plan.covers,
-                "binds": [list(item) for item in plan.binds], "isolate_files": problem is None}
+        env.update(HOME=str(home), TMPDIR="/tmp", USER=self.workload_user, LOGNAME=self.workload_user,
+                   PATH=(f"{spec.image}/bin:" if spec.image else "") + SYSTEM_PATH)  # the backend's PATH is its own
+        return {"user": self.workload_user, "hide": [str(self.data_dir)], "writable": writable,
+                "readable": readable, "tmp": str(tmp), "seal": list(spec.outputs)}
 
     def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str]) -> None:
         log_path = Path(spec.log_path)
@@ -147,14 +160,12 @@ class LocalExecutor(Executor):
         group = containment.create_group(self.containment_mode, platform_id(self.data_dir), name, self._limits(spec))
         env[containment.MARKER_VARIABLE] = name
         env[containment.PLATFORM_VARIABLE] = platform_id(self.data_dir)
-        notes = [f"kaos: the {WHAT.get(spec.kind, spec.kind)} is {group.describe()}"]
-        box = self._sandbox(spec, env, notes)
-        preamble = list(spec.preamble)
-        at = len(preamble) - 1 if preamble and preamble[-1] == "beginning to run user code" else len(preamble)
-        preamble[at:at] = notes + list(spec.hints)
+        notes = [f"kaos: the {WHAT.get(spec.kind, spec.kind)} is {group.describe()}"] + list(spec.hints)
         runner_spec = {"log": str(log_path), "exit_file": str(exit_path), "command": list(command),
-                       "cwd": spec.workdir, "env": env, "what": WHAT.get(spec.kind, spec.kind), "preamble": preamble,
-                       "group": group.to_state(), "drain_seconds": self.drain_seconds, "sandbox": box,
+                       "cwd": spec.workdir, "env": env, "what": WHAT.get(spec.kind, spec.kind),
+                       "preamble": list(spec.preamble), "notes": notes, "group": group.to_state(),
+                       "drain_seconds": self.drain_seconds, "max_log_bytes": self.max_log_bytes,
+                       "sandbox": self._sandbox(spec, env),
                        "notify": self.notify}
         spec_path = log_path.with_name(f"{spec.job_id}.runner.json")
         spec_path.write_text(json.dumps(runner_spec))
@@ -248,9 +259,3 @@ class LocalExecutor(Executor):
         return self.host, self._state["port"]
 
 
-def _chown_shallow(path: str, identity: sandbox.Identity) -> None:
-    """The directory and its lock files (not the environments inside: each build owns its own)."""
-    os.lchown(path, identity.uid, identity.gid)
-    for entry in os.scandir(path):
-        if entry.name.endswith(".lock") and entry.is_file(follow_symlinks=False):
-            os.lchown(entry.path, identity.uid, identity.gid)

@@ -7,18 +7,22 @@ from typing import List, Optional
 
 from kaos_backend.executors.group import MARKER_VARIABLE, Group, Limits
 
+NO_CGROUPS = "no cgroups available to kaos on this machine"
+CONFIGURED = "kaos is configured without cgroups: KAOS_CONTAINMENT=subreaper"
+
 
 class SubreaperGroup(Group):
     """The runner's process tree, plus every process marked with this workload's `KAOS_WORKLOAD_ID`."""
     kind = "subreaper"
 
-    def __init__(self, name: str, limits: Limits, runner_pid: Optional[int] = None):
+    def __init__(self, name: str, limits: Limits, runner_pid: Optional[int] = None, why: str = NO_CGROUPS):
         super().__init__(name, limits)
         self.runner_pid = runner_pid
+        self.why = why  # why no cgroup holds it
 
     def describe(self) -> str:
         limits = self._limits_text()
-        text = "contained by its runner as child subreaper (no cgroups available to kaos on this machine)"
+        text = f"contained by its runner as child subreaper ({self.why})"
         return text + (f": {limits} not enforced" if limits else "")
 
     def pids(self) -> List[int]:
@@ -29,7 +33,7 @@ class SubreaperGroup(Group):
         return sorted(found)
 
     def to_state(self) -> dict:
-        return {**super().to_state(), "runner_pid": self.runner_pid}
+        return {**super().to_state(), "runner_pid": self.runner_pid, "why": self.why}
 
 
 def _descendants(pid: int) -> List[int]:

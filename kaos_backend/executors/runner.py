@@ -10,9 +10,14 @@ and marks the end as requested. The runner is a child subreaper, so orphans of t
 It does not depend on the backend process: its own session, SIGHUP ignored; when the backend dies and comes
 back, the workload goes on and its exit record is still found.
 
-SPEC (JSON): {"log", "exit_file", "command": [...], "cwd", "what": "training", "preamble": [records to log
-first], "group": containment state (`Group.to_state()`), "drain_seconds",
-"sandbox": null | {"user", "uid", "gid", "covers": [...], "binds": [[path, writable], ...], "isolate_files"},
+The log is bounded: past `max_log_bytes` of output, lines are counted but not written, and one record says how
+many were dropped; a line longer than 64 KiB is written in pieces.
+
+SPEC (JSON): {"log", "exit_file", "command": [...], "cwd", "env": {...}, "what": "training", "preamble": [records
+to log first, the last one "beginning to run user code"], "notes": [records that go just before that last one],
+"group": containment state (`Group.to_state()`), "drain_seconds", "max_log_bytes",
+"sandbox": null | {"user", "hide": [...], "writable": [...], "readable": [...], "tmp": its private /tmp,
+"seal": [outputs made root's and read-only once it ends]},
 "notify": abstract unix socket name or null}
 """
 import ctypes
@@ -24,7 +29,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from kaos_backend import wakeup
 from kaos_backend.executors import containment, outcome, sandbox
@@ -32,6 +37,9 @@ from kaos_backend.executors import containment, outcome, sandbox
 PR_SET_CHILD_SUBREAPER = 36
 READ_CHUNK = 65536
 MAX_LINE = 64 * 1024  # a line longer than this is logged in pieces
+MAX_LOG_BYTES = 64 * 1024 * 1024
+LEFTOVERS_NAMED = 10  # processes named in the log line of those stopped at the end
+START_RECORD = "beginning to run user code"
 
 
 def _stamp(text: str) -> bytes:
@@ -50,6 +58,10 @@ class Runner:
         self.last_line = None
         self.log = None
         self.child: Optional[subprocess.Popen] = None
+        self.box: Optional[dict] = None   # the sandbox as the child applies it: identity, plan, isolate_files
+        self.uid_claim: Optional[int] = None
+        self.log_budget = int(spec.get("max_log_bytes") or MAX_LOG_BYTES)
+        self.dropped = [0, 0]   # output lines and bytes not logged (over the budget)
 
     # -- logging --------------------------------------------------------------------------------------------
     def record(self, text: str) -> None:
@@ -57,9 +69,38 @@ class Runner:
 
     def _output(self, raw: bytes) -> None:
         text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
-        self.log.write(_stamp(text))
         if text.strip():
             self.last_line = text.strip()
+        record = _stamp(text)
+        if len(record) > self.log_budget:
+            self.dropped[0] += 1
+            self.dropped[1] += len(raw)
+            return
+        self.log_budget -= len(record)
+        self.log.write(record)
+
+    # -- the sandbox ----------------------------------------------------------------------------------------
+    def prepare_sandbox(self) -> list:
+        """Root only: claim the workload's own uid (else the shared user), give it its writable paths, plan its
+        mounts. The log records that say how it runs."""
+        spec = self.spec["sandbox"]
+        notes = []
+        try:
+            identity, self.uid_claim = sandbox.claim_identity(self.group.name, spec["user"])
+            who = f"uid {identity.uid}, a user of its own"
+        except (OSError, RuntimeError) as error:
+            identity, note = sandbox.shared_identity(spec["user"])
+            notes += [f"kaos: cannot claim a uid of its own ({error}): it runs as the shared user {identity.user}"]
+            notes += [f"kaos: {note}"] if note else []
+            who = f"the user {identity.user} (uid {identity.uid})"
+        for path in spec["writable"]:
+            sandbox.chown_tree(path, identity)
+        problem = sandbox.namespace_problem()
+        plan = sandbox.plan_mounts(identity, spec["hide"], [(path, True) for path in spec["writable"]] +
+                                   [(path, False) for path in spec["readable"]],
+                                   private_tmp=spec.get("tmp") if problem is None else None)
+        self.box = {"identity": identity, "plan": plan, "isolate_files": problem is None}
+        return notes + [f"kaos: running as {who}" + (f"; its files are not isolated: {problem}" if problem else "")]
 
     # -- the workload's process -----------------------------------------------------------------------------
     def _child_setup(self) -> None:
@@ -67,11 +108,9 @@ class Runner:
         output pipe and ends the child with 126."""
         try:
             self.group.attach()
-            box = self.spec.get("sandbox")
-            if box:
-                identity = sandbox.Identity(box["user"], box["uid"], box["gid"])
-                plan = sandbox.MountPlan(box["covers"], [tuple(item) for item in box["binds"]])
-                sandbox.apply_in_child(plan, identity, self.spec["cwd"], box["isolate_files"])
+            if self.box:
+                sandbox.apply_in_child(self.box["plan"], self.box["identity"], self.spec["cwd"],
+                                       self.box["isolate_files"])
         except BaseException as error:  # noqa: BLE001 - reported, then the child ends
             os.write(2, f"kaos: cannot start the workload in its sandbox: {error}\n".encode(errors="replace"))
             os._exit(126)
@@ -158,14 +197,15 @@ class Runner:
             except ChildProcessError:
                 return
 
-    def stop_leftovers(self) -> list:
-        """Stop every process the workload left running; their labels."""
+    def stop_leftovers(self) -> Tuple[int, List[str]]:
+        """Stop every process the workload left running: how many there were, and the labels of the first
+        LEFTOVERS_NAMED of them."""
         pids = self.group.pids()
-        labels = [containment.process_label(pid) for pid in pids]
+        labels = [containment.process_label(pid) for pid in pids[:LEFTOVERS_NAMED]]
         if pids:
             self.group.kill()
         self._reap_orphans()
-        return labels
+        return len(pids), labels
 
     # -- the whole life -------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -179,17 +219,27 @@ class Runner:
         signal.signal(signal.SIGINT, self._on_stop)
         what = spec.get("what") or "workload"
         with open(spec["log"], "ab", buffering=0) as self.log:
-            for text in spec.get("preamble", []):
+            notes = list(spec.get("notes", []))
+            if spec.get("sandbox"):
+                notes += self.prepare_sandbox()
+            for text in _with_notes(spec.get("preamble", []), notes):
                 self.record(text)
             if self.start():
                 self.relay()
                 status = self.child.returncode
             else:
                 status = 127
-            left = self.stop_leftovers()
-            if left:
-                self.record(f"kaos: stopped {len(left)} process{'es' if len(left) > 1 else ''} that the {what} "
-                            f"left running: {'; '.join(left)}")
+            if self.dropped[0]:
+                self.record(f"kaos: {self.dropped[0]} lines ({self.dropped[1]} bytes) of output were not logged: "
+                            f"the log of a workload holds at most {int(spec.get('max_log_bytes') or MAX_LOG_BYTES)}"
+                            " bytes")
+            count, left = self.stop_leftovers()
+            for path in (spec.get("sandbox") or {}).get("seal", []):
+                sandbox.seal(path)  # what it made for others is the backend's now
+            if count:
+                more = f"; and {count - len(left)} more" if count > len(left) else ""
+                self.record(f"kaos: stopped {count} process{'es' if count > 1 else ''} that the {what} "
+                            f"left running: {'; '.join(left)}{more}")
             record = outcome.record_for(status, oom_kills=self.group.oom_kills(), memory=self.group.limits.memory,
                                         requested=self.requested, left_running=left, last_line=self.last_line)
             self.record(f"kaos: the {what} ended: {outcome.describe(record)}")
@@ -197,6 +247,12 @@ class Runner:
         outcome.write_record(spec["exit_file"], record)
         wakeup.wake(spec.get("notify"))
         return 0
+
+
+def _with_notes(preamble: list, notes: list) -> list:
+    """The preamble with `notes` just before its last record when that is "beginning to run user code"."""
+    at = len(preamble) - 1 if preamble and preamble[-1] == START_RECORD else len(preamble)
+    return preamble[:at] + notes + preamble[at:]
 
 
 def main(argv=None) -> int:

@@ -1,23 +1,28 @@
-"""Running a workload as an unprivileged user that sees only its own files (when the backend runs as root).
+"""Running a workload as an unprivileged user of its own that sees only its own files (when the backend is root).
 
-The workload's process gets, before it execs (see `runner.py`):
+The runner (`runner.py`, root) prepares the workload's process before it execs:
 
-1. a mount namespace of its own in which every directory it must not see is covered by an empty tmpfs: the
-   backend's data directory (database, token, blobs, other workloads' files) and every directory on the way to a
-   path it needs that the workload user could not traverse (`/root` when Python lives in `/root/.pyenv`, say);
-2. the paths it needs bind-mounted back at their own paths, read-only unless they are its outputs: its work,
-   output and home directories, its virtualenv, its data and hyperparameters, the Python installation and the
-   kaos package that runs it;
-3. the workload user's identity (no supplementary groups, no new privileges): `kaos` by default, created as a
-   system user on first use (else `nobody`).
+1. **A user of its own**: a uid (and gid) from a range no account uses, claimed for the workload's life with a
+   lock in `/run/kaos/workload-uids/` so that no two running workloads (of any kaos on the machine) share one. A
+   workload can then neither signal, trace nor read the processes of another (`/proc/<pid>/environ`, `cwd`,
+   `root`), nor write its files. Where no uid can be claimed, the shared system user `kaos` (created on first use,
+   else `nobody`) is the fallback, and the log says so.
+2. **A mount namespace of its own**: the backend's data directory (database, token, blobs, other workloads' files)
+   and every directory on the way to a path it needs that it could not traverse (`/root` when Python lives in
+   `/root/.pyenv`, say) are covered by an empty tmpfs; `/tmp` and `/var/tmp` are its private scratch directory
+   and `/dev/shm` a fresh tmpfs; then the paths it needs are bind-mounted back at their own paths, read-only
+   unless they are its outputs: its work, output and home directories, its virtualenv, its data and
+   hyperparameters, the Python installation and the kaos package that runs it.
+3. **No new privileges** and no supplementary groups.
 
-So a training cannot read `kaos.db`, the token, nor `/proc/<backend pid>/environ` (another user's), and paths
-inside it are the same as outside (no translation). Where mount namespaces are not allowed (a container without
-CAP_SYS_ADMIN) the user still changes and the log says the files are not isolated.
+Paths inside are the same as outside (no translation). Where mount namespaces are not allowed (a container
+without CAP_SYS_ADMIN) the user still changes and the log says the files are not isolated.
 
 Standard library only (ctypes for unshare(2) and mount(2)).
 """
 import ctypes
+import fcntl
+import hashlib
 import os
 import pwd
 import shutil
@@ -27,6 +32,12 @@ from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 DEFAULT_USER = "kaos"
 FALLBACK_USER = "nobody"
+# Workload uids (and gids): in the range systemd documents as unused, 0x70000000-0x7FFFFFFF, below 2^31 because
+# software masks ids to 31 bits (gunicorn does) or stores them signed (systemd.io/UIDS-GIDS).
+UID_BASE = 0x71000000
+UID_SLOTS = 1_000_000
+UID_CLAIMS = "/run/kaos/workload-uids"
+PRIVATE_TMP = ("/tmp", "/var/tmp")
 CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x20, 0x1000, 0x4000, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
@@ -48,7 +59,7 @@ def _check(result: int, what: str) -> None:
 
 
 class Identity(NamedTuple):
-    user: str
+    user: str   # what USER and LOGNAME say
     uid: int
     gid: int
 
@@ -57,15 +68,14 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def workload_identity(name: str = DEFAULT_USER) -> Tuple[Identity, Optional[str]]:
-    """The user workloads run as, created as a system user when missing (root only), with a note when it had
-    to fall back to `nobody` (None otherwise)."""
+def shared_identity(name: str = DEFAULT_USER) -> Tuple[Identity, Optional[str]]:
+    """The system user `name`, created when missing (root only), with a note when it had to fall back to
+    `nobody` (None otherwise)."""
     try:
         entry = pwd.getpwnam(name)
         return Identity(entry.pw_name, entry.pw_uid, entry.pw_gid), None
     except KeyError:
         pass
-    note = None
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     try:
         subprocess.run([useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
@@ -77,6 +87,24 @@ def workload_identity(name: str = DEFAULT_USER) -> Tuple[Identity, Optional[str]
         note = f"cannot create the user {name} ({error}); workloads run as {FALLBACK_USER}"
     entry = pwd.getpwnam(FALLBACK_USER)
     return Identity(entry.pw_name, entry.pw_uid, entry.pw_gid), note
+
+
+def claim_identity(seed: str, user: str = DEFAULT_USER, claims: str = UID_CLAIMS) -> Tuple[Identity, int]:
+    """A uid of the workload's own and the open file whose lock claims it: keep the descriptor open for as long
+    as the workload runs (closing it releases the uid). The search starts at a slot derived from `seed`.
+    OSError when the claims directory cannot be made; RuntimeError when every uid is taken."""
+    os.makedirs(claims, mode=0o700, exist_ok=True)
+    start = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16) % UID_SLOTS
+    for offset in range(UID_SLOTS):
+        uid = UID_BASE + (start + offset) % UID_SLOTS
+        fd = os.open(os.path.join(claims, str(uid)), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return Identity(user, uid, uid), fd
+    raise RuntimeError("every workload uid is taken")
 
 
 def searchable(path: str, identity: Identity) -> bool:
@@ -103,25 +131,32 @@ def _under(path: str, root: str) -> bool:
 
 
 class MountPlan(NamedTuple):
-    """What the workload's process mounts: empty tmpfs over `covers`, then `binds` (path, writable) back."""
-    covers: List[str]
+    """What the workload's process mounts: over each of `covers` (path, source) an empty tmpfs (source None) or
+    the directory `source`; a fresh tmpfs on /dev/shm when `fresh_shm`; then `binds` (path, writable) back."""
+    covers: List[Tuple[str, Optional[str]]]
     binds: List[Tuple[str, bool]]
+    fresh_shm: bool = True
 
 
-def plan_mounts(identity: Identity, hide: Iterable[str], expose: Iterable[Tuple[str, bool]]) -> MountPlan:
-    """Cover each directory of `hide` and every untraversable directory above an exposed path; bind back the
-    exposed paths that a cover would hide. Pure function of the paths and their modes."""
-    expose = [(os.path.realpath(path), writable) for path, writable in expose if os.path.exists(path)]
-    covers = {os.path.realpath(path) for path in hide if os.path.isdir(path)}
+def plan_mounts(identity: Identity, hide: Iterable[str], expose: Iterable[Tuple[str, bool]],
+                private_tmp: Optional[str] = None) -> MountPlan:
+    """Cover each directory of `hide`, every untraversable directory above an exposed path, and (with
+    `private_tmp`) /tmp and /var/tmp by that directory; bind back the exposed paths that a cover would hide.
+    Pure function of the paths and their modes."""
+    expose = [(os.path.realpath(path), writable) for path, writable in expose if os.path.lexists(path)]
+    covers = {os.path.realpath(path): None for path in hide if os.path.isdir(path)}
+    if private_tmp:
+        covers.update({path: private_tmp for path in PRIVATE_TMP if os.path.isdir(path)})
     for path, _ in expose:
         for ancestor in _ancestors(path):
             if not searchable(ancestor, identity):
-                covers.add(ancestor)
+                covers.setdefault(ancestor, None)
                 break
-    covers = sorted(path for path in covers if not any(other != path and _under(path, other) for other in covers))
-    binds = sorted(((path, writable) for path, writable in expose if any(_under(path, cover) for cover in covers)),
+    kept = sorted((path, source) for path, source in covers.items()
+                  if not any(other != path and _under(path, other) for other in covers))
+    binds = sorted(((path, writable) for path, writable in expose if any(_under(path, cover) for cover, _ in kept)),
                    key=lambda item: (item[0].count("/"), item[0]))
-    return MountPlan(covers, binds)
+    return MountPlan(kept, binds)
 
 
 def apply_in_child(plan: MountPlan, identity: Identity, workdir: str, isolate_files: bool) -> None:
@@ -131,22 +166,35 @@ def apply_in_child(plan: MountPlan, identity: Identity, workdir: str, isolate_fi
         _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
         handles = [(os.open(path, os.O_PATH), path, writable) for path, writable in plan.binds]
-        for cover in plan.covers:
-            _check(libc.mount(b"tmpfs", cover.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=1m"),
-                   f"mount tmpfs on {cover}")
+        sources = {source: os.open(source, os.O_PATH) for _, source in plan.covers if source}
+        for cover, source in plan.covers:
+            if source:
+                _bind(libc, sources[source], cover, writable=True)
+            else:
+                _check(libc.mount(b"tmpfs", cover.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=1m"),
+                       f"mount tmpfs on {cover}")
+        if plan.fresh_shm and os.path.isdir("/dev/shm"):
+            _check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777"),
+                   "mount tmpfs on /dev/shm")
         for handle, path, writable in handles:
             _make_mount_point(path, os.path.isdir(f"/proc/self/fd/{handle}"))
-            _check(libc.mount(f"/proc/self/fd/{handle}".encode(), path.encode(), None, MS_BIND | MS_REC, None),
-                   f"bind mount {path}")
-            if not writable:
-                _check(libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, None),
-                       f"read-only remount of {path}")
+            _bind(libc, handle, path, writable)
+        for handle in [handle for handle, _, _ in handles] + list(sources.values()):
             os.close(handle)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    os.umask(0o022)
     os.setgroups([])
     os.setgid(identity.gid)
     os.setuid(identity.uid)
     os.chdir(workdir)
+
+
+def _bind(libc, handle: int, path: str, writable: bool) -> None:
+    _check(libc.mount(f"/proc/self/fd/{handle}".encode(), path.encode(), None, MS_BIND | MS_REC, None),
+           f"bind mount {path}")
+    if not writable:
+        _check(libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, None),
+               f"read-only remount of {path}")
 
 
 def _make_mount_point(path: str, is_dir: bool) -> None:
@@ -184,9 +232,26 @@ def namespace_problem() -> Optional[str]:
     return None if _namespaces_allowed == "ok" else _namespaces_allowed
 
 
-def chown_tree(path: str, identity: Identity) -> None:
-    """Give `path` and everything below it (links not followed) to the workload user."""
-    os.lchown(path, identity.uid, identity.gid)
+def seal(path: str) -> None:
+    """Make what a workload produced for others (a virtualenv, ingested files, a model) the backend's: owned by
+    root, readable by everyone, writable by no workload (its uid may be given to another workload later).
+    Links are neither followed nor changed."""
     for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), identity.uid, identity.gid)
+        for entry in [root] + [os.path.join(root, name) for name in dirs + files]:
+            info = os.lstat(entry)
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            os.lchown(entry, 0, 0)
+            readable = 0o755 if stat.S_ISDIR(info.st_mode) or info.st_mode & 0o111 else 0o644
+            os.chmod(entry, stat.S_IMODE(info.st_mode) & 0o755 | readable)
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.lchown(path, 0, 0)
+
+
+def chown_tree(path: str, identity: Identity) -> None:
+    """Give `path` and everything below it (links not followed) to `identity`."""
+    os.lchown(path, identity.uid, identity.gid)
+    if os.path.isdir(path) and not os.path.islink(path):
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), identity.uid, identity.gid)

@@ -26,6 +26,38 @@ def requirements_key(requirement_texts: Iterable[bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
+_LOCAL_PREFIXES = (".", "/", "~", "file:", "-e", "--editable", "-r", "--requirement", "-c", "--constraint",
+                   "-f", "--find-links")
+_ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".zip")
+
+
+def refers_to_local_files(text: bytes) -> bool:
+    """Does this requirements file name files of the bundle (`./pkg`, `-r other.txt`, `-e .`, a wheel beside it)?
+    Then its bytes do not say what it installs, and its environment must not be shared by key alone."""
+    for raw in text.decode("utf-8", errors="replace").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        requirement = line.split(";", 1)[0].strip()
+        if line.startswith(_LOCAL_PREFIXES) or "file:" in line or \
+                (requirement.endswith(_ARCHIVES) and "://" not in requirement):
+            return True
+    return False
+
+
+def tree_digest(directory) -> str:
+    """sha256 over the relative paths and bytes of the regular files under `directory` (links not followed)."""
+    digest = hashlib.sha256()
+    root = Path(directory)
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        digest.update(str(path.relative_to(root)).encode("utf-8", "surrogateescape") + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def environment_dir(envs_dir, key: str) -> Path:
     return Path(envs_dir) / key
 

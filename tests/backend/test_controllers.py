@@ -8,7 +8,8 @@ import time
 import pytest
 from kaos_model import JobState, PipelineState
 
-from kaos_backend.config import Config
+from kaos_backend.config import Config, platform_id
+from kaos_backend.executors.containment import stop_platform
 from kaos_backend.control.builds import BuildController
 from kaos_backend.control.common import Retries
 from kaos_backend.control.endpoints import EndpointController
@@ -48,6 +49,7 @@ def sqlite_services(tmp_path):
     services = Services(config)
     yield services
     services.dispose()
+    stop_platform(platform_id(tmp_path / "data"))  # what a failed test left running
 
 
 def _ticks(controller, done, timeout=120.0):
@@ -194,3 +196,48 @@ def test_an_endpoint_whose_controller_keeps_raising_fails_with_the_error(sqlite_
     _ticks(controller, lambda: services.inference.listing("ws", "h")[0]["state"] == FAILURE)
     assert services.inference.listing("ws", "h")[0]["reason"] == \
         "kaos: the scheduler could not advance this endpoint: RuntimeError: boom"
+
+
+NOT_READY = """#!/usr/bin/env python3
+import http.server, os
+class Sick(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), Sick).serve_forever()
+"""
+
+
+def test_an_endpoint_that_never_becomes_ready_gives_up_with_the_reason(tmp_path, monkeypatch):
+    """/ping answers 500 forever: the reason says what it waits for; after the start timeout it is a failed
+    start, restarted with backoff; after 5 it is PIPELINE_FAILURE with the reason."""
+    import kaos_backend.control.endpoints as endpoints_module
+    monkeypatch.setattr(endpoints_module, "MAX_BACKOFF_SECONDS", 0)
+    config = Config.from_env({}, data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'kaos.db'}",
+                             endpoint_start_timeout=1)
+    services = Services(config)
+    try:
+        services.workspaces.create("ws")
+        entries = {"tiny/Dockerfile": "FROM python:3.11-slim\n", "tiny/model/__init__.py": "",
+                   "tiny/model/serve": NOT_READY, "tiny/model/web-requirements.txt": "",
+                   "tiny/model/requirements.txt": ""}
+        deployed = services.inference.deploy("ws", None, body_from_bytes(zip_bytes(entries)))
+        _ticks(BuildController(services), lambda: _job(services, deployed["job_id"]).finished_at is not None)
+        controller = EndpointController(services)
+        reasons = set()
+
+        def failed():
+            endpoint = services.inference.listing("ws", "h")[0]
+            reasons.add(endpoint["reason"])
+            return endpoint["state"] == FAILURE
+        _ticks(controller, failed, timeout=180)
+        endpoint = services.inference.listing("ws", "h")[0]
+        assert "waiting to be ready: GET /ping answered 500" in reasons
+        assert endpoint["restarts"] == 5
+        assert endpoint["reason"] == ("the serve process ended: not ready 1s after its start (GET /ping answered "
+                                      "500): stopped")
+    finally:
+        services.dispose()
+        stop_platform(platform_id(tmp_path / "data"))

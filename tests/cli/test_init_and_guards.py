@@ -188,3 +188,26 @@ def test_guard_decorators(project, monkeypatch):
     assert CliRunner().invoke(group, ["a"]).exit_code == 0
     assert "active context not defined" in CliRunner().invoke(group, ["b"]).output
     assert calls == ["ran"]
+
+
+def test_an_unreachable_local_backend_says_what_to_run(kaos, project, unused_port):
+    from tests.cli.conftest import write_config
+    write_config(project, f"""[default]
+user = tester
+
+[contexts]
+environments = LOCAL
+
+[active]
+environment = LOCAL
+
+[context:LOCAL]
+url = http://127.0.0.1:{unused_port}/api/
+token = secret
+kind = local
+log = {project / '.kaos' / 'LOCAL' / 'backend.log'}
+""")
+    line = one_line(kaos("workspace", "list"))
+    assert line.startswith(f"Warning - Please ensure the endpoint is available - http://127.0.0.1:{unused_port}/api/ "
+                           "is unreachable! Is its backend running? See ")
+    assert line.endswith("backend.log, or run kaos build deploy -c LOCAL -f")

@@ -248,3 +248,38 @@ def test_destroy_ends_a_daemon_that_left_the_data_directory(tmp_path):
     finally:
         if not destroyed:
             platform.destroy()
+
+
+def test_links_a_training_leaves_in_its_model_are_not_followed_by_the_platform(platform, tmp_path):
+    """A training that plants links to root-only files in its model: serving it copies none of them (the copy
+    is the backend's, as root), and the endpoint's log names what was left out."""
+    secret = tmp_path / "root-only-secret"
+    secret.write_text("the secret")
+    secret.chmod(0o600)
+    script = ("import os, sys\n"
+              "model = sys.argv[1] + '/model'\n"
+              "os.makedirs(model)\n"
+              "open(model + '/model.pkl', 'w').write('weights')\n"
+              f"os.symlink({str(secret)!r}, model + '/secret')\n"
+              "os.symlink('/etc/shadow', model + '/shadow')\n"
+              "os.makedirs(sys.argv[1] + '/metrics')\n"
+              f"os.symlink({str(secret)!r}, sys.argv[1] + '/metrics/metrics.json')\n")
+    job_id = _train(platform, tmp_path, "links", script)
+    assert wait_terminal(platform, "links", job_id)["state"] == "JOB_SUCCESS", _log(platform, "links", job_id)
+    info = platform.kaos("train", "info", "-j", job_id)
+    model_id = re.search(r"\b[0-9a-f]{5}_[0-9a-f]{5}:[0-9a-f]{6}\b", info.out).group(0)
+    assert "the secret" not in info.out
+    serve = _serve_bundle(tmp_path / "serve", has_ping=True)
+    (serve / "tiny" / "model" / "serve").write_text(
+        "#!/bin/sh\nls -a\nfor f in secret shadow model.pkl; do cat $f || echo missing $f; done\n"
+        + "\n".join(SERVE.splitlines()[1:]).join(["exec python3 - <<'EOF'\n", "\nEOF\n"]))
+    before = {e["name"] for e in platform.api("GET", "inference/links").json()["response"]["endpoints"]}
+    assert platform.kaos("serve", "deploy", "-s", str(serve), "-m", model_id).code == 0
+    name = wait_for(lambda: next((e["name"] for e in platform.api("GET", "inference/links").json()["response"]
+                                  ["endpoints"] if e["name"] not in before), None), what="the endpoint")
+    wait_for(lambda: "weights" in platform.api("GET", f"inference/links/{name}/logs").json(), what="the serve output")
+    logs = platform.kaos("serve", "logs", "-e", name).out
+    assert "kaos: left out of the model's files: secret (a symbolic link); shadow (a symbolic link)" in logs
+    assert "the secret" not in logs and "root:" not in logs
+    assert "missing secret" in logs and "missing shadow" in logs
+    assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0

@@ -84,8 +84,8 @@ def test_without_cgroups_the_log_says_the_limits_are_not_enforced(tmp_path):
     code = _run(executor, _spec(tmp_path / "data", [sys.executable, "-c", "pass"], memory="50Mi", cpu=1))
     assert code == 0
     contained = [text for text in _texts(executor) if text.startswith("kaos: the training is contained")]
-    assert contained == ["kaos: the training is contained by its runner as child subreaper (no cgroups available "
-                         "to kaos on this machine): memory 50Mi, cpu 1 not enforced"]
+    assert contained == ["kaos: the training is contained by its runner as child subreaper (kaos is configured "
+                         "without cgroups: KAOS_CONTAINMENT=subreaper): memory 50Mi, cpu 1 not enforced"]
 
 
 @needs_root
@@ -114,12 +114,13 @@ open('scratch.txt', 'w').write('the work directory is writable')
     code = _run(executor, _spec(data, [sys.executable, "-c", script], outputs=[str(out)]))
     texts = _texts(executor)
     assert code == 0, texts
-    identity, _ = sandbox.workload_identity()
-    assert f"uid {identity.uid}" in texts and identity.uid != 0
+    uid = int(next(text for text in texts if text.startswith("uid ")).split()[1])
+    assert sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS
+    assert uid < 2 ** 31  # gunicorn, for one, masks ids to 31 bits
     assert not [text for text in texts if text.startswith("READ")], texts
     assert len([text for text in texts if text.startswith("refused")]) == 3
     assert (out / "model.txt").read_text() == "a model"
-    assert any(text.startswith(f"kaos: running as the user {identity.user}") for text in texts)
+    assert f"kaos: running as uid {uid}, a user of its own" in texts
 
 
 @needs_root
@@ -149,3 +150,125 @@ def test_a_script_with_windows_line_endings_gets_a_hint(tmp_path):
     assert len(hints) == 1 and "Windows line endings" in hints[0] and "dos2unix train" in hints[0]
     script.write_bytes(b"#!/usr/bin/env python3\nprint('hi')\n")
     assert script_hints(script) == []
+
+
+def _start_sleeper(data: Path, job: str, script: str, **extra) -> LocalExecutor:
+    job_dir = data / "jobs" / job
+    work = job_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    executor = LocalExecutor(data)
+    executor.start(WorkloadSpec(job_id=job, kind="serve", command=[sys.executable, "-c", script],
+                                workdir=str(work), log_path=str(job_dir / "log"), **extra))
+    return executor
+
+
+@needs_root
+def test_workloads_cannot_reach_each_other(tmp_path):
+    """Two workloads have users of their own: one can neither signal the other, nor read its environment, nor
+    reach its files through /proc; their /tmp are their own."""
+    data = tmp_path / "data"
+    victim = _start_sleeper(data, "victim", "import os, time\nopen('/tmp/victim-was-here', 'w').write('x')\n"
+                                            "print('pid', os.getpid(), flush=True)\ntime.sleep(120)")
+    try:
+        pid = wait_line(victim, "pid ").split()[1]
+        script = f"""
+import os
+for what, act in (('signal', lambda: os.kill({pid}, 0)), ('environ', lambda: open('/proc/{pid}/environ').read()),
+                  ('root', lambda: os.listdir('/proc/{pid}/root/')), ('cwd', lambda: os.listdir('/proc/{pid}/cwd'))):
+    try:
+        act()
+        print('REACHED', what)
+    except OSError as error:
+        print('refused', what, type(error).__name__)
+print('tmp', os.path.exists('/tmp/victim-was-here'))
+"""
+        attacker = LocalExecutor(data)
+        code = _run(attacker, _spec(data, [sys.executable, "-c", script]))
+        texts = _texts(attacker)
+        assert code == 0, texts
+        assert not [text for text in texts if text.startswith("REACHED")], texts
+        assert len([text for text in texts if text.startswith("refused")]) == 4
+        assert "tmp False" in texts
+        assert not Path("/tmp/victim-was-here").exists()
+    finally:
+        victim.stop(now=True)
+
+
+def wait_line(executor, prefix: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [text for text in _texts(executor) if text.startswith(prefix)]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, _texts(executor)
+        time.sleep(0.05)
+
+
+def test_the_backends_environment_stays_with_the_backend(tmp_path, monkeypatch):
+    """Only locale, time zone and the package index and proxy settings pass from the backend to a workload."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "backend-secret")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://pypi.example/simple")
+    executor = LocalExecutor(tmp_path / "data")
+    script = "import os; print(sorted(k for k in os.environ if 'SECRET' in k)); print(os.environ['PIP_INDEX_URL'])"
+    assert _run(executor, _spec(tmp_path / "data", [sys.executable, "-c", script])) == 0
+    assert "[]" in _texts(executor) and "https://pypi.example/simple" in _texts(executor)
+
+
+@needs_root
+def test_a_build_writes_its_own_environment_and_nothing_else(tmp_path):
+    """A build runs pip, which runs code of the requirements (here a local package's setup.py): it may write its
+    own environment, never another one."""
+    data = tmp_path / "data"
+    other = data / "envs" / "0123456789abcdef"
+    (other / "bin").mkdir(parents=True)
+    (other / ".kaos-complete").write_text("another environment")
+    model = data / "extracted" / "digest" / "bundle" / "model"
+    package = model / "pkg"
+    package.mkdir(parents=True)
+    (package / "setup.py").write_text(f"""
+import glob, os
+from setuptools import setup
+for target in ({str(other)!r}, {str(other / 'bin')!r}):
+    try:
+        open(os.path.join(target, 'planted'), 'w').write('x')
+        print('PLANTED', target)
+    except OSError as error:
+        print('refused', target, type(error).__name__)
+setup(name='pkg', version='1', py_modules=[])
+""")
+    (model / "requirements.txt").write_text("./pkg\n")
+    executor = LocalExecutor(data)
+    spec = WorkloadSpec(job_id=JOB, kind="build", command=[], workdir=str(model), log_path=str(data / "build.log"),
+                        requirements=[str(model / "requirements.txt")])
+    image = executor.build(spec, model.parent)
+    deadline = time.monotonic() + 300
+    while executor.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    log = (data / "build.log").read_text()
+    assert not list(other.rglob("planted")), log
+    assert executor.poll() == 0, log
+    assert executor.is_image_ready(image)
+    (package / "setup.py").write_text("from setuptools import setup\nsetup(name='pkg', version='2')\n")
+    assert executor.image_for(spec) != image  # requirements naming local files: their content is in the key
+
+
+def test_the_log_of_a_workload_is_bounded(tmp_path):
+    executor = LocalExecutor(tmp_path / "data", max_log_bytes=2000)
+    script = "for i in range(200):\n    print('x' * 99, flush=True)\nprint('the end')"
+    assert _run(executor, _spec(tmp_path / "data", [sys.executable, "-c", script])) == 0
+    texts = _texts(executor)
+    assert sum(len(text) for text in texts if text.startswith("x")) < 2000
+    dropped = [text for text in texts if "of output were not logged" in text]
+    assert len(dropped) == 1 and "the log of a workload holds at most 2000 bytes" in dropped[0]
+    assert texts[-1] == "kaos: the training ended: exit code 0"
+    assert executor.reason() == "exit code 0"
+
+
+def test_the_processes_left_running_are_counted_and_the_first_named(tmp_path):
+    executor = LocalExecutor(tmp_path / "data")
+    script = "import subprocess\nfor i in range(15):\n    subprocess.Popen(['sleep', str(600 + i)], start_new_session=True)"
+    assert _run(executor, _spec(tmp_path / "data", [sys.executable, "-c", script])) == 0
+    stopped = [text for text in _texts(executor) if text.startswith("kaos: stopped ")]
+    assert len(stopped) == 1 and stopped[0].startswith("kaos: stopped 15 processes that the training left running: ")
+    assert stopped[0].endswith("; and 5 more") and stopped[0].count("sleep 6") == 10
