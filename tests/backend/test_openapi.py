@@ -139,3 +139,23 @@ def test_the_published_description_leaves_objects_open_for_additions():
     """1.x clients ignore fields they do not know; the published description lets the API add some."""
     text = json.dumps(openapi_description())
     assert '"additionalProperties": false' not in text and '"unevaluatedProperties": false' not in text
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("DELETE", "/api/train/ws/inspect", "GET"),
+    ("POST", "/api/inference/ws/logs", "GET"),
+    ("DELETE", "/api/inference/ws/logs", "GET"),
+])
+def test_a_literal_segment_owns_its_url_for_every_method(app, method, path, allowed):
+    """Found by the fuzzing: `/train/{ws}/inspect` and `/inference/{endpoint}/logs` are literal paths of the
+    description, so no other method is served there (Flask used to kill a job named "inspect", deploy a model
+    named "logs"), and OPTIONS lists exactly the described methods."""
+    client = app.test_client()
+    client.environ_base["HTTP_X_TOKEN"] = TOKEN
+    answer = client.open(path, method=method)
+    assert answer.status_code == 405 and answer.get_json()["error_code"] == "BAD_REQUEST"
+    assert set(answer.headers["Allow"].split(", ")) - {"HEAD", "OPTIONS"} == {allowed}
+    options = client.open(path, method="OPTIONS")
+    assert set(options.headers["Allow"].split(", ")) - {"HEAD", "OPTIONS"} == {allowed}
+    # a job id or model id merely containing the word is still one
+    assert client.open(path + "x", method=method).status_code == 404
