@@ -17,6 +17,9 @@ BACKEND_REQUIRES = [
     "alembic>=1.13",
     # The local executor's process trees (a workload's descendants where no cgroup holds them).
     "psutil>=5.9",
+    # Reads the API's OpenAPI description (kaos_backend/openapi.yaml), served as JSON at /api/openapi.json:
+    # YAML keeps the description reviewable; PyYAML is the standard parser, with a C loader where built.
+    "pyyaml>=6.0",
 ]
 
 EXTRAS = {

@@ -7,6 +7,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from kaos_backend.api import blueprints, respond
+from kaos_backend.api.converters import OtherThan
 from kaos_backend.config import Config
 from kaos_backend.errors import AuthorizationError, KaosApiError
 from kaos_backend.services import Services
@@ -26,6 +27,7 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
     app.extensions["kaos"] = services or Services(config)
+    app.url_map.converters["other_than"] = OtherThan
     for blueprint in blueprints():
         app.register_blueprint(blueprint, url_prefix="/api")
     token = (config.token or "").encode("utf-8", "surrogateescape")
@@ -34,6 +36,8 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
     def authenticate():
         if not (request.path == "/api" or request.path.startswith("/api/")):
             return None
+        if getattr(app.view_functions.get(request.endpoint), "public", False):
+            return None  # the API's description (api/openapi.py)
         given = request.headers.get("X-Token")
         if given is None:
             raise AuthorizationError("Authorization header not present in the request")

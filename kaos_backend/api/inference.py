@@ -7,7 +7,7 @@ from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_bod
 bp = Blueprint("inference", __name__)
 
 
-@bp.post("/inference/<workspace>/<model_id>")
+@bp.post("/inference/<workspace>/<other_than(logs):model_id>")
 def deploy(workspace, model_id):
     return respond(services().inference.deploy(workspace, model_id, upload_body(), user_arg(), **resource_args()))
 
@@ -43,7 +43,7 @@ def provenance(workspace, endpoint):
     return respond(services().inference.provenance(workspace, endpoint, request.host))
 
 
-@bp.delete("/inference/<workspace>/<endpoint>")
+@bp.delete("/inference/<workspace>/<other_than(logs):endpoint>")
 @bp.delete("/inference/<endpoint>", defaults={"workspace": None})
 def kill(endpoint, workspace):
     services().inference.kill(workspace, endpoint)

@@ -26,7 +26,7 @@ def inspect(workspace):
     return respond(services().train.inspect(workspace))
 
 
-@bp.get("/train/<workspace>/<job_id>")
+@bp.get("/train/<workspace>/<other_than(inspect):job_id>")
 def info(workspace, job_id):
     return respond(services().train.info(workspace, job_id, request.args.get("sort_by") or None,
                                          request.args.get("page_id"), flag_arg("ascending")))
@@ -60,7 +60,7 @@ def build_logs(workspace, job_id):
     return log_response(workspace, job_id, ("build-train",))
 
 
-@bp.delete("/train/<workspace>/<job_id>")
+@bp.delete("/train/<workspace>/<other_than(inspect):job_id>")
 def kill(workspace, job_id):
     services().jobs.kill(workspace, job_id, TRAIN_KINDS)
     return respond(None)
