@@ -99,8 +99,9 @@ def test_killed_front_is_restarted(server):
 
 def test_killed_api_master_is_restarted_and_its_workers_go(server):
     master = parts(server)["api"]["pid"]
-    workers = children(master)
-    assert len(workers) == 2, workers
+    # gunicorn forks its workers one after the other: the first may answer before the second exists
+    workers = wait_for(lambda: (lambda found: len(found) == 2 and found)(children(master)), 15,
+                       "the API master's two workers")
     os.kill(master, signal.SIGKILL)
 
     def down():
@@ -121,13 +122,12 @@ def test_no_secret_on_any_command_line(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     server = BackendProcess(tmp_path / "data", token=token, env={"KAOS_DATABASE_URL": database_url}).start()
     try:
-        group = []
+        def process_group():
+            found = [pid for pid in command_lines()
+                     if (stat_fields(pid) or [0, 0, 0])[2] == str(server.process.pid)]
+            return len(found) == 6 and found  # supervisor, front, API master and two workers, scheduler
+        group = wait_for(process_group, 15, "every part and worker to be started")
         lines = command_lines()
-        for pid, line in lines.items():
-            fields = stat_fields(pid)
-            if fields and fields[2] == str(server.process.pid):
-                group.append(pid)
-        assert len(group) == 6, group  # supervisor, front, API master and two workers, scheduler
         for pid, line in lines.items():
             assert token.encode() not in line and database_url.encode() not in line, (pid, line)
             assert pid not in group or b"sqlite:" not in line, (pid, line)
