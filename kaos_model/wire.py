@@ -16,7 +16,9 @@ from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 T = TypeVar("T", bound="Wire")
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 _FIELDS: Dict[type, Tuple[Tuple[str, Any, bool], ...]] = {}
+_NAMES: Dict[type, Tuple[str, ...]] = {}
 
 
 class WireError(ValueError):
@@ -47,7 +49,13 @@ class Wire:
     def to_dict(self) -> Dict[str, Any]:
         """The JSON object: the declared fields (nested objects as dicts, `None` as null), then `extra`'s keys.
         Raises ValueError when `extra` names a declared field."""
-        answer = {name: _plain(getattr(self, name)) for name, _, _ in self.wire_fields()}
+        names = _NAMES.get(type(self))
+        if names is None:
+            names = _NAMES[type(self)] = tuple(name for name, _, _ in self.wire_fields())
+        answer = {}
+        for name in names:  # a listing makes thousands of these: scalars are taken as they are
+            value = getattr(self, name)
+            answer[name] = value if type(value) in _SCALAR_TYPES else _plain(value)
         for key, value in self.extra.items():
             if key in answer:
                 raise ValueError(f"{type(self).__name__}.extra must not hold the declared field {key!r}")
