@@ -4,8 +4,8 @@ with and that clients (the CLI, the Python SDK) read. Standard library only.
 Each class declares exactly the fields of kaos 1.x, with 1.x's names, types and defaults, so a 1.x client decodes
 every answer. What kaos 2 adds (a job's `reason`, a partition's `metrics`, ...) travels in `extra`, a mapping that
 `to_dict()` merges into the JSON object after the declared fields (it never replaces one), and that `from_dict()`
-fills with every key the class does not declare. So `Cls.from_dict(d).to_dict() == d` for any answer, newer
-servers' included.
+fills with every key the class does not declare. So `Cls.from_dict(d).to_dict() == d` for any answer that
+carries every declared field (kaos 2's do), newer servers' included.
 
 `from_dict()` is strict about what 1.x requires: a declared field without a default must be present, and every
 declared field must have its declared type (`str`, `int`, a list of ..., a nested object); a mismatch raises
@@ -25,7 +25,8 @@ class WireError(ValueError):
     """A JSON value that does not fit a wire class; the message names the field and what was wrong."""
 
 
-def _extra() -> Dict[str, Any]:
+def _extra() -> Any:
+    """The `extra` field of every wire class: our additions, a mapping of JSON values."""
     return field(default_factory=dict, repr=False)
 
 
