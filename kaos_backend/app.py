@@ -2,8 +2,10 @@
 serving gateway (`/serve-<ws>-<hex6>/...`) is the front door's (kaos_backend.front), in front of gunicorn."""
 import hmac
 import logging
+import re
 
 from flask import Flask, request
+from kaos_model.wire import Error
 from werkzeug.exceptions import HTTPException
 
 from kaos_backend.api import blueprints, respond
@@ -15,6 +17,7 @@ from kaos_backend.services import Services
 log = logging.getLogger("kaos_backend.app")
 
 MULTIPART_SLACK = 1024 * 1024  # multipart framing around the `data` part; the part itself is limited exactly
+REPEATED_SLASHES = re.compile("/{2,}")
 HTTP_ERROR_CODES = {400: "BAD_REQUEST", 401: "AUTHORIZATION_FAILURE", 404: "NOT_FOUND", 405: "BAD_REQUEST",
                     413: "PAYLOAD_TOO_LARGE"}
 
@@ -25,7 +28,8 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes + MULTIPART_SLACK
     app.json.sort_keys = False  # a hyperparameter grid keeps the key order of its file
     app.url_map.strict_slashes = False
-    app.url_map.merge_slashes = False
+    app.url_map.merge_slashes = False  # werkzeug's merging redirects: collapse_slashes routes them instead
+    app.wsgi_app = collapse_slashes(app.wsgi_app)
     app.extensions["kaos"] = services or Services(config)
     app.url_map.converters["other_than"] = OtherThan
     for blueprint in blueprints():
@@ -54,7 +58,7 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
         if error.code is None or error.code < 400:
             return error  # redirects and the like are not errors
         code = HTTP_ERROR_CODES.get(error.code, "BAD_REQUEST" if error.code < 500 else "INTERNAL_ERROR")
-        response = respond({"error_code": code, "message": _http_message(error, config)}, error.code)
+        response = respond(Error(code, _http_message(error, config)).to_dict(), error.code)
         if error.code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
         return response
@@ -62,9 +66,21 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         log.exception("Unexpected error on %s %s", request.method, request.path)
-        return respond({"error_code": "INTERNAL_ERROR",
-                        "message": "Internal error of the kaos backend: see the backend log for details"}, 500)
+        return respond(Error("INTERNAL_ERROR",
+                             "Internal error of the kaos backend: see the backend log for details").to_dict(), 500)
 
+    return app
+
+
+def collapse_slashes(wsgi_app):
+    """WSGI middleware: a path with repeated slashes is routed as if each run were one (`/api//workspace` as
+    `/api/workspace`). A 1.x client joins paths to its endpoint URL `http://host/api/` with another slash; a
+    redirect would not do, as 1.x clients stream their uploads and a client does not resend a body."""
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO") or ""
+        if "//" in path:
+            environ["PATH_INFO"] = REPEATED_SLASHES.sub("/", path)
+        return wsgi_app(environ, start_response)
     return app
 
 

@@ -1,6 +1,8 @@
 """The errors of the REST API (docs/rest-api.md): each one an `error_code` and an HTTP status."""
 from typing import Dict
 
+from kaos_model.wire import Error
+
 
 class KaosApiError(Exception):
     """`raise WorkspaceNotFound("Workspace x not found")`, or `WorkspaceNotFound.named("x")` where offered."""
@@ -12,7 +14,7 @@ class KaosApiError(Exception):
         self.message = message
 
     def to_dict(self) -> Dict[str, str]:
-        return {"error_code": self.code, "message": self.message}
+        return Error(self.code, self.message).to_dict()
 
 
 class InternalError(KaosApiError):

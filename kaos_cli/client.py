@@ -293,9 +293,10 @@ class KaosClient:
         return {kind: list(listing.get(kind) or []) for kind in ("training", "building", "ingesting")}
 
     def train_inspect(self, workspace: str) -> Dict[str, Any]:
-        """`GET /train/<ws>/inspect` → the current train inputs: `image` (or None), `image_state`
-        (`none|building|ready|failed`), `data_glob`, `hyper_glob` (`/params.null` when none), `parallelism`,
-        `cpu`, `memory`, `gpu`, `output_branch`."""
+        """`GET /train/<ws>/inspect` → the current train inputs as 1.x's flat pipeline definition: `image`
+        (`image:null` when none), `image_state` (`none|building|ready|failed`), `data_glob` (`/data:null` when
+        none), `hyper_glob` (`/params.null` when none), `parallelism`, `cpu`, `memory`, `gpu`, `output_branch`
+        (`null` until code and data are set), ..."""
         body = self._request("GET", f"train/{quote(workspace, safe='')}/inspect") or {}
         if isinstance(body.get("response"), dict):  # tolerate a wrapped answer
             return body["response"]

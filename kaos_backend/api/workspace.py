@@ -1,4 +1,5 @@
 from flask import Blueprint
+from kaos_model.wire import WorkspaceCreated
 
 from kaos_backend.api import respond, services
 from kaos_backend.api.request_parsing import user_arg
@@ -13,8 +14,12 @@ def list_workspaces():
 
 @bp.post("/workspace/<workspace>")
 def create_workspace(workspace):
+    """201: 1.x's `{"build_train", "build_serve", "build_notebook"}` (the build pipelines, by name) and the
+    workspace's info as `response`."""
     info = services().workspaces.create(workspace, user_arg())
-    return respond({"response": info.to_dict()}, 201)
+    created = WorkspaceCreated(build_train=f"build-train-{info.name}", build_serve=f"build-serve-{info.name}",
+                               build_notebook=f"build-notebook-{info.name}", extra={"response": info})
+    return respond(created.to_dict(), 201)
 
 
 @bp.get("/workspace/<workspace>")

@@ -5,6 +5,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from kaos_model import JobState, PipelineState
 from kaos_model.ids import ENDPOINT_RE, endpoint_name, new_hex6
+from kaos_model.wire import BundleUpload, ServeInfo
 from sqlalchemy import select
 
 from kaos_backend.db import Database
@@ -12,6 +13,7 @@ from kaos_backend.errors import AlienProvenance, PipelineNotFound
 from kaos_backend.layout import DataLayout
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
+from kaos_backend.services.descriptors import bundle_descriptor, image_name, model_info
 from kaos_backend.services.jobs import local_text
 from kaos_backend.services.provenance import model_graph, model_parts
 from kaos_backend.services.train import find_model, request_build
@@ -75,7 +77,8 @@ class InferenceService:
                                  build_job_id=build, state=PipelineState.PIPELINE_STARTING.value,
                                  resources=(bundle.meta or {}).get("resources")))
         wake(socket_name(self.config.data_dir))
-        return self.uploads.warned({"glob_name": bundle.glob_name, "endpoint": name, "job_id": job_id}, **resources)
+        answer = BundleUpload(glob_name=bundle.glob_name, extra={"endpoint": name, "job_id": job_id}).to_dict()
+        return self.uploads.warned(answer, **resources)
 
     @staticmethod
     def _unused_name(session, workspace: str) -> str:
@@ -85,6 +88,7 @@ class InferenceService:
                 return name
 
     def listing(self, workspace: str, host: str) -> List[Dict[str, Any]]:
+        """ServeInfo dicts of the workspace's endpoints, newest first, with the extras `restarts` and `reason`."""
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             endpoints = list(session.scalars(select(Endpoint).where(
@@ -92,15 +96,28 @@ class InferenceService:
                 .order_by(Endpoint.created_at.desc())))
             bundles = {bundle.id: bundle for bundle in session.scalars(select(Bundle).where(
                 Bundle.id.in_([endpoint.source_bundle_id for endpoint in endpoints])))}
-            host = self.config.service_host or host
-            return [{"name": e.name, "url": f"{host}/{e.name}/invocations", "user": e.user, "state": e.state,
-                     "created_at": local_text(e.created_at),
-                     "code": {"path": f"/{bundles[e.source_bundle_id].glob_name}"} if e.source_bundle_id in bundles
-                     else None,
-                     "image": f"build-serve-{workspace}:{bundles[e.source_bundle_id].hash5}"
-                     if e.source_bundle_id in bundles else None,
-                     "model": {"model_id": e.model_id} if e.model_id else None,
-                     "restarts": e.restarts, "reason": e.reason} for e in endpoints]
+            model_ids = sorted({endpoint.model_id for endpoint in endpoints if endpoint.model_id})
+            models = session.execute(
+                select(Partition.model_id, Job.id, Job.user, Partition.finished_at, Job.finished_at)
+                .join(Job, Job.id == Partition.job_id)
+                .where(Job.workspace_id == workspace_row.id, Partition.model_id.in_(model_ids)))
+            trained = {model_id: (job_id, user, local_text(finished or job_finished))
+                       for model_id, job_id, user, finished, job_finished in models}
+        host = self.config.service_host or host
+        return [self._serve_info(workspace, endpoint, bundles.get(endpoint.source_bundle_id),
+                                 trained.get(endpoint.model_id), host).to_dict() for endpoint in endpoints]
+
+    @staticmethod
+    def _serve_info(workspace: str, endpoint: Endpoint, source: Optional[Bundle], trained, host: str) -> ServeInfo:
+        model = None
+        if endpoint.model_id:  # its files are read here, outside any transaction
+            job_id, user, created_at = trained or ("", endpoint.user, "")
+            model = model_info(endpoint.model_id, user, job_id, created_at or "", endpoint.model_dir)
+        return ServeInfo(name=endpoint.name, url=f"{host}/{endpoint.name}/invocations", user=endpoint.user,
+                         state=endpoint.state, created_at=local_text(endpoint.created_at),
+                         code=bundle_descriptor(workspace, "source-serve", source),
+                         image=image_name(workspace, source, BUILD_KIND), model=model,
+                         extra={"restarts": endpoint.restarts, "reason": endpoint.reason})
 
     def log_text(self, workspace: Optional[str], name: str) -> str:
         with self.db.read_scope() as session:

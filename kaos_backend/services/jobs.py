@@ -5,6 +5,7 @@ from functools import lru_cache
 from typing import Iterator, List, Optional
 
 from kaos_model import JobState
+from kaos_model.wire import SubmissionInfo
 from sqlalchemy import case, func, select
 
 from kaos_backend.db import Database
@@ -16,6 +17,7 @@ from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.wakeup import socket_name, wake
 
 TERMINAL = {state.value for state in JobState if state.is_terminal}
+FAILED = {JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value}
 KILL_WAIT_SECONDS = 30.0
 
 
@@ -46,6 +48,12 @@ def seconds_between(start: Optional[datetime], end: Optional[datetime]) -> int:
     if (start.tzinfo is None) != (end.tzinfo is None):
         start, end = _as_utc(start), _as_utc(end)
     return max(0, int((end - start).total_seconds()))
+
+
+def _progress(done: int, total: int, failed: int) -> str:
+    """A SubmissionInfo's `progress`: `Progress: <finished> / <total> (<percent>%)\n<failed> failed`."""
+    percent = int(100 * done / total) if total else 0
+    return f"Progress: {done} / {total} ({percent}%)\n{failed} failed"
 
 
 def find_job(session, workspace: str, job_id: str, kinds=None) -> Job:
@@ -84,16 +92,19 @@ class JobService:
         listing = []
         for row in rows:
             job_id, state, created, started, finished_at, reason = row[:6]
-            item = {"job_id": job_id, "state": state, "started": local_text(started or created),
-                    "duration": seconds_between(started, finished_at) if started else 0, "reason": reason}
+            hyperopt = None
             if kind == "train":
                 total, done, failed_count = row[6], int(row[7] or 0), int(row[8] or 0)
-                percent = int(100 * done / total) if total else 0
-                item["progress"] = f"Progress: {done} / {total} ({percent}%)\n{failed_count} failed"
-                item["hyperopt"] = "True" if total > 1 else "False"
+                progress = _progress(done, total, failed_count)
+                hyperopt = "True" if total > 1 else "False"
             elif kind == "ingestion":
-                item["progress"] = self._ingestion_progress(job_id, state, (entries.get(job_id) or {}).get("entries"))
-            listing.append(item)
+                progress = self._ingestion_progress(job_id, state, (entries.get(job_id) or {}).get("entries"))
+            else:  # a build: one image
+                progress = _progress(int(state in TERMINAL), 1, int(state in FAILED))
+            listing.append(SubmissionInfo(
+                job_id=job_id, state=state, started=local_text(started or created),
+                duration=seconds_between(started, finished_at) if started else 0, progress=progress,
+                hyperopt=hyperopt, extra={"reason": reason}).to_dict())
         return listing
 
     def _ingestion_progress(self, job_id: str, state: str, total: Optional[int]) -> str:

@@ -2,28 +2,26 @@
 what a train job looks like to `kaos train info`, its bundle for `kaos train get` and a model's provenance for
 `kaos train provenance` (graphs: services/provenance.py)."""
 import json
-import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from kaos_model import JobState
 from kaos_model.ids import new_job_id
-from sqlalchemy import func, select
+from kaos_model.wire import NO_BRANCH, NO_DATA, NO_HYPERPARAMS, NO_IMAGE, BundleUpload, TrainPipelineInfo
+from sqlalchemy import select
 
 from kaos_backend.db import Database
-from kaos_backend.errors import BadRequest, MetricNotFound, ModelNotFound, NotFound, PageError
+from kaos_backend.errors import BadRequest, ModelNotFound, NotFound
 from kaos_backend.layout import DataLayout
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
-from kaos_backend.services.jobs import TERMINAL, find_job, seconds_between
+from kaos_backend.services.jobs import TERMINAL, find_job
 from kaos_backend.services.provenance import model_file_path, model_parts, model_provenance_dot
+from kaos_backend.services.train_info import job_info
 from kaos_backend.services.uploads import PARAMS_NULL, UploadBody, UploadService
 from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.wakeup import socket_name, wake
 from kaos_backend.zipstream import StreamedZip, ZipEntry, tree_entries
 
-PAGE_SIZE = 10
-MAX_FAILED_SHOWN = 20  # failed partitions listed by `train info`; `failed_count` says how many failed in all
-FAILED_STATES = (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value)
 BUILD_KIND = "build-train"
 INGESTION_KIND = "ingestion"
 PIPELINE_ARGS = "pipeline_args.json"  # the original's build arguments file, left out of `train get`'s code/
@@ -128,7 +126,8 @@ class TrainService:
             pipeline.resources = (bundle.meta or {}).get("resources")
             job_id = request_build(session, workspace_row, bundle, user)
         wake(socket_name(self.uploads.config.data_dir))
-        return self.uploads.warned({"glob_name": bundle.glob_name, "job_id": job_id}, **resources)
+        answer = BundleUpload(glob_name=bundle.glob_name, extra={"job_id": job_id}).to_dict()
+        return self.uploads.warned(answer, **resources)
 
     def submit_features(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
         result = self.uploads.features(workspace, body, user, **resources)
@@ -172,6 +171,9 @@ class TrainService:
 
     # -- views ----------------------------------------------------------------------------------------------
     def inspect(self, workspace: str) -> Dict[str, Any]:
+        """The train pipeline as 1.x's flat definition (TrainPipelineInfo): inputs not set yet are 1.x's null
+        names (`image:null`, `/data:null`, `/params.null`); extras `image_state` (none, building, ready,
+        failed) and `source_glob` (the current source bundle, null without one)."""
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             pipeline = session.get(TrainPipeline, workspace_row.id) or TrainPipeline(parallelism=1)
@@ -180,49 +182,28 @@ class TrainService:
             hyper = session.get(Bundle, pipeline.hyper_bundle_id) if pipeline.hyper_bundle_id else None
             state = image_state(latest_build(session, source.id)) if source else "none"
             resources = pipeline.resources or {}
-            return {
-                "image": f"build-train-{workspace}:{source.hash5}" if source else None,
-                "image_state": state,
-                "source_glob": f"/{source.glob_name}" if source else None,
-                "data_glob": f"/{data.glob_name}" if data else None,
-                "hyper_glob": f"/{hyper.glob_name}/*" if hyper else f"/{PARAMS_NULL}",
-                "parallelism": pipeline.parallelism or 1,
-                "cpu": resources.get("cpu"), "memory": resources.get("memory"), "gpu": resources.get("gpu"),
-                "output_branch": output_branch(source, data, hyper) if source and data else None,
-            }
+            image = f"{BUILD_KIND}-{workspace}:{source.hash5}" if source else NO_IMAGE
+            info = TrainPipelineInfo(
+                image=image, commands=["./train $KAOS_TRAIN_OUTPUT"],
+                description=json.dumps({"user": workspace_row.user, "workspace": workspace}),
+                parallelism=pipeline.parallelism or 1,
+                output_branch=output_branch(source, data, hyper) if source and data else NO_BRANCH,
+                cpu=resources.get("cpu") or 0.0, memory=resources.get("memory") or "", gpu=resources.get("gpu") or 0,
+                data_name="data", data_repo=f"{INGESTION_KIND}-{workspace}", data_branch="master",
+                data_glob=f"/{data.glob_name}" if data else f"/{NO_DATA}",
+                image_name=BUILD_KIND, image_repo=f"{BUILD_KIND}-{workspace}", image_branch="master",
+                image_glob=f"/{image}",
+                hyper_name="hyper", hyper_repo=f"hyper-{workspace}", hyper_branch="master",
+                hyper_glob=f"/{hyper.glob_name}/*" if hyper else f"/{NO_HYPERPARAMS}",
+                extra={"image_state": state, "source_glob": f"/{source.glob_name}" if source else None})
+            return info.to_dict()
 
     def info(self, workspace: str, job_id: str, sort_by: Optional[str] = None, page_id: Any = 0,
              ascending: bool = False) -> Dict[str, Any]:
-        """`{"page_id", "page_count", "response": JobInfo}` (docs/rest-api.md): one page of PAGE_SIZE successful
-        partitions (sorted by the metric `sort_by` if given), the first MAX_FAILED_SHOWN partitions by index that
-        ran and failed or were killed, and `failed_count`, every failed or killed partition (those killed before
-        they started included). 404 JOB_NOT_FOUND, 400 PAGE_ERROR, 404 METRIC_NOT_FOUND, 400 BAD_REQUEST."""
-        page = _page_number(page_id)
+        """`{"page_id", "page_count", "response": JobInfo}` (docs/rest-api.md, services/train_info.py).
+        404 JOB_NOT_FOUND, 400 PAGE_ERROR, 404 METRIC_NOT_FOUND, 400 BAD_REQUEST."""
         with self.db.read_scope() as session:
-            job = find_job(session, workspace, job_id, kinds=("train",))
-            bundles = {bundle.id: bundle for bundle in session.scalars(select(Bundle).where(
-                Bundle.id.in_([job.source_bundle_id, job.data_bundle_id, job.hyper_bundle_id])))}
-            of_job = select(Partition).where(Partition.job_id == job.id)
-            rows = [_partition_info(job, partition, bundles, workspace) for partition in session.scalars(
-                of_job.where(Partition.state == JobState.JOB_SUCCESS.value).order_by(Partition.index))]
-            failed_count = session.scalar(select(func.count()).select_from(Partition).where(
-                Partition.job_id == job.id, Partition.state.in_(FAILED_STATES)))
-            # those that ran: a partition killed (or given up on) before it started has nothing to show
-            failed = [_partition_info(job, partition, bundles, workspace) for partition in session.scalars(
-                of_job.where(Partition.state.in_(FAILED_STATES), Partition.started_at.is_not(None))
-                .order_by(Partition.index).limit(MAX_FAILED_SHOWN))]
-            state, process_time, reason = job.state, seconds_between(job.started_at, job.finished_at), job.reason
-        metrics = sorted({name for row in rows for name in (row["metrics"] or {})})
-        if sort_by:
-            rows = _sorted_by_metric(rows, sort_by, ascending)
-        page_count = max(1, math.ceil(len(rows) / PAGE_SIZE))
-        if page >= page_count:
-            raise PageError(f"Page {page} does not exist: there are {page_count} pages (from 0)")
-        return {"page_id": page, "page_count": page_count,
-                "response": {"job_id": job_id, "state": state, "reason": reason, "available_metrics": metrics,
-                             "process_time": process_time,
-                             "partitions": rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE],
-                             "failed_partitions": failed, "failed_count": failed_count}}
+            return job_info(session, workspace, job_id, sort_by, page_id, ascending).to_dict()
 
     # -- train get ------------------------------------------------------------------------------------------
     def bundle(self, workspace: str, job_id: str, include_code: bool = True, include_data: bool = False,
@@ -294,54 +275,3 @@ class TrainService:
             model_path = model_file_path(self.layout.output_dir(job.id, hex6_of(partition.model_id)),
                                          hex6_of(partition.model_id))
             return model_provenance_dot(workspace, job, partition, parts, model_path)
-
-
-def _page_number(page_id: Any) -> int:
-    try:
-        page = int(page_id if page_id not in (None, "") else 0)
-    except (TypeError, ValueError):
-        raise PageError(f"Page id must be a whole number, not {page_id!r}") from None
-    if page < 0:
-        raise PageError(f"Page id must not be negative: {page}")
-    return page
-
-
-def _descriptor(bundle: Optional[Bundle]) -> Optional[Dict[str, Any]]:
-    if bundle is None:
-        return None
-    return {"repo": bundle.kind, "path": f"/{bundle.glob_name}", "commit": bundle.blob_digest[:32],
-            "author": bundle.user}
-
-
-def _partition_info(job: Job, partition: Partition, bundles: Dict[int, Bundle], workspace: str) -> Dict[str, Any]:
-    source = bundles.get(job.source_bundle_id)
-    hyper = None
-    if partition.hyper_file:
-        hyper_bundle = bundles.get(job.hyper_bundle_id)
-        hyper = {"repo": "params", "path": f"/{partition.hyper_file}", "values": partition.hyperparams,
-                 "author": hyper_bundle.user if hyper_bundle else None}
-    hex6 = partition.model_id.rsplit(":", 1)[1]
-    return {"datum_id": f"{job.id}-{partition.index}",
-            "code": _descriptor(source),
-            "data": _descriptor(bundles.get(job.data_bundle_id)),
-            "image": {"path": f"build-train-{workspace}:{source.hash5}" if source else None},
-            "output": {"model_id": partition.model_id, "path": f"/{hex6}/model/"},
-            "hyperparams": hyper, "metrics": partition.metrics or {}, "score": None,
-            "state": partition.state, "reason": partition.reason}
-
-
-def _sorted_by_metric(rows: List[Dict[str, Any]], metric: str, ascending: bool) -> List[Dict[str, Any]]:
-    if not any(metric in (row["metrics"] or {}) for row in rows):
-        raise MetricNotFound(f"Metric {metric} not found")
-    scored, unscored = [], []
-    for row in rows:
-        value = (row["metrics"] or {}).get(metric)
-        if value is None:
-            unscored.append(row)
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadRequest(f"Metric {metric} is not numeric (e.g. {str(value)[:40]!r}): it cannot be sorted on")
-        row["score"] = f"{value:.4f}"
-        scored.append((value, row))
-    scored.sort(key=lambda pair: pair[0], reverse=not ascending)
-    return [row for _, row in scored] + unscored

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, NamedTuple, Optional
 
 from kaos_model.ids import bundle_id, clean_user
+from kaos_model.wire import BundleUpload, ParamsUpload
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -70,20 +71,20 @@ class UploadService:
                  gpu: Any = None) -> Dict[str, str]:
         meta = {"resources": self.resources(cpu, memory, gpu).to_dict()}
         bundle = self.record(workspace, "features", body, user, meta, self._check_zip("features"))
-        return {"glob_name": bundle.glob_name}
+        return BundleUpload(glob_name=bundle.glob_name).to_dict()
 
     def manifest(self, workspace: str, body: UploadBody, user: str = None, cpu: Any = None, memory: Any = None,
                  gpu: Any = None) -> Dict[str, str]:
         meta = {"resources": self.resources(cpu, memory, gpu).to_dict()}
         bundle = self.record(workspace, "manifest", body, user, meta, _check_manifest)
-        return {"glob_name": bundle.glob_name}
+        return BundleUpload(glob_name=bundle.glob_name).to_dict()
 
     def params(self, workspace: str, body: UploadBody, user: str = None, parallelism: Any = None, cpu: Any = None,
                memory: Any = None, gpu: Any = None) -> Dict[str, Any]:
         meta = {"resources": self.resources(cpu, memory, gpu).to_dict(),
                 "parallelism": hyperparams.parse_parallelism(parallelism)}
         bundle = self.record(workspace, "params", body, user, meta, _check_params)
-        return {"glob_name": bundle.glob_name, "params": bundle.meta["grid"]}
+        return ParamsUpload(glob_name=bundle.glob_name, params=bundle.meta["grid"]).to_dict()
 
     def notebook_data(self, workspace: str, body: UploadBody, user: str = None) -> None:
         self.record(workspace, "data-notebook", body, user, {}, self._check_zip("data-notebook"))

@@ -70,9 +70,16 @@ def test_unknown_route_and_method(client):
     assert "GET" in response.headers["Allow"]
 
 
-def test_trailing_and_double_slashes_are_no_redirects(client):
+def test_trailing_and_repeated_slashes_are_routed_without_redirects(client):
+    """A 1.x client joins `/workspace` to its endpoint `http://host/api/`: `/api//workspace` is routed, not
+    redirected (a 1.x client streams its uploads, and a redirect would lose the body)."""
     assert client.get("/api/workspace/").status_code == 200
-    assert_error(client.get("/api//workspace"), 404, "NOT_FOUND")
+    for path in ("/api//workspace", "/api///workspace//"):
+        response = client.get(path)
+        assert (response.status_code, response.get_json()) == (200, {"names": []}), path
+    assert client.post("/api//workspace//mnist").status_code == 201
+    assert client.get("/api//workspace").get_json() == {"names": ["mnist"]}
+    assert assert_error(client.get("/api//no-such-route"), 404, "NOT_FOUND") == "Not found: GET /api/no-such-route"
 
 
 def test_unexpected_error_is_json_without_traceback(client, caplog):

@@ -522,7 +522,7 @@ def test_the_upload_route_answers_400_invalid_bundle_naming_the_member(make_serv
     assert response.status_code == 400, response.get_data(as_text=True)
     body = response.get_json()
     assert body["error_code"] == "INVALID_BUNDLE" and f"Bundle member {shown_name} " in body["message"]
-    assert services.train.inspect("ws")["data_glob"] is None  # nothing recorded
+    assert services.train.inspect("ws")["data_glob"] == "/data:null"  # nothing recorded
 
 
 @pytest.mark.parametrize("data, problem", [(nul_named_zip(), "features/a\\x00b.csv is not allowed"),

@@ -240,7 +240,7 @@ def cli_project(backend, tmp_path):
 def _nothing_uploaded(backend):
     assert not [path for path in (backend.data_dir / "blobs").rglob("*") if path.is_file()]
     inputs = backend.get("train/bundles/inspect").json()
-    assert inputs["source_glob"] is None and inputs["data_glob"] is None, inputs
+    assert inputs["source_glob"] is None and inputs["data_glob"] == "/data:null", inputs
 
 
 def _bundles(project):

@@ -3,7 +3,6 @@ import hashlib
 import pytest
 
 from kaos_model import JobState, PipelineState, ids
-from kaos_model.wire import ServeInfo, WorkspaceInfo
 
 
 def test_hash5_takes_every_26th_char_of_sha512():
@@ -55,9 +54,3 @@ def test_states_keep_the_original_numbers():
     assert JobState.JOB_KILLED.is_terminal and not JobState.JOB_RUNNING.is_terminal
     assert str(JobState.JOB_SUCCESS) == "JOB_SUCCESS"
 
-
-def test_wire_from_dict_ignores_unknown_keys():
-    info = WorkspaceInfo.from_dict({"name": "a", "pipelines": [], "repos": ["r"], "extra": 1})
-    assert info.to_dict() == {"name": "a", "pipelines": [], "repos": ["r"]}
-    serve = ServeInfo(name="n", url="u", user="x", state="s", created_at="t")
-    assert serve.to_dict()["model"] is None
