@@ -10,6 +10,7 @@ more items. A token never expires; one that does not decode, or was made for ano
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -38,11 +39,9 @@ def parse_limit(text: Optional[str]) -> Optional[int]:
     """`limit` as given in a query string: None when absent or empty, else an int in 1..MAX_LIMIT."""
     if text is None or text.strip() == "":
         return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise BadRequest(f"Query parameter limit must be a whole number from 1 to {MAX_LIMIT}, not {text!r}") \
-            from None
+    if not re.fullmatch(r"[0-9]{1,9}", text.strip()):
+        raise BadRequest(f"Query parameter limit must be a whole number from 1 to {MAX_LIMIT}, not {text!r}")
+    value = int(text.strip())
     if not 1 <= value <= MAX_LIMIT:
         raise BadRequest(f"Query parameter limit must be from 1 to {MAX_LIMIT}, not {value}")
     return value
@@ -75,8 +74,8 @@ def decode_token(token: str, scope: str, lists: Sequence[str]) -> Dict[str, Curs
         after = payload["after"]
         valid = (payload.get("v") == TOKEN_VERSION and isinstance(after, dict) and after
                  and set(after) <= set(lists)
-                 and all(isinstance(key, list) and key and all(isinstance(part, str) and len(part) <= MAX_KEY_CHARS
-                                                               for part in key) for key in after.values()))
+                 and all(isinstance(key, list) and key and all(_is_key_part(part) for part in key)
+                         for key in after.values()))
     except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError, binascii.Error):
         valid = False
     if not valid:
@@ -85,6 +84,12 @@ def decode_token(token: str, scope: str, lists: Sequence[str]) -> Dict[str, Curs
     if payload.get("scope") != scope:
         raise BadRequest(f"Query parameter continue is a token of another list, not of {scope}")
     return {name: tuple(key) for name, key in after.items()}
+
+
+def _is_key_part(part) -> bool:
+    """A cursor part is printable text (no NUL, control character or lone surrogate, which the databases refuse)
+    of at most MAX_KEY_CHARS."""
+    return isinstance(part, str) and len(part) <= MAX_KEY_CHARS and part.isprintable()
 
 
 def paged_lists(scope: str, request: PageRequest, fetchers: Dict[str, Fetch]) -> Tuple[Dict[str, list], Optional[str]]:
@@ -123,11 +128,12 @@ def moment_key(moment: datetime) -> str:
 def _moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        moment = moment.astimezone(timezone.utc) if moment.tzinfo is not None else None
+    except (ValueError, OverflowError):
         moment = None
-    if moment is None or moment.tzinfo is None:
+    if moment is None:
         raise BadRequest("Query parameter continue is not a token of this list: it names no time")
-    return moment.astimezone(timezone.utc)
+    return moment
 
 
 def newest_first_after(created_column, key_column, cursor: Cursor):

@@ -207,7 +207,8 @@ def test_workspace_names_are_paged_by_name(listing_backend):
 
 
 # -- refusals ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("limit", ["0", "-1", str(MAX_LIMIT + 1), "ten", "1.5", "1e3", "99999999999999999999"])
+@pytest.mark.parametrize("limit", ["0", "-1", str(MAX_LIMIT + 1), "ten", "1.5", "1e3", "1_0", "\u0663",
+                                   "99999999999999999999"])
 def test_a_limit_out_of_bounds_is_400(listing_backend, train_workspace, limit):
     name, _ = train_workspace
     for path in (f"train/{name}", f"inference/{name}", "workspace"):
@@ -239,6 +240,12 @@ def test_bad_tokens_are_400(listing_backend, train_workspace):
         "a time that is not one": _b64({"v": 1, "scope": scope, "after": {"training": ["yesterday", "x"]}}),
         "a time without its zone": _b64({"v": 1, "scope": scope, "after": {"training": ["2024-01-01T00:00:00",
                                                                                          "x"]}}),
+        "a time out of range": _b64({"v": 1, "scope": scope, "after": {"training": ["0001-01-01T00:00:00+14:00",
+                                                                                    "x"]}}),
+        "a NUL in the key": _b64({"v": 1, "scope": scope, "after": {"training": ["2024-01-01T00:00:00+00:00",
+                                                                                  "a\u0000b"]}}),
+        "a lone surrogate": _b64({"v": 1, "scope": scope, "after": {"training": ["2024-01-01T00:00:00+00:00",
+                                                                                  "\ud800"]}}),
         "too long": "A" * 3000,
         "another workspace's": good_elsewhere,
         "another route's": workspace_token,
@@ -248,8 +255,9 @@ def test_bad_tokens_are_400(listing_backend, train_workspace):
         assert "continue" in message, (what, message)
     assert_bad_request(get(listing_backend, "workspace", **{"continue": good_elsewhere}))
     assert_bad_request(get(listing_backend, f"inference/{name}", **{"continue": good_elsewhere}))
-    assert_bad_request(get(listing_backend, "workspace", **{"continue": _b64({"v": 1, "scope": "workspace",
-                                                                              "after": {"names": ["a", "b"]}})}))
+    for cursor in (["a", "b"], ["a\u0000"], ["\udfff"]):
+        token = _b64({"v": 1, "scope": "workspace", "after": {"names": cursor}})
+        assert_bad_request(get(listing_backend, "workspace", **{"continue": token}))
 
 
 def test_an_unknown_workspace_is_still_404(listing_backend):
