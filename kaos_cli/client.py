@@ -8,6 +8,8 @@ Usage::
     client.health()                      # {"status": "ok", "version": …, "executor": "local"}
     client.create_workspace("mnist")
     client.list_workspaces()             # ["mnist"]
+    page = client.train_list("mnist", limit=50)   # the newest 50 of each list
+    page.continue_token                  # None on the last page, else: train_list("mnist", continue_token=...)
     client.upload_features("mnist", "data.zip")   # {"glob_name": "features:9fd9d"}
     client.upload_train_source("mnist", "source.zip")   # {"glob_name": "mnist:1909d", "job_id": "…"}
     for line in client.train_logs("mnist", job_id, follow=True):   # streamed as the job writes it
@@ -95,6 +97,27 @@ class _ProgressReader:
             if not chunk:
                 return
             yield chunk
+
+
+class ListPage(dict):
+    """A list route's lists as a dict (`train_list`, `serve_list`); `continue_token` is the `continue` of the next
+    page when a page was asked for (`limit`/`continue_token`) and more items follow, else None."""
+    continue_token: Optional[str] = None
+
+
+class NamesPage(list):
+    """`list_workspaces`' names as a list; `continue_token` as in `ListPage`."""
+    continue_token: Optional[str] = None
+
+
+def _paged(items, body: dict):
+    token = body.get("continue")
+    items.continue_token = token if isinstance(token, str) and token else None
+    return items
+
+
+def _page_params(limit: Optional[int], continue_token: Optional[str]) -> Dict[str, Any]:
+    return {"limit": limit, "continue": continue_token or None}
 
 
 class KaosClient:
@@ -224,10 +247,12 @@ class KaosClient:
         raised as `PlatformUnhealthy`."""
         return self._request("GET", "health", timeout=timeout)
 
-    def list_workspaces(self) -> List[str]:
-        """`GET /workspace` → the workspace names, sorted."""
-        body = self._request("GET", "workspace") or {}
-        return list(body.get("names") or [])
+    def list_workspaces(self, limit: Optional[int] = None, continue_token: Optional[str] = None) -> List[str]:
+        """`GET /workspace?limit=&continue=` → the workspace names, sorted: all of them, or with `limit` (1 to
+        1000) and/or `continue_token` (the previous page's `.continue_token`) one page, whose `.continue_token`
+        names the next (None on the last). 400 BAD_REQUEST for a bad limit or token."""
+        body = self._request("GET", "workspace", params=_page_params(limit, continue_token)) or {}
+        return _paged(NamesPage(body.get("names") or []), body)
 
     def create_workspace(self, name: str) -> Dict[str, Any]:
         """`POST /workspace/<name>` → WorkspaceInfo; 409 WORKSPACE_EXISTS, 400 INVALID_WORKSPACE_NAME."""
@@ -285,12 +310,17 @@ class KaosClient:
         return self._upload(f"train/{quote(workspace, safe='')}", zip_file, "source bundle",
                             {"cpu": cpu, "memory": memory, "gpu": gpu})
 
-    def train_list(self, workspace: str) -> Dict[str, List[Dict[str, Any]]]:
-        """`GET /train/<ws>` → `{"training": [...], "building": [...], "ingesting": [...]}`, each a list of
-        SubmissionInfo (`job_id, state, started, duration, progress[, hyperopt]`), newest first."""
-        body = self._request("GET", f"train/{quote(workspace, safe='')}") or {}
+    def train_list(self, workspace: str, limit: Optional[int] = None,
+                   continue_token: Optional[str] = None) -> Dict[str, List[Dict[str, Any]]]:
+        """`GET /train/<ws>?limit=&continue=` → `{"training": [...], "building": [...], "ingesting": [...]}`, each
+        a list of SubmissionInfo (`job_id, state, started, duration, progress[, hyperopt]`), newest first: every
+        job, or with `limit` (1 to 1000, per list) and/or `continue_token` one page (a `ListPage`: its
+        `.continue_token` names the next page, None on the last). 400 BAD_REQUEST for a bad limit or token."""
+        body = self._request("GET", f"train/{quote(workspace, safe='')}",
+                             params=_page_params(limit, continue_token)) or {}
         listing = body.get("response") or {}
-        return {kind: list(listing.get(kind) or []) for kind in ("training", "building", "ingesting")}
+        return _paged(ListPage({kind: list(listing.get(kind) or []) for kind in ("training", "building", "ingesting")}),
+                      body)
 
     def train_inspect(self, workspace: str) -> Dict[str, Any]:
         """`GET /train/<ws>/inspect` → the current train inputs as 1.x's flat pipeline definition: `image`
@@ -371,12 +401,15 @@ class KaosClient:
         return self._upload(f"inference/{quote(workspace, safe='')}/{model}", zip_file, "source bundle",
                             {"cpu": cpu, "memory": memory, "gpu": gpu})
 
-    def serve_list(self, workspace: str) -> Dict[str, List[Dict[str, Any]]]:
-        """`GET /inference/<ws>` → `{"endpoints": [ServeInfo], "building": [SubmissionInfo]}`, newest first.
-        ServeInfo: `name, url, user, state, created_at, code, image, model, restarts`."""
-        body = self._request("GET", f"inference/{quote(workspace, safe='')}") or {}
+    def serve_list(self, workspace: str, limit: Optional[int] = None,
+                   continue_token: Optional[str] = None) -> Dict[str, List[Dict[str, Any]]]:
+        """`GET /inference/<ws>?limit=&continue=` → `{"endpoints": [ServeInfo], "building": [SubmissionInfo]}`,
+        newest first: all, or one page as in `train_list`. ServeInfo: `name, url, user, state, created_at, code,
+        image, model, restarts`."""
+        body = self._request("GET", f"inference/{quote(workspace, safe='')}",
+                             params=_page_params(limit, continue_token)) or {}
         listing = body.get("response") or {}
-        return {kind: list(listing.get(kind) or []) for kind in ("endpoints", "building")}
+        return _paged(ListPage({kind: list(listing.get(kind) or []) for kind in ("endpoints", "building")}), body)
 
     def serve_logs(self, workspace: str, endpoint: str, follow: bool = False) -> Union[str, Iterator[str]]:
         """`GET /inference/<ws>/<endpoint>/logs`: the endpoint's log as one string, or with `follow` an iterator

@@ -1,6 +1,9 @@
+from functools import partial
+
 from flask import Blueprint, Response, request, stream_with_context
 
 from kaos_backend.api import respond, services
+from kaos_backend.api.listing import list_response
 from kaos_backend.api.logs import log_response
 from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_body, user_arg
 
@@ -14,8 +17,11 @@ def deploy(workspace, model_id):
 
 @bp.get("/inference/<workspace>")
 def list_endpoints(workspace):
-    return respond({"response": {"endpoints": services().inference.listing(workspace, request.host),
-                                 "building": services().jobs.listing(workspace, "build-serve")}})
+    """`limit` applies to the endpoints and to the builds, each list on its own."""
+    return list_response(f"inference/{workspace}",
+                         {"endpoints": partial(services().inference.page, workspace, request.host),
+                          "building": partial(services().jobs.page, workspace, "build-serve")},
+                         lambda lists: {"response": lists})
 
 
 @bp.get("/inference/<workspace>/<endpoint>/logs")

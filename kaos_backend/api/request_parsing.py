@@ -1,9 +1,11 @@
 """Reading upload bodies and common query parameters from a Flask request."""
 import io
+from typing import Optional
 
 from flask import request
 
 from kaos_backend.errors import BadRequest
+from kaos_backend.services.paging import PageRequest, page_request
 from kaos_backend.services.uploads import UploadBody
 
 
@@ -45,3 +47,9 @@ def flag_arg(name: str, default: bool = False) -> bool:
     if lowered in ("false", "0", "no", "off", "none"):
         return False
     raise BadRequest(f"Query parameter {name} must be true or false, not {value!r}")
+
+
+def page_arg() -> Optional[PageRequest]:
+    """The page that `?limit=&continue=` ask for (a list route), or None for the whole list (neither given, or
+    both empty). 400 BAD_REQUEST for a limit that is not a whole number from 1 to 1000."""
+    return page_request(request.args.get("limit"), request.args.get("continue"))

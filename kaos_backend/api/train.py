@@ -1,11 +1,15 @@
+from functools import partial
+
 from flask import Blueprint, Response, request
 
 from kaos_backend.api import respond, services
+from kaos_backend.api.listing import list_response
 from kaos_backend.api.logs import log_response
 from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_body, user_arg
 
 bp = Blueprint("train", __name__)
 TRAIN_KINDS = ("train", "build-train", "ingestion")  # what `kaos train logs` and `kaos train kill` accept
+LIST_KINDS = {"training": "train", "building": "build-train", "ingesting": "ingestion"}  # GET /train/<ws>
 
 
 @bp.post("/train/<workspace>")
@@ -15,10 +19,12 @@ def submit_source(workspace):
 
 @bp.get("/train/<workspace>")
 def list_jobs(workspace):
+    """`limit` applies to each of the three lists: builds and ingestions pile up too (one per new source or
+    manifest), and every table of `kaos train list` is numbered on its own."""
     jobs = services().jobs
-    return respond({"response": {"training": jobs.listing(workspace, "train"),
-                                 "building": jobs.listing(workspace, "build-train"),
-                                 "ingesting": jobs.listing(workspace, "ingestion")}})
+    return list_response(f"train/{workspace}", {name: partial(jobs.page, workspace, kind)
+                                                for name, kind in LIST_KINDS.items()},
+                         lambda lists: {"response": lists})
 
 
 @bp.get("/train/<workspace>/inspect")

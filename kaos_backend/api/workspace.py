@@ -2,6 +2,7 @@ from flask import Blueprint
 from kaos_model.wire import WorkspaceCreated
 
 from kaos_backend.api import respond, services
+from kaos_backend.api.listing import list_response
 from kaos_backend.api.request_parsing import user_arg
 
 bp = Blueprint("workspace", __name__)
@@ -9,7 +10,7 @@ bp = Blueprint("workspace", __name__)
 
 @bp.get("/workspace")
 def list_workspaces():
-    return respond({"names": services().workspaces.names()})
+    return list_response("workspace", {"names": services().workspaces.names_page}, lambda lists: lists)
 
 
 @bp.post("/workspace/<workspace>")

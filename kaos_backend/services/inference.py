@@ -1,7 +1,7 @@
 """Endpoints as the API sees them: deploy (record the desired endpoint), list, logs, bundle, provenance, kill."""
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from kaos_model import JobState, PipelineState
 from kaos_model.ids import ENDPOINT_RE, endpoint_name, new_hex6
@@ -15,6 +15,7 @@ from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
 from kaos_backend.services.descriptors import bundle_descriptor, image_name, model_info
 from kaos_backend.services.jobs import local_text
+from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
 from kaos_backend.services.provenance import model_graph, model_parts
 from kaos_backend.services.train import find_model, request_build
 from kaos_backend.services.uploads import UploadBody, UploadService
@@ -88,24 +89,40 @@ class InferenceService:
                 return name
 
     def listing(self, workspace: str, host: str) -> List[Dict[str, Any]]:
-        """ServeInfo dicts of the workspace's endpoints, newest first, with the extras `restarts` and `reason`."""
+        """ServeInfo dicts of every endpoint of the workspace, newest first (the 1.x list), with the extras
+        `restarts` and `reason`."""
+        return self.page(workspace, host)[0]
+
+    def page(self, workspace: str, host: str, limit: Optional[int] = None,
+             after: Optional[Cursor] = None) -> Tuple[List[Dict[str, Any]], Optional[Cursor]]:
+        """ServeInfo dicts of the workspace's endpoints, newest first (`created_at`, then name): at most `limit`
+        (None: all) after the cursor `after` (None: from the newest). Returns the items and the cursor of the
+        last one when more follow (else None). Raises WorkspaceNotFound, and BadRequest for a bad cursor."""
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
-            endpoints = list(session.scalars(select(Endpoint).where(
-                Endpoint.workspace_id == workspace_row.id, Endpoint.desired == "run")
-                .order_by(Endpoint.created_at.desc())))
+            query = select(Endpoint).where(Endpoint.workspace_id == workspace_row.id, Endpoint.desired == "run")
+            if after is not None:
+                query = query.where(newest_first_after(Endpoint.created_at, Endpoint.name, after))
+            query = query.order_by(Endpoint.created_at.desc(), Endpoint.name.desc())
+            if limit is not None:
+                query = query.limit(limit + 1)
+            endpoints, next_cursor = split_page(list(session.scalars(query)), limit,
+                                                lambda e: (moment_key(e.created_at), e.name))
             bundles = {bundle.id: bundle for bundle in session.scalars(select(Bundle).where(
-                Bundle.id.in_([endpoint.source_bundle_id for endpoint in endpoints])))}
+                Bundle.id.in_([endpoint.source_bundle_id for endpoint in endpoints])))} if endpoints else {}
             model_ids = sorted({endpoint.model_id for endpoint in endpoints if endpoint.model_id})
-            models = session.execute(
-                select(Partition.model_id, Job.id, Job.user, Partition.finished_at, Job.finished_at)
-                .join(Job, Job.id == Partition.job_id)
-                .where(Job.workspace_id == workspace_row.id, Partition.model_id.in_(model_ids)))
-            trained = {model_id: (job_id, user, local_text(finished or job_finished))
-                       for model_id, job_id, user, finished, job_finished in models}
+            trained = {}
+            if model_ids:
+                models = session.execute(
+                    select(Partition.model_id, Job.id, Job.user, Partition.finished_at, Job.finished_at)
+                    .join(Job, Job.id == Partition.job_id)
+                    .where(Job.workspace_id == workspace_row.id, Partition.model_id.in_(model_ids)))
+                trained = {model_id: (job_id, user, local_text(finished or job_finished))
+                           for model_id, job_id, user, finished, job_finished in models}
         host = self.config.service_host or host
         return [self._serve_info(workspace, endpoint, bundles.get(endpoint.source_bundle_id),
-                                 trained.get(endpoint.model_id), host).to_dict() for endpoint in endpoints]
+                                 trained.get(endpoint.model_id), host).to_dict()
+                for endpoint in endpoints], next_cursor
 
     @staticmethod
     def _serve_info(workspace: str, endpoint: Endpoint, source: Optional[Bundle], trained, host: str) -> ServeInfo:

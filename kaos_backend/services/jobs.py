@@ -2,17 +2,18 @@
 import time
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from kaos_model import JobState
 from kaos_model.wire import SubmissionInfo
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from kaos_backend.db import Database
 from kaos_backend.errors import JobNotFound, JobNotRunning
 from kaos_backend.layout import DataLayout
 from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Job, Partition
+from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
 from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.wakeup import socket_name, wake
 
@@ -56,6 +57,19 @@ def _progress(done: int, total: int, failed: int) -> str:
     return f"Progress: {done} / {total} ({percent}%)\n{failed} failed"
 
 
+def _with_partition_counts(jobs_query):
+    """`jobs_query`'s rows (a page of jobs, in order) each followed by its partitions' count, finished count and
+    failed count: the page is joined to the partitions' job_id index and grouped (a page without LIMIT is
+    flattened into one join)."""
+    page = jobs_query.subquery()
+    finished = Partition.state.in_(sorted(TERMINAL))
+    failed = Partition.state == JobState.JOB_FAILURE.value
+    return (select(*page.c, func.count(Partition.id), func.sum(case((finished, 1), else_=0)),
+                   func.sum(case((failed, 1), else_=0)))
+            .outerjoin(Partition, Partition.job_id == page.c.id)
+            .group_by(*page.c).order_by(page.c.created_at.desc(), page.c.id.desc()))
+
+
 def find_job(session, workspace: str, job_id: str, kinds=None) -> Job:
     workspace_row = find_workspace(session, workspace)
     job = session.get(Job, job_id) if job_id else None
@@ -70,25 +84,34 @@ class JobService:
         self.layout = layout
 
     def listing(self, workspace: str, kind: str) -> List[dict]:
-        """SubmissionInfo dicts of every job of `kind`, newest first: one query, fast for many jobs."""
+        """SubmissionInfo dicts of every job of `kind`, newest first (the 1.x list)."""
+        return self.page(workspace, kind)[0]
+
+    def page(self, workspace: str, kind: str, limit: Optional[int] = None,
+             after: Optional[Cursor] = None) -> Tuple[List[dict], Optional[Cursor]]:
+        """SubmissionInfo dicts of the jobs of `kind`, newest first (`created_at`, then id): at most `limit`
+        (None: all) after the cursor `after` (None: from the newest), read with LIMIT on the listing index.
+        Returns the items and the cursor of the last one when more follow (else None). Raises
+        WorkspaceNotFound, and BadRequest for a cursor that is not a job's."""
         columns = [Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at, Job.reason]
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             query = select(*columns).where(Job.workspace_id == workspace_row.id, Job.kind == kind)
+            if after is not None:
+                query = query.where(newest_first_after(Job.created_at, Job.id, after))
+            query = query.order_by(Job.created_at.desc(), Job.id.desc())
+            if limit is not None:
+                query = query.limit(limit + 1)
             if kind == "train":
-                finished = Partition.state.in_(sorted(TERMINAL))
-                failed = Partition.state == JobState.JOB_FAILURE.value
-                query = (select(*columns, func.count(Partition.id), func.sum(case((finished, 1), else_=0)),
-                                func.sum(case((failed, 1), else_=0)))
-                         .outerjoin(Partition, Partition.job_id == Job.id)
-                         .where(Job.workspace_id == workspace_row.id, Job.kind == kind)
-                         .group_by(*columns))
-            rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc())).all()
+                query = _with_partition_counts(query)
+            rows, next_cursor = split_page(session.execute(query).all(), limit,
+                                           lambda row: (moment_key(row.created_at), row.id))
             entries = {}
             if kind == "ingestion" and rows:
+                page_jobs = Job.id.in_([row.id for row in rows]) if limit is not None \
+                    else and_(Job.workspace_id == workspace_row.id, Job.kind == kind)
                 entries = dict(session.execute(
-                    select(Job.id, Bundle.meta).join(Bundle, Bundle.id == Job.data_bundle_id)
-                    .where(Job.workspace_id == workspace_row.id, Job.kind == kind)).all())
+                    select(Job.id, Bundle.meta).join(Bundle, Bundle.id == Job.data_bundle_id).where(page_jobs)).all())
         listing = []
         for row in rows:
             job_id, state, created, started, finished_at, reason = row[:6]
@@ -105,7 +128,7 @@ class JobService:
                 job_id=job_id, state=state, started=local_text(started or created),
                 duration=seconds_between(started, finished_at) if started else 0, progress=progress,
                 hyperopt=hyperopt, extra={"reason": reason}).to_dict())
-        return listing
+        return listing, next_cursor
 
     def _ingestion_progress(self, job_id: str, state: str, total: Optional[int]) -> str:
         """Files downloaded so far (one `downloaded …` record each in the ingestion's log) out of the manifest's."""

@@ -2,7 +2,7 @@
 import contextlib
 import json
 import logging
-from typing import Iterable, List, Optional, Set
+from typing import Iterable, List, Optional, Set, Tuple
 
 from kaos_model.ids import clean_user, workspace_name_problem
 from kaos_model.wire import WorkspaceInfo
@@ -11,9 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kaos_backend.db import Database
-from kaos_backend.errors import InvalidWorkspaceName, WorkspaceExists, WorkspaceNotFound
+from kaos_backend.errors import BadRequest, InvalidWorkspaceName, WorkspaceExists, WorkspaceNotFound
 from kaos_backend.models import MAX_USER, Blob, Bundle, Endpoint, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.blobs import delete_unreferenced_rows, remove_blob_files
+from kaos_backend.services.paging import Cursor, split_page
 from kaos_backend.storage import BlobStore
 
 log = logging.getLogger("kaos_backend.services.workspaces")
@@ -54,8 +55,24 @@ class WorkspaceService:
         return self.info(name)
 
     def names(self) -> List[str]:
+        """Every workspace name, sorted (the 1.x list)."""
+        return self.names_page()[0]
+
+    def names_page(self, limit: Optional[int] = None,
+                   after: Optional[Cursor] = None) -> Tuple[List[str], Optional[Cursor]]:
+        """Workspace names in name order (the 1.x order; the name is unique and indexed, and is the keyset as in
+        a Kubernetes list): at most `limit` (None: all) after the cursor `(name,)` (None: from the first).
+        Returns the names and the cursor of the last one when more follow (else None)."""
         with self.db.read_scope() as session:
-            return list(session.scalars(select(Workspace.name).order_by(Workspace.name)))
+            query = select(Workspace.name).order_by(Workspace.name)
+            if after is not None:
+                if len(after) != 1:
+                    raise BadRequest("Query parameter continue is not a token of this list: its cursor has the "
+                                     "wrong shape")
+                query = query.where(Workspace.name > after[0])
+            if limit is not None:
+                query = query.limit(limit + 1)
+            return split_page(list(session.scalars(query)), limit, lambda name: (name,))
 
     def info(self, name: str) -> WorkspaceInfo:
         with self.db.read_scope() as session:

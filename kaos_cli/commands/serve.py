@@ -10,6 +10,7 @@ from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.paging import first_items, more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, resolve_index, write_cache
 
 NO_ENDPOINTS = "There are currently no running endpoints - first run kaos serve deploy"
@@ -40,10 +41,18 @@ def serve():
 
 # -- list ------------------------------------------------------------------------------------------------------
 @serve.command("list", short_help="List the endpoints")
-def list_endpoints():
-    """List the image builds and the endpoints of the current workspace, newest first."""
+@size_options
+def list_endpoints(limit, show_all):
+    """List the image builds and the endpoints of the current workspace, newest first: the newest 50 of each
+    table unless --limit or --all say otherwise."""
+    limit = wanted(limit, show_all)
     client, workspace = workspace_session()
-    listing = client.serve_list(workspace)
+
+    def fetch(size, token):
+        page = client.serve_list(workspace, limit=size, continue_token=token)
+        return page, page.continue_token
+
+    listing, more = first_items(fetch, ("building", "endpoints"), limit)
     building, endpoints = listing["building"], listing["endpoints"]
     write_cache("build-serve", [job.get("job_id") for job in building])
     write_cache("serve", [endpoint.get("name") for endpoint in endpoints])
@@ -58,6 +67,8 @@ def list_endpoints():
         render.warning(NO_ENDPOINTS)
         return
     render.echo("\n\n".join(tables))
+    if more:
+        render.info(more_hint("serve", f"the newest {limit} of each table"), err=True)
 
 
 # -- deploy ----------------------------------------------------------------------------------------------------

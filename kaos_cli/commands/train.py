@@ -11,6 +11,7 @@ from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.paging import first_items, more_hint, size_options, wanted
 from kaos_cli.state import resolve_index, write_cache
 
 PAGE_SIZE = 10  # partitions per `train info` page (the backend's page size)
@@ -41,10 +42,18 @@ def train():
 
 # -- list ------------------------------------------------------------------------------------------------------
 @train.command("list", short_help="List the training jobs")
-def list_jobs():
-    """List the ingesting, building and training jobs of the current workspace, newest first."""
+@size_options
+def list_jobs(limit, show_all):
+    """List the ingesting, building and training jobs of the current workspace, newest first: the newest 50 of
+    each table unless --limit or --all say otherwise."""
+    limit = wanted(limit, show_all)
     client, workspace = workspace_session()
-    listing = client.train_list(workspace)
+
+    def fetch(size, token):
+        page = client.train_list(workspace, limit=size, continue_token=token)
+        return page, page.continue_token
+
+    listing, more = first_items(fetch, [key for _, key, _, _ in LISTINGS], limit)
     for _, key, _, cache in LISTINGS:
         if cache:
             write_cache(cache, [job.get("job_id") for job in listing[key]])
@@ -59,6 +68,8 @@ def list_jobs():
         render.warning(NO_JOBS)
         return
     render.echo("\n\n".join(tables))
+    if more:
+        render.info(more_hint("train", f"the newest {limit} jobs of each table"), err=True)
 
 
 # -- deploy ----------------------------------------------------------------------------------------------------

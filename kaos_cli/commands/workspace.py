@@ -5,6 +5,7 @@ from kaos_cli import render
 from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import make_client, require_context, require_init, require_workspace
 from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.paging import first_items, more_hint, size_options, wanted
 from kaos_cli.state import WORKSPACE_CACHES, delete_caches, resolve_index, write_cache
 
 
@@ -21,15 +22,25 @@ def workspace():
 
 
 @workspace.command("list", short_help="List the workspaces")
-def list_workspaces():
-    """List the workspaces of the active backend."""
+@size_options
+def list_workspaces(limit, show_all):
+    """List the workspaces of the active backend, by name: the first 50 unless --limit or --all say otherwise."""
+    limit = wanted(limit, show_all)
     _, client = _session()
-    names = client.list_workspaces()
+
+    def fetch(size, token):
+        names = client.list_workspaces(limit=size, continue_token=token)
+        return {"names": names}, names.continue_token
+
+    listing, more = first_items(fetch, ("names",), limit)
+    names = listing["names"]
     write_cache("workspace", names)
     if not names:
         render.warning("There are currently no active workspaces - first run kaos workspace create")
         return
     render.print_table(["ind", "name"], [[index, name] for index, name in enumerate(names)])
+    if more:
+        render.info(more_hint("workspace", f"the first {limit} workspaces"), err=True)
 
 
 @workspace.command("set", short_help="Set the current workspace")
