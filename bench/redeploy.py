@@ -8,6 +8,7 @@ before it: compress everything, then send it by digest) and re-deploys with it; 
 context, `kaos workspace list` (the CLI's start, its imports and one request) is timed too: the floor that any
 command talking to the backend pays on this machine at this moment."""
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,15 +39,22 @@ def kaos(project: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_deploy(project: Path, proxy: CountingProxy) -> tuple:
-    """(seconds, bytes sent, data glob, whether it compressed) of one `kaos train deploy -d data`."""
+    """(seconds, bytes sent, data glob, whether it compressed, CPU seconds of the CLI process) of one
+    `kaos train deploy -d data`."""
     proxy.reset()
+    cpu = _children_cpu()
     start = time.perf_counter()
     result = kaos(project, "train", "deploy", "-d", "data")
     seconds = time.perf_counter() - start
     glob = next((line.split("Setting data bundle: ", 1)[1] for line in result.stdout.splitlines()
                  if "Setting data bundle: " in line), None)
-    return seconds, proxy.sent, glob, "Compressing data bundle" in result.stderr
+    return seconds, proxy.sent, glob, "Compressing data bundle" in result.stderr, _children_cpu() - cpu
 
 
 def timed_command(project: Path, *args: str) -> float:
@@ -99,12 +107,17 @@ def main() -> int:
     cached_bytes = max(run[1] for run in cached)
     uncached_seconds = statistics.median(run[0] for run in uncached)
     print(f"data bundle: {size} MB of random bytes in {FILES} files, recorded as {globs.pop()}")
-    print(f"first deploy (zip + upload):                    {first[0]:.2f} s, {megabytes(first[1])} sent")
+    cpu = {name: statistics.median(run[4] for run in runs) for name, runs in
+           (("first", [first]), ("uncached", uncached), ("cached", cached))}
+    print(f"first deploy (zip + upload):                    {first[0]:.2f} s, {megabytes(first[1])} sent, "
+          f"CLI CPU {cpu['first']:.2f} s")
     print(f"re-deploy without the digest cache (median of {RUNS}): {uncached_seconds:.2f} s, "
-          f"{megabytes(max(run[1] for run in uncached))} sent (compresses, then sends by digest)")
+          f"{megabytes(max(run[1] for run in uncached))} sent, CLI CPU {cpu['uncached']:.2f} s "
+          "(compresses, then sends by digest)")
     print(f"re-deploy unchanged (median of {RUNS}):             {cached_seconds:.2f} s, "
-          f"{megabytes(cached_bytes)} sent (no compression)")
-    print(f"floor: kaos workspace list (start + one request, median of {RUNS}): {floor:.2f} s")
+          f"{megabytes(cached_bytes)} sent, CLI CPU {cpu['cached']:.2f} s (no compression)")
+    print(f"floor: kaos workspace list (start + one request, median of {RUNS}): {floor:.2f} s; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"ratio re-deploy / first deploy: {cached_seconds / first[0]:.3f} in time, "
           f"{cached_bytes / first[1]:.5f} in bytes; re-deploy / re-deploy without the cache: "
           f"{cached_seconds / uncached_seconds:.3f}; re-deploy / floor: {cached_seconds / floor:.2f}")
