@@ -19,7 +19,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from kaos_model.bundles import MAX_BUNDLE_DEPTH, MAX_BUNDLE_MEMBERS, MAX_BUNDLE_PATH_BYTES
 
@@ -154,16 +154,20 @@ def check_bundle_directory(src_dir) -> None:
     bundle_entries(src_dir)
 
 
-def zip_directory(src_dir, dest_zip, label: str = "bundle", progress: bool = True) -> Path:
+def zip_directory(src_dir, dest_zip, label: str = "bundle", progress: bool = True,
+                  entries: Optional[List[Entry]] = None) -> Path:
     """Zip the *contents* of `src_dir` (arc names relative to it) into `dest_zip`, deflated, with sorted
-    entries, the 1980-01-01 timestamp and each entry's permission bits; a tqdm bar "Compressing <label>"."""
+    entries, the 1980-01-01 timestamp and each entry's permission bits; a tqdm bar "Compressing <label>".
+    `entries`: `bundle_entries(src_dir)` when the caller already walked it (the zip then holds exactly what that
+    walk saw: its names, modes and sizes, with the files' bytes as read now)."""
     from tqdm import tqdm
 
     src = Path(src_dir)
     if not src.is_dir():
         raise NotADirectoryError(f"{src} is not a directory")
     dest = Path(dest_zip)
-    entries = bundle_entries(src)
+    if entries is None:
+        entries = bundle_entries(src)
     total = sum(info.st_size for name, _, info in entries if not name.endswith("/"))
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as archive, \
             tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"Compressing {label}",
@@ -194,16 +198,23 @@ class TemporaryBundle:
     """`with TemporaryBundle(dir, "data.zip", "data bundle") as zip_path:` — zipped into a temporary directory
     that is removed afterwards."""
 
-    def __init__(self, src_dir, zip_name: str = "bundle.zip", label: str = "bundle", progress: bool = True):
+    def __init__(self, src_dir, zip_name: str = "bundle.zip", label: str = "bundle", progress: bool = True,
+                 entries: Optional[List[Entry]] = None):
         self.src_dir = src_dir
         self.zip_name = zip_name
         self.label = label
         self.progress = progress
+        self.entries = entries
         self._tmp = None
 
     def __enter__(self) -> Path:
         self._tmp = tempfile.TemporaryDirectory(prefix="kaos-bundle-")
-        return zip_directory(self.src_dir, Path(self._tmp.name) / self.zip_name, self.label, self.progress)
+        try:
+            return zip_directory(self.src_dir, Path(self._tmp.name) / self.zip_name, self.label, self.progress,
+                                 self.entries)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
 
     def __exit__(self, *exc_info) -> None:
         self._tmp.cleanup()

@@ -120,6 +120,14 @@ def _page_params(limit: Optional[int], continue_token: Optional[str]) -> Dict[st
     return {"limit": limit, "continue": continue_token or None}
 
 
+class BlobNotStored(KaosError):
+    """An upload by digest alone (no file given) named bytes the backend does not store; nothing was recorded."""
+
+    def __init__(self, digest: str):
+        super().__init__(f"The backend does not store the blob {digest}: upload the file itself")
+        self.digest = digest
+
+
 class KaosClient:
     """One kaos backend: `url` is its API endpoint (`http://<host>:<port>/api/`), `token` its shared secret
     (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter;
@@ -215,11 +223,16 @@ class KaosClient:
 
     # -- uploads ---------------------------------------------------------------------------------------------
     def _upload(self, path: str, file_path, label: str, params: Optional[Dict[str, Any]] = None,
-                content_type: str = "application/zip"):
+                content_type: str = "application/zip", digest: Optional[str] = None):
         """POST a file to `path`: by digest when the backend already stores it, else as the raw body with a
-        progress bar "  Uploading <label>"."""
+        progress bar "  Uploading <label>". `digest` is the file's sha256 hex when the caller knows it (it is
+        computed otherwise); with `file_path` None the upload is by `digest` alone, and `BlobNotStored` is raised
+        when the backend does not store those bytes (nothing was recorded: send the file)."""
         params = dict(params or {})
-        digest = sha256_file(file_path)
+        if digest is None:
+            if file_path is None:
+                raise ValueError("an upload needs a file or a digest")
+            digest = sha256_file(file_path)
         if self.blob_exists(digest):
             try:
                 return self._request("POST", path, params={**params, "digest": digest},
@@ -227,6 +240,8 @@ class KaosClient:
             except RequestError as exc:
                 if not (exc.status == 404 and exc.error_code == "BLOB_NOT_FOUND"):
                     raise
+        if file_path is None:
+            raise BlobNotStored(digest)
         size = os.path.getsize(file_path)
         headers = {"Content-Type": content_type, "Content-Length": str(size)}
         if size == 0:  # requests would switch an empty stream to chunked encoding
@@ -278,9 +293,11 @@ class KaosClient:
             raise
         return True
 
-    def upload_features(self, workspace: str, zip_file, **resources) -> Dict[str, Any]:
-        """`POST /data/<ws>/features` with a data bundle zip → `{"glob_name": "features:9fd9d"}`."""
-        return self._upload(f"data/{quote(workspace, safe='')}/features", zip_file, "data bundle", resources)
+    def upload_features(self, workspace: str, zip_file, digest: Optional[str] = None, **resources) -> Dict[str, Any]:
+        """`POST /data/<ws>/features` with a data bundle zip → `{"glob_name": "features:9fd9d"}`. `digest`: the
+        zip's sha256 when known; `zip_file` None: by `digest` alone (`BlobNotStored` when the backend lacks it)."""
+        return self._upload(f"data/{quote(workspace, safe='')}/features", zip_file, "data bundle", resources,
+                            digest=digest)
 
     def upload_manifest(self, workspace: str, manifest_file, **resources) -> Dict[str, Any]:
         """`POST /data/<ws>/manifest` with a manifest file (JSON lines with `url` and `path`)."""
@@ -293,9 +310,10 @@ class KaosClient:
         return self._upload(f"data/{quote(workspace, safe='')}/params", params_file, "hyperparameters",
                             dict(resources, parallelism=parallelism), content_type="application/octet-stream")
 
-    def upload_notebook_data(self, workspace: str, zip_file) -> None:
-        """`POST /data/<ws>/notebook` with a data bundle zip for the workspace's notebooks."""
-        return self._upload(f"data/{quote(workspace, safe='')}/notebook", zip_file, "data bundle")
+    def upload_notebook_data(self, workspace: str, zip_file, digest: Optional[str] = None) -> None:
+        """`POST /data/<ws>/notebook` with a data bundle zip for the workspace's notebooks (`digest` as in
+        `upload_features`)."""
+        return self._upload(f"data/{quote(workspace, safe='')}/notebook", zip_file, "data bundle", digest=digest)
 
     def delete_all_resources(self) -> None:
         """`DELETE /internal/resources`: kills every workspace and wipes the store of this backend."""
@@ -303,12 +321,13 @@ class KaosClient:
 
     # -- train -----------------------------------------------------------------------------------------------
     def upload_train_source(self, workspace: str, zip_file, cpu: Optional[float] = None,
-                            memory: Optional[str] = None, gpu: Optional[int] = None) -> Dict[str, Any]:
+                            memory: Optional[str] = None, gpu: Optional[int] = None,
+                            digest: Optional[str] = None) -> Dict[str, Any]:
         """`POST /train/<ws>` with a train source bundle zip (skipped by digest when the backend has it) →
         `{"glob_name": "mnist:1909d", "job_id": <build job id, or None when the image is already built>}`.
-        400 INVALID_BUNDLE, 400 *_REQUEST_ERROR for resources."""
+        400 INVALID_BUNDLE, 400 *_REQUEST_ERROR for resources. `digest` as in `upload_features`."""
         return self._upload(f"train/{quote(workspace, safe='')}", zip_file, "source bundle",
-                            {"cpu": cpu, "memory": memory, "gpu": gpu})
+                            {"cpu": cpu, "memory": memory, "gpu": gpu}, digest=digest)
 
     def train_list(self, workspace: str, limit: Optional[int] = None,
                    continue_token: Optional[str] = None) -> Dict[str, List[Dict[str, Any]]]:
@@ -392,14 +411,15 @@ class KaosClient:
     # -- inference -------------------------------------------------------------------------------------------
     def upload_serve_source(self, workspace: str, zip_file, model_id: Optional[str] = None,
                             cpu: Optional[float] = None, memory: Optional[str] = None,
-                            gpu: Optional[int] = None) -> Dict[str, Any]:
+                            gpu: Optional[int] = None, digest: Optional[str] = None) -> Dict[str, Any]:
         """`POST /inference/<ws>/<model_id>` (the literal `None` without a model) with a serve source bundle zip
         (skipped by digest when the backend has it) → `{"glob_name": "mnist:e39c0", "endpoint":
         "serve-<ws>-<hex6>", "job_id": <build job id or None>}`. Every call creates a new endpoint.
-        400 INVALID_BUNDLE, 404 MODEL_NOT_FOUND "There is no model with id: X", 400 *_REQUEST_ERROR."""
+        400 INVALID_BUNDLE, 404 MODEL_NOT_FOUND "There is no model with id: X", 400 *_REQUEST_ERROR.
+        `digest` as in `upload_features`."""
         model = quote(model_id, safe="") if model_id else "None"
         return self._upload(f"inference/{quote(workspace, safe='')}/{model}", zip_file, "source bundle",
-                            {"cpu": cpu, "memory": memory, "gpu": gpu})
+                            {"cpu": cpu, "memory": memory, "gpu": gpu}, digest=digest)
 
     def serve_list(self, workspace: str, limit: Optional[int] = None,
                    continue_token: Optional[str] = None) -> Dict[str, List[Dict[str, Any]]]:

@@ -81,7 +81,8 @@ def list_endpoints(limit, show_all):
 @click.option("--gpu", type=int, default=0, show_default=True, help="GPUs of the endpoint")
 def deploy(source_bundle, model_id, cpu, memory, gpu):
     """Deploy a new endpoint serving a source bundle, with a trained model's files in its model/ directory."""
-    from kaos_cli.bundles import TemporaryBundle, check_bundle_directory
+    from kaos_cli.bundles import check_bundle_directory
+    from kaos_cli.folder_upload import upload_folder
 
     if model_id is not None and not model_id.strip():
         raise KaosError("--model_id must not be empty")
@@ -89,8 +90,9 @@ def deploy(source_bundle, model_id, cpu, memory, gpu):
     client, workspace = workspace_session()
     warn_when_unhealthy(client)
     render.info(f"Submitting source bundle: {source_bundle}")
-    with TemporaryBundle(source_bundle, "source.zip", "source bundle") as zip_path:
-        answer = client.upload_serve_source(workspace, zip_path, model_id, cpu=cpu, memory=memory, gpu=gpu) or {}
+    answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
+                           client.upload_serve_source(workspace, zip_path, model_id, cpu=cpu, memory=memory,
+                                                      gpu=gpu, digest=digest)) or {}
     if model_id:
         render.success(f"Adding trained model_id: {model_id}")
     render.success(f"Setting source bundle: /{answer.get('glob_name')}")

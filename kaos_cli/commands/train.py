@@ -104,11 +104,11 @@ def check_hyperparams(path) -> None:
 
 
 def _submit_source(client, workspace, source_bundle, resources) -> dict:
-    from kaos_cli.bundles import TemporaryBundle
+    from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting source bundle: {source_bundle}")
-    with TemporaryBundle(source_bundle, "source.zip", "source bundle") as zip_path:
-        answer = client.upload_train_source(workspace, zip_path, **resources) or {}
+    answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
+                           client.upload_train_source(workspace, zip_path, digest=digest, **resources)) or {}
     render.success(f"Setting source bundle: /{answer.get('glob_name')}")
     if answer.get("job_id"):
         render.success(f"Building image: job {answer['job_id']}")
@@ -117,11 +117,11 @@ def _submit_source(client, workspace, source_bundle, resources) -> dict:
 
 
 def _submit_data(client, workspace, data_bundle, resources) -> dict:
-    from kaos_cli.bundles import TemporaryBundle
+    from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting data bundle: {data_bundle}")
-    with TemporaryBundle(data_bundle, "data.zip", "data bundle") as zip_path:
-        answer = client.upload_features(workspace, zip_path, **resources) or {}
+    answer = upload_folder(data_bundle, "data.zip", "data bundle", lambda zip_path, digest:
+                           client.upload_features(workspace, zip_path, digest=digest, **resources)) or {}
     render.success(f"Setting data bundle: /{answer.get('glob_name')}")
     render.echo()
     return answer
