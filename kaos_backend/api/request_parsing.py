@@ -52,4 +52,7 @@ def flag_arg(name: str, default: bool = False) -> bool:
 def page_arg() -> Optional[PageRequest]:
     """The page that `?limit=&continue=` ask for (a list route), or None for the whole list (neither given, or
     both empty). 400 BAD_REQUEST for a limit that is not a whole number from 1 to 1000."""
+    for name in ("limit", "continue"):
+        if len(request.args.getlist(name)) > 1:
+            raise BadRequest(f"Query parameter {name} is given more than once")
     return page_request(request.args.get("limit"), request.args.get("continue"))

@@ -49,8 +49,12 @@ def parse_limit(text: Optional[str]) -> Optional[int]:
 
 def page_request(limit: Optional[str], token: Optional[str]) -> Optional[PageRequest]:
     """The page asked for by the query parameters `limit` and `continue`, or None when neither is given (the
-    whole list, in the 1.x shape). Raises BadRequest for a limit out of 1..MAX_LIMIT."""
+    whole list, in the 1.x shape). Raises BadRequest for a limit out of 1..MAX_LIMIT or a token longer than
+    MAX_TOKEN_CHARS."""
     size = parse_limit(limit)
+    if token is not None and len(token) > MAX_TOKEN_CHARS:
+        raise BadRequest(f"Query parameter continue is longer than a token of this API ({MAX_TOKEN_CHARS} "
+                         "characters): pass the continue value of the previous page unchanged")
     token = token if token and token.strip() else None
     if size is None and token is None:
         return None

@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, inspect, select, text, update
+from sqlalchemy import Column, Integer, MetaData, inspect, select, text
 
 from kaos_backend.db import Database
 from kaos_backend.migrations import (BASELINE, SchemaError, alembic_config, current_revision, head_revision,

@@ -260,6 +260,17 @@ def test_bad_tokens_are_400(listing_backend, train_workspace):
         assert_bad_request(get(listing_backend, "workspace", **{"continue": token}))
 
 
+def test_repeated_or_overlong_paging_parameters_are_400(listing_backend, train_workspace):
+    """Found by schemathesis: `?limit=&limit=` and a blank `continue` longer than any token answered the whole
+    list (read as 'not given'); a parameter given twice is ambiguous, and no token is that long."""
+    name, _ = train_workspace
+    for path in (f"train/{name}", f"inference/{name}", "workspace"):
+        assert "more than once" in assert_bad_request(get(listing_backend, path, limit=["", ""]))
+        assert "more than once" in assert_bad_request(get(listing_backend, path, limit=["1", "2"]))
+        assert "more than once" in assert_bad_request(get(listing_backend, path, **{"continue": ["a", "b"]}))
+        assert "longer" in assert_bad_request(get(listing_backend, path, **{"continue": " " * 3000}))
+
+
 def test_an_unknown_workspace_is_still_404(listing_backend):
     response = get(listing_backend, "train/no-such-workspace", limit=5)
     assert response.status_code == 404 and response.json()["error_code"] == "WORKSPACE_NOT_FOUND"

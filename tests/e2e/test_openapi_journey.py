@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 import requests
@@ -155,7 +154,7 @@ def test_a_user_journey_keeps_to_the_description(backend, tmp_path):
         "MEMORY_REQUEST_ERROR"
     assert _code(api.call("POST", f"train/{WS}", params={"gpu": "-1"}, expect=400, **_raw(TRAIN_ZIP))) == \
         "GPU_REQUEST_ERROR"
-    assert _code(api.call("POST", f"data/nowhere/features", expect=404, **_raw(DATA_ZIP))) == "WORKSPACE_NOT_FOUND"
+    assert _code(api.call("POST", "data/nowhere/features", expect=404, **_raw(DATA_ZIP))) == "WORKSPACE_NOT_FOUND"
     assert _code(api.call("POST", f"data/{WS}/features", expect=400, outside=True,
                           files={"other": ("x", b"1", "text/plain")})) == "BAD_REQUEST"
     assert _code(api.call("POST", f"data/{WS}/params", expect=400, json=[1, 2], outside=True)) == "INVALID_HYPERPARAMS"
