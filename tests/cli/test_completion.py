@@ -182,6 +182,13 @@ def test_bash_completes_endpoint_names(names, command):
     assert bash_complete(names["project"], f"kaos serve {command} -e nothing-") == ([], "")
 
 
+def test_mutually_exclusive_options_do_not_print_a_usage_error_while_completing(names):
+    """`-i` and `-j` together are a usage error when the command runs, not while TAB completes the line."""
+    words, err = bash_complete(names["project"], "kaos train logs -j x -i 0 -j ")
+    assert sorted(words) == sorted([names["train"], names["build"]]) and err == ""
+    assert bash_complete(names["project"], "kaos workspace set -n x -i 0 -n ot") == (["other"], "")
+
+
 def test_commands_and_options_still_complete(names):
     words, err = bash_complete(names["project"], "kaos train l")
     assert words == ["list", "logs"] and err == ""
