@@ -165,3 +165,27 @@ def complete_models(ctx, param, incomplete: str) -> List[CompletionItem]:
     is one (`train get -j JOB --model_id`), else of the newest successful training jobs."""
     job_id = (ctx.params or {}).get("job_id") if ctx is not None else None
     return _items(_within(_fetch_models(job_id if isinstance(job_id, str) else None)), incomplete)
+
+
+# -- local names (no backend involved) -------------------------------------------------------------------------
+def complete_contexts(ctx, param, incomplete: str) -> List[CompletionItem]:
+    """Context names of `./.kaos/config` (`build set -c`)."""
+    try:
+        from kaos_cli.state import Config
+
+        config = Config()
+        candidates = [(name, "active" if name == config.active else "") for name in config.contexts]
+    except Exception:  # noqa: BLE001 - a malformed config completes nothing, silently
+        return []
+    return _items(candidates, incomplete)
+
+
+def complete_templates(ctx, param, incomplete: str) -> List[CompletionItem]:
+    """Names of the shipped templates (`template get -n`)."""
+    try:
+        from kaos_cli.commands.template import load_templates
+
+        candidates = [(item.get("name"), item.get("description") or "") for item in load_templates()[1]]
+    except Exception:  # noqa: BLE001 - templates not installed: nothing to offer
+        return []
+    return _items(candidates, incomplete)

@@ -10,6 +10,7 @@ HELP = """Print the completion script of a shell (bash, zsh or fish) for kaos.
 With it, TAB completes commands and options, and the values the backend knows: workspace names (-n), job ids
 (-j), model ids (-m, --model_id) and endpoint names (-e) of the current workspace. Values come from the backend
 `kaos init` set up in the directory you are in; when it does not answer within 2 seconds, there are none.
+Context names (build set -c) and template names (template get -n) complete too.
 
 \b
 To install it:

@@ -189,6 +189,13 @@ def test_mutually_exclusive_options_do_not_print_a_usage_error_while_completing(
     assert bash_complete(names["project"], "kaos workspace set -n x -i 0 -n ot") == (["other"], "")
 
 
+def test_bash_completes_local_context_and_template_names(names):
+    assert bash_complete(names["project"], "kaos build set -c ") == (["remote"], "")
+    assert bash_complete(names["project"], "kaos template get -n mn") == (["mnist"], "")
+    words, err = bash_complete(names["project"], "kaos template get -n ")
+    assert {"mnist", "property-val"} <= set(words) and err == ""
+
+
 def test_commands_and_options_still_complete(names):
     words, err = bash_complete(names["project"], "kaos train l")
     assert words == ["list", "logs"] and err == ""
