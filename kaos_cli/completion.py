@@ -70,14 +70,22 @@ def _items(candidates: Iterable[Candidate], incomplete: str) -> List[CompletionI
 
 # -- reads of the client's answers -----------------------------------------------------------------------------
 def _field(record: Any, name: str) -> Any:
-    """`record[name]` of a dict answer, `record.name` of a dataclass one; None when absent."""
+    """`record[name]` of a dict answer; of a `kaos_model.wire` object its attribute `name`, else `extra[name]`
+    (our additions, e.g. a partition output's `model_id`); None when absent."""
+    if record is None:
+        return None
     if isinstance(record, dict):
         return record.get(name)
-    return getattr(record, name, None)
+    value = getattr(record, name, None)
+    if value is None and isinstance(getattr(record, "extra", None), dict):
+        value = record.extra.get(name)
+    return value
 
 
 def _fetch_workspaces(client, workspace, found: List[Candidate]) -> None:
-    found.extend((name, "current workspace" if name == workspace else "") for name in client.list_workspaces())
+    answer = client.list_workspaces()
+    names = answer if isinstance(answer, list) else _field(answer, "names") or []  # a list, or WorkspaceNames
+    found.extend((name, "current workspace" if name == workspace else "") for name in names)
 
 
 def _fetch_jobs(kinds: Tuple[str, ...]) -> Callable[[Any, Optional[str], List[Candidate]], None]:

@@ -1,4 +1,4 @@
-"""`kaos completion bash|zsh|fish`: print the shell's completion script (click's own, `_KAOS_COMPLETE=<shell>_source`)."""
+"""`kaos completion bash|zsh|fish`: print the shell's completion script, click's own (`_KAOS_COMPLETE=bash_source`)."""
 import click
 from click.shell_completion import get_completion_class
 

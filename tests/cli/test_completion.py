@@ -261,8 +261,8 @@ def test_fish_completes_job_ids_and_model_ids(names):
     fish = _needs("fish")
     script = ("kaos completion fish | source; complete -C 'kaos train logs -j '; echo ---; "
               "complete -C 'kaos serve deploy -m '")
-    done = subprocess.run([fish, "--no-config", "-c", script], cwd=names["project"], env=_env(HOME=str(names["project"])),
-                          capture_output=True, text=True, timeout=BOUND)
+    done = subprocess.run([fish, "--no-config", "-c", script], cwd=names["project"],
+                          env=_env(HOME=str(names["project"])), capture_output=True, text=True, timeout=BOUND)
     assert done.returncode == 0, done
     jobs, models = done.stdout.split("---\n")
     assert {line.split("\t")[0] for line in jobs.splitlines()} == {names["train"], names["build"]}, done.stdout
