@@ -5,6 +5,7 @@ import sys
 import click
 
 from kaos_cli.commands.build import build
+from kaos_cli.commands.completion import completion
 from kaos_cli.commands.destroy import destroy
 from kaos_cli.commands.init import init
 from kaos_cli.commands.serve import serve
@@ -97,6 +98,7 @@ cli.add_command(template)
 cli.add_command(workspace)
 cli.add_command(train)
 cli.add_command(serve)
+cli.add_command(completion)
 
 
 def start():

@@ -21,7 +21,8 @@ class MutuallyExclusiveOption(click.Option):
         super().__init__(*args, **kwargs)
 
     def handle_parse_result(self, ctx, opts, args):
-        if self.name in opts and opts[self.name] is not None:
+        # not while completing (resilient parsing): TAB after both options must not print a usage error
+        if self.name in opts and opts[self.name] is not None and not ctx.resilient_parsing:
             for other in self.mutually_exclusive:
                 if opts.get(other) is not None:
                     raise click.UsageError(

@@ -2,6 +2,7 @@
 import click
 
 from kaos_cli import render
+from kaos_cli.completion import complete_contexts
 from kaos_cli.errors import KaosError
 from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.state import Config, resolve_index, write_cache
@@ -149,7 +150,7 @@ def list_builds():
 
 
 @build.command("set", short_help="Set the active context")
-@name_option("-c", "--context", other="ind", help="Context name")
+@name_option("-c", "--context", other="ind", help="Context name", shell_complete=complete_contexts)
 @index_option(other="context", help="Context index from `kaos build list`")
 def set_context(context, ind):
     """Set the active context by name or by index."""

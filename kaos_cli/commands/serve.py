@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from kaos_cli import render
+from kaos_cli.completion import complete_endpoints, complete_models, complete_serve_builds
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
@@ -31,7 +32,8 @@ def _endpoint(endpoint, ind) -> str:
 def _endpoint_options(command):
     """-e/--endpoint ↔ -i/--ind."""
     command = index_option(other="endpoint", help=ENDPOINT_INDEX_HELP)(command)
-    return name_option("-e", "--endpoint", help="Endpoint name, e.g. serve-mnist-53d3da")(command)
+    return name_option("-e", "--endpoint", help="Endpoint name, e.g. serve-mnist-53d3da",
+                       shell_complete=complete_endpoints)(command)
 
 
 @click.group(short_help="Deploy an endpoint with a trained model")
@@ -75,7 +77,8 @@ def list_endpoints(limit, show_all):
 @serve.command(short_help="Deploy an endpoint")
 @click.option("-s", "--source_bundle", type=click.Path(exists=True, file_okay=False), required=True,
               help="Directory of the serve source bundle (Dockerfile and model/ with serve)")
-@click.option("-m", "--model_id", help="Trained model to serve (a Model ID of `kaos train info`)")
+@click.option("-m", "--model_id", help="Trained model to serve (a Model ID of `kaos train info`)",
+              shell_complete=complete_models)
 @click.option("--cpu", type=float, help="CPU cores of the endpoint")
 @click.option("--memory", type=str, help="Memory of the endpoint, e.g. 512Mi")
 @click.option("--gpu", type=int, default=0, show_default=True, help="GPUs of the endpoint")
@@ -174,7 +177,7 @@ def logs(endpoint, ind, out_dir, follow):
 
 
 @serve.command("build-logs", short_help="Show the log of an endpoint's image build")
-@name_option("-j", "--job_id", help="Build job id")
+@name_option("-j", "--job_id", help="Build job id", shell_complete=complete_serve_builds)
 @index_option(other="job_id", help="Index of the BUILDING table of `kaos serve list`")
 @_out_dir_option
 @click.option("-f", "--follow", is_flag=True,

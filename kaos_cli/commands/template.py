@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from kaos_cli import render
+from kaos_cli.completion import complete_templates
 from kaos_cli.errors import KaosError
 from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.state import check_index
@@ -55,7 +56,7 @@ def list_templates():
 
 
 @template.command(short_help="Copy a template to ./templates/<name>")
-@name_option("-n", "--name", help="Template name")
+@name_option("-n", "--name", help="Template name", shell_complete=complete_templates)
 @index_option(help="Template index from `kaos template list`")
 @click.option("-o", "--out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Directory that receives templates/<name> (created if missing)")

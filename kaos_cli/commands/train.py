@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from kaos_cli import render
+from kaos_cli.completion import (complete_models, complete_train_and_build_jobs, complete_train_builds,
+                                 complete_train_jobs)
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
@@ -232,7 +234,7 @@ def _provenance(reference) -> str:
 
 
 @train.command(short_help="Describe a training job and its models")
-@name_option("-j", "--job_id", help="Job id")
+@name_option("-j", "--job_id", help="Job id", shell_complete=complete_train_jobs)
 @index_option(other="job_id", help="Index of the TRAINING table of `kaos train list`")
 @click.option("-s", "--sort_by", help="Metric to sort the models by (shows a Score column)")
 @click.option("-p", "--page_id", type=click.IntRange(min=0), default=0, show_default=True,
@@ -300,14 +302,14 @@ def _file_name(kind: str, value: str) -> str:
 
 
 @train.command(short_help="Download the code, data and models of a training job")
-@name_option("-j", "--job_id", help="Job id")
+@name_option("-j", "--job_id", help="Job id", shell_complete=complete_train_jobs)
 @index_option(other="job_id", help="Index of the TRAINING table of `kaos train list`")
 @click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".", show_default=True,
               help="Directory to extract the bundle under (<out_dir>/<workspace>/<job_id>/)")
 @click.option("-c", "--include_code", is_flag=True, help="Include the source bundle (code/)")
 @click.option("-d", "--include_data", is_flag=True, help="Include the data bundle (data/)")
 @click.option("-m", "--include_model", is_flag=True, help="Include the trained models (models/)")
-@click.option("--model_id", help="Only this model (a Model ID of `kaos train info`)")
+@click.option("--model_id", help="Only this model (a Model ID of `kaos train info`)", shell_complete=complete_models)
 def get(job_id, ind, out_dir, include_code, include_data, include_model, model_id):
     """Download a finished training job into <out_dir>/<workspace>/<job_id>/: code/<bundle:hash>/,
     data/<data:hash>/ and models/<hex6>/ (model/, metrics/ and, for hyperparameter models, the combination's
@@ -340,7 +342,8 @@ def get(job_id, ind, out_dir, include_code, include_data, include_model, model_i
 
 
 @train.command(short_help="Save the provenance graph of a trained model")
-@click.option("-m", "--model_id", required=True, help="Model ID (of `kaos train info`), e.g. 1909d_5c3ca:828c4e")
+@click.option("-m", "--model_id", required=True, help="Model ID (of `kaos train info`), e.g. 1909d_5c3ca:828c4e",
+              shell_complete=complete_models)
 @click.option("-o", "--out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Directory to save the graph under (<out_dir>/<workspace>/provenance/)")
 def provenance(model_id, out_dir):
@@ -358,8 +361,8 @@ def provenance(model_id, out_dir):
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
-def _log_options(index_help: str):
-    """-j/--job_id ↔ -i/--ind, -o/--out_dir, -f/--follow."""
+def _log_options(index_help: str, complete_job_ids):
+    """-j/--job_id (completed by `complete_job_ids`) ↔ -i/--ind, -o/--out_dir, -f/--follow."""
     def decorate(command):
         command = click.option("-f", "--follow", is_flag=True,
                                help="Print the log as it is written until the job ends; exit 1 unless it "
@@ -368,12 +371,12 @@ def _log_options(index_help: str):
                                show_default=True,
                                help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
         command = index_option(other="job_id", help=index_help)(command)
-        return name_option("-j", "--job_id", help="Job id")(command)
+        return name_option("-j", "--job_id", help="Job id", shell_complete=complete_job_ids)(command)
     return decorate
 
 
 @train.command(short_help="Show the log of a training (or build) job")
-@_log_options("Index of the TRAINING table of `kaos train list`")
+@_log_options("Index of the TRAINING table of `kaos train list`", complete_train_and_build_jobs)
 def logs(job_id, ind, out_dir, follow):
     """Print the log of a training job (build job ids work too) and save it to
     <out_dir>/<workspace>/logs/train-<job_id>.log."""
@@ -384,7 +387,7 @@ def logs(job_id, ind, out_dir, follow):
 
 
 @train.command("build-logs", short_help="Show the log of an image build")
-@_log_options("Index of the BUILDING table of `kaos train list`")
+@_log_options("Index of the BUILDING table of `kaos train list`", complete_train_builds)
 def build_logs(job_id, ind, out_dir, follow):
     """Print the log of a build job and save it to <out_dir>/<workspace>/logs/build-train-<job_id>.log."""
     job_id = _job_id(job_id, ind, cache="build-train")
@@ -395,7 +398,7 @@ def build_logs(job_id, ind, out_dir, follow):
 
 # -- kill ------------------------------------------------------------------------------------------------------
 @train.command(short_help="Kill a running training (or build) job")
-@name_option("-j", "--job_id", help="Job id")
+@name_option("-j", "--job_id", help="Job id", shell_complete=complete_train_and_build_jobs)
 @index_option(other="job_id", help="Index of the TRAINING table of `kaos train list`")
 def kill(job_id, ind):
     """Kill a running training or build job."""

@@ -2,6 +2,7 @@
 import click
 
 from kaos_cli import render
+from kaos_cli.completion import complete_workspaces
 from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import make_client, require_context, require_init, require_workspace
 from kaos_cli.options import index_option, name_option, require_one
@@ -44,7 +45,7 @@ def list_workspaces(limit, show_all):
 
 
 @workspace.command("set", short_help="Set the current workspace")
-@name_option("-n", "--name", help="Workspace name")
+@name_option("-n", "--name", help="Workspace name", shell_complete=complete_workspaces)
 @index_option(help="Workspace index from `kaos workspace list`")
 def set_workspace(name, ind):
     """Make a workspace the current one, by name or by index."""
@@ -119,7 +120,8 @@ def info():
 
 
 @workspace.command(short_help="Kill a workspace and all its resources")
-@click.option("-n", "--name", help="Workspace to kill (default: the current workspace)")
+@click.option("-n", "--name", help="Workspace to kill (default: the current workspace)",
+              shell_complete=complete_workspaces)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
 def kill(name, yes):
     """Kill a workspace (the current one unless -n is given) and all its resources."""
