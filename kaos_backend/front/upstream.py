@@ -182,7 +182,7 @@ class Upstream(asyncio.Protocol):
             self.out.append(chunk(data) if self.rechunk else data)
 
     def response_done(self) -> None:
-        if self.done:
+        if self.done or self.response.status == 101:  # a 101 ends in a tunnel (data_received), not here
             return
         if self.rechunk:
             self.out.append(LAST_CHUNK)

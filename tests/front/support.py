@@ -59,6 +59,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if first & 0x0F == 8: return
     def log_message(self, *args): pass
 class Server(http.server.HTTPServer):
+    request_queue_size = 128
     def process_request(self, request, address):
         line = request.recv(16, socket.MSG_PEEK)
         if line.startswith((b"GET /hang", b"GET /headonly", b"GET /ws")):
