@@ -4,7 +4,7 @@ parse the response with llhttp and relay it to the client, rebuilt: its head fro
 the front's framing (Content-Length as given, else chunked for an HTTP/1.1 client, else until close).
 
 Timers (armed on the client, which owns the connection's one deadline): connect -> 502, the response head ->
-504, then between reads of the body -> the client's connection is cut (its status is already out).
+504, then between reads of a workload's response body -> the client's connection is cut (its status is out).
 """
 import asyncio
 import socket
@@ -134,8 +134,8 @@ class Upstream(asyncio.Protocol):
             self.client.tunnel(self.transport, bytes(data[upgraded:]))
             return
         self._flush()
-        if not self.done and not self.client.write_paused:
-            self.client.arm(self.config.proxy_read_timeout, self._body_timeout)
+        if not self.done and not self.client.write_paused and self.response is not None:
+            self._arm_body()
 
     def response_head(self, response: Response) -> None:
         self.response = response
@@ -222,8 +222,18 @@ class Upstream(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.transport is not None and not self.done:
             self.transport.resume_reading()
-            self.client.arm(self.config.proxy_read_timeout,
-                            self._body_timeout if self.response is not None else self._read_timeout)
+            if self.response is None:
+                self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
+            else:
+                self._arm_body()
+
+    def _arm_body(self) -> None:
+        """Between reads of a workload's response body: proxy_read_timeout. The API's streamed answers (log
+        follows, which wait for a workload's next line) are not cut: the client leaving ends them."""
+        if self.name is None:
+            self.client.disarm()
+        else:
+            self.client.arm(self.config.proxy_read_timeout, self._body_timeout)
 
     # -- failures and timeouts
     def abort(self) -> None:
