@@ -48,3 +48,29 @@ def test_clients_that_leave_a_hung_endpoint_leave_nothing_open(patient):
             break
         time.sleep(0.1)
     assert (established, close_wait) == ([], [])
+
+
+def test_past_the_connection_cap_a_new_connection_gets_503(tmp_path):
+    from tests.front.support import read_response
+    server = BackendProcess(tmp_path / "data", env=dict(FRONT_ENV, KAOS_FRONT_MAX_CONNECTIONS="20",
+                                                         KAOS_FRONT_CLIENT_HEADER_TIMEOUT="60")).start()
+    held = []
+    try:
+        for _ in range(20):
+            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=20))
+        time.sleep(0.5)  # accepted by the front
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            status, body, _ = read_response(sock)
+            assert status == 503 and b"TOO_MANY_CONNECTIONS" in body
+        for sock in held[:5]:
+            sock.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if server.get("health", timeout=5).status_code == 200:
+                break
+            time.sleep(0.1)
+        assert server.get("health", timeout=5).status_code == 200  # room again once clients left
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
