@@ -187,7 +187,7 @@ class Client(asyncio.Protocol):
             if answer is not None:
                 self.answer_for(None, answer)
                 return
-            headers = end_to_end(request.headers, drop=routing.API_HANDOFFS)
+            headers = end_to_end(request.headers, drop=(b"expect", *routing.API_HANDOFFS))
             self._upstream(request, self.front.api_address, headers, [])
             return
         self.loop.create_task(self._to_workload(request))
@@ -207,11 +207,12 @@ class Client(asyncio.Protocol):
         if port is None:
             return self.answer_for(None, answers.unavailable(name, state), request)
         # X-Token is the platform's secret: never handed to an endpoint's (the user's) code
-        headers = end_to_end(request.headers, drop=(b"host", b"x-token", *routing.API_HANDOFFS))
+        headers = end_to_end(request.headers, drop=(b"host", b"x-token", b"expect", *routing.API_HANDOFFS))
         self._upstream(request, (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)])
         return None
 
     def _upstream(self, request: Request, address, headers, extra) -> None:
+        """Send the request upstream: its body is whole by now (Expect: 100-continue was the front's to answer)."""
         if request.upgrade:
             upgrade = request.header(b"upgrade") or b"websocket"
             extra += [b"Connection: Upgrade", b"Upgrade: " + upgrade]
