@@ -24,6 +24,9 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from kaos_backend import log_handoff
+from kaos_backend.front_follow import Follows, finished_query
+
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
                         b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection"})
 MAX_HEAD = 64 * 1024         # a request's or a response's request/status line and headers
@@ -171,7 +174,7 @@ class Endpoints:
 class Upstream(asyncio.Protocol):
     """One request's connection to an endpoint or to the API: sends the request, relays the response."""
     __slots__ = ("client", "transport", "method", "buffer", "head_done", "length", "chunked", "until_close",
-                 "done", "received", "out")
+                 "done", "received", "out", "handoff")
 
     def __init__(self, client: "Client", method: bytes):
         self.client = client
@@ -185,6 +188,7 @@ class Upstream(asyncio.Protocol):
         self.done = False
         self.received = False
         self.out = None    # the response head for the client, sent with the first bytes of the body
+        self.handoff = None  # the API's X-Kaos-Follow value: the front streams that log (kaos_backend.front_follow)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -211,6 +215,11 @@ class Upstream(asyncio.Protocol):
                 self.client.upstream_broke(str(error), answered=False)
                 return
             data, self.buffer = bytes(self.buffer), None
+            if self.handoff is not None:
+                self.done = True
+                self.transport.close()
+                self.client.hand_off(self.handoff, self.out)
+                return
             if not data and self.length:
                 # a body of known size is right behind (gunicorn sends head and body apart): the head waits
                 # for it; a streamed answer's head (chunked, until close) goes out at once
@@ -246,9 +255,19 @@ class Upstream(asyncio.Protocol):
         elif not chunked and length is None:
             self.until_close = True
         out = [b"HTTP/1.1 " + start[1] + b" " + (start[2] if len(start) > 2 else b"")]
+        handoff = next((value for name, value, _ in headers if name == log_handoff.HEADER_NAME), None)
+        if handoff is not None and status == 200 and client.name is None and client.front.follows is not None:
+            self.handoff = handoff  # honoured from the API's socket only; from anywhere the header is dropped
         for name, _, line in headers:
-            if name not in HOP_BY_HOP:
+            if name not in HOP_BY_HOP and name != log_handoff.HEADER_NAME and not (
+                    self.handoff is not None and name == b"content-length"):
                 out.append(line)
+        if self.handoff is not None:  # the follow's own framing: chunks, or the body until close for HTTP/1.0
+            length, self.until_close = 0, False
+            if client.http11:
+                out.append(b"Transfer-Encoding: chunked")
+            else:
+                client.keep_alive = False
         if chunked:
             if client.http11:
                 out.append(b"Transfer-Encoding: chunked")
@@ -346,6 +365,7 @@ class Client(asyncio.Protocol):
         self.name = None
         self.held = None              # a request waiting for its (small) body before going upstream
         self.api_request = None       # (target, headers) of the request in progress when it goes to the API
+        self.follow = None            # the log follow this connection's response is (kaos_backend.front_follow)
         self.full = False             # the client does not read as fast as the answer comes
 
     # -- the client's side
@@ -361,6 +381,9 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc):
         self.closed = True
         self.front.clients.discard(self)
+        if self.follow is not None:
+            self.follow.cancel()
+            self.follow = None
         if self.upstream is not None and not self.upstream.done:
             self.upstream.done = True
             if self.upstream.transport is not None:
@@ -378,6 +401,10 @@ class Client(asyncio.Protocol):
             self.upstream.transport.resume_reading()
 
     def eof_received(self):
+        if self.follow is not None:  # a follower that hangs up is gone (nginx ends the request too)
+            self.follow.cancel()
+            self.follow = None
+            return False
         if not self.busy and not self.buffer:
             return False
         if not self.body_done:  # the body will never be complete: nothing to answer
@@ -534,7 +561,7 @@ class Client(asyncio.Protocol):
     def _to_api(self, method, target, version, headers) -> None:
         out = [method + b" " + target + b" " + version]
         for name, _, line in headers:
-            if name not in HOP_BY_HOP or name == b"transfer-encoding":
+            if (name not in HOP_BY_HOP or name == b"transfer-encoding") and name != log_handoff.HEADER_NAME:
                 out.append(line)
         out.append(b"Connection: close")
         self._connect(method, b"\r\n".join(out) + b"\r\n\r\n", self.front.api_address, None)
@@ -552,7 +579,7 @@ class Client(asyncio.Protocol):
         for header, _, line in headers:
             # X-Token is the platform's secret: never handed to an endpoint's (the user's) code. Authorization
             # and Cookie pass: they are between the client and its own endpoint.
-            if header not in HOP_BY_HOP and header != b"host" and header != b"x-token":
+            if header not in HOP_BY_HOP and header not in (b"host", b"x-token", log_handoff.HEADER_NAME):
                 out.append(line)
         if chunked:
             out.append(b"Transfer-Encoding: chunked")
@@ -702,6 +729,34 @@ class Client(asyncio.Protocol):
         if self.body_done:
             self._finish()
 
+    def hand_off(self, value: bytes, head: bytes) -> None:
+        """The API handed this request's log follow over (its `X-Kaos-Follow` value): stream it from here."""
+        self.upstream = None
+        if self.closed:
+            return
+        try:
+            follow = self.front.follows.start(value, self, self.http11, head)
+        except ValueError as error:
+            self.front.log(f"the API handed off a log follow that cannot be followed: {error}")
+            self._answer(json_response(502, "Bad Gateway", "INTERNAL_ERROR",
+                                       "The kaos API server broke off the request: see the backend log"))
+            return
+        if not follow.closed:
+            self.follow = follow
+
+    def backlog(self) -> int:
+        """Bytes queued for the client (a log follow reads on below a bound)."""
+        return 0 if self.closed else self.transport.get_write_buffer_size()
+
+    def follow_done(self) -> None:
+        self.follow = None
+        self.response_finished = True
+        if not self.body_done:
+            self.discard = True
+            self._resume(1)
+            return
+        self._finish()
+
     def response_done(self, upstream: Upstream) -> None:
         if upstream is not self.upstream:
             return
@@ -778,6 +833,7 @@ class Front:
         self.api_address = api_address
         self.endpoints = Endpoints(lookup, loop)
         self.clients = set()
+        self.follows: Optional[Follows] = None  # log follows handed off by the API; None: not honoured
         # (target, headers) -> the answer to a request for the API while the API is not up, or None to relay it
         self.api_down: Optional[Callable[[bytes, list], Optional[bytes]]] = None
 
@@ -898,6 +954,7 @@ def main(argv=None) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     front = Front(loop, args.api, endpoint_lookup(database_url))
+    front.follows = Follows(loop, finished_query(database_url), front.log)
     if args.run_dir:
         front.api_down = api_health(args.run_dir, os.environ.get("KAOS_TOKEN"))
 
