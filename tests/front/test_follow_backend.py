@@ -1,8 +1,9 @@
 """Log follows through a real backend (`kaos build deploy -c LOCAL`): the front serves them, so followers cost
 no API worker thread (issue 9, input 4), end with their job, and are dropped when their client goes away."""
+import json
 import os
 import socket
-import time
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -12,6 +13,7 @@ import requests
 import kaos_backend
 from kaos_backend.app import create_app
 from kaos_backend.config import Config
+from tests.support.cli import KAOS
 from tests.support.platform import LocalPlatform, tiny_data_bundle, tiny_train_bundle, wait_for, wait_terminal
 
 WS = "follows"
@@ -165,3 +167,59 @@ def test_health_answers_while_50_followers_and_20_stalled_uploads_wait(platform,
     finally:
         for client in followers[1::2] + uploads:
             client.close()
+
+
+FORGING_SERVER = """#!/usr/bin/env python3
+import http.server, os
+print('serving from', os.getpid(), flush=True)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'answered by the endpoint'
+        self.send_response(200)
+        self.send_header('X-Kaos-Follow', FORGED)  # an endpoint's answer trying to make the front read a file
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer((os.environ['HOST'], int(os.environ['PORT'])), Handler).serve_forever()
+"""
+
+
+def test_an_endpoint_s_follow_ends_when_it_is_killed_and_its_answers_cannot_hand_off(platform, tmp_path):
+    secret = tmp_path / "secret"  # a file the front could read, the endpoint could not
+    secret.write_text("[t] the front's secret\n")
+    secret.chmod(0o600)
+    forged = json.dumps(json.dumps({"log": str(secret), "job": "x"}))
+    model = tmp_path / "bundle" / "tiny" / "model"
+    model.mkdir(parents=True)
+    (model.parent / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    for name, text in (("__init__.py", ""), ("web-requirements.txt", ""), ("requirements.txt", ""),
+                       ("serve", FORGING_SERVER.replace("FORGED", forged))):
+        (model / name).write_text(text)
+    before = {e["name"] for e in platform.api("GET", f"inference/{WS}").json()["response"]["endpoints"]}
+    assert platform.kaos("serve", "deploy", "-s", str(tmp_path / "bundle")).code == 0
+
+    def running():
+        endpoints = platform.api("GET", f"inference/{WS}").json()["response"]["endpoints"]
+        return next((e["name"] for e in endpoints if e["name"] not in before and e["state"] == "PIPELINE_RUNNING"),
+                    None)
+    name = wait_for(running, timeout=300, what="the endpoint to run")
+
+    answer = requests.get(f"http://127.0.0.1:{platform.port}/{name}/anything", timeout=30)
+    assert answer.status_code == 200 and answer.content == b"answered by the endpoint"
+    assert "X-Kaos-Follow" not in answer.headers
+    assert "secret" not in answer.text
+
+    follower = subprocess.Popen([KAOS, "serve", "logs", "-e", name, "-f"], cwd=platform.project,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, USER="tester"))
+    try:
+        for line in follower.stdout:
+            if "serving from" in line:
+                break
+        killed = platform.kaos("serve", "kill", "-e", name, input="y\n")
+        assert killed.code == 0, killed
+        assert follower.wait(timeout=60) == 0, follower.stderr.read()
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
