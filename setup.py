@@ -20,6 +20,9 @@ BACKEND_REQUIRES = [
     # Reads the API's OpenAPI description (kaos_backend/openapi.yaml), served as JSON at /api/openapi.json:
     # YAML keeps the description reviewable; PyYAML is the standard parser, with a C loader where built.
     "pyyaml>=6.0",
+    # The front door's HTTP/1.1 parser for requests and responses (kaos_backend/front/parsing.py): llhttp, the
+    # parser behind Node.js, as uvicorn uses it; strict where hand-written parsing let smuggling cases through.
+    "httptools>=0.6",
 ]
 
 EXTRAS = {

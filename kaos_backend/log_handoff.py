@@ -4,7 +4,7 @@ A `?follow=true` logs request is authenticated and authorized by the API as any 
 endpoint existence); then, instead of holding a gunicorn thread for as long as the log is followed, the API
 answers at once, 200 with an empty body and one header, `X-Kaos-Follow`, whose value says what to stream and
 until when. The front door honours that header only on answers from the API's own socket and never relays it:
-it streams the log from its event loop (kaos_backend.front_follow) with the rest of the API's head.
+it streams the log from its event loop (kaos_backend.front.follow) with the rest of the API's head.
 
 The header's value is one line of ASCII JSON:
 

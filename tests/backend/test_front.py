@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kaos_backend.front import Chunked, Front, ProtocolError
+from kaos_backend.front import Front
 from tests.support.backend import free_port
 
 
@@ -197,24 +197,6 @@ def test_a_malformed_request_gets_a_json_400(front):
         sock.sendall(b"POST /api/x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400 ") and b'"BAD_REQUEST"' in answer
-
-
-@pytest.mark.parametrize("data, end", [(b"3\r\nabc\r\n0\r\n\r\nNEXT", 13), (b"3;x=1\r\nabc\r\n0\r\nT: 1\r\n\r\n", 23),
-                                       (b"3\r\nab", -1)])
-def test_chunked_framing(data, end):
-    assert Chunked().feed(data) == end
-    tracker, found = Chunked(), -1
-    for position in range(len(data)):  # byte by byte
-        if tracker.feed(data[position:position + 1]) >= 0:
-            found = position + 1
-            break
-    assert found == end
-
-
-@pytest.mark.parametrize("data", [b"x\r\n", b"+3\r\nabc\r\n", b"3\r\nabcd\r\n"])
-def test_bad_chunked_framing(data):
-    with pytest.raises(ProtocolError):
-        Chunked().feed(data)
 
 
 def test_the_front_exits_when_its_parent_is_gone(tmp_path):

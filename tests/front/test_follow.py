@@ -1,4 +1,4 @@
-"""Log follows handed off by the API and served by the front door (kaos_backend.front_follow), against stand-in
+"""Log follows handed off by the API and served by the front door (kaos_backend.front.follow), against stand-in
 API and endpoint servers on 127.0.0.1 and raw client sockets."""
 import asyncio
 import json
@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from kaos_backend import log_handoff
-from kaos_backend.front import Front
-from kaos_backend.front_follow import Follows
+from kaos_backend.front import Front, routing
+from kaos_backend.front.follow import Follows, api_handoff
 from kaos_backend.logs import JobLog
 
 TRICKY = (b"[2024-01-01 00:00:00] plain\n"
@@ -81,6 +81,7 @@ def front():
     proxy = Front(loop, ("127.0.0.1", api.server_address[1]), table.get)
     gate = Gate()
     proxy.follows = Follows(loop, gate, poll_seconds=0.05)
+    routing.API_HANDOFFS[log_handoff.HEADER_NAME] = api_handoff(proxy.follows)
     task = loop.create_task(proxy.serve(listener))
     thread = threading.Thread(target=lambda: _run(loop, task), daemon=True)
     thread.start()
@@ -90,6 +91,7 @@ def front():
     thread.join(timeout=5)
     for server in servers:
         server.shutdown()
+    routing.API_HANDOFFS.pop(log_handoff.HEADER_NAME, None)
 
 
 def _run(loop, task):

@@ -232,3 +232,67 @@ def finished_query(database_url: str) -> Callable[[Set[str], Set[str]], Set[Key]
                              if name not in desired or desired[name] == "kill")
         return ended
     return finished
+
+
+class _FollowOwner:
+    """A handed-off follow as its client connection sees it: in the place of an upstream (the client aborts it
+    when it leaves), and the Sink the follow writes to."""
+
+    def __init__(self, client):
+        self.client = client
+        self.follow: Optional[LogFollow] = None
+
+    # -- what the client calls on its upstream
+    def abort(self) -> None:
+        if self.follow is not None:
+            self.follow.cancel()
+
+    def pause_reading(self) -> None:
+        pass  # the follow reads on only while the client's send buffer is below HIGH_WATER
+
+    def resume_reading(self) -> None:
+        if self.follow is not None and not self.follow.closed and not self.follow.scheduled:
+            self.follow.scheduled = True
+            self.client.loop.call_soon(self.follow.pump)
+
+    # -- Sink
+    def write(self, data: bytes) -> None:
+        self.client.send(data)
+
+    def backlog(self) -> int:
+        transport = self.client.transport
+        return 0 if transport is None or transport.is_closing() else transport.get_write_buffer_size()
+
+    def follow_done(self) -> None:
+        if self.client.upstream is self:
+            self.client.response_finished()
+
+
+def api_handoff(follows: Follows):
+    """The `routing.API_HANDOFFS` handler for `X-Kaos-Follow`: `handler(client, request, response) -> bool`."""
+    from kaos_backend.front.heads import end_to_end, json_response, response_head
+
+    def handler(client, request, response) -> bool:
+        value = next((value for name, _, value in response.headers if name == log_handoff.HEADER_NAME), None)
+        if response.status != 200 or value is None:
+            return False
+        owner = _FollowOwner(client)
+        chunked = request.version == "1.1"
+        extra = [b"Transfer-Encoding: chunked"] if chunked else []
+        if not chunked:
+            client.keep_alive = False
+        if not client.keep_alive:
+            extra.append(b"Connection: close")
+        head = response_head(response.status, response.status_text,
+                             end_to_end(response.headers, drop=(log_handoff.HEADER_NAME,)), extra)
+        client.upstream = owner
+        client.disarm()  # a follow waits for the workload's next line as long as it takes: the client leaving ends it
+        try:
+            owner.follow = follows.start(value, owner, chunked, head)
+        except ValueError as error:
+            follows.log(f"the API handed off a log follow that cannot be followed: {error}")
+            client.send(json_response(502, "INTERNAL_ERROR",
+                                      "The kaos API server broke off the request: see the backend log"))
+            client.response_finished()
+        return True
+    return handler

@@ -1,0 +1,5 @@
+import sys
+
+from kaos_backend.front.main import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""A request body buffered before it goes upstream (nginx's `proxy_request_buffering on`): held in memory up to
+a limit, then in a temporary file (the standard library's SpooledTemporaryFile), so a slow client costs the
+front and not a model server's or the API's workers. A chunked body is stored de-chunked and sent with a
+Content-Length."""
+import tempfile
+from typing import Iterator, Optional
+
+from kaos_backend.front.heads import HttpError
+
+READ_SIZE = 256 * 1024
+
+
+class Body:
+    """`write(data)` as the body comes (HttpError 413 past `limit` bytes), then `size` and `pieces()`."""
+    __slots__ = ("limit", "size", "memory", "file", "message")
+
+    def __init__(self, limit: int, memory: int, message: str):
+        self.limit = limit        # bytes the body may have
+        self.size = 0
+        self.memory = memory      # bytes kept in memory before the body moves to a temporary file
+        self.file: Optional[tempfile.SpooledTemporaryFile] = None
+        self.message = message    # the 413's message
+
+    def write(self, data) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise HttpError(413, "PAYLOAD_TOO_LARGE", self.message)
+        if self.file is None:
+            self.file = tempfile.SpooledTemporaryFile(max_size=self.memory, prefix="kaos-front-body-")
+        self.file.write(data)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.size <= self.memory  # SpooledTemporaryFile moves to disk once past max_size
+
+    def pieces(self) -> Iterator[bytes]:
+        """The body from its start, in pieces of at most READ_SIZE bytes."""
+        if self.file is None:
+            return
+        self.file.seek(0)
+        while True:
+            piece = self.file.read(READ_SIZE)
+            if not piece:
+                return
+            yield piece
+
+    def whole(self) -> bytes:
+        """The body in one piece (for a body held in memory)."""
+        return b"".join(self.pieces())
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None

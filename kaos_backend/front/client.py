@@ -1,0 +1,325 @@
+"""One client connection, as a state machine:
+
+    HEAD ──head──▶ BODY ──message complete──▶ WAIT (upstream: connect, send, relay) ──▶ HEAD (keep-alive) or closed
+      │              │                          └──101──▶ TUNNEL (tunnel.py)
+      └──refused─────┴──▶ LINGER: the error answer out, FIN sent, the rest read and dropped, then closed
+
+A request is read whole (its body buffered, body.py) before it goes upstream; a request pipelined behind one in
+progress is parsed and waits its turn; bytes behind that are held raw (reading pauses past a limit). The client
+is read all along, so a client that leaves (EOF or reset) is noticed at once and its upstream dropped with it.
+One deadline per connection (`arm`), checked by the server's tick: the head (408), idle keep-alive (closed),
+between body reads (408), and the upstream's connect/read timers, or the send timeout while the client does not
+read its response.
+"""
+import asyncio
+import collections
+import socket
+import time
+from typing import Callable, Optional
+
+from kaos_backend.front import answers, routing, tunnel
+from kaos_backend.front.body import Body
+from kaos_backend.front.heads import HttpError, end_to_end, request_head
+from kaos_backend.front.parsing import Request, RequestReader
+from kaos_backend.front.upstream import HIGH_WATER, Upstream
+
+HEAD, BODY, WAIT, TUNNEL, LINGER, CLOSED = "head", "body", "wait", "tunnel", "linger", "closed"
+MAX_BACKLOG = 64 * 1024     # raw bytes held behind a waiting pipelined request before reading pauses
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, front):
+        self.front = front
+        self.config = front.config
+        self.loop = front.loop
+        self.transport: Optional[asyncio.Transport] = None
+        self.reader = RequestReader(self.config, self)
+        self.state = HEAD
+        self.queue = collections.deque()      # complete requests waiting behind the active one
+        self.active: Optional[Request] = None
+        self.upstream: Optional[Upstream] = None
+        self.backlog = bytearray()
+        self.upgrade_bytes = b""              # bytes after an upgrade request's head, for the tunnel
+        self.keep_alive = True
+        self.write_paused = False
+        self.read_paused = False
+        self.refusal: Optional[HttpError] = None  # a bad request behind ones in progress: answered after them
+        self.deadline: Optional[float] = None
+        self.on_deadline: Optional[Callable[[], None]] = None
+
+    # -- timers
+    def arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        self.deadline, self.on_deadline = time.monotonic() + seconds, callback
+
+    def disarm(self) -> None:
+        self.deadline = self.on_deadline = None
+
+    def expire(self, now: float) -> None:
+        """Called by the server's tick: run the deadline's action if it has passed."""
+        if self.deadline is not None and now >= self.deadline:
+            callback = self.on_deadline
+            self.disarm()
+            callback()
+
+    def _idle(self) -> None:
+        self.arm(self.config.keepalive_timeout, self.close)
+
+    # -- the transport's callbacks
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.front.admit(self):
+            self.refuse(HttpError(503, "TOO_MANY_CONNECTIONS", "The kaos backend has too many open connections"))
+            return
+        self.arm(self.config.client_header_timeout, self._head_timeout)
+
+    def connection_lost(self, exc):
+        self.state = CLOSED
+        self.disarm()
+        self.front.forget(self)
+        if self.upstream is not None:
+            self.upstream.abort()
+            self.upstream = None
+        for request in (self.active, self.reader.request, *self.queue):
+            if request is not None and request.body is not None:
+                request.body.close()
+        self.queue.clear()
+        self.backlog = bytearray()
+
+    def eof_received(self):
+        return False  # the client left (nginx: client closed connection): drop everything at once
+
+    def pause_writing(self):
+        self.write_paused = True
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+        self.arm(self.config.send_timeout, self.abort)
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+        elif self.state == LINGER:
+            self.arm(self.config.lingering_timeout, self.close)
+
+    def data_received(self, data):
+        if self.state == LINGER:
+            self.arm(self.config.lingering_timeout, self.close)
+            return
+        if self.state == CLOSED or self.refusal is not None:
+            return
+        if self.backlog or self.queue or (self.active is not None and self.active.upgrade):
+            self._hold(data)
+            return
+        self._feed(data)
+
+    # -- requests in
+    def _hold(self, data) -> None:
+        self.backlog += data
+        if len(self.backlog) > MAX_BACKLOG and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _feed(self, data) -> None:
+        try:
+            upgraded = self.reader.feed(data)
+        except HttpError as error:
+            if self.active is not None:  # the requests before it are answered first, in order
+                self.refusal = error
+            else:
+                self.refuse(error)
+            return
+        if upgraded is not None and self.state != LINGER and self.state != CLOSED:
+            rest = bytes(data[upgraded:])
+            last = self.active if not self.queue else self.queue[-1]
+            if last is not None and last.upgrade:
+                self.upgrade_bytes = rest   # the tunnel's first bytes (the request is on its way)
+            elif rest:
+                self._feed(rest)            # an Upgrade the front does not honour: the next request follows
+            return
+        if self.reader.in_head and self.state == HEAD and self.on_deadline != self._head_timeout:
+            self.arm(self.config.client_header_timeout, self._head_timeout)
+        elif self.state == BODY:
+            self.arm(self.config.client_body_timeout, self._body_timeout)
+
+    def request_head(self, request: Request) -> Optional[Body]:
+        """The parser has a request's head: route it, check it; the Body to fill, if it has one."""
+        if request.method == b"CONNECT":
+            raise HttpError(405, "METHOD_NOT_ALLOWED", "CONNECT is not served here")
+        request.route = route = routing.route(request, self.front.api_max_body, self.config.serve_max_body_bytes)
+        has_body = bool(request.length) or request.chunked
+        if request.upgrade and (has_body or not route.upgrade):
+            if has_body:
+                raise HttpError(400, "BAD_REQUEST", "Bad request: an Upgrade request with a body")
+            request.upgrade = False  # not a WebSocket to a workload: an ordinary request
+        if not has_body:
+            return None
+        limit = route.max_body
+        message = (self.front.api_limit_message if route.name is None else
+                   f"The request body is larger than the limit of {limit // (1024 * 1024)} MB")
+        if request.length is not None and request.length > limit:
+            raise HttpError(413, "PAYLOAD_TOO_LARGE", message)
+        if self.active is None and not self.queue:
+            self.state = BODY
+            self.arm(self.config.client_body_timeout, self._body_timeout)
+            if (request.header(b"expect") or b"").lower() == b"100-continue" and request.version == "1.1":
+                self.transport.write(CONTINUE)
+        return Body(limit, self.config.body_memory_bytes, message)
+
+    def request_done(self, request: Request) -> None:
+        self.queue.append(request)
+        if self.active is None:
+            self._next()
+
+    def _next(self) -> None:
+        request = self.queue.popleft()
+        self.active = request
+        self.state = WAIT
+        self.disarm()
+        self.keep_alive = request.keep_alive and not request.upgrade
+        route = request.route
+        if route.name is None:
+            answer = self.api_down_answer(request)
+            if answer is not None:
+                self.answer_for(None, answer)
+                return
+            headers = end_to_end(request.headers, drop=(b"expect", *routing.API_HANDOFFS))
+            self._upstream(request, self.front.api_address, headers, [])
+            return
+        self.loop.create_task(self._to_workload(request))
+
+    async def _to_workload(self, request: Request) -> None:
+        name = request.route.name
+        try:
+            address = await self.front.endpoints.get(name)
+        except Exception as error:  # noqa: BLE001 - the database is down: an answer, not a dead connection
+            self.front.log(f"endpoint lookup of {name} failed: {error!r}")
+            return self.answer_for(None, answers.lookup_failed(name), request)
+        if self.active is not request or self.state == CLOSED:
+            return None
+        if address is None:
+            return self.answer_for(None, answers.not_found(name), request)
+        state, host, port = address
+        if port is None:
+            return self.answer_for(None, answers.unavailable(name, state), request)
+        # X-Token is the platform's secret: never handed to an endpoint's (the user's) code
+        headers = end_to_end(request.headers, drop=(b"host", b"x-token", b"expect", *routing.API_HANDOFFS))
+        self._upstream(request, (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)])
+        return None
+
+    def _upstream(self, request: Request, address, headers, extra) -> None:
+        """Send the request upstream: its body is whole by now (Expect: 100-continue was the front's to answer)."""
+        if request.upgrade:
+            upgrade = request.header(b"upgrade") or b"websocket"
+            extra += [b"Connection: Upgrade", b"Upgrade: " + upgrade]
+        else:
+            size = request.body.size if request.body is not None else 0
+            if size or request.method in (b"POST", b"PUT", b"PATCH"):
+                extra.append(b"Content-Length: %d" % size)
+            extra.append(b"Connection: close")
+        head = request_head(request.method, request.route.target, headers, extra)
+        self.upstream = Upstream(self, request, address, head)
+        self.upstream.start()
+
+    # -- answers out
+    def send(self, data) -> None:
+        if self.state != CLOSED:
+            self.transport.write(data)
+
+    def api_down_answer(self, request: Request) -> Optional[bytes]:
+        api_down = self.front.api_down
+        return api_down(request.target, request.headers) if api_down is not None else None
+
+    def answer_for(self, upstream: Optional[Upstream], answer: bytes, request: Optional[Request] = None) -> None:
+        """An answer from the front for the active request (if `upstream`/`request` is still the current one)."""
+        if self.state == CLOSED or (upstream is not None and upstream is not self.upstream) or (
+                request is not None and request is not self.active):
+            return
+        self.send(answer)
+        self.response_finished()
+
+    def response_finished(self) -> None:
+        """The active request's response is out: the next request, or close."""
+        request, self.active, self.upstream = self.active, None, None
+        if request is not None and request.body is not None:
+            request.body.close()
+        if self.state == CLOSED:
+            return
+        if not self.keep_alive:
+            self.close()
+            return
+        self.state = HEAD
+        if self.queue:
+            self._next()
+            return
+        if self.refusal is not None:
+            self.refuse(self.refusal)
+            return
+        if self.reader.in_head:  # a pipelined request being read: its head or its body goes on
+            self.arm(self.config.client_header_timeout, self._head_timeout)
+        elif self.reader.request is not None:
+            self.state = BODY
+            self.arm(self.config.client_body_timeout, self._body_timeout)
+        else:
+            self._idle()
+        if self.backlog:
+            data, self.backlog = bytes(self.backlog), bytearray()
+            if self.read_paused:
+                self.read_paused = False
+                self.transport.resume_reading()
+            self._feed(data)
+
+    def tunnel(self, upstream_transport: asyncio.Transport, upstream_bytes: bytes) -> None:
+        """The upstream answered 101: from now on bytes pass both ways untouched (tunnel.py)."""
+        self.state = TUNNEL
+        self.disarm()
+        self.upstream = None
+        first = self.upgrade_bytes + bytes(self.backlog)
+        self.upgrade_bytes, self.backlog = b"", bytearray()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        tunnel.join(self, self.transport, upstream_transport, first, upstream_bytes)
+
+    def refuse(self, error: HttpError) -> None:
+        """A request the front answers itself and then closes: the answer, a FIN, and the rest of what the client
+        sends is read and dropped for a moment (a close with unread bytes would reset the connection and could
+        destroy the answer on its way)."""
+        if self.state in (LINGER, CLOSED):
+            return
+        if self.upstream is not None:
+            self.upstream.abort()
+            self.upstream = None
+        self.state = LINGER
+        self.transport.write(error.response())
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.arm(self.config.lingering_timeout, self.close)
+
+    def close(self) -> None:
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.disarm()
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.disarm()
+            self.transport.abort()
+
+    def _head_timeout(self) -> None:
+        self.refuse(HttpError(408, "REQUEST_TIMEOUT",
+                              f"The request head did not come within {self.config.client_header_timeout:g} s"))
+
+    def _body_timeout(self) -> None:
+        self.refuse(HttpError(408, "REQUEST_TIMEOUT",
+                              f"The request body stalled for {self.config.client_body_timeout:g} s"))
+

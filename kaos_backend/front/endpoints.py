@@ -1,0 +1,96 @@
+"""Where a workload listens: `lookup(name)` (a blocking SQL query, run in a thread) behind a bounded cache.
+
+The cache keeps at most `size` names, least recently used dropped first; an address is trusted for
+`found_seconds`, "no such workload" for `missing_seconds` (a few seconds: an attacker's stream of unknown names
+costs one lookup each and then falls out of the cache; a new endpoint is found within that time).
+"""
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Callable, Dict, Optional, Tuple
+
+Address = Tuple[str, Optional[str], Optional[int]]  # (state[: reason], host, port): port None while not running
+UNKNOWN = object()
+MAX_NAME = 80  # Endpoint.name's column: a longer name is no endpoint's, and is not looked up
+
+
+class Endpoints:
+    """`await get(name)` -> Address or None (unknown or killed); concurrent lookups of one name share a query."""
+
+    def __init__(self, lookup: Callable[[str], Optional[Address]], loop: asyncio.AbstractEventLoop, size: int = 1024,
+                 found_seconds: float = 1.0, missing_seconds: float = 3.0):
+        self.lookup = lookup
+        self.loop = loop
+        self.size = size
+        self.found_seconds = found_seconds
+        self.missing_seconds = missing_seconds
+        self.cache: "OrderedDict[str, Tuple[float, Optional[Address]]]" = OrderedDict()  # name -> (expiry, answer)
+        self.pending: Dict[str, asyncio.Future] = {}
+
+    def cached(self, name: str):
+        """The answer if known and fresh, else UNKNOWN."""
+        entry = self.cache.get(name)
+        if entry is None:
+            return UNKNOWN
+        if entry[0] < time.monotonic():
+            del self.cache[name]
+            return UNKNOWN
+        self.cache.move_to_end(name)
+        return entry[1]
+
+    def forget(self, name: str) -> None:
+        self.cache.pop(name, None)
+
+    def _keep(self, name: str, address: Optional[Address]) -> None:
+        seconds = self.found_seconds if address is not None else self.missing_seconds
+        self.cache[name] = (time.monotonic() + seconds, address)
+        self.cache.move_to_end(name)
+        while len(self.cache) > self.size:
+            self.cache.popitem(last=False)
+
+    async def get(self, name: str) -> Optional[Address]:
+        """Raises what `lookup` raises (the database is down)."""
+        if len(name) > MAX_NAME:
+            return None
+        entry = self.cached(name)
+        if entry is not UNKNOWN:
+            return entry
+        future = self.pending.get(name)
+        if future is not None:
+            return await asyncio.shield(future)
+        future = self.loop.run_in_executor(None, self.lookup, name)
+        self.pending[name] = future
+        try:
+            address = await future
+        finally:
+            self.pending.pop(name, None)
+        self._keep(name, address)
+        return address
+
+
+def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
+    """`lookup(name)` over SQL, read-only: (state, host, port) of a live endpoint, port None while it does not
+    run, None for an unknown or killed one. Plain SELECTs, outside the backend's write-locking transactions."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.engine import make_url
+
+    from kaos_backend.models import Endpoint
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, future=True, connect_args={"timeout": 30})
+    else:
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    query = select(Endpoint.state, Endpoint.desired, Endpoint.port, Endpoint.reason)
+
+    def lookup(name: str) -> Optional[Address]:
+        if not name.startswith("serve-"):
+            return None  # notebooks: none runs on this backend yet
+        with engine.connect() as connection:
+            row = connection.execute(query.where(Endpoint.name == name)).first()
+        if row is None or row.desired == "kill":
+            return None
+        running = row.state == "PIPELINE_RUNNING" and row.port
+        state = f"{row.state}: {row.reason}" if row.reason and not running else row.state
+        return state, "127.0.0.1", row.port if running else None
+    return lookup

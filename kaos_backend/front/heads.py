@@ -1,0 +1,82 @@
+"""Building the heads the front sends: a request head for the upstream and a response head for the client, from
+parsed fields (never the bytes as they came), and the front's own JSON answers.
+
+Headers are lists of (lowercase name, name as sent, value) of bytes. Hop-by-hop headers (RFC 9110 7.6.1: the
+standard ones and any named in Connection) are never forwarded either way; framing (Content-Length or chunked)
+is the front's own.
+"""
+import json
+from http import HTTPStatus
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+Header = Tuple[bytes, bytes, bytes]
+
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"trailers",
+                        b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
+FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+
+
+class HttpError(Exception):
+    """A request the front answers itself: `status` (400, 408, 413, 414, 431, 502...), `code` (the JSON
+    error_code) and `message`; `close` when the connection cannot carry another request after it."""
+
+    def __init__(self, status: int, code: str, message: str, close: bool = True):
+        super().__init__(message)
+        self.status, self.code, self.message, self.close = status, code, message, close
+
+    def response(self) -> bytes:
+        return json_response(self.status, self.code, self.message, close=self.close)
+
+
+def reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("latin-1")
+    except ValueError:
+        return b"Unknown"
+
+
+def json_response(status: int, code: str, message: str, close: bool = False, extra: Optional[dict] = None) -> bytes:
+    """A whole response: `{"error_code": code, "message": message, **extra}` as JSON."""
+    body = json.dumps({"error_code": code, "message": message, **(extra or {})}).encode()
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
+        status, reason(status), len(body), b"Connection: close\r\n" if close else b"")
+    return head + body
+
+
+def connection_tokens(headers: Sequence[Header]) -> frozenset:
+    """The lowercase tokens of every Connection header (they name more hop-by-hop headers)."""
+    tokens = set()
+    for name, _, value in headers:
+        if name == b"connection":
+            tokens.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(tokens)
+
+
+def end_to_end(headers: Sequence[Header], drop: Iterable[bytes] = ()) -> List[Header]:
+    """The headers that pass a proxy: hop-by-hop ones, Connection's tokens, framing and `drop` removed."""
+    skip = HOP_BY_HOP | FRAMING | connection_tokens(headers) | frozenset(drop)
+    return [header for header in headers if header[0] not in skip]
+
+
+def _lines(headers: Iterable[Header]) -> List[bytes]:
+    return [name + b": " + value for _, name, value in headers]
+
+
+def request_head(method: bytes, target: bytes, headers: Iterable[Header], extra: Iterable[bytes] = ()) -> bytes:
+    """`method target HTTP/1.1`, the headers, then `extra` lines (framing, Connection, Host)."""
+    lines = [method + b" " + target + b" HTTP/1.1", *_lines(headers), *extra]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def response_head(status: int, status_text: bytes, headers: Iterable[Header], extra: Iterable[bytes] = ()) -> bytes:
+    """`HTTP/1.1 status text`, the headers, then `extra` lines."""
+    lines = [b"HTTP/1.1 %d %s" % (status, status_text or reason(status)), *_lines(headers), *extra]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def chunk(data) -> bytes:
+    """One chunk of a chunked body (an empty `data` is not a chunk: it would end the body)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,89 @@
+"""The front door's process: `python -m kaos_backend.front --fd N --api PATH [--run-dir DIR] [--ready-fd N]`,
+started by `kaos-backend serve` (kaos_backend.parts) on the inherited public socket. Bounds come from
+`KAOS_FRONT_*` (config.py), the API's upload limit from `KAOS_MAX_UPLOAD_MB`."""
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+from kaos_backend import log_handoff
+from kaos_backend.front import routing
+from kaos_backend.front.config import FrontConfig, FrontConfigError
+from kaos_backend.front.endpoints import endpoint_lookup
+from kaos_backend.front.follow import Follows, api_handoff, finished_query
+from kaos_backend.front.health import api_health
+from kaos_backend.front.server import Front
+
+
+def _exit_with_parent() -> None:
+    """The front door lives as long as `kaos-backend serve`: a SIGTERM when its parent dies (Linux)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv=None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m kaos_backend.front",
+                                     description="The kaos backend's front door (started by kaos-backend serve). "
+                                                 "The database URL is KAOS_DATABASE_URL, the token KAOS_TOKEN.")
+    parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
+    parser.add_argument("--api", required=True, help="the API server's unix socket")
+    parser.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
+    parser.add_argument("--run-dir", help="the supervisor's runtime directory: /api/health is answered here "
+                                          "while the parts' status there says the API is not up")
+    parser.add_argument("--ready-fd", type=int, help="a pipe to write one byte to once serving, then close")
+    args = parser.parse_args(argv)
+    database_url = os.environ.get("KAOS_DATABASE_URL", "").strip()
+    if not database_url:
+        parser.error("KAOS_DATABASE_URL is not set")
+    try:
+        config = FrontConfig.from_env()
+        from kaos_backend.config import Config
+        max_upload_mb = Config.from_env().max_upload_mb
+    except (FrontConfigError, ValueError) as error:
+        parser.error(str(error))
+    _exit_with_parent()
+    parent = os.getppid() if args.parent is None else args.parent
+    sock = socket.socket(fileno=args.fd)
+    sock.setblocking(False)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    front = Front(loop, args.api, endpoint_lookup(database_url), config, max_upload_mb)
+    if args.run_dir:
+        front.api_down = api_health(args.run_dir, os.environ.get("KAOS_TOKEN"))
+    # log follows handed off by the API (kaos_backend.log_handoff) are streamed from here
+    routing.API_HANDOFFS[log_handoff.HEADER_NAME] = api_handoff(Follows(loop, finished_query(database_url), front.log))
+
+    def ready():
+        if args.ready_fd is not None:
+            try:
+                os.write(args.ready_fd, b"1")
+                os.close(args.ready_fd)
+            except OSError:
+                pass
+    serving = loop.create_task(front.serve(sock, ready))
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, serving.cancel)
+
+    def watch_parent():
+        if os.getppid() != parent:
+            serving.cancel()  # the parent is gone and the death signal did not come (not Linux)
+        else:
+            loop.call_later(1.0, watch_parent)
+    watch_parent()
+    try:
+        loop.run_until_complete(serving)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Where a request goes: `/serve-<ws>-<hex6>/...` and `/notebook-<ws>-<user>/...` to that workload's server (the
+path after the name, with its query), everything else to the API's gunicorn (as it came: the API checks the
+token). Paths are checked before routing: a dot segment (`.`, `..`, raw or percent-encoded, after `/` or `\\`)
+or a leading `//` is refused (400), so no path can leave `/serve-x/` for another workload or for `/api/`.
+
+Hand-offs (for modules that serve a response from the front itself, e.g. log follows): `API_HANDOFFS` maps a
+response header name (lowercase) to `handler(client, request, response) -> bool`. Such a header is honoured only
+on a response from the API's own socket (the handler then owns the client connection when it returns True), and
+is removed from every request and every endpoint's response, so no outsider can trigger one.
+"""
+import re
+from typing import Callable, Dict, Optional
+from urllib.parse import unquote_to_bytes
+
+from kaos_backend.front.heads import HttpError
+
+WORKLOAD_PREFIXES = (b"/serve-", b"/notebook-")
+API_HANDOFFS: Dict[bytes, Callable] = {}
+_NAME = re.compile(rb"^[A-Za-z0-9_.-]+$")
+_ABSOLUTE = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+_SEGMENT_SPLIT = re.compile(rb"[/\\]")
+
+
+class Route:
+    """`name` is the workload's (None: the API); `target` the request target to send upstream."""
+    __slots__ = ("name", "target", "max_body", "upgrade")
+
+    def __init__(self, name: Optional[str], target: bytes, max_body: int, upgrade: bool):
+        self.name = name
+        self.target = target
+        self.max_body = max_body
+        self.upgrade = upgrade    # a WebSocket handshake to relay as a tunnel
+
+
+def route(request, api_max_body: int, serve_max_body: int) -> Route:
+    """The Route of a parsed request (parsing.Request); raises HttpError (400) for a target that is refused."""
+    target = request.target
+    if target == b"*" and request.method == b"OPTIONS":
+        return Route(None, target, api_max_body, False)
+    absolute = _ABSOLUTE.match(target)
+    if absolute:  # absolute-form (RFC 9112 3.2.2): routed on its path, like origin-form
+        target = target[absolute.end():] or b"/"
+        if not target.startswith(b"/"):
+            target = b"/" + target
+    if not target.startswith(b"/"):
+        raise HttpError(400, "BAD_REQUEST", "Bad request: the request target must be a path")
+    path, question, query = target.partition(b"?")
+    if path.startswith(b"//"):
+        raise HttpError(400, "BAD_REQUEST", "Bad request: the path starts with //")
+    for segment in _SEGMENT_SPLIT.split(unquote_to_bytes(path)):
+        if segment in (b".", b".."):
+            raise HttpError(400, "BAD_REQUEST", "Bad request: dot segments are not allowed in the path")
+    websocket = request.upgrade and (request.header(b"upgrade") or b"").strip().lower() == b"websocket"
+    if path.startswith(WORKLOAD_PREFIXES):
+        name, slash, rest = path[1:].partition(b"/")
+        rest = b"/" + rest.lstrip(b"/")
+        forwarded = rest + question + query
+        if not _NAME.match(name):
+            name = b"-"  # no workload has such a name: a 404 without a lookup
+        return Route(name.decode("ascii"), forwarded, serve_max_body, websocket)
+    return Route(None, target, api_max_body, False)

@@ -1,0 +1,292 @@
+"""One request's connection to its upstream (a workload's server or the API's gunicorn): connect without blocking
+the loop (bounded by proxy_connect_timeout), send the rebuilt head and the buffered body (with backpressure),
+parse the response with llhttp and relay it to the client, rebuilt: its head from parsed fields, its body with
+the front's framing (Content-Length as given, else chunked for an HTTP/1.1 client, else until close).
+
+Timers (armed on the client, which owns the connection's one deadline): connect -> 502, the response head ->
+504, then between reads of a workload's response body -> the client's connection is cut (its status is out).
+"""
+import asyncio
+import socket
+import time
+from typing import List, Optional
+
+from kaos_backend.front import answers, routing
+from kaos_backend.front.heads import LAST_CHUNK, chunk, end_to_end, response_head
+from kaos_backend.front.parsing import Response, ResponseReader, UpstreamProtocolError
+
+HIGH_WATER = 256 * 1024   # bytes queued for a peer before the other side stops being read
+NO_BODY_STATUS = (204, 304)
+
+
+class Upstream(asyncio.Protocol):
+    """Created by the client for one request (client.Client.active) to `address` ((host, port) or a unix path)."""
+
+    def __init__(self, client, request, address, head: bytes):
+        self.client = client
+        self.config = client.config
+        self.request = request
+        self.name = request.route.name          # the workload's name, None for the API
+        self.address = address
+        self.head = head
+        self.transport: Optional[asyncio.Transport] = None
+        self.reader = ResponseReader(self)
+        self.response: Optional[Response] = None
+        self.out: List[bytes] = []              # bytes for the client, written at the end of a read
+        self.rechunk = False
+        self.until_close = False
+        self.done = False
+        self.sent = False                       # the whole request went out
+        self.received = False                   # any byte came back
+        self.writable: Optional[asyncio.Event] = None
+        self.task: Optional[asyncio.Task] = None
+
+    # -- connecting and sending
+    def start(self) -> None:
+        self.task = self.client.loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop, config = self.client.loop, self.config
+        deadline = time.monotonic() + config.api_start_timeout
+        self.client.arm(config.proxy_connect_timeout, self._connect_timeout)
+        while True:
+            try:
+                if isinstance(self.address, str):
+                    await loop.create_unix_connection(lambda: self, self.address)
+                else:
+                    await loop.create_connection(lambda: self, self.address[0], self.address[1])
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as error:
+                if self.done:
+                    return
+                if self.name is None:  # the API is (re)starting: wait for it a little; health says so at once
+                    answer = self.client.api_down_answer(self.request)
+                    if answer is None and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                        continue
+                    self._give_up(answer or answers.api_unhealthy())
+                else:
+                    await self._endpoint_failed(type(error).__name__, refused=isinstance(error, ConnectionRefusedError))
+                return
+            except OSError as error:
+                if not self.done:
+                    await self._failed_before_head(type(error).__name__)
+                return
+        if self.done:
+            self.transport.abort()
+            return
+        await self._send()
+
+    async def _send(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
+        body = self.request.body
+        if body is None or body.in_memory:
+            self.transport.write(self.head + (body.whole() if body is not None else b""))
+        else:
+            self.transport.write(self.head)
+            for piece in body.pieces():
+                if self.done:
+                    return
+                await self.writable.wait()
+                if self.done:
+                    return
+                self.transport.write(piece)
+                self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
+        self.sent = True
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def pause_writing(self):
+        if self.writable is not None:
+            self.writable.clear()
+
+    def resume_writing(self):
+        if self.writable is not None:
+            self.writable.set()
+
+    # -- the response
+    def data_received(self, data):
+        if self.done:
+            return
+        self.received = True
+        try:
+            upgraded = self.reader.feed(data)
+        except UpstreamProtocolError as error:
+            if self.response is None:
+                self.transport.abort()
+                self.client.loop.create_task(self._failed_before_head(str(error)))
+            else:
+                self.abort()
+                self.client.abort()
+            return
+        if self.done:
+            return
+        if upgraded is not None and self.response is not None and self.response.status == 101:
+            self._flush()
+            self.done = True
+            self.client.tunnel(self.transport, bytes(data[upgraded:]))
+            return
+        self._flush()
+        if not self.done and not self.client.write_paused and self.response is not None:
+            self._arm_body()
+
+    def response_head(self, response: Response) -> None:
+        self.response = response
+        client, request = self.client, self.request
+        if self.name is None:
+            for name, _, _ in response.headers:
+                handler = routing.API_HANDOFFS.get(name)
+                if handler is not None:
+                    self.done = True
+                    self.transport.close()
+                    if handler(client, request, response):
+                        return
+        headers = end_to_end(response.headers, drop=routing.API_HANDOFFS)
+        extra = []
+        status = response.status
+        if status == 101:
+            upgrade = next((value for name, _, value in response.headers if name == b"upgrade"), b"websocket")
+            extra += [b"Connection: Upgrade", b"Upgrade: " + upgrade]
+            self.out.append(response_head(status, response.status_text, headers, extra))
+            return
+        no_body = request.method == b"HEAD" or status in NO_BODY_STATUS
+        if response.length is not None and (not no_body or request.method == b"HEAD"):
+            extra.append(b"Content-Length: %d" % response.length)
+        elif not no_body and not response.chunked and response.length is None:
+            self.until_close = True
+        if not no_body and response.length is None:
+            if request.version == "1.1":
+                self.rechunk = True
+                extra.append(b"Transfer-Encoding: chunked")
+            else:
+                client.keep_alive = False
+        if request.upgrade:
+            client.keep_alive = False  # the client meant to switch protocols: its next bytes are not HTTP
+        if not client.keep_alive:
+            extra.append(b"Connection: close")
+        elif request.version == "1.0":
+            extra.append(b"Connection: keep-alive")
+        self.out.append(response_head(status, response.status_text, headers, extra))
+        if no_body:
+            self.response_done()
+
+    def response_body(self, data: bytes) -> None:
+        if not self.done:
+            self.out.append(chunk(data) if self.rechunk else data)
+
+    def response_done(self) -> None:
+        if self.done or self.response.status == 101:  # a 101 ends in a tunnel (data_received), not here
+            return
+        if self.rechunk:
+            self.out.append(LAST_CHUNK)
+        self.done = True
+        self._flush()
+        self.transport.close()
+        self.client.response_finished()
+
+    def _flush(self) -> None:
+        if self.out:
+            out, self.out = self.out, []
+            self.client.send(out[0] if len(out) == 1 else b"".join(out))
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        if self.writable is not None:
+            self.writable.set()
+        if self.done:
+            return
+        if self.response is not None:
+            if self.until_close:
+                self.response_done()
+            else:  # the body ended early: so must the client's connection
+                self.done = True
+                self.client.abort()
+            return
+        self.done = True
+        self.client.loop.create_task(self._failed_before_head(type(exc).__name__ if exc else "connection closed"))
+
+    def pause_reading(self) -> None:
+        """The client reads its response slower than it comes: stop reading the upstream."""
+        if self.transport is not None and not self.done:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.done:
+            self.transport.resume_reading()
+            if self.response is None:
+                self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
+            else:
+                self._arm_body()
+
+    def _arm_body(self) -> None:
+        """Between reads of a workload's response body: proxy_read_timeout. The API's streamed answers (log
+        follows, which wait for a workload's next line) are not cut: the client leaving ends them."""
+        if self.name is None:
+            self.client.disarm()
+        else:
+            self.client.arm(self.config.proxy_read_timeout, self._body_timeout)
+
+    # -- failures and timeouts
+    def abort(self) -> None:
+        """The client is gone (or the request is abandoned): drop the upstream connection now."""
+        self.done = True
+        if self.transport is not None:
+            self.transport.abort()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.writable is not None:
+            self.writable.set()
+
+    def _give_up(self, answer: bytes) -> None:
+        self.done = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.client.answer_for(self, answer)
+
+    def _connect_timeout(self) -> None:
+        reason = f"no connection within {self.config.proxy_connect_timeout:g} s"
+        self.abort()
+        self.client.answer_for(self, answers.api_error(reason) if self.name is None
+                               else answers.endpoint_error(self.name, reason))
+
+    def _read_timeout(self) -> None:
+        seconds = self.config.proxy_read_timeout
+        self.abort()
+        self.client.answer_for(self, answers.api_timeout(seconds) if self.name is None
+                               else answers.endpoint_timeout(self.name, seconds))
+
+    def _body_timeout(self) -> None:
+        self.abort()
+        self.client.abort()  # the status is out: only a cut connection tells the client the body is short
+
+    async def _failed_before_head(self, reason: str) -> None:
+        self.done = True
+        if self.name is None:
+            self.client.answer_for(self, self.client.api_down_answer(self.request) or answers.api_error(reason))
+        else:
+            await self._endpoint_failed(reason, refused=False)
+
+    async def _endpoint_failed(self, reason: str, refused: bool) -> None:
+        """Refused: killed a moment ago (404) or not accepting connections (503); else broke off (502, with
+        the endpoint's state now: it may have crashed)."""
+        self.done = True
+        endpoints = self.client.front.endpoints
+        endpoints.forget(self.name)
+        try:
+            address = await endpoints.get(self.name)
+        except Exception:  # noqa: BLE001 - the database is down: the answer still goes out
+            address = None if not refused else ("PIPELINE_UNKNOWN", None, None)
+        if refused:
+            answer = answers.not_found(self.name) if address is None else answers.unavailable(self.name, address[0])
+        else:
+            answer = answers.endpoint_error(self.name, reason, address[0] if address else "PIPELINE_UNKNOWN")
+        self.client.answer_for(self, answer)
