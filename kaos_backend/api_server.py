@@ -38,6 +38,10 @@ def main(argv=None) -> int:
         return 1
     from kaos_backend.app import create_app
     app = create_app(config)                # in the master, before any fork (preload_app)
+    # Its socket is the front door's alone, and the front serves log follows: the API hands them off
+    # (kaos_backend.log_handoff) instead of holding a worker thread per follower.
+    from kaos_backend.log_handoff import APP_FLAG
+    app.extensions[APP_FLAG] = True
     if args.run_dir:
         from kaos_backend.part_status import evaluate
         run_dir = Path(args.run_dir)

@@ -1,11 +1,11 @@
 from functools import partial
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, request
 
 from kaos_backend.api import respond, services
 from kaos_backend.api.listing import list_response
-from kaos_backend.api.logs import log_response
-from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_body, user_arg
+from kaos_backend.api.logs import endpoint_log_response, log_response
+from kaos_backend.api.request_parsing import resource_args, upload_body, user_arg
 
 bp = Blueprint("inference", __name__)
 
@@ -27,11 +27,7 @@ def list_endpoints(workspace):
 @bp.get("/inference/<workspace>/<endpoint>/logs")
 @bp.get("/inference/<endpoint>/logs", defaults={"workspace": None})
 def logs(endpoint, workspace):
-    inference = services().inference
-    if flag_arg("follow"):
-        return Response(stream_with_context(inference.follow_log(workspace, endpoint)), mimetype="text/plain",
-                        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
-    return respond(inference.log_text(workspace, endpoint))
+    return endpoint_log_response(workspace, endpoint)
 
 
 @bp.get("/inference/<workspace>/build/<job_id>/logs")

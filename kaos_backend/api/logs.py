@@ -1,14 +1,46 @@
-"""Answering a logs request: the whole log as a JSON string, or (follow=true) a live text/plain stream."""
-from flask import Response, stream_with_context
+"""Answering a logs request: the whole log as a JSON string, or (follow=true) a live text/plain stream.
 
+Behind the front door (kaos_backend.api_server sets `log_handoff.APP_FLAG`) a follow holds no worker thread:
+once the request is authorized the answer is an empty 200 whose `X-Kaos-Follow` header hands the stream to the
+front (kaos_backend.log_handoff). Anywhere else (an app served by another WSGI server) the view streams itself.
+"""
+from flask import Response, current_app, request, stream_with_context
+
+from kaos_backend import log_handoff
 from kaos_backend.api import respond, services
 from kaos_backend.api.request_parsing import flag_arg
+
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
 
 
 def log_response(workspace: str, job_id: str, kinds=None):
     jobs = services().jobs
     if flag_arg("follow"):
-        lines = jobs.follow_log(workspace, job_id, kinds)
-        return Response(stream_with_context(lines), mimetype="text/plain",
-                        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+        if _hands_off():
+            log = jobs.log_to_follow(workspace, job_id, kinds)
+            return _handoff(log_handoff.Handoff(str(log.path), job=job_id))
+        return _stream(jobs.follow_log(workspace, job_id, kinds))
     return respond(jobs.log_text(workspace, job_id, kinds))
+
+
+def endpoint_log_response(workspace, endpoint: str):
+    inference = services().inference
+    if flag_arg("follow"):
+        if _hands_off():
+            log = inference.log_to_follow(workspace, endpoint)
+            return _handoff(log_handoff.Handoff(str(log.path), endpoint=endpoint))
+        return _stream(inference.follow_log(workspace, endpoint))
+    return respond(inference.log_text(workspace, endpoint))
+
+
+def _hands_off() -> bool:
+    return bool(current_app.extensions.get(log_handoff.APP_FLAG)) and request.method == "GET"
+
+
+def _handoff(handoff: log_handoff.Handoff) -> Response:
+    headers = dict(STREAM_HEADERS, **{log_handoff.HEADER: log_handoff.encode(handoff)})
+    return Response(b"", mimetype="text/plain", headers=headers)
+
+
+def _stream(lines) -> Response:
+    return Response(stream_with_context(lines), mimetype="text/plain", headers=STREAM_HEADERS)

@@ -7,8 +7,11 @@ import signal
 import socket
 import sys
 
+from kaos_backend import log_handoff
+from kaos_backend.front import routing
 from kaos_backend.front.config import FrontConfig, FrontConfigError
 from kaos_backend.front.endpoints import endpoint_lookup
+from kaos_backend.front.follow import Follows, api_handoff, finished_query
 from kaos_backend.front.health import api_health
 from kaos_backend.front.server import Front
 
@@ -53,6 +56,8 @@ def main(argv=None) -> int:
     front = Front(loop, args.api, endpoint_lookup(database_url), config, max_upload_mb)
     if args.run_dir:
         front.api_down = api_health(args.run_dir, os.environ.get("KAOS_TOKEN"))
+    # log follows handed off by the API (kaos_backend.log_handoff) are streamed from here
+    routing.API_HANDOFFS[log_handoff.HEADER_NAME] = api_handoff(Follows(loop, finished_query(database_url), front.log))
 
     def ready():
         if args.ready_fd is not None:

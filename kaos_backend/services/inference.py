@@ -141,10 +141,14 @@ class InferenceService:
             find_endpoint(session, workspace, name)
         return "\n".join(endpoint_log(self.config.data_dir, name).lines())
 
-    def follow_log(self, workspace: Optional[str], name: str) -> Iterator[str]:
+    def log_to_follow(self, workspace: Optional[str], name: str) -> JobLog:
+        """The endpoint's log, once the endpoint is known (PipelineNotFound otherwise)."""
         with self.db.read_scope() as session:
             find_endpoint(session, workspace, name)
-        log = endpoint_log(self.config.data_dir, name)
+        return endpoint_log(self.config.data_dir, name)
+
+    def follow_log(self, workspace: Optional[str], name: str) -> Iterator[str]:
+        log = self.log_to_follow(workspace, name)
         return (line + "\n" for line in log.follow(lambda: self._gone(name)))
 
     def _gone(self, name: str) -> bool:

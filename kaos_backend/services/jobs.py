@@ -172,8 +172,12 @@ class JobService:
             find_job(session, workspace, job_id, kinds)
         return "\n".join(JobLog(self.layout.log_path(job_id)).lines())
 
-    def follow_log(self, workspace: str, job_id: str, kinds=None) -> Iterator[str]:
+    def log_to_follow(self, workspace: str, job_id: str, kinds=None) -> JobLog:
+        """The job's log, once the job is known to be in `workspace` (JobNotFound otherwise)."""
         with self.db.read_scope() as session:
             find_job(session, workspace, job_id, kinds)
-        log = JobLog(self.layout.log_path(job_id))
+        return JobLog(self.layout.log_path(job_id))
+
+    def follow_log(self, workspace: str, job_id: str, kinds=None) -> Iterator[str]:
+        log = self.log_to_follow(workspace, job_id, kinds)
         return (line + "\n" for line in log.follow(lambda: self.is_finished(job_id)))
