@@ -1,7 +1,8 @@
 """Where a request goes: `/serve-<ws>-<hex6>/...` and `/notebook-<ws>-<user>/...` to that workload's server (the
 path after the name, with its query), everything else to the API's gunicorn (as it came: the API checks the
 token). Paths are checked before routing: a dot segment (`.`, `..`, raw or percent-encoded, after `/` or `\\`)
-or a leading `//` is refused (400), so no path can leave `/serve-x/` for another workload or for `/api/`.
+is refused (400), so no path can leave `/serve-x/` for another workload or for `/api/`; leading slashes are
+collapsed into one (1.x clients send `//api/...` and `/api//...`; the API collapses the inner ones).
 
 Hand-offs (for modules that serve a response from the front itself, e.g. log follows): `API_HANDOFFS` maps a
 response header name (lowercase) to `handler(client, request, response) -> bool`. Such a header is honoured only
@@ -45,8 +46,9 @@ def route(request, api_max_body: int, serve_max_body: int) -> Route:
     if not target.startswith(b"/"):
         raise HttpError(400, "BAD_REQUEST", "Bad request: the request target must be a path")
     path, question, query = target.partition(b"?")
-    if path.startswith(b"//"):
-        raise HttpError(400, "BAD_REQUEST", "Bad request: the path starts with //")
+    if path.startswith(b"//"):  # 1.x clients join `<endpoint>/` and `/route`: repeated slashes are one
+        path = b"/" + path.lstrip(b"/")
+        target = path + question + query
     for segment in _SEGMENT_SPLIT.split(unquote_to_bytes(path)):
         if segment in (b".", b".."):
             raise HttpError(400, "BAD_REQUEST", "Bad request: dot segments are not allowed in the path")
