@@ -52,17 +52,17 @@ def list_endpoints(limit, show_all):
 
     def fetch(size, token):
         page = client.serve_list(workspace, limit=size, continue_token=token)
-        return page, page.continue_token
+        return {key: getattr(page, key) for key in ("building", "endpoints")}, page.continue_token
 
     listing, more = first_items(fetch, ("building", "endpoints"), limit)
     building, endpoints = listing["building"], listing["endpoints"]
-    write_cache("build-serve", [job.get("job_id") for job in building])
-    write_cache("serve", [endpoint.get("name") for endpoint in endpoints])
+    write_cache("build-serve", [job.job_id for job in building])
+    write_cache("serve", [endpoint.name for endpoint in endpoints])
     tables = []
     for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS)):
         if items:
-            columns = columns + (("reason",) if any(item.get("reason") for item in items) else ())
-            rows = [[index] + [render.wrapped(item.get(column)) for column in columns]
+            columns = columns + (("reason",) if any(item.reason for item in items) else ())
+            rows = [[index] + [render.wrapped(getattr(item, column)) for column in columns]
                     for index, item in enumerate(items)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
@@ -95,19 +95,19 @@ def deploy(source_bundle, model_id, cpu, memory, gpu):
     render.info(f"Submitting source bundle: {source_bundle}")
     answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
                            client.upload_serve_source(workspace, zip_path, model_id, cpu=cpu, memory=memory,
-                                                      gpu=gpu, digest=digest)) or {}
+                                                      gpu=gpu, digest=digest))
     if model_id:
         render.success(f"Adding trained model_id: {model_id}")
-    render.success(f"Setting source bundle: /{answer.get('glob_name')}")
-    if answer.get("job_id"):
-        render.success(f"Building image: job {answer['job_id']}")
-    if answer.get("endpoint"):
-        render.success(f"Endpoint: {answer['endpoint']}")
+    render.success(f"Setting source bundle: /{answer.glob_name}")
+    if answer.job_id:
+        render.success(f"Building image: job {answer.job_id}")
+    if answer.endpoint:
+        render.success(f"Endpoint: {answer.endpoint}")
     render.echo()
-    if answer.get("warning"):
-        render.warning(answer["warning"])
-    if answer.get("url"):
-        render.info(f"Check its state with kaos serve list; it answers at {answer['url']}")
+    if answer.warning:
+        render.warning(answer.warning)
+    if answer.url:
+        render.info(f"Check its state with kaos serve list; it answers at {answer.url}")
     else:
         render.info("Check its state and url with kaos serve list")
 

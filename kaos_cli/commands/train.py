@@ -53,18 +53,19 @@ def list_jobs(limit, show_all):
 
     def fetch(size, token):
         page = client.train_list(workspace, limit=size, continue_token=token)
-        return page, page.continue_token
+        return {key: getattr(page, key) for key in [key for _, key, _, _ in LISTINGS]}, page.continue_token
 
     listing, more = first_items(fetch, [key for _, key, _, _ in LISTINGS], limit)
     for _, key, _, cache in LISTINGS:
         if cache:
-            write_cache(cache, [job.get("job_id") for job in listing[key]])
+            write_cache(cache, [job.job_id for job in listing[key]])
     tables = []
     for title, key, columns, _ in LISTINGS:
         jobs = listing[key]
         if jobs:
-            columns = columns + (("reason",) if any(job.get("reason") for job in jobs) else ())
-            rows = [[index] + [render.wrapped(job.get(column)) for column in columns] for index, job in enumerate(jobs)]
+            columns = columns + (("reason",) if any(job.reason for job in jobs) else ())
+            rows = [[index] + [render.wrapped(getattr(job, column)) for column in columns]
+                    for index, job in enumerate(jobs)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
         render.warning(NO_JOBS)
@@ -105,43 +106,43 @@ def check_hyperparams(path) -> None:
                         'like {"lr": [0.1, 0.01], "depth": [3, 5]}')
 
 
-def _submit_source(client, workspace, source_bundle, resources) -> dict:
+def _submit_source(client, workspace, source_bundle, resources):
     from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting source bundle: {source_bundle}")
     answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
-                           client.upload_train_source(workspace, zip_path, digest=digest, **resources)) or {}
-    render.success(f"Setting source bundle: /{answer.get('glob_name')}")
-    if answer.get("job_id"):
-        render.success(f"Building image: job {answer['job_id']}")
+                           client.upload_train_source(workspace, zip_path, digest=digest, **resources))
+    render.success(f"Setting source bundle: /{answer.glob_name}")
+    if answer.job_id:
+        render.success(f"Building image: job {answer.job_id}")
     render.echo()
     return answer
 
 
-def _submit_data(client, workspace, data_bundle, resources) -> dict:
+def _submit_data(client, workspace, data_bundle, resources):
     from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting data bundle: {data_bundle}")
     answer = upload_folder(data_bundle, "data.zip", "data bundle", lambda zip_path, digest:
-                           client.upload_features(workspace, zip_path, digest=digest, **resources)) or {}
-    render.success(f"Setting data bundle: /{answer.get('glob_name')}")
+                           client.upload_features(workspace, zip_path, digest=digest, **resources))
+    render.success(f"Setting data bundle: /{answer.glob_name}")
     render.echo()
     return answer
 
 
-def _submit_manifest(client, workspace, data_manifest, resources) -> dict:
+def _submit_manifest(client, workspace, data_manifest, resources):
     render.info(f"Submitting data manifest bundle: {data_manifest}")
-    answer = client.upload_manifest(workspace, data_manifest, **resources) or {}
-    render.success(f"Setting data manifest bundle: /{answer.get('glob_name')}")
+    answer = client.upload_manifest(workspace, data_manifest, **resources)
+    render.success(f"Setting data manifest bundle: /{answer.glob_name}")
     render.echo()
     return answer
 
 
-def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) -> dict:
+def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources):
     render.info(f"Submitting hyperparams bundle: {hyperparams}")
-    answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, **resources) or {}
-    glob_name = answer.get("glob_name")
-    combinations = answer.get("params") or []
+    answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, **resources)
+    glob_name = answer.glob_name
+    combinations = answer.params
     if not combinations or glob_name == NO_HYPERPARAMS.lstrip("/"):
         render.success(f"Setting hyperparameters bundle: {NO_HYPERPARAMS} (no hyperparameters)")
         render.echo()
@@ -157,18 +158,18 @@ def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) 
     return answer
 
 
-def inputs_row(inputs: dict) -> list:
-    """The `Image | Data | Hyperparams` cells of `train_inspect`'s answer."""
-    image_state = inputs.get("image_state")
+def inputs_row(inputs) -> list:
+    """The `Image | Data | Hyperparams` cells of `train_inspect`'s TrainPipelineInfo."""
+    image_state = inputs.image_state
     if image_state == "building":
         image = render.mark(None, building=True)
-    elif image_state == "ready" and inputs.get("image"):
-        image = render.mark(inputs["image"])
+    elif image_state == "ready" and inputs.image:
+        image = render.mark(inputs.image)
     else:
         image = render.CROSS
-    hyper_glob = inputs.get("hyper_glob")
+    hyper_glob = inputs.hyper_glob
     hyper = render.CROSS if not hyper_glob or hyper_glob == NO_HYPERPARAMS else render.mark(hyper_glob)
-    return [image, render.mark(inputs.get("data_glob")), hyper]
+    return [image, render.mark(inputs.data_glob), hyper]
 
 
 @train.command(short_help="Deploy a training job", context_settings={"help_option_names": ["--help"]})
@@ -215,7 +216,7 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
         answers.append(_submit_manifest(client, workspace, data_manifest, resources))
     if hyperparams:
         answers.append(_submit_hyperparams(client, workspace, hyperparams, parallelism, resources))
-    for warning in dict.fromkeys(answer["warning"] for answer in answers if answer.get("warning")):
+    for warning in dict.fromkeys(answer.warning for answer in answers if answer.warning):
         render.warning(warning)  # the resources asked for are not enforced here: said once
     inputs = client.train_inspect(workspace)
     render.echo("CURRENT TRAINING INPUTS")
@@ -228,8 +229,8 @@ def _provenance(reference) -> str:
     """`Author: <user>\\nPath: <path>` of a code/data/hyperparams reference, `None` when there is none."""
     if not reference:
         return "None"
-    author = reference.get("author")
-    path = f"Path: {reference.get('path')}"
+    author = reference.author
+    path = f"Path: {reference.path}"
     return f"Author: {author}\n{path}" if author else path
 
 
@@ -246,36 +247,35 @@ def info(job_id, ind, sort_by, page_id, ascending):
     client, workspace = workspace_session()
     render.info(f"Retrieving info from {job_id}")
     answer = client.train_info(workspace, job_id, sort_by=sort_by, page_id=page_id, ascending=ascending)
-    job = answer.get("response") or {}
-    page = answer.get("page_id", page_id)
-    process_time = job.get("process_time")
+    job = answer.response
+    page = answer.page_id
     render.echo()
-    render.echo(f"    Job ID: {job.get('job_id', job_id)}")
-    render.echo(f"    Process time: {process_time}s" if process_time is not None else "    Process time: None")
-    render.echo(f"    State: {job.get('state')}")
-    if job.get("reason"):
-        render.echo(f"    Reason: {job['reason']}")
-    render.echo(f"    Available metrics: {[str(name) for name in job.get('available_metrics') or []]}")
+    render.echo(f"    Job ID: {job.job_id}")
+    render.echo(f"    Process time: {job.process_time}s")
+    render.echo(f"    State: {job.state}")
+    if job.reason:
+        render.echo(f"    Reason: {job.reason}")
+    render.echo(f"    Available metrics: {[str(name) for name in job.available_metrics]}")
     render.echo()
-    render.echo(f"    Page count: {answer.get('page_count')}")
+    render.echo(f"    Page count: {answer.page_count}")
     render.echo(f"    Page ID: {page}")
     headers = ["ind", "Code", "Data", "Model ID", "Hyperparams"] + (["Score"] if sort_by else [])
     rows = []
-    offset = (page if isinstance(page, int) else page_id) * PAGE_SIZE
-    for number, partition in enumerate(job.get("partitions") or []):
-        row = [offset + number, _provenance(partition.get("code")), _provenance(partition.get("data")),
-               (partition.get("output") or {}).get("model_id"), _provenance(partition.get("hyperparams"))]
+    offset = page * PAGE_SIZE
+    for number, partition in enumerate(job.partitions):
+        row = [offset + number, _provenance(partition.code), _provenance(partition.data),
+               partition.output.model_id, _provenance(partition.hyperparams)]
         if sort_by:
-            row.append(partition.get("score"))
+            row.append(partition.score)
         rows.append(row)
     render.print_table(headers, rows, justify="center")
     _failed_partitions(job)
 
 
-def _failed_partitions(job: dict) -> None:
-    """The failed partitions' table (at most MAX_FAILED_ROWS rows) and how many more failed."""
-    listed = job.get("failed_partitions") or []
-    count = job.get("failed_count")
+def _failed_partitions(job) -> None:
+    """The failed partitions' table (at most MAX_FAILED_ROWS rows) of a JobInfo, and how many more failed."""
+    listed = job.failed_partitions
+    count = job.failed_count
     if not isinstance(count, int) or count < len(listed):  # a backend that does not count them
         count = len(listed)
     failed = listed[:MAX_FAILED_ROWS]
@@ -284,8 +284,8 @@ def _failed_partitions(job: dict) -> None:
     render.echo()
     render.echo(f"    Failed partitions: {count}")
     if failed:
-        rows = [[partition.get("datum_id", "").rsplit("-", 1)[-1], partition.get("state"),
-                 _provenance(partition.get("hyperparams")), render.wrapped(partition.get("reason"))]
+        rows = [[partition.datum_id.rsplit("-", 1)[-1], partition.state,
+                 _provenance(partition.hyperparams), render.wrapped(partition.reason)]
                 for partition in failed]
         render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
     if count > len(failed):

@@ -110,12 +110,12 @@ def info():
     config, client = _session()
     name = require_workspace(config, client)
     details = client.workspace_info(name)
-    render.echo(f"--- Workspace {details.get('name') or name} ---")
+    render.echo(f"--- Workspace {details.name or name} ---")
     render.echo("Pipelines:")
-    for pipeline in details.get("pipelines") or []:
+    for pipeline in details.pipelines:
         render.echo(f"- {pipeline}")
     render.echo("Repos:")
-    for repo in details.get("repos") or []:
+    for repo in details.repos:
         render.echo(f"- {repo}")
 
 
