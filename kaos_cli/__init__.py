@@ -9,6 +9,8 @@ _SDK = {
     "KaosClient": "kaos_cli.client",
     "BlobNotStored": "kaos_cli.client",
     "NamesPage": "kaos_cli.client",
+    "WaitTimeout": "kaos_cli.client_waits",
+    "wait_until": "kaos_cli.client_waits",
     "KaosError": "kaos_cli.errors",
     "ConnectionProblem": "kaos_cli.errors",
     "RequestError": "kaos_cli.errors",

@@ -37,6 +37,7 @@ import re
 from typing import Any, Dict, Iterator, Optional, Type, TypeVar, Union
 from urllib.parse import quote
 
+from kaos_cli.client_waits import Waits
 from kaos_cli.errors import (ConnectionProblem, KaosError, PlatformUnhealthy, RequestError, UnauthorizedError,
                              UnexpectedAnswer)
 from kaos_model.wire import (BundleUpload, EndpointListing, HealthInfo, JobInfoPage, JobRecord, ParamsUpload,
@@ -132,7 +133,7 @@ class BlobNotStored(KaosError):
         self.digest = digest
 
 
-class KaosClient:
+class KaosClient(Waits):
     """One kaos backend: `url` is its API endpoint (`http://<host>:<port>/api/`), `token` its shared secret
     (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter;
     `unhealthy_advice` is appended to the message of a `PlatformUnhealthy` ("see <log>, or run ...") and of an
