@@ -1,7 +1,10 @@
-"""How the CLI talks to a person: `Info/Warning/Error -` lines, tables and the state marks."""
+"""How the CLI talks to a person: `Info/Warning/Error -` lines, tables and the state marks. With `-o json|yaml`
+(`kaos_cli.output`) stdout holds the data alone: all of this goes to stderr, without colours."""
 from typing import Iterable, Optional, Sequence
 
 import click
+
+from kaos_cli.output import machine
 
 CHECK = "\u2714"     # ✔ a value is set
 CROSS = "\u2717"     # ✗ a value is missing
@@ -11,13 +14,17 @@ _COLOURS = {"Info": "green", "Warning": "yellow", "Error": "red", "Aborting": "r
 
 
 def line(level: str, message: str) -> str:
-    """`<Level> - message` with the level's bold colour (colours vanish when the stream is not a terminal)."""
+    """`<Level> - message` with the level's bold colour (colours vanish when the stream is not a terminal, and
+    with `-o json|yaml`)."""
+    if machine():
+        return f"{level} - {message}"
     return f"{click.style(level, fg=_COLOURS.get(level, 'red'), bold=True)} - {message}"
 
 
 def say(level: str, message: str, err: Optional[bool] = None) -> None:
-    """Info goes to stdout; every other level goes to stderr (unless `err` says otherwise)."""
-    click.echo(line(level, message), err=level != "Info" if err is None else err)
+    """Info goes to stdout; every other level goes to stderr (unless `err` says otherwise); everything goes to
+    stderr with `-o json|yaml`."""
+    click.echo(line(level, message), err=(level != "Info" if err is None else err) or machine())
 
 
 def info(message: str, err: bool = False) -> None:
@@ -34,7 +41,8 @@ def error(message: str) -> None:
 
 
 def echo(text: str = "", err: bool = False) -> None:
-    click.echo(text, err=err)
+    """A line for the person on stdout (stderr when `err`, or with `-o json|yaml`)."""
+    click.echo(text, err=err or machine())
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
@@ -60,7 +68,7 @@ def wrapped(value, width: int = 60):
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
                 justify: Optional[str] = None) -> None:
-    click.echo(table(headers, rows, title, justify))
+    echo(table(headers, rows, title, justify))
 
 
 def titled_table(title: str, headers: Sequence[str], rows: Iterable[Sequence], justify: str = "center") -> str:
@@ -79,7 +87,7 @@ def titled_table(title: str, headers: Sequence[str], rows: Iterable[Sequence], j
 
 def success(message: str) -> None:
     """` ✔ message` — a step that worked."""
-    click.echo(f" {click.style(CHECK, fg='green')} {message}")
+    echo(f" {CHECK if machine() else click.style(CHECK, fg='green')} {message}")
 
 
 def mark(value, building: bool = False) -> str:

@@ -13,7 +13,8 @@ from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
-from kaos_cli.paging import first_items, more_hint, size_options, wanted
+from kaos_cli.output import emit, list_pages, output_option, progress_wanted
+from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import resolve_index, write_cache
 
 PAGE_SIZE = 10  # partitions per `train info` page (the backend's page size)
@@ -45,9 +46,11 @@ def train():
 # -- list ------------------------------------------------------------------------------------------------------
 @train.command("list", short_help="List the training jobs")
 @size_options
+@output_option
 def list_jobs(limit, show_all):
     """List the ingesting, building and training jobs of the current workspace, newest first: the newest 50 of
-    each table unless --limit or --all say otherwise."""
+    each table unless --limit or --all say otherwise. With -o json|yaml: `GET /train/<ws>?limit=`'s answer,
+    `{"response": {"training": [...], "building": [...], "ingesting": [...]}, "continue": <token or null>}`."""
     limit = wanted(limit, show_all)
     client, workspace = workspace_session()
 
@@ -55,10 +58,14 @@ def list_jobs(limit, show_all):
         page = client.train_list(workspace, limit=size, continue_token=token)
         return {key: getattr(page, key) for key in [key for _, key, _, _ in LISTINGS]}, page.continue_token
 
-    listing, more = first_items(fetch, [key for _, key, _, _ in LISTINGS], limit)
+    listing, more, token = list_pages(fetch, [key for _, key, _, _ in LISTINGS], limit)
     for _, key, _, cache in LISTINGS:
         if cache:
             write_cache(cache, [job.job_id for job in listing[key]])
+    if emit({"response": {key: listing[key] for key in ("training", "building", "ingesting")}, "continue": token}):
+        if more:
+            render.info(more_hint("train", f"the newest {limit} jobs of each list"), err=True)
+        return
     tables = []
     for title, key, columns, _ in LISTINGS:
         jobs = listing[key]
@@ -111,7 +118,8 @@ def _submit_source(client, workspace, source_bundle, resources):
 
     render.info(f"Submitting source bundle: {source_bundle}")
     answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
-                           client.upload_train_source(workspace, zip_path, digest=digest, **resources))
+                           client.upload_train_source(workspace, zip_path, digest=digest, **resources),
+                           progress=progress_wanted())
     render.success(f"Setting source bundle: /{answer.glob_name}")
     if answer.job_id:
         render.success(f"Building image: job {answer.job_id}")
@@ -124,7 +132,8 @@ def _submit_data(client, workspace, data_bundle, resources):
 
     render.info(f"Submitting data bundle: {data_bundle}")
     answer = upload_folder(data_bundle, "data.zip", "data bundle", lambda zip_path, digest:
-                           client.upload_features(workspace, zip_path, digest=digest, **resources))
+                           client.upload_features(workspace, zip_path, digest=digest, **resources),
+                           progress=progress_wanted())
     render.success(f"Setting data bundle: /{answer.glob_name}")
     render.echo()
     return answer
@@ -187,8 +196,11 @@ def inputs_row(inputs) -> list:
 @click.option("--cpu", type=float, help="CPU cores per job")
 @click.option("--memory", type=str, help="Memory per job, e.g. 512Mi")
 @click.option("--gpu", type=int, default=0, show_default=True, help="GPUs per job")
+@output_option
 def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, cpu, memory, gpu):
-    """Set the inputs of the workspace's training: source, data (bundle or manifest), hyperparameters."""
+    """Set the inputs of the workspace's training: source, data (bundle or manifest), hyperparameters.
+    With -o json|yaml: `{"source"|"data"|"manifest"|"hyperparams": <each upload route's answer>, "inputs":
+    <GET /train/<ws>/inspect's answer>}`, the uploads made only."""
     if data_bundle and data_manifest:
         raise click.UsageError(DATA_EXCLUSIVE, ctx=click.get_current_context())
     if not any((source_bundle, data_bundle, data_manifest, hyperparams)):
@@ -207,18 +219,20 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     if parallelism is not None and not hyperparams:
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
-    answers = []
+    answers = {}
     if source_bundle:
-        answers.append(_submit_source(client, workspace, source_bundle, resources))
+        answers["source"] = _submit_source(client, workspace, source_bundle, resources)
     if data_bundle:
-        answers.append(_submit_data(client, workspace, data_bundle, resources))
+        answers["data"] = _submit_data(client, workspace, data_bundle, resources)
     if data_manifest:
-        answers.append(_submit_manifest(client, workspace, data_manifest, resources))
+        answers["manifest"] = _submit_manifest(client, workspace, data_manifest, resources)
     if hyperparams:
-        answers.append(_submit_hyperparams(client, workspace, hyperparams, parallelism, resources))
-    for warning in dict.fromkeys(answer.warning for answer in answers if answer.warning):
+        answers["hyperparams"] = _submit_hyperparams(client, workspace, hyperparams, parallelism, resources)
+    for warning in dict.fromkeys(answer.warning for answer in answers.values() if answer.warning):
         render.warning(warning)  # the resources asked for are not enforced here: said once
     inputs = client.train_inspect(workspace)
+    if emit(dict(answers, inputs=inputs)):
+        return
     render.echo("CURRENT TRAINING INPUTS")
     render.echo()
     render.print_table(["Image", "Data", "Hyperparams"], [inputs_row(inputs)], justify="center")
@@ -241,12 +255,16 @@ def _provenance(reference) -> str:
 @click.option("-p", "--page_id", type=click.IntRange(min=0), default=0, show_default=True,
               help="Page of ten models")
 @click.option("--ascending", is_flag=True, help="Sort ascending (for losses) instead of descending")
+@output_option
 def info(job_id, ind, sort_by, page_id, ascending):
-    """Describe a training job: its state, metrics and the models of one page."""
+    """Describe a training job: its state, metrics and the models of one page. With -o json|yaml:
+    `GET /train/<ws>/<job_id>`'s answer, `{"page_id", "page_count", "response": JobInfo}`."""
     job_id = _job_id(job_id, ind)
     client, workspace = workspace_session()
     render.info(f"Retrieving info from {job_id}")
     answer = client.train_info(workspace, job_id, sort_by=sort_by, page_id=page_id, ascending=ascending)
+    if emit(answer):
+        return
     job = answer.response
     page = answer.page_id
     render.echo()
@@ -329,7 +347,7 @@ def get(job_id, ind, out_dir, include_code, include_data, include_model, model_i
                                        include_model=include_model, model_id=model_id)
         render.info(f"Extracting train bundle: {target}")
         try:
-            extract_zip(zip_path, target, "train bundle")
+            extract_zip(zip_path, target, "train bundle", progress=progress_wanted())
         except UnsafeArchiveError as exc:
             raise KaosError(f"Refused the train bundle of {job_id}: its member {exc.member!r} would be written "
                             f"outside {target} (nothing was extracted)") from None

@@ -41,7 +41,7 @@ def stderr_last(result) -> str:
 
 
 # -- deploy ----------------------------------------------------------------------------------------------------
-def test_deploy_with_a_model_as_in_the_seed(kaos, ws, serve_dir):
+def test_deploy_with_a_model_as_in_the_seed(kaos, ws, serve_dir, terminal):
     model_path = "inference/mnist/e23a2_9fd9d%3A134639"  # the model id in the path (Flask decodes %3A)
     ws.route("POST", model_path, body={"glob_name": "mnist:93168", "endpoint": ENDPOINT, "job_id": BUILD_JOB})
     result = kaos("serve", "deploy", "-s", str(serve_dir), "-m", MODEL)
@@ -379,7 +379,7 @@ BUNDLE = {
 }
 
 
-def test_get_extracts_the_bundle(kaos, ws, project):
+def test_get_extracts_the_bundle(kaos, ws, project, terminal):
     ws.route("GET", f"inference/mnist/{ENDPOINT}/bundle", body=zip_bytes(BUNDLE), content_type="application/zip")
     result = kaos("serve", "get", "-e", ENDPOINT)
     assert result.exit_code == 0, result.output

@@ -45,7 +45,7 @@ def inspect_reply(image_state="building", image=None, data_glob="/features:9fd9d
 
 
 # -- deploy ----------------------------------------------------------------------------------------------------
-def test_deploy_source_only(kaos, ws, source_dir):
+def test_deploy_source_only(kaos, ws, source_dir, terminal):
     ws.route("POST", "train/mnist", body={"glob_name": "mnist:17127", "job_id": BUILD_JOB})
     ws.route("GET", "train/mnist/inspect", body=inspect_reply(data_glob="/features:9fd9d"))
     result = kaos("train", "deploy", "-s", str(source_dir))
