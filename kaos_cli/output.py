@@ -2,9 +2,9 @@
 
 `table` (the default) is the 1.x output. `json` and `yaml` print the API's own answer — the route's JSON body as
 the wire objects give it back (`to_dict()`), e.g. `kaos train list -o json` prints what `GET /train/<ws>?limit=50`
-answered — and nothing else on stdout: the command's Info and ✔ lines go to stderr, without colours, and no
-progress bar is drawn. Progress bars also need stdout to be a terminal in table mode. Errors stay one
-`Error - ...` line on stderr with exit status 1.
+answered — and nothing else on stdout: the table format's Info and ✔ lines are left out (the data says it),
+warnings and hints still go to stderr, without colours, and no progress bar is drawn. Progress bars also need
+stdout to be a terminal in table mode. Errors stay one `Error - ...` line on stderr with exit status 1.
 
 A command takes the option with `@output_option` and shows its object with `if emit(answer): return` before its
 table code."""

@@ -1,5 +1,6 @@
 """How the CLI talks to a person: `Info/Warning/Error -` lines, tables and the state marks. With `-o json|yaml`
-(`kaos_cli.output`) stdout holds the data alone: all of this goes to stderr, without colours."""
+(`kaos_cli.output`) stdout holds the data alone: what would go to stdout is left out (the data says it), what
+goes to stderr (warnings, errors, hints) still does, without colours."""
 from typing import Iterable, Optional, Sequence
 
 import click
@@ -22,9 +23,9 @@ def line(level: str, message: str) -> str:
 
 
 def say(level: str, message: str, err: Optional[bool] = None) -> None:
-    """Info goes to stdout; every other level goes to stderr (unless `err` says otherwise); everything goes to
-    stderr with `-o json|yaml`."""
-    click.echo(line(level, message), err=(level != "Info" if err is None else err) or machine())
+    """Info goes to stdout; every other level goes to stderr (unless `err` says otherwise). With `-o json|yaml`
+    the stdout lines are left out."""
+    echo(line(level, message), err=level != "Info" if err is None else err)
 
 
 def info(message: str, err: bool = False) -> None:
@@ -41,8 +42,9 @@ def error(message: str) -> None:
 
 
 def echo(text: str = "", err: bool = False) -> None:
-    """A line for the person on stdout (stderr when `err`, or with `-o json|yaml`)."""
-    click.echo(text, err=err or machine())
+    """A line for the person on stdout (stderr when `err`); left out of stdout with `-o json|yaml`."""
+    if err or not machine():
+        click.echo(text, err=err)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,

@@ -11,60 +11,16 @@ from kaos_cli import (BundleUpload, EndpointListing, HealthInfo, JobInfo, JobInf
                       TrainJobListing, TrainPipelineInfo, WorkspaceCreated, WorkspaceInfo)
 from kaos_cli.bundles import zip_directory
 from tests.support.cli import kaos
-
-TRAIN = """\
-#!/usr/bin/env python3
-import json, os, sys
-out = sys.argv[1]
-os.makedirs(out + "/model")
-os.makedirs(out + "/metrics")
-hyper = os.environ["KAOS_TRAIN_HYPER"]
-files = [os.path.join(top, name) for top, _, names in os.walk(hyper) for name in names if name.endswith(".json")]
-scale = json.load(open(files[0]))["scale"] if files else 1
-open(out + "/model/scale.txt", "w").write(str(scale))
-json.dump({"accuracy": scale / 10}, open(out + "/metrics/metrics.json", "w"))
-"""
-SERVE = """\
-#!/usr/bin/env python3
-import http.server, os
-SCALE = int(open("scale.txt").read())
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/ping" else 404)
-        self.end_headers()
-    def do_POST(self):
-        number = int(self.rfile.read(int(self.headers["Content-Length"])))
-        body = str(number * SCALE).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-"""
-
-
-def _bundle(root: Path, files: dict) -> Path:
-    """A source bundle directory `<root>/tiny/{Dockerfile, model/...}`, zipped as `<root>.zip`."""
-    model = root / "tiny" / "model"
-    model.mkdir(parents=True)
-    (root / "tiny" / "Dockerfile").write_text("FROM python:3.11-slim\n")
-    for name, text in {"__init__.py": "", "requirements.txt": "", **files}.items():
-        (model / name).write_text(text)
-        if name in ("train", "serve"):
-            (model / name).chmod(0o755)
-    return zip_directory(root, root.with_suffix(".zip"), progress=False)
+from tests.support.tiny_bundles import data_folder, serve_source, train_source
 
 
 @pytest.fixture
 def bundles(tmp_path):
-    data = tmp_path / "data" / "features" / "training"
-    data.mkdir(parents=True)
-    (data / "numbers.csv").write_text("1\n2\n")
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"scale": [2, 3]}))
-    return {"source": _bundle(tmp_path / "train-source", {"train": TRAIN}),
-            "serve": _bundle(tmp_path / "serve-source", {"serve": SERVE, "web-requirements.txt": ""}),
-            "data": zip_directory(tmp_path / "data", tmp_path / "data.zip", progress=False),
+    return {"source": zip_directory(train_source(tmp_path / "train"), tmp_path / "train.zip", progress=False),
+            "serve": zip_directory(serve_source(tmp_path / "serve"), tmp_path / "serve.zip", progress=False),
+            "data": zip_directory(data_folder(tmp_path / "data"), tmp_path / "data.zip", progress=False),
             "params": params}
 
 

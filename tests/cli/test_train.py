@@ -593,3 +593,11 @@ def test_kill(kaos, ws):
 def test_kill_errors(kaos, ws, status, code, message):
     ws.route("DELETE", f"train/mnist/{JOB}", status, {"error_code": code, "message": message.format(JOB)})
     assert one_line(kaos("train", "kill", "-j", JOB)) == "Error - " + message.format(JOB)
+
+
+def test_an_answer_that_does_not_fit_its_wire_class_is_one_error_line(kaos, ws):
+    ws.route("GET", "train/mnist", body={"response": {"training": [{"job_id": JOB}], "building": [], "ingesting": []}})
+    line = one_line(kaos("train", "list"))
+    assert line.startswith("Error - The backend at http://127.0.0.1:") and line.endswith(
+        "answered GET train/mnist with something that is not a TrainJobListing: training[0].state: missing, and "
+        "SubmissionInfo requires it")
