@@ -61,6 +61,12 @@ def progress_wanted() -> bool:
     return not machine() and stdout_is_terminal()
 
 
+def decorated() -> bool:
+    """Colour the Info/Warning/Error levels and the marks? Only for a person, as for progress bars (click also
+    drops colours written to a stream that is not a terminal)."""
+    return progress_wanted()
+
+
 def render_text(value: Any, fmt: str) -> str:
     """`value` (JSON values) as `fmt` text: JSON indented by 2, or YAML block style, keys in the API's order."""
     if fmt == "json":

@@ -5,7 +5,7 @@ from typing import Iterable, Optional, Sequence
 
 import click
 
-from kaos_cli.output import machine
+from kaos_cli.output import decorated, machine
 
 CHECK = "\u2714"     # ✔ a value is set
 CROSS = "\u2717"     # ✗ a value is missing
@@ -15,9 +15,9 @@ _COLOURS = {"Info": "green", "Warning": "yellow", "Error": "red", "Aborting": "r
 
 
 def line(level: str, message: str) -> str:
-    """`<Level> - message` with the level's bold colour (colours vanish when the stream is not a terminal, and
-    with `-o json|yaml`)."""
-    if machine():
+    """`<Level> - message` with the level's bold colour (none unless both stdout and the line's stream are
+    terminals, and none with `-o json|yaml`)."""
+    if not decorated():
         return f"{level} - {message}"
     return f"{click.style(level, fg=_COLOURS.get(level, 'red'), bold=True)} - {message}"
 
@@ -89,7 +89,7 @@ def titled_table(title: str, headers: Sequence[str], rows: Iterable[Sequence], j
 
 def success(message: str) -> None:
     """` ✔ message` — a step that worked."""
-    echo(f" {CHECK if machine() else click.style(CHECK, fg='green')} {message}")
+    echo(f" {click.style(CHECK, fg='green') if decorated() else CHECK} {message}")
 
 
 def mark(value, building: bool = False) -> str:
