@@ -91,21 +91,28 @@ def other(project):
     other = Project(project.directory.parent / "other", project.backend)
     other.directory.mkdir()
     assert other.kaos("init", "-e", project.backend.url, "-t", project.backend.token).code == 0
-    assert other.kaos("workspace", "create", "-n", "bars").code == 0
+    other.created = parsed(other.kaos("workspace", "create", "-n", "bars", "-o", "yaml"), "yaml")
     serve_source(other.directory / "serve")
     return other
 
 
-def test_workspace_create_info_and_list_print_the_routes_answers(project):
+def test_workspace_create_info_and_list_print_the_routes_answers(project, other):
     info = project.api(f"workspace/{WS}")
     created = dict(project.created)
     assert created.pop("response")["name"] == WS  # the workspace as it was then (it has pipelines since)
     assert created == {"build_train": f"build-train-{WS}", "build_serve": f"build-serve-{WS}",
                        "build_notebook": f"build-notebook-{WS}"}
+    assert other.created == {"build_train": "build-train-bars", "build_serve": "build-serve-bars",
+                             "build_notebook": "build-notebook-bars",
+                             "response": {"name": "bars", "pipelines": other.created["response"]["pipelines"],
+                                          "repos": other.created["response"]["repos"]}}
+    assert other.api("workspace/bars")["response"]["repos"] == other.created["response"]["repos"]
     assert project.machine("workspace", "info") == info
     assert project.machine("workspace", "list") == project.api("workspace", limit=50) == \
-        {"names": [WS], "continue": None}
-    assert project.machine("workspace", "list", "--all") == {"names": [WS], "continue": None}
+        {"names": ["bars", WS], "continue": None}
+    assert project.machine("workspace", "list", "--all") == {"names": ["bars", WS], "continue": None}
+    assert project.machine("workspace", "list", "--limit", "1") == project.api("workspace", limit=1)
+    assert project.api("workspace", limit=1)["continue"]  # a token: there is one more
 
 
 def test_train_deploy_prints_each_upload_and_the_inputs(project, other):
