@@ -8,6 +8,9 @@ CLI_REQUIRES = [
     "requests>=2.25",
     "tqdm>=4.60",
     "terminaltables>=3.1",
+    # `-o yaml` (kaos_cli/output.py): PyYAML's safe_dump is the standard YAML emitter (the backend reads its
+    # OpenAPI description with it too).
+    "pyyaml>=6.0",
 ]
 
 BACKEND_REQUIRES = [

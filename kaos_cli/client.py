@@ -1,21 +1,22 @@
-"""`KaosClient`: the kaos REST API (docs/rest-api.md) as Python methods — the CLI's transport and the SDK.
+"""`KaosClient`: the kaos REST API (docs/rest-api.md) as Python methods — the CLI's transport and the Python SDK
+(docs/sdk.md). Answers come back as the `kaos_model.wire` dataclasses the backend answers with.
 
 Usage::
 
-    from kaos_cli.client import KaosClient
+    from kaos_cli import KaosClient
 
-    client = KaosClient("http://127.0.0.1:8080/api/", token="…", user="alice")
-    client.health()                      # {"status": "ok", "version": …, "executor": "local"}
-    client.create_workspace("mnist")
-    client.list_workspaces()             # ["mnist"]
-    page = client.train_list("mnist", limit=50)   # the newest 50 of each list
+    client = KaosClient("http://127.0.0.1:8080/api/", token="…", user="alice")   # or KaosClient.from_project()
+    client.health().version              # HealthInfo
+    client.create_workspace("mnist")     # WorkspaceCreated (.info: WorkspaceInfo)
+    client.list_workspaces()             # ["mnist"] (a list of names)
+    page = client.train_list("mnist", limit=50)   # TrainJobListing: the newest 50 of each list
+    page.training[0].state               # SubmissionInfo
     page.continue_token                  # None on the last page, else: train_list("mnist", continue_token=...)
-    client.upload_features("mnist", "data.zip")   # {"glob_name": "features:9fd9d"}
-    client.upload_train_source("mnist", "source.zip")   # {"glob_name": "mnist:1909d", "job_id": "…"}
+    client.upload_features("mnist", "data.zip").glob_name          # BundleUpload: "features:9fd9d"
+    client.upload_train_source("mnist", "source.zip").job_id       # the build job, or None
     for line in client.train_logs("mnist", job_id, follow=True):   # streamed as the job writes it
         print(line)
-    client.upload_serve_source("mnist", "serve.zip", model_id="1909d_5c3ca:828c4e")
-    # {"glob_name": "mnist:e39c0", "endpoint": "serve-mnist-53d3da", "job_id": "…"}
+    client.upload_serve_source("mnist", "serve.zip", model_id="1909d_5c3ca:828c4e").endpoint
     zip_path = client.serve_bundle("mnist", "serve-mnist-53d3da")   # a temporary file: remove it when done
 
 Every method raises a `kaos_cli.errors.KaosError` subclass on failure, never a `requests` exception:
@@ -25,88 +26,29 @@ Every method raises a `kaos_cli.errors.KaosError` subclass on failure, never a `
 * `PlatformUnhealthy` (level Warning) — HTTP 503 `PLATFORM_UNHEALTHY`: a part of the backend (front, api,
   scheduler) is down or starting; `.part` names it, the message says how it ended (and `unhealthy_advice`,
   when given, what to do);
-* `RequestError` — any other HTTP error, with the backend's `message`, `status` and `error_code`.
+* `RequestError` — any other HTTP error, with the backend's `message`, `status` and `error_code`;
+* `UnexpectedAnswer` — a 2xx answer that does not fit the route's wire class (names the field).
 
-The module has no click import; progress bars (tqdm) are drawn on stderr for uploads and downloads.
+The module has no click import; progress bars (tqdm) are drawn on stderr for uploads and downloads. The HTTP
+side (the request chokepoint, uploads, downloads, log streams) is `kaos_cli.transport.Transport`.
 """
-import hashlib
-import os
-import re
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Union
 from urllib.parse import quote
 
-from kaos_cli.errors import ConnectionProblem, KaosError, PlatformUnhealthy, RequestError, UnauthorizedError
-
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 120.0
-UPLOAD_READ_TIMEOUT = 3600.0
-KILL_READ_TIMEOUT = 60.0  # the backend waits up to 30 s for a killed job to stop
-TRANSFER_READ_TIMEOUT = 600.0  # a bundle download may wait while the backend assembles the zip
-CHUNK_SIZE = 1024 * 1024
-_DEFAULT = object()  # "the client's read timeout" (None means no read timeout at all)
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def join_url(base: str, path: str) -> str:
-    """`http://h/api/` + `/workspace` → `http://h/api/workspace` (never a double slash)."""
-    return base.rstrip("/") + "/" + path.lstrip("/")
-
-
-def _excerpt(text: str, limit: int = 160) -> str:
-    """A short one-line excerpt of a non-JSON body (tags removed, whitespace collapsed)."""
-    text = re.sub(r"<(script|style)\b.*?</\1>", " ", text or "", flags=re.S | re.I)
-    text = re.sub(r"<[^>]+>", " ", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _remove(path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-class _ProgressReader:
-    """A file wrapper that advances a tqdm bar as requests streams it (has a length, so no chunked encoding)."""
-
-    def __init__(self, handle, size: int, bar):
-        self._handle = handle
-        self._size = size
-        self._bar = bar
-
-    def __len__(self) -> int:
-        return self._size
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._handle.read(size)
-        if chunk:
-            self._bar.update(len(chunk))
-        return chunk
-
-    def __iter__(self):
-        while True:
-            chunk = self.read(CHUNK_SIZE)
-            if not chunk:
-                return
-            yield chunk
-
-
-class ListPage(dict):
-    """A list route's lists as a dict (`train_list`, `serve_list`); `continue_token` is the `continue` of the next
-    page when a page was asked for (`limit`/`continue_token`) and more items follow, else None."""
-    continue_token: Optional[str] = None
+from kaos_cli.client_waits import Waits
+from kaos_cli.errors import KaosError, UnexpectedAnswer
+# the transport's names that callers import from here too (timeouts, BlobNotStored, join_url, sha256_file)
+from kaos_cli.transport import (CHUNK_SIZE, CONNECT_TIMEOUT, KILL_READ_TIMEOUT, READ_TIMEOUT,  # noqa: F401
+                                TRANSFER_READ_TIMEOUT, UPLOAD_READ_TIMEOUT, BlobNotStored, Transport, join_url,
+                                sha256_file)
+from kaos_model.wire import (BundleUpload, EndpointListing, HealthInfo, JobInfoPage, JobRecord, ParamsUpload,
+                             TrainJobListing, TrainPipelineInfo, WireError, WorkspaceCreated, WorkspaceInfo,
+                             WorkspaceNames)
 
 
 class NamesPage(list):
-    """`list_workspaces`' names as a list; `continue_token` as in `ListPage`."""
+    """`list_workspaces`' names as a list; `continue_token` is the `continue` of the next page when a page was
+    asked for (`limit`/`continue_token`) and more names follow, else None (as `kaos_model.wire.Paged`)."""
     continue_token: Optional[str] = None
 
 
@@ -120,200 +62,95 @@ def _page_params(limit: Optional[int], continue_token: Optional[str]) -> Dict[st
     return {"limit": limit, "continue": continue_token or None}
 
 
-class BlobNotStored(KaosError):
-    """An upload by digest alone (no file given) named bytes the backend does not store; nothing was recorded."""
+class KaosClient(Transport, Waits):
+    """The kaos REST API of one backend, route by route: `KaosClient(url, token=None, user=None, timeout=120.0,
+    progress=True, unhealthy_advice=None)` (see `Transport` for the arguments), or `KaosClient.from_project()`."""
 
-    def __init__(self, digest: str):
-        super().__init__(f"The backend does not store the blob {digest}: upload the file itself")
-        self.digest = digest
+    @classmethod
+    def from_project(cls, directory=None, **kwargs) -> "KaosClient":
+        """A client for the active context of a kaos project: the endpoint, token and user that `kaos init` /
+        `kaos build deploy` wrote to `<directory>/.kaos/config` (default: `$KAOS_STATE_DIR`, else `./.kaos`).
+        `kwargs` go to the constructor (`timeout`, `progress`). Raises KaosError when there is no config or no
+        active context."""
+        from pathlib import Path
 
+        from kaos_cli.guards import require_context, unhealthy_advice
+        from kaos_cli.state import Config, config_path
 
-class KaosClient:
-    """One kaos backend: `url` is its API endpoint (`http://<host>:<port>/api/`), `token` its shared secret
-    (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter;
-    `unhealthy_advice` is appended to the message of a `PlatformUnhealthy` ("see <log>, or run ...") and of an
-    unreachable endpoint's `ConnectionProblem`."""
-
-    def __init__(self, url: Optional[str], token: Optional[str] = None, user: Optional[str] = None,
-                 timeout: float = READ_TIMEOUT, progress: bool = True, unhealthy_advice: Optional[str] = None):
-        self.url = url or ""
-        self.token = token
-        self.user = user
-        self.timeout = timeout
-        self.progress = progress
-        self.unhealthy_advice = unhealthy_advice
-        self._session = None
-
-    # -- the chokepoint --------------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, params: Optional[Dict[str, Any]] = None, data=None,
-                 headers: Optional[Dict[str, str]] = None, timeout: Any = _DEFAULT, stream: bool = False):
-        """Send one request and return the decoded JSON (or the response when `stream`); map every failure
-        to a `KaosError`. `timeout` is the read timeout in seconds (default: the client's; None: wait forever,
-        for streams that last as long as a job)."""
-        import requests
-
-        if not self.url.strip():
-            raise ConnectionProblem("Missing endpoint! Please set with - kaos init", self.url)
-        if self._session is None:
-            self._session = requests.Session()
-        query = {key: value for key, value in (params or {}).items() if value is not None}
-        if self.user:
-            query.setdefault("user", self.user)
-        all_headers = {"X-Token": self.token or ""}
-        all_headers.update(headers or {})
-        try:
-            response = self._session.request(
-                method, join_url(self.url, path), params=query, data=data, headers=all_headers,
-                timeout=(CONNECT_TIMEOUT, self.timeout if timeout is _DEFAULT else timeout), stream=stream)
-        except requests.exceptions.MissingSchema:
-            raise ConnectionProblem("Missing endpoint! Please set with - kaos init", self.url) from None
-        except requests.exceptions.InvalidHeader:
-            raise KaosError("The token is not a valid header value - run kaos init again") from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema):
-            raise ConnectionProblem(f"Please run kaos init with a valid URL - {self.url} is invalid!",
-                                    self.url) from None
-        except requests.exceptions.ConnectionError:  # refused, DNS, connect timeout
-            advice = f" Is its backend running? {self.unhealthy_advice[0].upper()}{self.unhealthy_advice[1:]}" \
-                if self.unhealthy_advice else ""
-            raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!{advice}",
-                                    self.url) from None
-        except requests.exceptions.Timeout:
-            raise KaosError(f"The backend at {self.url} did not answer in time") from None
-        except requests.exceptions.RequestException as exc:
-            raise KaosError(f"Request to {self.url} failed - {type(exc).__name__}: {exc}") from None
-        if response.status_code >= 400:
-            self._raise_for(response)
-        if stream:
-            return response
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise KaosError(f"The backend at {self.url} answered with something that is not JSON: "
-                            f"{_excerpt(response.text)}") from None
-
-    def _raise_for(self, response) -> None:
-        status = response.status_code
-        error_code, message = None, None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            error_code = body.get("error_code")
-            message = body.get("message")
-        if status == 401:
-            raise UnauthorizedError(f"Unauthorized token - the backend at {self.url} rejected it", status, error_code)
-        if status == 503 and error_code == "PLATFORM_UNHEALTHY":
-            raise self._unhealthy(body, message)
-        if not message:
-            excerpt = _excerpt(response.text)
-            message = f"HTTP {status} {response.reason or ''}".rstrip() + (f": {excerpt}" if excerpt else "")
-        raise RequestError(" ".join(str(message).split()), status, error_code)
-
-    def _unhealthy(self, body: dict, message: Optional[str]) -> PlatformUnhealthy:
-        text = " ".join(str(message or "The kaos backend is unhealthy").split())
-        part = body.get("part") if isinstance(body.get("part"), str) else None
-        if part is None:
-            match = re.match(r"The kaos backend's (\w+) ", text)
-            part = match.group(1) if match else None
-        advice = f": {self.unhealthy_advice}" if self.unhealthy_advice else ""
-        return PlatformUnhealthy(text + advice, part=part)
-
-    # -- uploads ---------------------------------------------------------------------------------------------
-    def _upload(self, path: str, file_path, label: str, params: Optional[Dict[str, Any]] = None,
-                content_type: str = "application/zip", digest: Optional[str] = None):
-        """POST a file to `path`: by digest when the backend already stores it, else as the raw body with a
-        progress bar "  Uploading <label>". `digest` is the file's sha256 hex when the caller knows it (it is
-        computed otherwise); with `file_path` None the upload is by `digest` alone, and `BlobNotStored` is raised
-        when the backend does not store those bytes (nothing was recorded: send the file)."""
-        params = dict(params or {})
-        if digest is None:
-            if file_path is None:
-                raise ValueError("an upload needs a file or a digest")
-            digest = sha256_file(file_path)
-        if self.blob_exists(digest):
-            try:
-                return self._request("POST", path, params={**params, "digest": digest},
-                                     timeout=UPLOAD_READ_TIMEOUT)
-            except RequestError as exc:
-                if not (exc.status == 404 and exc.error_code == "BLOB_NOT_FOUND"):
-                    raise
-        if file_path is None:
-            raise BlobNotStored(digest)
-        size = os.path.getsize(file_path)
-        headers = {"Content-Type": content_type, "Content-Length": str(size)}
-        if size == 0:  # requests would switch an empty stream to chunked encoding
-            return self._request("POST", path, params=params, data=b"", headers=headers,
-                                 timeout=UPLOAD_READ_TIMEOUT)
-        from tqdm import tqdm
-
-        with open(file_path, "rb") as handle, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                                                    desc=f"  Uploading {label}", disable=not self.progress,
-                                                    leave=True) as bar:
-            return self._request("POST", path, params=params, data=_ProgressReader(handle, size, bar),
-                                 headers=headers, timeout=UPLOAD_READ_TIMEOUT)
+        config = Config(Path(directory) / ".kaos" / "config" if directory is not None else config_path())
+        if not config.exists:
+            raise KaosError(f"{config.path} does not exist - run kaos init, or give the endpoint and token")
+        name, fields = require_context(config)
+        kwargs.setdefault("unhealthy_advice", unhealthy_advice(name, fields))
+        return cls(fields.get("url"), fields.get("token"), config.user, **kwargs)
 
     # -- routes ----------------------------------------------------------------------------------------------
-    def health(self, timeout: float = 15.0) -> Dict[str, Any]:
-        """`GET /health` → `{"status": "ok", "version", "executor", "parts": {"front"|"api"|"scheduler": {"state",
-        "pid", "restarts", "last_exit", ...}}}`; also proves the token is accepted. A part that is not up: 503,
-        raised as `PlatformUnhealthy`."""
-        return self._request("GET", "health", timeout=timeout)
+    def health(self, timeout: float = 15.0) -> HealthInfo:
+        """`GET /health` → HealthInfo (`status` "ok", `version`, `executor`, `parts`: {"front"|"api"|"scheduler":
+        {"state", "pid", "restarts", "last_exit", ...}}); also proves the token is accepted. A part that is not
+        up: 503, raised as `PlatformUnhealthy`."""
+        return self._decoded(HealthInfo, self._request("GET", "health", timeout=timeout), "GET health")
 
-    def list_workspaces(self, limit: Optional[int] = None, continue_token: Optional[str] = None) -> List[str]:
-        """`GET /workspace?limit=&continue=` → the workspace names, sorted: all of them, or with `limit` (1 to
-        1000) and/or `continue_token` (the previous page's `.continue_token`) one page, whose `.continue_token`
-        names the next (None on the last). 400 BAD_REQUEST for a bad limit or token."""
-        body = self._request("GET", "workspace", params=_page_params(limit, continue_token)) or {}
-        return _paged(NamesPage(body.get("names") or []), body)
+    def list_workspaces(self, limit: Optional[int] = None, continue_token: Optional[str] = None) -> NamesPage:
+        """`GET /workspace?limit=&continue=` (WorkspaceNames) → the workspace names, sorted, as a list: all of
+        them, or with `limit` (1 to 1000) and/or `continue_token` (the previous page's `.continue_token`) one page,
+        whose `.continue_token` names the next (None on the last). 400 BAD_REQUEST for a bad limit or token."""
+        body = self._request("GET", "workspace", params=_page_params(limit, continue_token))
+        names = self._decoded(WorkspaceNames, body, "GET workspace")
+        return _paged(NamesPage(names.names), names.extra)
 
-    def create_workspace(self, name: str) -> Dict[str, Any]:
-        """`POST /workspace/<name>` → WorkspaceInfo; 409 WORKSPACE_EXISTS, 400 INVALID_WORKSPACE_NAME."""
-        body = self._request("POST", f"workspace/{quote(name, safe='')}") or {}
-        return body.get("response") or {}
+    def create_workspace(self, name: str) -> WorkspaceCreated:
+        """`POST /workspace/<name>` → WorkspaceCreated (the build pipelines' names; `.info` the new workspace's
+        WorkspaceInfo); 409 WORKSPACE_EXISTS, 400 INVALID_WORKSPACE_NAME."""
+        route = f"workspace/{quote(name, safe='')}"
+        created = self._decoded(WorkspaceCreated, self._request("POST", route), f"POST {route}")
+        try:
+            created.info  # checked here, not when a caller first reads it
+        except WireError as problem:
+            raise UnexpectedAnswer(f"The backend at {self.url} answered POST {route} with a workspace that is not "
+                                   f"a WorkspaceInfo: {problem}") from None
+        return created
 
-    def workspace_info(self, name: str) -> Dict[str, Any]:
-        """`GET /workspace/<name>` → `{"name", "pipelines": [...], "repos": [...]}`."""
-        body = self._request("GET", f"workspace/{quote(name, safe='')}") or {}
-        return body.get("response") or {}
+    def workspace_info(self, name: str) -> WorkspaceInfo:
+        """`GET /workspace/<name>` → WorkspaceInfo (`name`, `pipelines`, `repos`); 404 WORKSPACE_NOT_FOUND."""
+        route = f"workspace/{quote(name, safe='')}"
+        return self._decoded(WorkspaceInfo, self._request("GET", route), f"GET {route}", response=True)
 
     def kill_workspace(self, name: str) -> None:
         """`DELETE /workspace/<name>`: that workspace only (exact name)."""
         self._request("DELETE", f"workspace/{quote(name, safe='')}")
 
-    def blob_exists(self, digest: str) -> bool:
-        """`GET /blobs/<sha256>`: does the backend already store these bytes?"""
-        try:
-            self._request("GET", f"blobs/{quote(digest, safe='')}")
-        except RequestError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+    def upload_features(self, workspace: str, zip_file, digest: Optional[str] = None,
+                        **resources) -> BundleUpload:
+        """`POST /data/<ws>/features` with a data bundle zip → BundleUpload (`glob_name` "features:9fd9d";
+        `warning` when resources asked for are not enforced). `digest`: the zip's sha256 when known; `zip_file`
+        None: by `digest` alone (`BlobNotStored` when the backend lacks it). 400 INVALID_BUNDLE."""
+        route = f"data/{quote(workspace, safe='')}/features"
+        return self._decoded(BundleUpload, self._upload(route, zip_file, "data bundle", resources, digest=digest),
+                             f"POST {route}")
 
-    def upload_features(self, workspace: str, zip_file, digest: Optional[str] = None, **resources) -> Dict[str, Any]:
-        """`POST /data/<ws>/features` with a data bundle zip → `{"glob_name": "features:9fd9d"}`. `digest`: the
-        zip's sha256 when known; `zip_file` None: by `digest` alone (`BlobNotStored` when the backend lacks it)."""
-        return self._upload(f"data/{quote(workspace, safe='')}/features", zip_file, "data bundle", resources,
-                            digest=digest)
-
-    def upload_manifest(self, workspace: str, manifest_file, **resources) -> Dict[str, Any]:
-        """`POST /data/<ws>/manifest` with a manifest file (JSON lines with `url` and `path`)."""
-        return self._upload(f"data/{quote(workspace, safe='')}/manifest", manifest_file, "data manifest",
-                            resources, content_type="application/octet-stream")
+    def upload_manifest(self, workspace: str, manifest_file, **resources) -> BundleUpload:
+        """`POST /data/<ws>/manifest` with a manifest file (JSON lines with `url` and `path`) → BundleUpload
+        (`glob_name` "manifest:ab12c"). 400 INVALID_MANIFEST."""
+        route = f"data/{quote(workspace, safe='')}/manifest"
+        return self._decoded(BundleUpload, self._upload(route, manifest_file, "data manifest", resources,
+                                                        content_type="application/octet-stream"), f"POST {route}")
 
     def upload_params(self, workspace: str, params_file, parallelism: Optional[int] = None,
-                      **resources) -> Dict[str, Any]:
-        """`POST /data/<ws>/params` with a JSON object of lists → `{"glob_name", "params": [...]}`."""
-        return self._upload(f"data/{quote(workspace, safe='')}/params", params_file, "hyperparameters",
-                            dict(resources, parallelism=parallelism), content_type="application/octet-stream")
+                      **resources) -> ParamsUpload:
+        """`POST /data/<ws>/params` with a JSON object of lists → ParamsUpload (`glob_name` "<hash5>" or
+        "params.null", `params` every combination as a dict)."""
+        route = f"data/{quote(workspace, safe='')}/params"
+        answer = self._upload(route, params_file, "hyperparameters", dict(resources, parallelism=parallelism),
+                              content_type="application/octet-stream")
+        return self._decoded(ParamsUpload, answer, f"POST {route}")
 
-    def upload_notebook_data(self, workspace: str, zip_file, digest: Optional[str] = None) -> None:
+    def upload_notebook_data(self, workspace: str, zip_file, digest: Optional[str] = None) -> Optional[BundleUpload]:
         """`POST /data/<ws>/notebook` with a data bundle zip for the workspace's notebooks (`digest` as in
-        `upload_features`)."""
-        return self._upload(f"data/{quote(workspace, safe='')}/notebook", zip_file, "data bundle", digest=digest)
+        `upload_features`) → BundleUpload, or None from a backend that answers nothing."""
+        route = f"data/{quote(workspace, safe='')}/notebook"
+        answer = self._upload(route, zip_file, "data bundle", digest=digest)
+        return None if answer is None else self._decoded(BundleUpload, answer, f"POST {route}")
 
     def delete_all_resources(self) -> None:
         """`DELETE /internal/resources`: kills every workspace and wipes the store of this backend."""
@@ -322,43 +159,49 @@ class KaosClient:
     # -- train -----------------------------------------------------------------------------------------------
     def upload_train_source(self, workspace: str, zip_file, cpu: Optional[float] = None,
                             memory: Optional[str] = None, gpu: Optional[int] = None,
-                            digest: Optional[str] = None) -> Dict[str, Any]:
+                            digest: Optional[str] = None) -> BundleUpload:
         """`POST /train/<ws>` with a train source bundle zip (skipped by digest when the backend has it) →
-        `{"glob_name": "mnist:1909d", "job_id": <build job id, or None when the image is already built>}`.
+        BundleUpload (`glob_name` "mnist:1909d", `job_id` the build job, None when the image is already built).
         400 INVALID_BUNDLE, 400 *_REQUEST_ERROR for resources. `digest` as in `upload_features`."""
-        return self._upload(f"train/{quote(workspace, safe='')}", zip_file, "source bundle",
-                            {"cpu": cpu, "memory": memory, "gpu": gpu}, digest=digest)
+        route = f"train/{quote(workspace, safe='')}"
+        answer = self._upload(route, zip_file, "source bundle", {"cpu": cpu, "memory": memory, "gpu": gpu},
+                              digest=digest)
+        return self._decoded(BundleUpload, answer, f"POST {route}")
 
     def train_list(self, workspace: str, limit: Optional[int] = None,
-                   continue_token: Optional[str] = None) -> Dict[str, List[Dict[str, Any]]]:
-        """`GET /train/<ws>?limit=&continue=` → `{"training": [...], "building": [...], "ingesting": [...]}`, each
-        a list of SubmissionInfo (`job_id, state, started, duration, progress[, hyperopt]`), newest first: every
-        job, or with `limit` (1 to 1000, per list) and/or `continue_token` one page (a `ListPage`: its
-        `.continue_token` names the next page, None on the last). 400 BAD_REQUEST for a bad limit or token."""
-        body = self._request("GET", f"train/{quote(workspace, safe='')}",
-                             params=_page_params(limit, continue_token)) or {}
-        listing = body.get("response") or {}
-        return _paged(ListPage({kind: list(listing.get(kind) or []) for kind in ("training", "building", "ingesting")}),
-                      body)
+                   continue_token: Optional[str] = None) -> TrainJobListing:
+        """`GET /train/<ws>?limit=&continue=` → TrainJobListing: `training`, `building`, `ingesting`, each a list
+        of SubmissionInfo, newest first: every job, or with `limit` (1 to 1000, per list) and/or `continue_token`
+        one page, whose `.continue_token` names the next page (None on the last). 400 BAD_REQUEST for a bad
+        limit or token, 404 WORKSPACE_NOT_FOUND."""
+        route = f"train/{quote(workspace, safe='')}"
+        body = self._request("GET", route, params=_page_params(limit, continue_token))
+        return _paged(self._decoded(TrainJobListing, body, f"GET {route}", response=True), body)
 
-    def train_inspect(self, workspace: str) -> Dict[str, Any]:
-        """`GET /train/<ws>/inspect` → the current train inputs as 1.x's flat pipeline definition: `image`
-        (`image:null` when none), `image_state` (`none|building|ready|failed`), `data_glob` (`/data:null` when
-        none), `hyper_glob` (`/params.null` when none), `parallelism`, `cpu`, `memory`, `gpu`, `output_branch`
-        (`null` until code and data are set), ..."""
-        body = self._request("GET", f"train/{quote(workspace, safe='')}/inspect") or {}
-        if isinstance(body.get("response"), dict):  # tolerate a wrapped answer
-            return body["response"]
-        return body
+    def train_inspect(self, workspace: str) -> TrainPipelineInfo:
+        """`GET /train/<ws>/inspect` → TrainPipelineInfo, the current train inputs as 1.x's flat pipeline
+        definition: `image` ("image:null" when none; `.image_state` none|building|ready|failed), `data_glob`
+        ("/data:null" when none), `hyper_glob` ("/params.null" when none), `parallelism`, `cpu`, `memory`, `gpu`,
+        `output_branch` ("null" until code and data are set), ..."""
+        route = f"train/{quote(workspace, safe='')}/inspect"
+        body = self._request("GET", route)
+        wrapped = isinstance(body, dict) and isinstance(body.get("response"), dict)  # tolerate a wrapped answer
+        return self._decoded(TrainPipelineInfo, body, f"GET {route}", response=wrapped)
 
     def train_info(self, workspace: str, job_id: str, sort_by: Optional[str] = None, page_id: int = 0,
-                   ascending: bool = False) -> Dict[str, Any]:
-        """`GET /train/<ws>/<job_id>` → `{"page_id", "page_count", "response": JobInfo}`; ten partitions per page,
-        sorted by the metric `sort_by` (descending unless `ascending`). 404 JOB_NOT_FOUND / METRIC_NOT_FOUND,
-        400 PAGE_ERROR."""
+                   ascending: bool = False) -> JobInfoPage:
+        """`GET /train/<ws>/<job_id>` → JobInfoPage (`page_id`, `page_count`, `response`: the JobInfo with ten
+        partitions of that page), sorted by the metric `sort_by` (descending unless `ascending`).
+        404 JOB_NOT_FOUND / METRIC_NOT_FOUND, 400 PAGE_ERROR."""
         params = {"sort_by": sort_by, "page_id": page_id, "ascending": "true" if ascending else None}
-        return self._request("GET", f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}",
-                             params=params) or {}
+        route = f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}"
+        page = self._decoded(JobInfoPage, self._request("GET", route, params=params), f"GET {route}")
+        try:
+            page.response.failed_partitions  # checked here, not when a caller first reads them
+        except WireError as problem:
+            raise UnexpectedAnswer(f"The backend at {self.url} answered GET {route} with a failed partition that "
+                                   f"is not a PartitionInfo: {problem}") from None
+        return page
 
     def train_logs(self, workspace: str, job_id: str, follow: bool = False) -> Union[str, Iterator[str]]:
         """`GET /train/<ws>/<job_id>/logs` for a train **or build** job id. Without `follow`: the whole log as
@@ -401,35 +244,35 @@ class KaosClient:
             body = body["response"]
         return "" if body is None else str(body)
 
-    def job_state(self, workspace: str, job_id: str) -> Dict[str, Any]:
-        """`GET /job/<ws>/<job_id>` → the job's record `{"job_id", "kind", "state", "started", "duration",
-        "finished", "reason"}` for any kind of job (`build-train`, `train`, `build-serve`, `serve`,
-        `ingestion`); `state` is a `kaos_model.states.JobState` name."""
-        body = self._request("GET", f"job/{quote(workspace, safe='')}/{quote(job_id, safe='')}") or {}
-        return body.get("response") or {}
+    def job_state(self, workspace: str, job_id: str) -> JobRecord:
+        """`GET /job/<ws>/<job_id>` → JobRecord (`job_id`, `kind`, `state`, `started`, `duration`, `finished`,
+        `reason`) for any kind of job (`build-train`, `train`, `build-serve`, `serve`, `ingestion`); `state` is a
+        `kaos_model.states.JobState` name. 404 JOB_NOT_FOUND."""
+        route = f"job/{quote(workspace, safe='')}/{quote(job_id, safe='')}"
+        return self._decoded(JobRecord, self._request("GET", route), f"GET {route}", response=True)
 
     # -- inference -------------------------------------------------------------------------------------------
     def upload_serve_source(self, workspace: str, zip_file, model_id: Optional[str] = None,
                             cpu: Optional[float] = None, memory: Optional[str] = None,
-                            gpu: Optional[int] = None, digest: Optional[str] = None) -> Dict[str, Any]:
+                            gpu: Optional[int] = None, digest: Optional[str] = None) -> BundleUpload:
         """`POST /inference/<ws>/<model_id>` (the literal `None` without a model) with a serve source bundle zip
-        (skipped by digest when the backend has it) → `{"glob_name": "mnist:e39c0", "endpoint":
-        "serve-<ws>-<hex6>", "job_id": <build job id or None>}`. Every call creates a new endpoint.
+        (skipped by digest when the backend has it) → BundleUpload (`glob_name` "mnist:e39c0", `endpoint`
+        "serve-<ws>-<hex6>", `job_id` the build job or None). Every call creates a new endpoint.
         400 INVALID_BUNDLE, 404 MODEL_NOT_FOUND "There is no model with id: X", 400 *_REQUEST_ERROR.
         `digest` as in `upload_features`."""
-        model = quote(model_id, safe="") if model_id else "None"
-        return self._upload(f"inference/{quote(workspace, safe='')}/{model}", zip_file, "source bundle",
-                            {"cpu": cpu, "memory": memory, "gpu": gpu}, digest=digest)
+        route = f"inference/{quote(workspace, safe='')}/{quote(model_id, safe='') if model_id else 'None'}"
+        answer = self._upload(route, zip_file, "source bundle", {"cpu": cpu, "memory": memory, "gpu": gpu},
+                              digest=digest)
+        return self._decoded(BundleUpload, answer, f"POST {route}")
 
     def serve_list(self, workspace: str, limit: Optional[int] = None,
-                   continue_token: Optional[str] = None) -> Dict[str, List[Dict[str, Any]]]:
-        """`GET /inference/<ws>?limit=&continue=` → `{"endpoints": [ServeInfo], "building": [SubmissionInfo]}`,
-        newest first: all, or one page as in `train_list`. ServeInfo: `name, url, user, state, created_at, code,
-        image, model, restarts`."""
-        body = self._request("GET", f"inference/{quote(workspace, safe='')}",
-                             params=_page_params(limit, continue_token)) or {}
-        listing = body.get("response") or {}
-        return _paged(ListPage({kind: list(listing.get(kind) or []) for kind in ("endpoints", "building")}), body)
+                   continue_token: Optional[str] = None) -> EndpointListing:
+        """`GET /inference/<ws>?limit=&continue=` → EndpointListing: `endpoints` (ServeInfo: `name`, `url`, `user`,
+        `state`, `created_at`, `code`, `image`, `model`; `.restarts`, `.reason`) and `building` (SubmissionInfo),
+        newest first: all, or one page as in `train_list` (`.continue_token`)."""
+        route = f"inference/{quote(workspace, safe='')}"
+        body = self._request("GET", route, params=_page_params(limit, continue_token))
+        return _paged(self._decoded(EndpointListing, body, f"GET {route}", response=True), body)
 
     def serve_logs(self, workspace: str, endpoint: str, follow: bool = False) -> Union[str, Iterator[str]]:
         """`GET /inference/<ws>/<endpoint>/logs`: the endpoint's log as one string, or with `follow` an iterator
@@ -462,70 +305,3 @@ class KaosClient:
         404 PIPELINE_NOT_FOUND "Pipeline X not found" for anything that is not an endpoint of the workspace."""
         self._request("DELETE", f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}",
                       timeout=KILL_READ_TIMEOUT)
-
-    # -- downloads -------------------------------------------------------------------------------------------
-    def _download(self, response, dest, label: str) -> str:
-        """Write a streamed answer to `dest` (a new temporary file when None) with a tqdm bar; a partial file
-        is removed when the transfer fails."""
-        import tempfile
-
-        import requests
-        from tqdm import tqdm
-
-        if dest is None:
-            handle, dest = tempfile.mkstemp(prefix="kaos-", suffix=".zip")
-            os.close(handle)
-        dest = str(dest)
-        try:
-            size = int(response.headers.get("Content-Length") or 0) or None
-        except ValueError:
-            size = None
-        try:
-            with open(dest, "wb") as target, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                                                   desc=f"  Downloading {label}", disable=not self.progress,
-                                                   leave=True) as bar:
-                for chunk in response.iter_content(CHUNK_SIZE):
-                    target.write(chunk)
-                    bar.update(len(chunk))
-        except requests.exceptions.RequestException as exc:
-            _remove(dest)
-            raise KaosError(f"The download of the {label} from {self.url} was interrupted "
-                            f"({type(exc).__name__})") from None
-        except OSError as exc:
-            _remove(dest)
-            raise KaosError(f"Cannot write the {label} to {dest}: {exc.strerror or exc}") from None
-        except BaseException:
-            _remove(dest)
-            raise
-        finally:
-            response.close()
-        return dest
-
-    # -- logs ------------------------------------------------------------------------------------------------
-    def _logs(self, path: str, follow: bool) -> Union[str, Iterator[str]]:
-        if not follow:
-            text = self._request("GET", path)
-            return "" if text is None else str(text)
-        response = self._request("GET", path, params={"follow": "true"}, timeout=None, stream=True)
-        return self._stream_lines(response)
-
-    def _stream_lines(self, response) -> Iterator[str]:
-        """The lines of a streamed `text/plain` answer as they arrive (a JSON answer, from a backend that does
-        not stream, is decoded and split); the response is closed when the iterator ends or is closed."""
-        import requests
-
-        try:
-            if "json" in (response.headers.get("Content-Type") or ""):
-                try:
-                    text = response.json()
-                except ValueError:
-                    text = response.text
-                for record in ("" if text is None else str(text)).splitlines():
-                    yield record
-                return
-            for raw in response.iter_lines(chunk_size=None):
-                yield raw.decode("utf-8", errors="replace")
-        except requests.exceptions.RequestException as exc:
-            raise KaosError(f"The log stream from {self.url} was interrupted ({type(exc).__name__})") from None
-        finally:
-            response.close()

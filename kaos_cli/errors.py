@@ -46,3 +46,8 @@ class PlatformUnhealthy(RequestError):
 
 class IndexProblem(KaosError):
     """An `-i/--ind` index that cannot be resolved."""
+
+
+class UnexpectedAnswer(KaosError):
+    """The backend answered a route with JSON that is not the object the route promises (a `kaos_model.wire`
+    class: a required field missing, a field of another type); the message names the route and the field."""

@@ -34,7 +34,9 @@ def make_client(config: Config):
     from kaos_cli.client import KaosClient
 
     name, fields = require_context(config)
-    return KaosClient(fields.get("url"), fields.get("token"), config.user,
+    from kaos_cli.output import progress_wanted
+
+    return KaosClient(fields.get("url"), fields.get("token"), config.user, progress=progress_wanted(),
                       unhealthy_advice=unhealthy_advice(name, fields))
 
 

@@ -1,7 +1,7 @@
 """Show a job's log: the records on stdout (Info lines on stderr, so `kaos … logs > file` stays clean), a copy
 under `<out_dir>/<workspace>/logs/`, and with follow an exit status that says how the job ended."""
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 from kaos_cli import render
 from kaos_cli.errors import KaosError
@@ -24,7 +24,7 @@ def _log_path(out_dir, workspace: str, file_name: str) -> Path:
 
 
 def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, file_name: str,
-              retrieving: str, job_state: Optional[Callable[[str, str], dict]] = None,
+              retrieving: str, job_state: Optional[Callable[[str, str], Any]] = None,
               interrupt_ends: bool = False) -> None:
     """Print and save the log that `fetch` returns. With `follow`, lines are printed and saved as they arrive;
     once the stream ends `job_state(workspace, job_id)` decides: JOB_SUCCESS returns, anything else fails
@@ -73,7 +73,7 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
     render.info(f"Log saved to {path}", err=True)
     if job_state is None or interrupted:
         return
-    state = (job_state(workspace, job_id) or {}).get("state")
+    state = job_state(workspace, job_id).state
     if state == "JOB_SUCCESS":
         return
     if state in ("JOB_FAILURE", "JOB_KILLED"):

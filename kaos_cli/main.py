@@ -13,6 +13,7 @@ from kaos_cli.commands.template import template
 from kaos_cli.commands.train import train
 from kaos_cli.commands.workspace import workspace
 from kaos_cli.errors import KaosError
+from kaos_cli import output
 from kaos_cli.render import line
 
 # click >= 8.2 raises this for a bare group; older versions print the help themselves
@@ -48,6 +49,7 @@ class KaosGroup(click.Group):
         return list(self.commands)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        output.reset()
         try:
             result = super().main(args=args, prog_name=prog_name or "kaos", complete_var=complete_var,
                                   standalone_mode=False, **extra)

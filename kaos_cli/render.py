@@ -1,7 +1,11 @@
-"""How the CLI talks to a person: `Info/Warning/Error -` lines, tables and the state marks."""
+"""How the CLI talks to a person: `Info/Warning/Error -` lines, tables and the state marks. With `-o json|yaml`
+(`kaos_cli.output`) stdout holds the data alone: what would go to stdout is left out (the data says it), what
+goes to stderr (warnings, errors, hints) still does, without colours."""
 from typing import Iterable, Optional, Sequence
 
 import click
+
+from kaos_cli.output import decorated, machine
 
 CHECK = "\u2714"     # ✔ a value is set
 CROSS = "\u2717"     # ✗ a value is missing
@@ -11,13 +15,17 @@ _COLOURS = {"Info": "green", "Warning": "yellow", "Error": "red", "Aborting": "r
 
 
 def line(level: str, message: str) -> str:
-    """`<Level> - message` with the level's bold colour (colours vanish when the stream is not a terminal)."""
+    """`<Level> - message` with the level's bold colour (none unless both stdout and the line's stream are
+    terminals, and none with `-o json|yaml`)."""
+    if not decorated():
+        return f"{level} - {message}"
     return f"{click.style(level, fg=_COLOURS.get(level, 'red'), bold=True)} - {message}"
 
 
 def say(level: str, message: str, err: Optional[bool] = None) -> None:
-    """Info goes to stdout; every other level goes to stderr (unless `err` says otherwise)."""
-    click.echo(line(level, message), err=level != "Info" if err is None else err)
+    """Info goes to stdout; every other level goes to stderr (unless `err` says otherwise). With `-o json|yaml`
+    the stdout lines are left out."""
+    echo(line(level, message), err=level != "Info" if err is None else err)
 
 
 def info(message: str, err: bool = False) -> None:
@@ -34,7 +42,9 @@ def error(message: str) -> None:
 
 
 def echo(text: str = "", err: bool = False) -> None:
-    click.echo(text, err=err)
+    """A line for the person on stdout (stderr when `err`); left out of stdout with `-o json|yaml`."""
+    if err or not machine():
+        click.echo(text, err=err)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
@@ -60,7 +70,7 @@ def wrapped(value, width: int = 60):
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
                 justify: Optional[str] = None) -> None:
-    click.echo(table(headers, rows, title, justify))
+    echo(table(headers, rows, title, justify))
 
 
 def titled_table(title: str, headers: Sequence[str], rows: Iterable[Sequence], justify: str = "center") -> str:
@@ -79,7 +89,7 @@ def titled_table(title: str, headers: Sequence[str], rows: Iterable[Sequence], j
 
 def success(message: str) -> None:
     """` ✔ message` — a step that worked."""
-    click.echo(f" {click.style(CHECK, fg='green')} {message}")
+    echo(f" {click.style(CHECK, fg='green') if decorated() else CHECK} {message}")
 
 
 def mark(value, building: bool = False) -> str:

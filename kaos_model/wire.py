@@ -81,6 +81,19 @@ class Wire:
         return cls(**values, extra={key: value for key, value in data.items() if key not in declared})
 
 
+def _added(key: str, doc: str) -> property:
+    """A read-only attribute for one of kaos 2's additions: `extra[key]`, None when the server did not send it.
+    (Our additions stay in `extra`, so `to_dict()` still answers the JSON as it came.)"""
+    return property(lambda self: self.extra.get(key), doc=doc)
+
+
+class Paged:
+    """A listing that may be one page of a list route (`limit`/`continue`, docs/rest-api.md, Paging):
+    `continue_token` is the `continue` the route answered beside it — the token of the next page, None on the last
+    page or when no page was asked for. It is not part of `to_dict()` (the route sends it outside the listing)."""
+    continue_token: Optional[str] = None
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, _SCALARS):
         return value
@@ -176,6 +189,10 @@ class DataDescriptor(Wire):
     author: Optional[str] = None
     extra: Dict[str, Any] = _extra()
 
+    model_id = _added("model_id", "An `output`'s model id (= its `path`), new in kaos 2.")
+    model_path = _added("model_path", "An `output`'s model directory `/<hex6>/model/`, new in kaos 2.")
+    values = _added("values", "A `hyperparams`' combination (a dict of the values), new in kaos 2.")
+
 
 @dataclass
 class PartitionInfo(Wire):
@@ -190,6 +207,10 @@ class PartitionInfo(Wire):
     hyperparams: Optional[DataDescriptor] = None
     extra: Dict[str, Any] = _extra()
 
+    metrics = _added("metrics", "The partition's metrics (a flat dict), new in kaos 2.")
+    state = _added("state", "The partition's JobState name, new in kaos 2.")
+    reason = _added("reason", "Why a failed partition failed (None otherwise), new in kaos 2.")
+
 
 @dataclass
 class SubmissionInfo(Wire):
@@ -203,6 +224,8 @@ class SubmissionInfo(Wire):
     hyperopt: Optional[str] = None
     extra: Dict[str, Any] = _extra()
 
+    reason = _added("reason", "How a finished job that did not succeed ended (None otherwise), new in kaos 2.")
+
 
 @dataclass
 class JobInfo(Wire):
@@ -213,6 +236,16 @@ class JobInfo(Wire):
     process_time: int
     partitions: List[PartitionInfo]
     extra: Dict[str, Any] = _extra()
+
+    reason = _added("reason", "How the job ended when it did not succeed (None otherwise), new in kaos 2.")
+    failed_count = _added("failed_count", "How many partitions failed or were killed (an int), new in kaos 2.")
+
+    @property
+    def failed_partitions(self) -> List["PartitionInfo"]:
+        """The first 20 failed partitions (new in kaos 2), decoded; [] when the server sent none.
+        Raises WireError when one does not fit PartitionInfo."""
+        listed = self.extra.get("failed_partitions") or []
+        return [PartitionInfo.from_dict(item, f"failed_partitions[{index}]") for index, item in enumerate(listed)]
 
 
 @dataclass
@@ -243,6 +276,9 @@ class ServeInfo(Wire):
     model: Optional[ModelInfo] = None
     extra: Dict[str, Any] = _extra()
 
+    restarts = _added("restarts", "How many times the serve process was restarted, new in kaos 2.")
+    reason = _added("reason", "Why the endpoint is not running (None otherwise), new in kaos 2.")
+
 
 @dataclass
 class WorkspaceInfo(Wire):
@@ -254,7 +290,7 @@ class WorkspaceInfo(Wire):
 
 
 @dataclass
-class TrainJobListing(Wire):
+class TrainJobListing(Paged, Wire):
     """`GET /train/<ws>`'s `response`: the workspace's jobs by kind, newest first."""
     training: List[SubmissionInfo]
     building: List[SubmissionInfo]
@@ -279,6 +315,13 @@ class WorkspaceCreated(Wire):
     build_notebook: Optional[str] = None
     extra: Dict[str, Any] = _extra()
 
+    @property
+    def info(self) -> Optional[WorkspaceInfo]:
+        """The created workspace's WorkspaceInfo (kaos 2's `response`), None when the server sent none.
+        Raises WireError when it does not fit."""
+        response = self.extra.get("response")
+        return None if response is None else WorkspaceInfo.from_dict(response, "response")
+
 
 @dataclass
 class BundleUpload(Wire):
@@ -286,6 +329,11 @@ class BundleUpload(Wire):
     `manifest:ab12c`)."""
     glob_name: str
     extra: Dict[str, Any] = _extra()
+
+    job_id = _added("job_id", "The build job a source upload started (None when its image is built already).")
+    endpoint = _added("endpoint", "The endpoint a serve upload created (`serve-<ws>-<hex6>`).")
+    url = _added("url", "Where that endpoint answers, when the server says.")
+    warning = _added("warning", "Resources asked for that will not be enforced here, in one line.")
 
 
 @dataclass
@@ -295,9 +343,11 @@ class ParamsUpload(Wire):
     params: List[Dict[str, Any]]
     extra: Dict[str, Any] = _extra()
 
+    warning = _added("warning", "Resources asked for that will not be enforced here, in one line.")
+
 
 @dataclass
-class EndpointListing(Wire):
+class EndpointListing(Paged, Wire):
     """`GET /inference/<ws>`'s `response`: the endpoints and the serve image builds, newest first."""
     endpoints: List[ServeInfo]
     building: List[SubmissionInfo]
@@ -330,6 +380,44 @@ class TrainPipelineInfo(Wire):
     hyper_repo: str
     hyper_branch: str
     hyper_glob: str
+    extra: Dict[str, Any] = _extra()
+
+    image_state = _added("image_state", "`none`, `building`, `ready` or `failed`: whether `image` is built yet.")
+    source_glob = _added("source_glob", "The current source bundle (`/mnist:1909d`), None before one is set.")
+
+
+@dataclass
+class JobInfoPage(PagedResponse):
+    """`GET /train/<ws>/<job_id>`: one page (`page_id` from 0, of `page_count`, ten partitions each) of a train
+    job's JobInfo; a PagedResponse whose `response` is decoded as a JobInfo."""
+    response: JobInfo
+
+
+# -- kaos 2's own answers ------------------------------------------------------------------------------------------
+@dataclass
+class JobRecord(Wire):
+    """`GET /job/<ws>/<job_id>`'s `response` (new in kaos 2): any job's `kind` (`build-train`, `train`,
+    `build-serve`, `serve`, `ingestion`), `state` (a JobState name), `started`/`finished` (`YYYY-MM-DD HH:MM:SS`,
+    backend local time; `finished` None while it runs), `duration` seconds and `reason` (None unless it failed)."""
+    job_id: str
+    kind: str
+    state: str
+    started: str
+    duration: int
+    finished: Optional[str] = None
+    reason: Optional[str] = None
+    extra: Dict[str, Any] = _extra()
+
+
+@dataclass
+class HealthInfo(Wire):
+    """`GET /health` (200): `status` "ok", the backend's `version`, its `executor` (`local`) and `parts`, each
+    part's (`front`, `api`, `scheduler`) `{"state", "pid", "restarts", "last_exit", ...}` ({} without a
+    supervisor). Every field may be missing: any 2xx answer of the route means the backend is up."""
+    status: Optional[str] = None
+    version: Optional[str] = None
+    executor: Optional[str] = None
+    parts: Dict[str, Any] = field(default_factory=dict)
     extra: Dict[str, Any] = _extra()
 
 

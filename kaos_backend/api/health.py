@@ -1,4 +1,5 @@
 from flask import Blueprint, current_app
+from kaos_model.wire import HealthInfo
 
 from kaos_backend import __version__
 from kaos_backend.api import respond, services
@@ -11,7 +12,7 @@ def health():
     """200 `{"status": "ok", "version", "executor", "parts": {...}}` when every part is up; else 503 with
     `error_code` PLATFORM_UNHEALTHY, a `message` naming the part and `status` "degraded". Without a supervisor
     (the app alone) `parts` is empty."""
-    body = {"status": "ok", "version": __version__, "executor": services().config.executor, "parts": {}}
+    body = HealthInfo(status="ok", version=__version__, executor=services().config.executor).to_dict()
     evaluate = current_app.extensions.get("kaos_parts")
     if evaluate is None:
         return respond(body)

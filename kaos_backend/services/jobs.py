@@ -5,7 +5,7 @@ from functools import lru_cache
 from typing import Iterator, List, Optional, Tuple
 
 from kaos_model import JobState
-from kaos_model.wire import SubmissionInfo
+from kaos_model.wire import JobRecord, SubmissionInfo
 from sqlalchemy import and_, case, func, select
 
 from kaos_backend.db import Database
@@ -141,11 +141,11 @@ class JobService:
     def state(self, workspace: str, job_id: str) -> dict:
         with self.db.read_scope() as session:
             job = find_job(session, workspace, job_id)
-            return {"job_id": job.id, "kind": job.kind, "state": job.state,
-                    "started": local_text(job.started_at or job.created_at),
-                    "finished": local_text(job.finished_at),
-                    "duration": seconds_between(job.started_at, job.finished_at) if job.started_at else 0,
-                    "reason": job.reason}
+            return JobRecord(job_id=job.id, kind=job.kind, state=job.state,
+                             started=local_text(job.started_at or job.created_at),
+                             finished=local_text(job.finished_at),
+                             duration=seconds_between(job.started_at, job.finished_at) if job.started_at else 0,
+                             reason=job.reason).to_dict()
 
     def kill(self, workspace: str, job_id: str, kinds=None, wait: float = KILL_WAIT_SECONDS) -> None:
         """Ask the scheduler to kill the job, and wait until it has (or `wait` seconds passed)."""

@@ -4,7 +4,7 @@ import math
 from typing import Any, List, Optional
 
 from kaos_model import JobState
-from kaos_model.wire import JobInfo, PagedResponse, PartitionInfo
+from kaos_model.wire import JobInfo, JobInfoPage, PartitionInfo
 from sqlalchemy import func, select
 
 from kaos_backend.errors import BadRequest, MetricNotFound, PageError
@@ -19,7 +19,7 @@ BUILD_KIND = "build-train"
 
 
 def job_info(session, workspace: str, job_id: str, sort_by: Optional[str] = None, page_id: Any = 0,
-             ascending: bool = False) -> PagedResponse:
+             ascending: bool = False) -> JobInfoPage:
     """One page of PAGE_SIZE successful partitions (sorted by the metric `sort_by` if given), the first
     MAX_FAILED_SHOWN partitions by index that ran and failed or were killed (extra `failed_partitions`), and
     `failed_count`, every failed or killed partition (those killed before they started included).
@@ -46,7 +46,7 @@ def job_info(session, workspace: str, job_id: str, sort_by: Optional[str] = None
                    process_time=seconds_between(job.started_at, job.finished_at),
                    partitions=rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE],
                    extra={"reason": job.reason, "failed_partitions": failed, "failed_count": failed_count})
-    return PagedResponse(page_id=page, page_count=page_count, response=info)
+    return JobInfoPage(page_id=page, page_count=page_count, response=info)
 
 
 class _PartitionDescriber:

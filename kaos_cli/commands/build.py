@@ -5,6 +5,7 @@ from kaos_cli import render
 from kaos_cli.completion import complete_contexts
 from kaos_cli.errors import KaosError
 from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.output import emit, output_option
 from kaos_cli.state import Config, resolve_index, write_cache
 
 CLOUDS = ["LOCAL", "DOCKER", "MINIKUBE", "AWS", "GCP"]
@@ -134,18 +135,26 @@ def _provider_and_env(name: str, fields: dict):
 
 
 @build.command("list", short_help="List the deployed backends (contexts)")
+@output_option
 def list_builds():
-    """List the contexts (deployed or connected backends)."""
+    """List the contexts (deployed or connected backends). With -o json|yaml: a list of `{"context",
+    "provider", "env", "url", "active"}` from .kaos/config (never the token)."""
     config = Config.load()
     contexts = config.contexts
     if not contexts:
-        render.warning(NO_BUILDS)
+        if not emit([]):
+            render.warning(NO_BUILDS)
         return
-    rows = []
+    rows, described = [], []
     for index, name in enumerate(contexts):
-        provider, env = _provider_and_env(name, config.context(name))
+        fields = config.context(name)
+        provider, env = _provider_and_env(name, fields)
         rows.append([index, name, provider, env])
+        described.append({"context": name, "provider": provider, "env": env, "url": (fields or {}).get("url"),
+                          "active": name == config.active})
     write_cache("backend", contexts)
+    if emit(described):
+        return
     render.print_table(["index", "context", "provider", "env"], rows)
 
 

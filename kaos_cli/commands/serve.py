@@ -11,7 +11,8 @@ from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
-from kaos_cli.paging import first_items, more_hint, size_options, wanted
+from kaos_cli.output import emit, list_pages, output_option, progress_wanted
+from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, resolve_index, write_cache
 
 NO_ENDPOINTS = "There are currently no running endpoints - first run kaos serve deploy"
@@ -44,25 +45,31 @@ def serve():
 # -- list ------------------------------------------------------------------------------------------------------
 @serve.command("list", short_help="List the endpoints")
 @size_options
+@output_option
 def list_endpoints(limit, show_all):
     """List the image builds and the endpoints of the current workspace, newest first: the newest 50 of each
-    table unless --limit or --all say otherwise."""
+    table unless --limit or --all say otherwise. With -o json|yaml: `GET /inference/<ws>?limit=`'s answer,
+    `{"response": {"endpoints": [...], "building": [...]}, "continue": <token or null>}`."""
     limit = wanted(limit, show_all)
     client, workspace = workspace_session()
 
     def fetch(size, token):
         page = client.serve_list(workspace, limit=size, continue_token=token)
-        return page, page.continue_token
+        return {key: getattr(page, key) for key in ("building", "endpoints")}, page.continue_token
 
-    listing, more = first_items(fetch, ("building", "endpoints"), limit)
+    listing, more, token = list_pages(fetch, ("building", "endpoints"), limit)
     building, endpoints = listing["building"], listing["endpoints"]
-    write_cache("build-serve", [job.get("job_id") for job in building])
-    write_cache("serve", [endpoint.get("name") for endpoint in endpoints])
+    write_cache("build-serve", [job.job_id for job in building])
+    write_cache("serve", [endpoint.name for endpoint in endpoints])
+    if emit({"response": {"endpoints": endpoints, "building": building}, "continue": token}):
+        if more:
+            render.info(more_hint("serve", f"the newest {limit} of each list"), err=True)
+        return
     tables = []
     for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS)):
         if items:
-            columns = columns + (("reason",) if any(item.get("reason") for item in items) else ())
-            rows = [[index] + [render.wrapped(item.get(column)) for column in columns]
+            columns = columns + (("reason",) if any(item.reason for item in items) else ())
+            rows = [[index] + [render.wrapped(getattr(item, column)) for column in columns]
                     for index, item in enumerate(items)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
@@ -82,8 +89,10 @@ def list_endpoints(limit, show_all):
 @click.option("--cpu", type=float, help="CPU cores of the endpoint")
 @click.option("--memory", type=str, help="Memory of the endpoint, e.g. 512Mi")
 @click.option("--gpu", type=int, default=0, show_default=True, help="GPUs of the endpoint")
+@output_option
 def deploy(source_bundle, model_id, cpu, memory, gpu):
-    """Deploy a new endpoint serving a source bundle, with a trained model's files in its model/ directory."""
+    """Deploy a new endpoint serving a source bundle, with a trained model's files in its model/ directory.
+    With -o json|yaml: `POST /inference/<ws>/<model_id>`'s answer (`glob_name`, `endpoint`, `job_id`)."""
     from kaos_cli.bundles import check_bundle_directory
     from kaos_cli.folder_upload import upload_folder
 
@@ -95,21 +104,23 @@ def deploy(source_bundle, model_id, cpu, memory, gpu):
     render.info(f"Submitting source bundle: {source_bundle}")
     answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
                            client.upload_serve_source(workspace, zip_path, model_id, cpu=cpu, memory=memory,
-                                                      gpu=gpu, digest=digest)) or {}
+                                                      gpu=gpu, digest=digest),
+                           progress=progress_wanted())
     if model_id:
         render.success(f"Adding trained model_id: {model_id}")
-    render.success(f"Setting source bundle: /{answer.get('glob_name')}")
-    if answer.get("job_id"):
-        render.success(f"Building image: job {answer['job_id']}")
-    if answer.get("endpoint"):
-        render.success(f"Endpoint: {answer['endpoint']}")
+    render.success(f"Setting source bundle: /{answer.glob_name}")
+    if answer.job_id:
+        render.success(f"Building image: job {answer.job_id}")
+    if answer.endpoint:
+        render.success(f"Endpoint: {answer.endpoint}")
     render.echo()
-    if answer.get("warning"):
-        render.warning(answer["warning"])
-    if answer.get("url"):
-        render.info(f"Check its state with kaos serve list; it answers at {answer['url']}")
+    if answer.warning:
+        render.warning(answer.warning)
+    if answer.url:
+        render.info(f"Check its state with kaos serve list; it answers at {answer.url}")
     else:
         render.info("Check its state and url with kaos serve list")
+    emit(answer)
 
 
 # -- provenance, get -------------------------------------------------------------------------------------------
@@ -146,7 +157,7 @@ def get(endpoint, ind, out_dir):
         zip_path = client.serve_bundle(workspace, endpoint, Path(download_dir) / "bundle.zip")
         render.info(f"Extracting serve bundle: {target}")
         try:
-            extract_zip(zip_path, target, "serve bundle")
+            extract_zip(zip_path, target, "serve bundle", progress=progress_wanted())
         except UnsafeArchiveError as exc:
             raise KaosError(f"Refused the serve bundle of {endpoint}: its member {exc.member!r} would be written "
                             f"outside {target} (nothing was extracted)") from None

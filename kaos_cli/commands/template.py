@@ -8,6 +8,7 @@ from kaos_cli import render
 from kaos_cli.completion import complete_templates
 from kaos_cli.errors import KaosError
 from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.output import emit, output_option
 from kaos_cli.state import check_index
 
 IGNORED = ("__pycache__", "*.pyc", ".DS_Store")
@@ -47,9 +48,13 @@ def template():
 
 
 @template.command("list", short_help="List the available templates")
+@output_option
 def list_templates():
-    """List the available templates."""
+    """List the available templates. With -o json|yaml: the templates' metadata, a list of `{"name",
+    "description", "input_type"}` (no backend involved)."""
     _, metadata = load_templates()
+    if emit([{key: item.get(key) for key in ("name", "description", "input_type")} for item in metadata]):
+        return
     rows = [[index, item.get("name"), item.get("description"), item.get("input_type")]
             for index, item in enumerate(metadata)]
     render.print_table(["ind", "name", "description", "input_type"], rows)

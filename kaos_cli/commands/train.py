@@ -13,7 +13,8 @@ from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
 from kaos_cli.options import index_option, name_option, require_one
-from kaos_cli.paging import first_items, more_hint, size_options, wanted
+from kaos_cli.output import emit, list_pages, output_option, progress_wanted
+from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import resolve_index, write_cache
 
 PAGE_SIZE = 10  # partitions per `train info` page (the backend's page size)
@@ -45,26 +46,33 @@ def train():
 # -- list ------------------------------------------------------------------------------------------------------
 @train.command("list", short_help="List the training jobs")
 @size_options
+@output_option
 def list_jobs(limit, show_all):
     """List the ingesting, building and training jobs of the current workspace, newest first: the newest 50 of
-    each table unless --limit or --all say otherwise."""
+    each table unless --limit or --all say otherwise. With -o json|yaml: `GET /train/<ws>?limit=`'s answer,
+    `{"response": {"training": [...], "building": [...], "ingesting": [...]}, "continue": <token or null>}`."""
     limit = wanted(limit, show_all)
     client, workspace = workspace_session()
 
     def fetch(size, token):
         page = client.train_list(workspace, limit=size, continue_token=token)
-        return page, page.continue_token
+        return {key: getattr(page, key) for key in [key for _, key, _, _ in LISTINGS]}, page.continue_token
 
-    listing, more = first_items(fetch, [key for _, key, _, _ in LISTINGS], limit)
+    listing, more, token = list_pages(fetch, [key for _, key, _, _ in LISTINGS], limit)
     for _, key, _, cache in LISTINGS:
         if cache:
-            write_cache(cache, [job.get("job_id") for job in listing[key]])
+            write_cache(cache, [job.job_id for job in listing[key]])
+    if emit({"response": {key: listing[key] for key in ("training", "building", "ingesting")}, "continue": token}):
+        if more:
+            render.info(more_hint("train", f"the newest {limit} jobs of each list"), err=True)
+        return
     tables = []
     for title, key, columns, _ in LISTINGS:
         jobs = listing[key]
         if jobs:
-            columns = columns + (("reason",) if any(job.get("reason") for job in jobs) else ())
-            rows = [[index] + [render.wrapped(job.get(column)) for column in columns] for index, job in enumerate(jobs)]
+            columns = columns + (("reason",) if any(job.reason for job in jobs) else ())
+            rows = [[index] + [render.wrapped(getattr(job, column)) for column in columns]
+                    for index, job in enumerate(jobs)]
             tables.append(render.titled_table(title, ("ind",) + columns, rows))
     if not tables:
         render.warning(NO_JOBS)
@@ -105,43 +113,45 @@ def check_hyperparams(path) -> None:
                         'like {"lr": [0.1, 0.01], "depth": [3, 5]}')
 
 
-def _submit_source(client, workspace, source_bundle, resources) -> dict:
+def _submit_source(client, workspace, source_bundle, resources):
     from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting source bundle: {source_bundle}")
     answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
-                           client.upload_train_source(workspace, zip_path, digest=digest, **resources)) or {}
-    render.success(f"Setting source bundle: /{answer.get('glob_name')}")
-    if answer.get("job_id"):
-        render.success(f"Building image: job {answer['job_id']}")
+                           client.upload_train_source(workspace, zip_path, digest=digest, **resources),
+                           progress=progress_wanted())
+    render.success(f"Setting source bundle: /{answer.glob_name}")
+    if answer.job_id:
+        render.success(f"Building image: job {answer.job_id}")
     render.echo()
     return answer
 
 
-def _submit_data(client, workspace, data_bundle, resources) -> dict:
+def _submit_data(client, workspace, data_bundle, resources):
     from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting data bundle: {data_bundle}")
     answer = upload_folder(data_bundle, "data.zip", "data bundle", lambda zip_path, digest:
-                           client.upload_features(workspace, zip_path, digest=digest, **resources)) or {}
-    render.success(f"Setting data bundle: /{answer.get('glob_name')}")
+                           client.upload_features(workspace, zip_path, digest=digest, **resources),
+                           progress=progress_wanted())
+    render.success(f"Setting data bundle: /{answer.glob_name}")
     render.echo()
     return answer
 
 
-def _submit_manifest(client, workspace, data_manifest, resources) -> dict:
+def _submit_manifest(client, workspace, data_manifest, resources):
     render.info(f"Submitting data manifest bundle: {data_manifest}")
-    answer = client.upload_manifest(workspace, data_manifest, **resources) or {}
-    render.success(f"Setting data manifest bundle: /{answer.get('glob_name')}")
+    answer = client.upload_manifest(workspace, data_manifest, **resources)
+    render.success(f"Setting data manifest bundle: /{answer.glob_name}")
     render.echo()
     return answer
 
 
-def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) -> dict:
+def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources):
     render.info(f"Submitting hyperparams bundle: {hyperparams}")
-    answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, **resources) or {}
-    glob_name = answer.get("glob_name")
-    combinations = answer.get("params") or []
+    answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, **resources)
+    glob_name = answer.glob_name
+    combinations = answer.params
     if not combinations or glob_name == NO_HYPERPARAMS.lstrip("/"):
         render.success(f"Setting hyperparameters bundle: {NO_HYPERPARAMS} (no hyperparameters)")
         render.echo()
@@ -157,18 +167,18 @@ def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources) 
     return answer
 
 
-def inputs_row(inputs: dict) -> list:
-    """The `Image | Data | Hyperparams` cells of `train_inspect`'s answer."""
-    image_state = inputs.get("image_state")
+def inputs_row(inputs) -> list:
+    """The `Image | Data | Hyperparams` cells of `train_inspect`'s TrainPipelineInfo."""
+    image_state = inputs.image_state
     if image_state == "building":
         image = render.mark(None, building=True)
-    elif image_state == "ready" and inputs.get("image"):
-        image = render.mark(inputs["image"])
+    elif image_state == "ready" and inputs.image:
+        image = render.mark(inputs.image)
     else:
         image = render.CROSS
-    hyper_glob = inputs.get("hyper_glob")
+    hyper_glob = inputs.hyper_glob
     hyper = render.CROSS if not hyper_glob or hyper_glob == NO_HYPERPARAMS else render.mark(hyper_glob)
-    return [image, render.mark(inputs.get("data_glob")), hyper]
+    return [image, render.mark(inputs.data_glob), hyper]
 
 
 @train.command(short_help="Deploy a training job", context_settings={"help_option_names": ["--help"]})
@@ -186,8 +196,11 @@ def inputs_row(inputs: dict) -> list:
 @click.option("--cpu", type=float, help="CPU cores per job")
 @click.option("--memory", type=str, help="Memory per job, e.g. 512Mi")
 @click.option("--gpu", type=int, default=0, show_default=True, help="GPUs per job")
+@output_option
 def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, cpu, memory, gpu):
-    """Set the inputs of the workspace's training: source, data (bundle or manifest), hyperparameters."""
+    """Set the inputs of the workspace's training: source, data (bundle or manifest), hyperparameters.
+    With -o json|yaml: `{"source"|"data"|"manifest"|"hyperparams": <each upload route's answer>, "inputs":
+    <GET /train/<ws>/inspect's answer>}`, the uploads made only."""
     if data_bundle and data_manifest:
         raise click.UsageError(DATA_EXCLUSIVE, ctx=click.get_current_context())
     if not any((source_bundle, data_bundle, data_manifest, hyperparams)):
@@ -206,18 +219,20 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     if parallelism is not None and not hyperparams:
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
-    answers = []
+    answers = {}
     if source_bundle:
-        answers.append(_submit_source(client, workspace, source_bundle, resources))
+        answers["source"] = _submit_source(client, workspace, source_bundle, resources)
     if data_bundle:
-        answers.append(_submit_data(client, workspace, data_bundle, resources))
+        answers["data"] = _submit_data(client, workspace, data_bundle, resources)
     if data_manifest:
-        answers.append(_submit_manifest(client, workspace, data_manifest, resources))
+        answers["manifest"] = _submit_manifest(client, workspace, data_manifest, resources)
     if hyperparams:
-        answers.append(_submit_hyperparams(client, workspace, hyperparams, parallelism, resources))
-    for warning in dict.fromkeys(answer["warning"] for answer in answers if answer.get("warning")):
+        answers["hyperparams"] = _submit_hyperparams(client, workspace, hyperparams, parallelism, resources)
+    for warning in dict.fromkeys(answer.warning for answer in answers.values() if answer.warning):
         render.warning(warning)  # the resources asked for are not enforced here: said once
     inputs = client.train_inspect(workspace)
+    if emit(dict(answers, inputs=inputs)):
+        return
     render.echo("CURRENT TRAINING INPUTS")
     render.echo()
     render.print_table(["Image", "Data", "Hyperparams"], [inputs_row(inputs)], justify="center")
@@ -228,8 +243,8 @@ def _provenance(reference) -> str:
     """`Author: <user>\\nPath: <path>` of a code/data/hyperparams reference, `None` when there is none."""
     if not reference:
         return "None"
-    author = reference.get("author")
-    path = f"Path: {reference.get('path')}"
+    author = reference.author
+    path = f"Path: {reference.path}"
     return f"Author: {author}\n{path}" if author else path
 
 
@@ -240,42 +255,45 @@ def _provenance(reference) -> str:
 @click.option("-p", "--page_id", type=click.IntRange(min=0), default=0, show_default=True,
               help="Page of ten models")
 @click.option("--ascending", is_flag=True, help="Sort ascending (for losses) instead of descending")
+@output_option
 def info(job_id, ind, sort_by, page_id, ascending):
-    """Describe a training job: its state, metrics and the models of one page."""
+    """Describe a training job: its state, metrics and the models of one page. With -o json|yaml:
+    `GET /train/<ws>/<job_id>`'s answer, `{"page_id", "page_count", "response": JobInfo}`."""
     job_id = _job_id(job_id, ind)
     client, workspace = workspace_session()
     render.info(f"Retrieving info from {job_id}")
     answer = client.train_info(workspace, job_id, sort_by=sort_by, page_id=page_id, ascending=ascending)
-    job = answer.get("response") or {}
-    page = answer.get("page_id", page_id)
-    process_time = job.get("process_time")
+    if emit(answer):
+        return
+    job = answer.response
+    page = answer.page_id
     render.echo()
-    render.echo(f"    Job ID: {job.get('job_id', job_id)}")
-    render.echo(f"    Process time: {process_time}s" if process_time is not None else "    Process time: None")
-    render.echo(f"    State: {job.get('state')}")
-    if job.get("reason"):
-        render.echo(f"    Reason: {job['reason']}")
-    render.echo(f"    Available metrics: {[str(name) for name in job.get('available_metrics') or []]}")
+    render.echo(f"    Job ID: {job.job_id}")
+    render.echo(f"    Process time: {job.process_time}s")
+    render.echo(f"    State: {job.state}")
+    if job.reason:
+        render.echo(f"    Reason: {job.reason}")
+    render.echo(f"    Available metrics: {[str(name) for name in job.available_metrics]}")
     render.echo()
-    render.echo(f"    Page count: {answer.get('page_count')}")
+    render.echo(f"    Page count: {answer.page_count}")
     render.echo(f"    Page ID: {page}")
     headers = ["ind", "Code", "Data", "Model ID", "Hyperparams"] + (["Score"] if sort_by else [])
     rows = []
-    offset = (page if isinstance(page, int) else page_id) * PAGE_SIZE
-    for number, partition in enumerate(job.get("partitions") or []):
-        row = [offset + number, _provenance(partition.get("code")), _provenance(partition.get("data")),
-               (partition.get("output") or {}).get("model_id"), _provenance(partition.get("hyperparams"))]
+    offset = page * PAGE_SIZE
+    for number, partition in enumerate(job.partitions):
+        row = [offset + number, _provenance(partition.code), _provenance(partition.data),
+               partition.output.model_id, _provenance(partition.hyperparams)]
         if sort_by:
-            row.append(partition.get("score"))
+            row.append(partition.score)
         rows.append(row)
     render.print_table(headers, rows, justify="center")
     _failed_partitions(job)
 
 
-def _failed_partitions(job: dict) -> None:
-    """The failed partitions' table (at most MAX_FAILED_ROWS rows) and how many more failed."""
-    listed = job.get("failed_partitions") or []
-    count = job.get("failed_count")
+def _failed_partitions(job) -> None:
+    """The failed partitions' table (at most MAX_FAILED_ROWS rows) of a JobInfo, and how many more failed."""
+    listed = job.failed_partitions
+    count = job.failed_count
     if not isinstance(count, int) or count < len(listed):  # a backend that does not count them
         count = len(listed)
     failed = listed[:MAX_FAILED_ROWS]
@@ -284,8 +302,8 @@ def _failed_partitions(job: dict) -> None:
     render.echo()
     render.echo(f"    Failed partitions: {count}")
     if failed:
-        rows = [[partition.get("datum_id", "").rsplit("-", 1)[-1], partition.get("state"),
-                 _provenance(partition.get("hyperparams")), render.wrapped(partition.get("reason"))]
+        rows = [[partition.datum_id.rsplit("-", 1)[-1], partition.state,
+                 _provenance(partition.hyperparams), render.wrapped(partition.reason)]
                 for partition in failed]
         render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
     if count > len(failed):
@@ -329,7 +347,7 @@ def get(job_id, ind, out_dir, include_code, include_data, include_model, model_i
                                        include_model=include_model, model_id=model_id)
         render.info(f"Extracting train bundle: {target}")
         try:
-            extract_zip(zip_path, target, "train bundle")
+            extract_zip(zip_path, target, "train bundle", progress=progress_wanted())
         except UnsafeArchiveError as exc:
             raise KaosError(f"Refused the train bundle of {job_id}: its member {exc.member!r} would be written "
                             f"outside {target} (nothing was extracted)") from None

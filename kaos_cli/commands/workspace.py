@@ -6,7 +6,8 @@ from kaos_cli.completion import complete_workspaces
 from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import make_client, require_context, require_init, require_workspace
 from kaos_cli.options import index_option, name_option, require_one
-from kaos_cli.paging import first_items, more_hint, size_options, wanted
+from kaos_cli.output import emit, list_pages, output_option
+from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import WORKSPACE_CACHES, delete_caches, resolve_index, write_cache
 
 
@@ -24,8 +25,10 @@ def workspace():
 
 @workspace.command("list", short_help="List the workspaces")
 @size_options
+@output_option
 def list_workspaces(limit, show_all):
-    """List the workspaces of the active backend, by name: the first 50 unless --limit or --all say otherwise."""
+    """List the workspaces of the active backend, by name: the first 50 unless --limit or --all say otherwise.
+    With -o json|yaml: `GET /workspace`'s answer, `{"names": [...], "continue": <token of the rest or null>}`."""
     limit = wanted(limit, show_all)
     _, client = _session()
 
@@ -33,9 +36,11 @@ def list_workspaces(limit, show_all):
         names = client.list_workspaces(limit=size, continue_token=token)
         return {"names": names}, names.continue_token
 
-    listing, more = first_items(fetch, ("names",), limit)
+    listing, more, token = list_pages(fetch, ("names",), limit)
     names = listing["names"]
     write_cache("workspace", names)
+    if emit({"names": names, "continue": token}):
+        return
     if not names:
         render.warning("There are currently no active workspaces - first run kaos workspace create")
         return
@@ -77,8 +82,9 @@ def _switch_to(config, name: str) -> None:
 
 @workspace.command(short_help="Create a workspace and make it current")
 @click.option("-n", "--name", required=True, help="Workspace name: lowercase letters, digits and '-'")
+@output_option
 def create(name):
-    """Create a workspace and make it the current one."""
+    """Create a workspace and make it the current one. With -o json|yaml: `POST /workspace/<name>`'s answer."""
     from kaos_model.ids import workspace_name_problem
 
     problem = workspace_name_problem(name)
@@ -86,7 +92,7 @@ def create(name):
         raise KaosError(problem)
     config, client = _session()
     try:
-        client.create_workspace(name)
+        created = client.create_workspace(name)
     except RequestError as exc:
         if exc.status == 409:
             raise KaosError(f"Workspace {name} already exists. Please use `kaos workspace set` to select a "
@@ -94,6 +100,7 @@ def create(name):
         raise
     _switch_to(config, name)
     render.info(f"Successfully set {name} workspace")
+    emit(created)
 
 
 @workspace.command(short_help="Show the current workspace")
@@ -105,17 +112,21 @@ def current():
 
 
 @workspace.command(short_help="Describe the current workspace")
+@output_option
 def info():
-    """List the pipelines and repos of the current workspace."""
+    """List the pipelines and repos of the current workspace. With -o json|yaml: `GET /workspace/<name>`'s
+    answer, `{"response": WorkspaceInfo}`."""
     config, client = _session()
     name = require_workspace(config, client)
     details = client.workspace_info(name)
-    render.echo(f"--- Workspace {details.get('name') or name} ---")
+    if emit({"response": details}):
+        return
+    render.echo(f"--- Workspace {details.name or name} ---")
     render.echo("Pipelines:")
-    for pipeline in details.get("pipelines") or []:
+    for pipeline in details.pipelines:
         render.echo(f"- {pipeline}")
     render.echo("Repos:")
-    for repo in details.get("repos") or []:
+    for repo in details.repos:
         render.echo(f"- {repo}")
 
 

@@ -27,6 +27,12 @@ def runner():
 
 
 @pytest.fixture
+def terminal(monkeypatch):
+    """The CLI believes its stdout is a terminal (CliRunner's never is): progress bars are drawn on stderr."""
+    monkeypatch.setattr("kaos_cli.output.stdout_is_terminal", lambda: True)
+
+
+@pytest.fixture
 def kaos(runner, project):
     """`kaos(*args, input=None)` runs the root group in the project directory and returns the result."""
     from kaos_cli.main import cli

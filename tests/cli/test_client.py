@@ -4,7 +4,8 @@ import hashlib
 import pytest
 
 from kaos_cli.client import KaosClient, join_url
-from kaos_cli.errors import ConnectionProblem, RequestError, UnauthorizedError
+from kaos_cli.errors import ConnectionProblem, RequestError, UnauthorizedError, UnexpectedAnswer
+from kaos_model.wire import BundleUpload, HealthInfo, ParamsUpload, WorkspaceCreated, WorkspaceInfo
 
 
 def test_join_url_never_doubles_slashes():
@@ -23,16 +24,33 @@ def test_token_user_and_path(server):
     assert request.query == {"user": ["alice"]}
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"response": {"name": "mnist", "pipelines": "p", "repos": []}}, "pipelines: expected a JSON array"),
+    ({"response": {"name": "mnist", "repos": []}}, "pipelines: missing, and WorkspaceInfo requires it"),
+    ({"name": "mnist", "pipelines": [], "repos": []}, "expected a JSON object with `response`"),
+    (["mnist"], "expected a JSON object with `response`"),
+])
+def test_an_answer_that_does_not_fit_its_wire_class_is_an_unexpected_answer(server, body, field):
+    server.route("GET", "workspace/mnist", body=body)
+    with pytest.raises(UnexpectedAnswer) as problem:
+        KaosClient(server.url, "t").workspace_info("mnist")
+    assert "answered GET workspace/mnist with something that is not a WorkspaceInfo" in str(problem.value)
+    assert field in str(problem.value) and "\n" not in str(problem.value)
+
+
 def test_workspace_routes(server):
-    server.route("POST", "workspace/mnist", 201, {"response": {"name": "mnist"}})
+    server.route("POST", "workspace/mnist", 201, {"build_train": "build-train-mnist", "build_serve": None,
+                                                  "response": {"name": "mnist", "pipelines": [], "repos": []}})
     server.route("GET", "workspace/mnist", body={"response": {"name": "mnist", "pipelines": ["p"], "repos": []}})
     server.route("DELETE", "workspace/mnist", body=None)
     server.route("DELETE", "internal/resources", body=None)
     server.route("GET", "health", body={"status": "ok"})
     client = KaosClient(server.url, "secret", "alice")
-    assert client.health() == {"status": "ok"}
-    assert client.create_workspace("mnist") == {"name": "mnist"}
-    assert client.workspace_info("mnist")["pipelines"] == ["p"]
+    assert client.health() == HealthInfo(status="ok")
+    created = client.create_workspace("mnist")
+    assert isinstance(created, WorkspaceCreated) and created.build_train == "build-train-mnist"
+    assert created.info == WorkspaceInfo(name="mnist", pipelines=[], repos=[])
+    assert client.workspace_info("mnist").pipelines == ["p"]
     assert client.kill_workspace("mnist") is None
     assert client.delete_all_resources() is None
     assert [(r.method, r.path) for r in server.requests][-2:] == [
@@ -113,7 +131,7 @@ def test_upload_streams_when_blob_unknown(server, bundle, capsys):
     server.route("GET", f"blobs/{digest}", 404, {"error_code": "BLOB_NOT_FOUND", "message": "nope"})
     server.route("POST", "data/ws/features", 200, {"glob_name": "features:9fd9d"})
     result = KaosClient(server.url, "t", "alice").upload_features("ws", path, cpu=1.5, memory=None)
-    assert result == {"glob_name": "features:9fd9d"}
+    assert result == BundleUpload(glob_name="features:9fd9d")
     upload, = server.requests_to("POST", "data/ws/features")
     assert upload.body == path.read_bytes()
     assert upload.headers["content-type"] == "application/zip"
@@ -126,8 +144,8 @@ def test_upload_streams_when_blob_unknown(server, bundle, capsys):
 def test_upload_by_digest_when_blob_known(server, bundle, capsys):
     path, digest = bundle
     server.route("GET", f"blobs/{digest}", 200, {"digest": digest, "size": path.stat().st_size})
-    server.route("POST", "data/ws/notebook", 200, None)
-    assert KaosClient(server.url, "t").upload_notebook_data("ws", path) is None
+    server.route("POST", "data/ws/notebook", 200, {"glob_name": "notebook:abcde"})
+    assert KaosClient(server.url, "t").upload_notebook_data("ws", path).glob_name == "notebook:abcde"
     upload, = server.requests_to("POST", "data/ws/notebook")
     assert upload.body == b""
     assert upload.query["digest"] == [digest]
@@ -144,7 +162,7 @@ def test_digest_refused_falls_back_to_upload(server, bundle):
         return 200, {"glob_name": "features:abcde"}, "application/json"
 
     server.handle("POST", "data/ws/features", features)
-    assert KaosClient(server.url, "t").upload_features("ws", path) == {"glob_name": "features:abcde"}
+    assert KaosClient(server.url, "t").upload_features("ws", path).glob_name == "features:abcde"
     by_digest, by_body = server.requests_to("POST", "data/ws/features")
     assert by_digest.body == b"" and by_body.body == path.read_bytes()
 
@@ -165,7 +183,7 @@ def test_params_upload_carries_parallelism(server, tmp_path):
                   lambda r: (404, {"error_code": "BLOB_NOT_FOUND", "message": "no"}, "application/json"))
     server.route("POST", "data/ws/params", 200, {"glob_name": "3fbf2", "params": [{"lr": 0.1}, {"lr": 0.2}]})
     result = KaosClient(server.url, "t").upload_params("ws", params, parallelism=2)
-    assert result["glob_name"] == "3fbf2"
+    assert isinstance(result, ParamsUpload) and result.glob_name == "3fbf2" and len(result.params) == 2
     upload, = server.requests_to("POST", "data/ws/params")
     assert upload.query["parallelism"] == ["2"] and upload.body == params.read_bytes()
 

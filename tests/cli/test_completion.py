@@ -19,7 +19,6 @@ from tests.support.platform import tiny_data_bundle, tiny_train_bundle, wait_for
 
 BIN = str(Path(KAOS).parent)
 BOUND = 60  # seconds: a bound against a hanging completion, not a speed check
-TERMINAL = ("JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED")
 SERVE = "#!/usr/bin/env python3\nimport time\ntime.sleep(3600)\n"
 
 
@@ -76,14 +75,11 @@ def names(tmp_path_factory):
         deployed = kaos(project, "train", "deploy", "-s", str(code), "-d", str(data))
         assert deployed.code == 0, deployed
         client = KaosClient(server.url, server.token)
-        train = wait_for(lambda: client.train_list("mnist")["training"], timeout=600, what="a train job")[0]
-        job = wait_for(lambda: (lambda j: j if j["state"] in TERMINAL else None)(client.job_state("mnist",
-                                                                                                 train["job_id"])),
-                       timeout=600, what="the training to end")
-        assert job["state"] == "JOB_SUCCESS", client.train_logs("mnist", train["job_id"])
-        build = client.train_list("mnist")["building"][0]["job_id"]
-        partitions = client.train_info("mnist", train["job_id"])["response"]["partitions"]
-        model = partitions[0]["output"]["model_id"]
+        train = wait_for(lambda: client.train_list("mnist").training, timeout=600, what="a train job")[0]
+        job = client.wait_for_job("mnist", train.job_id, timeout=600)
+        assert job.state == "JOB_SUCCESS", client.train_logs("mnist", train.job_id)
+        build = client.train_list("mnist").building[0].job_id
+        model = client.train_info("mnist", train.job_id).response.partitions[0].output.model_id
 
         serve = root / "serve" / "tiny" / "model"
         serve.mkdir(parents=True)
@@ -95,8 +91,8 @@ def names(tmp_path_factory):
         served = kaos(project, "serve", "deploy", "-s", str(root / "serve"), "-m", model)
         assert served.code == 0, served
         endpoint = re.search(r"Endpoint: (serve-mnist-[0-9a-f]+)", served.out).group(1)
-        serve_build = client.serve_list("mnist")["building"][0]["job_id"]
-        yield {"project": project, "server": server, "train": train["job_id"], "build": build, "model": model,
+        serve_build = client.serve_list("mnist").building[0].job_id
+        yield {"project": project, "server": server, "train": train.job_id, "build": build, "model": model,
                "endpoint": endpoint, "serve_build": serve_build}
     finally:
         server.stop()

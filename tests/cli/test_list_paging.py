@@ -12,6 +12,7 @@ pytest.importorskip("kaos_backend.app")
 
 from kaos_cli.client import KaosClient  # noqa: E402
 from kaos_cli.errors import RequestError  # noqa: E402
+from kaos_model.wire import TrainJobListing  # noqa: E402
 from tests.support.cli import kaos  # noqa: E402
 from tests.support.listings import seed_endpoints, seed_jobs, seed_workspaces  # noqa: E402
 
@@ -156,16 +157,17 @@ def test_client_lists_keep_their_shape_and_carry_the_next_token(module_backend):
     jobs = seed_jobs(database_url(module_backend), name, "train", 5)
 
     whole = client.train_list(name)
-    assert set(whole) == {"training", "building", "ingesting"} and whole.continue_token is None
+    assert isinstance(whole, TrainJobListing) and whole.continue_token is None
+    assert set(whole.to_dict()) == {"training", "building", "ingesting"}
     walked, token = [], None
     while True:
         page = client.train_list(name, limit=2, continue_token=token)
-        assert set(page) == {"training", "building", "ingesting"}
-        walked += [job["job_id"] for job in page["training"]]
+        assert isinstance(page, TrainJobListing) and set(page.to_dict()) == {"training", "building", "ingesting"}
+        walked += [job.job_id for job in page.training]
         token = page.continue_token
         if token is None:
             break
-    assert walked == jobs == [job["job_id"] for job in whole["training"]]
+    assert walked == jobs == [job.job_id for job in whole.training]
 
     names = client.list_workspaces(limit=1)
     assert isinstance(names, list) and len(names) == 1 and isinstance(names.continue_token, str)

@@ -191,11 +191,11 @@ def test_an_unchanged_redeploy_sends_almost_nothing(backend, proxied):
     size = 4 * 1024 * 1024
     _wait_until_aged(_data(project, size=size))
     proxy.reset()
-    first = run_kaos(project, "train", "deploy", "-d", "data")
+    first = run_kaos(project, "train", "deploy", "-d", "data", tty=True)  # a terminal: the bars are drawn
     assert first.code == 0 and "Compressing data bundle" in first.err, first
     assert proxy.sent > size
     proxy.reset()
-    again = run_kaos(project, "train", "deploy", "-d", "data")
+    again = run_kaos(project, "train", "deploy", "-d", "data", tty=True)
     assert again.code == 0 and "Compressing" not in again.err and "Uploading" not in again.err, again
     assert proxy.sent < 64 * 1024, proxy.sent
     assert GLOB_RE.findall(again.out) == GLOB_RE.findall(first.out)

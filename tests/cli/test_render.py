@@ -12,11 +12,16 @@ def test_lines_and_streams(capsys):
     assert captured.err == "Warning - careful\nError - broken\n"
 
 
-def test_levels_are_bold_and_coloured():
+def test_levels_are_bold_and_coloured(terminal):
     assert render.line("Info", "x") == click.style("Info", fg="green", bold=True) + " - x"
     assert render.line("Warning", "x") == click.style("Warning", fg="yellow", bold=True) + " - x"
     assert render.line("Error", "x") == click.style("Error", fg="red", bold=True) + " - x"
     assert render.line("Aborting", "x") == click.style("Aborting", fg="red", bold=True) + " - x"
+
+
+def test_no_colours_when_stdout_is_not_a_terminal(monkeypatch):
+    monkeypatch.setattr("kaos_cli.output.stdout_is_terminal", lambda: False)
+    assert render.line("Error", "x") == "Error - x"
 
 
 def test_table_with_title_and_none():

@@ -15,6 +15,7 @@ import pytest
 from kaos_cli import state
 from kaos_cli.bundles import zip_directory
 from tests.cli.conftest import one_line
+from tests.support import answers
 
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINT = "serve-mnist-0c9718"
@@ -40,7 +41,7 @@ def stderr_last(result) -> str:
 
 
 # -- deploy ----------------------------------------------------------------------------------------------------
-def test_deploy_with_a_model_as_in_the_seed(kaos, ws, serve_dir):
+def test_deploy_with_a_model_as_in_the_seed(kaos, ws, serve_dir, terminal):
     model_path = "inference/mnist/e23a2_9fd9d%3A134639"  # the model id in the path (Flask decodes %3A)
     ws.route("POST", model_path, body={"glob_name": "mnist:93168", "endpoint": ENDPOINT, "job_id": BUILD_JOB})
     result = kaos("serve", "deploy", "-s", str(serve_dir), "-m", MODEL)
@@ -129,8 +130,8 @@ def test_deploy_usage(kaos, ws, tmp_path, serve_dir):
 # -- list ------------------------------------------------------------------------------------------------------
 def endpoint(name, state_="PIPELINE_RUNNING", created_at="Mon, 29 Jul 2019 15:45:39 GMT", user="jfriedman"):
     return {"name": name, "url": f"localhost/{name}/invocations", "user": user, "state": state_,
-            "created_at": created_at, "code": {"path": "/mnist:93168"}, "image": "build-serve-mnist:93168",
-            "model": {"model_id": MODEL}, "restarts": 0}
+            "created_at": created_at, "code": answers.descriptor("/mnist:93168"), "image": "build-serve-mnist:93168",
+            "model": answers.model_info(MODEL), "restarts": 0}
 
 
 def test_list_as_in_the_seed(kaos, ws, project):
@@ -164,7 +165,7 @@ def test_list_building_and_every_endpoint_newest_first(kaos, ws):
     endpoints = [endpoint("serve-mnist-aaaaaa", "PIPELINE_STARTING", "2024-01-03 10:00:00"),
                  endpoint("serve-mnist-bbbbbb", "PIPELINE_FAILURE", "2024-01-02 10:00:00"),
                  endpoint("serve-mnist-cccccc", "PIPELINE_RESTARTING", "2024-01-01 10:00:00")]
-    building = [{"job_id": "b0", "state": "JOB_RUNNING", "started": "2024-01-03 10:00:00", "duration": "?",
+    building = [{"job_id": "b0", "state": "JOB_RUNNING", "started": "2024-01-03 10:00:00", "duration": 7,
                  "progress": "Progress: 0 / 1 (0%)"},
                 {"job_id": "b1", "state": "JOB_FAILURE", "started": "2024-01-02 10:00:00", "duration": 3,
                  "progress": "Progress: 1 / 1 (100%)"}]
@@ -213,7 +214,7 @@ def test_index_messages_and_exclusive_options(kaos, ws):
     assert one_line(kaos("serve", "build-logs", "-i", "0")) == \
         "Error - Index not available until running `kaos serve list`"
     ws.route("GET", "inference/mnist", body={"response": {"endpoints": [endpoint(ENDPOINT)],
-                                                          "building": [{"job_id": BUILD_JOB}]}})
+                                                          "building": [answers.submission(BUILD_JOB)]}})
     kaos("serve", "list")
     assert one_line(kaos("serve", "get", "-i", "1")) == "Error - Index 1 does not exist... Run `kaos serve list` again"
     ws.route("GET", f"inference/mnist/{ENDPOINT}/logs", body=json.dumps("[t] served"))
@@ -343,8 +344,7 @@ def test_build_logs_saved(kaos, ws, project):
                                          ("JOB_RUNNING", 1)])
 def test_build_logs_follow_exits_by_the_build_state(kaos, ws, project, final, code):
     ws.handle("GET", f"inference/mnist/build/{BUILD_JOB}/logs", _streamed(["[t] building\n", "[t] done\n"]))
-    ws.route("GET", f"job/mnist/{BUILD_JOB}", body={"response": {"job_id": BUILD_JOB, "kind": "build-serve",
-                                                                 "state": final}})
+    ws.route("GET", f"job/mnist/{BUILD_JOB}", body=answers.job_record(BUILD_JOB, final, "build-serve"))
     result = kaos("serve", "build-logs", "-j", BUILD_JOB, "-f")
     assert result.exit_code == code
     assert result.stdout == "[t] building\n[t] done\n"
@@ -379,7 +379,7 @@ BUNDLE = {
 }
 
 
-def test_get_extracts_the_bundle(kaos, ws, project):
+def test_get_extracts_the_bundle(kaos, ws, project, terminal):
     ws.route("GET", f"inference/mnist/{ENDPOINT}/bundle", body=zip_bytes(BUNDLE), content_type="application/zip")
     result = kaos("serve", "get", "-e", ENDPOINT)
     assert result.exit_code == 0, result.output

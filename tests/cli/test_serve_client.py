@@ -9,6 +9,8 @@ import pytest
 
 from kaos_cli.client import KILL_READ_TIMEOUT, KaosClient
 from kaos_cli.errors import KaosError, RequestError
+from kaos_model.wire import BundleUpload, EndpointListing, ModelInfo, ServeInfo
+from tests.support import answers
 
 JSON = "application/json"
 ENDPOINT = "serve-ws-53d3da"
@@ -27,7 +29,9 @@ def test_upload_serve_source_with_a_model(server, source_zip):
     answer = {"glob_name": "mnist:e39c0", "endpoint": ENDPOINT, "job_id": JOB}
     server.route("POST", "inference/ws/1909d_5c3ca%3A828c4e", body=answer)
     client = KaosClient(server.url, "t", "alice")
-    assert client.upload_serve_source("ws", path, "1909d_5c3ca:828c4e", cpu=0.5, memory="1Gi", gpu=0) == answer
+    uploaded = client.upload_serve_source("ws", path, "1909d_5c3ca:828c4e", cpu=0.5, memory="1Gi", gpu=0)
+    assert isinstance(uploaded, BundleUpload) and uploaded.to_dict() == answer
+    assert (uploaded.glob_name, uploaded.endpoint, uploaded.job_id) == ("mnist:e39c0", ENDPOINT, JOB)
     blob, upload = server.requests
     assert blob.path == f"/api/blobs/{digest}"
     assert upload.body == path.read_bytes() and upload.headers["content-type"] == "application/zip"
@@ -39,7 +43,7 @@ def test_upload_serve_source_without_a_model_posts_none(server, source_zip, mode
     path, digest = source_zip
     server.route("GET", f"blobs/{digest}", body={"digest": digest, "size": 1})
     server.route("POST", "inference/ws/None", body={"glob_name": "mnist:e39c0", "endpoint": ENDPOINT})
-    assert KaosClient(server.url, "t").upload_serve_source("ws", path, model_id)["endpoint"] == ENDPOINT
+    assert KaosClient(server.url, "t").upload_serve_source("ws", path, model_id).endpoint == ENDPOINT
     upload, = server.requests_to("POST", "inference/ws/None")
     assert upload.body == b"" and upload.query == {"digest": [digest]}  # by digest: the backend has the bytes
 
@@ -54,8 +58,15 @@ def test_upload_serve_source_model_not_found(server, source_zip):
 
 
 def test_serve_list(server):
-    server.route("GET", "inference/ws", body={"response": {"endpoints": [{"name": ENDPOINT}], "building": None}})
-    assert KaosClient(server.url, "t").serve_list("ws") == {"endpoints": [{"name": ENDPOINT}], "building": []}
+    endpoint = {"name": ENDPOINT, "url": f"h/{ENDPOINT}/invocations", "user": "u", "state": "PIPELINE_RUNNING",
+                "created_at": "2019-07-29 15:25:45", "code": answers.descriptor("/mnist:e39c0"), "image": "i",
+                "model": answers.model_info("1909d_5c3ca:828c4e"), "restarts": 2, "reason": None}
+    server.route("GET", "inference/ws", body={"response": {"endpoints": [endpoint], "building": []}})
+    listing = KaosClient(server.url, "t").serve_list("ws")
+    assert isinstance(listing, EndpointListing) and listing.building == [] and listing.continue_token is None
+    served, = listing.endpoints
+    assert isinstance(served, ServeInfo) and isinstance(served.model, ModelInfo) and served.restarts == 2
+    assert served.to_dict() == endpoint
 
 
 def test_logs_paths_and_follow(server):

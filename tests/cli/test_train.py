@@ -6,6 +6,7 @@ import zipfile
 import pytest
 
 from kaos_cli import state
+from tests.support import answers
 from tests.cli.conftest import one_line
 
 JSON = "application/json"
@@ -40,12 +41,11 @@ def data_dir(tmp_path):
 
 
 def inspect_reply(image_state="building", image=None, data_glob="/features:9fd9d", hyper_glob="/params.null"):
-    return {"image": image, "image_state": image_state, "data_glob": data_glob, "hyper_glob": hyper_glob,
-            "parallelism": 1, "cpu": None, "memory": None, "gpu": 0, "output_branch": None}
+    return answers.inspect_answer(image_state, image, data_glob or "/data:null", hyper_glob)
 
 
 # -- deploy ----------------------------------------------------------------------------------------------------
-def test_deploy_source_only(kaos, ws, source_dir):
+def test_deploy_source_only(kaos, ws, source_dir, terminal):
     ws.route("POST", "train/mnist", body={"glob_name": "mnist:17127", "job_id": BUILD_JOB})
     ws.route("GET", "train/mnist/inspect", body=inspect_reply(data_glob="/features:9fd9d"))
     result = kaos("train", "deploy", "-s", str(source_dir))
@@ -273,7 +273,7 @@ def test_requires_init(kaos, project):
 
 # -- list ------------------------------------------------------------------------------------------------------
 def submission(job_id, state="JOB_SUCCESS", started="2019-07-29 15:25:45", duration=1, **extra):
-    return dict(job_id=job_id, state=state, started=started, duration=duration, **extra)
+    return answers.submission(job_id, state, started, duration, **extra)
 
 
 def test_list_empty(kaos, ws, project):
@@ -348,9 +348,11 @@ def test_list_backend_error_is_one_line(kaos, ws):
 
 # -- info ------------------------------------------------------------------------------------------------------
 def partition(n, hyperparams=None, score=None):
-    return {"datum_id": f"d{n}", "code": {"path": "/mnist:e23a2", "author": "jfriedman"},
-            "data": {"path": "/features:9fd9d", "author": "jfriedman"}, "image": {"path": "build-train-mnist:e23a2"},
-            "output": {"model_id": f"e23a2_9fd9d:13463{n}", "path": f"/13463{n}/model/"},
+    return {"datum_id": f"d{n}", "code": answers.descriptor("/mnist:e23a2", "jfriedman"),
+            "data": answers.descriptor("/features:9fd9d", "jfriedman"),
+            "image": answers.descriptor("build-train-mnist:e23a2"),
+            "output": answers.descriptor(f"e23a2_9fd9d:13463{n}", model_id=f"e23a2_9fd9d:13463{n}",
+                                         model_path=f"/13463{n}/model/"),
             "hyperparams": hyperparams, "score": score, "metrics": {}, "state": "JOB_SUCCESS"}
 
 
@@ -385,7 +387,7 @@ def test_info_as_in_the_docs(kaos, ws):
 
 
 def test_info_sorted_page_with_score_and_index(kaos, ws):
-    hyper = {"path": "/3fbf2/degree=5_kernel=poly.json", "author": "tester", "values": {"degree": 5}}
+    hyper = answers.descriptor("/3fbf2/degree=5_kernel=poly.json", "tester", values={"degree": 5})
     ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 2, "page_count": 3, "response": {
         "job_id": JOB, "state": "JOB_RUNNING", "available_metrics": ["loss"], "process_time": 130,
         "partitions": [partition(0, hyper, "0.1234"), partition(1, hyper, None)]}})
@@ -545,7 +547,7 @@ def _streamed(chunks):
 @pytest.mark.parametrize("final, code", [("JOB_SUCCESS", 0), ("JOB_FAILURE", 1), ("JOB_KILLED", 1)])
 def test_follow_streams_saves_and_exits_by_state(kaos, ws, project, final, code):
     ws.handle("GET", f"train/mnist/{JOB}/logs", _streamed(["[t] one\n[t] t", "wo\n", "[t] three\n"]))
-    ws.route("GET", f"job/mnist/{JOB}", body={"response": {"job_id": JOB, "kind": "train", "state": final}})
+    ws.route("GET", f"job/mnist/{JOB}", body=answers.job_record(JOB, final, "train"))
     result = kaos("train", "logs", "-j", JOB, "-f")
     assert result.exit_code == code
     assert result.stdout == "[t] one\n[t] two\n[t] three\n"
@@ -560,8 +562,7 @@ def test_follow_streams_saves_and_exits_by_state(kaos, ws, project, final, code)
 
 def test_follow_build_logs(kaos, ws, project):
     ws.handle("GET", f"train/mnist/build/{BUILD_JOB}/logs", _streamed(["[t] building\n", "[t] done\n"]))
-    ws.route("GET", f"job/mnist/{BUILD_JOB}", body={"response": {"job_id": BUILD_JOB, "kind": "build-train",
-                                                                 "state": "JOB_SUCCESS"}})
+    ws.route("GET", f"job/mnist/{BUILD_JOB}", body=answers.job_record(BUILD_JOB, "JOB_SUCCESS", "build-train"))
     result = kaos("train", "build-logs", "-j", BUILD_JOB, "--follow")
     assert result.exit_code == 0 and result.stdout == "[t] building\n[t] done\n"
     assert (project / "mnist" / "logs" / f"build-train-{BUILD_JOB}.log").exists()
@@ -569,7 +570,7 @@ def test_follow_build_logs(kaos, ws, project):
 
 def test_follow_stream_ending_early(kaos, ws):
     ws.handle("GET", f"train/mnist/{JOB}/logs", _streamed(["[t] one\n"]))
-    ws.route("GET", f"job/mnist/{JOB}", body={"response": {"job_id": JOB, "state": "JOB_RUNNING"}})
+    ws.route("GET", f"job/mnist/{JOB}", body=answers.job_record(JOB, "JOB_RUNNING"))
     result = kaos("train", "logs", "-j", JOB, "-f")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == f"Error - The log stream of job {JOB} ended while the job is JOB_RUNNING"
@@ -592,3 +593,11 @@ def test_kill(kaos, ws):
 def test_kill_errors(kaos, ws, status, code, message):
     ws.route("DELETE", f"train/mnist/{JOB}", status, {"error_code": code, "message": message.format(JOB)})
     assert one_line(kaos("train", "kill", "-j", JOB)) == "Error - " + message.format(JOB)
+
+
+def test_an_answer_that_does_not_fit_its_wire_class_is_one_error_line(kaos, ws):
+    ws.route("GET", "train/mnist", body={"response": {"training": [{"job_id": JOB}], "building": [], "ingesting": []}})
+    line = one_line(kaos("train", "list"))
+    assert line.startswith("Error - The backend at http://127.0.0.1:") and line.endswith(
+        "answered GET train/mnist with something that is not a TrainJobListing: training[0].state: missing, and "
+        "SubmissionInfo requires it")

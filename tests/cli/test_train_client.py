@@ -7,7 +7,10 @@ import time
 import pytest
 
 from kaos_cli.client import KILL_READ_TIMEOUT, KaosClient
-from kaos_cli.errors import KaosError, RequestError
+from kaos_cli.errors import KaosError, RequestError, UnexpectedAnswer
+from kaos_model.wire import (BundleUpload, JobInfo, JobInfoPage, JobRecord, SubmissionInfo, TrainJobListing,
+                             TrainPipelineInfo)
+from tests.support import answers
 
 JSON = "application/json"
 JOB = "7a74b6974ba346238baf0a5f397774df"
@@ -24,7 +27,7 @@ def test_upload_train_source_streams_with_resources(server, source_zip):
     path, digest = source_zip
     server.route("POST", "train/ws", body={"glob_name": "mnist:1909d", "job_id": JOB})
     answer = KaosClient(server.url, "t", "alice").upload_train_source("ws", path, cpu=0.5, memory="1Gi", gpu=0)
-    assert answer == {"glob_name": "mnist:1909d", "job_id": JOB}
+    assert answer == BundleUpload(glob_name="mnist:1909d", extra={"job_id": JOB}) and answer.job_id == JOB
     blob, upload = server.requests
     assert blob.path == f"/api/blobs/{digest}"
     assert upload.body == path.read_bytes() and upload.headers["content-type"] == "application/zip"
@@ -35,26 +38,40 @@ def test_upload_train_source_by_digest(server, source_zip):
     path, digest = source_zip
     server.route("GET", f"blobs/{digest}", body={"digest": digest, "size": 1})
     server.route("POST", "train/ws", body={"glob_name": "mnist:1909d", "job_id": None})
-    assert KaosClient(server.url, "t").upload_train_source("ws", path)["job_id"] is None
+    assert KaosClient(server.url, "t").upload_train_source("ws", path).job_id is None
     upload, = server.requests_to("POST", "train/ws")
     assert upload.body == b"" and upload.query == {"digest": [digest]}
 
 
 def test_train_list_inspect_and_job_state(server):
-    server.route("GET", "train/ws", body={"response": {"training": [{"job_id": "a"}], "building": None}})
-    server.route("GET", "train/ws/inspect", body={"image": None, "image_state": "none", "hyper_glob": "/params.null"})
-    server.route("GET", f"job/ws/{JOB}", body={"response": {"job_id": JOB, "kind": "train", "state": "JOB_SUCCESS"}})
+    server.route("GET", "train/ws", body=answers.train_listing([answers.submission("a")]))
+    server.route("GET", "train/ws/inspect", body=answers.inspect_answer("none"))
+    server.route("GET", f"job/ws/{JOB}", body=answers.job_record(JOB))
     client = KaosClient(server.url, "t")
-    assert client.train_list("ws") == {"training": [{"job_id": "a"}], "building": [], "ingesting": []}
-    assert client.train_inspect("ws")["image_state"] == "none"
-    assert client.job_state("ws", JOB)["state"] == "JOB_SUCCESS"
+    listing = client.train_list("ws")
+    assert isinstance(listing, TrainJobListing) and listing.continue_token is None
+    assert [job.job_id for job in listing.training] == ["a"] and listing.building == listing.ingesting == []
+    assert isinstance(listing.training[0], SubmissionInfo)
+    inputs = client.train_inspect("ws")
+    assert isinstance(inputs, TrainPipelineInfo) and inputs.image_state == "none" and inputs.image == "image:null"
+    record = client.job_state("ws", JOB)
+    assert isinstance(record, JobRecord) and record.state == "JOB_SUCCESS" and record.kind == "train"
+
+
+def test_a_listing_without_one_of_its_lists_is_an_unexpected_answer(server):
+    server.route("GET", "train/ws", body={"response": {"training": [], "building": None, "ingesting": []}})
+    with pytest.raises(UnexpectedAnswer, match="not a TrainJobListing: building: expected a JSON array"):
+        KaosClient(server.url, "t").train_list("ws")
 
 
 def test_train_info_query(server):
-    server.route("GET", f"train/ws/{JOB}", body={"page_id": 1, "page_count": 2, "response": {"job_id": JOB}})
+    server.route("GET", f"train/ws/{JOB}", body={"page_id": 1, "page_count": 2, "response": {
+        "job_id": JOB, "state": "JOB_SUCCESS", "available_metrics": ["loss"], "process_time": 3, "partitions": []}})
     client = KaosClient(server.url, "t")
-    assert client.train_info("ws", JOB)["page_count"] == 2
-    assert client.train_info("ws", JOB, sort_by="loss", page_id=1, ascending=True)["page_id"] == 1
+    page = client.train_info("ws", JOB)
+    assert isinstance(page, JobInfoPage) and page.page_count == 2 and isinstance(page.response, JobInfo)
+    assert page.response.available_metrics == ["loss"] and page.response.failed_partitions == []
+    assert client.train_info("ws", JOB, sort_by="loss", page_id=1, ascending=True).page_id == 1
     plain, sorted_ = server.requests_to("GET", f"train/ws/{JOB}")
     assert plain.query == {"page_id": ["0"]}
     assert sorted_.query == {"sort_by": ["loss"], "page_id": ["1"], "ascending": ["true"]}

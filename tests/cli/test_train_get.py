@@ -54,7 +54,7 @@ def flags(request):
 
 
 # -- get -------------------------------------------------------------------------------------------------------
-def test_get_extracts_code_and_models_by_default(kaos, ws, project):
+def test_get_extracts_code_and_models_by_default(kaos, ws, project, terminal):
     ws.route("GET", BUNDLE_PATH, body=zip_bytes(BUNDLE), content_type="application/zip")
     result = kaos("train", "get", "-j", JOB)
     assert result.exit_code == 0, result.output

@@ -99,7 +99,7 @@ def test_sdk_upload_by_digest(backend, tmp_path):
     client = KaosClient(backend.url, backend.token, "tester", progress=False)
     client.create_workspace("sdk")
     first = client.upload_features("sdk", bundle)
-    assert first["glob_name"].startswith("features:")
+    assert first.glob_name.startswith("features:")
     from kaos_cli.client import sha256_file
 
     assert client.blob_exists(sha256_file(bundle))
@@ -131,11 +131,11 @@ def test_limits_that_cannot_be_enforced_are_said_once_and_logged(tmp_path, kaos,
                             "cgroups: KAOS_CONTAINMENT=subreaper"]
         client = KaosClient(server.url, server.token)
         deadline = time.monotonic() + 300
-        while not client.train_list("limits")["training"] or \
-                client.train_list("limits")["training"][0]["state"] not in ("JOB_SUCCESS", "JOB_FAILURE"):
+        while not client.train_list("limits").training or \
+                client.train_list("limits").training[0].state not in ("JOB_SUCCESS", "JOB_FAILURE"):
             assert time.monotonic() < deadline, "the training did not end"
             time.sleep(0.2)
-        job_id = client.train_list("limits")["training"][0]["job_id"]
+        job_id = client.train_list("limits").training[0].job_id
         log = "".join(client.train_logs("limits", job_id))
         assert "memory 50Mi, cpu 1 not enforced" in log
     finally:

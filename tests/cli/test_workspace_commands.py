@@ -24,7 +24,9 @@ def workspaces(connected):
                 return 409, {"error_code": "WORKSPACE_EXISTS", "message": f"Workspace {name} already exists"}, \
                     "application/json"
             names.add(name)
-            return 201, {"response": {"name": name}}, "application/json"
+            return 201, {"build_train": f"build-train-{name}", "build_serve": f"build-serve-{name}",
+                         "build_notebook": f"build-notebook-{name}",
+                         "response": {"name": name, "pipelines": [], "repos": []}}, "application/json"
         if name not in names:
             return 404, {"error_code": "WORKSPACE_NOT_FOUND", "message": f"Workspace {name} not found"}, \
                 "application/json"

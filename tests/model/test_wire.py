@@ -106,3 +106,57 @@ def test_inspect_names_missing_inputs_as_1x_did():
         ("image:null", "data:null", "params.null", "null")
     assert [name for name, _, _ in TrainPipelineInfo.wire_fields()][:8] == [
         "image", "commands", "description", "parallelism", "output_branch", "cpu", "memory", "gpu"]
+
+
+# -- what the SDK reads (issue 8, item 8) -----------------------------------------------------------------------
+def test_our_additions_read_as_attributes_and_still_round_trip():
+    answer = {"job_id": "j", "state": "JOB_FAILURE", "started": "2024-01-01 00:00:00", "duration": 3,
+              "progress": "Progress: 0 / 1 (0%)\n1 failed", "hyperopt": "False", "reason": "exit code 1"}
+    job = SubmissionInfo.from_dict(answer)
+    assert job.reason == "exit code 1" and job.to_dict() == answer
+    assert SubmissionInfo.from_dict(dict(answer, reason=None)).reason is None
+    del answer["reason"]
+    assert SubmissionInfo.from_dict(answer).reason is None  # a 1.x server: the attribute is None
+
+
+def test_a_job_infos_failed_partitions_decode_strictly():
+    info = {"job_id": "j", "state": "JOB_KILLED", "available_metrics": [], "process_time": 1, "partitions": [],
+            "failed_partitions": [dict(partition(), state="JOB_FAILURE", reason="boom")], "failed_count": 7}
+    job = JobInfo.from_dict(info)
+    failed, = job.failed_partitions
+    assert isinstance(failed, PartitionInfo) and (failed.state, failed.reason) == ("JOB_FAILURE", "boom")
+    assert job.failed_count == 7 and job.to_dict() == info
+    with pytest.raises(WireError, match=r"failed_partitions\[0\]\.code: missing"):
+        JobInfo.from_dict(dict(info, failed_partitions=[{"datum_id": "d"}])).failed_partitions
+
+
+def test_job_info_page_is_a_paged_response_of_a_job_info():
+    page = wire.JobInfoPage.from_dict({"page_id": 0, "page_count": 1, "response": {
+        "job_id": "j", "state": "JOB_SUCCESS", "available_metrics": [], "process_time": 1, "partitions": []}})
+    assert isinstance(page, wire.PagedResponse) and isinstance(page.response, JobInfo)
+    with pytest.raises(WireError, match="response.partitions: missing"):
+        wire.JobInfoPage.from_dict({"page_id": 0, "page_count": 1, "response": {
+            "job_id": "j", "state": "JOB_SUCCESS", "available_metrics": [], "process_time": 1}})
+
+
+def test_a_listings_continue_token_is_not_part_of_its_json():
+    listing = wire.TrainJobListing.from_dict({"training": [], "building": [], "ingesting": []})
+    assert listing.continue_token is None
+    listing.continue_token = "abc"
+    assert listing.to_dict() == {"training": [], "building": [], "ingesting": []}
+    assert wire.EndpointListing(endpoints=[], building=[]).continue_token is None
+
+
+def test_kaos_2s_own_answers():
+    record = {"job_id": "j", "kind": "build-train", "state": "JOB_RUNNING", "started": "2024-01-01 00:00:00",
+              "duration": 2, "finished": None, "reason": None}
+    assert wire.JobRecord.from_dict(record).to_dict() == record
+    with pytest.raises(WireError, match="kind: missing"):
+        wire.JobRecord.from_dict({key: value for key, value in record.items() if key != "kind"})
+    assert wire.HealthInfo.from_dict({}).status is None  # any 2xx answer of /health means "up"
+    created = wire.WorkspaceCreated.from_dict({"build_train": "build-train-ws", "response": {
+        "name": "ws", "pipelines": [], "repos": []}})
+    assert created.info == WorkspaceInfo(name="ws", pipelines=[], repos=[])
+    assert wire.BundleUpload.from_dict({"glob_name": "g", "job_id": "j"}).job_id == "j"
+    assert wire.BundleUpload.from_dict({"glob_name": "g"}).endpoint is None
+    assert TrainPipelineInfo.wire_fields()[-1][0] == "hyper_glob"  # image_state stays an addition
