@@ -8,9 +8,10 @@ The file is `<state dir>/bundle-digests.json` (the project's `.kaos/`, mode 0600
      "folders": {"<real path of the folder>": {"fingerprint": "<sha256 hex>", "digest": "<sha256 hex>",
                                                 "trusted": true, "used": <seconds since the epoch>}}}
 
-It holds at most `MAX_FOLDERS` folders (the least recently used go first). Two CLIs writing at once cannot tear
-it: each write re-reads the file, changes its one folder and replaces the file whole; at worst one of them loses
-its entry, which only costs a compression next time. A file that cannot be read as above is ignored with one
+It holds at most `MAX_FOLDERS` folders (the least recently used go first). Two CLIs writing at once neither tear it
+nor lose each other's entries: each write takes a lock (`bundle-digests.json.lock`, flock), re-reads the file,
+changes its one folder and replaces the file whole; a lock not had within 2 s is gone without (an entry lost
+then only costs a compression next time). A file that cannot be read as above is ignored with one
 warning and rewritten by the next upload. Nothing here is trusted blindly: a digest the backend does not store is
 zipped and uploaded again by the caller.
 
@@ -23,6 +24,7 @@ Racy entries (as git calls them): a file written in the same clock tick as the w
 without changing its stat. So a fingerprint is trusted only when every file's mtime and ctime are at least
 `RACY_SECONDS` older than the moment the walk started; otherwise the digest is kept with `"trusted": false` and
 the next deploy compresses again (and trusts the folder once its files have aged)."""
+import contextlib
 import hashlib
 import json
 import os
@@ -37,6 +39,7 @@ from kaos_cli.state import state_dir, write_private
 CACHE_NAME = "bundle-digests.json"
 CACHE_VERSION = 1
 MAX_FOLDERS = 100
+LOCK_WAIT_SECONDS = 2.0
 # File timestamps come from a coarse clock (up to a jiffy behind) and some file systems keep whole or even
 # seconds (FAT: 2 s): three seconds covers both with a second to spare.
 RACY_SECONDS = 3.0
@@ -88,6 +91,33 @@ def _valid_entry(entry) -> bool:
             and not isinstance(entry.get("used"), bool))
 
 
+@contextlib.contextmanager
+def _locked(path: Path, wait: float = LOCK_WAIT_SECONDS):
+    """Hold an exclusive flock on `<path>.lock` while the cache is re-read and replaced, so CLIs deploying at
+    once keep each other's entries. Waits at most `wait` seconds; without the lock (no lock file possible,
+    or another CLI holds it that long) it goes on unlocked: a lost entry only costs a compression."""
+    import fcntl
+
+    try:
+        handle = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
 class DigestCache:
     """The cache file at `path` (default: `cache_path()`); `warn(message)` is told, at most once per process and
     file, that the file was ignored or could not be written. No method raises for the file's sake."""
@@ -106,19 +136,20 @@ class DigestCache:
 
     def remember(self, folder, folder_fingerprint: str, digest: str, trusted: bool) -> None:
         """Record (or refresh, on a hit) `folder`'s zip digest; keeps the `MAX_FOLDERS` most recently used."""
-        folders = self._read(report=False)
-        folders[folder_key(folder)] = {"fingerprint": folder_fingerprint, "digest": digest, "trusted": bool(trusted),
-                                       "used": time.time()}
-        if len(folders) > MAX_FOLDERS:
-            newest = sorted(folders.items(), key=lambda item: item[1]["used"], reverse=True)[:MAX_FOLDERS]
-            folders = dict(newest)
-        self.folders = folders
-        text = json.dumps({"version": CACHE_VERSION, "folders": folders}, indent=1, sort_keys=True)
-        try:
-            write_private(self.path, text + "\n")
-        except OSError as error:
-            self._warn_once(f"Cannot save the bundle cache {self._shown()} "
-                                     f"({error.strerror or error}): unchanged bundles will be compressed again")
+        with _locked(self.path):
+            folders = self._read(report=False)
+            folders[folder_key(folder)] = {"fingerprint": folder_fingerprint, "digest": digest,
+                                           "trusted": bool(trusted), "used": time.time()}
+            if len(folders) > MAX_FOLDERS:
+                newest = sorted(folders.items(), key=lambda item: item[1]["used"], reverse=True)[:MAX_FOLDERS]
+                folders = dict(newest)
+            self.folders = folders
+            text = json.dumps({"version": CACHE_VERSION, "folders": folders}, indent=1, sort_keys=True)
+            try:
+                write_private(self.path, text + "\n")
+            except OSError as error:
+                self._warn_once(f"Cannot save the bundle cache {self._shown()} "
+                                f"({error.strerror or error}): unchanged bundles will be compressed again")
 
     def _read(self, report: bool) -> Dict[str, dict]:
         try:

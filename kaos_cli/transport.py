@@ -12,7 +12,7 @@ from kaos_cli.errors import (ConnectionProblem, KaosError, PlatformUnhealthy, Re
 from kaos_model.wire import Wire, WireError
 
 CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 120.0
+READ_TIMEOUT = 60.0  # a plain API call; uploads, kills and transfers have their own
 UPLOAD_READ_TIMEOUT = 3600.0
 KILL_READ_TIMEOUT = 60.0  # the backend waits up to 30 s for a killed job to stop
 TRANSFER_READ_TIMEOUT = 600.0  # a bundle download may wait while the backend assembles the zip
@@ -84,6 +84,22 @@ class BlobNotStored(KaosError):
 W = TypeVar("W", bound=Wire)
 
 
+def _read_timed_out(exc: Exception) -> bool:
+    """Whether a requests error is a read timeout (requests raises it as ReadTimeout, or as a ConnectionError
+    wrapping urllib3's ReadTimeoutError when it surfaces through a retry), not a failure to connect."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    return isinstance(exc, requests.exceptions.ReadTimeout) or "Read timed out" in str(exc)
+
+
+def _seconds(value) -> str:
+    if isinstance(value, tuple):
+        value = value[-1]
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 class Transport:
     """One kaos backend: `url` is its API endpoint (`http://<host>:<port>/api/`), `token` its shared secret
     (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter; `timeout` the
@@ -129,11 +145,15 @@ class Transport:
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema):
             raise ConnectionProblem(f"Please run kaos init with a valid URL - {self.url} is invalid!",
                                     self.url) from None
-        except requests.exceptions.ConnectionError:  # refused, DNS, connect timeout
-            advice = f" Is its backend running? {self.unhealthy_advice[0].upper()}{self.unhealthy_advice[1:]}" \
-                if self.unhealthy_advice else ""
-            raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!{advice}",
-                                    self.url) from None
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+            advice = f"{self.unhealthy_advice[0].upper()}{self.unhealthy_advice[1:]}" if self.unhealthy_advice else ""
+            if _read_timed_out(exc):  # connected, then silence: not "unreachable"
+                waited = self.timeout if timeout is _DEFAULT else timeout
+                raise KaosError(f"The backend at {self.url} accepted the connection but did not answer within "
+                                f"{_seconds(waited)} s: is it stopped or overloaded?"
+                                + (f" {advice}" if advice else "")) from None
+            raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!"
+                                    + (f" Is its backend running? {advice}" if advice else ""), self.url) from None
         except requests.exceptions.Timeout:
             raise KaosError(f"The backend at {self.url} did not answer in time") from None
         except requests.exceptions.RequestException as exc:

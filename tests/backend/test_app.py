@@ -44,6 +44,22 @@ def test_health(client):
     assert response.get_json() == {"status": "ok", "version": "2.0.0.dev0", "executor": "local", "parts": {}}
 
 
+@pytest.mark.parametrize("remove", ["database", "data directory"])
+def test_health_says_when_the_storage_was_removed_under_it(client, tmp_path, remove):
+    """Found by a newcomer: `rm -rf` of the data directory left health "ok" while writes went to an unlinked
+    SQLite file, lost at the next start."""
+    import shutil
+    if remove == "database":
+        (tmp_path / "data" / "kaos.db").unlink()
+    else:
+        shutil.rmtree(tmp_path / "data")
+    response = client.get("/api/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error_code"] == "PLATFORM_UNHEALTHY" and body["part"] == "storage" and body["status"] == "degraded"
+    assert body["message"].startswith(f"The kaos backend's {remove} ") and "restart the backend" in body["message"]
+
+
 def test_auth(app):
     client = app.test_client()
     message = assert_error(client.get("/api/health"), 401, "AUTHORIZATION_FAILURE")

@@ -4,7 +4,7 @@ import hashlib
 import pytest
 
 from kaos_cli.client import KaosClient, join_url
-from kaos_cli.errors import ConnectionProblem, RequestError, UnauthorizedError, UnexpectedAnswer
+from kaos_cli.errors import ConnectionProblem, KaosError, RequestError, UnauthorizedError, UnexpectedAnswer
 from kaos_model.wire import BundleUpload, HealthInfo, ParamsUpload, WorkspaceCreated, WorkspaceInfo
 
 
@@ -63,6 +63,24 @@ def test_unreachable(unused_port):
         KaosClient(url, "t").health()
     assert problem.value.level == "Warning"
     assert str(problem.value) == f"Please ensure the endpoint is available - {url} is unreachable!"
+
+
+def test_a_backend_that_accepts_and_never_answers_is_not_called_unreachable():
+    """A stopped (SIGSTOP) or wedged backend: the connection is made, no answer comes. Found by a newcomer: the
+    CLI waited 120 s, then said the endpoint was unreachable."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/"
+    try:
+        with pytest.raises(KaosError) as problem:
+            KaosClient(url, "tok", timeout=1, unhealthy_advice="see the log").list_workspaces()
+        assert not isinstance(problem.value, ConnectionProblem)
+        assert str(problem.value) == (f"The backend at {url} accepted the connection but did not answer within 1 s: "
+                                      "is it stopped or overloaded? See the log")
+    finally:
+        listener.close()
 
 
 @pytest.mark.parametrize("url", ["nothttp://host/api/", "http://"])
