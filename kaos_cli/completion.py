@@ -18,6 +18,7 @@ from click.shell_completion import CompletionItem
 TIMEOUT = 2.0  # seconds for every request of one completion, connect and read included
 LIST_LIMIT = 1000  # the newest jobs/endpoints of each list asked for (the API's largest page)
 MODEL_JOBS = 20  # the newest training jobs whose models are offered
+UNFINISHED = frozenset({"JOB_STARTING", "JOB_RUNNING", "JOB_MERGING"})
 Candidate = Tuple[str, str]  # (value, help)
 
 
@@ -88,15 +89,19 @@ def _fetch_workspaces(client, workspace, found: List[Candidate]) -> None:
     found.extend((name, "current workspace" if name == workspace else "") for name in names)
 
 
-def _fetch_jobs(kinds: Tuple[str, ...]) -> Callable[[Any, Optional[str], List[Candidate]], None]:
-    """The jobs of the current workspace's train lists `kinds` (`training`, `building`, `ingesting`)."""
+def _fetch_jobs(kinds: Tuple[str, ...], states: Optional[frozenset] = None) \
+        -> Callable[[Any, Optional[str], List[Candidate]], None]:
+    """The jobs of the current workspace's train lists `kinds` (`training`, `building`, `ingesting`), only
+    those in `states` when given."""
     def fetch(client, workspace, found: List[Candidate]) -> None:
         if not workspace:
             return
         listing = client.train_list(workspace, limit=LIST_LIMIT)
         for kind in kinds:
             for job in _field(listing, kind) or []:
-                found.append((_field(job, "job_id"), f"{kind} {_field(job, 'state') or ''}".strip()))
+                state = _field(job, "state") or ""
+                if states is None or state in states:
+                    found.append((_field(job, "job_id"), f"{kind} {state}".strip()))
     return fetch
 
 
@@ -151,6 +156,12 @@ def complete_train_jobs(ctx, param, incomplete: str) -> List[CompletionItem]:
 def complete_train_and_build_jobs(ctx, param, incomplete: str) -> List[CompletionItem]:
     """Training and build-train job ids of the current workspace (`train logs|kill`, which take both)."""
     return _items(_within(_fetch_jobs(("training", "building"))), incomplete)
+
+
+def complete_unfinished_jobs(ctx, param, incomplete: str) -> List[CompletionItem]:
+    """Training and build-train job ids of the current workspace that have not finished (`train kill`: a
+    finished job can only answer JOB_NOT_RUNNING)."""
+    return _items(_within(_fetch_jobs(("training", "building"), UNFINISHED)), incomplete)
 
 
 def complete_train_builds(ctx, param, incomplete: str) -> List[CompletionItem]:

@@ -76,7 +76,7 @@ def decode_token(token: str, scope: str, lists: Sequence[str]) -> Dict[str, Curs
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw.decode("utf-8"))
         after = payload["after"]
-        valid = (payload.get("v") == TOKEN_VERSION and isinstance(after, dict) and after
+        valid = (type(payload.get("v")) is int and payload["v"] == TOKEN_VERSION and isinstance(after, dict) and after
                  and set(after) <= set(lists)
                  and all(isinstance(key, list) and key and all(_is_key_part(part) for part in key)
                          for key in after.values()))

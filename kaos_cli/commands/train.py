@@ -8,7 +8,7 @@ import click
 
 from kaos_cli import render
 from kaos_cli.completion import (complete_models, complete_train_and_build_jobs, complete_train_builds,
-                                 complete_train_jobs)
+                                 complete_train_jobs, complete_unfinished_jobs)
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
@@ -416,7 +416,7 @@ def build_logs(job_id, ind, out_dir, follow):
 
 # -- kill ------------------------------------------------------------------------------------------------------
 @train.command(short_help="Kill a running training (or build) job")
-@name_option("-j", "--job_id", help="Job id", shell_complete=complete_train_and_build_jobs)
+@name_option("-j", "--job_id", help="Job id", shell_complete=complete_unfinished_jobs)
 @index_option(other="job_id", help="Index of the TRAINING table of `kaos train list`")
 def kill(job_id, ind):
     """Kill a running training or build job."""

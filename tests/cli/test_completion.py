@@ -154,6 +154,12 @@ def test_bash_completes_the_job_ids_of_each_command(names, line, key):
     assert words == [names[key]] and err == ""
 
 
+def test_train_kill_offers_only_jobs_that_have_not_finished(names):
+    """Every job of the fixture has finished: `kill` would only answer JOB_NOT_RUNNING for them (newcomer)."""
+    assert bash_complete(names["project"], "kaos train kill -j ") == ([], "")
+    assert names["train"] in bash_complete(names["project"], "kaos train logs -j ")[0]
+
+
 def test_bash_completes_workspace_names(names):
     assert bash_complete(names["project"], "kaos workspace set -n ") == (["mnist", "other"], "")
     assert bash_complete(names["project"], "kaos workspace set -n ot") == (["other"], "")
