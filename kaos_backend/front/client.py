@@ -208,11 +208,13 @@ class Client(asyncio.Protocol):
             return self.answer_for(None, answers.unavailable(name, state), request)
         # X-Token is the platform's secret: never handed to an endpoint's (the user's) code
         headers = end_to_end(request.headers, drop=(b"host", b"x-token", b"expect", *routing.API_HANDOFFS))
-        self._upstream(request, (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)])
+        self._upstream(request, (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)], self.front.pool)
         return None
 
-    def _upstream(self, request: Request, address, headers, extra) -> None:
-        """Send the request upstream: its body is whole by now (Expect: 100-continue was the front's to answer)."""
+    def _upstream(self, request: Request, address, headers, extra, pool=None) -> None:
+        """Send the request upstream: its body is whole by now (Expect: 100-continue was the front's to answer).
+        With `pool` (a workload's requests) the connection is kept alive for the next request; the API's
+        connections are not (each closes after its response)."""
         if request.upgrade:
             upgrade = request.header(b"upgrade") or b"websocket"
             extra += [b"Connection: Upgrade", b"Upgrade: " + upgrade]
@@ -220,9 +222,10 @@ class Client(asyncio.Protocol):
             size = request.body.size if request.body is not None else 0
             if size or request.method in (b"POST", b"PUT", b"PATCH"):
                 extra.append(b"Content-Length: %d" % size)
-            extra.append(b"Connection: close")
+            if pool is None:
+                extra.append(b"Connection: close")
         head = request_head(request.method, request.route.target, headers, extra)
-        self.upstream = Upstream(self, request, address, head)
+        self.upstream = Upstream(self, request, address, head, None if request.upgrade else pool)
         self.upstream.start()
 
     # -- answers out
