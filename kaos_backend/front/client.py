@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 from kaos_backend.front import answers, routing, tunnel
 from kaos_backend.front.body import Body
+from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.heads import HttpError, end_to_end, request_head
 from kaos_backend.front.parsing import Request, RequestReader
 from kaos_backend.front.upstream import HIGH_WATER, Upstream
@@ -190,7 +191,11 @@ class Client(asyncio.Protocol):
             headers = end_to_end(request.headers, drop=(b"expect", *routing.API_HANDOFFS))
             self._upstream(request, self.front.api_address, headers, [])
             return
-        self.loop.create_task(self._to_workload(request))
+        address = self.front.endpoints.cached(route.name)
+        if address is UNKNOWN:  # a lookup (a query in a thread): in a task of its own
+            self.loop.create_task(self._to_workload(request))
+        else:                   # known: on at once, no task (it showed in the front's profile)
+            self._to_address(request, address)
 
     async def _to_workload(self, request: Request) -> None:
         name = request.route.name
@@ -201,6 +206,10 @@ class Client(asyncio.Protocol):
             return self.answer_for(None, answers.lookup_failed(name), request)
         if self.active is not request or self.state == CLOSED:
             return None
+        return self._to_address(request, address)
+
+    def _to_address(self, request: Request, address) -> None:
+        name = request.route.name
         if address is None:
             return self.answer_for(None, answers.not_found(name), request)
         state, host, port = address

@@ -55,19 +55,20 @@ class Upstream(asyncio.Protocol):
 
     # -- connecting and sending
     def start(self) -> None:
-        self.task = self.client.loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        loop, config = self.client.loop, self.config
-        deadline = time.monotonic() + config.api_start_timeout
         if self.pool is not None and not self.retried:  # a retry goes on a new connection
             transport = self.pool.take(self.address)
             if transport is not None:
                 self.reused = True
                 self.transport = transport
                 transport.set_protocol(self)
-                await self._send()
+                if not self._send_whole():  # a body in a file: sent piece by piece, in a task
+                    self.task = self.client.loop.create_task(self._send())
                 return
+        self.task = self.client.loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop, config = self.client.loop, self.config
+        deadline = time.monotonic() + config.api_start_timeout
         self.client.arm(config.proxy_connect_timeout, self._connect_timeout)
         while True:
             try:
@@ -97,23 +98,31 @@ class Upstream(asyncio.Protocol):
             return
         await self._send()
 
-    async def _send(self) -> None:
-        self.writable = asyncio.Event()
-        self.writable.set()
+    def _send_whole(self) -> bool:
+        """Send the request if its body is in memory (True), in one write; else only arm the read timer."""
         self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
         body = self.request.body
         if body is None or body.in_memory:
-            self.transport.write(self.head + (body.whole() if body is not None else b""))
-        else:
-            self.transport.write(self.head)
-            for piece in body.pieces():
-                if self.done:
-                    return
-                await self.writable.wait()
-                if self.done:
-                    return
-                self.transport.write(piece)
-                self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
+            self.transport.write(self.head + body.whole() if body is not None else self.head)
+            self.sent = True
+            return True
+        return False
+
+    async def _send(self) -> None:
+        if self._send_whole():
+            return
+        self.writable = asyncio.Event()
+        self.writable.set()
+        body = self.request.body
+        self.transport.write(self.head)
+        for piece in body.pieces():
+            if self.done:
+                return
+            await self.writable.wait()
+            if self.done:
+                return
+            self.transport.write(piece)
+            self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
         self.sent = True
 
     def connection_made(self, transport):
