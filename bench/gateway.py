@@ -104,8 +104,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def endpoint_database(path: Path, port: int) -> str:
-    """A SQLite file with the backend's schema and one running endpoint at `port`: its URL."""
+def endpoint_database(path: Path, port: int, unix_socket: Path) -> str:
+    """A SQLite file with the backend's schema and one running endpoint at `port` (and `unix_socket`, where the
+    schema has the column): its URL."""
     from sqlalchemy import create_engine
     sys.path.insert(0, str(REPO))
     from kaos_backend.models import Base
@@ -116,7 +117,7 @@ def endpoint_database(path: Path, port: int) -> str:
     with sqlite3.connect(path) as db:
         columns = {row[1]: row for row in db.execute("PRAGMA table_info(endpoints)")}
         values = {"name": ENDPOINT, "workspace_id": 1, "user": "bench", "state": "PIPELINE_RUNNING",
-                  "desired": "run", "port": port, "failures": 0, "restarts": 0,
+                  "desired": "run", "port": port, "socket": str(unix_socket), "failures": 0, "restarts": 0,
                   "created_at": "2024-01-01 00:00:00.000000"}
         values = {key: value for key, value in values.items() if key in columns}
         db.execute(f"INSERT INTO endpoints ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
@@ -235,7 +236,7 @@ def main() -> int:
                             "HOST": "127.0.0.1", "PORT": str(port), "KAOS_SOCKET": str(socket_path),
                             "PYTHONUNBUFFERED": "1"}
             endpoint = start([str(serve / "serve")], tmp / "endpoint.log", cwd=serve, env=endpoint_env)
-            database = endpoint_database(tmp / "kaos.db", port)
+            database = endpoint_database(tmp / "kaos.db", port, socket_path)
             listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
             front_port = listener.getsockname()[1]
             front_env = {**os.environ, "KAOS_DATABASE_URL": database, "KAOS_TOKEN": "bench-token",

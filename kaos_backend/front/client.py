@@ -212,12 +212,14 @@ class Client(asyncio.Protocol):
         name = request.route.name
         if address is None:
             return self.answer_for(None, answers.not_found(name), request)
-        state, host, port = address
+        state, host, port = address[:3]
         if port is None:
             return self.answer_for(None, answers.unavailable(name, state), request)
         # X-Token is the platform's secret: never handed to an endpoint's (the user's) code
         headers = end_to_end(request.headers, drop=(b"host", b"x-token", b"expect", *routing.API_HANDOFFS))
-        self._upstream(request, (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)], self.front.pool)
+        unix = address[3] if len(address) > 3 else None  # its unix socket: no TCP connect and close per request
+        self._upstream(request, unix or (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)],
+                       self.front.pool)
         return None
 
     def _upstream(self, request: Request, address, headers, extra, pool=None) -> None:

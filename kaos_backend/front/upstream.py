@@ -87,7 +87,7 @@ class Upstream(asyncio.Protocol):
                         continue
                     self._give_up(answer or answers.api_unhealthy())
                 else:
-                    await self._endpoint_failed(type(error).__name__, refused=isinstance(error, ConnectionRefusedError))
+                    await self._endpoint_failed(type(error).__name__, refused=True)  # or its socket file is gone
                 return
             except OSError as error:
                 if not self.done:
