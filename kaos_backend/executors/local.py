@@ -130,7 +130,8 @@ class LocalExecutor(Executor):
             extra["PORT"] = str(spec.port)
             extra.setdefault("HOST", self.host)  # listen on loopback only: the gateway is the way in
         if spec.kind == "serve":
-            socket = sockets.prepare(sockets.socket_path(platform_id(self.data_dir), spec.job_id))
+            socket = sockets.prepare(sockets.socket_path(platform_id(self.data_dir), spec.job_id,
+                                                         secrets.token_hex(8)))
             if socket is not None:
                 extra[sockets.SOCKET_VARIABLE] = str(socket)
         self._launch(spec, spec.command, job_environment(extra, spec.image), str(socket) if socket else None)

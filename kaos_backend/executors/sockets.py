@@ -4,10 +4,11 @@ A unix socket's path must fit sun_path (108 bytes with its NUL), and data direct
 longer than that, so the socket does not live under the data directory: it lives in
 `<root>/<digest>/serve.sock`, where `<root>` is `/run/kaos/endpoints` when the backend is root (mode 0711: the
 workloads may traverse it, not list it), else `$XDG_RUNTIME_DIR/kaos-endpoints` or `<tmp>/kaos-endpoints-<uid>`
-(mode 0700), and `<digest>` 16 hex digits of sha256(platform id, endpoint name): two kaos backends on one machine
-never share a directory, and the path is about 50 bytes.
+(mode 0700), and `<digest>` 16 hex digits of sha256(platform id, endpoint name, a random token of the start): two
+kaos backends on one machine, or two starts of one endpoint (a restart, a start that lost a race and is being
+stopped), never share a directory, and the path is about 50 bytes.
 
-The endpoint's directory is made afresh at each start, given to the workload's user (the runner chowns it as one
+The endpoint's directory is made at each start, given to the workload's user (the runner chowns it as one
 of its writable paths, and the sandbox binds it back into the workload's view, so the socket it makes there is
 the one the front connects to), and removed when the endpoint ends. A directory of its own, not a shared sticky
 one, so that no workload can make the socket another endpoint's clients would reach.
@@ -35,9 +36,10 @@ def socket_root() -> Path:
     return Path(tempfile.gettempdir()) / f"kaos-endpoints-{os.geteuid()}"
 
 
-def socket_path(platform: str, name: str) -> Path:
-    """Where the endpoint `name` of the backend `platform` (config.platform_id) may listen."""
-    digest = hashlib.sha256(f"{platform}\0{name}".encode()).hexdigest()[:16]
+def socket_path(platform: str, name: str, start: str) -> Path:
+    """Where the endpoint `name` of the backend `platform` (config.platform_id) may listen in its start `start`
+    (a random token)."""
+    digest = hashlib.sha256(f"{platform}\0{name}\0{start}".encode()).hexdigest()[:16]
     return socket_root() / digest / SOCKET_NAME
 
 

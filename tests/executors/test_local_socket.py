@@ -3,7 +3,6 @@ backend's side of the sandbox, and gone once the workload ends."""
 import os
 import sys
 import time
-from pathlib import Path
 
 from kaos_backend.config import platform_id
 from kaos_backend.control.endpoints import ping_status
@@ -37,8 +36,8 @@ socketserver.UnixStreamServer(path, Handler).serve_forever()
 """
 
 
-def _spec(tmp_path, command, kind="serve", port=None):
-    job_dir = tmp_path / "data" / "endpoints" / ("x" * 80) / NAME  # a data directory too deep for sun_path
+def _spec(tmp_path, command, kind="serve", port=None, where="x" * 80):
+    job_dir = tmp_path / "data" / "endpoints" / where / NAME  # by default, a data directory too deep for sun_path
     work = job_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     return WorkloadSpec(job_id=NAME, kind=kind, command=command, workdir=str(work),
@@ -63,7 +62,7 @@ def test_a_serve_workload_is_reached_on_its_socket_and_the_socket_goes_when_it_i
     executor = LocalExecutor(tmp_path / "data")
     executor.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], port=1))
     path = executor.socket_path()
-    assert path == str(sockets.socket_path(platform_id(tmp_path / "data"), NAME))
+    assert os.path.dirname(os.path.dirname(path)) == str(sockets.socket_root())
     assert len(path.encode()) <= sockets.MAX_PATH and not path.startswith(str(tmp_path))
     try:
         _wait_for(lambda: ping_status("127.0.0.1", 1, unix=path) == 200)  # made in the sandbox, reached from here
@@ -106,7 +105,25 @@ def test_only_serve_workloads_are_offered_a_socket(tmp_path):
     assert executor.poll() == 3 and "socket: None" in _log(executor) and executor.socket_path() is None
 
 
-def test_two_backends_never_share_a_socket_directory(tmp_path):
-    one, other = (sockets.socket_path(platform_id(tmp_path / name), NAME) for name in ("a", "b"))
-    assert one != other and one.parent != other.parent and one.name == other.name == sockets.SOCKET_NAME
-    assert Path(one).parent.parent == sockets.socket_root()
+def test_two_backends_or_two_starts_never_share_a_socket_directory(tmp_path):
+    paths = [sockets.socket_path(platform_id(tmp_path / name), NAME, start)
+             for name, start in (("a", "1"), ("b", "1"), ("a", "2"))]
+    assert len({path.parent for path in paths}) == 3 and {path.name for path in paths} == {sockets.SOCKET_NAME}
+    assert {path.parent.parent for path in paths} == {sockets.socket_root()}
+
+
+def test_a_restart_gets_a_socket_directory_of_its_own(tmp_path):
+    executor = LocalExecutor(tmp_path / "data")
+    executor.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], port=1))
+    first = executor.socket_path()
+    _wait_for(lambda: os.path.exists(first))
+    again = LocalExecutor(tmp_path / "data")
+    again.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], port=1, where="again"))
+    try:
+        second = again.socket_path()
+        assert second != first
+        _wait_for(lambda: os.path.exists(second))
+        executor.stop()  # the first start, stopped: the second's socket stays
+        assert not os.path.exists(first) and ping_status("127.0.0.1", 1, unix=second) == 200
+    finally:
+        again.stop()
