@@ -133,6 +133,7 @@ class Endpoint(Base):
     desired: Mapped[str] = mapped_column(String(8), default="run")  # run | kill
     image: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
     port: Mapped[Optional[int]] = mapped_column(Integer, default=None)
+    socket: Mapped[Optional[str]] = mapped_column(String(108), default=None)  # a unix socket it may listen on too
     failures: Mapped[int] = mapped_column(Integer, default=0)       # exits in a row without reaching running
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     retry_at: Mapped[Optional[datetime]] = mapped_column(default=None)

@@ -4,7 +4,8 @@ files) when killed.
 
 An endpoint is PIPELINE_RUNNING only once it is ready: its `GET /ping` answers 200, or, for a bundle without
 `/ping` (404), it accepts connections and has stayed up `STABLE_SECONDS` (the probe runs often at first, then
-less and less; the reason says what it waits for). An exit before it ever became ready, or not being ready
+less and less; the reason says what it waits for). The probe goes to the unix socket the endpoint was offered
+(`KAOS_SOCKET`, stored as `Endpoint.socket`) once that file exists, else to its TCP port. An exit before it ever became ready, or not being ready
 `endpoint_start_timeout` seconds after its start (it is stopped then), is a failed start: after `MAX_FAILURES` of
 them in a row it is PIPELINE_FAILURE with the last exit's reason, and is not restarted again (a new `kaos serve
 deploy` is the way out). An endpoint that was ready and then exits is restarted (PIPELINE_RESTARTING), with
@@ -48,9 +49,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def ping_status(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> Optional[int]:
-    """The HTTP status of `GET /ping` on the endpoint, or None when it does not answer."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client's connection to a server on the unix socket `path` (Host: localhost)."""
+
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def ping_status(host: str, port: int, timeout: float = PROBE_TIMEOUT, unix: Optional[str] = None) -> Optional[int]:
+    """The HTTP status of `GET /ping` on the endpoint (on the unix socket `unix` when given, else at host:port),
+    or None when it does not answer."""
+    connection = UnixHTTPConnection(unix, timeout) if unix else http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", "/ping", headers={"User-Agent": "kaos-readiness-probe"})
         return connection.getresponse().status
@@ -130,7 +145,9 @@ class EndpointController(Controller):
         if not self.probes.due(endpoint.name):
             return
         started = endpoint.executor_state.get("started", 0)
-        waiting = readiness(ping_status(*executor.address()), started)
+        unix = executor.socket_path()
+        unix = unix if unix and os.path.exists(unix) else None  # a bundle that ignores KAOS_SOCKET: over TCP
+        waiting = readiness(ping_status(*executor.address(), unix=unix), started)
         same = lambda row: row.executor_state == endpoint.executor_state  # noqa: E731
         if waiting is None:
             self.probes.forget(endpoint.name)
@@ -214,8 +231,8 @@ class EndpointController(Controller):
         executor = make_executor(self.config)
         executor.start(spec)
         state = PipelineState.PIPELINE_RESTARTING if endpoint.restarts else PipelineState.PIPELINE_STARTING
-        return {"executor_state": {**executor.get_state(), "started": time.time()}, "port": port, "image": image,
-                "state": state.value}
+        return {"executor_state": {**executor.get_state(), "started": time.time()}, "port": port,
+                "socket": executor.socket_path(), "image": image, "state": state.value}
 
     def give_up(self, name: str, reason: str) -> None:
         endpoint = load(self.services, Endpoint, name)

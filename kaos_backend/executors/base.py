@@ -13,6 +13,7 @@ instance drives exactly one workload:
     state = executor.get_state()              # JSON-able; stored on the job row
     executor = make_executor(config); executor.load_state(state)   # after a backend restart: reattach
     executor.address()                        # (host, port) where a serve or notebook workload listens
+    executor.socket_path()                    # a unix socket path it may listen on too, or None
 
 Rules every executor keeps (and the shared contract test checks):
 - `start`/`build` return quickly; the workload runs on without the backend process, so a backend restart
@@ -100,6 +101,12 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def address(self) -> Tuple[str, int]:
         """(host, port) where a serve or notebook workload accepts connections."""
+
+    def socket_path(self) -> Optional[str]:
+        """A unix socket path (reachable from the backend's machine) where the serve workload was offered to listen
+        besides `address()`, in its `KAOS_SOCKET` variable; None when it was offered none. The workload may ignore
+        it: whoever connects uses the socket only once the file exists, else `address()`."""
+        return None
 
     @abc.abstractmethod
     def image_for(self, spec: WorkloadSpec) -> str:

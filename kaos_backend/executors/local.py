@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from kaos_backend.config import platform_id
-from kaos_backend.executors import containment, outcome, sandbox, venv_builder
+from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
 from kaos_backend.executors.base import VANISHED, Executor, WorkloadSpec
 
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
@@ -122,18 +122,26 @@ class LocalExecutor(Executor):
 
     # -- running --------------------------------------------------------------------------------------------
     def start(self, spec: WorkloadSpec) -> None:
+        """Start the workload. A serve workload gets `PORT` and `HOST` (loopback) and, where a socket path can be
+        made for it (sockets.py), `KAOS_SOCKET`: a unix socket path it may listen on too (`socket_path()`)."""
         extra = dict(spec.env)
+        socket = None
         if spec.port is not None:
             extra["PORT"] = str(spec.port)
             extra.setdefault("HOST", self.host)  # listen on loopback only: the gateway is the way in
-        self._launch(spec, spec.command, job_environment(extra, spec.image))
+        if spec.kind == "serve":
+            socket = sockets.prepare(sockets.socket_path(platform_id(self.data_dir), spec.job_id,
+                                                         secrets.token_hex(8)))
+            if socket is not None:
+                extra[sockets.SOCKET_VARIABLE] = str(socket)
+        self._launch(spec, spec.command, job_environment(extra, spec.image), str(socket) if socket else None)
 
     def _limits(self, spec: WorkloadSpec) -> containment.Limits:
         from kaos_backend.resources import memory_to_bytes
         memory_bytes = memory_to_bytes(spec.memory) if spec.memory else None
         return containment.Limits(memory_bytes, spec.memory if memory_bytes else None, spec.cpu or None)
 
-    def _sandbox(self, spec: WorkloadSpec, env: Dict[str, str]) -> Optional[dict]:
+    def _sandbox(self, spec: WorkloadSpec, env: Dict[str, str], socket: Optional[str] = None) -> Optional[dict]:
         """What the runner needs to sandbox the workload (None unless the backend is root and the workload user is
         another): what to hide, what it reads and writes, its private home and /tmp (made afresh here)."""
         if not sandbox.is_root() or self.workload_user in ("", "root"):
@@ -144,14 +152,15 @@ class LocalExecutor(Executor):
         home.mkdir(parents=True)
         tmp.mkdir()
         writable = [spec.workdir] if spec.workdir not in spec.inputs else []
-        writable += list(spec.outputs) + [str(home), str(tmp)]
+        writable += list(spec.outputs) + [str(home), str(tmp)] + ([str(Path(socket).parent)] if socket else [])
         readable = list(spec.inputs) + ([spec.image] if spec.image else []) + python_paths() + [PACKAGE_DIR]
         env.update(HOME=str(home), TMPDIR="/tmp", USER=self.workload_user, LOGNAME=self.workload_user,
                    PATH=(f"{spec.image}/bin:" if spec.image else "") + SYSTEM_PATH)  # the backend's PATH is its own
         return {"user": self.workload_user, "hide": [str(self.data_dir)], "writable": writable,
                 "readable": readable, "tmp": str(tmp), "seal": list(spec.outputs)}
 
-    def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str]) -> None:
+    def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str],
+                socket: Optional[str] = None) -> None:
         log_path = Path(spec.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         exit_path = log_path.with_name(f"{spec.job_id}.exit")  # several workloads may share one log
@@ -165,7 +174,8 @@ class LocalExecutor(Executor):
                        "cwd": spec.workdir, "env": env, "what": WHAT.get(spec.kind, spec.kind),
                        "preamble": list(spec.preamble), "notes": notes, "group": group.to_state(),
                        "drain_seconds": self.drain_seconds, "max_log_bytes": self.max_log_bytes,
-                       "sandbox": self._sandbox(spec, env),
+                       "sandbox": self._sandbox(spec, env, socket),
+                       "remove_at_end": [str(Path(socket).parent)] if socket else [],
                        "notify": self.notify}
         spec_path = log_path.with_name(f"{spec.job_id}.runner.json")
         spec_path.write_text(json.dumps(runner_spec))
@@ -179,6 +189,8 @@ class LocalExecutor(Executor):
             state["runner_pid"] = self._process.pid
         self._state = {"pid": self._process.pid, "start_ticks": _start_ticks(self._process.pid),
                        "log_path": str(log_path), "exit_path": str(exit_path), "port": spec.port, "group": state}
+        if socket:
+            self._state["socket"] = socket
 
     # -- observing ------------------------------------------------------------------------------------------
     def _record(self) -> Optional[dict]:
@@ -206,6 +218,7 @@ class LocalExecutor(Executor):
         if record is not None:
             return record["code"]
         self._stop_group()
+        sockets.remove(self._state.get("socket"))  # the runner that would have removed it is gone
         return VANISHED
 
     def reason(self) -> Optional[str]:
@@ -240,6 +253,7 @@ class LocalExecutor(Executor):
                 self._process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        sockets.remove(self._state.get("socket"))  # the runner removes it too, unless it was killed
 
     def _stop_group(self) -> None:
         group = self._group()
@@ -257,5 +271,8 @@ class LocalExecutor(Executor):
 
     def address(self) -> Tuple[str, int]:
         return self.host, self._state["port"]
+
+    def socket_path(self) -> Optional[str]:
+        return self._state.get("socket") if self._state else None
 
 

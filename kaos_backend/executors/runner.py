@@ -18,12 +18,14 @@ to log first, the last one "beginning to run user code"], "notes": [records that
 "group": containment state (`Group.to_state()`), "drain_seconds", "max_log_bytes",
 "sandbox": null | {"user", "hide": [...], "writable": [...], "readable": [...], "tmp": its private /tmp,
 "seal": [outputs made root's and read-only once it ends]},
+"remove_at_end": [directories removed once it ends: an endpoint's socket directory],
 "notify": abstract unix socket name or null}
 """
 import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -236,6 +238,8 @@ class Runner:
             count, left = self.stop_leftovers()
             for path in (spec.get("sandbox") or {}).get("seal", []):
                 sandbox.seal(path)  # what it made for others is the backend's now
+            for path in spec.get("remove_at_end", []):
+                shutil.rmtree(path, ignore_errors=True)
             if count:
                 more = f"; and {count - len(left)} more" if count > len(left) else ""
                 self.record(f"kaos: stopped {count} process{'es' if count > 1 else ''} that the {what} "

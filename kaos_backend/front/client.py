@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 from kaos_backend.front import answers, routing, tunnel
 from kaos_backend.front.body import Body
+from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.heads import HttpError, end_to_end, request_head
 from kaos_backend.front.parsing import Request, RequestReader
 from kaos_backend.front.upstream import HIGH_WATER, Upstream
@@ -190,7 +191,11 @@ class Client(asyncio.Protocol):
             headers = end_to_end(request.headers, drop=(b"expect", *routing.API_HANDOFFS))
             self._upstream(request, self.front.api_address, headers, [])
             return
-        self.loop.create_task(self._to_workload(request))
+        address = self.front.endpoints.cached(route.name)
+        if address is UNKNOWN:  # a lookup (a query in a thread): in a task of its own
+            self.loop.create_task(self._to_workload(request))
+        else:                   # known: on at once, no task (it showed in the front's profile)
+            self._to_address(request, address)
 
     async def _to_workload(self, request: Request) -> None:
         name = request.route.name
@@ -201,18 +206,26 @@ class Client(asyncio.Protocol):
             return self.answer_for(None, answers.lookup_failed(name), request)
         if self.active is not request or self.state == CLOSED:
             return None
+        return self._to_address(request, address)
+
+    def _to_address(self, request: Request, address) -> None:
+        name = request.route.name
         if address is None:
             return self.answer_for(None, answers.not_found(name), request)
-        state, host, port = address
+        state, host, port = address[:3]
         if port is None:
             return self.answer_for(None, answers.unavailable(name, state), request)
         # X-Token is the platform's secret: never handed to an endpoint's (the user's) code
         headers = end_to_end(request.headers, drop=(b"host", b"x-token", b"expect", *routing.API_HANDOFFS))
-        self._upstream(request, (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)])
+        unix = address[3] if len(address) > 3 else None  # its unix socket: no TCP connect and close per request
+        self._upstream(request, unix or (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)],
+                       self.front.pool)
         return None
 
-    def _upstream(self, request: Request, address, headers, extra) -> None:
-        """Send the request upstream: its body is whole by now (Expect: 100-continue was the front's to answer)."""
+    def _upstream(self, request: Request, address, headers, extra, pool=None) -> None:
+        """Send the request upstream: its body is whole by now (Expect: 100-continue was the front's to answer).
+        With `pool` (a workload's requests) the connection is kept alive for the next request; the API's
+        connections are not (each closes after its response)."""
         if request.upgrade:
             upgrade = request.header(b"upgrade") or b"websocket"
             extra += [b"Connection: Upgrade", b"Upgrade: " + upgrade]
@@ -220,9 +233,10 @@ class Client(asyncio.Protocol):
             size = request.body.size if request.body is not None else 0
             if size or request.method in (b"POST", b"PUT", b"PATCH"):
                 extra.append(b"Content-Length: %d" % size)
-            extra.append(b"Connection: close")
+            if pool is None:
+                extra.append(b"Connection: close")
         head = request_head(request.method, request.route.target, headers, extra)
-        self.upstream = Upstream(self, request, address, head)
+        self.upstream = Upstream(self, request, address, head, None if request.upgrade else pool)
         self.upstream.start()
 
     # -- answers out

@@ -28,6 +28,9 @@ class FrontConfig:
     # upstream side (nginx: proxy_connect_timeout, proxy_read_timeout)
     proxy_connect_timeout: float = 60.0   # connecting to an endpoint or the API -> 502
     proxy_read_timeout: float = 60.0      # waiting for the response head (-> 504), then between body reads
+    upstream_keepalive: int = 32          # idle kept-alive connections to one endpoint (nginx: keepalive)
+    upstream_keepalive_total: int = 512   # ... and to all endpoints together
+    upstream_keepalive_timeout: float = 1.5  # an idle one is closed after this (below gunicorn's own 2 s)
     tunnel_idle_timeout: float = 300.0    # an upgraded (WebSocket) connection with no byte either way is closed
     api_start_timeout: float = 10.0       # a request waits this long for the API's socket while it (re)starts
     # sizes (nginx: large_client_header_buffers, client_max_body_size, client_body_buffer_size)
@@ -59,7 +62,8 @@ class FrontConfig:
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "FrontConfig":
         """The defaults, overridden by `KAOS_FRONT_<FIELD>` in `environ` (default os.environ).
         Raises FrontConfigError for a value that is not a positive number. The connection cap is also held
-        below what the open-file limit allows (three descriptors a connection: client, upstream, spooled body)."""
+        below what the open-file limit allows (three descriptors a connection: client, upstream, spooled body;
+        the kept-alive upstream connections come on top, bounded by `upstream_keepalive_total`)."""
         environ = os.environ if environ is None else environ
         values = {}
         for field in fields(cls):

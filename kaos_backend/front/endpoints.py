@@ -5,11 +5,14 @@ The cache keeps at most `size` names, least recently used dropped first; an addr
 costs one lookup each and then falls out of the cache; a new endpoint is found within that time).
 """
 import asyncio
+import os
 import time
 from collections import OrderedDict
 from typing import Callable, Dict, Optional, Tuple
 
-Address = Tuple[str, Optional[str], Optional[int]]  # (state[: reason], host, port): port None while not running
+# (state[: reason], host, port, unix socket path or None): port None while not running; the socket path only
+# while running and only once its file exists (a bundle that ignores KAOS_SOCKET is reached at host:port)
+Address = Tuple[str, Optional[str], Optional[int], Optional[str]]
 UNKNOWN = object()
 MAX_NAME = 80  # Endpoint.name's column: a longer name is no endpoint's, and is not looked up
 
@@ -69,8 +72,8 @@ class Endpoints:
 
 
 def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
-    """`lookup(name)` over SQL, read-only: (state, host, port) of a live endpoint, port None while it does not
-    run, None for an unknown or killed one. Plain SELECTs, outside the backend's write-locking transactions."""
+    """`lookup(name)` over SQL, read-only: (state, host, port, socket) of a live endpoint (see `Address`), None for
+    an unknown or killed one. Plain SELECTs, outside the backend's write-locking transactions."""
     from sqlalchemy import create_engine, select
     from sqlalchemy.engine import make_url
 
@@ -81,7 +84,7 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
         engine = create_engine(url, future=True, connect_args={"timeout": 30})
     else:
         engine = create_engine(url, future=True, pool_pre_ping=True)
-    query = select(Endpoint.state, Endpoint.desired, Endpoint.port, Endpoint.reason)
+    query = select(Endpoint.state, Endpoint.desired, Endpoint.port, Endpoint.socket, Endpoint.reason)
 
     def lookup(name: str) -> Optional[Address]:
         if not name.startswith("serve-"):
@@ -92,5 +95,6 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
             return None
         running = row.state == "PIPELINE_RUNNING" and row.port
         state = f"{row.state}: {row.reason}" if row.reason and not running else row.state
-        return state, "127.0.0.1", row.port if running else None
+        socket = row.socket if running and row.socket and os.path.exists(row.socket) else None
+        return state, "127.0.0.1", row.port if running else None, socket
     return lookup

@@ -52,9 +52,18 @@ def connection_tokens(headers: Sequence[Header]) -> frozenset:
     return frozenset(tokens)
 
 
+_SKIP_CACHE: dict = {}
+
+
 def end_to_end(headers: Sequence[Header], drop: Iterable[bytes] = ()) -> List[Header]:
     """The headers that pass a proxy: hop-by-hop ones, Connection's tokens, framing and `drop` removed."""
-    skip = HOP_BY_HOP | FRAMING | connection_tokens(headers) | frozenset(drop)
+    drop = tuple(drop)
+    skip = _SKIP_CACHE.get(drop)  # the few `drop` sets in use, each joined to the fixed ones once
+    if skip is None:
+        skip = _SKIP_CACHE[drop] = HOP_BY_HOP | FRAMING | frozenset(drop)
+    tokens = connection_tokens(headers)
+    if tokens:
+        skip = skip | tokens
     return [header for header in headers if header[0] not in skip]
 
 

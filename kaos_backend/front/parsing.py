@@ -167,6 +167,7 @@ class ResponseReader:
         self.response: Optional[Response] = None
         self.interim = False
         self.head_size = 0
+        self.complete = False   # a final response ended: any byte after it is an error (the connection's reuse)
 
     def feed(self, data) -> Optional[int]:
         """Parse `data`: None, or the offset where a 101's upgraded bytes begin. Raises UpstreamProtocolError."""
@@ -184,6 +185,8 @@ class ResponseReader:
         return None
 
     def on_message_begin(self):
+        if self.complete:
+            raise UpstreamProtocolError("bytes after the response")
         self.response = Response()
         self.head_size = 0
 
@@ -217,4 +220,5 @@ class ResponseReader:
         if self.interim:
             self.interim = False
             return
+        self.complete = True
         self.sink.response_done()

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 from kaos_backend.front.client import Client
 from kaos_backend.front.config import MB, FrontConfig
 from kaos_backend.front.endpoints import Address, Endpoints
+from kaos_backend.front.pool import Pool
 
 API_MULTIPART_SLACK = 1 * MB   # kaos_backend.app.MULTIPART_SLACK: framing around an upload's data part
 OVER_CAP_ABORT = 64            # connections past the cap answered 503; past this many more, dropped at once
@@ -29,6 +30,8 @@ class Front:
         self.api_max_body = max_upload_mb * MB + API_MULTIPART_SLACK
         self.api_limit_message = f"Upload is larger than the limit of {max_upload_mb} MB"
         self.clients = set()
+        self.pool = Pool(self.config.upstream_keepalive, self.config.upstream_keepalive_total,
+                         self.config.upstream_keepalive_timeout)
         # (target, headers) -> the answer to a request for the API while the API is not up, or None to relay it
         self.api_down: Optional[Callable[[bytes, list], Optional[bytes]]] = None
 
@@ -53,6 +56,7 @@ class Front:
     def tick(self) -> None:
         """Run the deadlines that have passed, then again in `config.tick` seconds."""
         now = time.monotonic()
+        self.pool.sweep()
         for client in list(self.clients):
             if client.deadline is not None and now >= client.deadline:
                 try:

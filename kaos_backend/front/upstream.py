@@ -5,6 +5,13 @@ the front's framing (Content-Length as given, else chunked for an HTTP/1.1 clien
 
 Timers (armed on the client, which owns the connection's one deadline): connect -> 502, the response head ->
 504, then between reads of a workload's response body -> the client's connection is cut (its status is out).
+
+Keep-alive (a workload's requests, pool.py): the connection comes from the pool when one is idle there, and goes
+back after a complete response the server keeps alive (not after a HEAD, a 101, a body delimited by the close,
+or with bytes behind the response). A reused connection that the server closed before any byte of the response
+(it timed the connection out as the request went) is retried once on a new connection, for a request that is
+safe to resend: an idempotent method (RFC 9110 9.2.2) or one carrying an Idempotency-Key; the body is buffered,
+so it can be sent again. Other requests (a POST prediction) get the 502: the server may have acted on them.
 """
 import asyncio
 import socket
@@ -17,12 +24,14 @@ from kaos_backend.front.parsing import Response, ResponseReader, UpstreamProtoco
 
 HIGH_WATER = 256 * 1024   # bytes queued for a peer before the other side stops being read
 NO_BODY_STATUS = (204, 304)
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
 class Upstream(asyncio.Protocol):
-    """Created by the client for one request (client.Client.active) to `address` ((host, port) or a unix path)."""
+    """Created by the client for one request (client.Client.active) to `address` ((host, port) or a unix path);
+    `pool` (pool.Pool) when the connection may be a kept-alive one and kept alive after."""
 
-    def __init__(self, client, request, address, head: bytes):
+    def __init__(self, client, request, address, head: bytes, pool=None, retried: bool = False):
         self.client = client
         self.config = client.config
         self.request = request
@@ -40,9 +49,21 @@ class Upstream(asyncio.Protocol):
         self.received = False                   # any byte came back
         self.writable: Optional[asyncio.Event] = None
         self.task: Optional[asyncio.Task] = None
+        self.pool = pool
+        self.reused = False                     # the connection came from the pool
+        self.retried = retried                  # this is the one retry of a request
 
     # -- connecting and sending
     def start(self) -> None:
+        if self.pool is not None and not self.retried:  # a retry goes on a new connection
+            transport = self.pool.take(self.address)
+            if transport is not None:
+                self.reused = True
+                self.transport = transport
+                transport.set_protocol(self)
+                if not self._send_whole():  # a body in a file: sent piece by piece, in a task
+                    self.task = self.client.loop.create_task(self._send())
+                return
         self.task = self.client.loop.create_task(self._run())
 
     async def _run(self) -> None:
@@ -66,7 +87,7 @@ class Upstream(asyncio.Protocol):
                         continue
                     self._give_up(answer or answers.api_unhealthy())
                 else:
-                    await self._endpoint_failed(type(error).__name__, refused=isinstance(error, ConnectionRefusedError))
+                    await self._endpoint_failed(type(error).__name__, refused=True)  # or its socket file is gone
                 return
             except OSError as error:
                 if not self.done:
@@ -77,23 +98,31 @@ class Upstream(asyncio.Protocol):
             return
         await self._send()
 
-    async def _send(self) -> None:
-        self.writable = asyncio.Event()
-        self.writable.set()
+    def _send_whole(self) -> bool:
+        """Send the request if its body is in memory (True), in one write; else only arm the read timer."""
         self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
         body = self.request.body
         if body is None or body.in_memory:
-            self.transport.write(self.head + (body.whole() if body is not None else b""))
-        else:
-            self.transport.write(self.head)
-            for piece in body.pieces():
-                if self.done:
-                    return
-                await self.writable.wait()
-                if self.done:
-                    return
-                self.transport.write(piece)
-                self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
+            self.transport.write(self.head + body.whole() if body is not None else self.head)
+            self.sent = True
+            return True
+        return False
+
+    async def _send(self) -> None:
+        if self._send_whole():
+            return
+        self.writable = asyncio.Event()
+        self.writable.set()
+        body = self.request.body
+        self.transport.write(self.head)
+        for piece in body.pieces():
+            if self.done:
+                return
+            await self.writable.wait()
+            if self.done:
+                return
+            self.transport.write(piece)
+            self.client.arm(self.config.proxy_read_timeout, self._read_timeout)
         self.sent = True
 
     def connection_made(self, transport):
@@ -119,7 +148,9 @@ class Upstream(asyncio.Protocol):
         try:
             upgraded = self.reader.feed(data)
         except UpstreamProtocolError as error:
-            if self.response is None:
+            if self.done:  # bytes behind a complete response: the connection is not reused
+                self.transport.abort()
+            elif self.response is None:
                 self.transport.abort()
                 self.client.loop.create_task(self._failed_before_head(str(error)))
             else:
@@ -188,8 +219,16 @@ class Upstream(asyncio.Protocol):
             self.out.append(LAST_CHUNK)
         self.done = True
         self._flush()
-        self.transport.close()
+        if self._reusable():
+            self.transport.resume_reading()  # paused for a slow client: the pool watches it for a close
+            self.pool.give(self.address, self.transport)
+        else:
+            self.transport.close()
         self.client.response_finished()
+
+    def _reusable(self) -> bool:
+        return (self.pool is not None and self.sent and self.reader.complete and self.response.keep_alive
+                and not self.until_close and self.request.method != b"HEAD" and not self.transport.is_closing())
 
     def _flush(self) -> None:
         if self.out:
@@ -212,7 +251,16 @@ class Upstream(asyncio.Protocol):
                 self.client.abort()
             return
         self.done = True
+        if self.reused and not self.received and not self.retried and self._resendable():
+            if self.client.upstream is self:
+                self.client.upstream = again = Upstream(self.client, self.request, self.address, self.head,
+                                                        self.pool, retried=True)
+                again.start()
+            return
         self.client.loop.create_task(self._failed_before_head(type(exc).__name__ if exc else "connection closed"))
+
+    def _resendable(self) -> bool:
+        return self.request.method in IDEMPOTENT or self.request.header(b"idempotency-key") is not None
 
     def pause_reading(self) -> None:
         """The client reads its response slower than it comes: stop reading the upstream."""

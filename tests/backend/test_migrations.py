@@ -21,16 +21,18 @@ from kaos_backend.migrations import (BASELINE, SchemaError, alembic_config, curr
 from kaos_backend.models import Base, Job, Partition, Workspace
 from tests.support.backend import BackendProcess, free_port
 
-EVERY_REVISION = ["0001_baseline", "0002_partition_reason"]
+EVERY_REVISION = ["0001_baseline", "0002_partition_reason", "0003_endpoint_socket"]
 WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
 
 
 def schema_before_migrations(with_partition_reason: bool) -> MetaData:
     """What `create_all` made before kaos had migrations: the models of commit 509d747 (the current models less
-    `partitions.reason`) or of 91a62bd (the current ones)."""
+    `partitions.reason` and `endpoints.socket`) or of 91a62bd (the current ones less `endpoints.socket`)."""
     metadata = MetaData()
     for table in Base.metadata.sorted_tables:
         table.to_metadata(metadata)
+    endpoints = metadata.tables["endpoints"]
+    endpoints._columns.remove(endpoints.c.socket)
     if not with_partition_reason:
         partitions = metadata.tables["partitions"]
         partitions._columns.remove(partitions.c.reason)

@@ -71,10 +71,10 @@ Server((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
 '''
 
 
-def serve_zip() -> bytes:
+def serve_zip(serve: str = SERVE) -> bytes:
     buffer = io.BytesIO()
     files = {"tiny/Dockerfile": "FROM python:3.11-slim\n", "tiny/model/__init__.py": "",
-             "tiny/model/requirements.txt": "", "tiny/model/web-requirements.txt": "", "tiny/model/serve": SERVE}
+             "tiny/model/requirements.txt": "", "tiny/model/web-requirements.txt": "", "tiny/model/serve": serve}
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, text in files.items():
             info = zipfile.ZipInfo(name)
@@ -83,11 +83,11 @@ def serve_zip() -> bytes:
     return buffer.getvalue()
 
 
-def deploy_endpoint(backend: BackendProcess, workspace: str, timeout: float = 300) -> str:
-    """A running endpoint of the tiny serve bundle in a new workspace: its name."""
+def deploy_endpoint(backend: BackendProcess, workspace: str, timeout: float = 300, serve: str = SERVE) -> str:
+    """A running endpoint of the tiny serve bundle (`serve`, its server script) in a new workspace: its name."""
     headers = {"X-Token": backend.token}
     assert requests.post(backend.url + f"workspace/{workspace}", headers=headers, timeout=60).ok
-    answer = requests.post(backend.url + f"inference/{workspace}/None", data=serve_zip(), timeout=60,
+    answer = requests.post(backend.url + f"inference/{workspace}/None", data=serve_zip(serve), timeout=60,
                            headers={**headers, "Content-Type": "application/zip"})
     assert answer.ok, answer.text
     name = answer.json()["endpoint"]

@@ -1,0 +1,105 @@
+"""Idle upstream connections kept alive for reuse (nginx's upstream `keepalive`), per endpoint address.
+
+A connection goes back to the pool only after a complete response that the server did not mark as its last
+(upstream.Upstream decides); while idle its protocol is `Idle`, which drops it from the pool when the server
+closes it or sends anything. Bounds: at most `per_address` idle connections to one address and `total` in all
+(past either a connection is closed rather than kept), each kept at most `idle_seconds` (shorter than common
+servers' own keep-alive timeouts, e.g. gunicorn's 2 s, so the front is rarely the one to find a connection the
+server has just closed; `upstream` retries that case once for a request that is safe to resend).
+"""
+import asyncio
+import time
+from collections import deque
+from typing import Deque, Dict, Hashable, Optional, Tuple
+
+
+class Idle(asyncio.Protocol):
+    """The protocol of a pooled connection between two requests."""
+
+    def __init__(self, pool: "Pool", address: Hashable):
+        self.pool = pool
+        self.address = address
+        self.transport: Optional[asyncio.Transport] = None
+
+    def data_received(self, data):
+        self.pool.discard(self.address, self.transport)  # a server speaking out of turn: not reusable
+        self.transport.abort()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.pool.discard(self.address, self.transport)
+
+
+class Pool:
+    """`take(address)` -> an idle transport or None; `give(address, transport)` after a complete response."""
+
+    def __init__(self, per_address: int = 32, total: int = 512, idle_seconds: float = 1.5):
+        self.per_address = per_address
+        self.total = total
+        self.idle_seconds = idle_seconds
+        self.idle: Dict[Hashable, Deque[Tuple[float, asyncio.Transport]]] = {}
+        self.count = 0
+
+    def take(self, address: Hashable) -> Optional[asyncio.Transport]:
+        """The most recently used idle connection to `address` that is still fresh (older ones are closed)."""
+        queue = self.idle.get(address)
+        if not queue:
+            return None
+        now = time.monotonic()
+        while queue:
+            since, transport = queue.pop()
+            self.count -= 1
+            if now - since < self.idle_seconds and not transport.is_closing():
+                if not queue:
+                    del self.idle[address]
+                return transport
+            transport.abort()
+        del self.idle[address]
+        return None
+
+    def give(self, address: Hashable, transport: asyncio.Transport) -> None:
+        """Keep `transport` (its response complete, the server keeping it alive) for the next request."""
+        queue = self.idle.setdefault(address, deque())
+        if len(queue) >= self.per_address or self.count >= self.total or transport.is_closing():
+            if not queue:
+                del self.idle[address]
+            transport.close()
+            return
+        idle = Idle(self, address)
+        idle.transport = transport
+        transport.set_protocol(idle)
+        queue.append((time.monotonic(), transport))
+        self.count += 1
+
+    def discard(self, address: Hashable, transport: asyncio.Transport) -> None:
+        queue = self.idle.get(address)
+        if not queue:
+            return
+        for entry in queue:
+            if entry[1] is transport:
+                queue.remove(entry)
+                self.count -= 1
+                break
+        if not queue:
+            del self.idle[address]
+
+    def sweep(self) -> None:
+        """Close the connections idle past `idle_seconds` (called by the server's tick)."""
+        deadline = time.monotonic() - self.idle_seconds
+        for address in list(self.idle):
+            queue = self.idle[address]
+            while queue and queue[0][0] <= deadline:
+                _, transport = queue.popleft()
+                self.count -= 1
+                transport.abort()
+            if not queue:
+                del self.idle[address]
+
+    def close(self) -> None:
+        for queue in self.idle.values():
+            for _, transport in queue:
+                transport.abort()
+        self.idle.clear()
+        self.count = 0

@@ -1,0 +1,80 @@
+"""The front keeps its connections to an endpoint alive and reuses them (pool.py): seen from the endpoint's side,
+which reports the connection each request came on. A connection the server closes after its answer
+(Connection: close) is not reused; a reused one the server closes before answering is retried once on a new
+connection for a request safe to resend (GET), and not for a POST (a 502, and the server saw it once)."""
+import pytest
+import requests
+
+from tests.front.support import deploy_endpoint
+
+# A threaded HTTP/1.1 server: connections kept alive. GET /conn answers {"port": the peer's port, "count": requests
+# on this connection}; /close answers with Connection: close; /drop-next answers, and the next request on the same
+# connection is dropped unanswered (the connection closed), as a server timing out an idle connection would.
+KEEPALIVE_SERVE = r'''#!/usr/bin/env python3
+import http.server, json, os, threading
+posts = []
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup(); self.count = 0; self.drop = False
+    def do_GET(self):
+        self.respond()
+    def do_POST(self):
+        posts.append(self.path)
+        self.respond()
+    def respond(self):
+        if self.drop:
+            self.close_connection = True
+            return
+        self.count += 1
+        if self.path == "/drop-next":
+            self.drop = True
+        body = json.dumps({"port": self.client_address[1], "count": self.count, "posts": len(posts)}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        if self.path == "/close":
+            self.send_header("Connection", "close")
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *args): pass
+print("serving", flush=True)
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
+'''
+
+
+@pytest.fixture(scope="module")
+def keepalive_endpoint(front_backend):
+    return deploy_endpoint(front_backend, "keepalivews", serve=KEEPALIVE_SERVE)
+
+
+def get(backend, endpoint, path, method="GET"):
+    # a new client connection each time: only the front's own connection to the endpoint can carry them all
+    return requests.request(method, f"http://127.0.0.1:{backend.port}/{endpoint}{path}", timeout=20,
+                            headers={"Connection": "close"})
+
+
+def test_sequential_requests_reuse_one_upstream_connection(front_backend, keepalive_endpoint):
+    answers = [get(front_backend, keepalive_endpoint, "/conn").json() for _ in range(5)]
+    assert len({answer["port"] for answer in answers}) == 1, answers
+    assert [answer["count"] for answer in answers] == sorted(answer["count"] for answer in answers)
+    assert answers[-1]["count"] - answers[0]["count"] == 4
+
+
+def test_a_connection_the_server_closes_is_not_reused(front_backend, keepalive_endpoint):
+    closed = get(front_backend, keepalive_endpoint, "/close").json()
+    after = get(front_backend, keepalive_endpoint, "/conn").json()
+    assert after["port"] != closed["port"]
+
+
+def test_a_get_on_a_pooled_connection_closed_unanswered_is_retried(front_backend, keepalive_endpoint):
+    marked = get(front_backend, keepalive_endpoint, "/drop-next").json()
+    answer = get(front_backend, keepalive_endpoint, "/conn")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["port"] != marked["port"]  # answered on a new connection
+
+
+def test_a_post_on_a_pooled_connection_closed_unanswered_is_not_resent(front_backend, keepalive_endpoint):
+    marked = get(front_backend, keepalive_endpoint, "/drop-next").json()
+    answer = get(front_backend, keepalive_endpoint, "/predict", method="POST")
+    assert answer.status_code == 502, answer.text
+    assert answer.json()["error_code"] == "ENDPOINT_ERROR"
+    seen = get(front_backend, keepalive_endpoint, "/conn").json()
+    assert seen["posts"] == marked["posts"] + 1  # the dropped POST reached the server once, and only once

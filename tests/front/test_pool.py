@@ -1,0 +1,64 @@
+"""The keep-alive pool's bounds (pool.Pool), on stand-in transports: per address, in all, and the idle time."""
+import time
+
+from kaos_backend.front.pool import Idle, Pool
+
+
+class Transport:
+    def __init__(self):
+        self.closed = False
+        self.protocol = None
+
+    def is_closing(self):
+        return self.closed
+
+    def set_protocol(self, protocol):
+        self.protocol = protocol
+
+    def close(self):
+        self.closed = True
+
+    abort = close
+
+
+def test_a_connection_given_back_is_taken_again_most_recent_first():
+    pool, first, second = Pool(), Transport(), Transport()
+    pool.give("a", first)
+    pool.give("a", second)
+    assert isinstance(second.protocol, Idle)
+    assert pool.take("a") is second and pool.take("a") is first and pool.take("a") is None
+    assert pool.take("b") is None and pool.count == 0
+
+
+def test_past_the_bounds_a_connection_is_closed_not_kept():
+    pool = Pool(per_address=2, total=3)
+    kept = [Transport() for _ in range(3)]
+    for transport in kept:
+        pool.give("a", transport)
+    assert kept[2].closed and not kept[0].closed and pool.count == 2
+    other, over = Transport(), Transport()
+    pool.give("b", other)
+    pool.give("c", over)
+    assert not other.closed and over.closed and pool.count == 3
+
+
+def test_an_idle_connection_expires():
+    pool = Pool(idle_seconds=0.05)
+    old = Transport()
+    pool.give("a", old)
+    time.sleep(0.1)
+    assert pool.take("a") is None and old.closed
+    swept = Transport()
+    pool.give("a", swept)
+    time.sleep(0.1)
+    pool.sweep()
+    assert swept.closed and pool.count == 0 and not pool.idle
+
+
+def test_a_connection_the_server_closes_or_speaks_on_leaves_the_pool():
+    pool, closed, talking = Pool(), Transport(), Transport()
+    pool.give("a", closed)
+    pool.give("a", talking)
+    closed.protocol.connection_lost(None)
+    talking.protocol.data_received(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+    assert talking.closed and pool.count == 0 and pool.take("a") is None
