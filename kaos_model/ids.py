@@ -12,7 +12,8 @@ WORKSPACE_NAME_MAX = 40  # leaves room for prefixes such as "notebook-<ws>-<user
 HASH5_RE = re.compile(r"^[0-9a-f]{5}$")
 HEX6_RE = re.compile(r"^[0-9a-f]{6}$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-MODEL_ID_RE = re.compile(r"^(?P<code>[0-9a-f]{5})_(?P<data>[0-9a-f]{5})(?:_(?P<hyper>[0-9a-f]{5}))?:(?P<hex6>[0-9a-f]{6})$")
+MODEL_ID_RE = re.compile(
+    r"^(?P<code>[0-9a-f]{5})_(?P<data>[0-9a-f]{5})(?:_(?P<hyper>[0-9a-f]{5}))?:(?P<hex6>[0-9a-f]{6})$")
 ENDPOINT_RE = re.compile(r"^serve-(?P<workspace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)-(?P<hex6>[0-9a-f]{6})$")
 
 

@@ -3,7 +3,7 @@ a limit, then in a temporary file, so a slow client costs the front and not a mo
 workers. A chunked body is stored de-chunked and sent with a Content-Length. (A plain bytearray while small:
 most bodies, predictions, never need a file, and making one per request showed in the front's profile.)"""
 import tempfile
-from typing import Iterator, Optional
+from typing import Iterator
 
 from kaos_backend.front.heads import HttpError
 

@@ -165,7 +165,8 @@ def test_a_handed_off_follow_streams_the_log_then_new_records_and_ends_with_the_
         handle.write(TRICKY[30:])
     front.gate.ended.add("j1")
     body = _read_until(client, b"\r\n0\r\n\r\n")
-    rest = body[body.index(b"\r\n\r\n") + 4:] if body.startswith(b"HTTP/") else head[head.index(b"\r\n\r\n") + 4:] + body
+    rest = body[body.index(b"\r\n\r\n") + 4:] if body.startswith(b"HTTP/") \
+        else head[head.index(b"\r\n\r\n") + 4:] + body
     assert _dechunk(rest) == _what_the_api_streams(log)
     # the connection stays open for the next request
     client.sendall(_request("/api/other"))
