@@ -19,6 +19,7 @@ from _backend import BenchFailure, exit_on_sigterm, running_backend, temporary_d
 from _timing import BIN
 
 from kaos_cli.bundle_cache import CACHE_NAME, RACY_SECONDS
+from tests.support.cli import kaos as run_kaos
 from tests.support.counting_proxy import CountingProxy
 
 WORKSPACE = "bench-redeploy"
@@ -50,11 +51,14 @@ def timed_deploy(project: Path, proxy: CountingProxy) -> tuple:
     proxy.reset()
     cpu = _children_cpu()
     start = time.perf_counter()
-    result = kaos(project, "train", "deploy", "-d", "data")
+    # stdout on a pseudo-terminal, as for a person: the CLI draws its bars ("Compressing ...") only there
+    result = run_kaos(project, "train", "deploy", "-d", "data", tty=True, timeout=600)
     seconds = time.perf_counter() - start
-    glob = next((line.split("Setting data bundle: ", 1)[1] for line in result.stdout.splitlines()
+    if result.code != 0:
+        raise BenchFailure(f"kaos train deploy exited {result.code}:\n{result.out}{result.err}")
+    glob = next((line.split("Setting data bundle: ", 1)[1].strip() for line in result.out.splitlines()
                  if "Setting data bundle: " in line), None)
-    return seconds, proxy.sent, glob, "Compressing data bundle" in result.stderr, _children_cpu() - cpu
+    return seconds, proxy.sent, glob, "Compressing data bundle" in result.err, _children_cpu() - cpu
 
 
 def timed_command(project: Path, *args: str) -> float:
