@@ -99,7 +99,7 @@ def application(app, services, socket_path: str, workers: int, threads: int):
                 # head (431) before the API sees a request: a second, smaller bound here answered targets between
                 # 4 and 8 KiB with gunicorn's own wording instead.
                 "limit_request_line": 0,
-                "limit_request_field_size": 0,
+                "limit_request_field_size": 8190,  # gunicorn's most (0 also means 8190); the front's bound
                 "limit_request_fields": 32768,  # gunicorn's most; the front allows 100 plus what it adds
                 "accesslog": "-",
                 "errorlog": "-",

@@ -48,6 +48,8 @@ class Client(asyncio.Protocol):
         self.refusal: Optional[HttpError] = None  # a bad request behind ones in progress: answered after them
         self.deadline: Optional[float] = None
         self.on_deadline: Optional[Callable[[], None]] = None
+        self.starting = False                 # _start_next is on the stack: a nested call only asks for more
+        self.start_again = False
 
     # -- timers
     def arm(self, seconds: float, callback: Callable[[], None]) -> None:
@@ -174,7 +176,23 @@ class Client(asyncio.Protocol):
     def request_done(self, request: Request) -> None:
         self.queue.append(request)
         if self.active is None:
-            self._next()
+            self._start_next()
+
+    def _start_next(self) -> None:
+        """Start the next queued request. A request the front answers itself finishes inside `_next`, which asks
+        for the next one: that is looped here, not recursed (thousands of pipelined 404s overflowed the stack
+        and left the connection hung)."""
+        if self.starting:
+            self.start_again = True
+            return
+        self.starting = True
+        try:
+            self.start_again = True
+            while self.start_again and self.queue and self.state != CLOSED:
+                self.start_again = False
+                self._next()
+        finally:
+            self.starting = False
 
     def _next(self) -> None:
         request = self.queue.popleft()
@@ -268,7 +286,7 @@ class Client(asyncio.Protocol):
             return
         self.state = HEAD
         if self.queue:
-            self._next()
+            self._start_next()
             return
         if self.refusal is not None:
             self.refuse(self.refusal)

@@ -36,6 +36,9 @@ class FrontConfig:
     # sizes (nginx: large_client_header_buffers, client_max_body_size, client_body_buffer_size)
     max_head_bytes: int = 32 * 1024       # a request's headers (and a response's) -> 431
     max_headers: int = 100                # header lines in one head -> 431
+    # one header line (nginx: one large_client_header_buffers buffer, 8k) -> 431; at most 8190, the most the
+    # API's gunicorn takes (its limit_request_field_size, which it caps there even when told 0)
+    max_header_field_bytes: int = 8190
     max_target_bytes: int = 8 * 1024      # the request target (path and query) -> 414
     serve_max_body_mb: int = 100          # a request body to an endpoint or a notebook -> 413
     body_memory_bytes: int = 1 * MB       # a request body held in memory up to this, then in a temporary file

@@ -101,6 +101,9 @@ class RequestReader:
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.config.max_head_bytes:
             self._fail(HttpError(431, "HEADERS_TOO_LARGE", "Request header fields are too large"))
+        if len(name) + len(value) + 2 > self.config.max_header_field_bytes:
+            self._fail(HttpError(431, "HEADERS_TOO_LARGE", "A request header field is larger than "
+                                                           f"{self.config.max_header_field_bytes} bytes"))
         if not self.in_head:
             return  # a trailer of a chunked body: not forwarded (the body goes on with a Content-Length)
         headers = self.request.headers
@@ -202,6 +205,8 @@ class ResponseReader:
     def on_headers_complete(self):
         response = self.response
         response.status = self.parser.get_status_code()
+        if not 100 <= response.status <= 599:  # RFC 9110 15: three digits, 1xx to 5xx
+            raise UpstreamProtocolError(f"a response status out of range ({response.status})")
         self.interim = 100 <= response.status < 200 and response.status != 101
         if self.interim:
             return

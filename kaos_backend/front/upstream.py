@@ -169,8 +169,12 @@ class Upstream(asyncio.Protocol):
             self._arm_body()
 
     def response_head(self, response: Response) -> None:
-        self.response = response
         client, request = self.client, self.request
+        if response.status == 101 and not request.upgrade:
+            # an endpoint must not switch a connection the client did not offer: its next requests (the
+            # platform's X-Token included) would go to the endpoint's code as tunnelled bytes
+            raise UpstreamProtocolError("a 101 Switching Protocols to a request that did not ask to upgrade")
+        self.response = response
         if self.name is None:
             for name, _, _ in response.headers:
                 handler = routing.API_HANDOFFS.get(name)

@@ -36,6 +36,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush(); time.sleep(3600)
         if self.path == "/ws":
             return self.websocket()
+        if self.path == "/unasked-101":  # switches protocols though the request did not offer to
+            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            self.wfile.flush(); time.sleep(2); return
+        if self.path == "/status-99":
+            self.wfile.write(b"HTTP/1.1 099 Weird\r\nContent-Length: 0\r\n\r\n"); return
         self.answer(b"")
     def do_POST(self):
         self.answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))

@@ -1,0 +1,38 @@
+"""Pipelined requests the front answers itself (unknown endpoints, API refusals) are answered one after the other,
+however many: an attacker found that 2,000 of them overflowed the stack (a recursion per answer) and left the
+connection hung past every timeout, with a 164 KB traceback in the log per connection."""
+import socket
+import time
+
+from tests.front.support import health_request
+
+
+def _count_answers(port: int, raw: bytes, expected: int, timeout: float = 60) -> int:
+    """How many HTTP/1.1 status lines come back for `raw` sent at once on one connection (waits until
+    `expected` came, the connection closed, or `timeout` passed: a bound against hanging)."""
+    received = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(raw)
+        deadline = time.monotonic() + timeout
+        while received.count(b"HTTP/1.1 ") < expected and time.monotonic() < deadline:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                data = sock.recv(1 << 16)
+            except socket.timeout:
+                break
+            if not data:
+                break
+            received += data
+    return received.count(b"HTTP/1.1 404 ")
+
+
+def test_two_thousand_pipelined_requests_to_an_unknown_endpoint_are_all_answered(front_backend):
+    raw = b"GET /serve-nowhere-abcdee/x HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    assert _count_answers(front_backend.port, raw, 2000) == 2000
+    assert "RecursionError" not in front_backend.log()
+
+
+def test_an_api_request_then_hundreds_of_unknown_endpoints_are_all_answered(front_backend):
+    raw = health_request(front_backend) + b"GET /serve-elsewhere-abcdef/x HTTP/1.1\r\nHost: x\r\n\r\n" * 600
+    assert _count_answers(front_backend.port, raw, 601) == 600
+    assert "RecursionError" not in front_backend.log() and "callback error" not in front_backend.log()
