@@ -13,7 +13,6 @@ read its response.
 """
 import asyncio
 import collections
-import socket
 import time
 from typing import Callable, Optional
 
@@ -22,7 +21,7 @@ from kaos_backend.front.body import Body
 from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.heads import HttpError, end_to_end, request_head
 from kaos_backend.front.parsing import Request, RequestReader
-from kaos_backend.front.upstream import HIGH_WATER, Upstream
+from kaos_backend.front.upstream import Upstream, tune
 
 HEAD, BODY, WAIT, TUNNEL, LINGER, CLOSED = "head", "body", "wait", "tunnel", "linger", "closed"
 MAX_BACKLOG = 64 * 1024     # raw bytes held behind a waiting pipelined request before reading pauses
@@ -71,10 +70,7 @@ class Client(asyncio.Protocol):
     # -- the transport's callbacks
     def connection_made(self, transport):
         self.transport = transport
-        transport.set_write_buffer_limits(HIGH_WATER)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune(transport)
         if not self.front.admit(self):
             self.refuse(HttpError(503, "TOO_MANY_CONNECTIONS", "The kaos backend has too many open connections"))
             return

@@ -23,6 +23,15 @@ from kaos_backend.front.heads import LAST_CHUNK, chunk, end_to_end, response_hea
 from kaos_backend.front.parsing import Response, ResponseReader, UpstreamProtocolError
 
 HIGH_WATER = 256 * 1024   # bytes queued for a peer before the other side stops being read
+
+
+def tune(transport) -> None:
+    """A new connection of the front's (client or upstream): back-pressure past HIGH_WATER, and no Nagle delay
+    on TCP (a response head and body go out as they come)."""
+    transport.set_write_buffer_limits(HIGH_WATER)
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 NO_BODY_STATUS = (204, 304)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
@@ -127,10 +136,7 @@ class Upstream(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        transport.set_write_buffer_limits(HIGH_WATER)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune(transport)
 
     def pause_writing(self):
         if self.writable is not None:
