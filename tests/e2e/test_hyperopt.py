@@ -16,7 +16,8 @@ for path in glob.glob(os.path.join(os.environ["KAOS_TRAIN_HYPER"], "**", "*.json
 print("training with", json.dumps(params, sort_keys=True), flush=True)
 os.makedirs(os.path.join(out, "model"))
 os.makedirs(os.path.join(out, "metrics"))
-json.dump({"loss": float(params["a"]), "label": "not a number"}, open(os.path.join(out, "metrics", "metrics.json"), "w"))
+json.dump({"loss": float(params["a"]), "label": "not a number"},
+          open(os.path.join(out, "metrics", "metrics.json"), "w"))
 """
 
 

@@ -267,7 +267,8 @@ def test_the_log_of_a_workload_is_bounded(tmp_path):
 
 def test_the_processes_left_running_are_counted_and_the_first_named(tmp_path):
     executor = LocalExecutor(tmp_path / "data")
-    script = "import subprocess\nfor i in range(15):\n    subprocess.Popen(['sleep', str(600 + i)], start_new_session=True)"
+    script = ("import subprocess\nfor i in range(15):\n"
+              "    subprocess.Popen(['sleep', str(600 + i)], start_new_session=True)")
     assert _run(executor, _spec(tmp_path / "data", [sys.executable, "-c", script])) == 0
     stopped = [text for text in _texts(executor) if text.startswith("kaos: stopped ")]
     assert len(stopped) == 1 and stopped[0].startswith("kaos: stopped 15 processes that the training left running: ")
