@@ -7,8 +7,7 @@ current workspace. Completion must never hang nor print anything of its own: the
 `TIMEOUT` seconds in all (what arrived by then is used), and any failure (not initialised, no workspace, backend
 down or slow, an unexpected answer) gives no candidates, silently.
 
-Every read of a `KaosClient` answer is in the `_fetch_*` functions below, so that a change of the client's return
-types (dicts today, `kaos_model.wire` dataclasses tomorrow) is adapted here and nowhere else.
+Every read of a `KaosClient` answer (its `kaos_model.wire` objects) is in the `_fetch_*` functions below.
 """
 import threading
 from typing import Any, Callable, Iterable, List, Optional, Tuple
@@ -69,24 +68,9 @@ def _items(candidates: Iterable[Candidate], incomplete: str) -> List[CompletionI
     return items
 
 
-# -- reads of the client's answers -----------------------------------------------------------------------------
-def _field(record: Any, name: str) -> Any:
-    """`record[name]` of a dict answer; of a `kaos_model.wire` object its attribute `name`, else `extra[name]`
-    (our additions, e.g. a partition output's `model_id`); None when absent."""
-    if record is None:
-        return None
-    if isinstance(record, dict):
-        return record.get(name)
-    value = getattr(record, name, None)
-    if value is None and isinstance(getattr(record, "extra", None), dict):
-        value = record.extra.get(name)
-    return value
-
-
+# -- reads of the client's answers (`kaos_model.wire` objects; NamesPage, a list, for the workspaces) -----------
 def _fetch_workspaces(client, workspace, found: List[Candidate]) -> None:
-    answer = client.list_workspaces()
-    names = answer if isinstance(answer, list) else _field(answer, "names") or []  # a list, or WorkspaceNames
-    found.extend((name, "current workspace" if name == workspace else "") for name in names)
+    found.extend((name, "current workspace" if name == workspace else "") for name in client.list_workspaces())
 
 
 def _fetch_jobs(kinds: Tuple[str, ...], states: Optional[frozenset] = None) \
@@ -98,25 +82,24 @@ def _fetch_jobs(kinds: Tuple[str, ...], states: Optional[frozenset] = None) \
             return
         listing = client.train_list(workspace, limit=LIST_LIMIT)
         for kind in kinds:
-            for job in _field(listing, kind) or []:
-                state = _field(job, "state") or ""
-                if states is None or state in states:
-                    found.append((_field(job, "job_id"), f"{kind} {state}".strip()))
+            for job in getattr(listing, kind):
+                if states is None or job.state in states:
+                    found.append((job.job_id, f"{kind} {job.state}"))
     return fetch
 
 
 def _fetch_serve_builds(client, workspace, found: List[Candidate]) -> None:
     if not workspace:
         return
-    for job in _field(client.serve_list(workspace, limit=LIST_LIMIT), "building") or []:
-        found.append((_field(job, "job_id"), f"building {_field(job, 'state') or ''}".strip()))
+    for job in client.serve_list(workspace, limit=LIST_LIMIT).building:
+        found.append((job.job_id, f"building {job.state}"))
 
 
 def _fetch_endpoints(client, workspace, found: List[Candidate]) -> None:
     if not workspace:
         return
-    for endpoint in _field(client.serve_list(workspace, limit=LIST_LIMIT), "endpoints") or []:
-        found.append((_field(endpoint, "name"), _field(endpoint, "state") or ""))
+    for endpoint in client.serve_list(workspace, limit=LIST_LIMIT).endpoints:
+        found.append((endpoint.name, endpoint.state))
 
 
 def _fetch_models(job_id: Optional[str]) -> Callable[[Any, Optional[str], List[Candidate]], None]:
@@ -129,15 +112,13 @@ def _fetch_models(job_id: Optional[str]) -> Callable[[Any, Optional[str], List[C
             jobs = [job_id]
         else:
             listing = client.train_list(workspace, limit=MODEL_JOBS)
-            jobs = [_field(job, "job_id") for job in _field(listing, "training") or []
-                    if _field(job, "state") == "JOB_SUCCESS"]
+            jobs = [job.job_id for job in listing.training if job.state == "JOB_SUCCESS"]
         for job in jobs:
             page, page_count = 0, 1
             while page < page_count:
                 answer = client.train_info(workspace, job, page_id=page)
-                page_count = _field(answer, "page_count") or 1
-                for partition in _field(_field(answer, "response"), "partitions") or []:
-                    found.append((_field(_field(partition, "output"), "model_id"), f"job {job}"))
+                page_count = answer.page_count
+                found.extend((partition.output.model_id, f"job {job}") for partition in answer.response.partitions)
                 page += 1
     return fetch
 

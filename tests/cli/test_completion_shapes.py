@@ -1,8 +1,9 @@
-"""The completion fetches read the client's answers as dicts (today) and as `kaos_model.wire` objects (the SDK's
-typed returns), so either client gives the same candidates."""
+"""The completion fetches read the client's answers in the types `KaosClient` returns them (a NamesPage of
+workspace names, `kaos_model.wire` objects for the rest)."""
 import pytest
 
 from kaos_cli import completion
+from kaos_cli.client import NamesPage
 from kaos_model import wire
 
 JOB = {"job_id": "a1", "state": "JOB_SUCCESS", "started": "2024-01-01 00:00:00", "duration": 3, "progress": "1/1"}
@@ -14,43 +15,24 @@ ENDPOINT = {"name": "serve-mnist-53d3da", "url": "u", "user": "tester", "state":
             "created_at": "2024-01-01 00:00:00"}
 
 
-class DictClient:
-    """Answers shaped as `KaosClient` returns them today."""
+class WireClient:
+    """The answers of `KaosClient`'s list and info methods, in its return types."""
 
     def list_workspaces(self, **_):
-        return ["mnist", "other"]
+        return NamesPage(["mnist", "other"])
 
     def train_list(self, workspace, **_):
-        return {"training": [JOB], "building": [BUILD], "ingesting": []}
+        return wire.TrainJobListing.from_dict({"training": [JOB], "building": [BUILD], "ingesting": []})
 
     def serve_list(self, workspace, **_):
-        return {"endpoints": [ENDPOINT], "building": [BUILD]}
+        return wire.EndpointListing.from_dict({"endpoints": [ENDPOINT], "building": [BUILD]})
 
     def train_info(self, workspace, job_id, page_id=0, **_):
-        return {"page_id": page_id, "page_count": 1, "response": {
+        return wire.JobInfoPage.from_dict({"page_id": page_id, "page_count": 1, "response": {
             "job_id": job_id, "state": "JOB_SUCCESS", "available_metrics": [], "process_time": 1,
-            "partitions": [PARTITION]}}
+            "partitions": [PARTITION]}})
 
 
-class WireClient(DictClient):
-    """The same answers as `kaos_model.wire` objects."""
-
-    def list_workspaces(self, **_):
-        return wire.WorkspaceNames.from_dict({"names": super().list_workspaces()})
-
-    def train_list(self, workspace, **_):
-        return wire.TrainJobListing.from_dict(super().train_list(workspace))
-
-    def serve_list(self, workspace, **_):
-        return wire.EndpointListing.from_dict(super().serve_list(workspace))
-
-    def train_info(self, workspace, job_id, page_id=0, **_):
-        answer = super().train_info(workspace, job_id, page_id)
-        return wire.PagedResponse(page_id=answer["page_id"], page_count=answer["page_count"],
-                                  response=wire.JobInfo.from_dict(answer["response"]))
-
-
-@pytest.mark.parametrize("client", [DictClient(), WireClient()], ids=["dicts", "wire"])
 @pytest.mark.parametrize("fetch, expected", [
     (completion._fetch_workspaces, ["mnist", "other"]),
     (completion._fetch_jobs(("training", "building")), ["a1", "b2"]),
@@ -60,7 +42,7 @@ class WireClient(DictClient):
     (completion._fetch_models(None), ["1909d_5c3ca:828c4e"]),
     (completion._fetch_models("a1"), ["1909d_5c3ca:828c4e"]),
 ])
-def test_fetches_read_dicts_and_wire_objects_alike(client, fetch, expected):
+def test_fetches_read_the_clients_answers(fetch, expected):
     found = []
-    fetch(client, "mnist", found)
+    fetch(WireClient(), "mnist", found)
     assert [value for value, _ in found] == expected
