@@ -2,13 +2,14 @@
 import itertools
 import json
 import math
-import re
 from typing import Any, Dict, List
 
 from kaos_backend.errors import BadRequest, InvalidHyperparams
+from kaos_backend.whole_numbers import plain_whole_number
 
 MAX_PARAMS_BYTES = 1024 * 1024
 MAX_COMBINATIONS = 10_000
+MAX_PARALLELISM = 999_999  # partitions run at once
 EXAMPLE = '{"lr": [0.1, 0.01], "depth": [3, 5]}'
 
 
@@ -56,12 +57,14 @@ def expand_grid(params: Dict[str, List[Any]]) -> List[Dict[str, Any]]:
 
 
 def parse_parallelism(text) -> int:
-    if text is None or str(text).strip() == "":
+    """`parallelism` as given in a query string (None or "" = 1), or as an int; at most MAX_PARALLELISM."""
+    if text is None or text == "":
         return 1
-    text = str(text).strip()
-    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) < 1:
-        raise BadRequest(f"parallelism must be a whole number of at least 1, got {text!r}")
-    return int(text)
+    value = plain_whole_number(str(text)) if type(text) in (int, str) else None
+    if value is None or not 1 <= value <= MAX_PARALLELISM:
+        raise BadRequest(f"parallelism must be a whole number of at least 1 (at most {MAX_PARALLELISM}) in plain "
+                         f"digits, got {text!r}")
+    return value
 
 
 def _finite_float(text: str) -> float:

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Dict, NamedTuple, Optional
 
 from kaos_backend.errors import CpuRequestError, GpuRequestError, MemoryRequestError
+from kaos_backend.whole_numbers import plain_whole_number
 
 MEMORY_DOCS = "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"
 GI = 2 ** 30
@@ -15,6 +16,7 @@ MAX_QUANTITY_BYTES = 2 ** 63 - 1  # Kubernetes keeps quantities in an int64
 MIN_CPU = 0.01
 MIN_MEMORY = "6Mi"
 MIN_MEMORY_BYTES = 6 * 2 ** 20
+MAX_GPUS = 999_999  # a request's bound whatever the configured maximum
 
 _BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
 _DECIMAL = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
@@ -67,10 +69,10 @@ def parse_cpu(text: str) -> float:
 
 
 def parse_gpu(text: str) -> int:
-    text = text.strip()
-    if not re.fullmatch(r"[+]?[0-9]{1,6}", text):
+    value = plain_whole_number(text)
+    if value is None or value > MAX_GPUS:
         raise GpuRequestError(f"Incorrect GPU request {text}. Give a whole number of GPUs such as 0 or 1.")
-    return int(text)
+    return value
 
 
 def validate_resources(cpu: Any = None, memory: Any = None, gpu: Any = None, max_cpu: Optional[float] = None,

@@ -10,7 +10,6 @@ more items. A token never expires; one that does not decode, or was made for ano
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -18,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from sqlalchemy import and_, or_
 
 from kaos_backend.errors import BadRequest
+from kaos_backend.whole_numbers import plain_whole_number
 
 MAX_LIMIT = 1000  # items per list and page; also the page size when only `continue` is given
 TOKEN_VERSION = 1
@@ -36,12 +36,14 @@ class PageRequest:
 
 
 def parse_limit(text: Optional[str]) -> Optional[int]:
-    """`limit` as given in a query string: None when absent or empty, else an int in 1..MAX_LIMIT."""
-    if text is None or text.strip() == "":
+    """`limit` as given in a query string: None when absent or empty, else an int in 1..MAX_LIMIT. Raises
+    BadRequest for anything but plain decimal digits (` 5`, `+5`, `05` included) or a value out of bounds."""
+    if text is None or text == "":
         return None
-    if not re.fullmatch(r"[0-9]{1,9}", text.strip()):
-        raise BadRequest(f"Query parameter limit must be a whole number from 1 to {MAX_LIMIT}, not {text!r}")
-    value = int(text.strip())
+    value = plain_whole_number(text)
+    if value is None:
+        raise BadRequest(f"Query parameter limit must be a whole number from 1 to {MAX_LIMIT} in plain digits, "
+                         f"not {text!r}")
     if not 1 <= value <= MAX_LIMIT:
         raise BadRequest(f"Query parameter limit must be from 1 to {MAX_LIMIT}, not {value}")
     return value

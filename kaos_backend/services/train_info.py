@@ -11,6 +11,7 @@ from kaos_backend.errors import BadRequest, MetricNotFound, PageError
 from kaos_backend.models import Bundle, Job, Partition
 from kaos_backend.services.descriptors import bundle_descriptor, image_descriptor, output_descriptor
 from kaos_backend.services.jobs import find_job, seconds_between
+from kaos_backend.whole_numbers import plain_whole_number
 
 PAGE_SIZE = 10
 MAX_FAILED_SHOWN = 20  # failed partitions listed by `train info`; `failed_count` says how many failed in all
@@ -82,12 +83,12 @@ class _PartitionDescriber:
 
 
 def _page_number(page_id: Any) -> int:
-    try:
-        page = int(page_id if page_id not in (None, "") else 0)
-    except (TypeError, ValueError):
-        raise PageError(f"Page id must be a whole number, not {page_id!r}") from None
-    if page < 0:
-        raise PageError(f"Page id must not be negative: {page}")
+    """`page_id` as given in a query string (None or "" = 0), or as an int."""
+    if page_id is None or page_id == "":
+        return 0
+    page = page_id if type(page_id) is int else plain_whole_number(page_id)
+    if page is None or page < 0:
+        raise PageError(f"Page id must be a whole number from 0 in plain digits, not {page_id!r}")
     return page
 
 

@@ -108,12 +108,12 @@ def test_params_grid_size_limit():
         parse_params(json.dumps(params).encode())
 
 
-@pytest.mark.parametrize("text, value", [(None, 1), ("", 1), ("1", 1), (" 4 ", 4), (3, 3)])
+@pytest.mark.parametrize("text, value", [(None, 1), ("", 1), ("1", 1), ("40", 40), (3, 3)])
 def test_parallelism(text, value):
     assert parse_parallelism(text) == value
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "1.5", "two", "1_0", "9999999"])
+@pytest.mark.parametrize("text", ["0", "-1", "1.5", "two", "1_0", "9999999", " 4 ", "+4", "04", "4\n", " ", True])
 def test_parallelism_invalid(text):
     with pytest.raises(BadRequest, match="parallelism must be a whole number of at least 1"):
         parse_parallelism(text)

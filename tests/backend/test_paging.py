@@ -208,7 +208,9 @@ def test_workspace_names_are_paged_by_name(listing_backend):
 
 # -- refusals ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("limit", ["0", "-1", str(MAX_LIMIT + 1), "ten", "1.5", "1e3", "1_0", "\u0663",
-                                   "99999999999999999999"])
+                                   "99999999999999999999",
+                                   # plain decimal only: requests sends " 5" as `?limit=+5`, "+5" as `%2B5`
+                                   " 5", "5 ", "+5", "05", "00", "5\n", "\t5", " "])
 def test_a_limit_out_of_bounds_is_400(listing_backend, train_workspace, limit):
     name, _ = train_workspace
     for path in (f"train/{name}", f"inference/{name}", "workspace"):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from kaos_backend.errors import CpuRequestError, GpuRequestError, MemoryRequestError
@@ -80,9 +82,9 @@ def test_gpu_above_maximum():
         validate_resources(gpu=3, max_gpu=2)
 
 
-@pytest.mark.parametrize("gpu", ["-1", "1.5", "one"])
+@pytest.mark.parametrize("gpu", ["-1", "1.5", "one", "+1", " 1", "01", "1_0", "\u0661"])
 def test_gpu_invalid(gpu):
-    with pytest.raises(GpuRequestError, match=f"Incorrect GPU request {gpu}") as caught:
+    with pytest.raises(GpuRequestError, match=f"Incorrect GPU request {re.escape(gpu)}") as caught:
         validate_resources(gpu=gpu)
     assert caught.value.status == 400
 

@@ -82,6 +82,23 @@ def test_unknown_route_is_json_404(module_backend):
     assert_error(api(module_backend, "PATCH", "workspace"), 405, "BAD_REQUEST")
 
 
+@pytest.mark.parametrize("raw", ["+1", "%201", "1%20", "%2B1", "01", "1%0A", "%091"])
+def test_whole_numbers_in_a_query_string_are_plain_decimal(module_backend, raw):
+    """`page_id`, `parallelism` and `gpu` as written in a URL (`+` decodes to a space): each form int() would
+    take but plain digits are not is a 400 with its error code, where plain digits go on to the next check."""
+    ws = new_name()
+    assert api(module_backend, "POST", f"workspace/{ws}").status_code == 201
+    job = "0" * 32
+    assert_error(api(module_backend, "GET", f"train/{ws}/{job}?page_id={raw}"), 400, "PAGE_ERROR")
+    assert_error(api(module_backend, "GET", f"train/{ws}/{job}?page_id=1"), 404, "JOB_NOT_FOUND")
+    params = {"data": b'{"a": [1, 2]}'}
+    assert_error(api(module_backend, "POST", f"data/{ws}/params?parallelism={raw}", **params), 400, "BAD_REQUEST")
+    assert api(module_backend, "POST", f"data/{ws}/params?parallelism=2", **params).status_code == 200
+    features = {"data": features_zip()}
+    assert_error(api(module_backend, "POST", f"data/{ws}/features?gpu={raw}", **features), 400, "GPU_REQUEST_ERROR")
+    assert api(module_backend, "POST", f"data/{ws}/features?gpu=0", **features).status_code == 200
+
+
 def test_health(module_backend):
     body = module_backend.get("health").json()
     assert {key: body[key] for key in ("status", "version", "executor")} == \
