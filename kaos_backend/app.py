@@ -22,9 +22,20 @@ HTTP_ERROR_CODES = {400: "BAD_REQUEST", 401: "AUTHORIZATION_FAILURE", 404: "NOT_
                     413: "PAYLOAD_TOO_LARGE"}
 
 
+class KaosFlask(Flask):
+    """Flask whose automatic answer to OPTIONS is JSON, as every answer of the API: 200 with the route's methods
+    in the `Allow` header and as `{"allow": ["GET", "HEAD", "OPTIONS"]}` (sorted)."""
+
+    def make_default_options_response(self):
+        methods = sorted(super().make_default_options_response().allow)
+        response = respond({"allow": methods})
+        response.allow.update(methods)
+        return response
+
+
 def create_app(config: Config = None, services: Services = None) -> Flask:
     config = config or Config.from_env()
-    app = Flask("kaos_backend")
+    app = KaosFlask("kaos_backend")
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes + MULTIPART_SLACK
     app.json.sort_keys = False  # a hyperparameter grid keeps the key order of its file
     app.url_map.strict_slashes = False

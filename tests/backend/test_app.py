@@ -86,6 +86,21 @@ def test_unknown_route_and_method(client):
     assert "GET" in response.headers["Allow"]
 
 
+def test_options_answers_the_methods_as_json(app, client):
+    """OPTIONS was Flask's empty text/html answer: it is JSON like every answer, the methods in `Allow` and in the
+    body, and it runs no view (the workspace is not created)."""
+    for path, methods in (("/api/workspace", ["GET", "HEAD", "OPTIONS"]),
+                          ("/api/workspace/mnist", ["DELETE", "GET", "HEAD", "OPTIONS", "POST"])):
+        response = client.open(path, method="OPTIONS")
+        assert (response.status_code, response.mimetype) == (200, "application/json"), path
+        assert response.get_json() == {"allow": methods}
+        assert sorted(response.headers["Allow"].split(", ")) == methods
+    assert client.get("/api/workspace").get_json() == {"names": []}
+    message = assert_error(client.open("/api/no-such-route", method="OPTIONS"), 404, "NOT_FOUND")
+    assert message == "Not found: OPTIONS /api/no-such-route"
+    assert_error(app.test_client().open("/api/workspace", method="OPTIONS"), 401, "AUTHORIZATION_FAILURE")
+
+
 def test_trailing_and_repeated_slashes_are_routed_without_redirects(client):
     """A 1.x client joins `/workspace` to its endpoint `http://host/api/`: `/api//workspace` is routed, not
     redirected (a 1.x client streams its uploads, and a redirect would lose the body)."""

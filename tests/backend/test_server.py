@@ -76,6 +76,15 @@ def test_unknown_workspace_is_404_on_every_workspace_route(module_backend, tmp_p
         assert assert_error(response, 404, "WORKSPACE_NOT_FOUND") == f"Workspace {DUMMY} not found", (method, path)
 
 
+def test_options_on_every_route_is_json_with_allow(module_backend, tmp_path):
+    """`curl -X OPTIONS .../api/workspace` through the front door: 200 JSON naming the methods it has."""
+    for path in sorted({path for _, path, _ in api_routes(tmp_path)}):
+        response = call(module_backend, "OPTIONS", path, token=module_backend.token)
+        assert (response.status_code, response.headers["Content-Type"]) == (200, "application/json"), path
+        allowed = response.json()["allow"]
+        assert set(allowed) == set(response.headers["Allow"].split(", ")) and "OPTIONS" in allowed, path
+
+
 def test_unknown_route_is_json_404(module_backend):
     assert_error(api(module_backend, "GET", "no/such/route"), 404, "NOT_FOUND")
     assert_error(call(module_backend, "GET", "/not-api"), 404, "NOT_FOUND")
