@@ -1,9 +1,13 @@
-"""`kaos completion bash|zsh|fish`: print the shell's completion script, click's own (`_KAOS_COMPLETE=bash_source`)."""
+"""`kaos completion bash|zsh|fish`: print the shell's completion script: click's own for zsh and fish, ours for bash
+(kaos_cli/bash_completion.py), all answered by `_KAOS_COMPLETE=<shell>_complete kaos`."""
 import click
-from click.shell_completion import get_completion_class
+from click.shell_completion import add_completion_class, get_completion_class
+
+from kaos_cli.bash_completion import KaosBashComplete
 
 SHELLS = ("bash", "zsh", "fish")
 COMPLETE_VAR = "_KAOS_COMPLETE"
+add_completion_class(KaosBashComplete)  # bash's answers with model ids (`name:hash`) whole: see bash_completion.py
 
 HELP = """Print the completion script of a shell (bash, zsh or fish) for kaos.
 

@@ -203,6 +203,48 @@ def test_commands_and_options_still_complete(names):
     assert words == ["list", "logs"] and err == ""
 
 
+def typed_in_bash(cwd: Path, line: str) -> str:
+    """`line`, TAB and Enter typed in an interactive bash at a pseudo-terminal where `kaos completion bash` was
+    sourced: the arguments the line ran `kaos` with (a shell function stands in for kaos by then; the completion
+    runs the real one). Bash itself splits the line at COMP_WORDBREAKS and inserts the answer."""
+    import pexpect
+
+    bash = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], cwd=str(cwd), encoding="utf-8", timeout=BOUND,
+                         env=_env(PS1="test$ ", TERM="dumb"), dimensions=(24, 1000))
+    try:
+        bash.expect_exact("test$ ")
+        bash.sendline('eval "$(kaos completion bash)"; kaos() { printf "%s<%s>\\n" RAN "$*"; }; '
+                      'bind "set enable-bracketed-paste off"')
+        bash.expect_exact("test$ ")
+        bash.send(line + "\t\r")
+        bash.expect(r"RAN<(.*)>")
+        return bash.match.group(1)
+    finally:
+        bash.close(force=True)
+
+
+@pytest.mark.parametrize("line, typed", [
+    ("kaos serve deploy -s somewhere -m ", "to the colon"),
+    ("kaos serve deploy -s somewhere -m ", "past the colon"),
+    ("kaos train provenance -m ", "past the colon"),
+    ("kaos train get -j {train} --model_id=", "past the colon"),
+    ('kaos serve deploy -s somewhere -m "', "past the colon"),  # quoted: bash does not break the word
+])
+def test_bash_at_a_terminal_completes_a_model_id_past_its_colon(names, line, typed):
+    """Bash breaks words at `:` (COMP_WORDBREAKS): `-m 1909d_5c3ca:8<TAB>` was completed from `8` alone."""
+    model = names["model"]
+    prefix = model[:model.index(":") + (1 if typed == "to the colon" else 2)]
+    line = line.format(**names)
+    assert typed_in_bash(names["project"], line + prefix) == line[len("kaos "):].replace('"', "") + model
+
+
+def test_a_bash_script_of_an_older_kaos_still_completes(tmp_path):
+    """A shell that sourced the script before this kaos passes COMP_WORDS and COMP_CWORD (click's protocol)."""
+    env = dict(_env(), _KAOS_COMPLETE="bash_complete", COMP_WORDS="kaos\ntrain\nl", COMP_CWORD="2")
+    done = subprocess.run([KAOS], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BOUND)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["plain,list", "plain,logs"], "")
+
+
 # -- no backend, no candidates, no noise -----------------------------------------------------------------------
 def _configured(project: Path, url: str) -> Path:
     """A project initialised against `url` (written directly: `kaos init` checks the backend) with workspace
