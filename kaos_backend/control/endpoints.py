@@ -6,10 +6,10 @@ An endpoint is PIPELINE_RUNNING only once it is ready: its `GET /ping` answers 2
 `/ping` (404), it accepts connections and has stayed up `STABLE_SECONDS` (the probe runs often at first, then
 less and less; the reason says what it waits for). The probe goes to the unix socket the endpoint was offered
 (`KAOS_SOCKET`, stored as `Endpoint.socket`) once that file exists, else to its TCP port. An exit before it ever
-became ready, or not being ready `endpoint_start_timeout` seconds after its start (it is stopped then), is a failed start: after `MAX_FAILURES` of
-them in a row it is PIPELINE_FAILURE with the last exit's reason, and is not restarted again (a new `kaos serve
-deploy` is the way out). An endpoint that was ready and then exits is restarted (PIPELINE_RESTARTING), with
-exponential backoff.
+became ready, or not being ready `endpoint_start_timeout` seconds after its start (it is stopped then), is a
+failed start: after `MAX_FAILURES` of them in a row it is PIPELINE_FAILURE with the last exit's reason, and is
+not restarted again (a new `kaos serve deploy` is the way out). An endpoint that was ready and then exits is
+restarted (PIPELINE_RESTARTING), with exponential backoff.
 """
 import http.client
 import logging
