@@ -1,8 +1,10 @@
 """Idle upstream connections kept alive for reuse (nginx's upstream `keepalive`), per endpoint address.
 
 A connection goes back to the pool only after a complete response that the server did not mark as its last
-(upstream.Upstream decides); while idle its protocol is `Idle`, which drops it from the pool when the server
-closes it or sends anything. Bounds: at most `per_address` idle connections to one address and `total` in all
+(upstream.Upstream decides); while idle its events go to `Idle`, which drops it from the pool when the server
+closes it or sends anything. A connection keeps one protocol for its whole life, a `Link` passing its events to
+the request being relayed or to `Idle`: changing the transport's protocol instead makes uvloop stop and start
+reading, two epoll changes (system calls) on each of the two hand-overs of every request. Bounds: at most `per_address` idle connections to one address and `total` in all
 (past either a connection is closed rather than kept), each kept at most `idle_seconds` (shorter than common
 servers' own keep-alive timeouts, e.g. gunicorn's 2 s, so the front is rarely the one to find a connection the
 server has just closed; `upstream` retries that case once for a request that is safe to resend).
@@ -11,6 +13,32 @@ import asyncio
 import time
 from collections import deque
 from typing import Deque, Dict, Hashable, Optional, Tuple
+
+
+class Link(asyncio.Protocol):
+    """The protocol of an upstream connection: every event goes to `target` (an upstream.Upstream, or Idle)."""
+    __slots__ = ("target",)
+
+    def __init__(self, target: asyncio.BaseProtocol):
+        self.target = target
+
+    def connection_made(self, transport):
+        self.target.connection_made(transport)
+
+    def data_received(self, data):
+        self.target.data_received(data)
+
+    def eof_received(self):
+        return self.target.eof_received()
+
+    def connection_lost(self, exc):
+        self.target.connection_lost(exc)
+
+    def pause_writing(self):
+        self.target.pause_writing()
+
+    def resume_writing(self):
+        self.target.resume_writing()
 
 
 class Idle(asyncio.Protocol):
@@ -33,7 +61,8 @@ class Idle(asyncio.Protocol):
 
 
 class Pool:
-    """`take(address)` -> an idle transport or None; `give(address, transport)` after a complete response."""
+    """`take(address)` -> an idle transport or None; `give(address, transport)` after a complete response. The
+    transports are those of connections made with a `Link` protocol: `take`'s caller sets the link's target."""
 
     def __init__(self, per_address: int = 32, total: int = 512, idle_seconds: float = 1.5):
         self.per_address = per_address
@@ -69,7 +98,7 @@ class Pool:
             return
         idle = Idle(self, address)
         idle.transport = transport
-        transport.set_protocol(idle)
+        transport.get_protocol().target = idle
         queue.append((time.monotonic(), transport))
         self.count += 1
 

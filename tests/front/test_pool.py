@@ -1,19 +1,29 @@
 """The keep-alive pool's bounds (pool.Pool), on stand-in transports: per address, in all, and the idle time."""
 import time
 
-from kaos_backend.front.pool import Idle, Pool
+from kaos_backend.front.pool import Idle, Link, Pool
 
 
 class Transport:
+    """As a connection made with a Link protocol (upstream.Upstream's): the pool retargets the link, it never
+    replaces the transport's protocol (uvloop would stop and start reading: two epoll changes)."""
+
     def __init__(self):
         self.closed = False
-        self.protocol = None
+        self.link = Link(None)
 
     def is_closing(self):
         return self.closed
 
+    @property
+    def protocol(self):
+        return self.link.target
+
+    def get_protocol(self):
+        return self.link
+
     def set_protocol(self, protocol):
-        self.protocol = protocol
+        raise AssertionError("the pool changes the link's target, not the transport's protocol")
 
     def close(self):
         self.closed = True
