@@ -31,6 +31,10 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Client(asyncio.Protocol):
+    __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
+                 "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
+                 "starting", "start_again", "__weakref__")
+
     def __init__(self, front):
         self.front = front
         self.config = front.config

@@ -46,6 +46,9 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"
 class Upstream(asyncio.Protocol):
     """Created by the client for one request (client.Client.active) to `address` ((host, port) or a unix path);
     `pool` (pool.Pool) when the connection may be a kept-alive one and kept alive after."""
+    __slots__ = ("client", "config", "request", "name", "address", "head", "transport", "reader", "response", "out",
+                 "rechunk", "until_close", "done", "sent", "received", "writable", "task", "pool", "reused", "retried",
+                 "holding", "hold_timer")
 
     def __init__(self, client, request, address, head: bytes, pool=None, retried: bool = False):
         self.client = client
@@ -55,7 +58,7 @@ class Upstream(asyncio.Protocol):
         self.address = address
         self.head = head
         self.transport: Optional[asyncio.Transport] = None
-        self.reader = ResponseReader(self)
+        self.reader: Optional[ResponseReader] = None  # the connection's (pool.Link's), set on connecting
         self.response: Optional[Response] = None
         self.out: List[bytes] = []              # bytes for the client, written at the end of a read
         self.rechunk = False
@@ -78,7 +81,10 @@ class Upstream(asyncio.Protocol):
             if transport is not None:
                 self.reused = True
                 self.transport = transport
-                transport.get_protocol().target = self
+                link = transport.get_protocol()
+                link.target = self
+                self.reader = link.reader
+                self.reader.reset(self)
                 if not self._send_whole():  # a body in a file: sent piece by piece, in a task
                     self.task = self.client.loop.create_task(self._send())
                 return
@@ -88,12 +94,13 @@ class Upstream(asyncio.Protocol):
         loop, config = self.client.loop, self.config
         deadline = time.monotonic() + config.api_start_timeout
         self.client.arm(config.proxy_connect_timeout, self._connect_timeout)
+        self.reader = ResponseReader(self)
         while True:
             try:
                 if isinstance(self.address, str):
-                    await loop.create_unix_connection(lambda: Link(self), self.address)
+                    await loop.create_unix_connection(lambda: Link(self, self.reader), self.address)
                 else:
-                    await loop.create_connection(lambda: Link(self), self.address[0], self.address[1])
+                    await loop.create_connection(lambda: Link(self, self.reader), self.address[0], self.address[1])
                 break
             except (FileNotFoundError, ConnectionRefusedError) as error:
                 if self.done:
@@ -253,6 +260,7 @@ class Upstream(asyncio.Protocol):
         self.done = True
         self._flush()
         if self._reusable():
+            self.reader.sink = None          # the next request's Upstream takes the connection's reader
             self.transport.resume_reading()  # paused for a slow client: the pool watches it for a close
             self.pool.give(self.address, self.transport)
         else:
