@@ -25,10 +25,16 @@ from kaos_backend.front.upstream import Upstream, tune
 
 HEAD, BODY, WAIT, TUNNEL, LINGER, CLOSED = "head", "body", "wait", "tunnel", "linger", "closed"
 MAX_BACKLOG = 64 * 1024     # raw bytes held behind a waiting pipelined request before reading pauses
+MAX_QUEUED = 32             # complete pipelined requests waiting behind the active one before the rest is held raw
+PARSE_SLICE = 4096          # bytes parsed at a time while requests wait (so that MAX_QUEUED is noticed)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Client(asyncio.Protocol):
+    __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
+                 "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
+                 "starting", "start_again", "__weakref__")
+
     def __init__(self, front):
         self.front = front
         self.config = front.config
@@ -124,23 +130,40 @@ class Client(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _feed(self, data) -> None:
-        try:
-            upgraded = self.reader.feed(data)
-        except HttpError as error:
-            if self.active is not None:  # the requests before it are answered first, in order
-                self.refusal = error
+        """Parse what the client sent, PARSE_SLICE bytes at a time (the rest of a body with nothing waiting goes at
+        once) and, once MAX_QUEUED complete requests wait, the rest is held raw (bounded by MAX_BACKLOG, then reading
+        pauses): one read of small pipelined requests cannot make thousands of parsed requests wait in memory.
+        An Upgrade the front does not honour is followed by the next request (looped, not recursed)."""
+        start, end = 0, len(data)
+        reader = self.reader
+        while start < end:
+            if self.active is None and not self.queue and reader.request is not None and not reader.in_head:
+                stop = end                      # inside a body, nothing waiting: all at once (an upload's reads)
+            elif len(self.queue) >= MAX_QUEUED:
+                self._hold(data[start:])
+                return
             else:
-                self.refuse(error)
-            return
-        if upgraded is not None and self.state != LINGER and self.state != CLOSED:
-            rest = bytes(data[upgraded:])
+                stop = min(end, start + PARSE_SLICE)
+            piece = data if start == 0 and stop == end else memoryview(data)[start:stop]
+            try:
+                upgraded = reader.feed(piece)
+            except HttpError as error:
+                if self.active is not None:  # the requests before it are answered first, in order
+                    self.refusal = error
+                else:
+                    self.refuse(error)
+                return
+            if self.state == LINGER or self.state == CLOSED:
+                return
+            if upgraded is None:
+                start = stop
+                continue
+            start += upgraded
             last = self.active if not self.queue else self.queue[-1]
             if last is not None and last.upgrade:
-                self.upgrade_bytes = rest   # the tunnel's first bytes (the request is on its way)
-            elif rest:
-                self._feed(rest)            # an Upgrade the front does not honour: the next request follows
-            return
-        if self.reader.in_head and self.state == HEAD and self.on_deadline != self._head_timeout:
+                self.upgrade_bytes = bytes(data[start:])  # the tunnel's first bytes (the request is on its way)
+                return
+        if reader.in_head and self.state == HEAD and self.on_deadline != self._head_timeout:
             self.arm(self.config.client_header_timeout, self._head_timeout)
         elif self.state == BODY:
             self.arm(self.config.client_body_timeout, self._body_timeout)

@@ -33,6 +33,9 @@ class FrontConfig:
     upstream_keepalive_timeout: float = 1.5  # an idle one is closed after this (below gunicorn's own 2 s)
     tunnel_idle_timeout: float = 300.0    # an upgraded (WebSocket) connection with no byte either way is closed
     api_start_timeout: float = 10.0       # a request waits this long for the API's socket while it (re)starts
+    # a response head waits this long for its body's first bytes, to go out with them in one write (nginx:
+    # postpone_output); a body that comes later follows on its own
+    head_hold_seconds: float = 0.005
     # sizes (nginx: large_client_header_buffers, client_max_body_size, client_body_buffer_size)
     max_head_bytes: int = 32 * 1024       # a request's headers (and a response's) -> 431
     max_headers: int = 100                # header lines in one head -> 431

@@ -48,7 +48,8 @@ def connection_tokens(headers: Sequence[Header]) -> frozenset:
     tokens = set()
     for name, _, value in headers:
         if name == b"connection":
-            tokens.update(token.strip().lower() for token in value.split(b","))
+            for token in value.split(b","):
+                tokens.add(token.strip().lower())
     return frozenset(tokens)
 
 
@@ -61,26 +62,37 @@ def end_to_end(headers: Sequence[Header], drop: Iterable[bytes] = ()) -> List[He
     skip = _SKIP_CACHE.get(drop)  # the few `drop` sets in use, each joined to the fixed ones once
     if skip is None:
         skip = _SKIP_CACHE[drop] = HOP_BY_HOP | FRAMING | frozenset(drop)
-    tokens = connection_tokens(headers)
-    if tokens:
-        skip = skip | tokens
-    return [header for header in headers if header[0] not in skip]
+    base = skip
+    kept = []
+    for header in headers:  # (loops, not comprehensions: each of those is a function made and called, in 3.11)
+        name = header[0]
+        if name in skip:
+            if name == b"connection":
+                skip = skip | connection_tokens(headers)
+        else:
+            kept.append(header)
+    if skip is not base:  # Connection named more: a header it names may have come before it
+        kept = [header for header in kept if header[0] not in skip]
+    return kept
 
 
-def _lines(headers: Iterable[Header]) -> List[bytes]:
-    return [name + b": " + value for _, name, value in headers]
+def _head(first: bytes, headers: Iterable[Header], extra: Iterable[bytes]) -> bytes:
+    lines = [first]
+    for _, name, value in headers:
+        lines.append(name + b": " + value)
+    lines.extend(extra)
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
 
 
 def request_head(method: bytes, target: bytes, headers: Iterable[Header], extra: Iterable[bytes] = ()) -> bytes:
     """`method target HTTP/1.1`, the headers, then `extra` lines (framing, Connection, Host)."""
-    lines = [method + b" " + target + b" HTTP/1.1", *_lines(headers), *extra]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    return _head(method + b" " + target + b" HTTP/1.1", headers, extra)
 
 
 def response_head(status: int, status_text: bytes, headers: Iterable[Header], extra: Iterable[bytes] = ()) -> bytes:
     """`HTTP/1.1 status text`, the headers, then `extra` lines."""
-    lines = [b"HTTP/1.1 %d %s" % (status, status_text or reason(status)), *_lines(headers), *extra]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    return _head(b"HTTP/1.1 %d %s" % (status, status_text or reason(status)), headers, extra)
 
 
 def chunk(data) -> bytes:

@@ -50,6 +50,8 @@ class Request:
 
 class RequestReader:
     """Bytes of one client connection in, `sink.request_head(request)` and `sink.request_done(request)` out."""
+    __slots__ = ("config", "sink", "parser", "request", "error", "in_head", "began_now", "head_size", "head_fed",
+                 "target_size")
 
     def __init__(self, config: FrontConfig, sink):
         self.config = config
@@ -120,14 +122,16 @@ class RequestReader:
         request.upgrade = parser.should_upgrade()
         if request.version not in ("1.0", "1.1"):
             self._fail(HttpError(505, "HTTP_VERSION_NOT_SUPPORTED", "Only HTTP/1.0 and HTTP/1.1 are served"))
-        hosts = sum(1 for header in request.headers if header[0] == b"host")
-        if hosts > 1 or (hosts == 0 and request.version == "1.1"):
-            self._fail(HttpError(400, "BAD_REQUEST", "Bad request: an HTTP/1.1 request needs one Host header"))
+        hosts = 0
         for name, _, value in request.headers:
-            if name == b"content-length":
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
                 request.length = int(value)  # llhttp accepted it: digits, and only one
             elif name == b"transfer-encoding":
                 request.chunked = True       # llhttp accepts it only with chunked last
+        if hosts > 1 or (hosts == 0 and request.version == "1.1"):
+            self._fail(HttpError(400, "BAD_REQUEST", "Bad request: an HTTP/1.1 request needs one Host header"))
         try:
             request.body = self.sink.request_head(request)
         except HttpError as error:
@@ -163,6 +167,7 @@ class Response:
 class ResponseReader:
     """Bytes of one upstream connection in; `sink.response_head(response)`, `sink.response_body(data)` and
     `sink.response_done()` out. Interim (1xx) responses other than 101 are skipped."""
+    __slots__ = ("sink", "parser", "response", "interim", "head_size", "complete")
 
     def __init__(self, sink):
         self.sink = sink
@@ -171,6 +176,14 @@ class ResponseReader:
         self.interim = False
         self.head_size = 0
         self.complete = False   # a final response ended: any byte after it is an error (the connection's reuse)
+
+    def reset(self, sink) -> None:
+        """The next response on the same (kept-alive) connection goes to `sink`: one parser for a connection's
+        life, not one a request (a parser and its reader refer to each other: garbage only the collector frees)."""
+        self.sink = sink
+        self.response = None
+        self.interim = False
+        self.complete = False
 
     def feed(self, data) -> Optional[int]:
         """Parse `data`: None, or the offset where a 101's upgraded bytes begin. Raises UpstreamProtocolError."""

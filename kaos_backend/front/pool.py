@@ -1,11 +1,11 @@
 """Idle upstream connections kept alive for reuse (nginx's upstream `keepalive`), per endpoint address.
 
 A connection goes back to the pool only after a complete response that the server did not mark as its last
-(upstream.Upstream decides); while idle its protocol is `Idle`, which drops it from the pool when the server
-closes it or sends anything. Bounds: at most `per_address` idle connections to one address and `total` in all
-(past either a connection is closed rather than kept), each kept at most `idle_seconds` (shorter than common
-servers' own keep-alive timeouts, e.g. gunicorn's 2 s, so the front is rarely the one to find a connection the
-server has just closed; `upstream` retries that case once for a request that is safe to resend).
+(upstream.Upstream decides); while idle, a server that closes it or sends anything drops it from the pool (Link).
+Bounds: at most `per_address` idle connections to one address and `total` in all (past either a connection is
+closed rather than kept), each kept at most `idle_seconds` (shorter than common servers' own keep-alive timeouts,
+e.g. gunicorn's 2 s, so the front is rarely the one to find a connection the server has just closed; `upstream`
+retries that case once for a request that is safe to resend).
 """
 import asyncio
 import time
@@ -13,27 +13,60 @@ from collections import deque
 from typing import Deque, Dict, Hashable, Optional, Tuple
 
 
-class Idle(asyncio.Protocol):
-    """The protocol of a pooled connection between two requests."""
+class Link(asyncio.Protocol):
+    """The one protocol of an upstream connection, for its whole life. Its events go to `target`, the
+    upstream.Upstream relaying a request; while the connection waits in a pool (`target` None) the link itself
+    drops it from the pool when the server closes it or sends anything (a server speaking out of turn). `reader`
+    is the connection's response parser (parsing.ResponseReader), reset for each request. Changing the transport's
+    protocol instead (set_protocol) makes uvloop stop and start reading: two epoll changes (system calls) at each
+    of a request's two hand-overs, and an object made per request."""
+    __slots__ = ("target", "reader", "pool", "address", "transport")
 
-    def __init__(self, pool: "Pool", address: Hashable):
-        self.pool = pool
-        self.address = address
+    def __init__(self, target: Optional[asyncio.BaseProtocol], reader=None):
+        self.target = target
+        self.reader = reader
+        self.pool: Optional["Pool"] = None      # while idle: the pool holding the connection, under `address`
+        self.address: Hashable = None
         self.transport: Optional[asyncio.Transport] = None
 
+    def connection_made(self, transport):
+        self.transport = transport
+        self.target.connection_made(transport)
+
     def data_received(self, data):
-        self.pool.discard(self.address, self.transport)  # a server speaking out of turn: not reusable
-        self.transport.abort()
+        target = self.target
+        if target is not None:
+            target.data_received(data)
+        else:
+            self._leave_pool()
+            self.transport.abort()
 
     def eof_received(self):
-        return False
+        return self.target.eof_received() if self.target is not None else False
 
     def connection_lost(self, exc):
-        self.pool.discard(self.address, self.transport)
+        if self.target is not None:
+            self.target.connection_lost(exc)
+        else:
+            self._leave_pool()
+
+    def pause_writing(self):
+        if self.target is not None:
+            self.target.pause_writing()
+
+    def resume_writing(self):
+        if self.target is not None:
+            self.target.resume_writing()
+
+    def _leave_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.discard(self.address, self.transport)
+            self.pool = None
 
 
 class Pool:
-    """`take(address)` -> an idle transport or None; `give(address, transport)` after a complete response."""
+    """`take(address)` -> an idle transport or None; `give(address, transport)` after a complete response. The
+    transports are those of connections made with a `Link` protocol: `take`'s caller sets the link's target."""
 
     def __init__(self, per_address: int = 32, total: int = 512, idle_seconds: float = 1.5):
         self.per_address = per_address
@@ -67,9 +100,8 @@ class Pool:
                 del self.idle[address]
             transport.close()
             return
-        idle = Idle(self, address)
-        idle.transport = transport
-        transport.set_protocol(idle)
+        link = transport.get_protocol()
+        link.target, link.pool, link.address, link.transport = None, self, address, transport
         queue.append((time.monotonic(), transport))
         self.count += 1
 

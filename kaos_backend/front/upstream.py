@@ -3,6 +3,12 @@ the loop (bounded by proxy_connect_timeout), send the rebuilt head and the buffe
 parse the response with llhttp and relay it to the client, rebuilt: its head from parsed fields, its body with
 the front's framing (Content-Length as given, else chunked for an HTTP/1.1 client, else until close).
 
+A response head is written to the client together with the first bytes of its body: servers (gunicorn among
+them) often send the two in separate writes, and relaying each as it comes costs a write and a wake-up of the
+client more per response. A head whose body does not follow within `head_hold_seconds` (config.py) goes
+out alone (nginx's
+`postpone_output` does the same for small writes).
+
 Timers (armed on the client, which owns the connection's one deadline): connect -> 502, the response head ->
 504, then between reads of a workload's response body -> the client's connection is cut (its status is out).
 
@@ -21,6 +27,7 @@ from typing import List, Optional
 from kaos_backend.front import answers, routing
 from kaos_backend.front.heads import LAST_CHUNK, chunk, end_to_end, response_head
 from kaos_backend.front.parsing import Response, ResponseReader, UpstreamProtocolError
+from kaos_backend.front.pool import Link
 
 HIGH_WATER = 256 * 1024   # bytes queued for a peer before the other side stops being read
 
@@ -39,6 +46,9 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"
 class Upstream(asyncio.Protocol):
     """Created by the client for one request (client.Client.active) to `address` ((host, port) or a unix path);
     `pool` (pool.Pool) when the connection may be a kept-alive one and kept alive after."""
+    __slots__ = ("client", "config", "request", "name", "address", "head", "transport", "reader", "response", "out",
+                 "rechunk", "until_close", "done", "sent", "received", "writable", "task", "pool", "reused", "retried",
+                 "holding", "hold_timer")
 
     def __init__(self, client, request, address, head: bytes, pool=None, retried: bool = False):
         self.client = client
@@ -48,7 +58,7 @@ class Upstream(asyncio.Protocol):
         self.address = address
         self.head = head
         self.transport: Optional[asyncio.Transport] = None
-        self.reader = ResponseReader(self)
+        self.reader: Optional[ResponseReader] = None  # the connection's (pool.Link's), set on connecting
         self.response: Optional[Response] = None
         self.out: List[bytes] = []              # bytes for the client, written at the end of a read
         self.rechunk = False
@@ -61,6 +71,8 @@ class Upstream(asyncio.Protocol):
         self.pool = pool
         self.reused = False                     # the connection came from the pool
         self.retried = retried                  # this is the one retry of a request
+        self.holding = False                    # a head waits in `out` for its body's first bytes
+        self.hold_timer: Optional[asyncio.TimerHandle] = None
 
     # -- connecting and sending
     def start(self) -> None:
@@ -69,7 +81,10 @@ class Upstream(asyncio.Protocol):
             if transport is not None:
                 self.reused = True
                 self.transport = transport
-                transport.set_protocol(self)
+                link = transport.get_protocol()
+                link.target = self
+                self.reader = link.reader
+                self.reader.reset(self)
                 if not self._send_whole():  # a body in a file: sent piece by piece, in a task
                     self.task = self.client.loop.create_task(self._send())
                 return
@@ -79,12 +94,13 @@ class Upstream(asyncio.Protocol):
         loop, config = self.client.loop, self.config
         deadline = time.monotonic() + config.api_start_timeout
         self.client.arm(config.proxy_connect_timeout, self._connect_timeout)
+        self.reader = ResponseReader(self)
         while True:
             try:
                 if isinstance(self.address, str):
-                    await loop.create_unix_connection(lambda: self, self.address)
+                    await loop.create_unix_connection(lambda: Link(self, self.reader), self.address)
                 else:
-                    await loop.create_connection(lambda: self, self.address[0], self.address[1])
+                    await loop.create_connection(lambda: Link(self, self.reader), self.address[0], self.address[1])
                 break
             except (FileNotFoundError, ConnectionRefusedError) as error:
                 if self.done:
@@ -170,9 +186,20 @@ class Upstream(asyncio.Protocol):
             self.done = True
             self.client.tunnel(self.transport, bytes(data[upgraded:]))
             return
-        self._flush()
+        if self.holding:
+            if self.hold_timer is None:
+                self.hold_timer = self.client.loop.call_later(self.config.head_hold_seconds,
+                                                                self._release_head)
+        else:
+            self._flush()
         if not self.done and not self.client.write_paused and self.response is not None:
             self._arm_body()
+
+    def _release_head(self) -> None:
+        self.hold_timer = None
+        if self.holding and not self.done:
+            self.holding = False
+            self._flush()
 
     def response_head(self, response: Response) -> None:
         client, request = self.client, self.request
@@ -217,8 +244,11 @@ class Upstream(asyncio.Protocol):
         self.out.append(response_head(status, response.status_text, headers, extra))
         if no_body:
             self.response_done()
+        elif response.length:
+            self.holding = True
 
     def response_body(self, data: bytes) -> None:
+        self.holding = False
         if not self.done:
             self.out.append(chunk(data) if self.rechunk else data)
 
@@ -230,6 +260,7 @@ class Upstream(asyncio.Protocol):
         self.done = True
         self._flush()
         if self._reusable():
+            self.reader.sink = None          # the next request's Upstream takes the connection's reader
             self.transport.resume_reading()  # paused for a slow client: the pool watches it for a close
             self.pool.give(self.address, self.transport)
         else:
@@ -241,6 +272,9 @@ class Upstream(asyncio.Protocol):
                 and not self.until_close and self.request.method != b"HEAD" and not self.transport.is_closing())
 
     def _flush(self) -> None:
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
         if self.out:
             out, self.out = self.out, []
             self.client.send(out[0] if len(out) == 1 else b"".join(out))
@@ -297,6 +331,8 @@ class Upstream(asyncio.Protocol):
     def abort(self) -> None:
         """The client is gone (or the request is abandoned): drop the upstream connection now."""
         self.done = True
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
         if self.transport is not None:
             self.transport.abort()
         if self.task is not None and not self.task.done():

@@ -20,7 +20,7 @@ from tests.support.backend import BackendProcess
 FRONT_ENV = {"KAOS_FRONT_CLIENT_HEADER_TIMEOUT": "2", "KAOS_FRONT_CLIENT_BODY_TIMEOUT": "2",
              "KAOS_FRONT_PROXY_READ_TIMEOUT": "2", "KAOS_FRONT_PROXY_CONNECT_TIMEOUT": "2",
              "KAOS_FRONT_LINGERING_TIMEOUT": "1", "KAOS_FRONT_SERVE_MAX_BODY_MB": "1",
-             "KAOS_FRONT_TUNNEL_IDLE_TIMEOUT": "5"}
+             "KAOS_FRONT_TUNNEL_IDLE_TIMEOUT": "5", "KAOS_FRONT_HEAD_HOLD_SECONDS": "1"}
 
 # A serial server (one request at a time, as a sync worker): slow clients reaching it would stop it. /hang,
 # /headonly and /ws are served in threads of their own, found by peeking at the request line.
@@ -36,6 +36,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush(); time.sleep(3600)
         if self.path == "/ws":
             return self.websocket()
+        if self.path == "/split":  # the head, then a moment later the body, in two writes
+            self.send_response(200); self.send_header("Content-Length", "5"); self.end_headers()
+            self.wfile.flush(); time.sleep(0.05); self.wfile.write(b"split"); return
         if self.path == "/unasked-101":  # switches protocols though the request did not offer to
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
             self.wfile.flush(); time.sleep(2); return

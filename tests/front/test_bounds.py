@@ -47,6 +47,16 @@ def test_an_upstream_that_never_answers_gets_504(front_backend, endpoint):
         assert _get(sock, f"/{endpoint}/ping".encode()) == 200  # the same connection goes on
 
 
+def test_a_head_goes_out_with_the_first_bytes_of_its_body(front_backend, endpoint):
+    """The endpoint writes its head and, 50 ms later, its body: the client gets both in one piece, one write of
+    the front's and not two (KAOS_FRONT_HEAD_HOLD_SECONDS is 1 s here). A head whose body never comes is not held
+    past the hold: the next test."""
+    with socket.create_connection(("127.0.0.1", front_backend.port), timeout=20) as sock:
+        sock.sendall(b"GET /%s/split HTTP/1.1\r\nHost: kaos\r\n\r\n" % endpoint.encode())
+        first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b"\r\n\r\nsplit"), first
+
+
 def test_an_upstream_that_sends_a_head_and_no_body_is_cut(front_backend, endpoint):
     with socket.create_connection(("127.0.0.1", front_backend.port), timeout=20) as sock:
         sock.sendall(b"GET /%s/headonly HTTP/1.1\r\nHost: kaos\r\n\r\n" % endpoint.encode())

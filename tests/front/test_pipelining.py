@@ -4,7 +4,7 @@ connection hung past every timeout, with a 164 KB traceback in the log per conne
 import socket
 import time
 
-from tests.front.support import health_request
+from tests.front.support import front_process, health_request
 
 
 def _count_answers(port: int, raw: bytes, expected: int, timeout: float = 60) -> int:
@@ -36,3 +36,32 @@ def test_an_api_request_then_hundreds_of_unknown_endpoints_are_all_answered(fron
     raw = health_request(front_backend) + b"GET /serve-elsewhere-abcdef/x HTTP/1.1\r\nHost: x\r\n\r\n" * 600
     assert _count_answers(front_backend.port, raw, 601) == 600
     assert "RecursionError" not in front_backend.log() and "callback error" not in front_backend.log()
+
+
+def test_two_thousand_pipelined_upgrades_the_front_does_not_honour_are_all_answered(front_backend):
+    """An Upgrade that is not a WebSocket to a workload is an ordinary request, and the next one follows it: in a
+    loop (each used to be a recursion: 2,000 of them in one read overflowed the stack)."""
+    raw = b"GET /serve-nowhere-abcdee/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" * 2000
+    assert _count_answers(front_backend.port, raw, 2000) == 2000
+    assert "RecursionError" not in front_backend.log()
+
+
+def test_pipelined_requests_behind_a_waiting_one_do_not_pile_up_in_memory(front_backend, endpoint):
+    """30 connections, each a request the endpoint never answers followed by 120 KB of small pipelined requests in
+    one write: the front parses only a few dozen of them while the first waits (the rest stays raw, and reading
+    pauses), so its memory grows by a few MB, not by 72,000 parsed requests."""
+    front = front_process(front_backend)
+    tail = b"GET /serve-nowhere-abcdee/x HTTP/1.1\r\nHost: x\r\n\r\n" * (120 * 1024 // 50)
+    before = front.memory_info().rss
+    sockets = []
+    try:
+        for _ in range(30):
+            sock = socket.create_connection(("127.0.0.1", front_backend.port), timeout=20)
+            sockets.append(sock)
+            sock.sendall(b"GET /%s/hang HTTP/1.1\r\nHost: x\r\n\r\n" % endpoint.encode() + tail)
+        time.sleep(1)  # the front reads what was sent (a settling wait, not a measurement)
+        grown = front.memory_info().rss - before
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert grown < 20 * 1024 * 1024, f"the front grew by {grown} bytes"

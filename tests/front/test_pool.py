@@ -1,19 +1,29 @@
 """The keep-alive pool's bounds (pool.Pool), on stand-in transports: per address, in all, and the idle time."""
 import time
 
-from kaos_backend.front.pool import Idle, Pool
+from kaos_backend.front.pool import Link, Pool
 
 
 class Transport:
+    """As a connection made with a Link protocol (upstream.Upstream's): the pool retargets the link, it never
+    replaces the transport's protocol (uvloop would stop and start reading: two epoll changes)."""
+
     def __init__(self):
         self.closed = False
-        self.protocol = None
+        self.link = Link(None)
 
     def is_closing(self):
         return self.closed
 
+    @property
+    def protocol(self):
+        return self.link.target
+
+    def get_protocol(self):
+        return self.link
+
     def set_protocol(self, protocol):
-        self.protocol = protocol
+        raise AssertionError("the pool changes the link's target, not the transport's protocol")
 
     def close(self):
         self.closed = True
@@ -25,7 +35,7 @@ def test_a_connection_given_back_is_taken_again_most_recent_first():
     pool, first, second = Pool(), Transport(), Transport()
     pool.give("a", first)
     pool.give("a", second)
-    assert isinstance(second.protocol, Idle)
+    assert second.link.target is None and second.link.pool is pool  # idle: the link watches it
     assert pool.take("a") is second and pool.take("a") is first and pool.take("a") is None
     assert pool.take("b") is None and pool.count == 0
 
@@ -59,6 +69,6 @@ def test_a_connection_the_server_closes_or_speaks_on_leaves_the_pool():
     pool, closed, talking = Pool(), Transport(), Transport()
     pool.give("a", closed)
     pool.give("a", talking)
-    closed.protocol.connection_lost(None)
-    talking.protocol.data_received(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+    closed.link.connection_lost(None)
+    talking.link.data_received(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
     assert talking.closed and pool.count == 0 and pool.take("a") is None
