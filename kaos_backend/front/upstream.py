@@ -170,8 +170,10 @@ class Upstream(asyncio.Protocol):
         try:
             upgraded = self.reader.feed(data)
         except UpstreamProtocolError as error:
-            if self.done:  # bytes behind a complete response: the connection is not reused
+            if self.done:  # bytes behind a complete response: the connection is not reused, nor the server's
                 self.transport.abort()
+                if self.pool is not None:
+                    self.pool.distrust(self.address)
             elif self.response is None:
                 self.transport.abort()
                 self.client.loop.create_task(self._failed_before_head(str(error)))
