@@ -8,6 +8,10 @@ today (xfail, strict: a fix turns it into an XPASS, which fails the run until th
   the API sees it, token or not: anyone who reaches the port can make the front write ~1 GB per connection.
 - At the connection cap, connections idle between requests (kept alive) hold their places until their
   keep-alive timeout (75 s), and a new client gets 503; nginx closes idle kept-alive connections to make room.
+- An HTTP/1.0 request with Transfer-Encoding is de-chunked and its connection kept alive: RFC 9112 6.1 calls
+  that framing faulty and wants the connection closed after it.
+- A request pipelined behind one in progress that sends `Expect: 100-continue` never gets its 100 Continue: a
+  client that waits for it before sending the body is answered 408.
 """
 import http.client
 import io
@@ -16,7 +20,7 @@ import time
 
 import pytest
 
-from tests.front.support import FRONT_ENV, deploy_endpoint, health_request, read_response
+from tests.front.support import FRONT_ENV, deploy_endpoint, exchange, health_request, read_response
 from tests.support.backend import BackendProcess
 
 # A raw HTTP/1.1 server, connections kept alive: /trailing answers, and in the same write sends a second,
@@ -119,3 +123,24 @@ def test_at_the_connection_cap_idle_kept_alive_connections_give_way_to_a_new_cli
         for sock in held:
             sock.close()
         server.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="attack9: an HTTP/1.0 request with Transfer-Encoding is processed and its "
+                                       "connection kept alive (RFC 9112 6.1: faulty framing, close after it)")
+def test_an_http_1_0_request_with_transfer_encoding_does_not_keep_its_connection(front_backend):
+    status, _, closed = exchange(front_backend, b"POST /api/health HTTP/1.0\r\nConnection: keep-alive\r\n"
+                                                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert status is not None and closed
+
+
+@pytest.mark.xfail(strict=True, reason="attack9: Expect: 100-continue on a request pipelined behind one in "
+                                       "progress never gets its 100 Continue (the client waits, then 408)")
+def test_a_pipelined_request_that_expects_100_continue_gets_it_once_its_turn_comes(front_backend, endpoint):
+    with socket.create_connection(("127.0.0.1", front_backend.port), timeout=20) as sock:
+        sock.sendall(b"GET /%s/split HTTP/1.1\r\nHost: kaos\r\n\r\n"  # answered 50 ms later: the POST waits
+                     b"POST /%s/upload HTTP/1.1\r\nHost: kaos\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+                     % (endpoint.encode(), endpoint.encode()))
+        reader = _OneReader(sock)
+        assert reader.response() == (200, b"split")
+        status_line = reader.file.readline()  # the body is sent only after a 100 (a strict client's wait)
+    assert status_line.startswith(b"HTTP/1.1 100"), status_line
