@@ -13,6 +13,7 @@ read its response.
 """
 import asyncio
 import collections
+import hmac
 import time
 from typing import Callable, Optional
 
@@ -70,6 +71,12 @@ class Client(asyncio.Protocol):
             callback = self.on_deadline
             self.disarm()
             callback()
+
+    def waiting(self) -> bool:
+        """Between requests: nothing in progress, held or being read (a connection that may be closed to make
+        room at the connection cap)."""
+        return (self.state == HEAD and self.active is None and not self.queue and not self.backlog
+                and self.reader.request is None and self.refusal is None)
 
     def _idle(self) -> None:
         self.arm(self.config.keepalive_timeout, self.close)
@@ -181,18 +188,36 @@ class Client(asyncio.Protocol):
             request.upgrade = False  # not a WebSocket to a workload: an ordinary request
         if not has_body:
             return None
+        if route.name is None and self.front.token is not None:
+            self._check_token(request)
         limit = route.max_body
         message = (self.front.api_limit_message if route.name is None else
                    f"The request body is larger than the limit of {limit // (1024 * 1024)} MB")
         if request.length is not None and request.length > limit:
             raise HttpError(413, "PAYLOAD_TOO_LARGE", message)
         body = Body(limit, self.config.body_memory_bytes, message)
+        request.expects_continue = (request.version == "1.1"
+                                    and (request.header(b"expect") or b"").lower() == b"100-continue")
         if self.active is None and not self.queue:
             self.state = BODY
             self._arm_body(body)
-            if (request.header(b"expect") or b"").lower() == b"100-continue" and request.version == "1.1":
-                self.transport.write(CONTINUE)
+            self._continue(request)
         return body
+
+    def _check_token(self, request: Request) -> None:
+        """An API request with a body must carry the token before the body is read: the API's 401, earlier."""
+        given = request.header(b"x-token")
+        if given is None:
+            raise HttpError(401, "AUTHORIZATION_FAILURE", "Authorization header not present in the request")
+        if not hmac.compare_digest(given, self.front.token):
+            raise HttpError(401, "AUTHORIZATION_FAILURE", "Unauthorized Token")
+
+    def _continue(self, request: Request) -> None:
+        """The 100 Continue a request asked for, once its body is the one being read (not while it waits its
+        turn behind pipelined requests: its body would then come before the front reads it)."""
+        if request.expects_continue:
+            request.expects_continue = False
+            self.transport.write(CONTINUE)
 
     def request_done(self, request: Request) -> None:
         self.queue.append(request)
@@ -317,6 +342,7 @@ class Client(asyncio.Protocol):
         elif self.reader.request is not None:
             self.state = BODY
             self._arm_body()
+            self._continue(self.reader.request)
         else:
             self._idle()
         if self.backlog:

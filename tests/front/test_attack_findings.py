@@ -1,5 +1,5 @@
-"""What an attack on the front door found (branch attack9): each test states the behaviour expected and fails
-today (xfail, strict: a fix turns it into an XPASS, which fails the run until the mark is removed).
+"""What an attack on the front door found (branch attack9), each fixed since; the tests state the behaviour
+expected (each failed before its fix):
 
 - An endpoint that writes bytes after a complete response, in the same packet, while the client has a request
   pipelined behind it: the front gives the connection back to the pool and takes it again for the pipelined
@@ -76,8 +76,6 @@ def stray_endpoint(front_backend):
     return deploy_endpoint(front_backend, "strayws", serve=STRAY_BYTES_SERVE)
 
 
-@pytest.mark.xfail(strict=True, reason="attack9: stray bytes after a response answer the next pipelined request "
-                                       "(the connection is pooled and retaken inside the same parse)")
 def test_bytes_an_endpoint_sends_after_its_response_never_answer_the_next_request(front_backend, stray_endpoint):
     request = b"GET /%s%%s HTTP/1.1\r\nHost: kaos\r\n\r\n" % stray_endpoint.encode()
     with socket.create_connection(("127.0.0.1", front_backend.port), timeout=20) as sock:
@@ -90,19 +88,15 @@ def test_bytes_an_endpoint_sends_after_its_response_never_answer_the_next_reques
     assert second[1] != b"stray", second
 
 
-@pytest.mark.xfail(strict=True, reason="attack9: an API body is spooled whole before the token is checked "
-                                       "(1 GB per connection by default, no token needed)")
 def test_an_api_upload_without_the_token_is_refused_before_its_body_is_read(front_backend):
     with socket.create_connection(("127.0.0.1", front_backend.port), timeout=20) as sock:
-        # 50 MB announced, none of it sent: the answer must not wait for the body (today: 408 once it stalls)
+        # 50 MB announced, none of it sent: the answer must not wait for the body (it was 408 once it stalled)
         sock.sendall(b"POST /api/workspace/spool HTTP/1.1\r\nHost: kaos\r\nContent-Type: application/zip\r\n"
                      b"Content-Length: %d\r\n\r\n" % (50 * 1024 * 1024))
         answer = read_response(sock)
     assert answer is not None and answer[0] == 401, answer and answer[:2]
 
 
-@pytest.mark.xfail(strict=True, reason="attack9: idle kept-alive connections hold the connection cap for their "
-                                       "whole keep-alive timeout; a new client gets 503")
 def test_at_the_connection_cap_idle_kept_alive_connections_give_way_to_a_new_client(tmp_path):
     server = BackendProcess(tmp_path / "data", env=dict(FRONT_ENV, KAOS_FRONT_MAX_CONNECTIONS="20",
                                                          KAOS_FRONT_KEEPALIVE_TIMEOUT="75")).start()
@@ -125,16 +119,12 @@ def test_at_the_connection_cap_idle_kept_alive_connections_give_way_to_a_new_cli
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="attack9: an HTTP/1.0 request with Transfer-Encoding is processed and its "
-                                       "connection kept alive (RFC 9112 6.1: faulty framing, close after it)")
 def test_an_http_1_0_request_with_transfer_encoding_does_not_keep_its_connection(front_backend):
     status, _, closed = exchange(front_backend, b"POST /api/health HTTP/1.0\r\nConnection: keep-alive\r\n"
                                                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     assert status is not None and closed
 
 
-@pytest.mark.xfail(strict=True, reason="attack9: Expect: 100-continue on a request pipelined behind one in "
-                                       "progress never gets its 100 Continue (the client waits, then 408)")
 def test_a_pipelined_request_that_expects_100_continue_gets_it_once_its_turn_comes(front_backend, endpoint):
     with socket.create_connection(("127.0.0.1", front_backend.port), timeout=20) as sock:
         sock.sendall(b"GET /%s/split HTTP/1.1\r\nHost: kaos\r\n\r\n"  # answered 50 ms later: the POST waits

@@ -93,7 +93,7 @@ def test_a_post_on_a_pooled_connection_closed_unanswered_is_not_resent(front_bac
 
 @pytest.fixture(scope="module")
 def stray_endpoint(front_backend):
-    return deploy_endpoint(front_backend, "strayws", serve=KEEPALIVE_SERVE)
+    return deploy_endpoint(front_backend, "distrustws", serve=KEEPALIVE_SERVE)
 
 
 def test_a_server_that_speaks_out_of_turn_is_not_pooled_again(front_backend, stray_endpoint):
