@@ -14,10 +14,13 @@ gunicorn is not on a prediction's path, so a whole backend would only add noise 
   load      wrk (`apt-get install wrk`), one thread, 8 connections kept alive, POSTing the template's
             test_payload.jpg to /invocations (direct) or /<endpoint>/invocations (front), every answer checked
             for status 2xx (and one of each checked for {"result": [3]} first).
-Rounds alternate which path goes first; each prints req/s, median and p99 latency, and for the front the
-front process's CPU seconds (utime + stime from /proc/<pid>/stat) per request. The verdicts use the median
-over rounds of the per-round ratio and of the per-round medians. Client, front and endpoint share the
-machine's CPUs: the front's CPU per request shows up directly in the ratio.
+  floor     (where the endpoint listens on a unix socket) bench/_relay_floor.py: a relay of bytes with no HTTP at
+            all, one upstream connection per client connection, on the same event loop: what the loop and the
+            extra hops cost alone. Printed for reading the front's cost against; not part of the verdicts.
+Rounds rotate which path goes first; each prints req/s, median and p99 latency, and for the front and the floor
+the process's CPU seconds (utime + stime from /proc/<pid>/stat) per request. The verdicts use the median over
+rounds of the per-round ratio and of the per-round medians. Client, front and endpoint share the machine's CPUs:
+the front's CPU per request shows up directly in the ratio.
 """
 import hashlib
 import http.client
@@ -45,7 +48,7 @@ PAYLOAD = MNIST / "test_payload.jpg"
 EXPECTED = {"result": [3]}
 CACHE = REPO / "build" / "bench-gateway"
 ENDPOINT = "serve-bench-abc123"
-ROUNDS = 4
+ROUNDS = 6
 SECONDS = 5              # per wrk run
 CONNECTIONS = 8
 TARGET_RATIO = 0.9
@@ -223,7 +226,7 @@ def main() -> int:
     body = PAYLOAD.read_bytes()
     env = template_env()
     model = trained_model(env)
-    endpoint = front = None
+    endpoint = front = floor = None
     with tempfile.TemporaryDirectory(prefix="kaos-bench-gateway-") as tmp:
         tmp = Path(tmp)
         try:
@@ -261,28 +264,40 @@ def main() -> int:
                               f'local f = io.open("{PAYLOAD}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
             urls = {"direct": f"http://127.0.0.1:{port}/invocations",
                     "front": f"http://127.0.0.1:{front_port}/{ENDPOINT}/invocations"}
-            wrk(urls["direct"], script)  # warm both paths, unmeasured
-            wrk(urls["front"], script)
-            results = {"direct": [], "front": []}
-            front_cpu = []
+            relays = {"front": front}
+            if via == "unix socket":
+                floor_port = free_port()
+                floor = start([sys.executable, str(REPO / "bench" / "_relay_floor.py"), str(floor_port),
+                               str(socket_path)], tmp / "floor.log")
+                urls["floor"] = f"http://127.0.0.1:{floor_port}/invocations"
+                relays["floor"] = floor
+                wait_for_answer(floor_port, "/invocations", body)
+            for url in urls.values():  # warm every path, unmeasured
+                wrk(url, script)
+            labels = list(urls)
+            results = {label: [] for label in labels}
+            relay_cpu = {label: [] for label in relays}
             for round_number in range(1, ROUNDS + 1):
-                order = ("direct", "front") if round_number % 2 else ("front", "direct")
+                shift = (round_number - 1) % len(labels)
+                order = labels[shift:] + labels[:shift]
                 for label in order:
-                    before = cpu_seconds([front.pid])
+                    relay = relays.get(label)
+                    before = cpu_seconds([relay.pid]) if relay else 0.0
                     endpoint_before = cpu_seconds(tree(endpoint.pid))
                     result = wrk(urls[label], script)
-                    spent = cpu_seconds([front.pid]) - before
+                    spent = cpu_seconds([relay.pid]) - before if relay else 0.0
                     endpoint_spent = cpu_seconds(tree(endpoint.pid)) - endpoint_before
                     results[label].append(result)
                     extra = ""
-                    if label == "front":
-                        front_cpu.append(spent / result["requests"])
-                        extra = f", front CPU {spent / result['requests'] * 1e6:.0f} µs/request"
+                    if relay:
+                        relay_cpu[label].append(spent / result["requests"])
+                        extra = f", {label} CPU {spent / result['requests'] * 1e6:.0f} µs/request"
                     print(f"round {round_number}: {label:6} {result['rate']:7.1f} req/s, median "
                           f"{result['median'] * 1000:.2f} ms, p99 {result['p99'] * 1000:.2f} ms "
                           f"({result['requests']} requests; endpoint CPU "
                           f"{endpoint_spent / result['requests'] * 1e6:.0f} µs/request{extra})", flush=True)
         finally:
+            stop(floor)
             stop(front)
             stop(endpoint)
     ratios = [f["rate"] / d["rate"] for f, d in zip(results["front"], results["direct"])]
@@ -296,7 +311,11 @@ def main() -> int:
     print(f"latency at concurrency {CONNECTIONS}: direct median {medians['direct'] * 1000:.2f} ms p99 "
           f"{p99['direct'] * 1000:.2f} ms; front median {medians['front'] * 1000:.2f} ms p99 "
           f"{p99['front'] * 1000:.2f} ms -> added median {added_ms:.2f} ms")
-    print(f"front CPU per request: {statistics.median(front_cpu) * 1e6:.0f} µs (median of the rounds)")
+    print(f"front CPU per request: {statistics.median(relay_cpu['front']) * 1e6:.0f} µs (median of the rounds)")
+    if "floor" in results:
+        floor_ratio = statistics.median(f["rate"] / d["rate"] for f, d in zip(results["floor"], results["direct"]))
+        print(f"floor (bytes relayed, no HTTP; for reading the above, not a verdict): ratio {floor_ratio:.2f}, "
+              f"CPU {statistics.median(relay_cpu['floor']) * 1e6:.0f} µs/request")
     throughput_met, latency_met = ratio >= TARGET_RATIO, added_ms <= TARGET_ADDED_MS
     print(f"throughput ratio >= {TARGET_RATIO}: {'OK' if throughput_met else 'MISSED'}")
     print(f"added median latency <= {TARGET_ADDED_MS} ms: {'OK' if latency_met else 'MISSED'}")

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+FOLLOW_READ_BYTES = 64 * 1024  # read at a time while following: a follower holds this much, not the whole log
 
 
 def stamp(text: str, when: Optional[datetime] = None) -> str:
@@ -34,7 +35,8 @@ class JobLog:
     def follow(self, finished: Callable[[], bool], interval: float = 0.2,
                idle_timeout: Optional[float] = None) -> Iterator[str]:
         """Yield every record, then new ones as they are written, until `finished()` is true and the file is
-        drained (or nothing new came for `idle_timeout` seconds, when given)."""
+        drained (or nothing new came for `idle_timeout` seconds, when given). The file is read FOLLOW_READ_BYTES
+        at a time (a log may be KAOS_MAX_LOG_MB long); a record longer than that is yielded once whole."""
         offset = 0
         pending = b""
         last_data = time.monotonic()
@@ -44,7 +46,7 @@ class JobLog:
             if self.path.exists():
                 with open(self.path, "rb") as handle:
                     handle.seek(offset)
-                    chunk = handle.read()
+                    chunk = handle.read(FOLLOW_READ_BYTES)
                 offset += len(chunk)
             if chunk:
                 last_data = time.monotonic()

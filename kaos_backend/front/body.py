@@ -3,6 +3,7 @@ a limit, then in a temporary file, so a slow client costs the front and not a mo
 workers. A chunked body is stored de-chunked and sent with a Content-Length. (A plain bytearray while small:
 most bodies, predictions, never need a file, and making one per request showed in the front's profile.)"""
 import tempfile
+import time
 from typing import Iterator
 
 from kaos_backend.front.heads import HttpError
@@ -12,7 +13,7 @@ READ_SIZE = 256 * 1024
 
 class Body:
     """`write(data)` as the body comes (HttpError 413 past `limit` bytes), then `size` and `pieces()`."""
-    __slots__ = ("limit", "size", "memory", "buffer", "file", "message")
+    __slots__ = ("limit", "size", "memory", "buffer", "file", "message", "started")
 
     def __init__(self, limit: int, memory: int, message: str):
         self.limit = limit        # bytes the body may have
@@ -21,6 +22,7 @@ class Body:
         self.buffer = bytearray()
         self.file = None          # a temporary file, once past `memory`
         self.message = message    # the 413's message
+        self.started = time.monotonic()  # when its request's head was read
 
     def write(self, data) -> None:
         self.size += len(data)

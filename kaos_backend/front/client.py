@@ -13,6 +13,7 @@ read its response.
 """
 import asyncio
 import collections
+import hmac
 import time
 from typing import Callable, Optional
 
@@ -33,7 +34,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class Client(asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "__weakref__")
+                 "starting", "start_again", "body_read_at", "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -53,6 +54,7 @@ class Client(asyncio.Protocol):
         self.refusal: Optional[HttpError] = None  # a bad request behind ones in progress: answered after them
         self.deadline: Optional[float] = None
         self.on_deadline: Optional[Callable[[], None]] = None
+        self.body_read_at = 0.0               # when a request body was last read from (monotonic)
         self.starting = False                 # _start_next is on the stack: a nested call only asks for more
         self.start_again = False
 
@@ -69,6 +71,12 @@ class Client(asyncio.Protocol):
             callback = self.on_deadline
             self.disarm()
             callback()
+
+    def waiting(self) -> bool:
+        """Between requests: nothing in progress, held or being read (a connection that may be closed to make
+        room at the connection cap)."""
+        return (self.state == HEAD and self.active is None and not self.queue and not self.backlog
+                and self.reader.request is None and self.refusal is None)
 
     def _idle(self) -> None:
         self.arm(self.config.keepalive_timeout, self.close)
@@ -166,7 +174,7 @@ class Client(asyncio.Protocol):
         if reader.in_head and self.state == HEAD and self.on_deadline != self._head_timeout:
             self.arm(self.config.client_header_timeout, self._head_timeout)
         elif self.state == BODY:
-            self.arm(self.config.client_body_timeout, self._body_timeout)
+            self._arm_body()
 
     def request_head(self, request: Request) -> Optional[Body]:
         """The parser has a request's head: route it, check it; the Body to fill, if it has one."""
@@ -180,17 +188,36 @@ class Client(asyncio.Protocol):
             request.upgrade = False  # not a WebSocket to a workload: an ordinary request
         if not has_body:
             return None
+        if route.name is None and self.front.token is not None:
+            self._check_token(request)
         limit = route.max_body
         message = (self.front.api_limit_message if route.name is None else
                    f"The request body is larger than the limit of {limit // (1024 * 1024)} MB")
         if request.length is not None and request.length > limit:
             raise HttpError(413, "PAYLOAD_TOO_LARGE", message)
+        body = Body(limit, self.config.body_memory_bytes, message)
+        request.expects_continue = (request.version == "1.1"
+                                    and (request.header(b"expect") or b"").lower() == b"100-continue")
         if self.active is None and not self.queue:
             self.state = BODY
-            self.arm(self.config.client_body_timeout, self._body_timeout)
-            if (request.header(b"expect") or b"").lower() == b"100-continue" and request.version == "1.1":
-                self.transport.write(CONTINUE)
-        return Body(limit, self.config.body_memory_bytes, message)
+            self._arm_body(body)
+            self._continue(request)
+        return body
+
+    def _check_token(self, request: Request) -> None:
+        """An API request with a body must carry the token before the body is read: the API's 401, earlier."""
+        given = request.header(b"x-token")
+        if given is None:
+            raise HttpError(401, "AUTHORIZATION_FAILURE", "Authorization header not present in the request")
+        if not hmac.compare_digest(given, self.front.token):
+            raise HttpError(401, "AUTHORIZATION_FAILURE", "Unauthorized Token")
+
+    def _continue(self, request: Request) -> None:
+        """The 100 Continue a request asked for, once its body is the one being read (not while it waits its
+        turn behind pipelined requests: its body would then come before the front reads it)."""
+        if request.expects_continue:
+            request.expects_continue = False
+            self.transport.write(CONTINUE)
 
     def request_done(self, request: Request) -> None:
         self.queue.append(request)
@@ -314,7 +341,8 @@ class Client(asyncio.Protocol):
             self.arm(self.config.client_header_timeout, self._head_timeout)
         elif self.reader.request is not None:
             self.state = BODY
-            self.arm(self.config.client_body_timeout, self._body_timeout)
+            self._arm_body()
+            self._continue(self.reader.request)
         else:
             self._idle()
         if self.backlog:
@@ -370,7 +398,26 @@ class Client(asyncio.Protocol):
         self.refuse(HttpError(408, "REQUEST_TIMEOUT",
                               f"The request head did not come within {self.config.client_header_timeout:g} s"))
 
+    def _arm_body(self, body: Optional[Body] = None) -> None:
+        """While a body is read: `client_body_timeout` between two reads, and in all no longer than that plus one
+        second per `client_body_min_rate` bytes received (Apache's mod_reqtimeout MinRate): a body trickled
+        steadily, a few bytes before each timeout, is cut too."""
+        config = self.config
+        self.body_read_at = now = time.monotonic()
+        if body is None:
+            request = self.reader.request
+            body = request.body if request is not None else None
+        deadline = now + config.client_body_timeout
+        if body is not None:
+            allowed = config.client_body_timeout + body.size / config.client_body_min_rate
+            deadline = min(deadline, body.started + allowed)
+        self.deadline, self.on_deadline = deadline, self._body_timeout
+
     def _body_timeout(self) -> None:
-        self.refuse(HttpError(408, "REQUEST_TIMEOUT",
-                              f"The request body stalled for {self.config.client_body_timeout:g} s"))
+        config = self.config
+        if time.monotonic() - self.body_read_at >= config.client_body_timeout:
+            message = f"The request body stalled for {config.client_body_timeout:g} s"
+        else:
+            message = f"The request body came slower than {config.client_body_min_rate:g} bytes a second"
+        self.refuse(HttpError(408, "REQUEST_TIMEOUT", message))
 

@@ -24,6 +24,7 @@ class FrontConfig:
     client_header_timeout: float = 60.0   # from a request's first byte to its whole head -> 408
     keepalive_timeout: float = 75.0       # idle between requests -> the connection is closed
     client_body_timeout: float = 60.0     # between two reads of a request body -> 408
+    client_body_min_rate: float = 1024.0  # bytes a second a body must average after its first timeout -> 408
     send_timeout: float = 60.0            # a client that reads nothing of its response this long is dropped
     # upstream side (nginx: proxy_connect_timeout, proxy_read_timeout)
     proxy_connect_timeout: float = 60.0   # connecting to an endpoint or the API -> 502

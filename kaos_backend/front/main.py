@@ -68,8 +68,11 @@ def main(argv=None) -> int:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     front = Front(loop, args.api, endpoint_lookup(database_url), config, max_upload_mb)
+    token = os.environ.get("KAOS_TOKEN")
+    if token:
+        front.token = token.encode("utf-8", "surrogateescape")
     if args.run_dir:
-        front.api_down = api_health(args.run_dir, os.environ.get("KAOS_TOKEN"))
+        front.api_down = api_health(args.run_dir, token)
     # log follows handed off by the API (kaos_backend.log_handoff) are streamed from here
     routing.API_HANDOFFS[log_handoff.HEADER_NAME] = api_handoff(Follows(loop, finished_query(database_url), front.log))
 

@@ -25,7 +25,7 @@ class UpstreamProtocolError(Exception):
 class Request:
     """One request: its parsed head, its body (a body.Body while it is read, or None), what routing decided."""
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "upgrade", "body", "route", "chunked",
-                 "length", "complete")
+                 "length", "complete", "expects_continue")
 
     def __init__(self):
         self.method = b""
@@ -39,6 +39,7 @@ class Request:
         self.chunked = False
         self.length: Optional[int] = None   # Content-Length as sent
         self.complete = False
+        self.expects_continue = False       # Expect: 100-continue, not answered yet
 
     def header(self, name: bytes) -> Optional[bytes]:
         """The value of the first header called `name` (lowercase), or None."""
@@ -130,6 +131,8 @@ class RequestReader:
                 request.length = int(value)  # llhttp accepted it: digits, and only one
             elif name == b"transfer-encoding":
                 request.chunked = True       # llhttp accepts it only with chunked last
+        if request.chunked and request.version == "1.0":
+            request.keep_alive = False       # RFC 9112 6.1: faulty framing in HTTP/1.0, close after it
         if hosts > 1 or (hosts == 0 and request.version == "1.1"):
             self._fail(HttpError(400, "BAD_REQUEST", "Bad request: an HTTP/1.1 request needs one Host header"))
         try:

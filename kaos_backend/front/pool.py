@@ -6,11 +6,19 @@ Bounds: at most `per_address` idle connections to one address and `total` in all
 closed rather than kept), each kept at most `idle_seconds` (shorter than common servers' own keep-alive timeouts,
 e.g. gunicorn's 2 s, so the front is rarely the one to find a connection the server has just closed; `upstream`
 retries that case once for a request that is safe to resend).
+
+A server that speaks out of turn (bytes while its connection is idle, or behind a complete response) is not
+pooled again for DISTRUST_SECONDS: bytes it sends late could otherwise arrive just as its connection carries the
+next request, and be taken for that request's response (the keep-alive race every HTTP/1.1 proxy has). Its
+requests still go through, each on a connection of its own.
 """
 import asyncio
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Deque, Dict, Hashable, Optional, Tuple
+
+DISTRUST_SECONDS = 60.0
+MAX_DISTRUSTED = 1024     # addresses remembered (the oldest forgotten first)
 
 
 class Link(asyncio.Protocol):
@@ -38,6 +46,8 @@ class Link(asyncio.Protocol):
         if target is not None:
             target.data_received(data)
         else:
+            if self.pool is not None:
+                self.pool.distrust(self.address)
             self._leave_pool()
             self.transport.abort()
 
@@ -74,6 +84,7 @@ class Pool:
         self.idle_seconds = idle_seconds
         self.idle: Dict[Hashable, Deque[Tuple[float, asyncio.Transport]]] = {}
         self.count = 0
+        self.distrusted: "OrderedDict[Hashable, float]" = OrderedDict()  # address -> until (monotonic)
 
     def take(self, address: Hashable) -> Optional[asyncio.Transport]:
         """The most recently used idle connection to `address` that is still fresh (older ones are closed)."""
@@ -94,6 +105,9 @@ class Pool:
 
     def give(self, address: Hashable, transport: asyncio.Transport) -> None:
         """Keep `transport` (its response complete, the server keeping it alive) for the next request."""
+        if self.distrusted and self._distrusted(address):
+            transport.close()
+            return
         queue = self.idle.setdefault(address, deque())
         if len(queue) >= self.per_address or self.count >= self.total or transport.is_closing():
             if not queue:
@@ -104,6 +118,25 @@ class Pool:
         link.target, link.pool, link.address, link.transport = None, self, address, transport
         queue.append((time.monotonic(), transport))
         self.count += 1
+
+    def distrust(self, address: Hashable) -> None:
+        """`address`'s server spoke out of turn: its connections are not kept for DISTRUST_SECONDS."""
+        self.distrusted[address] = time.monotonic() + DISTRUST_SECONDS
+        self.distrusted.move_to_end(address)
+        while len(self.distrusted) > MAX_DISTRUSTED:
+            self.distrusted.popitem(last=False)
+        for _, transport in self.idle.pop(address, ()):
+            self.count -= 1
+            transport.abort()
+
+    def _distrusted(self, address: Hashable) -> bool:
+        until = self.distrusted.get(address)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self.distrusted[address]
+        return False
 
     def discard(self, address: Hashable, transport: asyncio.Transport) -> None:
         queue = self.idle.get(address)

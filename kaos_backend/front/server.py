@@ -32,6 +32,9 @@ class Front:
         self.clients = set()
         self.pool = Pool(self.config.upstream_keepalive, self.config.upstream_keepalive_total,
                          self.config.upstream_keepalive_timeout)
+        # the API's token (KAOS_TOKEN): an API request with a body and without it is refused before its body is
+        # read (the API would refuse it after: the front would have buffered up to the upload limit for nothing)
+        self.token: Optional[bytes] = None
         # (target, headers) -> the answer to a request for the API while the API is not up, or None to relay it
         self.api_down: Optional[Callable[[bytes, list], Optional[bytes]]] = None
 
@@ -39,12 +42,26 @@ class Front:
         return Client(self)
 
     def admit(self, client: Client) -> bool:
-        """Count a new connection: False past the cap (it is answered 503 and closed)."""
+        """Count a new connection: False past the cap (it is answered 503 and closed). At the cap, a connection
+        waiting for its next request (kept alive between requests, or open with nothing sent yet) is closed to
+        make room first, as nginx reuses its waiting connections: idle ones cannot hold the cap against new
+        clients."""
+        if len(self.clients) >= self.config.max_connections:
+            self._close_a_waiting_connection()
         if len(self.clients) >= self.config.max_connections + OVER_CAP_ABORT:
             client.transport.abort()
             return True
         self.clients.add(client)
         return len(self.clients) <= self.config.max_connections
+
+    def _close_a_waiting_connection(self) -> None:
+        """Close the waiting connection whose deadline is nearest (the one that has waited longest, for its
+        kind); nothing when none waits."""
+        waiting = [other for other in self.clients if other.waiting()]
+        if waiting:
+            chosen = min(waiting, key=lambda other: other.deadline if other.deadline is not None else 0.0)
+            chosen.close()
+            self.clients.discard(chosen)
 
     def forget(self, client: Client) -> None:
         self.clients.discard(client)

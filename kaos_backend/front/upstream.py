@@ -48,7 +48,7 @@ class Upstream(asyncio.Protocol):
     `pool` (pool.Pool) when the connection may be a kept-alive one and kept alive after."""
     __slots__ = ("client", "config", "request", "name", "address", "head", "transport", "reader", "response", "out",
                  "rechunk", "until_close", "done", "sent", "received", "writable", "task", "pool", "reused", "retried",
-                 "holding", "hold_timer")
+                 "holding", "hold_timer", "feeding", "give_back")
 
     def __init__(self, client, request, address, head: bytes, pool=None, retried: bool = False):
         self.client = client
@@ -73,6 +73,8 @@ class Upstream(asyncio.Protocol):
         self.retried = retried                  # this is the one retry of a request
         self.holding = False                    # a head waits in `out` for its body's first bytes
         self.hold_timer: Optional[asyncio.TimerHandle] = None
+        self.feeding = False                    # the parser is running (its callbacks are on the stack)
+        self.give_back = False                  # reusable once the parser has seen the rest of the read
 
     # -- connecting and sending
     def start(self) -> None:
@@ -167,17 +169,27 @@ class Upstream(asyncio.Protocol):
         if self.done:
             return
         self.received = True
+        self.feeding = True
         try:
             upgraded = self.reader.feed(data)
         except UpstreamProtocolError as error:
-            if self.done:  # bytes behind a complete response: the connection is not reused
+            self.give_back = False
+            if self.done:  # bytes behind a complete response: the connection is not reused, nor the server's
                 self.transport.abort()
+                if self.pool is not None:
+                    self.pool.distrust(self.address)
             elif self.response is None:
                 self.transport.abort()
                 self.client.loop.create_task(self._failed_before_head(str(error)))
             else:
                 self.abort()
                 self.client.abort()
+            return
+        finally:
+            self.feeding = False
+        if self.give_back:  # the read held nothing behind the response: the connection may carry another
+            self.give_back = False
+            self._pool_connection()
             return
         if self.done:
             return
@@ -259,13 +271,18 @@ class Upstream(asyncio.Protocol):
             self.out.append(LAST_CHUNK)
         self.done = True
         self._flush()
-        if self._reusable():
-            self.reader.sink = None          # the next request's Upstream takes the connection's reader
-            self.transport.resume_reading()  # paused for a slow client: the pool watches it for a close
-            self.pool.give(self.address, self.transport)
-        else:
+        if not self._reusable():
             self.transport.close()
+        elif self.feeding:  # bytes may follow in this read (pooled now, the next request would take them)
+            self.give_back = True
+        else:
+            self._pool_connection()
         self.client.response_finished()
+
+    def _pool_connection(self) -> None:
+        self.reader.sink = None          # the next request's Upstream takes the connection's reader
+        self.transport.resume_reading()  # paused for a slow client: the pool watches it for a close
+        self.pool.give(self.address, self.transport)
 
     def _reusable(self) -> bool:
         return (self.pool is not None and self.sent and self.reader.complete and self.response.keep_alive

@@ -20,7 +20,8 @@ from tests.support.backend import BackendProcess
 FRONT_ENV = {"KAOS_FRONT_CLIENT_HEADER_TIMEOUT": "2", "KAOS_FRONT_CLIENT_BODY_TIMEOUT": "2",
              "KAOS_FRONT_PROXY_READ_TIMEOUT": "2", "KAOS_FRONT_PROXY_CONNECT_TIMEOUT": "2",
              "KAOS_FRONT_LINGERING_TIMEOUT": "1", "KAOS_FRONT_SERVE_MAX_BODY_MB": "1",
-             "KAOS_FRONT_TUNNEL_IDLE_TIMEOUT": "5", "KAOS_FRONT_HEAD_HOLD_SECONDS": "1"}
+             "KAOS_FRONT_TUNNEL_IDLE_TIMEOUT": "5", "KAOS_FRONT_HEAD_HOLD_SECONDS": "1",
+             "KAOS_FRONT_CLIENT_BODY_MIN_RATE": "1"}  # the slow bodies of test_buffering trickle on
 
 # A serial server (one request at a time, as a sync worker): slow clients reaching it would stop it. /hang,
 # /headonly and /ws are served in threads of their own, found by peeking at the request line.

@@ -2,6 +2,8 @@
 which reports the connection each request came on. A connection the server closes after its answer
 (Connection: close) is not reused; a reused one the server closes before answering is retried once on a new
 connection for a request safe to resend (GET), and not for a POST (a 502, and the server saw it once)."""
+import time
+
 import pytest
 import requests
 
@@ -9,7 +11,8 @@ from tests.front.support import deploy_endpoint
 
 # A threaded HTTP/1.1 server: connections kept alive. GET /conn answers {"port": the peer's port, "count": requests
 # on this connection}; /close answers with Connection: close; /drop-next answers, and the next request on the same
-# connection is dropped unanswered (the connection closed), as a server timing out an idle connection would.
+# connection is dropped unanswered (the connection closed), as a server timing out an idle connection would;
+# /stray answers, and 0.3 s later writes a second response nobody asked for on the same connection.
 KEEPALIVE_SERVE = r'''#!/usr/bin/env python3
 import http.server, json, os, threading
 posts = []
@@ -34,6 +37,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/close":
             self.send_header("Connection", "close")
         self.end_headers(); self.wfile.write(body)
+        if self.path == "/stray":  # a second, unasked response on the same connection a moment later
+            self.wfile.flush()
+            threading.Timer(0.3, self.stray).start()
+    def stray(self):
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"); self.wfile.flush()
+        except OSError:
+            pass
     def log_message(self, *args): pass
 print("serving", flush=True)
 http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
@@ -78,3 +89,19 @@ def test_a_post_on_a_pooled_connection_closed_unanswered_is_not_resent(front_bac
     assert answer.json()["error_code"] == "ENDPOINT_ERROR"
     seen = get(front_backend, keepalive_endpoint, "/conn").json()
     assert seen["posts"] == marked["posts"] + 1  # the dropped POST reached the server once, and only once
+
+
+@pytest.fixture(scope="module")
+def stray_endpoint(front_backend):
+    return deploy_endpoint(front_backend, "distrustws", serve=KEEPALIVE_SERVE)
+
+
+def test_a_server_that_speaks_out_of_turn_is_not_pooled_again(front_backend, stray_endpoint):
+    """Its stray response reaches no client, and its next requests each get a connection of their own: a late
+    stray could otherwise arrive as a pooled connection carries the next request and be taken for its answer."""
+    assert get(front_backend, stray_endpoint, "/stray").status_code == 200
+    time.sleep(1)  # the stray comes while the connection waits in the pool
+    answers = [get(front_backend, stray_endpoint, "/conn") for _ in range(3)]
+    assert all(answer.status_code == 200 and answer.json()["count"] == 1 for answer in answers), [
+        answer.text for answer in answers]
+    assert len({answer.json()["port"] for answer in answers}) == 3

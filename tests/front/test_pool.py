@@ -72,3 +72,14 @@ def test_a_connection_the_server_closes_or_speaks_on_leaves_the_pool():
     closed.link.connection_lost(None)
     talking.link.data_received(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
     assert talking.closed and pool.count == 0 and pool.take("a") is None
+
+
+def test_an_address_that_spoke_out_of_turn_is_not_pooled_for_a_while():
+    pool, talking, later = Pool(), Transport(), Transport()
+    pool.give("a", talking)
+    talking.link.data_received(b"HTTP/1.1 200 OK\r\n\r\n")
+    pool.give("a", later)
+    assert later.closed and pool.count == 0 and pool.take("a") is None
+    other = Transport()
+    pool.give("b", other)
+    assert not other.closed and pool.take("b") is other
