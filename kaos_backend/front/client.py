@@ -177,6 +177,12 @@ class Client(RequestReading, asyncio.Protocol):
             return None
         return self._to_address(request, address)
 
+    def reroute(self, upstream: Upstream, request: Request, address) -> None:
+        """`upstream` found its endpoint moved (endpoints.Address `address`): the request goes there instead, if
+        it is still the one in progress."""
+        if self.state != CLOSED and upstream is self.upstream and request is self.active:
+            self._to_address(request, address)
+
     def _to_address(self, request: Request, address) -> None:
         name = request.route.name
         if address is None:
