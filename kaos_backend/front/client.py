@@ -27,7 +27,7 @@ from kaos_backend.front.upstream import Upstream, tune
 class Client(RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "body_read_at", "__weakref__")
+                 "starting", "start_again", "body_read_at", "linger_until", "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -48,6 +48,7 @@ class Client(RequestReading, asyncio.Protocol):
         self.deadline: Optional[float] = None
         self.on_deadline: Optional[Callable[[], None]] = None
         self.body_read_at = 0.0               # when a request body was last read from (monotonic)
+        self.linger_until = 0.0               # the end of lingering after an early answer (monotonic)
         self.starting = False                 # _start_next is on the stack: a nested call only asks for more
         self.start_again = False
 
@@ -110,11 +111,11 @@ class Client(RequestReading, asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.resume_reading()
         elif self.state == LINGER:
-            self.arm(self.config.lingering_timeout, self.close)
+            self._linger()
 
     def data_received(self, data):
         if self.state == LINGER:
-            self.arm(self.config.lingering_timeout, self.close)
+            self._linger()
             return
         if self.state == CLOSED or self.refusal is not None:
             return
@@ -175,6 +176,12 @@ class Client(RequestReading, asyncio.Protocol):
         if self.active is not request or self.state == CLOSED:
             return None
         return self._to_address(request, address)
+
+    def reroute(self, upstream: Upstream, request: Request, address) -> None:
+        """`upstream` found its endpoint moved (endpoints.Address `address`): the request goes there instead, if
+        it is still the one in progress."""
+        if self.state != CLOSED and upstream is self.upstream and request is self.active:
+            self._to_address(request, address)
 
     def _to_address(self, request: Request, address) -> None:
         name = request.route.name
@@ -284,7 +291,14 @@ class Client(RequestReading, asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.arm(self.config.lingering_timeout, self.close)
+        self.linger_until = time.monotonic() + self.config.lingering_time
+        self._linger()
+
+    def _linger(self) -> None:
+        """While lingering: closed once nothing came for `lingering_timeout`, or `lingering_time` after the answer
+        however much comes (nginx's lingering_timeout and lingering_time)."""
+        self.deadline = min(time.monotonic() + self.config.lingering_timeout, self.linger_until)
+        self.on_deadline = self.close
 
     def close(self) -> None:
         if self.state != CLOSED:

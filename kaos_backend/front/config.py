@@ -52,6 +52,7 @@ class FrontConfig:
     endpoint_cache_seconds: float = 1.0   # how long a found address is trusted
     negative_cache_seconds: float = 3.0   # how long "no such endpoint" is trusted
     lingering_timeout: float = 2.0        # after an early error answer, the rest of the request is read this long
+    lingering_time: float = 30.0          # ... and at most this long in all, however much comes
 
     @property
     def serve_max_body_bytes(self) -> int:

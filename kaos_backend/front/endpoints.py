@@ -2,7 +2,10 @@
 
 The cache keeps at most `size` names, least recently used dropped first; an address is trusted for
 `found_seconds`, "no such workload" for `missing_seconds` (a few seconds: an attacker's stream of unknown names
-costs one lookup each and then falls out of the cache; a new endpoint is found within that time).
+costs one lookup each and then falls out of the cache; a new endpoint is found within that time). A running
+endpoint's address past its time is still answered while one lookup refreshes it (stale-while-revalidate):
+the requests in flight to a busy endpoint do not all wait for a query each second. A refresh that fails drops the
+entry, so the next request looks it up itself and reports the failure.
 """
 import asyncio
 import os
@@ -31,15 +34,33 @@ class Endpoints:
         self.pending: Dict[str, asyncio.Future] = {}
 
     def cached(self, name: str):
-        """The answer if known and fresh, else UNKNOWN."""
+        """The answer if known (a found address past its time too, while it is refreshed), else UNKNOWN."""
         entry = self.cache.get(name)
         if entry is None:
             return UNKNOWN
-        if entry[0] < time.monotonic():
-            del self.cache[name]
-            return UNKNOWN
+        expiry, address = entry
+        if expiry < time.monotonic():
+            if address is None or address[2] is None:  # not running: its state is the answer, so it is fresh
+                del self.cache[name]
+                return UNKNOWN
+            self._refresh(name)
         self.cache.move_to_end(name)
-        return entry[1]
+        return address
+
+    def _refresh(self, name: str) -> None:
+        if name in self.pending:
+            return
+        future = self.loop.run_in_executor(None, self.lookup, name)
+        self.pending[name] = future
+        future.add_done_callback(lambda done: self._refreshed(name, done))
+
+    def _refreshed(self, name: str, done: asyncio.Future) -> None:
+        if self.pending.get(name) is done:
+            del self.pending[name]
+        if done.cancelled() or done.exception() is not None:
+            self.cache.pop(name, None)
+        else:
+            self._keep(name, done.result())
 
     def forget(self, name: str) -> None:
         self.cache.pop(name, None)

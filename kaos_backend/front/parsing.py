@@ -25,7 +25,7 @@ class UpstreamProtocolError(Exception):
 class Request:
     """One request: its parsed head, its body (a body.Body while it is read, or None), what routing decided."""
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "upgrade", "body", "route", "chunked",
-                 "length", "complete", "expects_continue")
+                 "length", "complete", "expects_continue", "rerouted")
 
     def __init__(self):
         self.method = b""
@@ -40,6 +40,7 @@ class Request:
         self.length: Optional[int] = None   # Content-Length as sent
         self.complete = False
         self.expects_continue = False       # Expect: 100-continue, not answered yet
+        self.rerouted = False               # sent again to its endpoint's new address (at most once)
 
     def header(self, name: bytes) -> Optional[bytes]:
         """The value of the first header called `name` (lowercase), or None."""

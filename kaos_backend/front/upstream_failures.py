@@ -60,8 +60,20 @@ class UpstreamFailures:
             address = await endpoints.get(self.name)
         except Exception:  # noqa: BLE001 - the database is down: the answer still goes out
             address = None if not refused else ("PIPELINE_UNKNOWN", None, None)
+        if refused and self._moved(address):
+            # restarted on a new socket or port since the address was cached: the request never reached the old
+            # one, so it goes to the new one (once)
+            self.request.rerouted = True
+            self.client.reroute(self, self.request, address)
+            return
         if refused:
             answer = answers.not_found(self.name) if address is None else answers.unavailable(self.name, address[0])
         else:
             answer = answers.endpoint_error(self.name, reason, address[0] if address else "PIPELINE_UNKNOWN")
         self.client.answer_for(self, answer)
+
+    def _moved(self, address) -> bool:
+        """`address` (endpoints.Address) is a running endpoint's, elsewhere than this request was sent."""
+        if address is None or address[2] is None or self.request.rerouted:
+            return False
+        return (address[3] if len(address) > 3 and address[3] else (address[1], address[2])) != self.address

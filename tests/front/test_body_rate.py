@@ -99,3 +99,22 @@ def test_a_stalled_body_says_it_stalled(clock):
         assert transport.written.startswith(b"HTTP/1.1 408 ") and b"stalled for 10 s" in transport.written
     finally:
         loop.close()
+
+
+def test_lingering_after_an_early_answer_ends_however_much_comes(clock):
+    """A 413 is answered before the body; the rest of the body is read and dropped while it comes, but not for more
+    than lingering_time in all (nginx's lingering_time): a client that keeps sending cannot keep its connection."""
+    client, transport, loop = _client(FrontConfig(lingering_timeout=2, lingering_time=30))
+    try:
+        client.data_received(b"POST /serve-ws-abcdef/x HTTP/1.1\r\nHost: k\r\nContent-Length: %d\r\n\r\n"
+                             % (10 ** 12))
+        assert transport.written.startswith(b"HTTP/1.1 413 ")
+        for _ in range(60):  # a read every second, well within the lingering timeout
+            clock[0] += 1
+            client.expire(clock[0])
+            if transport.closed:
+                break
+            client.data_received(b"x" * 1000)
+        assert transport.closed and clock[0] - 1000.0 <= 31
+    finally:
+        loop.close()
