@@ -152,6 +152,9 @@ class Transport:
                 raise KaosError(f"The backend at {self.url} accepted the connection but did not answer within "
                                 f"{_seconds(waited)} s: is it stopped or overloaded?"
                                 + (f" {advice}" if advice else "")) from None
+            if "Connection aborted" in str(exc):  # connected, then closed unanswered (e.g. past its connection cap)
+                raise KaosError(f"The backend at {self.url} closed the connection without answering: it may have too "
+                                f"many open connections; try again") from None
             raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!"
                                     + (f" Is its backend running? {advice}" if advice else ""), self.url) from None
         except requests.exceptions.Timeout:

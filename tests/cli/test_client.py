@@ -83,6 +83,35 @@ def test_a_backend_that_accepts_and_never_answers_is_not_called_unreachable():
         listener.close()
 
 
+def test_a_backend_that_closes_the_connection_unanswered_is_not_called_unreachable():
+    """The front door drops connections unanswered far past its connection cap: the CLI said "unreachable ... is
+    its backend running?", wrong advice there (found by a newcomer)."""
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/"
+
+    def close_each():
+        for _ in range(4):  # requests may retry once on a closed connection
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.recv(65536)
+            connection.close()
+    threading.Thread(target=close_each, daemon=True).start()
+    try:
+        with pytest.raises(KaosError) as problem:
+            KaosClient(url, "tok", timeout=5).list_workspaces()
+        assert not isinstance(problem.value, ConnectionProblem)
+        assert str(problem.value) == (f"The backend at {url} closed the connection without answering: it may have "
+                                      "too many open connections; try again")
+    finally:
+        listener.close()
+
+
 @pytest.mark.parametrize("url", ["nothttp://host/api/", "http://"])
 def test_invalid_url(url):
     with pytest.raises(ConnectionProblem) as problem:
