@@ -5,9 +5,8 @@ the front's framing (Content-Length as given, else chunked for an HTTP/1.1 clien
 
 A response head is written to the client together with the first bytes of its body: servers (gunicorn among
 them) often send the two in separate writes, and relaying each as it comes costs a write and a wake-up of the
-client more per response. A head whose body does not follow within `head_hold_seconds` (config.py) goes
-out alone (nginx's
-`postpone_output` does the same for small writes).
+client more per response. A head whose body does not follow within `head_hold_seconds` (config.py) goes out
+alone (nginx's `postpone_output` does the same for small writes).
 
 Timers (armed on the client, which owns the connection's one deadline): connect -> 502, the response head ->
 504, then between reads of a workload's response body -> the client's connection is cut (its status is out).
