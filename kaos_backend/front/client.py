@@ -18,6 +18,8 @@ from typing import Callable, Optional
 
 from kaos_backend.front import answers, routing, tunnel
 from kaos_backend.front.endpoints import UNKNOWN
+from kaos_backend.front.express import Express
+from kaos_backend.front.express import eligible as express_eligible
 from kaos_backend.front.heads import HttpError, end_to_end, request_head
 from kaos_backend.front.parsing import Request, RequestReader
 from kaos_backend.front.reading import BODY, CLOSED, HEAD, LINGER, TUNNEL, WAIT, RequestReading
@@ -27,7 +29,7 @@ from kaos_backend.front.upstream import Upstream, tune
 class Client(RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "body_read_at", "linger_until", "__weakref__")
+                 "starting", "start_again", "body_read_at", "linger_until", "express", "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -51,6 +53,7 @@ class Client(RequestReading, asyncio.Protocol):
         self.linger_until = 0.0               # the end of lingering after an early answer (monotonic)
         self.starting = False                 # _start_next is on the stack: a nested call only asks for more
         self.start_again = False
+        self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
 
     # -- timers
     def arm(self, seconds: float, callback: Callable[[], None]) -> None:
@@ -114,6 +117,14 @@ class Client(RequestReading, asyncio.Protocol):
             self._linger()
 
     def data_received(self, data):
+        if (self.state == HEAD and self.active is None and self.reader.request is None and not self.backlog
+                and not self.queue and self.refusal is None and not self.write_paused and self.config.express
+                and express_eligible(data)):
+            lane = self.express
+            if lane is None:
+                lane = self.express = Express(self)
+            if lane.relay(data):
+                return
         if self.state == LINGER:
             self._linger()
             return
@@ -262,6 +273,17 @@ class Client(RequestReading, asyncio.Protocol):
                 self.read_paused = False
                 self.transport.resume_reading()
             self._feed(data)
+
+    def lane_finished(self) -> None:
+        """The express lane's response is out (express.py): `response_finished`, shorter when nothing else waits
+        (no request queued, being read, refused or held)."""
+        if (self.queue or self.backlog or self.refusal is not None or self.reader.request is not None
+                or self.state == CLOSED):
+            self.response_finished()
+            return
+        self.active = self.upstream = None
+        self.state = HEAD
+        self.deadline, self.on_deadline = time.monotonic() + self.config.keepalive_timeout, self.close  # (_idle)
 
     def tunnel(self, upstream_transport: asyncio.Transport, upstream_bytes: bytes) -> None:
         """The upstream answered 101: from now on bytes pass both ways untouched (tunnel.py)."""

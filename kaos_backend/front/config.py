@@ -37,6 +37,8 @@ class FrontConfig:
     # a response head waits this long for its body's first bytes, to go out with them in one write (nginx:
     # postpone_output); a body that comes later follows on its own
     head_hold_seconds: float = 0.005
+    # the express lane (express.py) for the common request to a workload; 0 sends every request the general way
+    express: bool = True
     # sizes (nginx: large_client_header_buffers, client_max_body_size, client_body_buffer_size)
     max_head_bytes: int = 32 * 1024       # a request's headers (and a response's) -> 431
     max_headers: int = 100                # header lines in one head -> 431
@@ -77,6 +79,11 @@ class FrontConfig:
         for field in fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper(), "").strip()
             if not raw:
+                continue
+            if field.type in (bool, "bool"):
+                if raw.lower() not in ("0", "1", "true", "false"):
+                    raise FrontConfigError(f"{ENV_PREFIX}{field.name.upper()} must be 0 or 1, not {raw!r}")
+                values[field.name] = raw.lower() in ("1", "true")
                 continue
             kind = int if field.type in (int, "int") else float
             try:

@@ -92,15 +92,12 @@ class Pool:
         if not queue:
             return None
         now = time.monotonic()
-        while queue:
+        while queue:  # (an emptied queue stays, for the next `give`; `sweep` drops it)
             since, transport = queue.pop()
             self.count -= 1
             if now - since < self.idle_seconds and not transport.is_closing():
-                if not queue:
-                    del self.idle[address]
                 return transport
             transport.abort()
-        del self.idle[address]
         return None
 
     def give(self, address: Hashable, transport: asyncio.Transport) -> None:
@@ -108,10 +105,10 @@ class Pool:
         if self.distrusted and self._distrusted(address):
             transport.close()
             return
-        queue = self.idle.setdefault(address, deque())
+        queue = self.idle.get(address)
+        if queue is None:
+            queue = self.idle[address] = deque()
         if len(queue) >= self.per_address or self.count >= self.total or transport.is_closing():
-            if not queue:
-                del self.idle[address]
             transport.close()
             return
         link = transport.get_protocol()
@@ -147,11 +144,9 @@ class Pool:
                 queue.remove(entry)
                 self.count -= 1
                 break
-        if not queue:
-            del self.idle[address]
 
     def sweep(self) -> None:
-        """Close the connections idle past `idle_seconds` (called by the server's tick)."""
+        """Close the connections idle past `idle_seconds` (called by the server's tick); forget emptied queues."""
         deadline = time.monotonic() - self.idle_seconds
         for address in list(self.idle):
             queue = self.idle[address]

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 from kaos_backend.front.client import Client
 from kaos_backend.front.config import MB, FrontConfig
 from kaos_backend.front.endpoints import Address, Endpoints
+from kaos_backend.front.express_response import HeadHolds
 from kaos_backend.front.pool import Pool
 
 API_MULTIPART_SLACK = 1 * MB   # kaos_backend.app.MULTIPART_SLACK: framing around an upload's data part
@@ -30,6 +31,7 @@ class Front:
         self.api_max_body = max_upload_mb * MB + API_MULTIPART_SLACK
         self.api_limit_message = f"Upload is larger than the limit of {max_upload_mb} MB"
         self.clients = set()
+        self.holds = HeadHolds(loop, self.config.head_hold_seconds)  # the express lane's held response heads
         self.pool = Pool(self.config.upstream_keepalive, self.config.upstream_keepalive_total,
                          self.config.upstream_keepalive_timeout)
         # the API's token (KAOS_TOKEN): an API request with a body and without it is refused before its body is

@@ -1,0 +1,122 @@
+"""The express lane's side of a response (express.py): reading it with llhttp and rebuilding its head as it comes,
+and holding heads whose body is late, all with one timer.
+
+A response stays in the lane only when it is plain: status 200-599 but 204 and 304, a Content-Length of at most
+EXPRESS_RESPONSE_BYTES, one message, no Connection token but keep-alive or close. Anything else stops the parser
+(a callback raises) and the lane hands the exchange to the general path (upstream.Upstream).
+"""
+import time
+from typing import Dict, List, Optional, Tuple
+
+import httptools
+
+from kaos_backend.front import routing
+from kaos_backend.front.heads import FRAMING, HOP_BY_HOP, reason
+
+EXPRESS_RESPONSE_BYTES = 64 * 1024  # a response larger than this streams on the general path (backpressure)
+STOP = RuntimeError("not for the express lane")  # raised in a parser callback: llhttp stops at once
+_KEEP_ALIVE_OR_CLOSE = (b"keep-alive", b"close")
+
+
+class ResponseReading:
+    """One connection's responses as the lane reads them (the protocol of its llhttp parser). `reset()` before
+    each; `whole` once complete; `head()` is the head to send (as upstream.Upstream.response_head rebuilds it: the
+    headers as sent, hop-by-hop and framing ones dropped, and the front's Content-Length)."""
+    __slots__ = ("parser", "max_headers", "skip", "status_text", "headers", "lines", "body", "messages", "whole",
+                 "keep_alive", "status", "length")
+
+    def __init__(self, max_headers: int):
+        self.parser = httptools.HttpResponseParser(self)
+        self.max_headers = max_headers
+        self.status = 0
+        self.keep_alive = False
+        # the response headers not forwarded; the hand-off names are registered at the front's start, so by now
+        self.skip = HOP_BY_HOP | FRAMING | frozenset(routing.API_HANDOFFS)
+        self.reset()
+
+    def reset(self) -> None:
+        self.status_text = b""
+        self.headers = 0
+        self.lines: List[bytes] = [b""]   # the head's lines, the status line put in first at the end
+        self.body: List[bytes] = []
+        self.messages = 0
+        self.whole = False
+        self.length: Optional[int] = None  # Content-Length, once the head is whole and plain
+        # (status and keep_alive are set when the head is whole, before anything reads them)
+
+    def head(self) -> bytes:
+        lines = self.lines
+        status = self.status
+        lines[0] = b"HTTP/1.1 %d %s" % (status, self.status_text or reason(status))
+        lines.append(b"Content-Length: %d" % self.length)
+        lines.append(b"\r\n")
+        return b"\r\n".join(lines)
+
+    # -- llhttp's callbacks
+    def on_message_begin(self):
+        self.messages += 1
+        if self.messages > 1:  # bytes after the response: the general path distrusts such a server
+            raise STOP
+
+    def on_status(self, text):
+        self.status_text += text
+
+    def on_header(self, name, value):
+        self.headers += 1
+        if self.headers > self.max_headers:
+            raise STOP
+        lowered = name.lower()
+        if lowered not in self.skip:
+            self.lines.append(name + b": " + value)
+        elif lowered == b"content-length":
+            self.length = int(value)  # llhttp took it: digits, and only one
+        elif lowered == b"connection" and value.lower() not in _KEEP_ALIVE_OR_CLOSE:
+            raise STOP  # it names other headers to drop: the general path's
+
+    def on_headers_complete(self):
+        parser = self.parser
+        self.status = status = parser.get_status_code()
+        self.keep_alive = parser.should_keep_alive()
+        if (status < 200 or status > 599 or status == 204 or status == 304 or self.length is None
+                or self.length > EXPRESS_RESPONSE_BYTES):
+            raise STOP  # interim, bodiless, chunked, until the close, or large: the general path's
+
+    def on_body(self, data):
+        self.body.append(data)
+
+    def on_message_complete(self):
+        self.whole = True
+
+
+class HeadHolds:
+    """Response heads waiting for their body's first bytes, each at most `seconds` (config.head_hold_seconds), to
+    go out with them in one write: one timer for all the lanes of a front, not one made and cancelled per response.
+    A lane whose hold runs out has `hold_expired()` called."""
+
+    def __init__(self, loop, seconds: float):
+        self.loop = loop
+        self.seconds = seconds
+        self.waiting: Dict[object, float] = {}  # lane -> until (monotonic)
+        self.timer = None
+
+    def hold(self, lane) -> None:
+        self.waiting[lane] = time.monotonic() + self.seconds
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.seconds, self._expire)
+
+    def release(self, lane) -> None:
+        self.waiting.pop(lane, None)
+
+    def _expire(self) -> None:
+        self.timer = None
+        now = time.monotonic()
+        expired: List[Tuple[object, float]] = [(lane, until) for lane, until in self.waiting.items() if until <= now]
+        for lane, _ in expired:
+            del self.waiting[lane]
+        for lane, _ in expired:
+            try:
+                lane.hold_expired()
+            except Exception:  # noqa: BLE001 - one connection's trouble must not keep the others' heads held
+                lane.client.abort()
+        if self.waiting and self.timer is None:
+            self.timer = self.loop.call_later(max(0.0, min(self.waiting.values()) - now), self._expire)
