@@ -27,13 +27,11 @@ from typing import List, Optional
 import httptools
 
 from kaos_backend.front import routing
-from kaos_backend.front.body import Body
 from kaos_backend.front.endpoints import UNKNOWN
-from kaos_backend.front.express_response import EXPRESS_RESPONSE_BYTES, STOP, ResponseReading
+from kaos_backend.front.express_exchange import ExpressExchange
+from kaos_backend.front.express_response import STOP, ResponseReading
 from kaos_backend.front.heads import FRAMING, HOP_BY_HOP, Header
-from kaos_backend.front.parsing import Request
 from kaos_backend.front.reading import WAIT
-from kaos_backend.front.upstream import Upstream
 
 _PREFIXES = tuple(prefix[1:] for prefix in routing.WORKLOAD_PREFIXES)  # b"serve-", b"notebook-"
 _DECLINED = frozenset({b"transfer-encoding", b"expect"})  # framing or an interim answer: the general path's
@@ -45,7 +43,7 @@ def eligible(data) -> bool:
     return space > 0 and data.startswith(b"/", space + 1) and data.startswith(_PREFIXES, space + 2)
 
 
-class Express:
+class Express(ExpressExchange):
     """The express lane of one client connection (client.Client), reused for each of its requests. While a request
     is in flight it is the client's `active` request and its `upstream`, and the target of the pooled connection's
     pool.Link; it offers what the client asks of those (`body`, `upgrade`, `abort`, `pause_reading`...)."""
@@ -206,186 +204,3 @@ class Express:
                 return False
             size += field + 4
         return size <= config.max_head_bytes
-
-    # -- the response (the pooled connection's pool.Link calls these)
-    def data_received(self, data):
-        response = self.response
-        try:
-            response.parser.feed_data(data)
-        except httptools.HttpParserError:
-            stopped = True
-        else:
-            stopped = False
-        if self.head_sent:  # the head is out (the hold ran out): the body follows as it comes
-            if response.body:
-                pieces, response.body = response.body, []
-                self.client.transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-            if response.whole:
-                self._finish(trusted=not stopped)
-            elif stopped:  # not for a body of a known length; as the general path would, cut the client
-                self.abort()
-                self.client.abort()
-            else:
-                self.client.arm(self.read_timeout, self.on_read_timeout)
-            return
-        self.raw.append(data)
-        self.raw_size += len(data)
-        if stopped:  # (handed over outside the except: the general parser's errors must not chain to this one)
-            self._hand_over()
-        elif response.whole:  # (the client is open: its leaving would have aborted this exchange)
-            body = response.body
-            self.client.transport.write(response.head() + (body[0] if len(body) == 1 else b"".join(body)))
-            self._finish(trusted=True)
-        elif self.raw_size > EXPRESS_RESPONSE_BYTES:
-            self._hand_over()
-        elif not self.held:
-            self.held = True
-            self.front.holds.hold(self)
-
-    def hold_expired(self) -> None:
-        """The body did not follow its head within the hold: the head goes out alone, as the general path's would,
-        and the body follows in the lane; a head not whole yet goes to the general path."""
-        self.held = False
-        if self.transport is None:
-            return
-        response = self.response
-        if response.length is None:
-            self._hand_over()._release_head()  # the general path's own hold has run out too
-            return
-        pieces, response.body = response.body, []
-        self.client.transport.write(response.head() + b"".join(pieces) if pieces else response.head())
-        self.head_sent = True
-        self.raw = []
-        self.client.arm(self.read_timeout, self.on_read_timeout)
-
-    def _finish(self, trusted: bool) -> None:
-        """The response is out: the connection back to the pool (or closed, and its server distrusted when it sent
-        bytes after the response, as the general path does), then the client's next request."""
-        transport, link = self.transport, self.link
-        if self.held or self.paused:
-            self._forget(keep_reading=True)
-        else:  # (what _forget does here, inline: the common end of a response)
-            self.response.body = []
-            self.raw = []
-            self.head_sent = False
-        self.transport = self.link = None
-        link.target = None  # (this lane goes on with the client: no late event of this connection may reach it)
-        pool = self.front.pool
-        if not trusted:
-            transport.abort()
-            pool.distrust(self.key)
-        elif self.response.keep_alive and not transport.is_closing():
-            pool.give(self.key, transport)
-        else:
-            transport.close()
-        self.client.lane_finished()
-
-    def _forget(self, keep_reading: bool = False) -> None:
-        """Let go of the connection of the request in flight (its response read to the end when `keep_reading`;
-        else a new reading for the next request: this one's parser is mid-message)."""
-        if self.held:
-            self.held = False
-            self.front.holds.release(self)
-        if self.paused:
-            self.paused = False
-            if keep_reading:
-                self.transport.resume_reading()
-        if keep_reading:
-            self.response.body = []
-        else:
-            self.response = None
-        self.transport = self.link = None
-        self.raw = []
-        self.head_sent = False
-
-    # -- handing over to the general path
-    def _hand_over(self) -> Upstream:
-        """The exchange goes on as an upstream.Upstream that sent this request on this connection and has read
-        every byte read so far. Returns it."""
-        client = self.client
-        request = self._request()
-        upstream = Upstream(client, request, self.key, self.head, self.front.pool)
-        upstream.transport = self.transport
-        upstream.reused = upstream.sent = True
-        link = self.link
-        upstream.reader = link.reader
-        link.reader.reset(upstream)
-        link.target = upstream
-        client.active = request
-        client.upstream = upstream
-        raw = self.raw
-        self._forget()
-        if raw:
-            upstream.data_received(raw[0] if len(raw) == 1 else b"".join(raw))
-        return upstream
-
-    def _request(self) -> Request:
-        """The request in flight as the general path's parsing.Request."""
-        config = self.config
-        request = Request()
-        request.method = self.method
-        request.target = self.target
-        request.headers = self.headers
-        path, question, query = self.target.partition(b"?")
-        name, _, rest = path[1:].partition(b"/")
-        request.route = routing.Route(name.decode("ascii"), b"/" + rest.lstrip(b"/") + question + query,
-                                      config.serve_max_body_bytes, False)
-        payload = self.payload[0]
-        if payload or request.header(b"content-length") is not None:
-            request.body = body = Body(config.serve_max_body_bytes, config.body_memory_bytes, "")
-            body.write(payload)
-            request.length = len(payload)
-        request.complete = True
-        return request
-
-    def _read_timeout(self) -> None:
-        if self.transport is None:
-            return
-        if self.head_sent:  # between body reads: the status is out, only a cut connection tells the client
-            self.abort()
-            self.client.abort()
-            return
-        upstream = self._hand_over()
-        if not upstream.done:
-            (upstream._read_timeout if upstream.response is None else upstream._body_timeout)()
-
-    # -- what the client and the connection ask of an upstream
-    def abort(self) -> None:
-        """The client is gone or refused: the upstream connection is dropped."""
-        if self.transport is not None:
-            self.link.target = None
-            self.transport.abort()
-            self._forget()
-
-    def pause_reading(self) -> None:
-        """The client reads its responses slower than they come."""
-        if self.transport is None:
-            return
-        if self.head_sent:
-            self.paused = True
-            self.transport.pause_reading()
-        else:
-            self._hand_over().pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.transport is not None and self.paused:
-            self.paused = False
-            self.transport.resume_reading()
-
-    def connection_lost(self, exc) -> None:
-        if self.transport is None:
-            return
-        if self.head_sent:  # the body ended early: so must the client's connection (as the general path)
-            self._forget()
-            self.client.abort()
-        else:
-            self._hand_over().connection_lost(exc)
-
-    def eof_received(self):
-        return False
-
-    def pause_writing(self) -> None:
-        pass  # the request went out in one write: nothing more to hold back
-
-    def resume_writing(self) -> None:
-        pass

@@ -15,12 +15,13 @@ import httptools
 import pytest
 
 from kaos_backend.front import express, routing
+from kaos_backend.front.express_response import EXPRESS_RESPONSE_BYTES
 from kaos_backend.front.config import FrontConfig
 from kaos_backend.front.server import Front
 
 NAME = "serve-ws-aaaaaa"
 HANDOFF = b"x-test-handoff"   # a hand-off header name (as the log follows register one): never from an endpoint
-LARGE = b"L" * (express.EXPRESS_RESPONSE_BYTES + 10)
+LARGE = b"L" * (EXPRESS_RESPONSE_BYTES + 10)
 
 
 def response(body: bytes = b'{"ok": true}', extra: bytes = b"", status: bytes = b"200 OK") -> bytes:
