@@ -104,8 +104,9 @@ class Express(ExpressExchange):
         self.complete = False
         try:
             parser.feed_data(data)
-        except httptools.HttpParserError:  # refused, an Upgrade, or stopped by a callback: the general path's
-            self.request_parser = None     # (it parses the read again with its own parser)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            # refused, stopped by a callback, or an Upgrade: the general path's (it parses the read again)
+            self.request_parser = None
             return False
         if not self.complete or self.messages != 1:
             self.request_parser = None     # part of a request, or pipelined ones

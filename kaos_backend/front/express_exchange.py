@@ -21,7 +21,7 @@ class ExpressExchange:
         response = self.response
         try:
             response.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             stopped = True
         else:
             stopped = False
