@@ -171,7 +171,7 @@ class Response:
 class ResponseReader:
     """Bytes of one upstream connection in; `sink.response_head(response)`, `sink.response_body(data)` and
     `sink.response_done()` out. Interim (1xx) responses other than 101 are skipped."""
-    __slots__ = ("sink", "parser", "response", "interim", "head_size", "complete")
+    __slots__ = ("sink", "parser", "response", "interim", "head_size", "complete", "error")
 
     def __init__(self, sink):
         self.sink = sink
@@ -180,6 +180,9 @@ class ResponseReader:
         self.interim = False
         self.head_size = 0
         self.complete = False   # a final response ended: any byte after it is an error (the connection's reuse)
+        # what a callback refused, kept here: llhttp's callback error carries it only as its __context__, which
+        # a `feed` called while another exception is handled would not keep
+        self.error: Optional[UpstreamProtocolError] = None
 
     def reset(self, sink) -> None:
         """The next response on the same (kept-alive) connection goes to `sink`: one parser for a connection's
@@ -195,18 +198,22 @@ class ResponseReader:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             return upgrade.args[0]
-        except httptools.HttpParserCallbackError as error:
-            cause = error.__context__
-            if isinstance(cause, (UpstreamProtocolError, HttpError)):
-                raise UpstreamProtocolError(str(cause)) from None
+        except httptools.HttpParserCallbackError:
+            error, self.error = self.error, None
+            if error is not None:
+                raise error from None
             raise
         except httptools.HttpParserError as error:
             raise UpstreamProtocolError(f"bad response: {error}") from None
         return None
 
+    def _fail(self, message: str):
+        self.error = UpstreamProtocolError(message)
+        raise self.error
+
     def on_message_begin(self):
         if self.complete:
-            raise UpstreamProtocolError("bytes after the response")
+            self._fail("bytes after the response")
         self.response = Response()
         self.head_size = 0
 
@@ -216,14 +223,14 @@ class ResponseReader:
     def on_header(self, name: bytes, value: bytes):
         self.head_size += len(name) + len(value) + 4
         if self.head_size > RESPONSE_MAX_HEAD or len(self.response.headers) >= RESPONSE_MAX_HEADERS:
-            raise UpstreamProtocolError("response head too large")
+            self._fail("response head too large")
         self.response.headers.append((name.lower(), name, value))
 
     def on_headers_complete(self):
         response = self.response
         response.status = self.parser.get_status_code()
         if not 100 <= response.status <= 599:  # RFC 9110 15: three digits, 1xx to 5xx
-            raise UpstreamProtocolError(f"a response status out of range ({response.status})")
+            self._fail(f"a response status out of range ({response.status})")
         self.interim = 100 <= response.status < 200 and response.status != 101
         if self.interim:
             return
@@ -233,7 +240,10 @@ class ResponseReader:
                 response.length = int(value)
             elif name == b"transfer-encoding":
                 response.chunked = True
-        self.sink.response_head(response)
+        try:
+            self.sink.response_head(response)
+        except (UpstreamProtocolError, HttpError) as error:
+            self._fail(str(error))
 
     def on_body(self, data: bytes):
         self.sink.response_body(data)
