@@ -14,6 +14,8 @@ gunicorn is not on a prediction's path, so a whole backend would only add noise 
   load      wrk (`apt-get install wrk`), one thread, 8 connections kept alive, POSTing the template's
             test_payload.jpg to /invocations (direct) or /<endpoint>/invocations (front), every answer checked
             for status 2xx (and one of each checked for {"result": [3]} first).
+  general   the same front with its express lane off (KAOS_FRONT_EXPRESS=0): every request the general way;
+            printed for reading the lane's gain, not part of the verdicts;
   floor     (where the endpoint listens on a unix socket) bench/_relay_floor.py: a relay of bytes with no HTTP at
             all, one upstream connection per client connection, on the same event loop: what the loop and the
             extra hops cost alone. Printed for reading the front's cost against; not part of the verdicts.
@@ -226,7 +228,7 @@ def main() -> int:
     body = PAYLOAD.read_bytes()
     env = template_env()
     model = trained_model(env)
-    endpoint = front = floor = None
+    endpoint = front = general = floor = None
     with tempfile.TemporaryDirectory(prefix="kaos-bench-gateway-") as tmp:
         tmp = Path(tmp)
         try:
@@ -248,8 +250,16 @@ def main() -> int:
                            "--api", str(tmp / "api.sock")], tmp / "front.log", env=front_env,
                           pass_fds=[listener.fileno()])
             listener.close()
+            # the same front with its express lane off: every request the general way (for reading, no verdict)
+            listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+            general_port = listener.getsockname()[1]
+            general = start([sys.executable, "-m", "kaos_backend.front", "--fd", str(listener.fileno()),
+                             "--api", str(tmp / "api.sock")], tmp / "general.log",
+                            env={**front_env, "KAOS_FRONT_EXPRESS": "0"}, pass_fds=[listener.fileno()])
+            listener.close()
             wait_for_answer(port, "/invocations", body)
             wait_for_answer(front_port, f"/{ENDPOINT}/invocations", body)
+            wait_for_answer(general_port, f"/{ENDPOINT}/invocations", body)
             if socket_path.exists():
                 with sqlite3.connect(tmp / "kaos.db") as db:
                     columns = [row[1] for row in db.execute("PRAGMA table_info(endpoints)")]
@@ -263,8 +273,9 @@ def main() -> int:
             script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "image/jpeg"\n'
                               f'local f = io.open("{PAYLOAD}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
             urls = {"direct": f"http://127.0.0.1:{port}/invocations",
-                    "front": f"http://127.0.0.1:{front_port}/{ENDPOINT}/invocations"}
-            relays = {"front": front}
+                    "front": f"http://127.0.0.1:{front_port}/{ENDPOINT}/invocations",
+                    "general": f"http://127.0.0.1:{general_port}/{ENDPOINT}/invocations"}
+            relays = {"front": front, "general": general}
             if via == "unix socket":
                 floor_port = free_port()
                 floor = start([sys.executable, str(REPO / "bench" / "_relay_floor.py"), str(floor_port),
@@ -292,12 +303,13 @@ def main() -> int:
                     if relay:
                         relay_cpu[label].append(spent / result["requests"])
                         extra = f", {label} CPU {spent / result['requests'] * 1e6:.0f} µs/request"
-                    print(f"round {round_number}: {label:6} {result['rate']:7.1f} req/s, median "
+                    print(f"round {round_number}: {label:7} {result['rate']:7.1f} req/s, median "
                           f"{result['median'] * 1000:.2f} ms, p99 {result['p99'] * 1000:.2f} ms "
                           f"({result['requests']} requests; endpoint CPU "
                           f"{endpoint_spent / result['requests'] * 1e6:.0f} µs/request{extra})", flush=True)
         finally:
             stop(floor)
+            stop(general)
             stop(front)
             stop(endpoint)
     ratios = [f["rate"] / d["rate"] for f, d in zip(results["front"], results["direct"])]
@@ -312,6 +324,9 @@ def main() -> int:
           f"{p99['direct'] * 1000:.2f} ms; front median {medians['front'] * 1000:.2f} ms p99 "
           f"{p99['front'] * 1000:.2f} ms -> added median {added_ms:.2f} ms")
     print(f"front CPU per request: {statistics.median(relay_cpu['front']) * 1e6:.0f} µs (median of the rounds)")
+    general_ratio = statistics.median(g["rate"] / d["rate"] for g, d in zip(results["general"], results["direct"]))
+    print(f"general path (the front with KAOS_FRONT_EXPRESS=0; for reading, not a verdict): ratio "
+          f"{general_ratio:.2f}, CPU {statistics.median(relay_cpu['general']) * 1e6:.0f} µs/request")
     if "floor" in results:
         floor_ratio = statistics.median(f["rate"] / d["rate"] for f, d in zip(results["floor"], results["direct"]))
         print(f"floor (bytes relayed, no HTTP; for reading the above, not a verdict): ratio {floor_ratio:.2f}, "
