@@ -174,7 +174,11 @@ class EndpointController(Controller):
     def _exited(self, endpoint: Endpoint, code: int, executor: Executor, why: Optional[str] = None) -> None:
         failures = 1 if endpoint.state == RUNNING else endpoint.failures + 1
         reason = f"the serve process ended: {why or end_reason(executor, code)}"
-        changes = {"failures": failures, "restarts": endpoint.restarts + 1, "executor_state": None, "reason": reason}
+        ended = [f"kaos: the endpoint {why}"] if why else \
+            [f"kaos: the endpoint ended: {end_reason(executor, code)}"] if code == VANISHED else []
+        executor.clear_state()  # the next start is a new workload
+        changes = {"failures": failures, "restarts": endpoint.restarts + 1,
+                   "executor_state": executor.get_state() or None, "reason": reason}
         if failures >= MAX_FAILURES:
             changes["state"] = FAILURE
             note = (f"kaos: the endpoint failed to start {failures} times in a row: giving up (PIPELINE_FAILURE). "
@@ -185,8 +189,6 @@ class EndpointController(Controller):
             note = f"kaos: restarting the endpoint in {delay}s"
         if update(self.services, Endpoint, endpoint.name, changes,
                   only_if=lambda row: row.executor_state == endpoint.executor_state):
-            ended = [f"kaos: the endpoint {why}"] if why else \
-                [f"kaos: the endpoint ended: {end_reason(executor, code)}"] if code == VANISHED else []
             endpoint_log(self.config.data_dir, endpoint.name).append(*ended, note)
 
     def _start_when_built(self, endpoint: Endpoint) -> None:

@@ -12,6 +12,7 @@ instance drives exactly one workload:
     executor.logs(follow=False)               # the job's log records
     state = executor.get_state()              # JSON-able; stored on the job row
     executor = make_executor(config); executor.load_state(state)   # after a backend restart: reattach
+    executor.clear_state()                    # forget the ended workload: idle again, get_state() == {}
     executor.address()                        # (host, port) where a serve or notebook workload listens
     executor.socket_path()                    # a unix socket path it may listen on too, or None
 
@@ -97,6 +98,17 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def load_state(self, state: dict) -> None:
         """Reattach to the workload described by `state` (from `get_state`, possibly another process)."""
+
+    @abc.abstractmethod
+    def clear_state(self) -> None:
+        """Forget the workload (once it ended, or was stopped): the executor is idle again, as a new one, and
+        `get_state()` is `{}`. Nothing is stopped or removed: that is `stop`'s."""
+
+    @classmethod
+    def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:
+        """What of the requested resources this kind of executor, configured by `config`, would record but not
+        enforce, one sentence each (empty when it enforces them all). Asked before any workload exists."""
+        return []
 
     @abc.abstractmethod
     def address(self) -> Tuple[str, int]:

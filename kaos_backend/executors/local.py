@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 from kaos_backend.config import platform_id
 from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
 from kaos_backend.executors.base import VANISHED, Executor, WorkloadSpec
+from kaos_backend.executors.registry import register
 
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the runner, builder and ingestion scripts
@@ -90,6 +91,24 @@ class LocalExecutor(Executor):
         self.max_log_bytes = max_log_bytes
         self._state: Optional[dict] = None
         self._process: Optional[subprocess.Popen] = None  # set while this process is the runner's parent
+
+    @classmethod
+    def from_config(cls, config) -> "LocalExecutor":
+        """An idle local executor of the backend configured by `config` (kaos_backend.config.Config)."""
+        from kaos_backend.wakeup import socket_name
+        return cls(config.data_dir, containment_mode=config.containment, workload_user=config.workload_user,
+                   notify=socket_name(config.data_dir), max_log_bytes=config.max_log_mb * 1024 * 1024)
+
+    @classmethod
+    def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:
+        warnings = []
+        if memory is not None or cpu is not None:
+            problem = containment.limits_problem(config.containment, platform_id(config.data_dir))
+            if problem:
+                warnings.append(f"--memory and --cpu are recorded but not enforced: {problem}")
+        if gpu:
+            warnings.append("--gpu is recorded only: the local executor does not assign GPUs")
+        return warnings
 
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
@@ -269,6 +288,10 @@ class LocalExecutor(Executor):
         self._state = dict(state)
         self._process = None
 
+    def clear_state(self) -> None:
+        self._state = None
+        self._process = None
+
     def address(self) -> Tuple[str, int]:
         return self.host, self._state["port"]
 
@@ -276,3 +299,6 @@ class LocalExecutor(Executor):
         return self._state.get("socket") if self._state else None
 
 
+
+
+register(LocalExecutor.kind, LocalExecutor, LocalExecutor.from_config)

@@ -213,3 +213,13 @@ def test_user_code_does_not_see_the_backend_token(make_executor, tmp_path, monke
     executor.start(_spec(tmp_path, [sys.executable, "-c", "import os; print(os.environ.get('KAOS_TOKEN'))"]))
     _wait_for(lambda: executor.poll() is not None)
     assert "None" in _texts(executor) and "secret" not in "\n".join(_texts(executor))
+
+
+def test_clear_state_leaves_an_idle_executor_that_can_start_again(make_executor, tmp_path):
+    executor = make_executor()
+    executor.start(_spec(tmp_path, [sys.executable, "-c", "print('first')"]))
+    assert _wait_for(lambda: executor.poll() is not None)
+    executor.clear_state()
+    assert executor.get_state() == {}
+    executor.start(_spec(tmp_path, [sys.executable, "-c", "import sys; sys.exit(4)"]))
+    assert _wait_for(lambda: executor.poll()) == 4
