@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 from kaos_model import JobState
+from sqlalchemy.orm.exc import StaleDataError
 
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import VANISHED, Executor
@@ -46,12 +47,15 @@ def update(services, model, key, changes: Dict, only_if: Callable = lambda row: 
     and `only_if(row)` holds. False when it did not apply (the row is gone or changed meanwhile)."""
     if not changes:
         return True
-    with services.db.session_scope() as session:
-        row = session.get(model, key)
-        if row is None or not only_if(row):
-            return False
-        for name, value in changes.items():
-            setattr(row, name, value)
+    try:
+        with services.db.session_scope() as session:
+            row = session.get(model, key)
+            if row is None or not only_if(row):
+                return False
+            for name, value in changes.items():
+                setattr(row, name, value)
+    except StaleDataError:  # PostgreSQL: deleted by a transaction that held it locked while this one read it
+        return False
     return True
 
 

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 from kaos_model import JobState
 from kaos_model.ids import new_hex6, new_job_id
 from sqlalchemy import exists, select
+from sqlalchemy.orm.exc import StaleDataError
 
 from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, Preamble, advance_each,
                                          end_reason, exit_state, finished, now, reading, reattached,
@@ -149,18 +150,22 @@ class TrainController(Controller):
     def _apply(self, job_id: str, partition_changes: Dict[int, Dict], job_changes: Dict) -> bool:
         """Write the partitions' and the job's changes in one short transaction, unless the job is gone or
         finished meanwhile (False then)."""
-        with self.services.db.session_scope() as session:
-            row = session.get(Job, job_id)
-            if row is None or row.finished_at is not None:
-                return False
-            if partition_changes:
-                for partition in session.scalars(select(Partition).where(Partition.id.in_(list(partition_changes)))):
-                    for name, value in partition_changes[partition.id].items():
-                        setattr(partition, name, value)
-            for name, value in job_changes.items():
-                setattr(row, name, value)
-            if "finished_at" in job_changes and row.started_at is None:
-                row.started_at = now()
+        try:
+            with self.services.db.session_scope() as session:
+                row = session.get(Job, job_id)
+                if row is None or row.finished_at is not None:
+                    return False
+                if partition_changes:
+                    for partition in session.scalars(select(Partition).where(
+                            Partition.id.in_(list(partition_changes)))):
+                        for name, value in partition_changes[partition.id].items():
+                            setattr(partition, name, value)
+                for name, value in job_changes.items():
+                    setattr(row, name, value)
+                if "finished_at" in job_changes and row.started_at is None:
+                    row.started_at = now()
+        except StaleDataError:  # PostgreSQL: deleted by a transaction that held it locked while this one read it
+            return False
         return True
 
     def _kill(self, job: Job, partitions: List[Partition], job_log: JobLog) -> None:
