@@ -132,6 +132,7 @@ class Endpoint(Base):
     state: Mapped[str] = mapped_column(String(24))
     desired: Mapped[str] = mapped_column(String(8), default="run")  # run | kill
     image: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
+    host: Mapped[Optional[str]] = mapped_column(String(255), default=None)  # where it listens (start's Address)
     port: Mapped[Optional[int]] = mapped_column(Integer, default=None)
     socket: Mapped[Optional[str]] = mapped_column(String(108), default=None)  # a unix socket it may listen on too
     failures: Mapped[int] = mapped_column(Integer, default=0)       # exits in a row without reaching running

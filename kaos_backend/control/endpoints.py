@@ -5,7 +5,8 @@ files) when killed.
 An endpoint is PIPELINE_RUNNING only once it is ready: its `GET /ping` answers 200, or, for a bundle without
 `/ping` (404), it accepts connections and has stayed up `STABLE_SECONDS` (the probe runs often at first, then
 less and less; the reason says what it waits for). The probe goes to the unix socket the endpoint was offered
-(`KAOS_SOCKET`, stored as `Endpoint.socket`) once that file exists, else to its TCP port. An exit before it ever
+(`KAOS_SOCKET`) once that file exists, else to its TCP host and port: the address its executor's `start`
+returned, stored on its row (`Endpoint.host`, `port`, `socket`). An exit before it ever
 became ready, or not being ready `endpoint_start_timeout` seconds after its start (it is stopped then), is a
 failed start: after `MAX_FAILURES` of them in a row it is PIPELINE_FAILURE with the last exit's reason, and is
 not restarted again (a new `kaos serve deploy` is the way out). An endpoint that was ready and then exits is
@@ -27,7 +28,7 @@ from kaos_backend.control.common import (VANISHED, Controller, Preamble, advance
                                          reading, reattached, update)
 from kaos_backend.control.hints import script_hints
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import Executor, WorkloadSpec
+from kaos_backend.executors.base import Address, Executor, WorkloadSpec
 from kaos_backend.models import Bundle, Endpoint, Job
 from kaos_backend.services.inference import endpoint_dir, endpoint_log
 from kaos_backend.untrusted import copy_tree, is_real_dir, is_regular
@@ -41,12 +42,6 @@ PROBE_TIMEOUT = 0.5
 PROBE_INTERVALS = (0.25, 5.0)  # the readiness probe's first interval, growing by half each time up to the second
 RUNNING = PipelineState.PIPELINE_RUNNING.value
 FAILURE = PipelineState.PIPELINE_FAILURE.value
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -145,9 +140,8 @@ class EndpointController(Controller):
         if not self.probes.due(endpoint.name):
             return
         started = endpoint.executor_state.get("started", 0)
-        unix = executor.socket_path()
-        unix = unix if unix and os.path.exists(unix) else None  # a bundle that ignores KAOS_SOCKET: over TCP
-        waiting = readiness(ping_status(*executor.address(), unix=unix), started)
+        unix = endpoint.socket if endpoint.socket and os.path.exists(endpoint.socket) else None  # else over TCP
+        waiting = readiness(ping_status(endpoint.host, endpoint.port, unix=unix), started)
         same = lambda row: row.executor_state == endpoint.executor_state  # noqa: E731
         if waiting is None:
             self.probes.forget(endpoint.name)
@@ -223,18 +217,17 @@ class EndpointController(Controller):
         if is_regular(serve):
             os.chmod(serve, serve.stat().st_mode | 0o755)
         notes = [f"kaos: left out of the model's files: {'; '.join(left_out[:20])}"] if left_out else []
-        port = free_port()
         resources = endpoint.resources or {}
         spec = WorkloadSpec(job_id=endpoint.name, kind="serve", command=["./serve"], workdir=str(work),
                             log_path=str(endpoint_log(self.config.data_dir, endpoint.name).path), image=image,
-                            port=port, preamble=preamble.lines(), hints=notes + script_hints(serve),
+                            preamble=preamble.lines(), hints=notes + script_hints(serve),
                             env={"KAOS_ENDPOINT": endpoint.name, "KAOS_MODEL_ID": endpoint.model_id or ""},
                             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
         executor = make_executor(self.config)
-        executor.start(spec)
+        address = executor.start(spec) or Address()
         state = PipelineState.PIPELINE_RESTARTING if endpoint.restarts else PipelineState.PIPELINE_STARTING
-        return {"executor_state": {**executor.get_state(), "started": time.time()}, "port": port,
-                "socket": executor.socket_path(), "image": image, "state": state.value}
+        return {"executor_state": {**executor.get_state(), "started": time.time()}, "host": address.host,
+                "port": address.port, "socket": address.socket, "image": image, "state": state.value}
 
     def give_up(self, name: str, reason: str) -> None:
         endpoint = load(self.services, Endpoint, name)

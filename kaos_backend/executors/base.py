@@ -5,16 +5,15 @@ instance drives exactly one workload:
 
     executor = make_executor(config)          # an idle executor of the configured kind
     image = executor.build(spec, bundle_dir)  # for a build workload: start it, return the image it makes
-    executor.start(spec)                      # for train / serve / notebook: returns once started
+    address = executor.start(spec)            # train / serve / notebook: returns once started; an Address for
+                                              # serve / notebook (where it listens), else None
     executor.poll()                           # None while running, else the exit code (like Popen.poll)
     executor.reason()                         # how it ended, in words (None while running)
     executor.stop(now=False)                  # signal, wait with a timeout, kill; gone is not an error
     executor.logs(follow=False)               # the job's log records
-    state = executor.get_state()              # JSON-able; stored on the job row
+    state = executor.get_state()              # JSON-able; stored on the row
     executor = make_executor(config); executor.load_state(state)   # after a backend restart: reattach
     executor.clear_state()                    # forget the ended workload: idle again, get_state() == {}
-    executor.address()                        # (host, port) where a serve or notebook workload listens
-    executor.socket_path()                    # a unix socket path it may listen on too, or None
 
 Rules every executor keeps (and the shared contract test checks):
 - `start`/`build` return quickly; the workload runs on without the backend process, so a backend restart
@@ -32,9 +31,20 @@ Rules every executor keeps (and the shared contract test checks):
 import abc
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional
 
 VANISHED = 255  # the exit code reported for a workload that disappeared without one
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a serve or notebook workload accepts connections, as `start` returns it and its row stores it: a
+    TCP `host` and `port` (the workload listens on the `PORT` it is given), and/or a unix `socket` path on the
+    backend's machine that it was offered (`KAOS_SOCKET`) besides. Whoever connects uses the socket only once the
+    file exists (the workload may ignore the offer), else host and port; nothing assumes a host."""
+    host: Optional[str] = None
+    port: Optional[int] = None
+    socket: Optional[str] = None
 
 
 @dataclass
@@ -47,7 +57,6 @@ class WorkloadSpec:
     log_path: str
     image: Optional[str] = None    # what a build produced: a virtualenv dir (local) or an image (docker)
     env: Dict[str, str] = field(default_factory=dict)
-    port: Optional[int] = None     # serve / notebook: where the workload listens
     preamble: List[str] = field(default_factory=list)  # log records written before the command runs
     requirements: List[str] = field(default_factory=list)  # build: requirements files, in order
     inputs: List[str] = field(default_factory=list)   # paths the workload reads (data, hyperparameters, ...)
@@ -76,8 +85,9 @@ class Executor(abc.ABC):
         build produces (usable in a later `WorkloadSpec.image`). Progress and errors go to the log."""
 
     @abc.abstractmethod
-    def start(self, spec: WorkloadSpec) -> None:
-        """Start the workload; return once it is started (not finished)."""
+    def start(self, spec: WorkloadSpec) -> Optional[Address]:
+        """Start the workload; return once it is started (not finished). A serve or notebook workload: where it
+        will listen (it may not accept connections yet: readiness is the caller's to probe); others: None."""
 
     @abc.abstractmethod
     def poll(self) -> Optional[int]:
@@ -109,16 +119,6 @@ class Executor(abc.ABC):
         """What of the requested resources this kind of executor, configured by `config`, would record but not
         enforce, one sentence each (empty when it enforces them all). Asked before any workload exists."""
         return []
-
-    @abc.abstractmethod
-    def address(self) -> Tuple[str, int]:
-        """(host, port) where a serve or notebook workload accepts connections."""
-
-    def socket_path(self) -> Optional[str]:
-        """A unix socket path (reachable from the backend's machine) where the serve workload was offered to listen
-        besides `address()`, in its `KAOS_SOCKET` variable; None when it was offered none. The workload may ignore
-        it: whoever connects uses the socket only once the file exists, else `address()`."""
-        return None
 
     @abc.abstractmethod
     def image_for(self, spec: WorkloadSpec) -> str:

@@ -17,17 +17,18 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from kaos_backend.config import platform_id
 from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
-from kaos_backend.executors.base import VANISHED, Executor, WorkloadSpec
+from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec
 from kaos_backend.executors.registry import register
 
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the runner, builder and ingestion scripts
 WHAT = {"build": "build", "train": "training", "serve": "endpoint", "ingestion": "ingestion", "notebook": "notebook"}
 STOP_RECORD_WAIT = 5.0
+LISTENING_KINDS = ("serve", "notebook")
 
 # What of the backend's environment a workload gets: nothing else, since it may hold any secret (the token,
 # cloud keys, database passwords). Locale and time zone, where packages come from and how to reach them.
@@ -140,20 +141,23 @@ class LocalExecutor(Executor):
         return image
 
     # -- running --------------------------------------------------------------------------------------------
-    def start(self, spec: WorkloadSpec) -> None:
-        """Start the workload. A serve workload gets `PORT` and `HOST` (loopback) and, where a socket path can be
-        made for it (sockets.py), `KAOS_SOCKET`: a unix socket path it may listen on too (`socket_path()`)."""
+    def start(self, spec: WorkloadSpec) -> Optional[Address]:
+        """Start the workload. A serve or notebook workload gets a free port of the loopback interface in `PORT`
+        and that interface in `HOST` and, a serve workload, where a socket path can be made for it (sockets.py),
+        `KAOS_SOCKET`: a unix socket path it may listen on too. The address is returned."""
         extra = dict(spec.env)
-        socket = None
-        if spec.port is not None:
-            extra["PORT"] = str(spec.port)
+        socket = port = None
+        if spec.kind in LISTENING_KINDS:
+            port = sockets.free_port(self.host)
+            extra["PORT"] = str(port)
             extra.setdefault("HOST", self.host)  # listen on loopback only: the gateway is the way in
         if spec.kind == "serve":
             socket = sockets.prepare(sockets.socket_path(platform_id(self.data_dir), spec.job_id,
                                                          secrets.token_hex(8)))
             if socket is not None:
                 extra[sockets.SOCKET_VARIABLE] = str(socket)
-        self._launch(spec, spec.command, job_environment(extra, spec.image), str(socket) if socket else None)
+        self._launch(spec, spec.command, job_environment(extra, spec.image), str(socket) if socket else None, port)
+        return Address(self.host, port, str(socket) if socket else None) if port is not None else None
 
     def _limits(self, spec: WorkloadSpec) -> containment.Limits:
         from kaos_backend.resources import memory_to_bytes
@@ -179,7 +183,7 @@ class LocalExecutor(Executor):
                 "readable": readable, "tmp": str(tmp), "seal": list(spec.outputs)}
 
     def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str],
-                socket: Optional[str] = None) -> None:
+                socket: Optional[str] = None, port: Optional[int] = None) -> None:
         log_path = Path(spec.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         exit_path = log_path.with_name(f"{spec.job_id}.exit")  # several workloads may share one log
@@ -207,7 +211,7 @@ class LocalExecutor(Executor):
         if state["kind"] == "subreaper":
             state["runner_pid"] = self._process.pid
         self._state = {"pid": self._process.pid, "start_ticks": _start_ticks(self._process.pid),
-                       "log_path": str(log_path), "exit_path": str(exit_path), "port": spec.port, "group": state}
+                       "log_path": str(log_path), "exit_path": str(exit_path), "port": port, "group": state}
         if socket:
             self._state["socket"] = socket
 
@@ -292,11 +296,6 @@ class LocalExecutor(Executor):
         self._state = None
         self._process = None
 
-    def address(self) -> Tuple[str, int]:
-        return self.host, self._state["port"]
-
-    def socket_path(self) -> Optional[str]:
-        return self._state.get("socket") if self._state else None
 
 
 

@@ -184,27 +184,29 @@ def test_follow_streams_until_the_end(make_executor, tmp_path):
     assert texts[-1] == "kaos: the training ended: exit code 0"
 
 
-def test_serve_workload_gets_its_port(make_executor, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_a_serve_workload_listens_where_start_says(make_executor, tmp_path):
     executor = make_executor()
     script = ("import os, http.server\n"
-              "http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler)"
-              ".serve_forever()")
-    executor.start(_spec(tmp_path, [sys.executable, "-c", script], port=port, kind="serve"))
-    host, bound = executor.address()
-    assert bound == port
+              "http.server.HTTPServer((os.environ['HOST'], int(os.environ['PORT'])),"
+              " http.server.SimpleHTTPRequestHandler).serve_forever()")
+    address = executor.start(_spec(tmp_path, [sys.executable, "-c", script], kind="serve"))
+    assert address is not None and address.host and address.port
 
     def connects():
         try:
-            socket.create_connection((host, bound), timeout=0.5).close()
+            socket.create_connection((address.host, address.port), timeout=0.5).close()
             return True
         except OSError:
             return False
 
     _wait_for(connects)
     executor.stop()
+
+
+def test_a_training_listens_nowhere(make_executor, tmp_path):
+    executor = make_executor()
+    assert executor.start(_spec(tmp_path, [sys.executable, "-c", "pass"])) is None
+    _wait_for(lambda: executor.poll() is not None)
 
 
 def test_user_code_does_not_see_the_backend_token(make_executor, tmp_path, monkeypatch):
