@@ -6,8 +6,8 @@
     <data_dir>/envs/<key>/             local images: virtualenvs keyed by requirements
     <data_dir>/envs/<key>.lock         held while it is being built (executors/venv_builder.py)
     <data_dir>/ingested/<digest>/manifest/   a data manifest's downloaded files (`<path>` of every line)
-    <data_dir>/jobs/<job_id>/log       a job's log; work/, hyper/ and out/ beside it
-    <data_dir>/endpoints/<name>/       an endpoint's log and work/ directory
+    <data_dir>/jobs/<job_id>/          a job's work/, hyper/ and out/ (and its log: the local executor's)
+    <data_dir>/endpoints/<name>/       an endpoint's work/ directory (and its log: the local executor's)
     <data_dir>/trash/<batch>/          what a removal took away, until it is deleted (see `DataLayout.trash`)
 """
 import errno
@@ -133,9 +133,6 @@ class DataLayout:
 
     def job_dir(self, job_id: str) -> Path:
         return self.data_dir / "jobs" / job_id
-
-    def log_path(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "log"
 
     def work_dir(self, job_id: str, index: int = 0) -> Path:
         return self.job_dir(job_id) / "work" / str(index)

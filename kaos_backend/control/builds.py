@@ -11,8 +11,7 @@ from kaos_backend.control.common import Preamble, finished, load, now, reading
 from kaos_backend.control.single import SingleWorkloadController
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import WorkloadSpec
-from kaos_backend.logs import JobLog
+from kaos_backend.executors.base import Executor, WorkloadSpec
 from kaos_backend.models import Bundle, Job
 
 # Which requirements files make a kind's image, in install order.
@@ -28,7 +27,7 @@ class BuildController(SingleWorkloadController):
     what = "build"
     log = logging.getLogger("kaos_backend.control.builds")
 
-    def start(self, job: Job, job_log: JobLog) -> Dict:
+    def start(self, job: Job, job_log: Executor) -> Dict:
         bundle = load(self.services, Bundle, job.source_bundle_id) if job.source_bundle_id else None
         if bundle is None:
             return self.fail(job_log, "kaos: the source bundle of this build was deleted")
@@ -44,12 +43,12 @@ class BuildController(SingleWorkloadController):
             shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(root / "model", work)
         spec = WorkloadSpec(job_id=job.id, kind="build", command=[], workdir=str(work),
-                            log_path=str(job_log.path), preamble=preamble.lines(),
+                            log=job_log.log_name, preamble=preamble.lines(),
                             requirements=self._requirements(job.kind, work))
         executor = make_executor(self.config)
         image = executor.image_for(spec)
         if executor.is_image_ready(image):  # a warm build: nothing to run
-            job_log.append(*spec.preamble, f"Using cached image {image}")
+            job_log.append_log(*spec.preamble, f"Using cached image {image}")
             return {"image": image, "started_at": now(), **finished(JobState.JOB_SUCCESS)}
         if self._being_built(image, job.id):
             return {}  # another build makes this image: wait for it, then this one is a warm build

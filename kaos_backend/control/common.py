@@ -16,10 +16,9 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional
 from kaos_model import JobState
 from sqlalchemy.orm.exc import StaleDataError
 
-from kaos_backend.executors import make_executor
+from kaos_backend.executors import log_of, make_executor
 from kaos_backend.executors.base import VANISHED, Executor
 from kaos_backend.executors.outcome import VANISHED_REASON
-from kaos_backend.logs import JobLog
 
 MAX_REASON = 1000
 MAX_TRIES = 3             # a job whose controller raises this many times in a row fails with the error
@@ -183,11 +182,6 @@ def exit_state(code: int) -> JobState:
     return JobState.JOB_SUCCESS if code == 0 else JobState.JOB_FAILURE
 
 
-def append_log(log: Optional[JobLog], *texts: str) -> None:
-    if log is not None:
-        log.append(*texts)
-
-
-__all__ = ["VANISHED", "KILLED_REASON", "Controller", "Preamble", "Retries", "advance_each", "append_log",
-           "end_reason", "exit_state", "finished", "load", "now", "reading", "reattached", "unfinished_job_ids",
+__all__ = ["VANISHED", "KILLED_REASON", "Controller", "Preamble", "Retries", "advance_each",
+           "end_reason", "exit_state", "finished", "load", "log_of", "now", "reading", "reattached", "unfinished_job_ids",
            "update"]

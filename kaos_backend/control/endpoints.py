@@ -24,13 +24,13 @@ from typing import Dict, Optional
 from kaos_model import JobState, PipelineState
 from sqlalchemy import select
 
-from kaos_backend.control.common import (VANISHED, Controller, Preamble, advance_each, end_reason, load, now,
-                                         reading, reattached, update)
+from kaos_backend.control.common import (VANISHED, Controller, Preamble, advance_each, end_reason, load, log_of,
+                                         now, reading, reattached, update)
 from kaos_backend.control.hints import script_hints
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import Address, Executor, WorkloadSpec
+from kaos_backend.executors.base import Address, Executor, WorkloadSpec, endpoint_log_name
 from kaos_backend.models import Bundle, Endpoint, Job
-from kaos_backend.services.inference import endpoint_dir, endpoint_log
+from kaos_backend.services.inference import endpoint_dir
 from kaos_backend.untrusted import copy_tree, is_real_dir, is_regular
 
 log = logging.getLogger("kaos_backend.control.endpoints")
@@ -183,7 +183,7 @@ class EndpointController(Controller):
             note = f"kaos: restarting the endpoint in {delay}s"
         if update(self.services, Endpoint, endpoint.name, changes,
                   only_if=lambda row: row.executor_state == endpoint.executor_state):
-            endpoint_log(self.config.data_dir, endpoint.name).append(*ended, note)
+            log_of(self.config, endpoint_log_name(endpoint.name)).append_log(*ended, note)
 
     def _start_when_built(self, endpoint: Endpoint) -> None:
         build = load(self.services, Job, endpoint.build_job_id) if endpoint.build_job_id else None
@@ -219,7 +219,7 @@ class EndpointController(Controller):
         notes = [f"kaos: left out of the model's files: {'; '.join(left_out[:20])}"] if left_out else []
         resources = endpoint.resources or {}
         spec = WorkloadSpec(job_id=endpoint.name, kind="serve", command=["./serve"], workdir=str(work),
-                            log_path=str(endpoint_log(self.config.data_dir, endpoint.name).path), image=image,
+                            log=endpoint_log_name(endpoint.name), image=image,
                             preamble=preamble.lines(), hints=notes + script_hints(serve),
                             env={"KAOS_ENDPOINT": endpoint.name, "KAOS_MODEL_ID": endpoint.model_id or ""},
                             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
@@ -236,5 +236,5 @@ class EndpointController(Controller):
         executor = reattached(self.config, endpoint.executor_state)
         if executor is not None:
             executor.stop(now=True)
-        endpoint_log(self.config.data_dir, name).append(reason)
+        log_of(self.config, endpoint_log_name(name)).append_log(reason)
         update(self.services, Endpoint, name, {"state": FAILURE, "reason": reason[:1000], "executor_state": None})

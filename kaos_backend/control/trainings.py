@@ -15,13 +15,12 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, Preamble, advance_each,
-                                         end_reason, exit_state, finished, now, reading, reattached,
+                                         end_reason, exit_state, finished, log_of, now, reading, reattached,
                                          unfinished_job_ids)
 from kaos_backend.control.hints import script_hints
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import WorkloadSpec
-from kaos_backend.logs import JobLog
+from kaos_backend.executors.base import Executor, WorkloadSpec, job_log_name
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.train import latest_build, latest_ingestion, output_branch, request_ingestion
 from kaos_backend.untrusted import is_real_dir, is_regular, read_file
@@ -110,7 +109,7 @@ class TrainController(Controller):
                 return
             partitions = list(session.scalars(select(Partition).where(Partition.job_id == job.id)
                                               .order_by(Partition.index)))
-        job_log = JobLog(self.layout.log_path(job.id))
+        job_log = log_of(self.config, job_log_name(job.id))
         if job.desired == "kill":
             self._kill(job, partitions, job_log)
             return
@@ -168,7 +167,7 @@ class TrainController(Controller):
             return False
         return True
 
-    def _kill(self, job: Job, partitions: List[Partition], job_log: JobLog) -> None:
+    def _kill(self, job: Job, partitions: List[Partition], job_log: Executor) -> None:
         changes = {}
         for partition in partitions:
             if partition.state in RUNNING_STATES:
@@ -176,7 +175,7 @@ class TrainController(Controller):
                 if executor is not None:
                     executor.stop()
                 changes[partition.id] = finished(JobState.JOB_KILLED, KILLED_REASON)
-        job_log.append(f"kaos: job {job.id} killed on request")
+        job_log.append_log(f"kaos: job {job.id} killed on request")
         self._apply(job.id, changes, finished(JobState.JOB_KILLED, KILLED_REASON))
 
     def give_up(self, job_id: str, reason: str) -> None:
@@ -190,23 +189,23 @@ class TrainController(Controller):
                 if executor is not None:
                     executor.stop(now=True)
                 changes[partition.id] = finished(JobState.JOB_FAILURE, reason)
-        JobLog(self.layout.log_path(job_id)).append(reason)
+        log_of(self.config, job_log_name(job_id)).append_log(reason)
         self._apply(job_id, changes, finished(JobState.JOB_FAILURE, reason))
 
-    def _poll(self, partition: Partition, job_log: JobLog) -> Dict:
+    def _poll(self, partition: Partition, job_log: Executor) -> Dict:
         executor = reattached(self.config, partition.executor_state)
         code = executor.poll() if executor is not None else VANISHED
         if code is None:
             return {}
         reason = end_reason(executor, code)
         if code == VANISHED:
-            job_log.append(f"kaos: the training ended: {reason}")
+            job_log.append_log(f"kaos: the training ended: {reason}")
             return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
         out = Path(partition.executor_state["output_dir"])
         has_model = is_real_dir(out / "model")
         if code == 0 and not has_model:
             reason = f"kaos: train exited 0 but wrote no model: expected the directory {out / 'model'}"
-            job_log.append(reason)
+            job_log.append_log(reason)
             return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
         return {"exit_code": code, "has_model": has_model, "metrics": read_metrics(out),
                 **finished(exit_state(code), None if code == 0 else reason)}
@@ -217,7 +216,7 @@ class TrainController(Controller):
                     "data": session.get(Bundle, job.data_bundle_id) if job.data_bundle_id else None,
                     "workspace": session.get(Workspace, job.workspace_id)}
 
-    def _start(self, job: Job, partition: Partition, inputs: Dict, job_log: JobLog) -> Dict:
+    def _start(self, job: Job, partition: Partition, inputs: Dict, job_log: Executor) -> Dict:
         """Stage the partition's files and start it (no transaction open); its changes."""
         source, data, workspace = inputs["source"], inputs["data"], inputs["workspace"]
         if source is None or data is None or workspace is None:
@@ -253,7 +252,7 @@ class TrainController(Controller):
         resources = job.resources or {}
         spec = WorkloadSpec(
             job_id=f"{job.id}-{partition.index}", kind="train", command=["./train", str(out)], workdir=str(work),
-            log_path=str(job_log.path), image=job.image, preamble=preamble.lines(),
+            log=job_log.log_name, image=job.image, preamble=preamble.lines(),
             env={"KAOS_TRAIN_DATA": str(data_root), "KAOS_TRAIN_HYPER": str(hyper), "KAOS_TRAIN_OUTPUT": str(out),
                  "KAOS_JOB_ID": job.id, "KAOS_WORKSPACE": workspace.name, "KAOS_MODEL_ID": partition.model_id},
             inputs=[str(data_root), str(hyper)], outputs=[str(out)], hints=script_hints(train),
@@ -264,8 +263,8 @@ class TrainController(Controller):
                 "state": JobState.JOB_RUNNING.value, "started_at": now()}
 
     @staticmethod
-    def _failed_start(job_log: JobLog, reason: str) -> Dict:
-        job_log.append(reason)
+    def _failed_start(job_log: Executor, reason: str) -> Dict:
+        job_log.append_log(reason)
         return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}
 
 

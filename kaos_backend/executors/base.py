@@ -10,10 +10,12 @@ instance drives exactly one workload:
     executor.poll()                           # None while running, else the exit code (like Popen.poll)
     executor.reason()                         # how it ended, in words (None while running)
     executor.stop(now=False)                  # signal, wait with a timeout, kill; gone is not an error
-    executor.logs(follow=False)               # the job's log records
+    executor.logs(follow=False)               # its log's records; the ONLY way anything reads a log
     state = executor.get_state()              # JSON-able; stored on the row
     executor = make_executor(config); executor.load_state(state)   # after a backend restart: reattach
     executor.clear_state()                    # forget the ended workload: idle again, get_state() == {}
+    log = make_executor(config).bind_log(job_log_name(job_id))   # a job's log, with or without a workload:
+    log.logs(follow=True, until=...); log.open_log(); log.append_log("kaos: ...")   # read it, or add to it
 
 Rules every executor keeps (and the shared contract test checks):
 - `start`/`build` return quickly; the workload runs on without the backend process, so a backend restart
@@ -25,15 +27,49 @@ Rules every executor keeps (and the shared contract test checks):
   it left running is stopped then.
 - `reason` says how a finished workload ended: "exit code N", "killed by signal N (NAME)", "out of memory (limit
   X)", "killed on request", or that it vanished.
-- The log is a file of `[YYYY-MM-DD HH:MM:SS] line` records written by the workload's side, not by the
-  backend, so it survives the backend.
+- A workload writes to the log its spec names (`WorkloadSpec.log`: a job's, "jobs/<job id>", or an
+  endpoint's, "endpoints/<name>": a name, never a path; the workloads of one job share its log, and the
+  platform adds its own records with `append_log`). A log is `[YYYY-MM-DD HH:MM:SS] line` records, kept where
+  the executor keeps them, written by the workload's side (not by the backend), so it survives the backend.
+  Readers go through the executor: `logs()` for records, `open_log()` for its bytes without blocking (what the
+  front's event loop polls); no one else opens a log's file.
 """
 import abc
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Protocol
 
 VANISHED = 255  # the exit code reported for a workload that disappeared without one
+LOG_NAME_RE = re.compile(r"^(jobs|endpoints)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def job_log_name(job_id: str) -> str:
+    """The name of a job's log (a build's, an ingestion's, or a training's whose partitions all write to it)."""
+    return f"jobs/{job_id}"
+
+
+def endpoint_log_name(name: str) -> str:
+    """The name of an endpoint's log (every start of it writes to it)."""
+    return f"endpoints/{name}"
+
+
+def check_log_name(log: str) -> str:
+    """`log` when it is a log's name (`job_log_name`, `endpoint_log_name`); ValueError otherwise."""
+    if not isinstance(log, str) or not LOG_NAME_RE.match(log):
+        raise ValueError(f"not a log's name: {log!r}")
+    return log
+
+
+class LogReader(Protocol):
+    """A log's bytes from its start, as `Executor.open_log` gives them."""
+
+    def read(self, size: int) -> bytes:
+        """The next bytes, at most `size`; b"" when there is nothing new yet (or no log yet). Never blocks.
+        OSError when the log cannot be read."""
+
+    def close(self) -> None:
+        """Release what reading held (a file); nothing more is read."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +90,7 @@ class WorkloadSpec:
     kind: str                      # "build" | "train" | "serve" | "notebook"
     command: List[str]             # argv, run in `workdir`
     workdir: str
-    log_path: str
+    log: str                       # the name of the log it writes to: job_log_name / endpoint_log_name
     image: Optional[str] = None    # what a build produced: a virtualenv dir (local) or an image (docker)
     env: Dict[str, str] = field(default_factory=dict)
     preamble: List[str] = field(default_factory=list)  # log records written before the command runs
@@ -78,6 +114,7 @@ class Executor(abc.ABC):
     """One workload on one kind of infrastructure. See the module docstring for the contract."""
 
     kind = "abstract"
+    log_name: Optional[str] = None   # the log this executor reads and appends to (bind_log, start, load_state)
 
     @abc.abstractmethod
     def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
@@ -128,10 +165,27 @@ class Executor(abc.ABC):
         """True when `image` exists already, so a build of it can be skipped (a warm build)."""
         return False
 
-    def logs(self, follow: bool = False) -> Iterator[str]:
-        """The workload's log records; with `follow`, new ones until the workload ends."""
-        from kaos_backend.logs import JobLog
-        log = JobLog(self.get_state()["log_path"])
-        if not follow:
-            return iter(log.lines())
-        return log.follow(lambda: self.poll() is not None)
+    # -- the log ---------------------------------------------------------------------------------------------
+    def bind_log(self, log: str) -> "Executor":
+        """Point this executor at the log named `log` (`job_log_name`, `endpoint_log_name`) to read or add to
+        it, with or without a workload at hand (a job that never started, an endpoint between two starts).
+        Returns self. ValueError when `log` is not a log's name. `start` and `load_state` bind the workload's."""
+        self.log_name = check_log_name(log)
+        return self
+
+    @abc.abstractmethod
+    def open_log(self) -> LogReader:
+        """The bound log's bytes from its start, read without blocking: what `logs` is made of, and what a reader
+        that must not block (the front's event loop) polls itself."""
+
+    @abc.abstractmethod
+    def append_log(self, *texts: str) -> None:
+        """Add records of the platform's own to the bound log (why a job failed before it started, that it was
+        killed), each line of each text one timestamped record."""
+
+    def logs(self, follow: bool = False, until: Optional[Callable[[], bool]] = None) -> Iterator[str]:
+        """The bound log's records (`[YYYY-MM-DD HH:MM:SS] text`, without newlines). With `follow`, new ones as
+        they come until `until()` is true (default: this executor's workload has ended) and the log is drained."""
+        from kaos_backend.logs import records
+        finished = until or (lambda: self.poll() is not None)
+        return records(self.open_log(), follow=follow, finished=finished)

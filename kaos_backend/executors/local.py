@@ -21,8 +21,9 @@ from typing import Dict, List, Optional
 
 from kaos_backend.config import platform_id
 from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
-from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec
+from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
 from kaos_backend.executors.registry import register
+from kaos_backend.logs import JobLog, LogFileReader
 
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the runner, builder and ingestion scripts
@@ -169,7 +170,7 @@ class LocalExecutor(Executor):
         another): what to hide, what it reads and writes, its private home and /tmp (made afresh here)."""
         if not sandbox.is_root() or self.workload_user in ("", "root"):
             return None
-        scratch = Path(spec.log_path).parent / "sandbox" / spec.job_id
+        scratch = self._log_file(spec.log).parent / "sandbox" / spec.job_id
         shutil.rmtree(scratch, ignore_errors=True)
         home, tmp = scratch / "home", scratch / "tmp"
         home.mkdir(parents=True)
@@ -184,7 +185,7 @@ class LocalExecutor(Executor):
 
     def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str],
                 socket: Optional[str] = None, port: Optional[int] = None) -> None:
-        log_path = Path(spec.log_path)
+        log_path = self._log_file(spec.log)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         exit_path = log_path.with_name(f"{spec.job_id}.exit")  # several workloads may share one log
         exit_path.unlink(missing_ok=True)
@@ -210,7 +211,8 @@ class LocalExecutor(Executor):
         state = group.to_state()
         if state["kind"] == "subreaper":
             state["runner_pid"] = self._process.pid
-        self._state = {"pid": self._process.pid, "start_ticks": _start_ticks(self._process.pid),
+        self.log_name = spec.log
+        self._state = {"pid": self._process.pid, "start_ticks": _start_ticks(self._process.pid), "log": spec.log,
                        "log_path": str(log_path), "exit_path": str(exit_path), "port": port, "group": state}
         if socket:
             self._state["socket"] = socket
@@ -291,10 +293,28 @@ class LocalExecutor(Executor):
     def load_state(self, state: dict) -> None:
         self._state = dict(state)
         self._process = None
+        self.log_name = state.get("log")  # None in the states of runners older than log names: log_path then
 
     def clear_state(self) -> None:
         self._state = None
         self._process = None
+        self.log_name = None
+
+    # -- the log: <data_dir>/jobs/<job id>/log, <data_dir>/endpoints/<name>/log ------------------------------
+    def _log_file(self, log: Optional[str] = None) -> Path:
+        """The file of the log named `log` (default: the bound one)."""
+        log = log or self.log_name
+        if log is None and self._state and self._state.get("log_path"):
+            return Path(self._state["log_path"])
+        if log is None:
+            raise ValueError("no log is bound to this executor (bind_log, start or load_state first)")
+        return self.data_dir / check_log_name(log) / "log"
+
+    def open_log(self) -> LogFileReader:
+        return LogFileReader(self._log_file())
+
+    def append_log(self, *texts: str) -> None:
+        JobLog(self._log_file()).append(*texts)
 
 
 

@@ -50,3 +50,10 @@ def make_executor(config) -> Executor:
     """An idle executor of the configured kind (`config.executor`). Raises ExecutorNotAvailable."""
     _load(config.executor)
     return _factories[config.executor](config)
+
+
+def log_of(config, log: str) -> Executor:
+    """An idle executor of the configured kind bound to the log named `log` (base.job_log_name,
+    base.endpoint_log_name): how the platform reads (`logs`, `open_log`) and adds to (`append_log`) a job's or an
+    endpoint's log. Raises ExecutorNotAvailable, and ValueError for a name that is not a log's."""
+    return make_executor(config).bind_log(log)

@@ -14,9 +14,10 @@ from kaos_backend.control.builds import BuildController
 from kaos_backend.control.common import Retries
 from kaos_backend.control.endpoints import EndpointController
 from kaos_backend.control.trainings import TrainController
+from kaos_backend.executors import log_of
+from kaos_backend.executors.base import job_log_name
 from kaos_backend.executors.local import LocalExecutor
 from kaos_backend.layout import DataLayout
-from kaos_backend.logs import JobLog
 from kaos_backend.models import Endpoint, Job, Partition
 from kaos_backend.services import Services
 from kaos_backend.services.uploads import body_from_bytes
@@ -150,7 +151,7 @@ def test_a_training_whose_controller_keeps_raising_fails_with_the_error(sqlite_s
     assert job["reason"] == "kaos: the scheduler could not advance this train job: RuntimeError: boom"
     assert [record.message.count("Traceback") for record in caplog.records] == [1, 1, 1]
     assert "try 3 of 3, giving up" in caplog.records[-1].message
-    log = JobLog(services.layout.log_path(job["job_id"])).lines()
+    log = list(log_of(services.config, job_log_name(job["job_id"])).logs())
     assert [line for line in log if "could not advance" in line] and len(log) == 1
     with services.db.read_scope() as session:
         partitions = session.query(Partition).filter_by(job_id=job["job_id"]).all()

@@ -29,8 +29,7 @@ def _spec(tmp_path, command, kind="train", **extra):
     job_dir = tmp_path / "data" / "jobs" / JOB
     work = job_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    return WorkloadSpec(job_id=JOB, kind=kind, command=command, workdir=str(work), log_path=str(job_dir / "log"),
-                        **extra)
+    return WorkloadSpec(job_id=JOB, kind=kind, command=command, workdir=str(work), log=f"jobs/{JOB}", **extra)
 
 
 def _wait_for(predicate, timeout=20.0):
@@ -225,3 +224,23 @@ def test_clear_state_leaves_an_idle_executor_that_can_start_again(make_executor,
     assert executor.get_state() == {}
     executor.start(_spec(tmp_path, [sys.executable, "-c", "import sys; sys.exit(4)"]))
     assert _wait_for(lambda: executor.poll()) == 4
+
+
+def test_the_log_is_read_and_added_to_through_any_executor_bound_to_it(make_executor, tmp_path):
+    """A job's log is the executor's to keep: an idle executor bound to its name reads the same records, as
+    records or as bytes (what the front polls), and adds the platform's own."""
+    executor = make_executor()
+    executor.start(_spec(tmp_path, [sys.executable, "-c", "print('hello')"], preamble=["processing job x"]))
+    _wait_for(lambda: executor.poll() is not None)
+    log = make_executor().bind_log(f"jobs/{JOB}")
+    assert list(log.logs()) == list(executor.logs()) and "hello" in _texts(log)
+    log.append_log("kaos: a record of the platform's")
+    assert _texts(executor)[-1] == "kaos: a record of the platform's"
+    reader, raw = log.open_log(), b""
+    while chunk := reader.read(7):
+        raw += chunk
+    reader.close()
+    assert raw.decode().splitlines() == list(executor.logs())
+    assert list(log.logs(follow=True, until=lambda: True)) == list(executor.logs())
+    with pytest.raises(ValueError):
+        make_executor().bind_log("../../etc")

@@ -25,7 +25,7 @@ def _spec(data: Path, command, **extra) -> WorkloadSpec:
     job_dir = data / "jobs" / JOB
     work = job_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    return WorkloadSpec(job_id=JOB, kind="train", command=command, workdir=str(work), log_path=str(job_dir / "log"),
+    return WorkloadSpec(job_id=JOB, kind="train", command=command, workdir=str(work), log=f"jobs/{JOB}",
                         preamble=["processing job x", "beginning to run user code"], **extra)
 
 
@@ -158,7 +158,7 @@ def _start_sleeper(data: Path, job: str, script: str, **extra) -> LocalExecutor:
     work.mkdir(parents=True, exist_ok=True)
     executor = LocalExecutor(data)
     executor.start(WorkloadSpec(job_id=job, kind="serve", command=[sys.executable, "-c", script],
-                                workdir=str(work), log_path=str(job_dir / "log"), **extra))
+                                workdir=str(work), log=f"jobs/{job}", **extra))
     return executor
 
 
@@ -238,14 +238,14 @@ setup(name='pkg', version='1', py_modules=[])
 """)
     (model / "requirements.txt").write_text("./pkg\n")
     executor = LocalExecutor(data)
-    spec = WorkloadSpec(job_id=JOB, kind="build", command=[], workdir=str(model), log_path=str(data / "build.log"),
+    spec = WorkloadSpec(job_id=JOB, kind="build", command=[], workdir=str(model), log=f"jobs/{JOB}",
                         requirements=[str(model / "requirements.txt")])
     image = executor.build(spec, model.parent)
     deadline = time.monotonic() + 300
     while executor.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    log = (data / "build.log").read_text()
+    log = "\n".join(executor.logs())
     assert not list(other.rglob("planted")), log
     assert executor.poll() == 0, log
     assert executor.is_image_ready(image)

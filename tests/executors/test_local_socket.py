@@ -40,8 +40,7 @@ def _spec(tmp_path, command, kind="serve", where="x" * 80):
     job_dir = tmp_path / "data" / "endpoints" / where / NAME  # by default, a data directory too deep for sun_path
     work = job_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    return WorkloadSpec(job_id=NAME, kind=kind, command=command, workdir=str(work),
-                        log_path=str(job_dir / f"{NAME}.log"))
+    return WorkloadSpec(job_id=NAME, kind=kind, command=command, workdir=str(work), log=f"endpoints/{where}")
 
 
 def _wait_for(predicate):
