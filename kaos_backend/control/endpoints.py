@@ -24,14 +24,12 @@ from typing import Dict, Optional
 from kaos_model import JobState, PipelineState
 from sqlalchemy import select
 
-from kaos_backend.control.common import (VANISHED, Controller, Preamble, advance_each, end_reason, load, log_of,
-                                         now, reading, reattached, update)
-from kaos_backend.control.hints import script_hints
+from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, end_reason, load,
+                                         log_of, now, processing, reading, reattached, update)
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import Address, Executor, WorkloadSpec, endpoint_log_name
-from kaos_backend.models import Bundle, Endpoint, Job
+from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
+from kaos_backend.models import Bundle, Endpoint, Job, Partition
 from kaos_backend.services.inference import endpoint_dir
-from kaos_backend.untrusted import copy_tree, is_real_dir, is_regular
 
 log = logging.getLogger("kaos_backend.control.endpoints")
 
@@ -201,26 +199,12 @@ class EndpointController(Controller):
             reattached(self.config, changes["executor_state"]).stop(now=True)  # killed or started meanwhile
 
     def _start(self, endpoint: Endpoint, image: str) -> Dict:
-        """Stage the endpoint's files and start `./serve` (no transaction open); the endpoint's changes."""
+        """Start `./serve`, its executor staging its files (no transaction open); the endpoint's changes."""
         bundle = load(self.services, Bundle, endpoint.source_bundle_id)
-        root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
-                                     self.config.max_bundle_bytes) / bundle.root_name
-        work = endpoint_dir(self.config.data_dir, endpoint.name) / "work"
-        preamble = Preamble(endpoint.name)
-        left_out = []
-        with preamble.downloading():
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(root / "model", work)  # the bundle as extracted: no links in it
-            if endpoint.model_dir and is_real_dir(endpoint.model_dir):
-                left_out = copy_tree(endpoint.model_dir, work)  # model.pkl next to serve (§7.2); a training wrote it
-        serve = work / "serve"
-        if is_regular(serve):
-            os.chmod(serve, serve.stat().st_mode | 0o755)
-        notes = [f"kaos: left out of the model's files: {'; '.join(left_out[:20])}"] if left_out else []
         resources = endpoint.resources or {}
-        spec = WorkloadSpec(job_id=endpoint.name, kind="serve", command=["./serve"], workdir=str(work),
-                            log=endpoint_log_name(endpoint.name), image=image,
-                            preamble=preamble.lines(), hints=notes + script_hints(serve),
+        spec = WorkloadSpec(job_id=endpoint.name, kind="serve", log=endpoint_log_name(endpoint.name),
+                            preamble=processing(endpoint.name), source=bundle_artifact(bundle),
+                            model=self._model(endpoint), image=image,
                             env={"KAOS_ENDPOINT": endpoint.name, "KAOS_MODEL_ID": endpoint.model_id or ""},
                             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
         executor = make_executor(self.config)
@@ -228,6 +212,14 @@ class EndpointController(Controller):
         state = PipelineState.PIPELINE_RESTARTING if endpoint.restarts else PipelineState.PIPELINE_STARTING
         return {"executor_state": {**executor.get_state(), "started": time.time()}, "host": address.host,
                 "port": address.port, "socket": address.socket, "image": image, "state": state.value}
+
+    def _model(self, endpoint: Endpoint) -> Optional[Artifact]:
+        """The output of the training that made the endpoint's model, if it has one."""
+        if not endpoint.model_id:
+            return None
+        with reading(self.services) as session:
+            job_id = session.scalar(select(Partition.job_id).where(Partition.model_id == endpoint.model_id))
+        return Artifact.output_of(job_id, endpoint.model_id.rsplit(":", 1)[1]) if job_id else None
 
     def give_up(self, name: str, reason: str) -> None:
         endpoint = load(self.services, Endpoint, name)

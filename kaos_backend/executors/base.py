@@ -3,8 +3,8 @@
 A *workload* is one build, training, endpoint or notebook, described by a `WorkloadSpec`. An executor
 instance drives exactly one workload:
 
-    executor = make_executor(config)          # an idle executor of the configured kind
-    image = executor.build(spec, bundle_dir)  # for a build workload: start it, return the image it makes
+    executor = make_executor(config)          # an idle executor of the kind KAOS_EXECUTOR names (registry.py)
+    image = executor.build(spec)              # for a build workload: start it, return the image it makes
     address = executor.start(spec)            # train / serve / notebook: returns once started; an Address for
                                               # serve / notebook (where it listens), else None
     executor.poll()                           # None while running, else the exit code (like Popen.poll)
@@ -26,7 +26,11 @@ Rules every executor keeps (and the shared contract test checks):
   daemonized) and may be called on a finished one; a workload ends when its main process exits, and whatever
   it left running is stopped then.
 - `reason` says how a finished workload ended: "exit code N", "killed by signal N (NAME)", "out of memory (limit
-  X)", "killed on request", or that it vanished.
+  X)", "killed on request", or that it vanished; the workload's log ends with "kaos: the <training> ended: "
+  and that reason.
+- A spec names artifacts, never paths (`WorkloadSpec`): the executor stages them (`start` raises ArtifactMissing
+  for one the platform does not have, and starts nothing), and delivers a training's output to the platform's
+  store (kaos_backend.layout.DataLayout.output_dir) by the time `poll` reports its end.
 - A workload writes to the log its spec names (`WorkloadSpec.log`: a job's, "jobs/<job id>", or an
   endpoint's, "endpoints/<name>": a name, never a path; the workloads of one job share its log, and the
   platform adds its own records with `append_log`). A log is `[YYYY-MM-DD HH:MM:SS] line` records, kept where
@@ -37,8 +41,7 @@ Rules every executor keeps (and the shared contract test checks):
 import abc
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Protocol
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 VANISHED = 255  # the exit code reported for a workload that disappeared without one
 LOG_NAME_RE = re.compile(r"^(jobs|endpoints)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -83,21 +86,74 @@ class Address:
     socket: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """Something a workload reads or writes, named in the platform's store: never a path. Each executor stages
+    it its own way (a directory of this machine, a read-only mount at /pfs/..., a download by the workload)."""
+    BUNDLE = "bundle"      # an uploaded zip (a source or data bundle): `ref` its sha256, `root` its top directory
+    MANIFEST = "manifest"  # an uploaded data manifest's bytes: `ref` its sha256
+    INGESTED = "ingested"  # the files an ingestion downloaded for a manifest: `ref` the manifest's sha256
+    OUTPUT = "output"      # a training's output directory: `ref` "<job id>/<hex6>"
+
+    kind: str
+    ref: str
+    root: str = ""
+    name: str = ""         # as users see it ("features:9fd9d", "manifest:1a2b3"); where containers mount it
+
+    @classmethod
+    def output_of(cls, job_id: str, hex6: str) -> "Artifact":
+        return cls(cls.OUTPUT, f"{job_id}/{hex6}", name=hex6)
+
+    def output_parts(self) -> Tuple[str, str]:
+        """(job id, hex6) of an OUTPUT artifact."""
+        job_id, _, hex6 = self.ref.partition("/")
+        return job_id, hex6
+
+
+@dataclass
+class Hyperparameters:
+    """One combination of a training's hyperparameters: `values` as JSON in the file `file` (relative:
+    "<hash5>/<k=v_...>.json") of the directory the training reads them from (KAOS_TRAIN_HYPER, /pfs/hyper)."""
+    file: str
+    values: Dict[str, Any]
+
+
+class ArtifactMissing(Exception):
+    """An artifact a spec names is not in the platform's store (deleted, or never ingested): the workload cannot
+    start. `where` says where it was looked for."""
+
+    def __init__(self, artifact: Artifact, where: str):
+        super().__init__(f"{artifact.name or artifact.ref} is not at {where}")
+        self.artifact = artifact
+        self.where = where
+
+
 @dataclass
 class WorkloadSpec:
-    """Everything an executor needs to run one workload. Paths are absolute."""
-    job_id: str
-    kind: str                      # "build" | "train" | "serve" | "notebook"
-    command: List[str]             # argv, run in `workdir`
-    workdir: str
+    """One workload, by name only: what it reads and writes, the image it runs in, its log. Never a path of the
+    backend's machine or its interpreter: each executor stages the artifacts, and knows what each kind runs:
+
+        build      install `requirements` (file names in the source's model/, in order) into an image
+        ingestion  download the files `data` (a MANIFEST) lists into `output` (INGESTED)
+        train      `./train <where output is>` in a copy of the source's model/, with `data`, `hyperparameters`
+                   and `output` where KAOS_TRAIN_DATA, KAOS_TRAIN_HYPER and KAOS_TRAIN_OUTPUT say
+        serve      `./serve` in a copy of the source's model/ with `model`'s model/ files beside it; it listens
+                   on $HOST:$PORT (and may on $KAOS_SOCKET)
+
+    The log starts with `preamble`, then the executor's own records around its staging ("starting to download
+    data", "finished downloading data after <ms>ms", how it runs the workload, "beginning to run user code")."""
+    job_id: str                    # the workload's name: a job id, "<job id>-<index>" (a partition), an endpoint
+    kind: str                      # "build" | "ingestion" | "train" | "serve" | "notebook"
     log: str                       # the name of the log it writes to: job_log_name / endpoint_log_name
-    image: Optional[str] = None    # what a build produced: a virtualenv dir (local) or an image (docker)
-    env: Dict[str, str] = field(default_factory=dict)
-    preamble: List[str] = field(default_factory=list)  # log records written before the command runs
-    requirements: List[str] = field(default_factory=list)  # build: requirements files, in order
-    inputs: List[str] = field(default_factory=list)   # paths the workload reads (data, hyperparameters, ...)
-    outputs: List[str] = field(default_factory=list)  # paths it writes besides `workdir` (its output directory)
-    hints: List[str] = field(default_factory=list)    # log records about its inputs, written before it runs
+    preamble: List[str] = field(default_factory=list)  # the log's first records ("processing job <id>")
+    source: Optional[Artifact] = None   # build, train, serve: a BUNDLE whose model/ is the code
+    data: Optional[Artifact] = None     # train: a BUNDLE or INGESTED; ingestion: a MANIFEST
+    hyperparameters: Optional[Hyperparameters] = None  # train: its combination, if the job has any
+    output: Optional[Artifact] = None   # train: an OUTPUT; ingestion: INGESTED
+    model: Optional[Artifact] = None    # serve: a training's OUTPUT
+    requirements: List[str] = field(default_factory=list)  # build: requirements files of model/, in order
+    image: Optional[str] = None    # what a build produced (local: a virtualenv; docker: an image)
+    env: Dict[str, str] = field(default_factory=dict)  # ids and names for the workload (KAOS_JOB_ID, ...)
     cpu: Optional[float] = None
     memory: Optional[str] = None
     gpu: int = 0
@@ -107,6 +163,12 @@ class WorkloadSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "WorkloadSpec":
+        data = dict(data)
+        for name in ("source", "data", "output", "model"):
+            if data.get(name) is not None:
+                data[name] = Artifact(**data[name])
+        if data.get("hyperparameters") is not None:
+            data["hyperparameters"] = Hyperparameters(**data["hyperparameters"])
         return cls(**data)
 
 
@@ -117,14 +179,17 @@ class Executor(abc.ABC):
     log_name: Optional[str] = None   # the log this executor reads and appends to (bind_log, start, load_state)
 
     @abc.abstractmethod
-    def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
-        """Start building the environment for the bundle in `bundle_dir`; return the image reference the
-        build produces (usable in a later `WorkloadSpec.image`). Progress and errors go to the log."""
+    def build(self, spec: WorkloadSpec) -> str:
+        """Start building the image of `spec.source` (a build spec); return the image reference the build
+        produces (usable in a later `WorkloadSpec.image`). Progress and errors go to the log. Raises
+        ArtifactMissing, and InvalidBundle / PayloadTooLarge (kaos_backend.errors) for a stored bundle that
+        cannot be unpacked."""
 
     @abc.abstractmethod
     def start(self, spec: WorkloadSpec) -> Optional[Address]:
-        """Start the workload; return once it is started (not finished). A serve or notebook workload: where it
-        will listen (it may not accept connections yet: readiness is the caller's to probe); others: None."""
+        """Stage the spec's artifacts and start the workload; return once it is started (not finished). A serve
+        or notebook workload: where it will listen (it may not accept connections yet: readiness is the caller's
+        to probe); others: None. Raises as `build`."""
 
     @abc.abstractmethod
     def poll(self) -> Optional[int]:
@@ -159,7 +224,7 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def image_for(self, spec: WorkloadSpec) -> str:
-        """The image reference a build of `spec` makes (without building anything)."""
+        """The image reference a build of `spec` makes (without building anything). Raises as `build`."""
 
     def is_image_ready(self, image: str) -> bool:
         """True when `image` exists already, so a build of it can be skipped (a warm build)."""

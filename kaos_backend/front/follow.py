@@ -8,10 +8,10 @@ poll tells, for all follows at once, which jobs have reached a terminal state an
 being killed. A follow ends once its job or endpoint has ended and its log is drained (the state is read before
 the log, as `logs.records` does), and at once when its client goes away (the front calls `cancel`).
 
-The bytes sent are the ones the API's own stream (`Executor.logs(follow=True)`) sends: every record with its newline, bytes
-that are not UTF-8 replaced by U+FFFD, and a last record without a newline given one at the end. Records go out
-whole (a record longer than `MAX_PENDING` is sent in parts), as HTTP/1.1 chunks, or as the bare body of an
-HTTP/1.0 response that ends with its connection.
+The bytes sent are the ones the API's own stream (`Executor.logs(follow=True)`) sends: every record with its
+newline, bytes that are not UTF-8 replaced by U+FFFD, and a last record without a newline given one at the end.
+Records go out whole (a record longer than `MAX_PENDING` is sent in parts), as HTTP/1.1 chunks, or as the bare
+body of an HTTP/1.0 response that ends with its connection.
 """
 import codecs
 import time
