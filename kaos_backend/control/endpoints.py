@@ -137,7 +137,7 @@ class EndpointController(Controller):
         start when it is not ready `endpoint_start_timeout` seconds after its start (KAOS_ENDPOINT_START_TIMEOUT)."""
         if not self.probes.due(endpoint.name):
             return
-        started = endpoint.executor_state.get("started", 0)
+        started = _aware(endpoint.started_at).timestamp() if endpoint.started_at else 0.0
         unix = endpoint.socket if endpoint.socket and os.path.exists(endpoint.socket) else None  # else over TCP
         waiting = readiness(ping_status(endpoint.host, endpoint.port, unix=unix), started)
         same = lambda row: row.executor_state == endpoint.executor_state  # noqa: E731
@@ -210,7 +210,7 @@ class EndpointController(Controller):
         executor = make_executor(self.config)
         address = executor.start(spec) or Address()
         state = PipelineState.PIPELINE_RESTARTING if endpoint.restarts else PipelineState.PIPELINE_STARTING
-        return {"executor_state": {**executor.get_state(), "started": time.time()}, "host": address.host,
+        return {"executor_state": executor.get_state(), "started_at": now(), "host": address.host,
                 "port": address.port, "socket": address.socket, "image": image, "state": state.value}
 
     def _model(self, endpoint: Endpoint) -> Optional[Artifact]:

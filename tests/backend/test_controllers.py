@@ -109,7 +109,13 @@ def test_no_write_transaction_is_open_during_file_io_or_process_starts(sqlite_se
         _ticks(builds, lambda: _job(services, serve_build).finished_at is not None)
     _ticks(endpoints, lambda: services.inference.listing("ws", "h")[0]["state"] == "PIPELINE_RUNNING")
     with services.db.session_scope() as session:
-        session.get(Endpoint, name).desired = "kill"
+        endpoint = session.get(Endpoint, name)
+        endpoint.desired = "kill"
+        # the controllers' facts have columns of their own: a row's executor state is the executor's alone
+        assert endpoint.started_at is not None and endpoint.host and endpoint.port
+        states = [endpoint.executor_state] + [row.executor_state for row in session.query(Partition)] + \
+            [row.executor_state for row in session.query(Job) if row.executor_state]
+        assert len(states) >= 3 and not [state for state in states if {"started", "output_dir"} & set(state)]
     _ticks(endpoints, lambda: _endpoint_gone(services, name))
 
     kinds = {what for what, _ in probes}

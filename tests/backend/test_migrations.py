@@ -21,9 +21,11 @@ from kaos_backend.migrations import (BASELINE, SchemaError, alembic_config, curr
 from kaos_backend.models import Base, Endpoint, Job, Partition, Workspace
 from tests.support.backend import BackendProcess, free_port
 
-EVERY_REVISION = ["0001_baseline", "0002_partition_reason", "0003_endpoint_socket", "0004_endpoint_host"]
+EVERY_REVISION = ["0001_baseline", "0002_partition_reason", "0003_endpoint_socket", "0004_endpoint_host",
+                  "0005_endpoint_started_at"]
 WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
-ADDED_BY_MIGRATIONS = [("endpoints", "socket"), ("endpoints", "host")]  # after 0002, whose column is below
+# the columns added after 0002 (whose column is below)
+ADDED_BY_MIGRATIONS = [("endpoints", "socket"), ("endpoints", "host"), ("endpoints", "started_at")]
 
 
 def schema_before_migrations(with_partition_reason: bool) -> MetaData:
@@ -60,9 +62,10 @@ def make_database_before_migrations(url: str, with_partition_reason: bool = Fals
             id=1, job_id="a" * 32, index=0, model_id="aaaaa_bbbbb:abcdef", state="JOB_SUCCESS", has_model=True,
             metrics={"accuracy": 0.9}))
         for name, port in (("serve-old-abcdef", 40123), ("serve-old-fedcba", None)):  # running; backing off
+            state = {"pid": 4242, "started": 1700000000.5} if port else None  # the controller's fact, in there
             connection.execute(metadata.tables["endpoints"].insert().values(
                 name=name, workspace_id=1, user="tester", state="PIPELINE_RUNNING", desired="run", port=port,
-                failures=0, restarts=0, created_at=now))
+                failures=0, restarts=0, created_at=now, executor_state=state))
     database.dispose()
 
 
@@ -103,6 +106,12 @@ def test_a_database_made_before_migrations_is_stamped_and_upgraded(database_url,
         # the local executor's endpoints listened on the loopback interface: their address is now on the row
         assert dict(session.execute(select(Endpoint.name, Endpoint.host)).all()) == {
             "serve-old-abcdef": "127.0.0.1", "serve-old-fedcba": None}
+        # the time of its start left the executor's state for a column of its own
+        running = session.get(Endpoint, "serve-old-abcdef")
+        assert running.executor_state == {"pid": 4242}
+        started = running.started_at
+        assert (started if started.tzinfo else started.replace(tzinfo=timezone.utc)).timestamp() == 1700000000.5
+        assert session.get(Endpoint, "serve-old-fedcba").started_at is None
     assert schema_differences(database, Base.metadata) == []
     database.dispose()
 
