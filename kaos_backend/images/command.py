@@ -3,7 +3,6 @@ stale, print one line saying which, exit 0; `Error - ...` and exit 1 when it can
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from kaos_backend.images import base_image, ca_bundle
 

@@ -1,13 +1,13 @@
 """The base image on a real engine: kaos-labelled, reused, and a Debian whose python3, venv and pip work and
 whose CA bundle holds every CA of the host's (also after update-ca-certificates runs in a build)."""
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from kaos_backend.images import base_image as base, ca_bundle, labels
+from kaos_backend.images import base_image as base
+from kaos_backend.images import ca_bundle, labels
 from tests.support.docker_engine import TEST_LABEL
 
 pytestmark = pytest.mark.docker

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from kaos_backend.images import base_image as base, ca_bundle
+from kaos_backend.images import base_image as base
+from kaos_backend.images import ca_bundle
 
 DEBIAN_BUNDLE = Path(ca_bundle.IMAGE_BUNDLE)
 

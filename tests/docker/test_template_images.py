@@ -6,6 +6,7 @@ import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -30,7 +31,7 @@ def dockerfile(template: str, kind: str) -> Path:
     return model_dir(template, kind).parent / "Dockerfile"
 
 
-def context(tmp: Path, template: str, kind: str, model_pkl: Path = None) -> Path:
+def context(tmp: Path, template: str, kind: str, model_pkl: Optional[Path] = None) -> Path:
     """What kaos builds from: the bundle's model/ with its Dockerfile (1.x: `-f Dockerfile`, context model/);
     a serve context also holds the trained model.pkl next to `serve`."""
     target = tmp / f"{template}-{kind}-context"
@@ -48,7 +49,7 @@ def mount(source: Path, target: str, read_only: bool):
     return Mount(target=target, source=str(source), type="bind", read_only=read_only)
 
 
-def http(method: str, url: str, body: bytes = None, headers=None):
+def http(method: str, url: str, body: Optional[bytes] = None, headers=None):
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -40,8 +40,8 @@ def engine_client():
         client.ping()
     except docker.errors.DockerException as error:
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        return None, f"no Docker engine answers at {where} ({str(error).splitlines()[0][:200]}); " \
-                     "start one with scripts/start-dockerd.sh"
+        return None, (f"no Docker engine answers at {where} ({str(error).splitlines()[0][:200]}); "
+                      "start one with scripts/start-dockerd.sh")
     return client, None
 
 
@@ -58,7 +58,8 @@ def docker_engine():
 def base_image(docker_engine) -> str:
     import docker.errors
 
-    from kaos_backend.images import base_image as base, ca_bundle
+    from kaos_backend.images import base_image as base
+    from kaos_backend.images import ca_bundle
 
     tag = os.environ.get("KAOS_BASE_IMAGE") or base.DEFAULT_TAG
     if tag != base.DEFAULT_TAG:
