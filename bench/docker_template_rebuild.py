@@ -47,14 +47,15 @@ def measure(client, base_tag: str, kind: str, tmp: Path, tags: list) -> bool:
     shutil.copy(REPO / "templates" / "mnist" / f"model-{kind}" / "mnist" / "Dockerfile", context / "Dockerfile")
     if kind == "serve":
         (context / "model.pkl").write_bytes(b"a model, for building only")
-    tag = f"kaos-bench-{kind}:{uuid.uuid4().hex[:8]}"
-    tags.append(tag)
-    cold = build(client, context, tag, base_tag, nocache=True)
+    def new_tag():  # one per build, all removed at the end (a reused tag would leave the last image dangling)
+        tags.append(f"kaos-bench-{kind}:{uuid.uuid4().hex[:8]}")
+        return tags[-1]
+    cold = build(client, context, new_tag(), base_tag, nocache=True)
     rebuilds = []
     for run in range(1, REBUILDS + 1):
         with open(context / CODE_FILE[kind], "a") as code:
             code.write(f"\n# code-only change {run}\n")
-        rebuilds.append(build(client, context, tag, base_tag, nocache=False))
+        rebuilds.append(build(client, context, new_tag(), base_tag, nocache=False))
     rebuild = statistics.median(rebuilds)
     ratio = rebuild / cold
     verdict = "OK" if ratio <= TARGET_RATIO else "MISSED"

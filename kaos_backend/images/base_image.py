@@ -2,7 +2,7 @@
 
 A minimal Debian (debootstrap from a Debian mirror, the only thing it downloads) with python3, venv, pip and
 ca-certificates, trusting the host's CA bundle, imported into the Docker engine as `kaos-base-python:bookworm`
-and labelled as kaos's. Made once: `ensure_base_image` first looks for the tag on the engine and reuses it while
+and labelled `io.kaos.base-image.*` (kaos_backend.images.labels). Made once: `ensure_base_image` first looks for the tag on the engine and reuses it while
 its recipe label matches (same packages, same host CAs); only then does it debootstrap (about a minute).
 
     kaos-backend base-image [--tag T] [--rebuild]      (or: python -m kaos_backend.images.base_image)
@@ -32,7 +32,7 @@ DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates", "python-is-python3")
 # Bump when the way the image is made changes (not its inputs, which the recipe label already covers).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 IMPORT_CHUNK = 1024 * 1024
 IMPORT_TIMEOUT = 600  # seconds the engine may take to answer an import (it unpacks the whole layer first)
 
@@ -59,8 +59,9 @@ class Recipe:
         return hashlib.sha256(described.encode()).hexdigest()
 
     def image_labels(self) -> Dict[str, str]:
-        return {labels.MANAGED: "true", labels.KIND: labels.BASE_IMAGE_KIND, labels.BASE_IMAGE_SUITE: self.suite,
-                labels.BASE_IMAGE_PACKAGES: ",".join(self.packages), labels.BASE_IMAGE_RECIPE: self.digest()}
+        """Only the base image's own labels: images built FROM it inherit them (see kaos_backend.images.labels)."""
+        return {labels.BASE_IMAGE_SUITE: self.suite, labels.BASE_IMAGE_PACKAGES: ",".join(self.packages),
+                labels.BASE_IMAGE_RECIPE: self.digest()}
 
 
 @dataclass
@@ -88,7 +89,11 @@ def ensure_base_image(client, recipe: Recipe, rebuild: bool = False, workdir: Op
             reusable = None if rebuild else reusable_image(client, recipe)  # made by another caller meanwhile
             if reusable:
                 return Outcome(recipe.tag, reusable, built=False)
-            return _build(client, recipe, workdir, log)
+            replaced = _image_id(client, recipe.tag)
+            outcome = _build(client, recipe, workdir, log)
+            if replaced and replaced != outcome.image_id:
+                _remove_if_unused(client, replaced, log)
+            return outcome
     except docker.errors.DockerException as error:
         raise BaseImageError(f"the Docker engine refused: {error}") from None
 
@@ -104,6 +109,26 @@ def reusable_image(client, recipe: Recipe) -> Optional[str]:
     if (image.labels or {}).get(labels.BASE_IMAGE_RECIPE) != recipe.digest():
         return None
     return image.id
+
+
+def _image_id(client, tag: str) -> Optional[str]:
+    import docker.errors
+
+    try:
+        return client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _remove_if_unused(client, image_id: str, log: Callable[[str], None]) -> None:
+    """Remove the base image a new one replaced, unless a container or an image built on it still uses it."""
+    import docker.errors
+
+    try:
+        client.images.remove(image_id)
+        log(f"removed the base image it replaced ({image_id})")
+    except docker.errors.APIError as error:
+        log(f"kept the base image it replaced ({image_id}): {error.explanation or error}")
 
 
 def _build(client, recipe: Recipe, workdir: Optional[str], log: Callable[[str], None]) -> Outcome:

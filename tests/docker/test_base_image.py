@@ -1,5 +1,7 @@
 """The base image on a real engine: kaos-labelled, reused, and a Debian whose python3, venv and pip work and
 whose CA bundle holds every CA of the host's (also after update-ca-certificates runs in a build)."""
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,7 @@ import pytest
 
 from kaos_backend.images import base_image as base
 from kaos_backend.images import ca_bundle, labels
-from tests.support.docker_engine import TEST_LABEL
+from tests.support.docker_engine import TEST_LABEL, build_image, remove_images, unique_tag
 
 pytestmark = pytest.mark.docker
 KAOS_BACKEND = str(Path(sys.executable).with_name("kaos-backend"))
@@ -37,10 +39,21 @@ def test_the_base_image_is_kaos_labelled_and_reused(docker_engine, kaos_recipe):
     before = docker_engine.images.get(kaos_recipe.tag)
     outcome = base.ensure_base_image(docker_engine, kaos_recipe)
     assert (outcome.built, outcome.image_id) == (False, before.id)
-    assert before.labels[labels.MANAGED] == "true"
-    assert before.labels[labels.KIND] == "base-image"
-    assert labels.PLATFORM not in before.labels  # shared by every platform: no platform's destroy removes it
     assert before.labels[labels.BASE_IMAGE_RECIPE] == kaos_recipe.digest()
+    assert before.labels[labels.BASE_IMAGE_SUITE] == "bookworm"
+    assert before.labels[labels.BASE_IMAGE_PACKAGES].split(",") == list(base.PACKAGES)
+
+
+def test_images_built_on_it_do_not_look_like_kaos_s(docker_engine, base_image, tmp_path):
+    """Labels are inherited: the base image's must not make a user's own image look like kaos's (destroy)."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nRUN true\n")
+    tag = unique_tag("built-on-base")
+    try:
+        image, _ = build_image(docker_engine, tmp_path, tag, base_image)
+        assert not {labels.MANAGED, labels.KIND, labels.PLATFORM} & set(image.labels)
+        assert not {labels.MANAGED, labels.KIND, labels.PLATFORM} & set(docker_engine.images.get(base_image).labels)
+    finally:
+        remove_images(docker_engine, [tag])
 
 
 def test_kaos_backend_base_image_reuses_it(kaos_recipe):
@@ -78,3 +91,46 @@ def test_the_hosts_cas_are_trusted_also_after_update_ca_certificates(docker_engi
     environment = run(docker_engine, base_image, "env")
     for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         assert f"{name}={ca_bundle.IMAGE_BUNDLE}" in environment.splitlines()
+
+
+def tiny_tar() -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        archive.addfile(info, io.BytesIO(b"hello"))
+    return buffer.getvalue()
+
+
+def test_kaos_backend_base_image_replaces_a_stale_one_and_then_reuses_it(docker_engine, base_image):
+    """The whole making (debootstrap, the host's CAs, import) under a tag of the test's, where a stale image (no
+    recipe label) stood: it is replaced and removed; a second run reuses the new image."""
+    import docker.errors
+
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+        pytest.skip("making a base image needs root and debootstrap")
+    tag = unique_tag("base-image")
+    repository, _, name = tag.partition(":")
+    docker_engine.api.import_image(src=tiny_tar(), repository=repository, tag=name, changes=[f"LABEL {TEST_LABEL}=1"])
+    stale = docker_engine.images.get(tag).id
+    try:
+        made = subprocess.run([KAOS_BACKEND, "base-image", "--tag", tag], capture_output=True, text=True,
+                              timeout=900, stdin=subprocess.DEVNULL)
+        assert made.returncode == 0, made.stdout + made.stderr
+        lines = made.stdout.splitlines()
+        assert lines[0].startswith("Info - debootstrap bookworm with python3, python3-venv, python3-pip")
+        assert f"Info - removed the base image it replaced ({stale})" in lines
+        assert lines[-1].startswith(f"Info - made the base image {tag} (sha256:")
+        assert "(debootstrap " in lines[-1] and ", import " in lines[-1]
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_engine.images.get(stale)
+        made_id = docker_engine.images.get(tag).id
+        assert run(docker_engine, tag, "python3 -c 'import ssl, venv, ensurepip; print(42)'").strip() == "42"
+        again = subprocess.run([KAOS_BACKEND, "base-image", "--tag", tag], capture_output=True, text=True,
+                               timeout=120, stdin=subprocess.DEVNULL)
+        assert again.stdout == f"Info - the base image {tag} is up to date ({made_id}): reused\n", again.stderr
+    finally:
+        remove_images(docker_engine, [tag])
