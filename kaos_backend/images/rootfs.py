@@ -5,6 +5,7 @@ Needs root (debootstrap and chroot) and Debian's `debootstrap` package; reaches 
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,7 +14,6 @@ from kaos_backend.images import ca_bundle
 # Left out of the image: package caches and lists (apt-get update fills them again), documentation.
 SLIMMED = ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*", "usr/share/doc/*",
            "usr/share/man/*", "usr/share/info/*")
-LOG_TAIL_LINES = 15
 
 
 class RootfsError(RuntimeError):
@@ -32,8 +32,13 @@ def debootstrap(target: Path, suite: str, mirror: str, packages: Sequence[str], 
     with open(log_path, "wb") as log_file:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        raise RootfsError(f"debootstrap of {suite} from {mirror} failed (exit {result.returncode}):\n"
-                          + _tail(log_path) + _tail(target / "debootstrap" / "debootstrap.log"))
+        kept = Path(tempfile.gettempdir()) / "kaos-base-image-debootstrap.log"
+        with open(kept, "wb") as copy:
+            for path in (log_path, target / "debootstrap" / "debootstrap.log"):
+                if path.is_file():
+                    copy.write(path.read_bytes())
+        raise RootfsError(f"debootstrap of {suite} from {mirror} failed (exit {result.returncode}): "
+                          f"{_last_error(kept)} (its log: {kept})")
 
 
 def trust_host_cas(rootfs: Path, host_bundle: Path, log: Callable[[str], None]) -> int:
@@ -71,9 +76,11 @@ def slim(rootfs: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _tail(path: Path) -> str:
+def _last_error(path: Path) -> str:
+    """debootstrap's last `E:` line (its reason), else its last line."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
-        return ""
-    return "\n".join(lines[-LOG_TAIL_LINES:]) + "\n"
+        return "no output"
+    errors = [line for line in lines if line.startswith("E:")]
+    return (errors or lines or ["no output"])[-1]

@@ -10,6 +10,7 @@ import pytest
 
 from kaos_backend.images import base_image as base
 from kaos_backend.images import ca_bundle, labels
+from tests.support.backend import free_port
 from tests.support.docker_engine import TEST_LABEL, build_image, remove_images, unique_tag
 
 pytestmark = pytest.mark.docker
@@ -134,3 +135,17 @@ def test_kaos_backend_base_image_replaces_a_stale_one_and_then_reuses_it(docker_
         assert again.stdout == f"Info - the base image {tag} is up to date ({made_id}): reused\n", again.stderr
     finally:
         remove_images(docker_engine, [tag])
+
+
+def test_a_mirror_that_does_not_answer_is_one_error_line(docker_engine):
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+        pytest.skip("making a base image needs root and debootstrap")
+    mirror = f"http://127.0.0.1:{free_port()}/debian"  # nothing listens there
+    tag = unique_tag("base-image")
+    result = subprocess.run([KAOS_BACKEND, "base-image", "--tag", tag, "--mirror", mirror], capture_output=True,
+                            text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Error - debootstrap of bookworm from {mirror} failed (exit 1): E: Failed getting "
+                                    f"release file {mirror}/dists/bookworm/Release (its log: ")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not docker_engine.images.list(name=tag.partition(":")[0])
