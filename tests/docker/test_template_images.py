@@ -196,3 +196,17 @@ def test_the_train_template_builds_on_a_stock_debian_python(docker_engine, base_
     output = docker_engine.containers.run(train_tag, ["python", "-c", "import pandas, sklearn; print('imported')"],
                                           remove=True, labels={TEST_LABEL: "true"})
     assert output.decode().strip() == "imported"
+
+
+def test_the_notebook_image_has_jupyter_lab(docker_engine, base_image, made, tmp_path):
+    notebook = REPO / "templates" / "notebook" / "base"
+    target = tmp_path / "notebook-context"
+    shutil.copytree(notebook / "model", target)
+    shutil.copy(notebook / "Dockerfile", target / "Dockerfile")
+    tag = unique_tag("notebook")
+    made["images"].append(tag)
+    build_image(docker_engine, target, tag, base_image)
+    output = docker_engine.containers.run(tag, ["sh", "-c", "jupyter lab --version && ls -A /opt/program/.jupyter"],
+                                          remove=True, labels={TEST_LABEL: "true"})
+    pinned = (notebook / "model" / "requirements.txt").read_text().split("jupyterlab==")[1].split()[0]
+    assert output.decode().split() == [pinned, "jupyter_notebook_config.py"]
