@@ -88,6 +88,7 @@ def median_request(api: BackendApi, path: str) -> float:
 
 def breakdown(data_dir: Path, profile: bool) -> None:
     """Time the pieces of the listing in this process, against the same database; profile it on request."""
+    from kaos_backend.config import Config
     from kaos_backend.db import Database
     from kaos_backend.layout import DataLayout
     from kaos_backend.models import Job
@@ -96,7 +97,8 @@ def breakdown(data_dir: Path, profile: bool) -> None:
 
     db = Database(f"sqlite:///{data_dir / 'kaos.db'}", create_tables=False)
     try:
-        service = JobService(db, DataLayout(data_dir))
+        config = Config.from_env({}, data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'kaos.db'}")
+        service = JobService(db, DataLayout(data_dir), config)
         with db.session_scope() as session:
             workspace_id = _workspace_id(session)
         jobs_query = (select(Job.id, Job.state, Job.created_at, Job.started_at, Job.finished_at)

@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 
 from kaos_backend import __version__
 from kaos_backend.config import Config, ConfigError
+from kaos_backend.images import command as base_image_command
 
 DEPENDENCIES = ("flask", "sqlalchemy", "gunicorn", "alembic")
 MISSING_DEPENDENCIES = "Error - the kaos backend needs its dependencies: pip install 'kaos[backend]'"
@@ -36,7 +37,11 @@ def main(argv=None) -> None:
     stop = commands.add_parser("stop-workloads", help="stop every build, training and endpoint of a data directory "
                                                        "(they outlive the backend by design)")
     stop.add_argument("--data-dir", required=True, help="the backend's data directory")
+    base_image_command.add_arguments(commands.add_parser(
+        "base-image", help="make the Docker base image of builds when it is missing or stale (debootstrap)"))
     args = parser.parse_args(argv)
+    if args.command == "base-image":
+        sys.exit(base_image_command.run(args))
     if args.command == "stop-workloads":
         sys.exit(stop_workloads_command(args))
     if args.command != "serve":

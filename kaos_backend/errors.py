@@ -133,3 +133,16 @@ class NotebookExists(KaosApiError):
 # 413
 class PayloadTooLarge(KaosApiError):
     code, status = "PAYLOAD_TOO_LARGE", 413
+
+
+# 503
+class PlatformUnhealthy(KaosApiError):
+    """A part of the backend does not do its share (`part`: "scheduler", ...): the request cannot complete."""
+    code, status = "PLATFORM_UNHEALTHY", 503
+
+    def __init__(self, message: str, part: str = ""):
+        super().__init__(message)
+        self.part = part
+
+    def to_dict(self) -> Dict[str, str]:
+        return {**super().to_dict(), **({"part": self.part} if self.part else {})}

@@ -6,8 +6,9 @@
     <data_dir>/envs/<key>/             local images: virtualenvs keyed by requirements
     <data_dir>/envs/<key>.lock         held while it is being built (executors/venv_builder.py)
     <data_dir>/ingested/<digest>/manifest/   a data manifest's downloaded files (`<path>` of every line)
-    <data_dir>/jobs/<job_id>/log       a job's log; work/, hyper/ and out/ beside it
-    <data_dir>/endpoints/<name>/       an endpoint's log and work/ directory
+    <data_dir>/jobs/<job_id>/out/<hex6>/  a training's output (models, metrics), delivered by its executor
+    <data_dir>/jobs/<job_id>/          the local executor's log, work/ and hyper/ directories of the job
+    <data_dir>/endpoints/<name>/       the local executor's log and work/ directory of an endpoint
     <data_dir>/trash/<batch>/          what a removal took away, until it is deleted (see `DataLayout.trash`)
 """
 import errno
@@ -133,15 +134,6 @@ class DataLayout:
 
     def job_dir(self, job_id: str) -> Path:
         return self.data_dir / "jobs" / job_id
-
-    def log_path(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "log"
-
-    def work_dir(self, job_id: str, index: int = 0) -> Path:
-        return self.job_dir(job_id) / "work" / str(index)
-
-    def hyper_dir(self, job_id: str, index: int) -> Path:
-        return self.job_dir(job_id) / "hyper" / str(index)
 
     def output_dir(self, job_id: str, hex6: str) -> Path:
         return self.job_dir(job_id) / "out" / hex6

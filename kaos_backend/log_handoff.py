@@ -8,8 +8,11 @@ it streams the log from its event loop (kaos_backend.front.follow) with the rest
 
 The header's value is one line of ASCII JSON:
 
-    {"log": "/data/logs/<job id>.log", "job": "<job id>"}     # until the job's state is terminal
-    {"log": "/data/endpoints/<name>/log", "endpoint": "<name>"}  # until the endpoint is gone or being killed
+    {"log": "jobs/<job id>", "job": "<job id>"}             # until the job's state is terminal
+    {"log": "endpoints/<name>", "endpoint": "<name>"}       # until the endpoint is gone or being killed
+
+`log` is the log's name (executors/base.py), never a path: the front reads the log through the configured
+executor (`open_log`), as everything else does.
 
 Standard library only: the API and the front both import it.
 """
@@ -24,7 +27,7 @@ APP_FLAG = "kaos_follow_handoff"                # in a Flask app's `extensions`:
 
 @dataclass(frozen=True)
 class Handoff:
-    """What to follow: the log file's path, and the job (or endpoint) whose end ends the follow."""
+    """What to follow: the log's name, and the job (or endpoint) whose end ends the follow."""
     log: str
     job: Optional[str] = None
     endpoint: Optional[str] = None
@@ -35,7 +38,7 @@ class Handoff:
 
 
 def encode(handoff: Handoff) -> str:
-    """The header value (ASCII, no CR/LF: any path survives as JSON escapes)."""
+    """The header value (ASCII, no CR/LF: any name survives as JSON escapes)."""
     fields = {"log": handoff.log}
     fields.update({"job": handoff.job} if handoff.job is not None else {"endpoint": handoff.endpoint})
     return json.dumps(fields, ensure_ascii=True, separators=(",", ":"))

@@ -94,7 +94,7 @@ class Job(Base):
     parallelism: Mapped[int] = mapped_column(Integer, default=1)
     resources: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
     reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
-    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)  # the executor's, opaque
 
 
 class Partition(Base):
@@ -115,7 +115,7 @@ class Partition(Base):
     reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)  # how it ended, in words
     has_model: Mapped[bool] = mapped_column(default=False)
     metrics: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
-    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)  # the executor's, opaque
 
 
 class Endpoint(Base):
@@ -132,12 +132,14 @@ class Endpoint(Base):
     state: Mapped[str] = mapped_column(String(24))
     desired: Mapped[str] = mapped_column(String(8), default="run")  # run | kill
     image: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
+    host: Mapped[Optional[str]] = mapped_column(String(255), default=None)  # where it listens (start's Address)
     port: Mapped[Optional[int]] = mapped_column(Integer, default=None)
     socket: Mapped[Optional[str]] = mapped_column(String(108), default=None)  # a unix socket it may listen on too
     failures: Mapped[int] = mapped_column(Integer, default=0)       # exits in a row without reaching running
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     retry_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    started_at: Mapped[Optional[datetime]] = mapped_column(default=None)  # its current start (readiness counts)
     resources: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
     reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
-    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)  # the executor's, opaque
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

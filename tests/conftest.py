@@ -9,6 +9,9 @@ from tests.support.backend import BackendProcess
 
 IN_CI = bool(os.environ.get("CI"))
 
+# The Docker engine and base image fixtures, shared by every test that needs a Docker engine.
+pytest_plugins = ["tests.support.docker_engine"]
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

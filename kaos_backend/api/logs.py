@@ -17,8 +17,7 @@ def log_response(workspace: str, job_id: str, kinds=None):
     jobs = services().jobs
     if flag_arg("follow"):
         if _hands_off():
-            log = jobs.log_to_follow(workspace, job_id, kinds)
-            return _handoff(log_handoff.Handoff(str(log.path), job=job_id))
+            return _handoff(log_handoff.Handoff(jobs.log_to_follow(workspace, job_id, kinds), job=job_id))
         return _stream(jobs.follow_log(workspace, job_id, kinds))
     return respond(jobs.log_text(workspace, job_id, kinds))
 
@@ -27,8 +26,7 @@ def endpoint_log_response(workspace, endpoint: str):
     inference = services().inference
     if flag_arg("follow"):
         if _hands_off():
-            log = inference.log_to_follow(workspace, endpoint)
-            return _handoff(log_handoff.Handoff(str(log.path), endpoint=endpoint))
+            return _handoff(log_handoff.Handoff(inference.log_to_follow(workspace, endpoint), endpoint=endpoint))
         return _stream(inference.follow_log(workspace, endpoint))
     return respond(inference.log_text(workspace, endpoint))
 

@@ -1,18 +1,15 @@
 """Builds: turn a source bundle into an image (local: a virtualenv) and report the build job's state."""
 import logging
-import shutil
-from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 from kaos_model import JobState
 from sqlalchemy import exists, select
 
-from kaos_backend.control.common import Preamble, finished, load, now, reading
+from kaos_backend.control.common import Preamble, bundle_artifact, finished, load, now, processing, reading
 from kaos_backend.control.single import SingleWorkloadController
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import WorkloadSpec
-from kaos_backend.logs import JobLog
+from kaos_backend.executors.base import ArtifactMissing, Executor, WorkloadSpec
 from kaos_backend.models import Bundle, Job
 
 # Which requirements files make a kind's image, in install order.
@@ -28,32 +25,27 @@ class BuildController(SingleWorkloadController):
     what = "build"
     log = logging.getLogger("kaos_backend.control.builds")
 
-    def start(self, job: Job, job_log: JobLog) -> Dict:
+    def start(self, job: Job, job_log: Executor) -> Dict:
         bundle = load(self.services, Bundle, job.source_bundle_id) if job.source_bundle_id else None
         if bundle is None:
             return self.fail(job_log, "kaos: the source bundle of this build was deleted")
-        preamble = Preamble(job.id)
+        spec = WorkloadSpec(job_id=job.id, kind="build", log=job_log.log_name, preamble=processing(job.id),
+                            source=bundle_artifact(bundle), requirements=list(REQUIREMENTS[job.kind]))
+        executor = make_executor(self.config)
+        preamble = Preamble.for_job(job.id)
         try:
             with preamble.downloading():
-                root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
-                                             self.config.max_bundle_bytes) / bundle.root_name
+                image = executor.image_for(spec)
         except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks existed
             return self.fail(job_log, f"kaos: {refused.message}")
-        with preamble.downloading():
-            work = self.layout.work_dir(job.id)  # a copy: building a local package writes into its directory
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(root / "model", work)
-        spec = WorkloadSpec(job_id=job.id, kind="build", command=[], workdir=str(work),
-                            log_path=str(job_log.path), preamble=preamble.lines(),
-                            requirements=self._requirements(job.kind, work))
-        executor = make_executor(self.config)
-        image = executor.image_for(spec)
+        except ArtifactMissing as missing:
+            return self.fail(job_log, f"kaos: the source bundle of this build is missing: {missing}")
         if executor.is_image_ready(image):  # a warm build: nothing to run
-            job_log.append(*spec.preamble, f"Using cached image {image}")
+            job_log.append_log(*preamble.lines(), f"Using cached image {image}")
             return {"image": image, "started_at": now(), **finished(JobState.JOB_SUCCESS)}
         if self._being_built(image, job.id):
             return {}  # another build makes this image: wait for it, then this one is a warm build
-        image = executor.build(spec, root)
+        image = executor.build(spec)
         return {"image": image, "executor_state": executor.get_state(), "state": JobState.JOB_RUNNING.value,
                 "started_at": now()}
 
@@ -62,7 +54,3 @@ class BuildController(SingleWorkloadController):
             return bool(session.scalar(select(exists().where(
                 Job.kind.in_(self.kinds), Job.state == JobState.JOB_RUNNING.value, Job.image == image,
                 Job.id != job_id))))
-
-    @staticmethod
-    def _requirements(kind: str, model_dir: Path) -> List[str]:
-        return [str(model_dir / name) for name in REQUIREMENTS[kind]]

@@ -1,24 +1,24 @@
 """Pieces the controllers share: reading and writing rows in short transactions, retries of a job that cannot
-advance, the log preamble, finishing a job, reattaching an executor.
+advance, the artifacts a spec names, finishing a job, reattaching an executor.
 
 The rule every controller keeps: no file I/O and no process start inside a write transaction. A controller
-reads what it needs (`load`), does its work (extract bundles, copy trees, start, poll or stop workloads) with no
+reads what it needs (`load`), does its work (start, poll or stop workloads, which stage their files) with no
 transaction open, then writes what changed (`update`) in one short transaction that re-reads the row, so a
 change the API made meanwhile (a kill request, a deleted workspace) is never overwritten.
 """
 import logging
 import time
 import traceback
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from kaos_model import JobState
+from sqlalchemy.orm.exc import StaleDataError
 
-from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import VANISHED, Executor
+from kaos_backend.executors import log_of, make_executor
+from kaos_backend.executors.base import VANISHED, Artifact, Executor
+from kaos_backend.executors.preamble import Preamble, processing
 from kaos_backend.executors.outcome import VANISHED_REASON
-from kaos_backend.logs import JobLog
 
 MAX_REASON = 1000
 MAX_TRIES = 3             # a job whose controller raises this many times in a row fails with the error
@@ -46,12 +46,15 @@ def update(services, model, key, changes: Dict, only_if: Callable = lambda row: 
     and `only_if(row)` holds. False when it did not apply (the row is gone or changed meanwhile)."""
     if not changes:
         return True
-    with services.db.session_scope() as session:
-        row = session.get(model, key)
-        if row is None or not only_if(row):
-            return False
-        for name, value in changes.items():
-            setattr(row, name, value)
+    try:
+        with services.db.session_scope() as session:
+            row = session.get(model, key)
+            if row is None or not only_if(row):
+                return False
+            for name, value in changes.items():
+                setattr(row, name, value)
+    except StaleDataError:  # PostgreSQL: deleted by a transaction that held it locked while this one read it
+        return False
     return True
 
 
@@ -63,22 +66,18 @@ def finished(state: JobState, reason: Optional[str] = None) -> Dict:
     return changes
 
 
-class Preamble:
-    """The records a job's log starts with, as the original's workers wrote them (seed debugging page)."""
+def bundle_artifact(bundle) -> Artifact:
+    """A stored upload (models.Bundle) as a spec names it: a zip bundle, or a data manifest's bytes."""
+    if bundle.kind == "manifest":
+        return Artifact(Artifact.MANIFEST, bundle.blob_digest, name=bundle.glob_name)
+    return Artifact(Artifact.BUNDLE, bundle.blob_digest, bundle.root_name, bundle.glob_name)
 
-    def __init__(self, job_id: str):
-        self.job_id = job_id
-        self._elapsed_ms = 0.0
 
-    @contextmanager
-    def downloading(self) -> Iterator[None]:
-        started = time.monotonic()
-        yield
-        self._elapsed_ms = (time.monotonic() - started) * 1000
-
-    def lines(self) -> List[str]:
-        return [f"processing job {self.job_id}", "starting to download data",
-                f"finished downloading data after {self._elapsed_ms:.6f}ms", "beginning to run user code"]
+def data_artifact(bundle) -> Artifact:
+    """What a training reads of its data bundle: the bundle itself, or the files ingested for a manifest."""
+    if bundle.kind == "manifest":
+        return Artifact(Artifact.INGESTED, bundle.blob_digest, name=bundle.glob_name)
+    return bundle_artifact(bundle)
 
 
 class Retries:
@@ -179,11 +178,6 @@ def exit_state(code: int) -> JobState:
     return JobState.JOB_SUCCESS if code == 0 else JobState.JOB_FAILURE
 
 
-def append_log(log: Optional[JobLog], *texts: str) -> None:
-    if log is not None:
-        log.append(*texts)
-
-
-__all__ = ["VANISHED", "KILLED_REASON", "Controller", "Preamble", "Retries", "advance_each", "append_log",
-           "end_reason", "exit_state", "finished", "load", "now", "reading", "reattached", "unfinished_job_ids",
-           "update"]
+__all__ = ["VANISHED", "KILLED_REASON", "Controller", "Preamble", "Retries", "advance_each", "bundle_artifact",
+           "data_artifact", "end_reason", "exit_state", "finished", "load", "log_of", "now", "processing", "reading",
+           "reattached", "unfinished_job_ids", "update"]

@@ -5,7 +5,8 @@ files) when killed.
 An endpoint is PIPELINE_RUNNING only once it is ready: its `GET /ping` answers 200, or, for a bundle without
 `/ping` (404), it accepts connections and has stayed up `STABLE_SECONDS` (the probe runs often at first, then
 less and less; the reason says what it waits for). The probe goes to the unix socket the endpoint was offered
-(`KAOS_SOCKET`, stored as `Endpoint.socket`) once that file exists, else to its TCP port. An exit before it ever
+(`KAOS_SOCKET`) once that file exists, else to its TCP host and port: the address its executor's `start`
+returned, stored on its row (`Endpoint.host`, `port`, `socket`). An exit before it ever
 became ready, or not being ready `endpoint_start_timeout` seconds after its start (it is stopped then), is a
 failed start: after `MAX_FAILURES` of them in a row it is PIPELINE_FAILURE with the last exit's reason, and is
 not restarted again (a new `kaos serve deploy` is the way out). An endpoint that was ready and then exits is
@@ -23,14 +24,12 @@ from typing import Dict, Optional
 from kaos_model import JobState, PipelineState
 from sqlalchemy import select
 
-from kaos_backend.control.common import (VANISHED, Controller, Preamble, advance_each, end_reason, load, now,
-                                         reading, reattached, update)
-from kaos_backend.control.hints import script_hints
+from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, end_reason, load,
+                                         log_of, now, processing, reading, reattached, update)
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import Executor, WorkloadSpec
-from kaos_backend.models import Bundle, Endpoint, Job
-from kaos_backend.services.inference import endpoint_dir, endpoint_log
-from kaos_backend.untrusted import copy_tree, is_real_dir, is_regular
+from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
+from kaos_backend.models import Bundle, Endpoint, Job, Partition
+from kaos_backend.services.inference import endpoint_dir
 
 log = logging.getLogger("kaos_backend.control.endpoints")
 
@@ -41,12 +40,6 @@ PROBE_TIMEOUT = 0.5
 PROBE_INTERVALS = (0.25, 5.0)  # the readiness probe's first interval, growing by half each time up to the second
 RUNNING = PipelineState.PIPELINE_RUNNING.value
 FAILURE = PipelineState.PIPELINE_FAILURE.value
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -144,10 +137,9 @@ class EndpointController(Controller):
         start when it is not ready `endpoint_start_timeout` seconds after its start (KAOS_ENDPOINT_START_TIMEOUT)."""
         if not self.probes.due(endpoint.name):
             return
-        started = endpoint.executor_state.get("started", 0)
-        unix = executor.socket_path()
-        unix = unix if unix and os.path.exists(unix) else None  # a bundle that ignores KAOS_SOCKET: over TCP
-        waiting = readiness(ping_status(*executor.address(), unix=unix), started)
+        started = _aware(endpoint.started_at).timestamp() if endpoint.started_at else 0.0
+        unix = endpoint.socket if endpoint.socket and os.path.exists(endpoint.socket) else None  # else over TCP
+        waiting = readiness(ping_status(endpoint.host, endpoint.port, unix=unix), started)
         same = lambda row: row.executor_state == endpoint.executor_state  # noqa: E731
         if waiting is None:
             self.probes.forget(endpoint.name)
@@ -174,7 +166,11 @@ class EndpointController(Controller):
     def _exited(self, endpoint: Endpoint, code: int, executor: Executor, why: Optional[str] = None) -> None:
         failures = 1 if endpoint.state == RUNNING else endpoint.failures + 1
         reason = f"the serve process ended: {why or end_reason(executor, code)}"
-        changes = {"failures": failures, "restarts": endpoint.restarts + 1, "executor_state": None, "reason": reason}
+        ended = [f"kaos: the endpoint {why}"] if why else \
+            [f"kaos: the endpoint ended: {end_reason(executor, code)}"] if code == VANISHED else []
+        executor.clear_state()  # the next start is a new workload
+        changes = {"failures": failures, "restarts": endpoint.restarts + 1,
+                   "executor_state": executor.get_state() or None, "reason": reason}
         if failures >= MAX_FAILURES:
             changes["state"] = FAILURE
             note = (f"kaos: the endpoint failed to start {failures} times in a row: giving up (PIPELINE_FAILURE). "
@@ -185,9 +181,7 @@ class EndpointController(Controller):
             note = f"kaos: restarting the endpoint in {delay}s"
         if update(self.services, Endpoint, endpoint.name, changes,
                   only_if=lambda row: row.executor_state == endpoint.executor_state):
-            ended = [f"kaos: the endpoint {why}"] if why else \
-                [f"kaos: the endpoint ended: {end_reason(executor, code)}"] if code == VANISHED else []
-            endpoint_log(self.config.data_dir, endpoint.name).append(*ended, note)
+            log_of(self.config, endpoint_log_name(endpoint.name)).append_log(*ended, note)
 
     def _start_when_built(self, endpoint: Endpoint) -> None:
         build = load(self.services, Job, endpoint.build_job_id) if endpoint.build_job_id else None
@@ -205,34 +199,27 @@ class EndpointController(Controller):
             reattached(self.config, changes["executor_state"]).stop(now=True)  # killed or started meanwhile
 
     def _start(self, endpoint: Endpoint, image: str) -> Dict:
-        """Stage the endpoint's files and start `./serve` (no transaction open); the endpoint's changes."""
+        """Start `./serve`, its executor staging its files (no transaction open); the endpoint's changes."""
         bundle = load(self.services, Bundle, endpoint.source_bundle_id)
-        root = self.layout.extracted(self.services.store.path(bundle.blob_digest), bundle.blob_digest,
-                                     self.config.max_bundle_bytes) / bundle.root_name
-        work = endpoint_dir(self.config.data_dir, endpoint.name) / "work"
-        preamble = Preamble(endpoint.name)
-        left_out = []
-        with preamble.downloading():
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(root / "model", work)  # the bundle as extracted: no links in it
-            if endpoint.model_dir and is_real_dir(endpoint.model_dir):
-                left_out = copy_tree(endpoint.model_dir, work)  # model.pkl next to serve (§7.2); a training wrote it
-        serve = work / "serve"
-        if is_regular(serve):
-            os.chmod(serve, serve.stat().st_mode | 0o755)
-        notes = [f"kaos: left out of the model's files: {'; '.join(left_out[:20])}"] if left_out else []
-        port = free_port()
         resources = endpoint.resources or {}
-        spec = WorkloadSpec(job_id=endpoint.name, kind="serve", command=["./serve"], workdir=str(work),
-                            log_path=str(endpoint_log(self.config.data_dir, endpoint.name).path), image=image,
-                            port=port, preamble=preamble.lines(), hints=notes + script_hints(serve),
+        spec = WorkloadSpec(job_id=endpoint.name, kind="serve", log=endpoint_log_name(endpoint.name),
+                            preamble=processing(endpoint.name), source=bundle_artifact(bundle),
+                            model=self._model(endpoint), image=image,
                             env={"KAOS_ENDPOINT": endpoint.name, "KAOS_MODEL_ID": endpoint.model_id or ""},
                             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
         executor = make_executor(self.config)
-        executor.start(spec)
+        address = executor.start(spec) or Address()
         state = PipelineState.PIPELINE_RESTARTING if endpoint.restarts else PipelineState.PIPELINE_STARTING
-        return {"executor_state": {**executor.get_state(), "started": time.time()}, "port": port,
-                "socket": executor.socket_path(), "image": image, "state": state.value}
+        return {"executor_state": executor.get_state(), "started_at": now(), "host": address.host,
+                "port": address.port, "socket": address.socket, "image": image, "state": state.value}
+
+    def _model(self, endpoint: Endpoint) -> Optional[Artifact]:
+        """The output of the training that made the endpoint's model, if it has one."""
+        if not endpoint.model_id:
+            return None
+        with reading(self.services) as session:
+            job_id = session.scalar(select(Partition.job_id).where(Partition.model_id == endpoint.model_id))
+        return Artifact.output_of(job_id, endpoint.model_id.rsplit(":", 1)[1]) if job_id else None
 
     def give_up(self, name: str, reason: str) -> None:
         endpoint = load(self.services, Endpoint, name)
@@ -241,5 +228,5 @@ class EndpointController(Controller):
         executor = reattached(self.config, endpoint.executor_state)
         if executor is not None:
             executor.stop(now=True)
-        endpoint_log(self.config.data_dir, name).append(reason)
+        log_of(self.config, endpoint_log_name(name)).append_log(reason)
         update(self.services, Endpoint, name, {"state": FAILURE, "reason": reason[:1000], "executor_state": None})

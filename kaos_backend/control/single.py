@@ -6,9 +6,9 @@ from typing import Dict, Optional
 from kaos_model import JobState
 
 from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, advance_each, end_reason,
-                                         exit_state, finished, load, now, reattached, unfinished_job_ids, update)
-from kaos_backend.executors.base import Executor
-from kaos_backend.logs import JobLog
+                                         exit_state, finished, load, log_of, now, reattached, unfinished_job_ids,
+                                         update)
+from kaos_backend.executors.base import Executor, job_log_name
 from kaos_backend.models import Job
 
 
@@ -29,7 +29,7 @@ class SingleWorkloadController(Controller):
         job = load(self.services, Job, job_id)
         if job is None or job.finished_at is not None:
             return
-        job_log = JobLog(self.layout.log_path(job.id))
+        job_log = log_of(self.config, job_log_name(job.id))
         executor = reattached(self.config, job.executor_state)
         if job.desired == "kill":
             self._kill(job, executor, job_log)
@@ -42,14 +42,14 @@ class SingleWorkloadController(Controller):
             code = executor.poll() if executor is not None else VANISHED
             if code is not None:
                 if code == VANISHED:
-                    job_log.append(f"kaos: the {self.what} ended: {end_reason(executor, code)}")
+                    job_log.append_log(f"kaos: the {self.what} ended: {end_reason(executor, code)}")
                 update(self.services, Job, job.id, self.finish(job, code, executor, job_log), only_if=_unfinished)
 
-    def _kill(self, job: Job, executor: Optional[Executor], job_log: JobLog) -> None:
+    def _kill(self, job: Job, executor: Optional[Executor], job_log: Executor) -> None:
         if executor is not None:
             executor.stop()
         else:
-            job_log.append(f"kaos: the {self.what} ended: {KILLED_REASON}")
+            job_log.append_log(f"kaos: the {self.what} ended: {KILLED_REASON}")
         changes = finished(JobState.JOB_KILLED, KILLED_REASON)
         if job.started_at is None:
             changes["started_at"] = now()
@@ -62,22 +62,22 @@ class SingleWorkloadController(Controller):
         executor = reattached(self.config, job.executor_state)
         if executor is not None:
             executor.stop(now=True)
-        JobLog(self.layout.log_path(job_id)).append(reason)
+        log_of(self.config, job_log_name(job_id)).append_log(reason)
         changes = finished(JobState.JOB_FAILURE, reason)
         if job.started_at is None:
             changes["started_at"] = now()
         update(self.services, Job, job_id, changes, only_if=_unfinished)
 
     # -- what each kind does ----------------------------------------------------------------------------------
-    def start(self, job: Job, job_log: JobLog) -> Dict:
+    def start(self, job: Job, job_log: Executor) -> Dict:
         """Start the workload (I/O, no transaction open); the job's changes (state, executor_state, ...)."""
         raise NotImplementedError
 
-    def finish(self, job: Job, code: int, executor: Optional[Executor], job_log: JobLog) -> Dict:
+    def finish(self, job: Job, code: int, executor: Optional[Executor], job_log: Executor) -> Dict:
         """The job's changes once its workload ended with `code`."""
         return finished(exit_state(code), None if code == 0 else end_reason(executor, code))
 
-    def fail(self, job_log: JobLog, reason: str) -> Dict:
+    def fail(self, job_log: Executor, reason: str) -> Dict:
         """The changes (and the log record) of a job that fails before its workload could start."""
-        job_log.append(reason)
+        job_log.append_log(reason)
         return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}

@@ -5,25 +5,24 @@ import json
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from kaos_model import JobState
 from kaos_model.ids import new_hex6, new_job_id
 from sqlalchemy import exists, select
+from sqlalchemy.orm.exc import StaleDataError
 
-from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, Preamble, advance_each,
-                                         end_reason, exit_state, finished, now, reading, reattached,
-                                         unfinished_job_ids)
-from kaos_backend.control.hints import script_hints
+from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, advance_each, bundle_artifact,
+                                         data_artifact, end_reason, exit_state, finished, log_of, now, processing,
+                                         reading, reattached, unfinished_job_ids)
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import WorkloadSpec
-from kaos_backend.logs import JobLog
+from kaos_backend.executors.base import (Artifact, ArtifactMissing, Executor, Hyperparameters, WorkloadSpec,
+                                         job_log_name)
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.train import latest_build, latest_ingestion, output_branch, request_ingestion
-from kaos_backend.untrusted import is_real_dir, is_regular, read_file
+from kaos_backend.untrusted import is_real_dir, read_file
 
 log = logging.getLogger("kaos_backend.control.trainings")
 
@@ -109,7 +108,7 @@ class TrainController(Controller):
                 return
             partitions = list(session.scalars(select(Partition).where(Partition.job_id == job.id)
                                               .order_by(Partition.index)))
-        job_log = JobLog(self.layout.log_path(job.id))
+        job_log = log_of(self.config, job_log_name(job.id))
         if job.desired == "kill":
             self._kill(job, partitions, job_log)
             return
@@ -149,21 +148,25 @@ class TrainController(Controller):
     def _apply(self, job_id: str, partition_changes: Dict[int, Dict], job_changes: Dict) -> bool:
         """Write the partitions' and the job's changes in one short transaction, unless the job is gone or
         finished meanwhile (False then)."""
-        with self.services.db.session_scope() as session:
-            row = session.get(Job, job_id)
-            if row is None or row.finished_at is not None:
-                return False
-            if partition_changes:
-                for partition in session.scalars(select(Partition).where(Partition.id.in_(list(partition_changes)))):
-                    for name, value in partition_changes[partition.id].items():
-                        setattr(partition, name, value)
-            for name, value in job_changes.items():
-                setattr(row, name, value)
-            if "finished_at" in job_changes and row.started_at is None:
-                row.started_at = now()
+        try:
+            with self.services.db.session_scope() as session:
+                row = session.get(Job, job_id)
+                if row is None or row.finished_at is not None:
+                    return False
+                if partition_changes:
+                    for partition in session.scalars(select(Partition).where(
+                            Partition.id.in_(list(partition_changes)))):
+                        for name, value in partition_changes[partition.id].items():
+                            setattr(partition, name, value)
+                for name, value in job_changes.items():
+                    setattr(row, name, value)
+                if "finished_at" in job_changes and row.started_at is None:
+                    row.started_at = now()
+        except StaleDataError:  # PostgreSQL: deleted by a transaction that held it locked while this one read it
+            return False
         return True
 
-    def _kill(self, job: Job, partitions: List[Partition], job_log: JobLog) -> None:
+    def _kill(self, job: Job, partitions: List[Partition], job_log: Executor) -> None:
         changes = {}
         for partition in partitions:
             if partition.state in RUNNING_STATES:
@@ -171,7 +174,7 @@ class TrainController(Controller):
                 if executor is not None:
                     executor.stop()
                 changes[partition.id] = finished(JobState.JOB_KILLED, KILLED_REASON)
-        job_log.append(f"kaos: job {job.id} killed on request")
+        job_log.append_log(f"kaos: job {job.id} killed on request")
         self._apply(job.id, changes, finished(JobState.JOB_KILLED, KILLED_REASON))
 
     def give_up(self, job_id: str, reason: str) -> None:
@@ -185,23 +188,23 @@ class TrainController(Controller):
                 if executor is not None:
                     executor.stop(now=True)
                 changes[partition.id] = finished(JobState.JOB_FAILURE, reason)
-        JobLog(self.layout.log_path(job_id)).append(reason)
+        log_of(self.config, job_log_name(job_id)).append_log(reason)
         self._apply(job_id, changes, finished(JobState.JOB_FAILURE, reason))
 
-    def _poll(self, partition: Partition, job_log: JobLog) -> Dict:
+    def _poll(self, partition: Partition, job_log: Executor) -> Dict:
         executor = reattached(self.config, partition.executor_state)
         code = executor.poll() if executor is not None else VANISHED
         if code is None:
             return {}
         reason = end_reason(executor, code)
         if code == VANISHED:
-            job_log.append(f"kaos: the training ended: {reason}")
+            job_log.append_log(f"kaos: the training ended: {reason}")
             return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
-        out = Path(partition.executor_state["output_dir"])
+        out = self.layout.output_dir(partition.job_id, model_hex6(partition))  # where the executor delivered it
         has_model = is_real_dir(out / "model")
         if code == 0 and not has_model:
             reason = f"kaos: train exited 0 but wrote no model: expected the directory {out / 'model'}"
-            job_log.append(reason)
+            job_log.append_log(reason)
             return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
         return {"exit_code": code, "has_model": has_model, "metrics": read_metrics(out),
                 **finished(exit_state(code), None if code == 0 else reason)}
@@ -212,56 +215,39 @@ class TrainController(Controller):
                     "data": session.get(Bundle, job.data_bundle_id) if job.data_bundle_id else None,
                     "workspace": session.get(Workspace, job.workspace_id)}
 
-    def _start(self, job: Job, partition: Partition, inputs: Dict, job_log: JobLog) -> Dict:
-        """Stage the partition's files and start it (no transaction open); its changes."""
+    def _start(self, job: Job, partition: Partition, inputs: Dict, job_log: Executor) -> Dict:
+        """Start the partition, its executor staging its files (no transaction open); its changes."""
         source, data, workspace = inputs["source"], inputs["data"], inputs["workspace"]
         if source is None or data is None or workspace is None:
             return self._failed_start(job_log, "kaos: an input bundle of this job was deleted")
-        if data.kind == "manifest" and not self.layout.ingested_dir(data.blob_digest).is_dir():
-            return self._failed_start(job_log, f"kaos: the ingested files of {data.glob_name} are missing "
-                                      f"({self.layout.ingested_dir(data.blob_digest)}); upload the manifest again")
-        preamble = Preamble(job.id)
-        with preamble.downloading():
-            store, limit = self.services.store, self.config.max_bundle_bytes
-            if data.kind == "manifest":
-                data_root = self.layout.ingested_dir(data.blob_digest)
-            else:
-                data_root = (self.layout.extracted(store.path(data.blob_digest), data.blob_digest, limit)
-                             / data.root_name)
-            source_root = self.layout.extracted(store.path(source.blob_digest), source.blob_digest, limit)
-            work = self.layout.work_dir(job.id, partition.index)
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(source_root / source.root_name / "model", work)
-            hyper = self.layout.hyper_dir(job.id, partition.index)
-            shutil.rmtree(hyper, ignore_errors=True)
-            hyper.mkdir(parents=True)
-            if partition.hyper_file:
-                target = hyper / partition.hyper_file
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(json.dumps(partition.hyperparams))
-        train = work / "train"
-        if is_regular(train):
-            os.chmod(train, train.stat().st_mode | 0o755)  # zips made on some systems lose the exec bit
-        out = self.layout.output_dir(job.id, partition.model_id.rsplit(":", 1)[1])
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
         resources = job.resources or {}
+        hyperparameters = Hyperparameters(partition.hyper_file, partition.hyperparams) if partition.hyper_file \
+            else None
         spec = WorkloadSpec(
-            job_id=f"{job.id}-{partition.index}", kind="train", command=["./train", str(out)], workdir=str(work),
-            log_path=str(job_log.path), image=job.image, preamble=preamble.lines(),
-            env={"KAOS_TRAIN_DATA": str(data_root), "KAOS_TRAIN_HYPER": str(hyper), "KAOS_TRAIN_OUTPUT": str(out),
-                 "KAOS_JOB_ID": job.id, "KAOS_WORKSPACE": workspace.name, "KAOS_MODEL_ID": partition.model_id},
-            inputs=[str(data_root), str(hyper)], outputs=[str(out)], hints=script_hints(train),
+            job_id=f"{job.id}-{partition.index}", kind="train", log=job_log.log_name, preamble=processing(job.id),
+            source=bundle_artifact(source), data=data_artifact(data), hyperparameters=hyperparameters,
+            output=Artifact.output_of(job.id, model_hex6(partition)), image=job.image,
+            env={"KAOS_JOB_ID": job.id, "KAOS_WORKSPACE": workspace.name, "KAOS_MODEL_ID": partition.model_id},
             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
         executor = make_executor(self.config)
-        executor.start(spec)
-        return {"executor_state": {**executor.get_state(), "output_dir": str(out)},
-                "state": JobState.JOB_RUNNING.value, "started_at": now()}
+        try:
+            executor.start(spec)
+        except ArtifactMissing as missing:
+            if missing.artifact.kind != Artifact.INGESTED:
+                return self._failed_start(job_log, f"kaos: an input bundle of this job is missing: {missing}")
+            return self._failed_start(job_log, f"kaos: the ingested files of {data.glob_name} are missing "
+                                      f"({missing.where}); upload the manifest again")
+        return {"executor_state": executor.get_state(), "state": JobState.JOB_RUNNING.value, "started_at": now()}
 
     @staticmethod
-    def _failed_start(job_log: JobLog, reason: str) -> Dict:
-        job_log.append(reason)
+    def _failed_start(job_log: Executor, reason: str) -> Dict:
+        job_log.append_log(reason)
         return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}
+
+
+def model_hex6(partition: Partition) -> str:
+    """The `<hex6>` of a partition's model id `<branch>:<hex6>`: its output's name."""
+    return partition.model_id.rsplit(":", 1)[1]
 
 
 def job_reason(reasons: Dict[int, Optional[str]], total: int) -> Optional[str]:

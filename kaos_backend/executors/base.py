@@ -3,17 +3,19 @@
 A *workload* is one build, training, endpoint or notebook, described by a `WorkloadSpec`. An executor
 instance drives exactly one workload:
 
-    executor = make_executor(config)          # an idle executor of the configured kind
-    image = executor.build(spec, bundle_dir)  # for a build workload: start it, return the image it makes
-    executor.start(spec)                      # for train / serve / notebook: returns once started
+    executor = make_executor(config)          # an idle executor of the kind KAOS_EXECUTOR names (registry.py)
+    image = executor.build(spec)              # for a build workload: start it, return the image it makes
+    address = executor.start(spec)            # train / serve / notebook: returns once started; an Address for
+                                              # serve / notebook (where it listens), else None
     executor.poll()                           # None while running, else the exit code (like Popen.poll)
     executor.reason()                         # how it ended, in words (None while running)
     executor.stop(now=False)                  # signal, wait with a timeout, kill; gone is not an error
-    executor.logs(follow=False)               # the job's log records
-    state = executor.get_state()              # JSON-able; stored on the job row
+    executor.logs(follow=False)               # its log's records; the ONLY way anything reads a log
+    state = executor.get_state()              # JSON-able; stored on the row
     executor = make_executor(config); executor.load_state(state)   # after a backend restart: reattach
-    executor.address()                        # (host, port) where a serve or notebook workload listens
-    executor.socket_path()                    # a unix socket path it may listen on too, or None
+    executor.clear_state()                    # forget the ended workload: idle again, get_state() == {}
+    log = make_executor(config).bind_log(job_log_name(job_id))   # a job's log, with or without a workload:
+    log.logs(follow=True, until=...); log.open_log(); log.append_log("kaos: ...")   # read it, or add to it
 
 Rules every executor keeps (and the shared contract test checks):
 - `start`/`build` return quickly; the workload runs on without the backend process, so a backend restart
@@ -24,34 +26,134 @@ Rules every executor keeps (and the shared contract test checks):
   daemonized) and may be called on a finished one; a workload ends when its main process exits, and whatever
   it left running is stopped then.
 - `reason` says how a finished workload ended: "exit code N", "killed by signal N (NAME)", "out of memory (limit
-  X)", "killed on request", or that it vanished.
-- The log is a file of `[YYYY-MM-DD HH:MM:SS] line` records written by the workload's side, not by the
-  backend, so it survives the backend.
+  X)", "killed on request", or that it vanished; the workload's log ends with "kaos: the <training> ended: "
+  and that reason.
+- A spec names artifacts, never paths (`WorkloadSpec`): the executor stages them (`start` raises ArtifactMissing
+  for one the platform does not have, and starts nothing), and delivers a training's output to the platform's
+  store (kaos_backend.layout.DataLayout.output_dir) by the time `poll` reports its end.
+- A workload writes to the log its spec names (`WorkloadSpec.log`: a job's, "jobs/<job id>", or an
+  endpoint's, "endpoints/<name>": a name, never a path; the workloads of one job share its log, and the
+  platform adds its own records with `append_log`). A log is `[YYYY-MM-DD HH:MM:SS] line` records, kept where
+  the executor keeps them, written by the workload's side (not by the backend), so it survives the backend.
+  Readers go through the executor: `logs()` for records, `open_log()` for its bytes without blocking (what the
+  front's event loop polls); no one else opens a log's file.
 """
 import abc
+import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 VANISHED = 255  # the exit code reported for a workload that disappeared without one
+LOG_NAME_RE = re.compile(r"^(jobs|endpoints)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def job_log_name(job_id: str) -> str:
+    """The name of a job's log (a build's, an ingestion's, or a training's whose partitions all write to it)."""
+    return f"jobs/{job_id}"
+
+
+def endpoint_log_name(name: str) -> str:
+    """The name of an endpoint's log (every start of it writes to it)."""
+    return f"endpoints/{name}"
+
+
+def check_log_name(log: str) -> str:
+    """`log` when it is a log's name (`job_log_name`, `endpoint_log_name`); ValueError otherwise."""
+    if not isinstance(log, str) or not LOG_NAME_RE.match(log):
+        raise ValueError(f"not a log's name: {log!r}")
+    return log
+
+
+class LogReader(Protocol):
+    """A log's bytes from its start, as `Executor.open_log` gives them."""
+
+    def read(self, size: int) -> bytes:
+        """The next bytes, at most `size`; b"" when there is nothing new yet (or no log yet). Never blocks.
+        OSError when the log cannot be read."""
+
+    def close(self) -> None:
+        """Release what reading held (a file); nothing more is read."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a serve or notebook workload accepts connections, as `start` returns it and its row stores it: a
+    TCP `host` and `port` (the workload listens on the `PORT` it is given), and/or a unix `socket` path on the
+    backend's machine that it was offered (`KAOS_SOCKET`) besides. Whoever connects uses the socket only once the
+    file exists (the workload may ignore the offer), else host and port; nothing assumes a host."""
+    host: Optional[str] = None
+    port: Optional[int] = None
+    socket: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Something a workload reads or writes, named in the platform's store: never a path. Each executor stages
+    it its own way (a directory of this machine, a read-only mount at /pfs/..., a download by the workload)."""
+    BUNDLE = "bundle"      # an uploaded zip (a source or data bundle): `ref` its sha256, `root` its top directory
+    MANIFEST = "manifest"  # an uploaded data manifest's bytes: `ref` its sha256
+    INGESTED = "ingested"  # the files an ingestion downloaded for a manifest: `ref` the manifest's sha256
+    OUTPUT = "output"      # a training's output directory: `ref` "<job id>/<hex6>"
+
+    kind: str
+    ref: str
+    root: str = ""
+    name: str = ""         # as users see it ("features:9fd9d", "manifest:1a2b3"); where containers mount it
+
+    @classmethod
+    def output_of(cls, job_id: str, hex6: str) -> "Artifact":
+        return cls(cls.OUTPUT, f"{job_id}/{hex6}", name=hex6)
+
+    def output_parts(self) -> Tuple[str, str]:
+        """(job id, hex6) of an OUTPUT artifact."""
+        job_id, _, hex6 = self.ref.partition("/")
+        return job_id, hex6
+
+
+@dataclass
+class Hyperparameters:
+    """One combination of a training's hyperparameters: `values` as JSON in the file `file` (relative:
+    "<hash5>/<k=v_...>.json") of the directory the training reads them from (KAOS_TRAIN_HYPER, /pfs/hyper)."""
+    file: str
+    values: Dict[str, Any]
+
+
+class ArtifactMissing(Exception):
+    """An artifact a spec names is not in the platform's store (deleted, or never ingested): the workload cannot
+    start. `where` says where it was looked for."""
+
+    def __init__(self, artifact: Artifact, where: str):
+        super().__init__(f"{artifact.name or artifact.ref} is not at {where}")
+        self.artifact = artifact
+        self.where = where
 
 
 @dataclass
 class WorkloadSpec:
-    """Everything an executor needs to run one workload. Paths are absolute."""
-    job_id: str
-    kind: str                      # "build" | "train" | "serve" | "notebook"
-    command: List[str]             # argv, run in `workdir`
-    workdir: str
-    log_path: str
-    image: Optional[str] = None    # what a build produced: a virtualenv dir (local) or an image (docker)
-    env: Dict[str, str] = field(default_factory=dict)
-    port: Optional[int] = None     # serve / notebook: where the workload listens
-    preamble: List[str] = field(default_factory=list)  # log records written before the command runs
-    requirements: List[str] = field(default_factory=list)  # build: requirements files, in order
-    inputs: List[str] = field(default_factory=list)   # paths the workload reads (data, hyperparameters, ...)
-    outputs: List[str] = field(default_factory=list)  # paths it writes besides `workdir` (its output directory)
-    hints: List[str] = field(default_factory=list)    # log records about its inputs, written before it runs
+    """One workload, by name only: what it reads and writes, the image it runs in, its log. Never a path of the
+    backend's machine or its interpreter: each executor stages the artifacts, and knows what each kind runs:
+
+        build      install `requirements` (file names in the source's model/, in order) into an image
+        ingestion  download the files `data` (a MANIFEST) lists into `output` (INGESTED)
+        train      `./train <where output is>` in a copy of the source's model/, with `data`, `hyperparameters`
+                   and `output` where KAOS_TRAIN_DATA, KAOS_TRAIN_HYPER and KAOS_TRAIN_OUTPUT say
+        serve      `./serve` in a copy of the source's model/ with `model`'s model/ files beside it; it listens
+                   on $HOST:$PORT (and may on $KAOS_SOCKET)
+
+    The log starts with `preamble`, then the executor's own records around its staging ("starting to download
+    data", "finished downloading data after <ms>ms", how it runs the workload, "beginning to run user code")."""
+    job_id: str                    # the workload's name: a job id, "<job id>-<index>" (a partition), an endpoint
+    kind: str                      # "build" | "ingestion" | "train" | "serve" | "notebook"
+    log: str                       # the name of the log it writes to: job_log_name / endpoint_log_name
+    preamble: List[str] = field(default_factory=list)  # the log's first records ("processing job <id>")
+    source: Optional[Artifact] = None   # build, train, serve: a BUNDLE whose model/ is the code
+    data: Optional[Artifact] = None     # train: a BUNDLE or INGESTED; ingestion: a MANIFEST
+    hyperparameters: Optional[Hyperparameters] = None  # train: its combination, if the job has any
+    output: Optional[Artifact] = None   # train: an OUTPUT; ingestion: INGESTED
+    model: Optional[Artifact] = None    # serve: a training's OUTPUT
+    requirements: List[str] = field(default_factory=list)  # build: requirements files of model/, in order
+    image: Optional[str] = None    # what a build produced (local: a virtualenv; docker: an image)
+    env: Dict[str, str] = field(default_factory=dict)  # ids and names for the workload (KAOS_JOB_ID, ...)
     cpu: Optional[float] = None
     memory: Optional[str] = None
     gpu: int = 0
@@ -61,6 +163,12 @@ class WorkloadSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "WorkloadSpec":
+        data = dict(data)
+        for name in ("source", "data", "output", "model"):
+            if data.get(name) is not None:
+                data[name] = Artifact(**data[name])
+        if data.get("hyperparameters") is not None:
+            data["hyperparameters"] = Hyperparameters(**data["hyperparameters"])
         return cls(**data)
 
 
@@ -68,15 +176,20 @@ class Executor(abc.ABC):
     """One workload on one kind of infrastructure. See the module docstring for the contract."""
 
     kind = "abstract"
+    log_name: Optional[str] = None   # the log this executor reads and appends to (bind_log, start, load_state)
 
     @abc.abstractmethod
-    def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
-        """Start building the environment for the bundle in `bundle_dir`; return the image reference the
-        build produces (usable in a later `WorkloadSpec.image`). Progress and errors go to the log."""
+    def build(self, spec: WorkloadSpec) -> str:
+        """Start building the image of `spec.source` (a build spec); return the image reference the build
+        produces (usable in a later `WorkloadSpec.image`). Progress and errors go to the log. Raises
+        ArtifactMissing, and InvalidBundle / PayloadTooLarge (kaos_backend.errors) for a stored bundle that
+        cannot be unpacked."""
 
     @abc.abstractmethod
-    def start(self, spec: WorkloadSpec) -> None:
-        """Start the workload; return once it is started (not finished)."""
+    def start(self, spec: WorkloadSpec) -> Optional[Address]:
+        """Stage the spec's artifacts and start the workload; return once it is started (not finished). A serve
+        or notebook workload: where it will listen (it may not accept connections yet: readiness is the caller's
+        to probe); others: None. Raises as `build`."""
 
     @abc.abstractmethod
     def poll(self) -> Optional[int]:
@@ -99,27 +212,45 @@ class Executor(abc.ABC):
         """Reattach to the workload described by `state` (from `get_state`, possibly another process)."""
 
     @abc.abstractmethod
-    def address(self) -> Tuple[str, int]:
-        """(host, port) where a serve or notebook workload accepts connections."""
+    def clear_state(self) -> None:
+        """Forget the workload (once it ended, or was stopped): the executor is idle again, as a new one, and
+        `get_state()` is `{}`. Nothing is stopped or removed: that is `stop`'s."""
 
-    def socket_path(self) -> Optional[str]:
-        """A unix socket path (reachable from the backend's machine) where the serve workload was offered to listen
-        besides `address()`, in its `KAOS_SOCKET` variable; None when it was offered none. The workload may ignore
-        it: whoever connects uses the socket only once the file exists, else `address()`."""
-        return None
+    @classmethod
+    def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:
+        """What of the requested resources this kind of executor, configured by `config`, would record but not
+        enforce, one sentence each (empty when it enforces them all). Asked before any workload exists."""
+        return []
 
     @abc.abstractmethod
     def image_for(self, spec: WorkloadSpec) -> str:
-        """The image reference a build of `spec` makes (without building anything)."""
+        """The image reference a build of `spec` makes (without building anything). Raises as `build`."""
 
     def is_image_ready(self, image: str) -> bool:
         """True when `image` exists already, so a build of it can be skipped (a warm build)."""
         return False
 
-    def logs(self, follow: bool = False) -> Iterator[str]:
-        """The workload's log records; with `follow`, new ones until the workload ends."""
-        from kaos_backend.logs import JobLog
-        log = JobLog(self.get_state()["log_path"])
-        if not follow:
-            return iter(log.lines())
-        return log.follow(lambda: self.poll() is not None)
+    # -- the log ---------------------------------------------------------------------------------------------
+    def bind_log(self, log: str) -> "Executor":
+        """Point this executor at the log named `log` (`job_log_name`, `endpoint_log_name`) to read or add to
+        it, with or without a workload at hand (a job that never started, an endpoint between two starts).
+        Returns self. ValueError when `log` is not a log's name. `start` and `load_state` bind the workload's."""
+        self.log_name = check_log_name(log)
+        return self
+
+    @abc.abstractmethod
+    def open_log(self) -> LogReader:
+        """The bound log's bytes from its start, read without blocking: what `logs` is made of, and what a reader
+        that must not block (the front's event loop) polls itself."""
+
+    @abc.abstractmethod
+    def append_log(self, *texts: str) -> None:
+        """Add records of the platform's own to the bound log (why a job failed before it started, that it was
+        killed), each line of each text one timestamped record."""
+
+    def logs(self, follow: bool = False, until: Optional[Callable[[], bool]] = None) -> Iterator[str]:
+        """The bound log's records (`[YYYY-MM-DD HH:MM:SS] text`, without newlines). With `follow`, new ones as
+        they come until `until()` is true (default: this executor's workload has ended) and the log is drained."""
+        from kaos_backend.logs import records
+        finished = until or (lambda: self.poll() is not None)
+        return records(self.open_log(), follow=follow, finished=finished)

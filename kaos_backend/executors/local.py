@@ -1,11 +1,14 @@
 """The embedded default: workloads are local processes, images are virtualenvs keyed by requirements.
 
-Each workload runs under `runner.py` in a session of its own, so it outlives the backend. The runner holds the
-workload's processes in a containment group (a cgroup of its own where the machine allows it, `containment.py`)
-with the requested memory and cpu as limits, and, when the backend runs as root, runs it as the unprivileged
-workload user in a view of the files that shows it only what it needs (`sandbox.py`). The executor's state is the
-runner's pid (with its start time, so a recycled pid is never mistaken for it), the log and exit-record paths and
-the group; stopping signals the whole group, escalating to SIGKILL.
+A spec's artifacts are staged as directories of this machine (local_staging.py: the bundles as extracted, the
+hyperparameters file, the output directory in the platform's layout), then the workload runs under `runner.py`
+in a session of its own, so it outlives the backend. The runner holds the workload's processes in a containment
+group (a cgroup of its own where the machine allows it, `containment.py`) with the requested memory and cpu as
+limits, and, when the backend runs as root, runs it as the unprivileged workload user in a view of the files that
+shows it only what it needs (`sandbox.py`). Logs are files under the data directory (`<data>/jobs/<job id>/log`,
+`<data>/endpoints/<name>/log`). The executor's state is the runner's pid (with its start time, so a recycled pid is
+never mistaken for it), the log, the exit-record path and the group; stopping signals the whole group, escalating
+to SIGKILL.
 """
 import json
 import os
@@ -17,61 +20,22 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from kaos_backend.config import platform_id
 from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
-from kaos_backend.executors.base import VANISHED, Executor, WorkloadSpec
+from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.local_process import (RUNNER_ENV_NAMES, SYSTEM_PATH, ProcessSpec, is_running,
+                                                  job_environment, python_paths, start_ticks)
+from kaos_backend.executors.local_staging import Staging
+from kaos_backend.executors.registry import register
+from kaos_backend.logs import JobLog, LogFileReader
 
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the runner, builder and ingestion scripts
 WHAT = {"build": "build", "train": "training", "serve": "endpoint", "ingestion": "ingestion", "notebook": "notebook"}
 STOP_RECORD_WAIT = 5.0
-
-# What of the backend's environment a workload gets: nothing else, since it may hold any secret (the token,
-# cloud keys, database passwords). Locale and time zone, where packages come from and how to reach them.
-PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "http_proxy", "https_proxy",
-              "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
-              "PIP_TRUSTED_HOST", "PIP_FIND_LINKS", "PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-              "CURL_CA_BUNDLE")
-PASSED_ENV_PREFIXES = ("LC_",)
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_RUNNER_ENV_NAMES = ("PATH", "PYTHONPATH", "PYTHONHOME", "LANG", "LC_ALL", "TZ")
-
-
-def _stat_fields(pid: int) -> Optional[List[str]]:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    # The command name is in parentheses and may hold spaces: split after its closing parenthesis.
-    return [text[:text.index(" ")]] + ["comm"] + text[text.rindex(")") + 2:].split()
-
-
-def _start_ticks(pid: int) -> Optional[int]:
-    fields = _stat_fields(pid)
-    return int(fields[21]) if fields else None
-
-
-def job_environment(extra: Dict[str, str], image: Optional[str]) -> Dict[str, str]:
-    """A workload's environment: the PASSED_ENV part of the backend's, the image's virtualenv first on PATH, then
-    `extra` (the job's own variables)."""
-    env = {key: value for key, value in os.environ.items()
-           if key in PASSED_ENV or key.startswith(PASSED_ENV_PREFIXES)}
-    if image:
-        env["VIRTUAL_ENV"] = image
-        env["PATH"] = f"{image}/bin{os.pathsep}{env.get('PATH', os.defpath)}"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def python_paths() -> List[str]:
-    """What running this interpreter (and virtualenvs made from it) needs to read."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable))}
-    return sorted(path for path in paths if path and path != "/")
+LISTENING_KINDS = ("serve", "notebook")
 
 
 class LocalExecutor(Executor):
@@ -79,9 +43,11 @@ class LocalExecutor(Executor):
 
     def __init__(self, data_dir, host: str = "127.0.0.1", containment_mode: str = "auto",
                  workload_user: str = sandbox.DEFAULT_USER, drain_seconds: float = 2.0,
-                 notify: Optional[str] = None, max_log_bytes: Optional[int] = None):
+                 notify: Optional[str] = None, max_log_bytes: Optional[int] = None,
+                 max_bundle_bytes: Optional[int] = None):
         self.data_dir = Path(data_dir)
         self.envs_dir = self.data_dir / "envs"
+        self.staging = Staging(self.data_dir, max_bundle_bytes)
         self.host = host
         self.containment_mode = containment_mode
         self.workload_user = workload_user
@@ -91,62 +57,92 @@ class LocalExecutor(Executor):
         self._state: Optional[dict] = None
         self._process: Optional[subprocess.Popen] = None  # set while this process is the runner's parent
 
+    @classmethod
+    def from_config(cls, config) -> "LocalExecutor":
+        """An idle local executor of the backend configured by `config` (kaos_backend.config.Config)."""
+        from kaos_backend.wakeup import socket_name
+        return cls(config.data_dir, containment_mode=config.containment, workload_user=config.workload_user,
+                   notify=socket_name(config.data_dir), max_log_bytes=config.max_log_mb * 1024 * 1024,
+                   max_bundle_bytes=config.max_bundle_bytes)
+
+    @classmethod
+    def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:
+        warnings = []
+        if memory is not None or cpu is not None:
+            problem = containment.limits_problem(config.containment, platform_id(config.data_dir))
+            if problem:
+                warnings.append(f"--memory and --cpu are recorded but not enforced: {problem}")
+        if gpu:
+            warnings.append("--gpu is recorded only: the local executor does not assign GPUs")
+        return warnings
+
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
-        """The environment of `spec.requirements`: shared by every bundle whose requirements have the same bytes,
-        unless they name the bundle's own files (then the content of its model directory is part of the key)."""
-        texts = [Path(path).read_bytes() if Path(path).exists() else b"" for path in spec.requirements]
+        """The environment of the source's `spec.requirements`: shared by every bundle whose requirements have the
+        same bytes, unless they name the bundle's own files (then the content of its model directory is part of
+        the key)."""
+        model = self.staging.model_dir(spec.source)
+        texts = [(model / name).read_bytes() if (model / name).is_file() else b"" for name in spec.requirements]
         if any(venv_builder.refers_to_local_files(text) for text in texts):
-            texts.append(venv_builder.tree_digest(spec.workdir).encode())
+            texts.append(venv_builder.tree_digest(model).encode())
         return str(venv_builder.environment_dir(self.envs_dir, venv_builder.requirements_key(texts)))
 
     def is_image_ready(self, image: str) -> bool:
         return (Path(image) / venv_builder.COMPLETE_MARKER).exists()
 
-    def build(self, spec: WorkloadSpec, bundle_dir: Path) -> str:
-        """Start building the virtualenv of `spec.requirements` in `spec.workdir` (a copy of the bundle's model/:
-        building a local package writes into it). The build may write its own environment's directory and lock
-        file and nothing else of the envs directory (when sandboxed). The scheduler never runs two builds of one
+    def build(self, spec: WorkloadSpec) -> str:
+        """Start building the virtualenv of the source's `spec.requirements` in a copy of its model/ (building a
+        local package writes into it). The build may write its own environment's directory and lock file and
+        nothing else of the envs directory (when sandboxed). The scheduler never runs two builds of one
         environment at once (see control/builds.py)."""
         image = self.image_for(spec)
+        process = self.staging.stage(spec, self._log_file(spec.log).parent)
         target, lock = Path(image), Path(f"{image}.lock")
         self.envs_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)  # whatever an earlier, failed or killed build left
         target.mkdir()
         lock.touch()
-        command = [sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir), "--key", target.name,
-                   *spec.requirements]
-        spec = replace(spec, outputs=[*spec.outputs, str(target), str(lock)])  # and its workdir, a copy of model/
-        self._launch(spec, command, job_environment(spec.env, None))
+        requirements = [str(Path(process.workdir) / name) for name in spec.requirements]
+        self.launch(replace(process, image=None, outputs=[str(target), str(lock)],
+                            command=[sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir),
+                                     "--key", target.name, *requirements]))
         return image
 
     # -- running --------------------------------------------------------------------------------------------
-    def start(self, spec: WorkloadSpec) -> None:
-        """Start the workload. A serve workload gets `PORT` and `HOST` (loopback) and, where a socket path can be
-        made for it (sockets.py), `KAOS_SOCKET`: a unix socket path it may listen on too (`socket_path()`)."""
-        extra = dict(spec.env)
-        socket = None
-        if spec.port is not None:
-            extra["PORT"] = str(spec.port)
+    def start(self, spec: WorkloadSpec) -> Optional[Address]:
+        """Stage the workload's artifacts (local_staging.py) and start it (`launch`)."""
+        return self.launch(self.staging.stage(spec, self._log_file(spec.log).parent))
+
+    def launch(self, process: ProcessSpec) -> Optional[Address]:
+        """Start the staged workload `process` under its runner. A serve or notebook workload gets a free port of
+        the loopback interface in `PORT` and that interface in `HOST` and, a serve workload, where a socket path
+        can be made for it (sockets.py), `KAOS_SOCKET`: a unix socket path it may listen on too. Its address is
+        returned (None for other kinds)."""
+        extra = dict(process.env)
+        socket = port = None
+        if process.kind in LISTENING_KINDS:
+            port = sockets.free_port(self.host)
+            extra["PORT"] = str(port)
             extra.setdefault("HOST", self.host)  # listen on loopback only: the gateway is the way in
-        if spec.kind == "serve":
-            socket = sockets.prepare(sockets.socket_path(platform_id(self.data_dir), spec.job_id,
+        if process.kind == "serve":
+            socket = sockets.prepare(sockets.socket_path(platform_id(self.data_dir), process.job_id,
                                                          secrets.token_hex(8)))
             if socket is not None:
                 extra[sockets.SOCKET_VARIABLE] = str(socket)
-        self._launch(spec, spec.command, job_environment(extra, spec.image), str(socket) if socket else None)
+        self._launch(process, job_environment(extra, process.image), str(socket) if socket else None, port)
+        return Address(self.host, port, str(socket) if socket else None) if port is not None else None
 
-    def _limits(self, spec: WorkloadSpec) -> containment.Limits:
+    def _limits(self, spec: ProcessSpec) -> containment.Limits:
         from kaos_backend.resources import memory_to_bytes
         memory_bytes = memory_to_bytes(spec.memory) if spec.memory else None
         return containment.Limits(memory_bytes, spec.memory if memory_bytes else None, spec.cpu or None)
 
-    def _sandbox(self, spec: WorkloadSpec, env: Dict[str, str], socket: Optional[str] = None) -> Optional[dict]:
+    def _sandbox(self, spec: ProcessSpec, env: Dict[str, str], socket: Optional[str] = None) -> Optional[dict]:
         """What the runner needs to sandbox the workload (None unless the backend is root and the workload user is
         another): what to hide, what it reads and writes, its private home and /tmp (made afresh here)."""
         if not sandbox.is_root() or self.workload_user in ("", "root"):
             return None
-        scratch = Path(spec.log_path).parent / "sandbox" / spec.job_id
+        scratch = self._log_file(spec.log).parent / "sandbox" / spec.job_id
         shutil.rmtree(scratch, ignore_errors=True)
         home, tmp = scratch / "home", scratch / "tmp"
         home.mkdir(parents=True)
@@ -159,9 +155,9 @@ class LocalExecutor(Executor):
         return {"user": self.workload_user, "hide": [str(self.data_dir)], "writable": writable,
                 "readable": readable, "tmp": str(tmp), "seal": list(spec.outputs)}
 
-    def _launch(self, spec: WorkloadSpec, command: List[str], env: Dict[str, str],
-                socket: Optional[str] = None) -> None:
-        log_path = Path(spec.log_path)
+    def _launch(self, spec: ProcessSpec, env: Dict[str, str], socket: Optional[str] = None,
+                port: Optional[int] = None) -> None:
+        log_path = self._log_file(spec.log)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         exit_path = log_path.with_name(f"{spec.job_id}.exit")  # several workloads may share one log
         exit_path.unlink(missing_ok=True)
@@ -170,7 +166,7 @@ class LocalExecutor(Executor):
         env[containment.MARKER_VARIABLE] = name
         env[containment.PLATFORM_VARIABLE] = platform_id(self.data_dir)
         notes = [f"kaos: the {WHAT.get(spec.kind, spec.kind)} is {group.describe()}"] + list(spec.hints)
-        runner_spec = {"log": str(log_path), "exit_file": str(exit_path), "command": list(command),
+        runner_spec = {"log": str(log_path), "exit_file": str(exit_path), "command": list(spec.command),
                        "cwd": spec.workdir, "env": env, "what": WHAT.get(spec.kind, spec.kind),
                        "preamble": list(spec.preamble), "notes": notes, "group": group.to_state(),
                        "drain_seconds": self.drain_seconds, "max_log_bytes": self.max_log_bytes,
@@ -179,7 +175,7 @@ class LocalExecutor(Executor):
                        "notify": self.notify}
         spec_path = log_path.with_name(f"{spec.job_id}.runner.json")
         spec_path.write_text(json.dumps(runner_spec))
-        runner_env = {key: os.environ[key] for key in _RUNNER_ENV_NAMES if key in os.environ}
+        runner_env = {key: os.environ[key] for key in RUNNER_ENV_NAMES if key in os.environ}
         with open(log_path, "ab") as runner_errors:
             self._process = subprocess.Popen([sys.executable, "-m", "kaos_backend.executors.runner", str(spec_path)],
                                              cwd=str(log_path.parent), env=runner_env, stdin=subprocess.DEVNULL,
@@ -187,8 +183,9 @@ class LocalExecutor(Executor):
         state = group.to_state()
         if state["kind"] == "subreaper":
             state["runner_pid"] = self._process.pid
-        self._state = {"pid": self._process.pid, "start_ticks": _start_ticks(self._process.pid),
-                       "log_path": str(log_path), "exit_path": str(exit_path), "port": spec.port, "group": state}
+        self.log_name = spec.log
+        self._state = {"pid": self._process.pid, "start_ticks": start_ticks(self._process.pid), "log": spec.log,
+                       "log_path": str(log_path), "exit_path": str(exit_path), "port": port, "group": state}
         if socket:
             self._state["socket"] = socket
 
@@ -199,8 +196,7 @@ class LocalExecutor(Executor):
     def _runner_alive(self) -> bool:
         if self._process is not None:
             return self._process.poll() is None
-        fields = _stat_fields(self._state["pid"])
-        return bool(fields) and fields[2] != "Z" and int(fields[21]) == self._state["start_ticks"]
+        return is_running(self._state["pid"], self._state["start_ticks"])
 
     def _group(self) -> Optional[containment.Group]:
         state = self._state.get("group")
@@ -268,11 +264,28 @@ class LocalExecutor(Executor):
     def load_state(self, state: dict) -> None:
         self._state = dict(state)
         self._process = None
+        self.log_name = state.get("log")  # None in the states of runners older than log names: log_path then
 
-    def address(self) -> Tuple[str, int]:
-        return self.host, self._state["port"]
+    def clear_state(self) -> None:
+        self._state = None
+        self._process = None
+        self.log_name = None
 
-    def socket_path(self) -> Optional[str]:
-        return self._state.get("socket") if self._state else None
+    # -- the log: <data_dir>/jobs/<job id>/log, <data_dir>/endpoints/<name>/log ------------------------------
+    def _log_file(self, log: Optional[str] = None) -> Path:
+        """The file of the log named `log` (default: the bound one)."""
+        log = log or self.log_name
+        if log is None and self._state and self._state.get("log_path"):
+            return Path(self._state["log_path"])
+        if log is None:
+            raise ValueError("no log is bound to this executor (bind_log, start or load_state first)")
+        return self.data_dir / check_log_name(log) / "log"
+
+    def open_log(self) -> LogFileReader:
+        return LogFileReader(self._log_file())
+
+    def append_log(self, *texts: str) -> None:
+        JobLog(self._log_file()).append(*texts)
 
 
+register(LocalExecutor.kind, LocalExecutor, LocalExecutor.from_config)

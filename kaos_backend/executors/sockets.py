@@ -16,6 +16,7 @@ one, so that no workload can make the socket another endpoint's clients would re
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,13 @@ SOCKET_VARIABLE = "KAOS_SOCKET"
 SOCKET_NAME = "serve.sock"
 ROOT_RUNTIME = "/run/kaos/endpoints"
 MAX_PATH = 107  # sun_path is 108 bytes, one of them the terminating NUL
+
+
+def free_port(host: str) -> int:
+    """A TCP port of `host` that nothing listens on now (the kernel's pick), for a workload to listen on."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def socket_root() -> Path:

@@ -13,8 +13,9 @@ import time
 from collections import OrderedDict
 from typing import Callable, Dict, Optional, Tuple
 
-# (state[: reason], host, port, unix socket path or None): port None while not running; the socket path only
-# while running and only once its file exists (a bundle that ignores KAOS_SOCKET is reached at host:port)
+# (state[: reason], host, port, unix socket path or None), as the endpoint's executor returned them from `start`
+# and its row stores them: port None while not running; the socket path only while running and only once its
+# file exists (a bundle that ignores KAOS_SOCKET is reached at host:port)
 Address = Tuple[str, Optional[str], Optional[int], Optional[str]]
 UNKNOWN = object()
 MAX_NAME = 80  # Endpoint.name's column: a longer name is no endpoint's, and is not looked up
@@ -105,7 +106,7 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
         engine = create_engine(url, future=True, connect_args={"timeout": 30})
     else:
         engine = create_engine(url, future=True, pool_pre_ping=True)
-    query = select(Endpoint.state, Endpoint.desired, Endpoint.port, Endpoint.socket, Endpoint.reason)
+    query = select(Endpoint.state, Endpoint.desired, Endpoint.host, Endpoint.port, Endpoint.socket, Endpoint.reason)
 
     def lookup(name: str) -> Optional[Address]:
         if not name.startswith("serve-"):
@@ -117,5 +118,5 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
         running = row.state == "PIPELINE_RUNNING" and row.port
         state = f"{row.state}: {row.reason}" if row.reason and not running else row.state
         socket = row.socket if running and row.socket and os.path.exists(row.socket) else None
-        return state, "127.0.0.1", row.port if running else None, socket
+        return state, row.host, row.port if running else None, socket
     return lookup

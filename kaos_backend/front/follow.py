@@ -1,15 +1,17 @@
 """Log follows served from the front door's event loop, once the API has handed them off (kaos_backend.log_handoff).
 
-A follow costs the front one open file and a few hundred bytes, and no thread anywhere while it waits. Every
-`POLL_SECONDS` each follow reads what was appended to its log and sends it on; one SQL query (in a thread) per
+A follow reads its log through the configured executor, as every reader of a log does: `open_log(name)` gives a
+reader of the log's bytes that never blocks (`Executor.open_log`, executors/base.py; the local executor's is an
+open file). A follow costs the front that reader and a few hundred bytes, and no thread anywhere while it waits.
+Every `POLL_SECONDS` each follow reads what was appended to its log and sends it on; one SQL query (in a thread) per
 poll tells, for all follows at once, which jobs have reached a terminal state and which endpoints are gone or
 being killed. A follow ends once its job or endpoint has ended and its log is drained (the state is read before
-the file, as `JobLog.follow` does), and at once when its client goes away (the front calls `cancel`).
+the log, as `logs.records` does), and at once when its client goes away (the front calls `cancel`).
 
-The bytes sent are the ones the API's own stream (`JobLog.follow`) sends: every record with its newline, bytes
-that are not UTF-8 replaced by U+FFFD, and a last record without a newline given one at the end. Records go out
-whole (a record longer than `MAX_PENDING` is sent in parts), as HTTP/1.1 chunks, or as the bare body of an
-HTTP/1.0 response that ends with its connection.
+The bytes sent are the ones the API's own stream (`Executor.logs(follow=True)`) sends: every record with its
+newline, bytes that are not UTF-8 replaced by U+FFFD, and a last record without a newline given one at the end.
+Records go out whole (a record longer than `MAX_PENDING` is sent in parts), as HTTP/1.1 chunks, or as the bare
+body of an HTTP/1.0 response that ends with its connection.
 """
 import codecs
 import time
@@ -17,8 +19,8 @@ from typing import Callable, Dict, Iterable, Optional, Protocol, Set, Tuple
 
 from kaos_backend import log_handoff
 
-POLL_SECONDS = 0.2          # as JobLog.follow: how often a waiting follow looks at its log and its job
-READ_SIZE = 64 * 1024       # one read of a log file
+POLL_SECONDS = 0.2          # as logs.records: how often a waiting follow looks at its log and its job
+READ_SIZE = 64 * 1024       # one read of a log
 HIGH_WATER = 256 * 1024     # bytes queued for a client above which its log is not read on
 MAX_PENDING = 1024 * 1024   # characters of a record without its newline kept before they are sent anyway
 READS_PER_POLL = 16         # a follow that is behind catches up by up to this many reads per turn of the loop
@@ -42,13 +44,13 @@ class Sink(Protocol):
 class LogFollow:
     """One client's follow of one log."""
 
-    def __init__(self, follows: "Follows", handoff: log_handoff.Handoff, sink: Sink, chunked: bool):
+    def __init__(self, follows: "Follows", handoff: log_handoff.Handoff, reader, sink: Sink, chunked: bool):
         self.follows = follows
         self.handoff = handoff
         self.key = handoff.key()
+        self.reader = reader        # the log's bytes (executors.base.LogReader)
         self.sink = sink
         self.chunked = chunked
-        self.file = None
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.pending = ""           # decoded text after the last newline sent
         self.line_open = False      # part of a record went out without its newline
@@ -84,20 +86,12 @@ class LogFollow:
         """The client is gone (or the front stops): close the log, send nothing more."""
         if not self.closed:
             self.closed = True
-            self._close_file()
+            self._close_reader()
             self.follows.active.discard(self)
 
     def _read(self) -> bytes:
-        if self.file is None:
-            try:
-                self.file = open(self.handoff.log, "rb", buffering=0)  # noqa: SIM115 - kept open between polls
-            except FileNotFoundError:
-                return b""  # not written yet
-            except OSError as error:
-                self.follows.log(f"log follow cannot read {self.handoff.log}: {error}")
-                return b""
         try:
-            return self.file.read(READ_SIZE) or b""
+            return self.reader.read(READ_SIZE) or b""  # b"" too while the log is not written yet
         except OSError as error:
             self.follows.log(f"log follow cannot read {self.handoff.log}: {error}")
             return b""
@@ -126,24 +120,25 @@ class LogFollow:
         self.cancel()
         self.sink.follow_done()
 
-    def _close_file(self) -> None:
-        if self.file is not None:
-            try:
-                self.file.close()
-            finally:
-                self.file = None
+    def _close_reader(self) -> None:
+        try:
+            self.reader.close()
+        except OSError:
+            pass
 
 
 class Follows:
     """Every follow of one front: `start` one per handed-off answer; polls while any is active.
 
     `finished(jobs, endpoints)` (blocking, run in a thread) answers which of the given job ids and endpoint
-    names have ended, as `Key`s; `log(message)` reports trouble."""
+    names have ended, as `Key`s; `open_log(name)` gives a reader of the log named so (`log_reader`);
+    `log(message)` reports trouble."""
 
-    def __init__(self, loop, finished: Callable[[Set[str], Set[str]], Iterable[Key]],
+    def __init__(self, loop, finished: Callable[[Set[str], Set[str]], Iterable[Key]], open_log: Callable,
                  log: Callable[[str], None] = print, poll_seconds: float = POLL_SECONDS):
         self.loop = loop
         self.finished = finished
+        self.open_log = open_log
         self.log = log
         self.poll_seconds = poll_seconds
         self.active: Set[LogFollow] = set()
@@ -154,7 +149,12 @@ class Follows:
     def start(self, value: bytes, sink: Sink, chunked: bool, head: bytes = b"") -> LogFollow:
         """A follow of what the header value `value` names, after the response head `head`: ValueError (and
         nothing written) when the value names nothing followable."""
-        follow = LogFollow(self, log_handoff.decode(value), sink, chunked)
+        handoff = log_handoff.decode(value)
+        try:
+            reader = self.open_log(handoff.log)
+        except Exception as error:  # noqa: BLE001 - a name that is not a log's, an executor that is not here
+            raise ValueError(f"cannot read the log {handoff.log!r}: {error}") from None
+        follow = LogFollow(self, handoff, reader, sink, chunked)
         sink.write(head)
         self.active.add(follow)
         self._query()
@@ -200,6 +200,16 @@ class Follows:
         for follow in asked:
             if follow.key in ended:
                 follow.ended = True
+
+
+def log_reader(config) -> Callable:
+    """`open_log(name)` for `Follows`: the log named `name` read through the executor `config` (the backend's
+    kaos_backend.config.Config) names, as every reader of a log reads it (executors.log_of)."""
+    from kaos_backend.executors import log_of
+
+    def open_log(name: str):
+        return log_of(config, name).open_log()
+    return open_log
 
 
 def finished_query(database_url: str) -> Callable[[Set[str], Set[str]], Set[Key]]:

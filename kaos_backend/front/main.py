@@ -12,7 +12,7 @@ from kaos_backend import log_handoff
 from kaos_backend.front import routing
 from kaos_backend.front.config import FrontConfig, FrontConfigError
 from kaos_backend.front.endpoints import endpoint_lookup
-from kaos_backend.front.follow import Follows, api_handoff, finished_query
+from kaos_backend.front.follow import Follows, api_handoff, finished_query, log_reader
 from kaos_backend.front.health import api_health
 from kaos_backend.front.server import Front
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     try:
         config = FrontConfig.from_env()
         from kaos_backend.config import Config
-        max_upload_mb = Config.from_env().max_upload_mb
+        backend_config = Config.from_env()
     except (FrontConfigError, ValueError) as error:
         parser.error(str(error))
     _exit_with_parent()
@@ -67,14 +67,15 @@ def main(argv=None) -> int:
     sock.setblocking(False)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    front = Front(loop, args.api, endpoint_lookup(database_url), config, max_upload_mb)
+    front = Front(loop, args.api, endpoint_lookup(database_url), config, backend_config.max_upload_mb)
     token = os.environ.get("KAOS_TOKEN")
     if token:
         front.token = token.encode("utf-8", "surrogateescape")
     if args.run_dir:
         front.api_down = api_health(args.run_dir, token)
     # log follows handed off by the API (kaos_backend.log_handoff) are streamed from here
-    routing.API_HANDOFFS[log_handoff.HEADER_NAME] = api_handoff(Follows(loop, finished_query(database_url), front.log))
+    follows = Follows(loop, finished_query(database_url), log_reader(backend_config), front.log)
+    routing.API_HANDOFFS[log_handoff.HEADER_NAME] = api_handoff(follows)
 
     def ready():
         if args.ready_fd is not None:

@@ -23,7 +23,7 @@ class Services:
         self.blobs = BlobService(self.db, self.store)
         self.workspaces = WorkspaceService(self.db, self.store, config, self.layout)
         self.uploads = UploadService(self.db, self.store, config)
-        self.jobs = JobService(self.db, self.layout)
+        self.jobs = JobService(self.db, self.layout, config)
         self.train = TrainService(self.db, self.uploads)
         self.inference = InferenceService(self.db, self.uploads, config, self.layout)
 

@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from kaos_backend.db import Database
 from kaos_backend.errors import AlienProvenance, PipelineNotFound
+from kaos_backend.executors import log_of
+from kaos_backend.executors.base import endpoint_log_name
 from kaos_backend.layout import DataLayout
-from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
 from kaos_backend.services.descriptors import bundle_descriptor, image_name, model_info
 from kaos_backend.services.jobs import local_text
@@ -29,10 +30,6 @@ KILL_WAIT_SECONDS = 30.0
 
 def endpoint_dir(data_dir: Path, name: str) -> Path:
     return DataLayout(data_dir).endpoint_dir(name)
-
-
-def endpoint_log(data_dir: Path, name: str) -> JobLog:
-    return JobLog(endpoint_dir(data_dir, name) / "log")
 
 
 def find_endpoint(session, workspace: Optional[str], name: str) -> Endpoint:
@@ -137,19 +134,18 @@ class InferenceService:
                          extra={"restarts": endpoint.restarts, "reason": endpoint.reason})
 
     def log_text(self, workspace: Optional[str], name: str) -> str:
-        with self.db.read_scope() as session:
-            find_endpoint(session, workspace, name)
-        return "\n".join(endpoint_log(self.config.data_dir, name).lines())
+        log = self.log_to_follow(workspace, name)
+        return "\n".join(log_of(self.config, log).logs())
 
-    def log_to_follow(self, workspace: Optional[str], name: str) -> JobLog:
-        """The endpoint's log, once the endpoint is known (PipelineNotFound otherwise)."""
+    def log_to_follow(self, workspace: Optional[str], name: str) -> str:
+        """The name of the endpoint's log, once the endpoint is known (PipelineNotFound otherwise)."""
         with self.db.read_scope() as session:
             find_endpoint(session, workspace, name)
-        return endpoint_log(self.config.data_dir, name)
+        return endpoint_log_name(name)
 
     def follow_log(self, workspace: Optional[str], name: str) -> Iterator[str]:
         log = self.log_to_follow(workspace, name)
-        return (line + "\n" for line in log.follow(lambda: self._gone(name)))
+        return (line + "\n" for line in log_of(self.config, log).logs(follow=True, until=lambda: self._gone(name)))
 
     def _gone(self, name: str) -> bool:
         with self.db.read_scope() as session:

@@ -10,8 +10,9 @@ from sqlalchemy import and_, case, func, select
 
 from kaos_backend.db import Database
 from kaos_backend.errors import JobNotFound, JobNotRunning
+from kaos_backend.executors import log_of
+from kaos_backend.executors.base import job_log_name
 from kaos_backend.layout import DataLayout
-from kaos_backend.logs import JobLog
 from kaos_backend.models import Bundle, Job, Partition
 from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
 from kaos_backend.services.workspaces import find_workspace
@@ -79,9 +80,10 @@ def find_job(session, workspace: str, job_id: str, kinds=None) -> Job:
 
 
 class JobService:
-    def __init__(self, db: Database, layout: DataLayout):
+    def __init__(self, db: Database, layout: DataLayout, config):
         self.db = db
         self.layout = layout
+        self.config = config
 
     def listing(self, workspace: str, kind: str) -> List[dict]:
         """SubmissionInfo dicts of every job of `kind`, newest first (the 1.x list)."""
@@ -133,7 +135,7 @@ class JobService:
     def _ingestion_progress(self, job_id: str, state: str, total: Optional[int]) -> str:
         """Files downloaded so far (one `downloaded …` record each in the ingestion's log) out of the manifest's."""
         done = total if state == JobState.JOB_SUCCESS.value and total else sum(
-            "] downloaded " in line for line in JobLog(self.layout.log_path(job_id)).lines())
+            "] downloaded " in line for line in self._log(job_id).logs())
         if not total:
             return f"Progress: {done} files"
         return f"Progress: {done} / {total} ({int(100 * done / total)}%)"
@@ -167,17 +169,22 @@ class JobService:
             job = session.get(Job, job_id)
             return job is None or job.state in TERMINAL
 
+    def _log(self, job_id: str):
+        """The job's log, read through the configured executor (the only way anything reads a log)."""
+        return log_of(self.config, job_log_name(job_id))
+
     def log_text(self, workspace: str, job_id: str, kinds=None) -> str:
         with self.db.read_scope() as session:
             find_job(session, workspace, job_id, kinds)
-        return "\n".join(JobLog(self.layout.log_path(job_id)).lines())
+        return "\n".join(self._log(job_id).logs())
 
-    def log_to_follow(self, workspace: str, job_id: str, kinds=None) -> JobLog:
-        """The job's log, once the job is known to be in `workspace` (JobNotFound otherwise)."""
+    def log_to_follow(self, workspace: str, job_id: str, kinds=None) -> str:
+        """The name of the job's log, once the job is known to be in `workspace` (JobNotFound otherwise)."""
         with self.db.read_scope() as session:
             find_job(session, workspace, job_id, kinds)
-        return JobLog(self.layout.log_path(job_id))
+        return job_log_name(job_id)
 
     def follow_log(self, workspace: str, job_id: str, kinds=None) -> Iterator[str]:
         log = self.log_to_follow(workspace, job_id, kinds)
-        return (line + "\n" for line in log.follow(lambda: self.is_finished(job_id)))
+        return (line + "\n" for line in log_of(self.config, log).logs(follow=True,
+                                                                       until=lambda: self.is_finished(job_id)))

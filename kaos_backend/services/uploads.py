@@ -48,20 +48,14 @@ class UploadService:
         return {**answer, "warning": warning} if warning else answer
 
     def limits_warning(self, cpu: Any = None, memory: Any = None, gpu: Any = None) -> Optional[str]:
-        """One line for the user when the requested resources will not be enforced by the local executor."""
+        """One line for the user when the configured executor would not enforce the requested resources."""
+        from kaos_backend.executors.registry import ExecutorNotAvailable, executor_class
         resources = self.resources(cpu, memory, gpu)
-        if self.config.executor != "local":
+        try:
+            kind = executor_class(self.config.executor)
+        except ExecutorNotAvailable:
             return None
-        warnings = []
-        if resources.memory is not None or resources.cpu is not None:
-            from kaos_backend.config import platform_id
-            from kaos_backend.executors.containment import limits_problem
-            problem = limits_problem(self.config.containment, platform_id(self.config.data_dir))
-            if problem:
-                warnings.append(f"--memory and --cpu are recorded but not enforced: {problem}")
-        if resources.gpu:
-            warnings.append("--gpu is recorded only: the local executor does not assign GPUs")
-        return "; ".join(warnings) or None
+        return "; ".join(kind.limits_warnings(self.config, resources.cpu, resources.memory, resources.gpu)) or None
 
     def resources(self, cpu: Any = None, memory: Any = None, gpu: Any = None) -> Resources:
         return validate_resources(cpu, memory, gpu, max_cpu=self.config.max_cpu,

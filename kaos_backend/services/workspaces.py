@@ -1,7 +1,7 @@
 """Workspaces: exact names only (the original matched substrings, so killing `a` also killed `ab`)."""
 import contextlib
-import json
 import logging
+import time
 from typing import Iterable, List, Optional, Set, Tuple
 
 from kaos_model.ids import clean_user, workspace_name_problem
@@ -11,11 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kaos_backend.db import Database
-from kaos_backend.errors import BadRequest, InvalidWorkspaceName, WorkspaceExists, WorkspaceNotFound
+from kaos_backend.errors import (BadRequest, InvalidWorkspaceName, PlatformUnhealthy, WorkspaceExists,
+                                 WorkspaceNotFound)
 from kaos_backend.models import MAX_USER, Blob, Bundle, Endpoint, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.blobs import delete_unreferenced_rows, remove_blob_files
 from kaos_backend.services.paging import Cursor, split_page
 from kaos_backend.storage import BlobStore
+from kaos_backend.wakeup import socket_name, wake
 
 log = logging.getLogger("kaos_backend.services.workspaces")
 
@@ -25,6 +27,8 @@ REPO_PREFIXES = ("source-train", "build-train", "ingestion", "train", "hyper", "
 BUILD_PIPELINE_PREFIXES = ("build-train", "build-serve", "build-notebook")
 # Until the train pipeline has its own rows, it "exists" once the workspace holds one of its inputs.
 TRAIN_INPUT_KINDS = ("source-train", "features", "manifest", "params")
+STOP_WAIT_SECONDS = 50.0  # how long a kill waits for the scheduler to stop the workloads (the CLI waits 60 s)
+STOP_POLL_SECONDS = 0.1
 
 
 def find_workspace(session: Session, name: str) -> Workspace:
@@ -35,11 +39,13 @@ def find_workspace(session: Session, name: str) -> Workspace:
 
 
 class WorkspaceService:
-    def __init__(self, db: Database, store: BlobStore, config=None, layout=None):
+    def __init__(self, db: Database, store: BlobStore, config=None, layout=None,
+                 stop_wait: float = STOP_WAIT_SECONDS):
         self.db = db
         self.store = store
         self.config = config
         self.layout = layout
+        self.stop_wait = stop_wait
 
     def create(self, name: str, user: Optional[str] = None) -> WorkspaceInfo:
         problem = workspace_name_problem(name)
@@ -88,56 +94,64 @@ class WorkspaceService:
         no bundle references any more with the bundles extracted from them and a manifest's ingested files,
         the virtualenvs no remaining job or endpoint runs, and its jobs' and endpoints' directories.
 
-        Done here, in the request: each item is renamed into a trash batch under the lock that guards it (never
-        waiting for a build or an extraction that holds one: that item is left), and the batch is deleted
-        once every lock is released."""
-        with self.db.read_scope() as session:
-            workspace_id = find_workspace(session, name).id
-        stopped = self._stop_workloads([workspace_id])
-        with self._trash() as trash:
-            with self.store.lock(exclusive=True):
-                with self.db.session_scope() as session:
-                    workspace = find_workspace(session, name)
-                    late = _workload_states(session, [workspace.id]) - stopped  # started while we stopped
-                    job_ids = list(session.scalars(select(Job.id).where(Job.workspace_id == workspace.id)))
-                    endpoints = list(session.scalars(select(Endpoint.name).where(
-                        Endpoint.workspace_id == workspace.id)))
-                    digests = set(session.scalars(select(Bundle.blob_digest).where(
-                        Bundle.workspace_id == workspace.id)))
-                    images = self._images(session, [workspace.id])
-                    session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
-                    session.execute(delete(Job).where(Job.workspace_id == workspace.id))
-                    session.execute(delete(Endpoint).where(Endpoint.workspace_id == workspace.id))
-                    session.execute(delete(TrainPipeline).where(TrainPipeline.workspace_id == workspace.id))
-                    session.execute(delete(Bundle).where(Bundle.workspace_id == workspace.id))
-                    session.execute(delete(Workspace).where(Workspace.id == workspace.id))
-                    orphans = delete_unreferenced_rows(session, digests)
-                _left_in_place("extracted bundle", remove_blob_files(self.store, self.layout, orphans, trash))
-            self._stop(late)
-            self._remove_unused_images(images, trash)
-            self._remove_job_files(job_ids, endpoints)
+        Its workloads are the scheduler's to stop: the request records `desired="kill"` on its jobs and
+        endpoints, wakes the scheduler, and waits (up to `stop_wait` seconds: PlatformUnhealthy then, and the
+        workspace stays) until none runs; the rows go in a transaction that finds none running. Files are
+        removed in the request: each item is renamed into a trash batch under the lock that guards it (never
+        waiting for a build or an extraction that holds one: that item is left), and the batch is deleted once
+        every lock is released."""
+        deadline = time.monotonic() + self.stop_wait
+        while True:
+            with self.db.read_scope() as session:
+                workspace_id = find_workspace(session, name).id
+            self._await_stopped([workspace_id], deadline, f"workspace {name}")
+            with self._trash() as trash:
+                with self.store.lock(exclusive=True):
+                    with self.db.session_scope() as session:
+                        workspace = find_workspace(session, name)
+                        if _live_workloads(session, [workspace.id], lock=True):
+                            continue  # one started meanwhile (a training of its pipeline): it is stopped too
+                        job_ids = list(session.scalars(select(Job.id).where(Job.workspace_id == workspace.id)))
+                        endpoints = list(session.scalars(select(Endpoint.name).where(
+                            Endpoint.workspace_id == workspace.id)))
+                        digests = set(session.scalars(select(Bundle.blob_digest).where(
+                            Bundle.workspace_id == workspace.id)))
+                        images = self._images(session, [workspace.id])
+                        session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
+                        session.execute(delete(Job).where(Job.workspace_id == workspace.id))
+                        session.execute(delete(Endpoint).where(Endpoint.workspace_id == workspace.id))
+                        session.execute(delete(TrainPipeline).where(TrainPipeline.workspace_id == workspace.id))
+                        session.execute(delete(Bundle).where(Bundle.workspace_id == workspace.id))
+                        session.execute(delete(Workspace).where(Workspace.id == workspace.id))
+                        orphans = delete_unreferenced_rows(session, digests)
+                    _left_in_place("extracted bundle", remove_blob_files(self.store, self.layout, orphans, trash))
+                self._remove_unused_images(images, trash)
+                self._remove_job_files(job_ids, endpoints)
+            return
 
-    def _stop_workloads(self, workspace_ids) -> Set[str]:
-        """Ask the scheduler to start nothing more in these workspaces (desired "kill"), then stop every workload
-        still running there, with no transaction or lock held while they stop. The workloads stopped (their
-        executor states, as JSON text)."""
+    def _await_stopped(self, workspace_ids, deadline: float, what: str) -> None:
+        """Record `desired="kill"` on every unfinished job and every endpoint of these workspaces (the scheduler
+        then starts nothing more there and stops what runs), wake the scheduler, and wait until no workload of
+        theirs runs. PlatformUnhealthy when some still runs at `deadline` (time.monotonic())."""
         with self.db.session_scope() as session:
             for model in (Job, Endpoint):
                 for row in session.scalars(select(model).where(model.workspace_id.in_(workspace_ids))):
                     if getattr(row, "finished_at", None) is None:
                         row.desired = "kill"
-            states = _workload_states(session, workspace_ids)
-        self._stop(states)
-        return states
-
-    def _stop(self, states: Iterable[str]) -> None:
-        if self.config is None:
-            return
-        from kaos_backend.executors import make_executor
-        for state in states:
-            executor = make_executor(self.config)
-            executor.load_state(json.loads(state))
-            executor.stop(now=True)
+        if self.config is not None:
+            wake(socket_name(self.config.data_dir))
+        while True:
+            with self.db.read_scope() as session:
+                running = _live_workloads(session, workspace_ids)
+            if not running:
+                return
+            if time.monotonic() >= deadline:
+                raise PlatformUnhealthy(
+                    f"The kaos backend's scheduler did not stop the workloads of {what} within {self.stop_wait:g}s "
+                    f"(still running: {', '.join(running[:5])}{' ...' if len(running) > 5 else ''}): is it "
+                    "running? Nothing was deleted: kill it again once the scheduler is up",
+                    part="scheduler")
+            time.sleep(STOP_POLL_SECONDS)
 
     @staticmethod
     def _images(session, workspace_ids) -> Set[str]:
@@ -181,46 +195,58 @@ class WorkspaceService:
 
     def delete_all(self) -> None:
         """Every workspace, bundle and blob, and every file made from them: the original's
-        `DELETE /internal/resources`."""
-        with self.db.read_scope() as session:
-            workspace_ids = list(session.scalars(select(Workspace.id)))
-        stopped = self._stop_workloads(workspace_ids)
-        with self._trash() as trash:
-            with self.store.lock(exclusive=True):
-                with self.db.session_scope() as session:
-                    late = _workload_states(session, list(session.scalars(select(Workspace.id)))) - stopped
-                    job_ids = list(session.scalars(select(Job.id)))
-                    endpoints = list(session.scalars(select(Endpoint.name)))
-                    session.execute(delete(Partition))
-                    session.execute(delete(Job))
-                    session.execute(delete(Endpoint))
-                    session.execute(delete(TrainPipeline))
-                    session.execute(delete(Bundle))
-                    session.execute(delete(Workspace))
-                    session.execute(delete(Blob))
-                self.store.wipe()
+        `DELETE /internal/resources`. Workloads are stopped by the scheduler, as for `delete`."""
+        deadline = time.monotonic() + self.stop_wait
+        while True:
+            with self.db.read_scope() as session:
+                workspace_ids = list(session.scalars(select(Workspace.id)))
+            self._await_stopped(workspace_ids, deadline, "every workspace")
+            with self._trash() as trash:
+                with self.store.lock(exclusive=True):
+                    with self.db.session_scope() as session:
+                        if _live_workloads(session, list(session.scalars(select(Workspace.id))), lock=True):
+                            continue  # one started meanwhile: it is stopped too
+                        job_ids = list(session.scalars(select(Job.id)))
+                        endpoints = list(session.scalars(select(Endpoint.name)))
+                        session.execute(delete(Partition))
+                        session.execute(delete(Job))
+                        session.execute(delete(Endpoint))
+                        session.execute(delete(TrainPipeline))
+                        session.execute(delete(Bundle))
+                        session.execute(delete(Workspace))
+                        session.execute(delete(Blob))
+                    self.store.wipe()
+                    if self.layout is not None:
+                        for digest in self.layout.ingested_digests():
+                            self.layout.remove_ingested(digest, trash)
+                        _left_in_place("extracted bundle", [digest for digest in self.layout.extracted_digests()
+                                                            if not self.layout.remove_extracted(digest, trash)])
                 if self.layout is not None:
-                    for digest in self.layout.ingested_digests():
-                        self.layout.remove_ingested(digest, trash)
-                    _left_in_place("extracted bundle", [digest for digest in self.layout.extracted_digests()
-                                                        if not self.layout.remove_extracted(digest, trash)])
-            self._stop(late)
-            if self.layout is not None:
-                self._remove_unused_images([str(self.layout.envs_dir / key) for key in self.layout.env_keys()],
-                                           trash)
-            self._remove_job_files(job_ids, endpoints)
+                    self._remove_unused_images([str(self.layout.envs_dir / key) for key in self.layout.env_keys()],
+                                               trash)
+                self._remove_job_files(job_ids, endpoints)
+            return
 
 
-def _workload_states(session: Session, workspace_ids) -> Set[str]:
-    """The executor states (as JSON text) of every workload that may run in these workspaces: unfinished jobs and
-    their unfinished partitions, and endpoints."""
-    unfinished = [job_id for job_id, in session.execute(select(Job.id).where(
-        Job.workspace_id.in_(workspace_ids), Job.finished_at.is_(None)))]
-    states = list(session.scalars(select(Job.executor_state).where(Job.id.in_(unfinished))))
-    states += session.scalars(select(Endpoint.executor_state).where(Endpoint.workspace_id.in_(workspace_ids)))
-    states += session.scalars(select(Partition.executor_state).where(
-        Partition.job_id.in_(unfinished), Partition.finished_at.is_(None)))
-    return {json.dumps(state, sort_keys=True) for state in states if state}
+def _live_workloads(session: Session, workspace_ids, lock: bool = False) -> List[str]:
+    """The workloads started and not yet stopped in these workspaces ("job <id>", "partition <job id>#<index>",
+    "endpoint <name>"): unfinished jobs and partitions, and endpoints, whose executor state is recorded.
+
+    With `lock`, every unfinished job and partition and every endpoint of theirs is locked for this transaction
+    (SELECT ... FOR UPDATE on PostgreSQL; a SQLite write transaction holds the whole database), so the scheduler
+    cannot record a start on one of them before the transaction ends: it then finds the row gone and stops what
+    it started."""
+    def rows(query):
+        return session.execute(query.with_for_update() if lock else query).all()
+
+    jobs = rows(select(Job.id, Job.executor_state).where(Job.workspace_id.in_(workspace_ids),
+                                                         Job.finished_at.is_(None)))
+    partitions = rows(select(Partition.job_id, Partition.index, Partition.executor_state).where(
+        Partition.job_id.in_([job.id for job in jobs]), Partition.finished_at.is_(None))) if jobs else []
+    endpoints = rows(select(Endpoint.name, Endpoint.executor_state).where(Endpoint.workspace_id.in_(workspace_ids)))
+    return ([f"job {job.id}" for job in jobs if job.executor_state]
+            + [f"partition {row.job_id}#{row.index}" for row in partitions if row.executor_state]
+            + [f"endpoint {row.name}" for row in endpoints if row.executor_state])
 
 
 def _image_in_use(session: Session, image: str) -> bool:

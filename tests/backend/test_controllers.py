@@ -14,9 +14,10 @@ from kaos_backend.control.builds import BuildController
 from kaos_backend.control.common import Retries
 from kaos_backend.control.endpoints import EndpointController
 from kaos_backend.control.trainings import TrainController
+from kaos_backend.executors import log_of
+from kaos_backend.executors.base import job_log_name
 from kaos_backend.executors.local import LocalExecutor
 from kaos_backend.layout import DataLayout
-from kaos_backend.logs import JobLog
 from kaos_backend.models import Endpoint, Job, Partition
 from kaos_backend.services import Services
 from kaos_backend.services.uploads import body_from_bytes
@@ -108,7 +109,13 @@ def test_no_write_transaction_is_open_during_file_io_or_process_starts(sqlite_se
         _ticks(builds, lambda: _job(services, serve_build).finished_at is not None)
     _ticks(endpoints, lambda: services.inference.listing("ws", "h")[0]["state"] == "PIPELINE_RUNNING")
     with services.db.session_scope() as session:
-        session.get(Endpoint, name).desired = "kill"
+        endpoint = session.get(Endpoint, name)
+        endpoint.desired = "kill"
+        # the controllers' facts have columns of their own: a row's executor state is the executor's alone
+        assert endpoint.started_at is not None and endpoint.host and endpoint.port
+        states = [endpoint.executor_state] + [row.executor_state for row in session.query(Partition)] + \
+            [row.executor_state for row in session.query(Job) if row.executor_state]
+        assert len(states) >= 3 and not [state for state in states if {"started", "output_dir"} & set(state)]
     _ticks(endpoints, lambda: _endpoint_gone(services, name))
 
     kinds = {what for what, _ in probes}
@@ -150,7 +157,7 @@ def test_a_training_whose_controller_keeps_raising_fails_with_the_error(sqlite_s
     assert job["reason"] == "kaos: the scheduler could not advance this train job: RuntimeError: boom"
     assert [record.message.count("Traceback") for record in caplog.records] == [1, 1, 1]
     assert "try 3 of 3, giving up" in caplog.records[-1].message
-    log = JobLog(services.layout.log_path(job["job_id"])).lines()
+    log = list(log_of(services.config, job_log_name(job["job_id"])).logs())
     assert [line for line in log if "could not advance" in line] and len(log) == 1
     with services.db.read_scope() as session:
         partitions = session.query(Partition).filter_by(job_id=job["job_id"]).all()

@@ -14,7 +14,8 @@ import pytest
 from kaos_model import JobState
 from sqlalchemy import select
 
-from kaos_backend.control.ingestions import INGEST, IngestionController
+from kaos_backend.control.ingestions import IngestionController
+from kaos_backend.executors.local_staging import INGEST
 from kaos_backend.control.trainings import TrainController
 from kaos_backend.models import Bundle, Job, TrainPipeline
 from kaos_backend.services.uploads import body_from_bytes
@@ -316,7 +317,8 @@ def test_kill_a_running_ingestion_leaves_nothing(services, tmp_path):
         with services.db.session_scope() as session:
             job = session.get(Job, ingestion_id)
             assert job.state == "JOB_RUNNING"
-            staging_parent = Path(job.executor_state["output_dir"]).parent
+            manifest = session.get(Bundle, job.data_bundle_id)
+            staging_parent = services.layout.ingested_dir(manifest.blob_digest).parent
         deadline = time.monotonic() + 30
         while not list(staging_parent.glob(".manifest.partial-*/*.csv")) and time.monotonic() < deadline:
             time.sleep(0.05)

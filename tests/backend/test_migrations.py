@@ -18,21 +18,24 @@ from sqlalchemy import Column, Integer, MetaData, inspect, select, text
 from kaos_backend.db import Database
 from kaos_backend.migrations import (BASELINE, SchemaError, alembic_config, current_revision, head_revision,
                                      locked_transaction)
-from kaos_backend.models import Base, Job, Partition, Workspace
+from kaos_backend.models import Base, Endpoint, Job, Partition, Workspace
 from tests.support.backend import BackendProcess, free_port
 
-EVERY_REVISION = ["0001_baseline", "0002_partition_reason", "0003_endpoint_socket"]
+EVERY_REVISION = ["0001_baseline", "0002_partition_reason", "0003_endpoint_socket", "0004_endpoint_host",
+                  "0005_endpoint_started_at"]
 WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
+# the columns added after 0002 (whose column is below)
+ADDED_BY_MIGRATIONS = [("endpoints", "socket"), ("endpoints", "host"), ("endpoints", "started_at")]
 
 
 def schema_before_migrations(with_partition_reason: bool) -> MetaData:
     """What `create_all` made before kaos had migrations: the models of commit 509d747 (the current models less
-    `partitions.reason` and `endpoints.socket`) or of 91a62bd (the current ones less `endpoints.socket`)."""
+    `partitions.reason` and the columns of ADDED_BY_MIGRATIONS) or of 91a62bd (the current ones less those)."""
     metadata = MetaData()
     for table in Base.metadata.sorted_tables:
         table.to_metadata(metadata)
-    endpoints = metadata.tables["endpoints"]
-    endpoints._columns.remove(endpoints.c.socket)
+    for table, column in ADDED_BY_MIGRATIONS:
+        metadata.tables[table]._columns.remove(metadata.tables[table].c[column])
     if not with_partition_reason:
         partitions = metadata.tables["partitions"]
         partitions._columns.remove(partitions.c.reason)
@@ -58,6 +61,11 @@ def make_database_before_migrations(url: str, with_partition_reason: bool = Fals
         connection.execute(partitions.insert().values(
             id=1, job_id="a" * 32, index=0, model_id="aaaaa_bbbbb:abcdef", state="JOB_SUCCESS", has_model=True,
             metrics={"accuracy": 0.9}))
+        for name, port in (("serve-old-abcdef", 40123), ("serve-old-fedcba", None)):  # running; backing off
+            state = {"pid": 4242, "started": 1700000000.5} if port else None  # the controller's fact, in there
+            connection.execute(metadata.tables["endpoints"].insert().values(
+                name=name, workspace_id=1, user="tester", state="PIPELINE_RUNNING", desired="run", port=port,
+                failures=0, restarts=0, created_at=now, executor_state=state))
     database.dispose()
 
 
@@ -95,6 +103,15 @@ def test_a_database_made_before_migrations_is_stamped_and_upgraded(database_url,
         partition.reason = "exit code 0"
     with database.read_scope() as session:
         assert session.scalar(select(Partition.reason)) == "exit code 0"
+        # the local executor's endpoints listened on the loopback interface: their address is now on the row
+        assert dict(session.execute(select(Endpoint.name, Endpoint.host)).all()) == {
+            "serve-old-abcdef": "127.0.0.1", "serve-old-fedcba": None}
+        # the time of its start left the executor's state for a column of its own
+        running = session.get(Endpoint, "serve-old-abcdef")
+        assert running.executor_state == {"pid": 4242}
+        started = running.started_at
+        assert (started if started.tzinfo else started.replace(tzinfo=timezone.utc)).timestamp() == 1700000000.5
+        assert session.get(Endpoint, "serve-old-fedcba").started_at is None
     assert schema_differences(database, Base.metadata) == []
     database.dispose()
 

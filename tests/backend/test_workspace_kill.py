@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -13,12 +14,18 @@ import pytest
 import requests
 from kaos_model.ids import new_job_id
 
+from sqlalchemy import select
+
+from kaos_backend.control.builds import BuildController
+from kaos_backend.control.common import reattached
+from kaos_backend.control.trainings import TrainController
+from kaos_backend.errors import PlatformUnhealthy
 from kaos_backend.executors.venv_builder import COMPLETE_MARKER, requirements_key
 from kaos_backend.layout import exclusive_lock
-from kaos_backend.models import Endpoint, Job, Workspace
+from kaos_backend.models import Endpoint, Job, Partition, Workspace
 from kaos_backend.services.uploads import body_from_bytes
 from kaos_cli.bundles import zip_directory
-from tests.backend.helpers import features_zip
+from tests.backend.helpers import features_zip, zip_bytes
 from tests.support.platform import tiny_data_bundle, tiny_train_bundle, wait_for
 
 TERMINAL = ("JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED")
@@ -251,3 +258,65 @@ def test_a_waiter_on_a_removed_lock_file_locks_the_file_made_after_it(tmp_path):
         assert third is None
     done.set()
     thread.join(10)
+
+
+# -- the API records desired="kill", the scheduler stops (the scheduler's part played by the test's ticks) ---------
+
+SLEEPER = "#!/usr/bin/env python3\nimport time\nprint('training', flush=True)\ntime.sleep(600)\n"
+
+
+def _tick_until(controllers, done, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the controllers did not get there"
+        for controller in controllers:
+            controller.tick()
+        time.sleep(0.05)
+
+
+def _running_partition(services):
+    with services.db.read_scope() as session:
+        return session.scalar(select(Partition).where(Partition.state == "JOB_RUNNING"))
+
+
+def test_a_workspace_kill_only_records_desired_kill_and_the_scheduler_stops_its_workloads(services, monkeypatch):
+    """Without a scheduler the request stops nothing itself: after its wait it answers PLATFORM_UNHEALTHY and
+    leaves the workspace, its rows and its running training as they were, the kill recorded. With a scheduler
+    going round (woken by the request), the training is stopped by the scheduler and the workspace goes."""
+    services.workspaces.create("ws")
+    entries = {"tiny/Dockerfile": "FROM python:3.11-slim\n", "tiny/model/__init__.py": "",
+               "tiny/model/requirements.txt": "", "tiny/model/train": SLEEPER}
+    build_id = services.train.submit_source("ws", body_from_bytes(zip_bytes(entries)))["job_id"]
+    services.train.submit_features("ws", body_from_bytes(features_zip()))
+    builds, trainings = BuildController(services), TrainController(services)
+    _tick_until([builds, trainings], lambda: _running_partition(services) is not None)
+    partition = _running_partition(services)
+    workload = reattached(services.config, partition.executor_state)
+    assert workload.poll() is None
+
+    services.workspaces.stop_wait = 0.5
+    with pytest.raises(PlatformUnhealthy) as refused:
+        services.workspaces.delete("ws")
+    assert refused.value.part == "scheduler" and f"partition {partition.job_id}#0" in refused.value.message
+    assert workload.poll() is None, "the API stopped the workload itself"
+    assert services.workspaces.names() == ["ws"]
+    with services.db.read_scope() as session:
+        assert session.get(Job, partition.job_id).desired == "kill"
+        assert session.get(Job, build_id) is not None
+
+    services.workspaces.stop_wait = 60
+    stop = threading.Event()
+
+    def scheduler():
+        while not stop.is_set():
+            trainings.tick()
+            time.sleep(0.05)
+    thread = threading.Thread(target=scheduler)
+    thread.start()
+    try:
+        services.workspaces.delete("ws")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert services.workspaces.names() == []
+    assert workload.poll() is not None  # stopped (its exit record went with the job's directory)

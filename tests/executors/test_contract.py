@@ -1,39 +1,120 @@
-"""The executor contract of kaos_backend/executors/base.py, checked on every executor that can run here through
-its public methods alone (the local executor twice: in a cgroup of its own where the machine allows it, and
-under its runner as child subreaper)."""
+"""The executor contract (kaos_backend/executors/base.py), checked through the public contract alone on every
+registered kind of executor: executors come from the registry as the configuration chooses them, workloads are
+bundles in the platform's blob store named by their specs, logs are read with `logs()`, and outputs are read where
+the platform keeps them (DataLayout.output_dir). What a kind needs besides to be tested is its entry in KINDS: its
+configurations (the local executor runs twice: in a cgroup of its own where the machine allows it, and under its
+runner as child subreaper), how a crash makes one of its workloads vanish, and what to clean up after a test.
+
+Whether a workload's processes still run is read from heartbeats: each process appends to a file of its own in
+the training's output through a descriptor it opened once, so nothing but its end stops it."""
+import http.client
+import io
+import json
 import os
 import signal
-import socket
-import sys
 import time
-from pathlib import Path
+import uuid
+import zipfile
+from dataclasses import dataclass
+from typing import Callable, Dict, Set
 
 import pytest
 
-from kaos_backend.executors.base import VANISHED, WorkloadSpec
-from kaos_backend.executors.local import LocalExecutor
-from tests.support.supervision import alive
+from kaos_backend.config import Config, platform_id
+from kaos_backend.executors import registry
+from kaos_backend.executors.base import VANISHED, Artifact, ArtifactMissing, Hyperparameters, WorkloadSpec
+from kaos_backend.executors.containment import stop_platform
+from kaos_backend.layout import DataLayout
+from kaos_backend.storage import BlobStore
 
-JOB = "0" * 32
-
-
-@pytest.fixture(params=["local-auto", "local-subreaper"])
-def make_executor(request, tmp_path):
-    kind, _, mode = request.param.partition("-")
-    if kind == "local":
-        return lambda: LocalExecutor(tmp_path / "data", containment_mode=mode)
-    raise AssertionError(request.param)
+WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
+HEX6 = "abcdef"
 
 
-def _spec(tmp_path, command, kind="train", **extra):
-    job_dir = tmp_path / "data" / "jobs" / JOB
-    work = job_dir / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    return WorkloadSpec(job_id=JOB, kind=kind, command=command, workdir=str(work), log_path=str(job_dir / "log"),
-                        **extra)
+@dataclass
+class Kind:
+    variants: Dict[str, dict]             # variant id -> Config overrides
+    vanish: Callable[[dict], None]        # make the workload of this executor state disappear as a crash would
+    cleanup: Callable[[Config], None]     # stop whatever a failed test left running
 
 
-def _wait_for(predicate, timeout=20.0):
+def _kill_the_runner(state: dict) -> None:
+    os.kill(state["pid"], signal.SIGKILL)  # the runner, as a crash or an OOM kill of it would
+
+
+KINDS = {
+    "local": Kind({"auto": {"containment": "auto"}, "subreaper": {"containment": "subreaper"}},
+                  _kill_the_runner, lambda config: stop_platform(platform_id(config.data_dir))),
+}
+PARAMS = [pytest.param((kind, variant), id=f"{kind}-{variant}")
+          for kind in registry.kinds() for variant in KINDS[kind].variants]  # a kind without an entry fails here
+
+
+class Platform:
+    """One kind of executor over a data directory of its own, and the image the test's workloads run in."""
+
+    def __init__(self, config: Config, kind: Kind):
+        self.config = config
+        self.kind = kind
+        self.store = BlobStore(config.blob_dir)
+        self.layout = DataLayout(config.data_dir)
+        self.image = None
+        self.features = self.bundle({"features/training/a.csv": "1,2,3\n"}, "features")
+
+    def executor(self):
+        return registry.make_executor(self.config)
+
+    def bundle(self, files: Dict[str, str], root: str) -> Artifact:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, text in files.items():
+                archive.writestr(name, text)
+        buffer.seek(0)
+        digest = self.store.put_stream(buffer).digest
+        return Artifact(Artifact.BUNDLE, digest, root, f"{root}:{digest[:5]}")
+
+    def source(self, script: str = "", name: str = "train") -> Artifact:
+        files = {"bundle/Dockerfile": "FROM python:3.11-slim\n", "bundle/model/requirements.txt": ""}
+        if script:
+            files[f"bundle/model/{name}"] = "#!/usr/bin/env python3\n" + script
+        return self.bundle(files, "bundle")
+
+    def training(self, script: str, job: str = None, **extra) -> WorkloadSpec:
+        """A training of `script` (Python) on the features bundle, output `<job>/HEX6`."""
+        job = job or uuid.uuid4().hex
+        return WorkloadSpec(job_id=f"{job}-0", kind="train", log=f"jobs/{job}", preamble=[f"processing job {job}"],
+                            source=self.source(script), data=self.features, output=Artifact.output_of(job, HEX6),
+                            image=self.image, **extra)
+
+    def output(self, spec: WorkloadSpec):
+        return self.layout.output_dir(*spec.output.output_parts())
+
+
+@pytest.fixture(scope="module", params=PARAMS)
+def platform(request, tmp_path_factory):
+    kind_name, variant = request.param
+    kind = KINDS[kind_name]
+    data = tmp_path_factory.mktemp(f"{kind_name}-{variant}") / "data"
+    config = Config.from_env({}, data_dir=data, executor=kind_name, **kind.variants[variant])
+    platform = Platform(config, kind)
+    build = WorkloadSpec(job_id="b" * 32, kind="build", log=f"jobs/{'b' * 32}", source=platform.source(),
+                         requirements=["requirements.txt"])
+    executor = platform.executor()
+    platform.image = executor.build(build)
+    assert _wait_for(lambda: executor.poll() is not None, timeout=600) and executor.poll() == 0, \
+        "\n".join(executor.logs())
+    assert executor.is_image_ready(platform.image) and platform.executor().image_for(build) == platform.image
+    yield platform
+    kind.cleanup(config)
+
+
+@pytest.fixture(autouse=True)
+def cleanup(platform):
+    yield
+    platform.kind.cleanup(platform.config)
+
+
+def _wait_for(predicate, timeout=WAIT_LIMIT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -47,70 +128,119 @@ def _texts(executor):
     return [line.split("] ", 1)[1] for line in executor.logs()]
 
 
+# Appends a byte to the file named argv[1] in the output every 50 ms, through a descriptor opened once.
+BEAT = """
+import os, sys, time
+fd = os.open(os.path.join(os.environ["KAOS_TRAIN_OUTPUT"], sys.argv[1]), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+while True:
+    os.write(fd, b".")
+    time.sleep(0.05)
+"""
 
-def _pids_written(path: Path, count: int):
-    return _wait_for(lambda: (lambda pids: pids if len(pids) >= count else None)(
-        [int(x) for x in path.read_text().split()] if path.exists() else []))
-
-
-# A workload that starts a child in its own session and a double-forked daemon, writes their pids and its own (in
-# its working directory), then waits: what a training that starts a server or a data loader looks like.
-SPAWNER = """
-import os, subprocess, sys, time
-pids = [os.getpid()]
-pids.append(subprocess.Popen(['sleep', '611'], start_new_session=True).pid)
+# A training that beats itself ("main") and starts a child in a session of its own ("child") and a double-forked
+# daemon ("daemon"), as one that starts a server or a data loader does; then sleeps $SLEEP seconds.
+SPAWNER = f"""
+import os, subprocess, sys, threading, time
+BEAT = {BEAT!r}
+subprocess.Popen([sys.executable, "-c", BEAT, "child"], start_new_session=True)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        open(sys.argv[1] + '.daemon', 'w').write(str(os.getpid()))
-        time.sleep(600)
+        os.execv(sys.executable, [sys.executable, "-c", BEAT, "daemon"])
     os._exit(0)
-time.sleep(0.5)
-pids.append(int(open(sys.argv[1] + '.daemon').read()))
-open(sys.argv[1], 'w').write(' '.join(map(str, pids)))
-print('spawned', flush=True)
-time.sleep(float(sys.argv[2]))
+sys.argv[1:] = ["main"]
+threading.Thread(target=lambda: exec(BEAT, {{"__name__": "beat"}}), daemon=True).start()
+out = os.environ["KAOS_TRAIN_OUTPUT"]
+while not all(os.path.exists(os.path.join(out, name)) for name in ("main", "child", "daemon")):
+    time.sleep(0.05)
+print("spawned", flush=True)
+time.sleep(float(os.environ["SLEEP"]))
 """
+EVERY_BEAT = {"main", "child", "daemon"}
 
 
-def test_start_poll_and_log(make_executor, tmp_path):
-    executor = make_executor()
-    executor.start(_spec(tmp_path, [sys.executable, "-c", "print('hello'); import sys; sys.exit(3)"],
-                         preamble=["processing job x"]))
+def _beating(out, names=EVERY_BEAT, window: float = 1.0) -> Set[str]:
+    """The heartbeats in `out` that grew within `window` seconds."""
+    def sizes():
+        return {name: (out / name).stat().st_size if (out / name).exists() else 0 for name in names}
+    before = sizes()
+    time.sleep(window)
+    after = sizes()
+    return {name for name in names if after[name] > before[name]}
+
+
+def test_start_poll_and_log(platform):
+    executor = platform.executor()
+    spec = platform.training("print('hello')\nimport sys\nsys.exit(3)")
+    assert executor.start(spec) is None  # a training listens nowhere
     assert _wait_for(lambda: executor.poll()) == 3
     lines = list(executor.logs())
-    assert lines[0].endswith("] processing job x")
     assert all(line.startswith("[20") for line in lines)
     assert "hello" in _texts(executor)
     assert executor.reason() == "exit code 3 (last output: hello)"
     assert _texts(executor)[-1] == "kaos: the training ended: exit code 3 (last output: hello)"
 
 
-def test_the_log_says_how_the_workload_is_contained(make_executor, tmp_path):
-    executor = make_executor()
-    executor.start(_spec(tmp_path, [sys.executable, "-c", "pass"], preamble=["processing job x",
-                                                                               "beginning to run user code"]))
+def test_the_log_starts_with_the_preamble_and_the_staging_then_the_user_code(platform):
+    executor = platform.executor()
+    spec = platform.training("print('user code')")
+    executor.start(spec)
     _wait_for(lambda: executor.poll() is not None)
     texts = _texts(executor)
-    assert texts[0] == "processing job x"
-    assert any(text.startswith("kaos: the training is contained ") for text in texts)
-    assert texts.index("beginning to run user code") > 1  # the containment lines come before the user code
+    assert texts[:2] == [spec.preamble[0], "starting to download data"]
+    assert texts[2].startswith("finished downloading data after ") and texts[2].endswith("ms")
+    assert texts.index("beginning to run user code") < texts.index("user code")
 
 
-def test_a_signal_is_the_reason(make_executor, tmp_path):
-    executor = make_executor()
-    executor.start(_spec(tmp_path, [sys.executable, "-c", "import os; print('epoch 1'); os.kill(os.getpid(), 9)"]))
+def test_a_training_finds_its_artifacts_where_its_environment_says_and_its_output_reaches_the_platform(platform):
+    script = """
+import os, sys
+data, hyper, out = (os.environ[name] for name in ("KAOS_TRAIN_DATA", "KAOS_TRAIN_HYPER", "KAOS_TRAIN_OUTPUT"))
+print("argv", sys.argv[1] == out)
+print("data", open(os.path.join(data, "training", "a.csv")).read().strip())
+for root, _, files in os.walk(hyper):
+    for name in files:
+        print("hyper", os.path.relpath(os.path.join(root, name), hyper), open(os.path.join(root, name)).read())
+print("job", os.environ["KAOS_JOB_ID"])
+os.makedirs(os.path.join(out, "model"))
+open(os.path.join(out, "model", "model.txt"), "w").write("a model")
+"""
+    executor = platform.executor()
+    spec = platform.training(script, hyperparameters=Hyperparameters("12345/lr=0.1.json", {"lr": 0.1}),
+                             env={"KAOS_JOB_ID": "the job"})
+    executor.start(spec)
+    _wait_for(lambda: executor.poll() is not None)
+    assert executor.poll() == 0, _texts(executor)
+    texts = _texts(executor)
+    assert {"argv True", "data 1,2,3", 'hyper 12345/lr=0.1.json {"lr": 0.1}', "job the job"} <= set(texts), texts
+    assert (platform.output(spec) / "model" / "model.txt").read_text() == "a model"
+
+
+def test_a_missing_artifact_is_refused_and_nothing_starts(platform):
+    executor = platform.executor()
+    spec = platform.training("print('never')")
+    spec.data = Artifact(Artifact.INGESTED, "0" * 64, name="manifest:00000")
+    with pytest.raises(ArtifactMissing) as missing:
+        executor.start(spec)
+    assert missing.value.artifact == spec.data
+    assert executor.get_state() == {}
+
+
+def test_a_signal_is_the_reason(platform):
+    executor = platform.executor()
+    executor.start(platform.training("import os\nprint('epoch 1', flush=True)\nos.kill(os.getpid(), 9)"))
     assert _wait_for(lambda: executor.poll()) == 128 + signal.SIGKILL
     assert executor.reason() == "killed by signal 9 (SIGKILL)"
-    assert _texts(executor)[-2:] == ["epoch 1", "kaos: the training ended: killed by signal 9 (SIGKILL)"]
+    assert _texts(executor)[-1] == "kaos: the training ended: killed by signal 9 (SIGKILL)"
+    assert "epoch 1" in _texts(executor)
 
 
-def test_state_survives_a_new_executor_instance(make_executor, tmp_path):
-    first = make_executor()
-    first.start(_spec(tmp_path, [sys.executable, "-c", "import time; time.sleep(30)"]))
+def test_state_survives_a_new_executor_instance(platform):
+    first = platform.executor()
+    first.start(platform.training("import time\ntime.sleep(60)"))
     state = first.get_state()
-    second = make_executor()
-    second.load_state(state)
+    second = platform.executor()
+    second.load_state(json.loads(json.dumps(state)))  # as stored on its row
     assert second.poll() is None and second.reason() is None
     second.stop(timeout=5)
     assert second.poll() is not None
@@ -118,98 +248,150 @@ def test_state_survives_a_new_executor_instance(make_executor, tmp_path):
     assert second.reason() == "killed on request"
 
 
-def test_stop_ends_every_process_even_those_that_left_the_session(make_executor, tmp_path):
-    executor = make_executor()
-    spec = _spec(tmp_path, [sys.executable, "-c", SPAWNER, "pids", "600"])
-    pid_file = Path(spec.workdir) / "pids"
+def test_stop_ends_every_process_even_those_that_left_the_session(platform):
+    executor = platform.executor()
+    spec = platform.training(SPAWNER, env={"SLEEP": "600"})
     executor.start(spec)
-    pids = _pids_written(pid_file, 3)
-    assert all(alive(pid) for pid in pids)
+    _wait_for(lambda: _beating(platform.output(spec)) == EVERY_BEAT)
     executor.stop(timeout=5)
-    assert not any(alive(pid) for pid in pids)
+    assert _beating(platform.output(spec)) == set()
     assert executor.poll() is not None and executor.reason() == "killed on request"
     executor.stop()  # stopping a finished workload is not an error
 
 
-def test_the_end_of_the_main_process_ends_the_workload(make_executor, tmp_path):
-    """What the main process left running (holding its output open, or not) is stopped and named in the log."""
-    executor = make_executor()
-    spec = _spec(tmp_path, [sys.executable, "-c", SPAWNER, "pids", "0"])
-    pid_file = Path(spec.workdir) / "pids"
+def test_the_end_of_the_main_process_ends_the_workload(platform):
+    """What the main process left running (holding its output open, or not) is stopped when it ends."""
+    executor = platform.executor()
+    spec = platform.training(SPAWNER, env={"SLEEP": "1"})
     executor.start(spec)
-    assert _wait_for(lambda: executor.poll(), timeout=30) == 0
-    pids = [int(x) for x in pid_file.read_text().split()]
-    assert not any(alive(pid) for pid in pids)
-    stopped = [text for text in _texts(executor) if text.startswith("kaos: stopped ")]
-    assert len(stopped) == 1 and "sleep 611" in stopped[0] and str(pids[1]) in stopped[0], _texts(executor)
+    assert _wait_for(lambda: executor.poll()) == 0, _texts(executor)
+    assert "spawned" in _texts(executor)
+    assert _beating(platform.output(spec)) == set()
     assert executor.reason() == "exit code 0"
 
 
-def test_stop_escalates_when_the_workload_ignores_sigterm(make_executor, tmp_path):
-    executor = make_executor()
-    script = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-              "open('pid', 'w').write(str(os.getpid())); print('ready', flush=True); time.sleep(60)")
-    spec = _spec(tmp_path, [sys.executable, "-c", script])
+def test_stop_escalates_when_the_workload_ignores_sigterm(platform):
+    executor = platform.executor()
+    script = f"import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nimport sys\nsys.argv[1:] = ['main']\n{BEAT}"
+    spec = platform.training(script)
     executor.start(spec)
-    _wait_for(lambda: "ready" in _texts(executor))
-    pid = int((Path(spec.workdir) / "pid").read_text())
+    _wait_for(lambda: _beating(platform.output(spec), {"main"}) == {"main"})
     started = time.monotonic()
     executor.stop(timeout=0.5)
-    assert not alive(pid)
-    assert time.monotonic() - started < 10  # a bound on hanging, not a speed claim
+    assert _beating(platform.output(spec), {"main"}) == set()
+    assert time.monotonic() - started < 20  # a bound on hanging, not a speed claim
 
 
-def test_a_vanished_workload_counts_as_finished_and_leaves_nothing_running(make_executor, tmp_path):
-    """The runner itself is killed: the workload is VANISHED, and what it ran does not serve on unsupervised."""
-    executor = make_executor()
-    spec = _spec(tmp_path, [sys.executable, "-c", SPAWNER, "pids", "600"])
-    pid_file = Path(spec.workdir) / "pids"
+def test_a_vanished_workload_counts_as_finished_and_leaves_nothing_running(platform):
+    """The workload disappears without an exit code (a crash): it is VANISHED, and what it ran does not go on
+    unsupervised."""
+    executor = platform.executor()
+    spec = platform.training(SPAWNER, env={"SLEEP": "600"})
     executor.start(spec)
-    pids = _pids_written(pid_file, 3)
+    _wait_for(lambda: _beating(platform.output(spec)) == EVERY_BEAT)
     state = executor.get_state()
-    os.kill(state["pid"], signal.SIGKILL)  # the runner, as a crash or an OOM kill of it would
-    reattached = make_executor()
+    platform.kind.vanish(state)
+    reattached = platform.executor()
     reattached.load_state(state)
     assert _wait_for(lambda: reattached.poll()) == VANISHED
     assert reattached.reason().startswith("vanished")
-    assert not any(alive(pid) for pid in pids)
+    assert _beating(platform.output(spec)) == set()
 
 
-def test_follow_streams_until_the_end(make_executor, tmp_path):
-    executor = make_executor()
-    script = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)"
-    executor.start(_spec(tmp_path, [sys.executable, "-c", script]))
+def test_follow_streams_until_the_end(platform):
+    executor = platform.executor()
+    executor.start(platform.training("import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)"))
     texts = [line.split("] ", 1)[1] for line in executor.logs(follow=True)]
-    assert [text for text in texts if not text.startswith("kaos: ")] == ["0", "1", "2"]
+    user = texts[texts.index("beginning to run user code") + 1:]
+    assert [text for text in user if not text.startswith("kaos: ")] == ["0", "1", "2"]
     assert texts[-1] == "kaos: the training ended: exit code 0"
 
 
-def test_serve_workload_gets_its_port(make_executor, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    executor = make_executor()
-    script = ("import os, http.server\n"
-              "http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler)"
-              ".serve_forever()")
-    executor.start(_spec(tmp_path, [sys.executable, "-c", script], port=port, kind="serve"))
-    host, bound = executor.address()
-    assert bound == port
-
-    def connects():
-        try:
-            socket.create_connection((host, bound), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
-    _wait_for(connects)
-    executor.stop()
+SERVE = """
+import http.server, os
+print("files", " ".join(sorted(os.listdir("."))), flush=True)
+class Model(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open("model.txt", "rb").read() if os.path.exists("model.txt") else b"no model"
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Model).serve_forever()
+"""
 
 
-def test_user_code_does_not_see_the_backend_token(make_executor, tmp_path, monkeypatch):
+def _ping(address):
+    connection = http.client.HTTPConnection(address.host, address.port, timeout=1)
+    try:
+        connection.request("GET", "/ping")
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+def test_a_serve_workload_listens_where_start_says_with_its_model_beside_its_code(platform):
+    trainer = platform.executor()
+    training = platform.training("import os\nout = os.environ['KAOS_TRAIN_OUTPUT']\nos.makedirs(out + '/model')\n"
+                                 "open(out + '/model/model.txt', 'w').write('the model')")
+    trainer.start(training)
+    _wait_for(lambda: trainer.poll() is not None)
+    assert trainer.poll() == 0, _texts(trainer)
+    name = f"serve-ws-{uuid.uuid4().hex[:6]}"
+    spec = WorkloadSpec(job_id=name, kind="serve", log=f"endpoints/{name}", preamble=[f"processing job {name}"],
+                        source=platform.source(SERVE, "serve"), model=training.output, image=platform.image)
+    executor = platform.executor()
+    address = executor.start(spec)
+    try:
+        assert address is not None and address.host and address.port
+        assert _wait_for(lambda: _ping(address)) == (200, b"the model")
+        assert any(text.startswith("files ") and "model.txt" in text.split() for text in _texts(executor))
+    finally:
+        executor.stop()
+
+
+def test_user_code_does_not_see_the_backend_token(platform, monkeypatch):
     monkeypatch.setenv("KAOS_TOKEN", "secret")
-    executor = make_executor()
-    executor.start(_spec(tmp_path, [sys.executable, "-c", "import os; print(os.environ.get('KAOS_TOKEN'))"]))
+    executor = platform.executor()
+    executor.start(platform.training("import os\nprint(os.environ.get('KAOS_TOKEN'))"))
     _wait_for(lambda: executor.poll() is not None)
     assert "None" in _texts(executor) and "secret" not in "\n".join(_texts(executor))
+
+
+def test_clear_state_leaves_an_idle_executor_that_can_start_again(platform):
+    executor = platform.executor()
+    executor.start(platform.training("print('first')"))
+    assert _wait_for(lambda: executor.poll() is not None)
+    executor.clear_state()
+    assert executor.get_state() == {}
+    executor.start(platform.training("import sys\nsys.exit(4)"))
+    assert _wait_for(lambda: executor.poll()) == 4
+
+
+def test_the_log_is_read_and_added_to_through_any_executor_bound_to_it(platform):
+    """A job's log is the executor's to keep: an idle executor bound to its name reads the same records, as
+    records or as bytes (what the front polls), and adds the platform's own."""
+    executor = platform.executor()
+    spec = platform.training("print('hello')")
+    executor.start(spec)
+    _wait_for(lambda: executor.poll() is not None)
+    log = platform.executor().bind_log(spec.log)
+    assert list(log.logs()) == list(executor.logs()) and "hello" in _texts(log)
+    log.append_log("kaos: a record of the platform's")
+    assert _texts(executor)[-1] == "kaos: a record of the platform's"
+    reader, raw = log.open_log(), b""
+    while chunk := reader.read(7):
+        raw += chunk
+    reader.close()
+    assert raw.decode().splitlines() == list(executor.logs())
+    assert list(log.logs(follow=True, until=lambda: True)) == list(executor.logs())
+    with pytest.raises(ValueError):
+        platform.executor().bind_log("../../etc")
+
+
+def test_a_spec_survives_its_json_form(platform):
+    spec = platform.training("pass", hyperparameters=Hyperparameters("a/b.json", {"x": [1, 2]}))
+    assert WorkloadSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec

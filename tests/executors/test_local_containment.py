@@ -1,17 +1,21 @@
 """What the local executor adds to the contract on a machine like CI's (root, cgroups writable): limits enforced
 by a cgroup of each workload's own, the out-of-memory reason, the unprivileged workload user that cannot read the
 backend's database, token or environment, and one line in the log where limits cannot be enforced."""
+import io
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from kaos_backend.control.hints import script_hints
 from kaos_backend.executors import containment, sandbox
-from kaos_backend.executors.base import WorkloadSpec
+from kaos_backend.executors.base import Artifact, WorkloadSpec
+from kaos_backend.executors.hints import script_hints
 from kaos_backend.executors.local import LocalExecutor
+from kaos_backend.executors.local_process import ProcessSpec
+from kaos_backend.storage import BlobStore
 
 JOB = "1" * 32
 ROOT = os.geteuid() == 0
@@ -21,16 +25,16 @@ needs_root = pytest.mark.skipif(not ROOT, reason="workloads change user only whe
 needs_cgroups = pytest.mark.skipif(not CGROUPS, reason="no writable cgroup hierarchy on this machine")
 
 
-def _spec(data: Path, command, **extra) -> WorkloadSpec:
+def _spec(data: Path, command, **extra) -> ProcessSpec:
     job_dir = data / "jobs" / JOB
     work = job_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    return WorkloadSpec(job_id=JOB, kind="train", command=command, workdir=str(work), log_path=str(job_dir / "log"),
+    return ProcessSpec(job_id=JOB, kind="train", command=command, workdir=str(work), log=f"jobs/{JOB}",
                         preamble=["processing job x", "beginning to run user code"], **extra)
 
 
 def _run(executor, spec, timeout=60.0) -> int:
-    executor.start(spec)
+    executor.launch(spec)
     deadline = time.monotonic() + timeout
     while (code := executor.poll()) is None:
         assert time.monotonic() < deadline, "the workload did not end"
@@ -59,7 +63,7 @@ def test_a_training_over_its_memory_limit_is_out_of_memory(tmp_path):
 def test_the_cpu_and_memory_limits_are_the_cgroups(tmp_path):
     executor = LocalExecutor(tmp_path / "data")
     spec = _spec(tmp_path / "data", [sys.executable, "-c", "import time; time.sleep(60)"], memory="256Mi", cpu=0.5)
-    executor.start(spec)
+    executor.launch(spec)
     try:
         group = containment.group_from_state(executor.get_state()["group"])
         assert group.kind.startswith("cgroup")
@@ -157,8 +161,8 @@ def _start_sleeper(data: Path, job: str, script: str, **extra) -> LocalExecutor:
     work = job_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     executor = LocalExecutor(data)
-    executor.start(WorkloadSpec(job_id=job, kind="serve", command=[sys.executable, "-c", script],
-                                workdir=str(work), log_path=str(job_dir / "log"), **extra))
+    executor.launch(ProcessSpec(job_id=job, kind="serve", command=[sys.executable, "-c", script],
+                                workdir=str(work), log=f"jobs/{job}", **extra))
     return executor
 
 
@@ -222,10 +226,7 @@ def test_a_build_writes_its_own_environment_and_nothing_else(tmp_path):
     other = data / "envs" / "0123456789abcdef"
     (other / "bin").mkdir(parents=True)
     (other / ".kaos-complete").write_text("another environment")
-    model = data / "extracted" / "digest" / "bundle" / "model"
-    package = model / "pkg"
-    package.mkdir(parents=True)
-    (package / "setup.py").write_text(f"""
+    setup_py = f"""
 import glob, os
 from setuptools import setup
 for target in ({str(other)!r}, {str(other / 'bin')!r}):
@@ -235,22 +236,33 @@ for target in ({str(other)!r}, {str(other / 'bin')!r}):
     except OSError as error:
         print('refused', target, type(error).__name__)
 setup(name='pkg', version='1', py_modules=[])
-""")
-    (model / "requirements.txt").write_text("./pkg\n")
+"""
     executor = LocalExecutor(data)
-    spec = WorkloadSpec(job_id=JOB, kind="build", command=[], workdir=str(model), log_path=str(data / "build.log"),
-                        requirements=[str(model / "requirements.txt")])
-    image = executor.build(spec, model.parent)
+    spec = _build_spec(data, setup_py)
+    image = executor.build(spec)
     deadline = time.monotonic() + 300
     while executor.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    log = (data / "build.log").read_text()
+    log = "\n".join(executor.logs())
     assert not list(other.rglob("planted")), log
     assert executor.poll() == 0, log
     assert executor.is_image_ready(image)
-    (package / "setup.py").write_text("from setuptools import setup\nsetup(name='pkg', version='2')\n")
-    assert executor.image_for(spec) != image  # requirements naming local files: their content is in the key
+    changed = _build_spec(data, "from setuptools import setup\nsetup(name='pkg', version='2')\n")
+    assert executor.image_for(changed) != image  # requirements naming local files: their content is in the key
+
+
+def _build_spec(data: Path, setup_py: str) -> WorkloadSpec:
+    """A build of a bundle whose requirements.txt names its own package (`./pkg`, with `setup_py`), stored."""
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("bundle/Dockerfile", "FROM python:3.11-slim\n")
+        archive.writestr("bundle/model/requirements.txt", "./pkg\n")
+        archive.writestr("bundle/model/pkg/setup.py", setup_py)
+    bundle.seek(0)
+    digest = BlobStore(data / "blobs").put_stream(bundle).digest
+    return WorkloadSpec(job_id=JOB, kind="build", log=f"jobs/{JOB}",
+                        source=Artifact(Artifact.BUNDLE, digest, "bundle"), requirements=["requirements.txt"])
 
 
 def test_the_log_of_a_workload_is_bounded(tmp_path):

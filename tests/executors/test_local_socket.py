@@ -7,7 +7,7 @@ import time
 from kaos_backend.config import platform_id
 from kaos_backend.control.endpoints import ping_status
 from kaos_backend.executors import sockets
-from kaos_backend.executors.base import WorkloadSpec
+from kaos_backend.executors.local_process import ProcessSpec
 from kaos_backend.executors.local import LocalExecutor
 
 NAME = "serve-ws-abcdef"
@@ -36,12 +36,11 @@ socketserver.UnixStreamServer(path, Handler).serve_forever()
 """
 
 
-def _spec(tmp_path, command, kind="serve", port=None, where="x" * 80):
+def _spec(tmp_path, command, kind="serve", where="x" * 80):
     job_dir = tmp_path / "data" / "endpoints" / where / NAME  # by default, a data directory too deep for sun_path
     work = job_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    return WorkloadSpec(job_id=NAME, kind=kind, command=command, workdir=str(work),
-                        log_path=str(job_dir / f"{NAME}.log"), port=port)
+    return ProcessSpec(job_id=NAME, kind=kind, command=command, workdir=str(work), log=f"endpoints/{where}")
 
 
 def _wait_for(predicate):
@@ -60,8 +59,7 @@ def _log(executor):
 
 def test_a_serve_workload_is_reached_on_its_socket_and_the_socket_goes_when_it_is_stopped(tmp_path):
     executor = LocalExecutor(tmp_path / "data")
-    executor.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], port=1))
-    path = executor.socket_path()
+    path = executor.launch(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER])).socket
     assert os.path.dirname(os.path.dirname(path)) == str(sockets.socket_root())
     assert len(path.encode()) <= sockets.MAX_PATH and not path.startswith(str(tmp_path))
     try:
@@ -78,8 +76,7 @@ def test_the_socket_goes_when_the_workload_ends_by_itself(tmp_path):
               "listener = socket.socket(socket.AF_UNIX)\n"
               "listener.bind(os.environ['KAOS_SOCKET'])\n"
               "print('bound', flush=True)\n")
-    executor.start(_spec(tmp_path, [sys.executable, "-c", script], port=1))
-    path = executor.socket_path()
+    path = executor.launch(_spec(tmp_path, [sys.executable, "-c", script])).socket
     _wait_for(lambda: executor.poll() is not None)
     assert "bound" in _log(executor)
     assert executor.poll() == 0 and not os.path.exists(os.path.dirname(path))
@@ -87,12 +84,10 @@ def test_the_socket_goes_when_the_workload_ends_by_itself(tmp_path):
 
 def test_a_new_executor_instance_finds_the_socket_and_removes_it(tmp_path):
     first = LocalExecutor(tmp_path / "data")
-    first.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], port=1))
-    path = first.socket_path()
+    path = first.launch(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER])).socket
     _wait_for(lambda: os.path.exists(path))
     second = LocalExecutor(tmp_path / "data")
     second.load_state(first.get_state())
-    assert second.socket_path() == path
     second.stop()
     _wait_for(lambda: first.poll() is not None)
     assert not os.path.exists(os.path.dirname(path))
@@ -100,9 +95,9 @@ def test_a_new_executor_instance_finds_the_socket_and_removes_it(tmp_path):
 
 def test_only_serve_workloads_are_offered_a_socket(tmp_path):
     executor = LocalExecutor(tmp_path / "data")
-    executor.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], kind="train"))
+    assert executor.launch(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], kind="train")) is None
     _wait_for(lambda: executor.poll() is not None)
-    assert executor.poll() == 3 and "socket: None" in _log(executor) and executor.socket_path() is None
+    assert executor.poll() == 3 and "socket: None" in _log(executor)
 
 
 def test_two_backends_or_two_starts_never_share_a_socket_directory(tmp_path):
@@ -114,13 +109,11 @@ def test_two_backends_or_two_starts_never_share_a_socket_directory(tmp_path):
 
 def test_a_restart_gets_a_socket_directory_of_its_own(tmp_path):
     executor = LocalExecutor(tmp_path / "data")
-    executor.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], port=1))
-    first = executor.socket_path()
+    first = executor.launch(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER])).socket
     _wait_for(lambda: os.path.exists(first))
     again = LocalExecutor(tmp_path / "data")
-    again.start(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], port=1, where="again"))
+    second = again.launch(_spec(tmp_path, [sys.executable, "-c", UNIX_SERVER], where="again")).socket
     try:
-        second = again.socket_path()
         assert second != first
         _wait_for(lambda: os.path.exists(second))
         executor.stop()  # the first start, stopped: the second's socket stays

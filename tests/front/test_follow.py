@@ -14,7 +14,7 @@ from kaos_backend import log_handoff
 from kaos_backend.front import Front, routing
 from kaos_backend.front import follow as follow_module
 from kaos_backend.front.follow import Follows, api_handoff
-from kaos_backend.logs import JobLog
+from kaos_backend.logs import JobLog, LogFileReader
 
 TRICKY = (b"[2024-01-01 00:00:00] plain\n"
           b"[2024-01-01 00:00:01] caf\xc3\xa9 and a bad byte \xff here\n"
@@ -81,7 +81,7 @@ def front():
     loop = asyncio.new_event_loop()
     proxy = Front(loop, ("127.0.0.1", api.server_address[1]), table.get)
     gate = Gate()
-    proxy.follows = Follows(loop, gate, poll_seconds=0.05)
+    proxy.follows = Follows(loop, gate, LogFileReader, poll_seconds=0.05)  # the stand-in API names log files
     routing.API_HANDOFFS[log_handoff.HEADER_NAME] = api_handoff(proxy.follows)
     task = loop.create_task(proxy.serve(listener))
     thread = threading.Thread(target=lambda: _run(loop, task), daemon=True)
@@ -213,7 +213,7 @@ def test_a_follower_that_leaves_is_dropped_and_its_log_closed(front, tmp_path, l
         assert b"[t] one" in _read_until(client, b"one\n")
         clients.append(client)
     assert len(front.follows.active) == 10
-    assert all(follow.file is not None for follow in front.follows.active)
+    assert all(follow.reader.file is not None for follow in front.follows.active)
     opened = list(front.follows.active)
     for client in clients:
         if leave == "close":
@@ -221,7 +221,7 @@ def test_a_follower_that_leaves_is_dropped_and_its_log_closed(front, tmp_path, l
         else:
             client.shutdown(socket.SHUT_WR)
     _wait(lambda: not front.follows.active, "the follows to be dropped")
-    assert all(follow.closed and follow.file is None for follow in opened)
+    assert all(follow.closed and follow.reader.file is None for follow in opened)
     for client in clients:
         client.close()
 
@@ -270,12 +270,12 @@ def test_a_slow_reader_is_not_sent_more_than_the_bound(front, tmp_path):
     positions = [-1]
 
     def settled():  # the follow's own stop (its client's backlog past the bound), then no read for a while
-        positions.append(follow.file.tell())
+        positions.append(follow.reader.file.tell())
         time.sleep(0.3)
         return follow.sink.backlog() > follow_module.HIGH_WATER and positions[-1] == positions[-2]
     _wait(settled, "the follow to stop reading")
     time.sleep(0.5)
-    assert follow.file.tell() == positions[-1] < len(line) * 20000 // 2
+    assert follow.reader.file.tell() == positions[-1] < len(line) * 20000 // 2
     front.gate.ended.add("slow")
     total = 0
     client.settimeout(20)

@@ -1,0 +1,33 @@
+"""Executors are registered by kind and the configuration chooses one (kaos_backend/executors/registry.py)."""
+import pytest
+
+from kaos_backend.config import Config
+from kaos_backend.executors import registry
+from kaos_backend.executors.local import LocalExecutor
+
+
+def _config(tmp_path, executor):
+    return Config.from_env({}, data_dir=tmp_path / "data", executor=executor)
+
+
+def test_the_local_executor_is_registered_and_chosen_by_the_configuration(tmp_path):
+    assert "local" in registry.kinds()
+    executor = registry.make_executor(_config(tmp_path, "local"))
+    assert isinstance(executor, LocalExecutor) and executor.kind == "local"
+    assert executor.get_state() == {}
+
+
+def test_a_registered_kind_is_what_the_configuration_names(tmp_path, monkeypatch):
+    class Stub(LocalExecutor):
+        kind = "stub"
+    monkeypatch.setattr(registry, "_factories", dict(registry._factories))  # the registration ends with the test
+    monkeypatch.setattr(registry, "_classes", dict(registry._classes))
+    registry.register("stub", Stub, lambda config: Stub(config.data_dir))
+    config = type("StubConfig", (), {"executor": "stub", "data_dir": tmp_path / "data"})()
+    assert type(registry.make_executor(config)) is Stub
+    assert "stub" in registry.kinds() and registry.executor_class("stub") is Stub
+
+
+def test_a_kind_that_is_not_registered_is_refused_in_words(tmp_path):
+    with pytest.raises(registry.ExecutorNotAvailable, match="the docker executor is not available in this version"):
+        registry.make_executor(_config(tmp_path, "docker"))
