@@ -122,7 +122,8 @@ def endpoint_database(path: Path, port: int, unix_socket: Path) -> str:
     with sqlite3.connect(path) as db:
         columns = {row[1]: row for row in db.execute("PRAGMA table_info(endpoints)")}
         values = {"name": ENDPOINT, "workspace_id": 1, "user": "bench", "state": "PIPELINE_RUNNING",
-                  "desired": "run", "port": port, "socket": str(unix_socket), "failures": 0, "restarts": 0,
+                  "desired": "run", "host": "127.0.0.1", "port": port, "socket": str(unix_socket), "failures": 0,
+                  "restarts": 0,
                   "created_at": "2024-01-01 00:00:00.000000"}
         values = {key: value for key, value in values.items() if key in columns}
         db.execute(f"INSERT INTO endpoints ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
