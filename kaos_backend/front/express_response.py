@@ -23,7 +23,7 @@ class ResponseReading:
     each; `whole` once complete; `head()` is the head to send (as upstream.Upstream.response_head rebuilds it: the
     headers as sent, hop-by-hop and framing ones dropped, and the front's Content-Length)."""
     __slots__ = ("parser", "max_headers", "skip", "status_text", "headers", "lines", "body", "messages", "whole",
-                 "keep_alive", "status", "length")
+                 "keep_alive", "status", "declared", "length")
 
     def __init__(self, max_headers: int):
         self.parser = httptools.HttpResponseParser(self)
@@ -41,7 +41,8 @@ class ResponseReading:
         self.body: List[bytes] = []
         self.messages = 0
         self.whole = False
-        self.length: Optional[int] = None  # Content-Length, once the head is whole and plain
+        self.declared: Optional[int] = None  # Content-Length as the head declares it, while it is read
+        self.length: Optional[int] = None    # ... once the head is whole and plain (None: the head is not whole)
         # (status and keep_alive are set when the head is whole, before anything reads them)
 
     def head(self) -> bytes:
@@ -69,7 +70,7 @@ class ResponseReading:
         if lowered not in self.skip:
             self.lines.append(name + b": " + value)
         elif lowered == b"content-length":
-            self.length = int(value)  # llhttp took it: digits, and only one
+            self.declared = int(value)  # llhttp took it: digits, and only one
         elif lowered == b"connection" and value.lower() not in _KEEP_ALIVE_OR_CLOSE:
             raise STOP  # it names other headers to drop: the general path's
 
@@ -77,9 +78,11 @@ class ResponseReading:
         parser = self.parser
         self.status = status = parser.get_status_code()
         self.keep_alive = parser.should_keep_alive()
-        if (status < 200 or status > 599 or status == 204 or status == 304 or self.length is None
-                or self.length > EXPRESS_RESPONSE_BYTES):
+        length = self.declared
+        if (status < 200 or status > 599 or status == 204 or status == 304 or length is None
+                or length > EXPRESS_RESPONSE_BYTES):
             raise STOP  # interim, bodiless, chunked, until the close, or large: the general path's
+        self.length = length  # (only now: a head whose hold runs out before it is whole is not sent)
 
     def on_body(self, data):
         self.body.append(data)
