@@ -122,6 +122,8 @@ class ExpressExchange:
         link.target = upstream
         client.active = request
         client.upstream = upstream
+        if client.on_deadline is self.on_read_timeout:  # the read timer armed as the request went: the upstream's
+            client.on_deadline = upstream._read_timeout  # (it re-arms it, for the body, once it has the head)
         raw = self.raw
         self._forget()
         if raw:

@@ -26,6 +26,11 @@ FOUND = {
         [(G, 0.0)], [[b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\nX-Aft", 0.1, b"er: 1\r\n\r\nok"]]),
     "a response head paused after its Content-Length, after a 200": Case(
         [(G, 0.0)], [[b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Aft", 0.1, b"er: 1\r\n\r\nok"]]),
+    # handed to the general path before a final head came (an interim response; a head not whole when the hold
+    # ran out), the request kept the lane's read timer, which did nothing once the lane had let go: no 504, the
+    # client waited for as long as the endpoint kept the connection
+    "an interim response, then nothing": Case([(G, 0.0)], [[b"HTTP/1.1 100 Continue\r\n\r\n", STALL, CLOSE]]),
+    "a response head cut short, then nothing": Case([(P, 0.0)], [[b"HTTP/1.1 200 OK\r\nContent-Le", STALL, RESET]]),
 }
 
 
