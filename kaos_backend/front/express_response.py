@@ -2,8 +2,10 @@
 and holding heads whose body is late, all with one timer.
 
 A response stays in the lane only when it is plain: status 200-599 but 204 and 304, a Content-Length of at most
-EXPRESS_RESPONSE_BYTES, one message, no Connection token but keep-alive or close. Anything else stops the parser
-(a callback raises) and the lane hands the exchange to the general path (upstream.Upstream).
+EXPRESS_RESPONSE_BYTES, one message, no Connection token but keep-alive or close (and no header called `Close`,
+which `Connection: close` would name), a head within the general path's bounds (parsing.RESPONSE_MAX_HEAD and
+RESPONSE_MAX_HEADERS, and the front's max_headers). Anything else stops the parser (a callback raises) and the
+lane hands the exchange to the general path (upstream.Upstream), which relays it or refuses it (502).
 """
 import time
 from typing import Dict, List, Optional, Tuple
@@ -12,6 +14,7 @@ import httptools
 
 from kaos_backend.front import routing
 from kaos_backend.front.heads import FRAMING, HOP_BY_HOP, reason
+from kaos_backend.front.parsing import RESPONSE_MAX_HEAD, RESPONSE_MAX_HEADERS
 
 EXPRESS_RESPONSE_BYTES = 64 * 1024  # a response larger than this streams on the general path (backpressure)
 STOP = RuntimeError("not for the express lane")  # raised in a parser callback: llhttp stops at once
@@ -22,12 +25,12 @@ class ResponseReading:
     """One connection's responses as the lane reads them (the protocol of its llhttp parser). `reset()` before
     each; `whole` once complete; `head()` is the head to send (as upstream.Upstream.response_head rebuilds it: the
     headers as sent, hop-by-hop and framing ones dropped, and the front's Content-Length)."""
-    __slots__ = ("parser", "max_headers", "skip", "status_text", "headers", "lines", "body", "messages", "whole",
-                 "keep_alive", "status", "declared", "length")
+    __slots__ = ("parser", "max_headers", "skip", "status_text", "headers", "size", "lines", "body", "messages",
+                 "whole", "keep_alive", "status", "declared", "length")
 
     def __init__(self, max_headers: int):
         self.parser = httptools.HttpResponseParser(self)
-        self.max_headers = max_headers
+        self.max_headers = min(max_headers, RESPONSE_MAX_HEADERS)
         self.status = 0
         self.keep_alive = False
         # the response headers not forwarded; the hand-off names are registered at the front's start, so by now
@@ -37,6 +40,7 @@ class ResponseReading:
     def reset(self) -> None:
         self.status_text = b""
         self.headers = 0
+        self.size = 0                     # the head's size as parsing.ResponseReader counts it
         self.lines: List[bytes] = [b""]   # the head's lines, the status line put in first at the end
         self.body: List[bytes] = []
         self.messages = 0
@@ -64,10 +68,13 @@ class ResponseReading:
 
     def on_header(self, name, value):
         self.headers += 1
-        if self.headers > self.max_headers:
-            raise STOP
+        self.size += len(name) + len(value) + 4
+        if self.headers > self.max_headers or self.size > RESPONSE_MAX_HEAD:
+            raise STOP  # the general path refuses a head past its bounds (502): its decision
         lowered = name.lower()
         if lowered not in self.skip:
+            if lowered == b"close":
+                raise STOP  # dropped when Connection says close, else kept: the general path's decision
             self.lines.append(name + b": " + value)
         elif lowered == b"content-length":
             self.declared = int(value)  # llhttp took it: digits, and only one

@@ -31,12 +31,35 @@ FOUND = {
     # client waited for as long as the endpoint kept the connection
     "an interim response, then nothing": Case([(G, 0.0)], [[b"HTTP/1.1 100 Continue\r\n\r\n", STALL, CLOSE]]),
     "a response head cut short, then nothing": Case([(P, 0.0)], [[b"HTTP/1.1 200 OK\r\nContent-Le", STALL, RESET]]),
+    # the general path refuses (502) a response head past 64 KiB; the lane relayed one that came whole
+    "a response head past 64 KiB": Case([(G, 0.0)], [[
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Big%d: %s\r\n" % (n, b"b" * 4100) for n in range(16))
+        + b"Content-Length: 2\r\n\r\nok"]]),
+    # `Connection: close` names a header `Close` too, which the general path drops; the lane kept it
+    "a Close header with Connection: close": Case([(G, 0.0)], [[
+        b"HTTP/1.1 200 OK\r\nClose: 1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"]]),
+}
+
+# cases for fronts with bounds of their own (ODD_CONFIG): a header count above the general path's 200 for
+# responses, and a head size below the target's bound
+ODD_CONFIG = dict(max_headers=300, max_head_bytes=300)
+FOUND_ODD = {
+    # the lane bounded a response's headers by max_headers (requests'); the general path by 200
+    "201 response headers": Case([(G, 0.0)], [[
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-R%d: r\r\n" % n for n in range(201)) + b"Content-Length: 2\r\n\r\nok"]]),
 }
 
 
 @pytest.fixture(scope="module")
 def fronts(tmp_path_factory):
     fronts = express_fuzz.start_fronts(str(tmp_path_factory.mktemp("fuzz")))
+    yield fronts
+    express_fuzz.stop_fronts(fronts)
+
+
+@pytest.fixture(scope="module")
+def odd_fronts(tmp_path_factory):
+    fronts = express_fuzz.start_fronts(str(tmp_path_factory.mktemp("fuzz-odd")), **ODD_CONFIG)
     yield fronts
     express_fuzz.stop_fronts(fronts)
 
@@ -51,6 +74,11 @@ def lane_counts():
 @pytest.mark.parametrize("name", list(FOUND))
 def test_a_found_case_changes_no_byte_either_way(fronts, name):
     assert not express_fuzz.run(fronts, FOUND[name])
+
+
+@pytest.mark.parametrize("name", list(FOUND_ODD))
+def test_a_found_case_changes_no_byte_either_way_with_other_bounds(odd_fronts, name):
+    assert not express_fuzz.run(odd_fronts, FOUND_ODD[name])
 
 
 def test_random_cases_change_no_byte_either_way(fronts, lane_counts):
