@@ -63,8 +63,10 @@ class Express(ExpressExchange):
         # the front's start, so by now
         self.skip = HOP_BY_HOP | FRAMING | {b"host", b"x-token", b"expect"} | frozenset(routing.API_HANDOFFS)
         # a head no longer than this is within every size bound (target, one field, the whole head): only a
-        # longer one has its sizes counted
-        self.small_head = min(config.max_target_bytes, config.max_header_field_bytes - 2, config.max_head_bytes)
+        # longer one has its sizes counted. The head's bound counts 4 bytes a header besides its name and value,
+        # one more than `name:value` CRLF takes: hence the margin of one byte a header
+        self.small_head = min(config.max_target_bytes, config.max_header_field_bytes - 2,
+                              config.max_head_bytes - config.max_headers)
         self.max_headers = config.max_headers
         self.max_body = config.serve_max_body_bytes
         self.target = b""
