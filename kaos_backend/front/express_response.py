@@ -17,7 +17,15 @@ from kaos_backend.front.heads import FRAMING, HOP_BY_HOP, reason
 from kaos_backend.front.parsing import RESPONSE_MAX_HEAD, RESPONSE_MAX_HEADERS
 
 EXPRESS_RESPONSE_BYTES = 64 * 1024  # a response larger than this streams on the general path (backpressure)
-STOP = RuntimeError("not for the express lane")  # raised in a parser callback: llhttp stops at once
+
+
+class NotForTheLane(Exception):
+    """Raised in a parser callback (as STOP): llhttp stops at once, and the lane leaves the message to the general
+    path. Raised as the class, a new instance each time: one instance raised again and again would keep every
+    traceback (each raise adds its frames to the last), and with them every lane and client that ever raised it."""
+
+
+STOP = NotForTheLane
 _KEEP_ALIVE_OR_CLOSE = (b"keep-alive", b"close")
 
 
