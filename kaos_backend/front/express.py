@@ -94,7 +94,8 @@ class Express(ExpressExchange):
     # -- the request
     def relay(self, data) -> bool:
         """Relay `data` (one read, the connection between requests) if it is one request the lane takes: True
-        when sent upstream; False, with nothing changed, for the general path to handle."""
+        when sent upstream; False, with nothing changed, for the general path to handle. Nothing of a request is
+        kept once it is declined or answered."""
         parser = self.request_parser
         if parser is None:
             parser = self.request_parser = httptools.HttpRequestParser(self)
@@ -109,34 +110,34 @@ class Express(ExpressExchange):
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             # refused, stopped by a callback, or an Upgrade: the general path's (it parses the read again)
             self.request_parser = None
-            return False
+            return self._decline()
         if not self.complete or self.messages != 1:
             self.request_parser = None     # part of a request, or pipelined ones
-            return False
+            return self._decline()
         # (one function with what follows: a call less per request, on the front's hottest path)
         method = self.method
         if method == b"HEAD" or method == b"CONNECT" or self.hosts != 1:
-            return False
+            return self._decline()
         payload = self.payload[0] if len(self.payload) == 1 else b"".join(self.payload)
         if len(data) - len(payload) > self.small_head and not self._within_bounds():
-            return False
+            return self._decline()
         if len(payload) > self.max_body:
-            return False
+            return self._decline()
         path, question, query = self.target.partition(b"?")
         if b"%" in path or b"\\" in path or b"/." in path:
-            return False
+            return self._decline()
         name, _, rest = path[1:].partition(b"/")
         last_name, address, host_line = self.last
         if name != last_name or self.front.endpoints.cached(name.decode("latin-1")) is not address:
             address = self.front.endpoints.cached(name.decode("latin-1"))
             if address is UNKNOWN or address is None or address[2] is None:
-                return False
+                return self._decline()
             host_line = b"Host: %s:%d" % (address[1].encode(), address[2])
             self.last = (name, address, host_line)
         key = address[3] if len(address) > 3 and address[3] else (address[1], address[2])
         transport = self.front.pool.take(key)
         if transport is None:
-            return False
+            return self._decline()
         # taken: from here the request is the lane's
         lines = self.lines
         lines[0] = method + b" /" + rest.lstrip(b"/") + question + query + b" HTTP/1.1"
@@ -145,6 +146,7 @@ class Express(ExpressExchange):
             lines.append(b"Content-Length: %d" % len(payload))
         lines.append(b"\r\n")
         self.head = head = b"\r\n".join(lines)
+        self.lines = ()
         self.payload = [payload]
         self.key = key
         self.transport = transport
@@ -163,6 +165,11 @@ class Express(ExpressExchange):
         client.keep_alive = True
         client.deadline, client.on_deadline = time.monotonic() + self.read_timeout, self.on_read_timeout  # (arm)
         return True
+
+    def _decline(self) -> bool:
+        """False, keeping nothing of the read (its body may be a read's 256 KiB) for the general path's turn."""
+        self.headers = self.lines = self.payload = ()
+        return False
 
     def on_message_begin(self):
         self.messages += 1

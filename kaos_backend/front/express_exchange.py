@@ -77,6 +77,8 @@ class ExpressExchange:
             self.response.body = []
             self.raw = []
             self.head_sent = False
+            self.headers = self.payload = ()  # (an idle connection keeps no request: a body may be 256 KiB)
+            self.head = b""
         self.transport = self.link = None
         link.target = None  # (this lane goes on with the client: no late event of this connection may reach it)
         pool = self.front.pool
@@ -106,6 +108,8 @@ class ExpressExchange:
         self.transport = self.link = None
         self.raw = []
         self.head_sent = False
+        self.headers = self.payload = ()
+        self.head = b""
 
     # -- handing over to the general path
     def _hand_over(self) -> Upstream:
