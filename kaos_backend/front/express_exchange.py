@@ -34,7 +34,7 @@ class ExpressExchange:
             elif stopped:  # not for a body of a known length; as the general path would, cut the client
                 self.abort()
                 self.client.abort()
-            else:
+            elif not self.client.write_paused:  # (paused by that write: the send timeout runs instead)
                 self.client.arm(self.read_timeout, self.on_read_timeout)
             return
         self.raw.append(data)
@@ -62,10 +62,11 @@ class ExpressExchange:
             self._hand_over()._release_head()  # the general path's own hold has run out too
             return
         pieces, response.body = response.body, []
-        self.client.transport.write(response.head() + b"".join(pieces) if pieces else response.head())
-        self.head_sent = True
+        self.head_sent = True  # (before the write: a client it pauses asks this lane to pause, not to hand over)
         self.raw = []
-        self.client.arm(self.read_timeout, self.on_read_timeout)
+        self.client.transport.write(response.head() + b"".join(pieces) if pieces else response.head())
+        if not self.client.write_paused:
+            self.client.arm(self.read_timeout, self.on_read_timeout)
 
     def _finish(self, trusted: bool) -> None:
         """The response is out: the connection back to the pool (or closed, and its server distrusted when it sent
@@ -173,8 +174,9 @@ class ExpressExchange:
             self._forget()
 
     def pause_reading(self) -> None:
-        """The client reads its responses slower than they come."""
-        if self.transport is None:
+        """The client reads its responses slower than they come (called from within the lane's own writes to the
+        client: a whole response is out then, nothing to pause)."""
+        if self.transport is None or self.response.whole:
             return
         if self.head_sent:
             self.paused = True
@@ -186,6 +188,7 @@ class ExpressExchange:
         if self.transport is not None and self.paused:
             self.paused = False
             self.transport.resume_reading()
+            self.client.arm(self.read_timeout, self.on_read_timeout)  # (the send timeout's, until now)
 
     def connection_lost(self, exc) -> None:
         if self.transport is None:

@@ -92,3 +92,70 @@ def test_an_idle_connection_keeps_no_request_in_its_lane(lane_front):
                 assert held < 1000, (request[:40], held)
     finally:
         counts.undo()
+
+
+def _slow_reader(front: FuzzFront, sock: socket.socket) -> None:
+    """Make the front's side of `sock` fill at once: a small send buffer and a small high-water mark (the
+    client's own receive buffer is small too), so that a lane's write of one response pauses writing."""
+    def shrink():
+        client = next(iter(front.front.clients))
+        client.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        client.transport.set_write_buffer_limits(high=8192)
+    front.call(shrink)
+
+
+def test_a_client_that_reads_slowly_gets_each_answer_once(tmp_path):
+    """The lane's own write of a response could pause the client's writing, which asked the lane to pause
+    reading its endpoint: it handed the exchange to the general path with the bytes it had just written, which
+    wrote them again (a second copy of the response), and the lane then failed on the connection it had let go
+    (AttributeError into the loop's exception handler)."""
+    front = FuzzFront(str(tmp_path), lane=True)
+    try:
+        bodies = [b"%d" % n + b"r" * 50000 for n in range(6)]
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", front.port))
+            sock.sendall(G)
+            assert answers(sock, 1)
+            _slow_reader(front, sock)
+            front.endpoint.plan = [[plain(body)] for body in bodies]
+            for _ in bodies:  # one at a time (each the lane's while writing is not paused), none read
+                sock.sendall(G)
+                time.sleep(0.1)
+            data = answers(sock, len(bodies) + 1)
+        assert express_fuzz._responses(data) == len(bodies)
+        assert [plain(body) for body in bodies] == [b"HTTP/1.1" + part for part in data.split(b"HTTP/1.1")[1:]]
+        assert not front.errors, front.errors
+    finally:
+        front.stop()
+
+
+def test_a_client_that_reads_a_late_body_slowly_gets_it_once_under_the_send_timeout(tmp_path):
+    """The head going out alone when its hold ran out could pause the client's writing too: the lane, not yet
+    marked as having sent it, handed the exchange over with those bytes, and the general path sent them again;
+    then, the client paused, the lane armed its read timer over the send timeout (and never re-armed it when the
+    client read again)."""
+    front = FuzzFront(str(tmp_path), lane=True)
+    try:
+        whole = plain(b"b" * 50000)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", front.port))
+            sock.sendall(G)
+            assert answers(sock, 1)
+            _slow_reader(front, sock)
+            front.endpoint.plan = [[whole[:30000], 0.3, whole[30000:]]]  # the hold runs out in between
+            sock.sendall(G)
+            time.sleep(0.5)
+
+            def deadline():
+                client = next(iter(front.front.clients))
+                return client.write_paused, client.on_deadline == client.abort
+            assert front.call(deadline) == (True, True)  # paused, under the send timeout
+            data = answers(sock, 2)
+        assert data == whole
+        assert not front.errors, front.errors
+    finally:
+        front.stop()
