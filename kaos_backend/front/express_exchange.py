@@ -83,13 +83,15 @@ class ExpressExchange:
         self.transport = self.link = None
         link.target = None  # (this lane goes on with the client: no late event of this connection may reach it)
         pool = self.front.pool
-        if not trusted:
-            transport.abort()
-            pool.distrust(self.key)
-        elif self.response.keep_alive and not transport.is_closing():
+        if trusted and self.response.keep_alive and not transport.is_closing():
             pool.give(self.key, transport)
-        else:
-            transport.close()
+        else:  # the parser has seen the connection's last response (or an error): a new one for the next
+            self.response = None
+            if trusted:
+                transport.close()
+            else:
+                transport.abort()
+                pool.distrust(self.key)
         self.client.lane_finished()
 
     def _forget(self, keep_reading: bool = False) -> None:

@@ -159,3 +159,25 @@ def test_a_client_that_reads_a_late_body_slowly_gets_it_once_under_the_send_time
         assert not front.errors, front.errors
     finally:
         front.stop()
+
+
+@pytest.mark.parametrize("last", [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                                  b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+def test_a_response_that_ends_its_connection_leaves_the_lane_ready_for_the_next(lane_front, last):
+    """The lane reads every response of a client with one parser, whatever connection it came on: after a
+    response that ended its connection (Connection: close, or HTTP/1.0) llhttp refused any more bytes, so the
+    client's next lane request was handed to the general path (parsed twice) for nothing."""
+    counts = express_fuzz.LaneCounts()
+    try:
+        with socket.create_connection(("127.0.0.1", lane_front.port), timeout=5) as sock:
+            sock.sendall(G)
+            assert answers(sock, 1)
+            lane_front.endpoint.plan = [[last, express_fuzz.CLOSE]]
+            counts.reset()
+            for _ in range(3):  # the lane's; the general path's (the pool is empty); the lane's again
+                sock.sendall(G)
+                assert answers(sock, 1)
+                time.sleep(0.05)
+        assert (counts.taken, counts.handed) == (2, 0)
+    finally:
+        counts.undo()
