@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import socket
 import sys
 import tempfile
@@ -75,6 +76,7 @@ class ScriptedEndpoint:
         self.plan: List[list] = []
         self.requests: List[object] = []
         self.accepted = 0
+        self.open: set = set()
         self.lock = threading.Lock()
         self.server = socket.socket(socket.AF_UNIX)
         self.server.bind(path)
@@ -89,6 +91,7 @@ class ScriptedEndpoint:
                 return
             with self.lock:
                 self.accepted += 1
+                self.open.add(connection)
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _next_script(self) -> list:
@@ -133,7 +136,19 @@ class ScriptedEndpoint:
         except OSError:
             return
         finally:
+            with self.lock:
+                self.open.discard(connection)
             connection.close()
+
+    def drop_all(self) -> None:
+        """End every open connection (a script still sleeping on one fails when it next writes)."""
+        with self.lock:
+            connections, self.plan = list(self.open), []
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self):
         self.server.close()
@@ -238,8 +253,10 @@ def play(front: FuzzFront, case: Case, deadline: float = 6.0, warmed: Callable[[
     connections, and the front's state once the client is gone."""
     front.trust_again()
     endpoint = front.endpoint
-    with endpoint.lock:
-        endpoint.plan = []  # (what a case left unused must not answer the warm-up)
+    endpoint.drop_all()  # each case from the same start: one new kept-alive connection, made by the warm-up
+    until = time.monotonic() + 3
+    while front.state()["pool"] and time.monotonic() < until:
+        time.sleep(0.01)
     with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
         sock.sendall(WARM_UP)
         warm = b""
@@ -293,11 +310,50 @@ def play(front: FuzzFront, case: Case, deadline: float = 6.0, warmed: Callable[[
             "state": state}
 
 
+def one_chunk(data: bytes) -> bytes:
+    """The front's answers in `data` with each chunked body in one chunk: the general path chunks a body as its
+    reads come, and how an endpoint's writes arrive in reads is the network's (and the scheduler's) doing."""
+    out, rest = [], data
+    while rest:
+        end = rest.find(b"\r\n\r\n")
+        if end < 0:
+            out.append(rest)
+            break
+        head, rest = rest[:end + 4], rest[end + 4:]
+        out.append(head)
+        if b"\r\nTransfer-Encoding: chunked\r\n" not in head:
+            length = re.search(rb"\r\nContent-Length: (\d+)\r\n", head)
+            size = int(length.group(1)) if length else len(rest)
+            out.append(rest[:size])
+            rest = rest[size:]
+            continue
+        body, whole = b"", False
+        while True:
+            line = rest.find(b"\r\n")
+            if line < 0:
+                break
+            size = int(rest[:line], 16)
+            if size == 0 and rest[line:line + 4] == b"\r\n\r\n":
+                rest, whole = rest[line + 4:], True
+                break
+            piece = rest[line + 2:line + 2 + size]
+            if len(piece) < size or rest[line + 2 + size:line + 4 + size] != b"\r\n":
+                body += piece
+                rest = b""
+                break
+            body, rest = body + piece, rest[line + 4 + size:]
+        out.append(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if whole else b"<cut> " + body + rest)
+        if not whole:
+            break
+    return b"".join(out)
+
+
 def compare(general: dict, lane: dict) -> List[str]:
-    """What differs between the two fronts' results (empty: nothing)."""
+    """What differs between the two fronts' results (empty: nothing); chunked bodies are compared as one_chunk
+    makes them."""
     differences = []
     for key in ("client", "endpoint", "connections"):
-        if general[key] != lane[key]:
+        if general[key] != lane[key] and (key != "client" or one_chunk(general[key]) != one_chunk(lane[key])):
             differences.append(f"{key}: general {general[key]!r:.600} / lane {lane[key]!r:.600}")
     for result, which in ((general, "general"), (lane, "lane")):
         state = result["state"]
