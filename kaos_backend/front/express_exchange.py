@@ -47,9 +47,12 @@ class ExpressExchange:
             self._finish(trusted=True)
         elif self.raw_size > EXPRESS_RESPONSE_BYTES:
             self._hand_over()
-        elif not self.held:
-            self.held = True
-            self.front.holds.hold(self)
+        else:
+            if response.length is not None:  # the head is whole: each read of its body re-arms the read timer, as
+                self.client.arm(self.read_timeout, self.on_read_timeout)  # the general path's (until then: 504)
+            if not self.held:
+                self.held = True
+                self.front.holds.hold(self)
 
     def hold_expired(self) -> None:
         """The body did not follow its head within the hold: the head goes out alone, as the general path's would,

@@ -18,6 +18,7 @@ test_express_fuzz.py.
 """
 import argparse
 import asyncio
+import gc
 import os
 import random
 import re
@@ -549,9 +550,14 @@ def generate(rng: random.Random) -> Case:
     random points."""
     count = rng.choices([1, 2, 3], [12, 3, 1])[0]
     sends = []
-    if rng.random() < 0.5:  # one after the other, each whole in one send, waiting for the answer
+    mode = rng.random()
+    if mode < 0.4:  # one after the other, each whole in one send, waiting for the answer
         for _ in range(count):
             sends.append((request(rng), rng.choice([0.2, 0.4])))
+    elif mode < 0.6:  # the next sent while the one before is in flight (pipelined, not in the same read)
+        count = max(2, count)
+        for _ in range(count):
+            sends.append((request(rng), rng.choice([0.0, 0.005, 0.02, HOLD, 0.1])))
     else:
         data = b"".join(request(rng) for _ in range(count))
         splits = rng.choices([0, 1, 2, 4], [20, 3, 2, 1])[0]
@@ -564,6 +570,26 @@ def generate(rng: random.Random) -> Case:
     scripts = [script(rng) for _ in range(count + 1)]  # (+1: a retried request)
     client_end = rng.choices([READ, LEAVE, HALF_CLOSE], [20, 1, 1])[0]
     return Case(sends, scripts, client_end)
+
+
+def leftovers(fronts: Tuple[FuzzFront, FuzzFront]) -> dict:
+    """Objects of the front's connections still alive (after a collection) and descriptors open, once every client
+    is gone and the endpoints' connections have ended: what a run of cases must not add to."""
+    from kaos_backend.front.client import Client
+    from kaos_backend.front.express import Express
+    from kaos_backend.front.express_response import ResponseReading
+    from kaos_backend.front.upstream import Upstream
+    for front in fronts:
+        front.settle()
+        front.endpoint.drop_all()
+    until = time.monotonic() + STALL + 1
+    while any(front.endpoint.open or front.state()["pool"] for front in fronts) and time.monotonic() < until:
+        time.sleep(0.05)
+    for front in fronts:
+        front.call(gc.collect)
+    kinds = (Client, Express, ResponseReading, Upstream)
+    alive = [type(item).__name__ for item in gc.get_objects() if isinstance(item, kinds)]
+    return {"objects": sorted(alive), "fds": len(os.listdir("/proc/self/fd"))}
 
 
 def run(fronts: Tuple[FuzzFront, FuzzFront], case: Case, warmed: Callable[[], None] = lambda: None) -> List[str]:
@@ -637,6 +663,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory() as directory:
         fronts = start_fronts(directory, args.uvloop)
         try:
+            before = leftovers(fronts)
             for number in range(args.cases):
                 case = generate(rng)
                 differences = run(fronts, case, warmed=counts.reset)
@@ -645,6 +672,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                     failures += 1
                     print(f"case {number} differs:\n  " + "\n  ".join(differences)
                           + f"\n  {case.literal()[:3000]}\n", flush=True)
+            after = leftovers(fronts)
+            if after != before:
+                failures += 1
+                print(f"left behind: before {before}, after {after}")
         finally:
             stop_fronts(fronts)
             counts.undo()

@@ -41,8 +41,8 @@ FOUND = {
 }
 
 # cases for fronts with bounds of their own (ODD_CONFIG): a header count above the general path's 200 for
-# responses, and a head size below the target's bound
-ODD_CONFIG = dict(max_headers=300, max_head_bytes=300)
+# responses, a head size below the target's bound, a hold long enough to see what happens within it
+ODD_CONFIG = dict(max_headers=300, max_head_bytes=300, head_hold_seconds=0.2, proxy_read_timeout=0.5)
 FOUND_ODD = {
     # the lane bounded a response's headers by max_headers (requests'); the general path by 200
     "201 response headers": Case([(G, 0.0)], [[
@@ -51,6 +51,11 @@ FOUND_ODD = {
     # besides name and value: 60 headers `a:` (4 bytes each as sent) count 313 bytes in a head of 299, and the
     # general path answers 431 where the lane relayed the request
     "a head within max_head_bytes as sent, past it as counted": Case([(G[:-2] + b"a:\r\n" * 60 + b"\r\n", 0.0)]),
+    # a head just before the read timeout: the general path's timer then waits for the body; the lane's still
+    # ran from the request, and cut the response it held when it fired (with the default 5 ms hold, a head in
+    # the last 5 ms before proxy_read_timeout)
+    "a response head just before the read timeout, its body after": Case(
+        [(G, 0.0)], [[0.42, b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\npar", 0.15, b"tial"]]),
 }
 
 
