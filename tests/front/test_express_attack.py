@@ -164,7 +164,7 @@ def test_a_client_that_reads_a_late_body_slowly_gets_it_once_under_the_send_time
 
 
 @pytest.mark.parametrize("last", [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-                                  b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+                                  b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"], ids=["close", "http-1.0"])
 def test_a_response_that_ends_its_connection_leaves_the_lane_ready_for_the_next(lane_front, last):
     """The lane reads every response of a client with one parser, whatever connection it came on: after a
     response that ended its connection (Connection: close, or HTTP/1.0) llhttp refused any more bytes, so the
