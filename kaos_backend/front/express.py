@@ -15,11 +15,12 @@ front's) and sent with the body in one write.
 The response is read by express_response.ResponseReading. A plain one whole within `head_hold_seconds` of its first
 bytes goes out, head and body, in one write; one whose body is late has its head sent alone when the hold runs out
 and its body relayed as it comes (as the general path does); then the connection goes back to the pool. Anything
-else (a 1xx or 101, a chunked, close-delimited or large body, bytes after the response, a head not whole when the
-hold runs out, the read timeout, the server closing, the client reading slowly) hands the exchange to an
-upstream.Upstream with every byte read so far: the general path goes on from there as if it had relayed the
-request itself (retries, 502/504, streaming with backpressure). tests/front/test_express.py compares the bytes both
-paths send, each way, over a corpus.
+else (what express_response says is not plain: a 1xx or 101, a chunked, close-delimited or large body, a head past
+the general path's bounds, bytes after the response; a head not whole when the hold runs out, the read timeout
+before the head is out, the server closing, the client reading slowly) hands the exchange to an upstream.Upstream
+with every byte read so far, and the request's read timer with it: the general path goes on from there as if it had
+relayed the request itself (retries, 502/504, streaming with backpressure). tests/front/test_express.py compares
+the bytes both paths send, each way, over a corpus; test_express_fuzz.py over random cases.
 """
 import time
 from typing import List, Optional
