@@ -1,6 +1,6 @@
 """What an attack on the express lane (branch attack-express) found beyond the differential corpus of
 test_express_fuzz.py: resources a lane left behind, and a client that reads its answers slowly. Each test failed
-before its fix (see the commits). A front in process (express_fuzz.FuzzFront) with a scripted endpoint."""
+before its fix (see the commits). A front in process (fuzz_world.FuzzFront) with a scripted endpoint."""
 import gc
 import importlib.util
 import socket
@@ -10,7 +10,7 @@ import weakref
 import pytest
 
 from tests.front import express_fuzz
-from tests.front.express_fuzz import FuzzFront, plain
+from tests.front.fuzz_world import CLOSE, FuzzFront, plain
 
 G = b"GET /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\n\r\n"
 
@@ -53,7 +53,8 @@ def test_a_closed_connection_is_freed_after_requests_the_lane_declined(lane_fron
     to that instance's traceback, which kept every lane (and client, and transport) that ever declined a
     request or handed over a response alive for the process's life."""
     refs = []
-    for headers in (b"Connection: X-Hop\r\nX-Hop: 1\r\n", b"Expect: 100-continue\r\n", b"Transfer-Encoding: chunked\r\n"):
+    declined = (b"Connection: X-Hop\r\nX-Hop: 1\r\n", b"Expect: 100-continue\r\n", b"Transfer-Encoding: chunked\r\n")
+    for headers in declined:
         with socket.create_connection(("127.0.0.1", lane_front.port), timeout=5) as sock:
             sock.sendall(G)  # the lane's (the pool is warm after the first connection)
             assert answers(sock, 1)
@@ -174,7 +175,7 @@ def test_a_response_that_ends_its_connection_leaves_the_lane_ready_for_the_next(
         with socket.create_connection(("127.0.0.1", lane_front.port), timeout=5) as sock:
             sock.sendall(G)
             assert answers(sock, 1)
-            lane_front.endpoint.plan = [[last, express_fuzz.CLOSE]]
+            lane_front.endpoint.plan = [[last, CLOSE]]
             counts.reset()
             for _ in range(3):  # the lane's; the general path's (the pool is empty); the lane's again
                 sock.sendall(G)

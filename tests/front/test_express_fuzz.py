@@ -4,7 +4,8 @@ front left as it was and its loop's exception handler given nothing.
 
 FOUND holds the cases a campaign found (each failed before its fix; see the commits); the random run plays
 KAOS_FUZZ_CASES (default 40) new cases from KAOS_FUZZ_SEED (default: a fixed seed, so CI is repeatable) on
-asyncio's loop and on uvloop's, in about a minute in all (the found corpus: half a minute more). A longer campaign: `python -m tests.front.express_fuzz --cases 1000 --seed N`.
+asyncio's loop and on uvloop's, in about a minute in all (the found corpus: half a minute more). A longer
+campaign: `python -m tests.front.express_fuzz --cases 1000 --seed N`.
 """
 import importlib.util
 import os
@@ -13,7 +14,8 @@ import random
 import pytest
 
 from tests.front import express_fuzz
-from tests.front.express_fuzz import CLOSE, READ, RESET, STALL, Case
+from tests.front.fuzz_cases import Case
+from tests.front.fuzz_world import CLOSE, RESET, STALL
 
 P = b"POST /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\nContent-Length: 2\r\n\r\n{}"
 G = b"GET /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\n\r\n"
