@@ -85,17 +85,22 @@ class ExpressExchange:
             self.head = b""
         self.transport = self.link = None
         link.target = None  # (this lane goes on with the client: no late event of this connection may reach it)
-        pool = self.front.pool
-        if trusted and self.response.keep_alive and not transport.is_closing():
-            pool.give(self.key, transport)
-        else:  # the parser has seen the connection's last response (or an error): a new one for the next
+        reusable = trusted and self.response.keep_alive and not transport.is_closing()
+        if not reusable:  # the parser has seen the connection's last response (or an error): a new one for the next
             self.response = None
-            if trusted:
-                transport.close()
-            else:
-                transport.abort()
-                pool.distrust(self.key)
+        key = self.key
+        # the client's next request first: one pipelined behind this one starts before the connection is back in
+        # the pool, as on the general path (which pools a connection once the read that ended its response is
+        # parsed, after the next request has started): it goes on another connection there too
         self.client.lane_finished()
+        pool = self.front.pool
+        if reusable:
+            pool.give(key, transport)
+        elif trusted:
+            transport.close()
+        else:
+            transport.abort()
+            pool.distrust(key)
 
     def _forget(self, keep_reading: bool = False) -> None:
         """Let go of the connection of the request in flight (its response read to the end when `keep_reading`;

@@ -15,7 +15,7 @@ import pytest
 
 from tests.front import express_fuzz
 from tests.front.fuzz_cases import Case
-from tests.front.fuzz_world import CLOSE, RESET, STALL
+from tests.front.fuzz_world import CLOSE, RESET, STALL, plain
 
 P = b"POST /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\nContent-Length: 2\r\n\r\n{}"
 G = b"GET /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\n\r\n"
@@ -44,6 +44,10 @@ FOUND = {
     # `Connection: close` names a header `Close` too, which the general path drops; the lane kept it
     "a Close header with Connection: close": Case([(G, 0.0)], [[
         b"HTTP/1.1 200 OK\r\nClose: 1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"]]),
+    # a request pipelined behind the lane's: the general path starts it before the connection of the one before
+    # is back in the pool (so it opens another); the lane gave the connection back first, and the endpoint saw
+    # one connection less
+    "a request sent while the lane's is in flight": Case([(G, 0.02), (G, 0.0)], [[0.1, plain(b"1")], [plain(b"2")]]),
 }
 
 # cases for fronts with bounds of their own (ODD_CONFIG): a header count above the general path's 200 for
