@@ -11,8 +11,8 @@ Run a campaign from the checkout (the tests run a bounded one):
 
     .venv/bin/python -m tests.front.express_fuzz --cases 300 --seed 7 [--uvloop]
 
-It prints each case whose bytes differ, as Python literals to paste into the found corpus of
-test_express_fuzz.py.
+It prints each case whose bytes differ, as a Python literal to reduce by hand into the found corpus of
+test_express_fuzz.py (cut at 3000 characters; `--save DIR` writes each whole).
 """
 import argparse
 import gc
@@ -271,6 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--cases", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--save", metavar="DIR", help="write each differing case whole to DIR/case-N.py")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     failures = 0
@@ -288,6 +289,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     failures += 1
                     print(f"case {number} differs:\n  " + "\n  ".join(differences)
                           + f"\n  {case.literal()[:3000]}\n", flush=True)
+                    if args.save:
+                        with open(os.path.join(args.save, f"case-{number}.py"), "w") as saved:
+                            saved.write(case.literal() + "\n")
             after = leftovers(fronts)
             if after["objects"] != before["objects"] or after["fds"] > before["fds"]:
                 failures += 1
