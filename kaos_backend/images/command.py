@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m kaos_backend.images", description="Make the Docker base image of kaos's builds when it is missing or stale.")
+    parser = argparse.ArgumentParser(prog="python -m kaos_backend.images",
+                                     description="Make the Docker base image of kaos's builds when it is missing or "
+                                                 "stale.")
     add_arguments(parser)
     sys.exit(run(parser.parse_args(argv)))
 

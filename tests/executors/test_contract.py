@@ -272,7 +272,8 @@ def test_the_end_of_the_main_process_ends_the_workload(platform):
 
 def test_stop_escalates_when_the_workload_ignores_sigterm(platform):
     executor = platform.executor()
-    script = f"import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nimport sys\nsys.argv[1:] = ['main']\n{BEAT}"
+    script = (f"import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nimport sys\nsys.argv[1:] = ['main']\n"
+              f"{BEAT}")
     spec = platform.training(script)
     executor.start(spec)
     _wait_for(lambda: _beating(platform.output(spec), {"main"}) == {"main"})
