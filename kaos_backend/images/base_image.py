@@ -3,7 +3,8 @@
 A minimal Debian (debootstrap from a Debian mirror, the only thing it downloads) with python3, venv, pip and
 ca-certificates, trusting the host's CA bundle, imported into the Docker engine as `kaos-base-python:bookworm`
 and labelled `io.kaos.base-image.*` (kaos_backend.images.labels). Made once: `ensure_base_image` first looks for
-the tag on the engine and reuses it while its recipe label matches (same packages, same host CAs); only then does it debootstrap (about a minute).
+the tag on the engine and reuses it while its recipe label matches (same packages, same host CAs); only then does
+it debootstrap (about a minute).
 
     kaos-backend base-image [--tag T] [--rebuild]      (or: python -m kaos_backend.images.base_image)
 
