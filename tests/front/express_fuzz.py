@@ -35,14 +35,16 @@ SILENCE = READ_TIMEOUT + 0.6     # the client stops reading after this long with
 
 
 def _responses(data: bytes) -> int:
-    """How many whole responses `data` holds (from its start; a HEAD's is not counted)."""
+    """How many whole final responses `data` holds (from its start; a HEAD's and a 100 Continue are not counted)."""
     done = []
 
     class Sink:
         def on_message_complete(self):
-            done.append(1)
+            if parser.get_status_code() >= 200:
+                done.append(1)
+    parser = httptools.HttpResponseParser(Sink())
     try:
-        httptools.HttpResponseParser(Sink()).feed_data(data)
+        parser.feed_data(data)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
         pass
     return len(done)

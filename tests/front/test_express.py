@@ -269,12 +269,14 @@ IDLE_READS = {"head"}  # a HEAD's response has no body: read until quiet, not pa
 
 
 def read_responses(sock: socket.socket, count: int, parse: bool = True) -> bytes:
-    """The bytes of `count` responses (or until the connection closes, or 3 s pass)."""
+    """The bytes of `count` final responses (or until the connection closes, or 3 s pass): a 100 Continue is not
+    counted (the answer after it is what a case compares)."""
     done = []
 
     class Sink:
         def on_message_complete(self):
-            done.append(1)
+            if parser.get_status_code() >= 200:
+                done.append(1)
     parser = httptools.HttpResponseParser(Sink())
     data = b""
     deadline = time.monotonic() + 3
