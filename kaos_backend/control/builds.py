@@ -10,7 +10,8 @@ from kaos_backend.control.single import SingleWorkloadController
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import ArtifactMissing, Executor, WorkloadSpec
-from kaos_backend.models import Bundle, Job
+from kaos_backend.models import Bundle, Job, Workspace
+from kaos_backend.services.descriptors import image_name
 
 # Which requirements files make a kind's image, in install order.
 REQUIREMENTS = {
@@ -29,8 +30,10 @@ class BuildController(SingleWorkloadController):
         bundle = load(self.services, Bundle, job.source_bundle_id) if job.source_bundle_id else None
         if bundle is None:
             return self.fail(job_log, "kaos: the source bundle of this build was deleted")
+        workspace = load(self.services, Workspace, job.workspace_id)
         spec = WorkloadSpec(job_id=job.id, kind="build", log=job_log.log_name, preamble=processing(job.id),
-                            source=bundle_artifact(bundle), requirements=list(REQUIREMENTS[job.kind]))
+                            source=bundle_artifact(bundle), requirements=list(REQUIREMENTS[job.kind]),
+                            image_name=image_name(workspace.name, bundle, job.kind) if workspace else None)
         executor = make_executor(self.config)
         preamble = Preamble.for_job(job.id)
         try:

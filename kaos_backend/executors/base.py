@@ -153,6 +153,8 @@ class WorkloadSpec:
     model: Optional[Artifact] = None    # serve: a training's OUTPUT
     requirements: List[str] = field(default_factory=list)  # build: requirements files of model/, in order
     image: Optional[str] = None    # what a build produced (local: a virtualenv; docker: an image)
+    image_name: Optional[str] = None   # build: the name the platform gives its image ("build-train-<ws>:<hash5>"),
+                                       # for executors whose images have names (docker); others ignore it
     env: Dict[str, str] = field(default_factory=dict)  # ids and names for the workload (KAOS_JOB_ID, ...)
     cpu: Optional[float] = None
     memory: Optional[str] = None
