@@ -32,7 +32,8 @@ class Config:
     max_gpu: Optional[int] = None        # None = unknown = no check; 0 = GPUs are not enabled
     max_upload_mb: int = 1024
     max_bundle_mb: int = 4096            # uncompressed
-    base_image: str = "python:3.11-slim"
+    base_image: str = ""                 # the Docker builds' BASE_IMAGE; empty: kaos-base-python:bookworm when the
+                                         # engine has it, else each Dockerfile's own default (python:3.11-slim)
     namespace: str = "kaos"
     registry: str = ""
     service_host: str = ""               # empty = derive from the request
@@ -90,8 +91,6 @@ class Config:
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user"):
             value = raw(name)
             values[name] = str(value) if value is not None else cls.__dataclass_fields__[name].default
-        if not values["base_image"]:
-            raise ConfigError("KAOS_BASE_IMAGE must not be empty")
         if not values["namespace"]:
             raise ConfigError("KAOS_NAMESPACE must not be empty")
         return cls(**values)

@@ -15,7 +15,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert (config.max_cpu, config.max_memory, config.max_gpu) == (None, None, None)
     assert config.max_upload_mb == 1024 and config.max_upload_bytes == 1024 * 1024 * 1024
     assert config.max_bundle_mb == 4096
-    assert config.base_image == "python:3.11-slim"
+    assert config.base_image == ""  # the Docker executor then looks for kaos's own base image
     assert config.namespace == "kaos"
     assert config.registry == "" and config.service_host == ""
 
