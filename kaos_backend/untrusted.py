@@ -6,7 +6,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import List, Optional
+from typing import BinaryIO, List, Optional, Tuple
 
 CHUNK = 1024 * 1024
 
@@ -74,16 +74,27 @@ def copy_tree(source, target) -> List[str]:
     return left_out
 
 
-def _copy_file(source: Path, target: Path) -> Optional[str]:
+def open_regular(path) -> Tuple[Optional[BinaryIO], Optional[str]]:
+    """(the file `path` open for reading, None) when it is a plain regular file, else (None, why it is not read:
+    "a symbolic link", "not a regular file", "a hard link", or why it cannot be opened)."""
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
-        return "a symbolic link" if os.path.islink(source) else (error.strerror or "unreadable")
-    with os.fdopen(fd, "rb") as reader:
+        return None, "a symbolic link" if os.path.islink(path) else (error.strerror or "unreadable")
+    reader = os.fdopen(fd, "rb")
+    why = _why_not(os.fstat(reader.fileno()))
+    if why:
+        reader.close()
+        return None, why
+    return reader, None
+
+
+def _copy_file(source: Path, target: Path) -> Optional[str]:
+    reader, why = open_regular(source)
+    if reader is None:
+        return why
+    with reader:
         info = os.fstat(reader.fileno())
-        why = _why_not(info)
-        if why:
-            return why
         if target.is_symlink() or target.exists():
             target.unlink()
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

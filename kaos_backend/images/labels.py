@@ -13,6 +13,10 @@ PREFIX = "io.kaos."
 MANAGED = PREFIX + "managed"
 KIND = PREFIX + "kind"
 PLATFORM = PREFIX + "platform"
+# What the Docker executor adds on a workload's container (and a build's image): the job (a build's, a training's,
+# or the endpoint's name) and the workload (a training's partition: "<job id>-<index>").
+JOB = PREFIX + "job"
+WORKLOAD = PREFIX + "workload"
 
 # The base image's own (inherited by the images built on it, where they say what they were built on).
 BASE_IMAGE_RECIPE = PREFIX + "base-image.recipe"      # sha256 of the recipe and the host's CA bundle
