@@ -36,15 +36,42 @@ class Kind:
     variants: Dict[str, dict]             # variant id -> Config overrides
     vanish: Callable[[dict], None]        # make the workload of this executor state disappear as a crash would
     cleanup: Callable[[Config], None]     # stop whatever a failed test left running
+    needs: Callable = lambda request: {}  # (pytest request) -> more Config overrides, from the fixtures it needs
+    teardown: Callable[[Config], None] = lambda config: None  # remove what the module made (images)
 
 
 def _kill_the_runner(state: dict) -> None:
     os.kill(state["pid"], signal.SIGKILL)  # the runner, as a crash or an OOM kill of it would
 
 
+def _engine():
+    from kaos_backend.executors.docker_client import engine
+    return engine()
+
+
+def _remove_the_container(state: dict) -> None:
+    _engine().api.remove_container(state["container"], force=True)  # as someone's `docker rm -f` would
+
+
+def _remove_the_containers(config: Config) -> None:
+    from kaos_backend.executors.docker_client import remove_platform_containers
+    remove_platform_containers(_engine(), platform_id(config.data_dir))
+
+
+def _remove_the_images(config: Config) -> None:
+    from kaos_backend.executors.docker_client import platform_filter
+    for image in _engine().images.list(filters=platform_filter(platform_id(config.data_dir))):
+        _engine().images.remove(image.id, force=True)
+
+
 KINDS = {
     "local": Kind({"auto": {"containment": "auto"}, "subreaper": {"containment": "subreaper"}},
                   _kill_the_runner, lambda config: stop_platform(platform_id(config.data_dir))),
+    # The Docker engine of this machine (skipped without one, failed in CI: tests/support/docker_engine.py), the
+    # builds on the base image the fixture makes (no registry here).
+    "docker": Kind({"engine": {}}, _remove_the_container, _remove_the_containers,
+                   needs=lambda request: {"base_image": request.getfixturevalue("base_image")},
+                   teardown=_remove_the_images),
 }
 PARAMS = [pytest.param((kind, variant), id=f"{kind}-{variant}")
           for kind in registry.kinds() for variant in KINDS[kind].variants]  # a kind without an entry fails here
@@ -74,7 +101,8 @@ class Platform:
         return Artifact(Artifact.BUNDLE, digest, root, f"{root}:{digest[:5]}")
 
     def source(self, script: str = "", name: str = "train") -> Artifact:
-        files = {"bundle/Dockerfile": "FROM python:3.11-slim\n", "bundle/model/requirements.txt": ""}
+        files = {"bundle/Dockerfile": "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\n",
+                 "bundle/model/requirements.txt": ""}
         if script:
             files[f"bundle/model/{name}"] = "#!/usr/bin/env python3\n" + script
         return self.bundle(files, "bundle")
@@ -95,7 +123,7 @@ def platform(request, tmp_path_factory):
     kind_name, variant = request.param
     kind = KINDS[kind_name]
     data = tmp_path_factory.mktemp(f"{kind_name}-{variant}") / "data"
-    config = Config.from_env({}, data_dir=data, executor=kind_name, **kind.variants[variant])
+    config = Config.from_env({}, data_dir=data, executor=kind_name, **kind.variants[variant], **kind.needs(request))
     platform = Platform(config, kind)
     build = WorkloadSpec(job_id="b" * 32, kind="build", log=f"jobs/{'b' * 32}", source=platform.source(),
                          requirements=["requirements.txt"])
@@ -106,6 +134,7 @@ def platform(request, tmp_path_factory):
     assert executor.is_image_ready(platform.image) and platform.executor().image_for(build) == platform.image
     yield platform
     kind.cleanup(config)
+    kind.teardown(config)
 
 
 @pytest.fixture(autouse=True)
@@ -349,7 +378,9 @@ def test_a_serve_workload_listens_where_start_says_with_its_model_beside_its_cod
     try:
         assert address is not None and address.host and address.port
         assert _wait_for(lambda: _ping(address)) == (200, b"the model")
-        assert any(text.startswith("files ") and "model.txt" in text.split() for text in _texts(executor))
+        # the log follows the workload's output (a moment later where a watcher copies it from the engine)
+        assert _wait_for(lambda: any(text.startswith("files ") and "model.txt" in text.split()
+                                     for text in _texts(executor)))
     finally:
         executor.stop()
 

@@ -28,6 +28,20 @@ def test_a_registered_kind_is_what_the_configuration_names(tmp_path, monkeypatch
     assert "stub" in registry.kinds() and registry.executor_class("stub") is Stub
 
 
+def test_the_docker_executor_is_registered_and_reads_logs_without_an_engine(tmp_path, monkeypatch):
+    """The API process reads and adds to logs through an idle executor of the configured kind: for docker that
+    needs neither the engine nor the docker SDK (imported on first use by what runs workloads)."""
+    from kaos_backend.executors import docker_client
+    from kaos_backend.executors.docker import DockerExecutor
+    monkeypatch.setattr(docker_client, "engine", lambda: pytest.fail("the engine was asked"))
+    assert "docker" in registry.kinds() and registry.executor_class("docker") is DockerExecutor
+    log = registry.log_of(_config(tmp_path, "docker"), "jobs/0123abcd")
+    log.append_log("kaos: a record")
+    assert [line.split("] ", 1)[1] for line in log.logs()] == ["kaos: a record"]
+    assert log.get_state() == {} and log.poll() is None
+
+
 def test_a_kind_that_is_not_registered_is_refused_in_words(tmp_path):
-    with pytest.raises(registry.ExecutorNotAvailable, match="the docker executor is not available in this version"):
-        registry.make_executor(_config(tmp_path, "docker"))
+    with pytest.raises(registry.ExecutorNotAvailable,
+                       match="the kubernetes executor is not available in this version"):
+        registry.make_executor(_config(tmp_path, "kubernetes"))

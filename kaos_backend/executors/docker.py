@@ -1,0 +1,323 @@
+"""The docker executor: builds are `docker build`s of the bundles' Dockerfiles, trainings and endpoints are
+containers of the images they made, on the Docker engine of the backend's machine (DOCKER_HOST), through the
+docker SDK. KAOS_EXECUTOR=docker chooses it.
+
+    build    the bundle's Dockerfile with its model/ as the context, BASE_IMAGE from KAOS_BASE_IMAGE (else kaos's
+             own base image when the engine has it), into `build-train-<ws>:<hash5>` / `build-serve-<ws>:<hash5>`
+             (WorkloadSpec.image_name), labelled kaos's, the layer cache used; its output goes to the build
+             job's log line by line as the engine sends it, and a failing step's line ("The command '/bin/sh -c
+             ...' returned a non-zero code: 1") is the build's reason
+    train    one container per partition, at kaos 1.x's paths (/pfs/data/<name:hash5>, /pfs/hyper, /pfs/out/<hex6>;
+             docker_staging.py), --cpu/--memory/--gpu as its limits; the engine's OOMKilled is "out of memory"
+    serve    a container listening on 8080, published on 127.0.0.1: `start` returns that address
+    ingestion   a process on this machine, as the local executor runs it (it downloads into the data directory)
+
+Each container or build has a watcher (docker_watcher.py), a process of its own session that outlives the backend:
+it copies the engine's output into the log (a file, as the local executor's: `<data>/jobs/<job id>/log`,
+`<data>/endpoints/<name>/log`), writes how the workload ended, removes the container and writes the exit record.
+The executor's state is the container's id (a build's: its image), the watcher, and the files beside the log. A
+backend restart finds the watcher still running; a watcher that died while its container runs is started again
+(it resumes from the last line it wrote); a container gone without an end is a vanished workload.
+"""
+import math
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from kaos_backend.config import platform_id
+from kaos_backend.executors import docker_client, docker_spec, outcome
+from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.docker_containers import engine_words, start_container
+from kaos_backend.executors.docker_staging import DockerStaging, StagedContainer
+from kaos_backend.executors.docker_watch import WatchedWorkload
+from kaos_backend.executors.docker_watcher import describe
+from kaos_backend.executors.preamble import Preamble
+from kaos_backend.executors.registry import register
+from kaos_backend.images import labels
+from kaos_backend.logs import JobLog, LogFileReader
+
+WHAT = {"build": "build", "train": "training", "serve": "endpoint"}
+BUILD_KINDS = ("build-train", "build-serve", "build-notebook")
+STOP_RECORD_WAIT = 15.0  # seconds for the watcher to record the end of a stopped workload before stop does it
+MAX_RESPAWNS = 3         # watchers started again for one container before it counts as vanished
+CONTAINER_GONE = ("vanished: its container is gone without an exit code (removed from the engine, or the engine "
+                  "lost it)")
+BUILD_GONE = "vanished: its build's watcher disappeared without an outcome (the machine restarted, or it was killed)"
+WATCHER_FAILING = "vanished: its watcher kept failing (see the log); the container was removed"
+
+
+class DockerExecutor(Executor):
+    kind = "docker"
+
+    def __init__(self, data_dir, base_image: str = "", notify: Optional[str] = None,
+                 max_log_bytes: Optional[int] = None, max_bundle_bytes: Optional[int] = None, config=None):
+        self.data_dir = Path(data_dir)
+        self.platform = platform_id(self.data_dir)
+        self.staging = DockerStaging(self.data_dir, max_bundle_bytes)
+        self.base_image = base_image
+        self.notify = notify
+        self.max_log_bytes = max_log_bytes
+        self.config = config
+        self._workload: Optional[WatchedWorkload] = None  # the workload started or reattached
+        self._delegate: Optional[Executor] = None          # the local executor an ingestion runs on
+
+    @classmethod
+    def from_config(cls, config) -> "DockerExecutor":
+        """An idle docker executor of the backend configured by `config` (kaos_backend.config.Config)."""
+        from kaos_backend.wakeup import socket_name
+        return cls(config.data_dir, base_image=config.base_image, notify=socket_name(config.data_dir),
+                   max_log_bytes=config.max_log_mb * 1024 * 1024, max_bundle_bytes=config.max_bundle_bytes,
+                   config=config)
+
+    @classmethod
+    def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:
+        if not gpu:
+            return []
+        try:
+            runtimes = docker_client.engine().info().get("Runtimes") or {}
+        except Exception:  # noqa: BLE001 - no engine to ask: the start will say so
+            return []
+        if "nvidia" in runtimes:
+            return []
+        return ["--gpu is asked of the Docker engine, which lists no nvidia runtime: a workload asking for GPUs "
+                "fails to start unless the engine has the NVIDIA container toolkit"]
+
+    # -- building -------------------------------------------------------------------------------------------
+    def image_for(self, spec: WorkloadSpec) -> str:
+        """`spec.image_name` (build-train-<ws>:<hash5>), else `kaos-build-<platform>:<hash5>`. Raises
+        ArtifactMissing (and InvalidBundle, PayloadTooLarge) when the source cannot be built."""
+        self.staging.bundle_root(spec.source)
+        if spec.image_name:
+            return spec.image_name
+        name = spec.source.name
+        return f"kaos-build-{self.platform}:{name.rpartition(':')[2] if ':' in name else spec.source.ref[:12]}"
+
+    def is_image_ready(self, image: str) -> bool:
+        """The engine has `image`, built by this platform (another platform's image of the same name is rebuilt:
+        from the layer cache)."""
+        try:
+            found = docker_client.engine().images.get(image)
+        except docker_client.errors().ImageNotFound:
+            return False
+        return (found.labels or {}).get(labels.PLATFORM) == self.platform
+
+    def build(self, spec: WorkloadSpec) -> str:
+        """Start `docker build` of the source bundle's Dockerfile with its model/ as the context, in a watcher
+        (docker_watcher.py); the image it makes."""
+        image = self.image_for(spec)
+        home = self._home(spec.log)
+        preamble = Preamble(spec.preamble)
+        with preamble.downloading():
+            root = self.staging.bundle_root(spec.source)
+        base = docker_client.base_image(docker_client.engine(), self.base_image)
+        kind = next((name for name in BUILD_KINDS if image.startswith(f"{name}-")), "build")
+        arguments = docker_spec.build_arguments(
+            context=str(root / "model"), dockerfile=str(root / "Dockerfile"), tag=image, base_image=base,
+            image_labels=docker_spec.workload_labels(self.platform, kind, spec.job_id, spec.job_id))
+        self._begin(spec, home)
+        on = f", on {base}" if base else ", on the Dockerfile's own base image"
+        self._write_preamble(preamble, [f"kaos: building the image {image} from the bundle's Dockerfile with its "
+                                        f"model/ as the context{on}"])
+        self._watch(spec, {"mode": "build", "build": arguments})
+        return image
+
+    # -- running --------------------------------------------------------------------------------------------
+    def start(self, spec: WorkloadSpec) -> Optional[Address]:
+        """Stage the workload (docker_staging.py), create its container, copy its code in, start it, then its
+        watcher. A container the engine refuses (no such image, no GPU driver, a cpu limit over the machine's)
+        ends at once, the engine's words as its reason. Raises ArtifactMissing, InvalidBundle, PayloadTooLarge."""
+        if spec.kind == "ingestion":
+            self._delegate = self._local()
+            return self._delegate.start(spec)
+        home = self._home(spec.log)
+        preamble = Preamble(spec.preamble)
+        container = refused = None
+        with preamble.downloading():
+            staged = self.staging.stage(spec, home)
+            client = docker_client.engine()
+            self._begin(spec, home)
+            name = docker_spec.container_name(self.platform, spec.job_id, secrets.token_hex(3))
+            try:
+                container = start_container(client, spec, staged, name, self.platform)
+            except docker_client.errors().APIError as error:
+                refused = error
+            finally:
+                if staged.archive is not None:
+                    staged.archive.close()
+        if refused is not None:
+            self._refused(spec, preamble, staged, refused)
+            return None
+        self._workload.state["container"] = container.id
+        limits = ", ".join(part for part in (f"cpu {spec.cpu:g}" if spec.cpu else "",
+                                             f"memory {spec.memory}" if spec.memory else "",
+                                             f"gpu {spec.gpu}" if spec.gpu else "") if part)
+        self._write_preamble(preamble, staged.notes + [
+            f"kaos: the {WHAT[spec.kind]} runs in the container {name} of the image {spec.image}"
+            + (f" (limits: {limits})" if limits else "")])
+        self._watch(spec, {"mode": "container", "container": container.id})
+        if spec.kind == "serve":
+            port = docker_spec.published_port(container.attrs)
+            self._workload.state["port"] = port
+            return Address(docker_spec.PUBLISH_HOST, port)
+        return None
+
+    def _refused(self, spec: WorkloadSpec, preamble: Preamble, staged: StagedContainer, refused) -> None:
+        """The engine would not run the container: the workload ends at once, with the engine's words."""
+        reason = f"cannot start the container: {engine_words(refused)}"
+        self._write_preamble(preamble, staged.notes)
+        self.append_log(f"kaos: {reason}", f"kaos: the {WHAT[spec.kind]} ended: {reason}")
+        record = outcome.record_for(127)
+        record["error"] = reason
+        self._workload.write_record(record)
+
+    def _local(self) -> Executor:
+        """The local executor that runs an ingestion (a download into the data directory, not user code)."""
+        from kaos_backend.executors.local import LocalExecutor
+        if self.config is not None:
+            return LocalExecutor.from_config(self.config)
+        return LocalExecutor(self.data_dir, notify=self.notify, max_log_bytes=self.max_log_bytes)
+
+    def _home(self, log: str) -> Path:
+        home = self.data_dir / check_log_name(log)
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+
+    def _begin(self, spec: WorkloadSpec, home: Path) -> None:
+        self._workload = WatchedWorkload.begin(spec.kind, spec.job_id, spec.log, home, spec.memory)
+        self.log_name = spec.log
+
+    def _write_preamble(self, preamble: Preamble, notes: List[str]) -> None:
+        """The log's first records: the preamble, `notes` just before its last one ("beginning to run user code")."""
+        lines = preamble.lines()
+        self.append_log(*lines[:-1], *notes, lines[-1])
+
+    def _watch(self, spec: WorkloadSpec, watch: dict) -> None:
+        state = self._workload.state
+        watch.update(log=str(self._log_file()), exit_file=state["exit_path"], stop_file=state["stop_path"],
+                     cursor_file=state["cursor_path"], what=WHAT.get(spec.kind, spec.kind), memory=spec.memory,
+                     max_log_bytes=self.max_log_bytes, notify=self.notify)
+        self._workload.watch(watch)
+
+    def _container_exists(self) -> bool:
+        """The workload's container is on the engine (and not being removed)."""
+        try:
+            found = docker_client.engine().api.inspect_container(self._workload.container)
+        except docker_client.errors().NotFound:
+            return False
+        return (found.get("State") or {}).get("Status") != "removing"
+
+    # -- observing ------------------------------------------------------------------------------------------
+    def poll(self) -> Optional[int]:
+        """The exit code once the watcher wrote its record; None while the workload runs; VANISHED when it is
+        gone without one (a container removed by someone else, a build whose watcher died)."""
+        if self._delegate is not None:
+            return self._delegate.poll()
+        workload = self._workload
+        if workload is None:
+            return None
+        record = workload.record()
+        if record is None and workload.alive():
+            return None
+        record = record or workload.record()  # it may have ended between the two looks
+        if record is not None:
+            return record["code"]
+        if workload.kind == "build" or not workload.container or not self._container_exists():
+            return VANISHED
+        if workload.respawns(add=True) >= MAX_RESPAWNS:
+            self._remove_container()
+            return VANISHED
+        workload.spawn()  # it died while its container runs: a new one resumes from its cursor
+        return None
+
+    def reason(self) -> Optional[str]:
+        if self._delegate is not None:
+            return self._delegate.reason()
+        workload = self._workload
+        if workload is None:
+            return None
+        record = workload.record()
+        if record is not None:
+            return describe(record)
+        if workload.alive():
+            return None
+        if workload.kind == "build" or not workload.container:
+            return BUILD_GONE
+        if self._container_exists():
+            return None if workload.respawns() < MAX_RESPAWNS else WATCHER_FAILING
+        return CONTAINER_GONE
+
+    def stop(self, now: bool = False, timeout: float = 10.0) -> None:
+        """Stop the workload on request: the container gets SIGTERM, then SIGKILL after `timeout` seconds (at
+        once when `now`), and is removed; a build is cancelled. Gone, or ended already, is not an error."""
+        if self._delegate is not None:
+            return self._delegate.stop(now, timeout)
+        workload = self._workload
+        if workload is None or workload.record() is not None:
+            return None
+        workload.request_stop()
+        if workload.kind == "build":
+            workload.signal(signal.SIGTERM)
+        elif workload.container:
+            try:
+                docker_client.engine().api.stop(workload.container, timeout=0 if now else max(1, math.ceil(timeout)))
+            except docker_client.errors().NotFound:
+                pass
+        deadline = time.monotonic() + STOP_RECORD_WAIT
+        while workload.record() is None and workload.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if workload.record() is None:  # no watcher to record it (gone, or stuck): the end is recorded here
+            workload.signal(signal.SIGKILL)
+            self._remove_container()
+            self.append_log(f"kaos: the {WHAT.get(workload.kind)} ended: killed on request")
+            workload.write_record(outcome.record_for(-signal.SIGKILL, requested=True))
+        return None
+
+    def _remove_container(self) -> None:
+        if not self._workload.container:
+            return
+        errors = docker_client.errors()
+        try:
+            docker_client.engine().api.remove_container(self._workload.container, force=True, v=True)
+        except errors.NotFound:
+            pass
+        except errors.APIError as error:  # "removal already in progress": the watcher removes it
+            if "in progress" not in str(error):
+                raise
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        if self._delegate is not None:
+            return {"local": self._delegate.get_state()}
+        return dict(self._workload.state) if self._workload is not None else {}
+
+    def load_state(self, state: dict) -> None:
+        self.clear_state()
+        if "local" in state:
+            self._delegate = self._local()
+            self._delegate.load_state(state["local"])
+            self.log_name = self._delegate.log_name
+            return
+        self._workload = WatchedWorkload(dict(state))
+        self.log_name = state.get("log")
+
+    def clear_state(self) -> None:
+        self._workload = None
+        self._delegate = None
+        self.log_name = None
+
+    # -- the log: <data_dir>/jobs/<job id>/log, <data_dir>/endpoints/<name>/log (as the local executor's) -----
+    def _log_file(self) -> Path:
+        if self.log_name is None:
+            raise ValueError("no log is bound to this executor (bind_log, start or load_state first)")
+        return self.data_dir / check_log_name(self.log_name) / "log"
+
+    def open_log(self) -> LogFileReader:
+        return LogFileReader(self._log_file())
+
+    def append_log(self, *texts: str) -> None:
+        JobLog(self._log_file()).append(*texts)
+
+
+register(DockerExecutor.kind, DockerExecutor, DockerExecutor.from_config)

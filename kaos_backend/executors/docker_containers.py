@@ -1,0 +1,55 @@
+"""A workload's container on the engine: created from its image with kaos's labels, limits and mounts, the code
+copied into its working directory, started (docker_spec.py says what, docker_staging.py with which files)."""
+import os
+
+from kaos_backend.executors import docker_spec
+from kaos_backend.executors.base import WorkloadSpec
+from kaos_backend.executors.docker_staging import StagedContainer
+
+# What of the backend's environment a container gets (nothing else: it may hold any secret): how to reach package
+# indexes. The image has its own PATH, locale and CA bundle.
+CONTAINER_PASSED_ENV = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                        "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
+
+
+def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: str, platform: str):
+    """Create the container of the staged workload `spec` (named `name`, labelled as `platform`'s) from its image,
+    in the image's working directory (DEFAULT_WORKDIR when it has none), copy the staged files in, start it; the
+    container (removed again when it could not start). Raises docker.errors.APIError (ImageNotFound, the engine's
+    refusals: no GPU driver, a cpu limit over the machine's, ...)."""
+    import docker.errors
+
+    from kaos_backend.resources import memory_to_bytes
+    if not spec.image:
+        raise docker.errors.ImageNotFound("the workload names no image (its build made none)")
+    image = client.images.get(spec.image)
+    workdir = (image.attrs.get("Config") or {}).get("WorkingDir") or docker_spec.DEFAULT_WORKDIR
+    env = {key: os.environ[key] for key in CONTAINER_PASSED_ENV if key in os.environ}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(spec.env)
+    env.update(staged.env)
+    job = spec.log.split("/", 1)[1]
+    arguments = docker_spec.container_arguments(
+        name=name, command=staged.command, workdir=workdir, env=env, mounts=staged.mounts,
+        workload_labels=docker_spec.workload_labels(platform, spec.kind, job, spec.job_id),
+        limits=docker_spec.resource_limits(spec.cpu, memory_to_bytes(spec.memory) if spec.memory else None,
+                                           spec.gpu),
+        publish=spec.kind == "serve")
+    container = client.containers.create(image.id, **arguments)
+    try:
+        if staged.archive is not None:
+            container.put_archive(workdir, staged.archive)
+        container.start()
+        container.reload()
+    except BaseException:
+        client.api.remove_container(container.id, force=True, v=True)
+        raise
+    return container
+
+
+def engine_words(error) -> str:
+    """What the engine said when it refused (its explanation, not the SDK's HTTP wording)."""
+    text = getattr(error, "explanation", None) or str(error)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " ".join(str(text).split())[:500]

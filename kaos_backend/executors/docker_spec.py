@@ -1,0 +1,116 @@
+"""kaos workloads as the docker SDK's arguments: a container for a training or an endpoint, a build for an image.
+Pure functions: no engine, no files (docker.py does the I/O).
+
+    train   `./train /pfs/out/<hex6>` in the image's working directory, the data read-only at
+            /pfs/data/<name:hash5>, the hyperparameters read-only at /pfs/hyper, the output at /pfs/out/<hex6>:
+            kaos 1.x's layout (reference §6.1, §7.1), so its bundles run unchanged
+    serve   `./serve`, listening on 8080 (PORT; HOST 0.0.0.0) as 1.x's nginx does (§7.2), published on
+            127.0.0.1 on a port the engine picks (the gateway is the way in)
+    build   `docker build -f <bundle>/Dockerfile <bundle>/model` (§7.1, §9) on the host network, never pulling,
+            with the layer cache, BASE_IMAGE as a build argument
+
+Every container runs under the engine's init (tini): it passes signals on to the workload's main process and
+reaps orphans, and when the main process ends the container ends, taking every other process with it.
+"""
+import signal
+from typing import Dict, List, Optional, Sequence
+
+from kaos_backend.images import labels
+
+SERVE_PORT = 8080
+SERVE_PORT_KEY = f"{SERVE_PORT}/tcp"
+PUBLISH_HOST = "127.0.0.1"
+DEFAULT_WORKDIR = "/opt/program"  # for an image without a WORKDIR: the templates' (and 1.x's) one
+DATA_ROOT = "/pfs/data"
+HYPER_DIR = "/pfs/hyper"
+OUT_ROOT = "/pfs/out"
+# The engine keeps a container's output until the container is removed; its watcher copies it into the job's
+# log as it comes. A bound on what the engine keeps meanwhile (the log itself has its own: KAOS_MAX_LOG_MB).
+LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "2"}}
+
+
+def data_target(name: str) -> str:
+    """Where a training's data is mounted: /pfs/data/<name:hash5> (a name never holds a slash)."""
+    return f"{DATA_ROOT}/{name.replace('/', '_') or 'data'}"
+
+
+def output_target(hex6: str) -> str:
+    return f"{OUT_ROOT}/{hex6}"
+
+
+def bind(source: str, target: str, read_only: bool) -> Dict:
+    """A bind mount in the engine's structured form (a target such as /pfs/data/features:9fd9d holds a colon,
+    which the `-v source:target:mode` form cannot say)."""
+    return {"Type": "bind", "Source": source, "Target": target, "ReadOnly": read_only}
+
+
+def workload_labels(platform: str, kind: str, job: str, workload: str) -> Dict[str, str]:
+    """kaos's labels (kaos_backend/images/labels.py) on what one workload makes."""
+    return {labels.MANAGED: "true", labels.KIND: kind, labels.PLATFORM: platform, labels.JOB: job,
+            labels.WORKLOAD: workload}
+
+
+def container_name(platform: str, workload: str, suffix: str) -> str:
+    """`kaos-<platform>-<workload>-<suffix>`: readable in `docker ps`, unique on the engine (a restarted endpoint
+    gets a new suffix while its last container may still be being removed)."""
+    return f"kaos-{platform}-{workload}-{suffix}"
+
+
+def resource_limits(cpu: Optional[float], memory_bytes: Optional[int], gpu: int) -> Dict:
+    """--cpu (cores), --memory (bytes) and --gpu (a count) as container limits: cpu as NanoCpus, memory as the
+    memory limit and the same memory+swap limit (no swap beyond it, on machines that have swap), GPUs as a
+    device request to the engine's GPU driver (the NVIDIA container toolkit)."""
+    limits: Dict = {}
+    if cpu:
+        limits["nano_cpus"] = int(round(cpu * 1e9))
+    if memory_bytes:
+        limits["mem_limit"] = memory_bytes
+        limits["memswap_limit"] = memory_bytes
+    if gpu:
+        limits["device_requests"] = [{"Count": int(gpu), "Capabilities": [["gpu"]]}]
+    return limits
+
+
+def container_arguments(*, name: str, command: Sequence[str], workdir: str, env: Dict[str, str],
+                        mounts: List[Dict], workload_labels: Dict[str, str], limits: Dict,
+                        publish: bool) -> Dict:
+    """The keyword arguments of `client.containers.create(image, **them)` for one workload. `command` replaces
+    the image's entrypoint and command (1.x ran `./train` and `./serve` whatever the image said); `publish`
+    publishes 8080 on 127.0.0.1 at a port the engine picks."""
+    arguments = {"name": name, "entrypoint": list(command), "command": [], "working_dir": workdir,
+                 "environment": dict(env), "mounts": list(mounts), "labels": dict(workload_labels), "init": True,
+                 "stdin_open": False, "tty": False, "log_config": LOG_CONFIG, **limits}
+    if publish:
+        arguments["ports"] = {SERVE_PORT_KEY: (PUBLISH_HOST, None)}
+    return arguments
+
+
+def build_arguments(*, context: str, dockerfile: str, tag: str, base_image: Optional[str],
+                    image_labels: Dict[str, str]) -> Dict:
+    """The keyword arguments of `client.api.build(**them)`: the bundle's Dockerfile (an absolute path: the SDK
+    adds it to the context when it lies outside) with model/ as the context, on the host network (pip reaches
+    what the host reaches), never pulling (no registry is needed when the base image is on the engine), the
+    layer cache used, intermediate containers removed even when a step fails, output decoded as it comes."""
+    return {"path": context, "dockerfile": dockerfile, "tag": tag,
+            "buildargs": {"BASE_IMAGE": base_image} if base_image else {}, "labels": dict(image_labels),
+            "network_mode": "host", "pull": False, "rm": True, "forcerm": True, "decode": True}
+
+
+def published_port(attrs: Dict) -> Optional[int]:
+    """The host port the engine published 8080 on, from a container's `attrs` (None while there is none)."""
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(SERVE_PORT_KEY) or []
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def exit_status(exit_code: int) -> int:
+    """A container's exit code as `Popen.returncode` says it: 128 + N from the init is -N (signal N ended the
+    main process), anything else as it is."""
+    if exit_code > 128:
+        try:
+            return -signal.Signals(exit_code - 128).value
+        except ValueError:
+            pass
+    return exit_code

@@ -1,0 +1,121 @@
+"""One workload of the docker executor as the executor keeps it: its state (what `get_state` returns: the container's
+id, the watcher's pid, the paths of its files) and the files beside its log, `<log's directory>/<workload>.*`:
+
+    .exit        the exit record (outcome.py), written by the watcher once the workload ended
+    .stop        made by `stop` before it stops the workload: the end was requested
+    .cursor      the engine time of the last line the watcher wrote (docker_output.Cursor)
+    .watch.json  the watcher's spec (docker_watcher.py); .watch.lock its lock; .watch.err its own errors
+    .respawns    how many watchers were started again for the container
+
+and its watcher process: started in a session of its own with the lock taken here and handed on, so "it runs"
+is "its lock is held" from the first moment, whoever asks (another executor, after a backend restart)."""
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+from kaos_backend.executors import docker_client, outcome
+from kaos_backend.executors.local_process import RUNNER_ENV_NAMES, is_running, start_ticks
+
+SUFFIXES = {"exit_path": ".exit", "stop_path": ".stop", "cursor_path": ".cursor", "watch_path": ".watch.json",
+            "lock_path": ".watch.lock", "errors_path": ".watch.err", "respawns_path": ".respawns"}
+WATCHER_MODULE = "kaos_backend.executors.docker_watcher"
+
+
+class WatchedWorkload:
+    """A workload's state (JSON-able, `state`) and what is done with its files and its watcher."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.process: Optional[subprocess.Popen] = None  # the watcher, while this process is its parent
+
+    @classmethod
+    def begin(cls, kind: str, workload: str, log: str, home: Path, memory: Optional[str]) -> "WatchedWorkload":
+        """A new workload named `workload` whose log (named `log`) is in the directory `home`; the files an
+        earlier workload of that name left are cleared."""
+        state = {"kind": kind, "workload": workload, "log": log, "container": None, "memory": memory}
+        state.update({key: str(home / f"{workload}{suffix}") for key, suffix in SUFFIXES.items()})
+        for key in ("exit_path", "stop_path", "cursor_path", "respawns_path"):
+            Path(state[key]).unlink(missing_ok=True)
+        return cls(state)
+
+    @property
+    def kind(self) -> str:
+        return self.state["kind"]
+
+    @property
+    def container(self) -> Optional[str]:
+        return self.state.get("container")
+
+    # -- the end --------------------------------------------------------------------------------------------
+    def record(self) -> Optional[dict]:
+        return outcome.read_record(self.state["exit_path"])
+
+    def write_record(self, record: dict) -> None:
+        outcome.write_record(self.state["exit_path"], record)
+
+    def request_stop(self) -> None:
+        Path(self.state["stop_path"]).touch()
+
+    # -- the watcher ----------------------------------------------------------------------------------------
+    def watch(self, spec: dict) -> None:
+        """Write the watcher's spec (docker_watcher.py) and start it."""
+        Path(self.state["watch_path"]).write_text(json.dumps(spec))
+        self.spawn()
+
+    def spawn(self) -> bool:
+        """Start the watcher of the spec written by `watch` (False when one runs already)."""
+        fd = os.open(self.state["lock_path"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            env = {key: os.environ[key] for key in RUNNER_ENV_NAMES if key in os.environ}
+            env.update(docker_client.engine_environment())
+            watch_path = Path(self.state["watch_path"])
+            with open(self.state["errors_path"], "ab") as errors:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", WATCHER_MODULE, str(watch_path), "--lock-fd", str(fd)], pass_fds=(fd,),
+                    cwd=str(watch_path.parent), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=errors, start_new_session=True)
+            self.state.update(watcher_pid=self.process.pid, watcher_ticks=start_ticks(self.process.pid))
+            return True
+        finally:
+            os.close(fd)  # the watcher holds the lock now
+
+    def alive(self) -> bool:
+        """The watcher runs (its lock is held)."""
+        if self.process is not None:
+            self.process.poll()  # reap it once it ended
+        try:
+            fd = os.open(self.state["lock_path"], os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the lock this look took, if it took it
+        return False
+
+    def signal(self, number: int) -> None:
+        """Send the watcher signal `number`, if it runs (the pid checked against its start time)."""
+        pid = self.state.get("watcher_pid")
+        if pid and is_running(pid, self.state.get("watcher_ticks")) and self.alive():
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:
+                pass
+
+    def respawns(self, add: bool = False) -> int:
+        """How many watchers were started again for the container (before this one more, with `add`)."""
+        path = Path(self.state["respawns_path"])
+        done = int(path.read_text() or 0) if path.exists() else 0
+        if add:
+            path.write_text(str(done + 1))
+        return done
