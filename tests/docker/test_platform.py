@@ -1,13 +1,16 @@
 """A backend with KAOS_EXECUTOR=docker on the real engine, driven by the real CLI: the mnist template trains to a
 model and serves a prediction through the front, a failing build shows the engine's failing-step line in `kaos
 train build-logs` and as the job's reason, a training over `--memory` is out of memory, a kill removes the
-containers, a backend restart finds its training again, and a container removed while the backend was down is a
-failed job with a reason."""
+containers, a backend restart finds its training again, a container removed while the backend was down is a
+failed job with a reason, and a data manifest is ingested and mounted at its 1.x path."""
+import functools
+import http.server
 import json
 import os
 import re
 import shutil
 import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -215,3 +218,38 @@ def test_a_container_removed_while_the_backend_was_down_is_a_failed_job_with_a_r
     job = platform.terminal("removed", job_id)
     assert job["state"] == "JOB_FAILURE" and job["reason"].startswith("vanished: its container is gone"), job
     assert f"kaos: the training ended: {job['reason']}" in platform.kaos("train", "logs", "-j", job_id).out
+
+
+READS_MANIFEST_DATA = ("import os, sys\ndata = os.environ['KAOS_TRAIN_DATA']\nprint('data at', data, flush=True)\n"
+                       "print('rows', open(os.path.join(data, 'training', 'x.csv')).read().strip(), flush=True)\n"
+                       "os.makedirs(sys.argv[1] + '/model')\n")
+
+
+@pytest.fixture
+def csv_server(tmp_path):
+    """A CSV file served on 127.0.0.1 from a thread of the test process; its URL."""
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "x.csv").write_text("1,2,3\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/x.csv"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_manifest_is_ingested_on_this_machine_and_mounted_at_its_1x_path(platform, csv_server, tmp_path):
+    """The ingestion (a download into the data directory, not user code) runs as the local executor runs it;
+    the training reads its files at /pfs/data/manifest:<hash5>."""
+    platform.workspace("manifest")
+    manifest = tmp_path / "data.mf"
+    manifest.write_text(json.dumps({"url": csv_server, "path": "training/x.csv"}) + "\n")
+    code = tiny_code(tmp_path / "code", READS_MANIFEST_DATA)
+    assert platform.kaos("train", "deploy", "-s", str(code), "-m", str(manifest)).code == 0
+    ingestion = platform.terminal("manifest", platform.latest("manifest", "ingesting")["job_id"])
+    assert ingestion["state"] == "JOB_SUCCESS", ingestion
+    job = platform.terminal("manifest", platform.latest("manifest", "training")["job_id"])
+    assert job["state"] == "JOB_SUCCESS", platform.kaos("train", "logs", "-j", job["job_id"]).out
+    logs = platform.kaos("train", "logs", "-j", job["job_id"]).out
+    assert re.search(r"data at /pfs/data/manifest:[0-9a-f]{5}\n", logs) and "rows 1,2,3" in logs
