@@ -76,8 +76,8 @@ class DockerExecutor(Executor):
         if not gpu:
             return []
         try:
-            runtimes = docker_client.engine().info().get("Runtimes") or {}
-        except Exception:  # noqa: BLE001 - no engine to ask: the start will say so
+            runtimes = docker_client.engine_info().get("Runtimes") or {}
+        except Exception:  # noqa: BLE001 - no engine to ask (in time): the start will say so
             return []
         if "nvidia" in runtimes:
             return []

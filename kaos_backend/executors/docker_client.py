@@ -11,6 +11,7 @@ from kaos_backend.images.base_image import DEFAULT_TAG as KAOS_BASE_IMAGE
 # A build step can be silent for minutes (pip unpacking a big wheel on a busy machine), and a followed log for
 # as long as its workload prints nothing: the SDK's default read timeout (60 s) would cut both.
 CLIENT_TIMEOUT = 900
+QUICK_TIMEOUT = 5  # seconds, for what an API request asks the engine
 # What of the backend's environment reaches a watcher: how to find the engine, and how to run Python.
 ENGINE_ENV_NAMES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG")
 
@@ -37,6 +38,16 @@ def engine():
             _client = docker.from_env(timeout=CLIENT_TIMEOUT)
             _client_pid = os.getpid()
         return _client
+
+
+def engine_info(timeout: float = QUICK_TIMEOUT) -> dict:
+    """The engine's `docker info`, asked with a short timeout (for an API request, which must not wait long)."""
+    import docker
+    client = docker.from_env(timeout=timeout)
+    try:
+        return client.info()
+    finally:
+        client.close()
 
 
 def errors():
