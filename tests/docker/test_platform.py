@@ -2,7 +2,8 @@
 model and serves a prediction through the front, a failing build shows the engine's failing-step line in `kaos
 train build-logs` and as the job's reason, a training over `--memory` is out of memory, a kill removes the
 containers, a backend restart finds its training again, a container removed while the backend was down is a
-failed job with a reason, and a data manifest is ingested and mounted at its 1.x path."""
+failed job with a reason, a data manifest is ingested and mounted at its 1.x path, and a bundle written for kaos 1.x
+(nginx in front of gunicorn) trains and serves unchanged."""
 import functools
 import http.server
 import json
@@ -20,6 +21,7 @@ import requests
 from kaos_backend.config import platform_id
 from kaos_backend.executors.docker_client import platform_filter, remove_platform_containers
 from kaos_backend.images import labels
+from tests.support import bundles_1x
 from tests.support.backend import BackendProcess
 from tests.support.cli import kaos
 from tests.support.platform import REPO, tiny_data_bundle, tiny_train_bundle, wait_for
@@ -253,3 +255,34 @@ def test_a_manifest_is_ingested_on_this_machine_and_mounted_at_its_1x_path(platf
     assert job["state"] == "JOB_SUCCESS", platform.kaos("train", "logs", "-j", job["job_id"]).out
     logs = platform.kaos("train", "logs", "-j", job["job_id"]).out
     assert re.search(r"data at /pfs/data/manifest:[0-9a-f]{5}\n", logs) and "rows 1,2,3" in logs
+
+
+def test_a_1x_bundle_trains_and_serves_unchanged(platform, docker_engine, tmp_path):
+    """A train reading /pfs/data and /pfs/hyper and writing /pfs/out/<hex6>, a serve running nginx on 8080 in front
+    of gunicorn on a unix socket (tests/support/bundles_1x.py), with none of kaos 2's variables."""
+    platform.workspace("old")
+    hyper = tmp_path / "params.json"
+    hyper.write_text(json.dumps({"scale": [7]}))
+    train, data = bundles_1x.train_bundle(tmp_path / "train"), tiny_data_bundle(tmp_path / "data", marker="3")
+    assert platform.kaos("train", "deploy", "-s", str(train), "-d", str(data), "-h", str(hyper)).code == 0
+    job = platform.terminal("old", platform.latest("old", "training")["job_id"])
+    assert job["state"] == "JOB_SUCCESS", platform.kaos("train", "logs", "-j", job["job_id"]).out
+    assert re.search(r"training on /pfs/data/features:[0-9a-f]{5} with \{'scale': 7\}",
+                     platform.kaos("train", "logs", "-j", job["job_id"]).out)
+    info = platform.kaos("train", "info", "-j", job["job_id"]).out
+    model_id = re.search(r"\b[0-9a-f]{5}_[0-9a-f]{5}_[0-9a-f]{5}:[0-9a-f]{6}\b", info).group(0)
+
+    served = platform.kaos("serve", "deploy", "-s", str(bundles_1x.serve_bundle(tmp_path / "serve")), "-m", model_id)
+    assert served.code == 0, served
+    name = re.search(r"serve-old-[0-9a-f]{6}", served.out).group(0)
+
+    def state():
+        listed = platform.backend.get("inference/old", timeout=30).json()["response"]["endpoints"]
+        return next(e["state"] for e in listed if e["name"] == name)
+    wait_for(lambda: state() in ("PIPELINE_RUNNING", "PIPELINE_FAILURE"), what="the endpoint to run")
+    assert state() == "PIPELINE_RUNNING", platform.kaos("serve", "logs", "-e", name).out
+    answer = requests.post(f"{platform.backend.root}/{name}/invocations", data=b"6", timeout=60)
+    assert answer.status_code == 200 and answer.json() == {"result": [3 * 7 * 6]}
+    other = requests.get(f"{platform.backend.root}/{name}/anything", timeout=60)
+    assert other.status_code == 404 and other.text == "{}"  # nginx's answer: it is in front
+    assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
