@@ -3,7 +3,9 @@ registered kind of executor: executors come from the registry as the configurati
 bundles in the platform's blob store named by their specs, logs are read with `logs()`, and outputs are read where
 the platform keeps them (DataLayout.output_dir). What a kind needs besides to be tested is its entry in KINDS: its
 configurations (the local executor runs twice: in a cgroup of its own where the machine allows it, and under its
-runner as child subreaper), how a crash makes one of its workloads vanish, and what to clean up after a test.
+runner as child subreaper; the docker executor on the engine the `base_image` fixture names, skipped without one
+and failed in CI), how a crash makes one of its workloads vanish (the local runner killed; the container removed),
+and what to clean up after a test.
 
 Whether a workload's processes still run is read from heartbeats: each process appends to a file of its own in
 the training's output through a descriptor it opened once, so nothing but its end stops it."""
