@@ -15,9 +15,10 @@ docker SDK. KAOS_EXECUTOR=docker chooses it.
 Each container or build has a watcher (docker_watcher.py), a process of its own session that outlives the backend:
 it copies the engine's output into the log (a file, as the local executor's: `<data>/jobs/<job id>/log`,
 `<data>/endpoints/<name>/log`), writes how the workload ended, removes the container and writes the exit record.
-The executor's state is the container's id (a build's: its image), the watcher, and the files beside the log. A
-backend restart finds the watcher still running; a watcher that died while its container runs is started again
-(it resumes from the last line it wrote); a container gone without an end is a vanished workload.
+The executor's state is the container's id and its image (a build's: the image it makes), the watcher, and the
+files beside the log (docker_watch.py). A backend restart finds the watcher still running; a watcher that died
+while its container runs is started again (it resumes from the last line it wrote); a container gone without an
+end is a vanished workload.
 """
 import math
 import secrets
@@ -116,7 +117,7 @@ class DockerExecutor(Executor):
         arguments = docker_spec.build_arguments(
             context=str(root / "model"), dockerfile=str(root / "Dockerfile"), tag=image, base_image=base,
             image_labels=docker_spec.workload_labels(self.platform, kind, spec.job_id, spec.job_id))
-        self._begin(spec, home)
+        self._begin(spec, home, image)
         on = f", on {base}" if base else ", on the Dockerfile's own base image"
         self._write_preamble(preamble, [f"kaos: building the image {image} from the bundle's Dockerfile with its "
                                         f"model/ as the context{on}"])
@@ -137,7 +138,7 @@ class DockerExecutor(Executor):
         with preamble.downloading():
             staged = self.staging.stage(spec, home)
             client = docker_client.engine()
-            self._begin(spec, home)
+            self._begin(spec, home, spec.image)
             name = docker_spec.container_name(self.platform, spec.job_id, secrets.token_hex(3))
             try:
                 container = start_container(client, spec, staged, name, self.platform)
@@ -184,8 +185,9 @@ class DockerExecutor(Executor):
         home.mkdir(parents=True, exist_ok=True)
         return home
 
-    def _begin(self, spec: WorkloadSpec, home: Path) -> None:
+    def _begin(self, spec: WorkloadSpec, home: Path, image: Optional[str]) -> None:
         self._workload = WatchedWorkload.begin(spec.kind, spec.job_id, spec.log, home, spec.memory)
+        self._workload.state["image"] = image
         self.log_name = spec.log
 
     def _write_preamble(self, preamble: Preamble, notes: List[str]) -> None:
@@ -199,14 +201,6 @@ class DockerExecutor(Executor):
                      cursor_file=state["cursor_path"], what=WHAT.get(spec.kind, spec.kind), memory=spec.memory,
                      max_log_bytes=self.max_log_bytes, notify=self.notify)
         self._workload.watch(watch)
-
-    def _container_exists(self) -> bool:
-        """The workload's container is on the engine (and not being removed)."""
-        try:
-            found = docker_client.engine().api.inspect_container(self._workload.container)
-        except docker_client.errors().NotFound:
-            return False
-        return (found.get("State") or {}).get("Status") != "removing"
 
     # -- observing ------------------------------------------------------------------------------------------
     def poll(self) -> Optional[int]:
@@ -223,10 +217,10 @@ class DockerExecutor(Executor):
         record = record or workload.record()  # it may have ended between the two looks
         if record is not None:
             return record["code"]
-        if workload.kind == "build" or not workload.container or not self._container_exists():
+        if workload.kind == "build" or not workload.container or not workload.container_exists():
             return VANISHED
         if workload.respawns(add=True) >= MAX_RESPAWNS:
-            self._remove_container()
+            workload.remove_container()
             return VANISHED
         workload.spawn()  # it died while its container runs: a new one resumes from its cursor
         return None
@@ -244,7 +238,7 @@ class DockerExecutor(Executor):
             return None
         if workload.kind == "build" or not workload.container:
             return BUILD_GONE
-        if self._container_exists():
+        if workload.container_exists():
             return None if workload.respawns() < MAX_RESPAWNS else WATCHER_FAILING
         return CONTAINER_GONE
 
@@ -269,22 +263,10 @@ class DockerExecutor(Executor):
             time.sleep(0.05)
         if workload.record() is None:  # no watcher to record it (gone, or stuck): the end is recorded here
             workload.signal(signal.SIGKILL)
-            self._remove_container()
+            workload.remove_container()
             self.append_log(f"kaos: the {WHAT.get(workload.kind)} ended: killed on request")
             workload.write_record(outcome.record_for(-signal.SIGKILL, requested=True))
         return None
-
-    def _remove_container(self) -> None:
-        if not self._workload.container:
-            return
-        errors = docker_client.errors()
-        try:
-            docker_client.engine().api.remove_container(self._workload.container, force=True, v=True)
-        except errors.NotFound:
-            pass
-        except errors.APIError as error:  # "removal already in progress": the watcher removes it
-            if "in progress" not in str(error):
-                raise
 
     # -- state ----------------------------------------------------------------------------------------------
     def get_state(self) -> dict:

@@ -7,8 +7,9 @@ id, the watcher's pid, the paths of its files) and the files beside its log, `<l
     .watch.json  the watcher's spec (docker_watcher.py); .watch.lock its lock; .watch.err its own errors
     .respawns    how many watchers were started again for the container
 
-and its watcher process: started in a session of its own with the lock taken here and handed on, so "it runs"
-is "its lock is held" from the first moment, whoever asks (another executor, after a backend restart)."""
+its container on the engine, and its watcher process: started in a session of its own with the lock taken here and
+handed on, so "it runs" is "its lock is held" from the first moment, whoever asks (another executor, after a
+backend restart)."""
 import fcntl
 import json
 import os
@@ -59,6 +60,28 @@ class WatchedWorkload:
 
     def request_stop(self) -> None:
         Path(self.state["stop_path"]).touch()
+
+    # -- the container --------------------------------------------------------------------------------------
+    def container_exists(self) -> bool:
+        """The workload's container is on the engine (and not being removed)."""
+        try:
+            found = docker_client.engine().api.inspect_container(self.container)
+        except docker_client.errors().NotFound:
+            return False
+        return (found.get("State") or {}).get("Status") != "removing"
+
+    def remove_container(self) -> None:
+        """Remove the container (killing it if it runs); gone already is not an error."""
+        if not self.container:
+            return
+        errors = docker_client.errors()
+        try:
+            docker_client.engine().api.remove_container(self.container, force=True, v=True)
+        except errors.NotFound:
+            pass
+        except errors.APIError as error:  # "removal already in progress": the watcher removes it
+            if "in progress" not in str(error):
+                raise
 
     # -- the watcher ----------------------------------------------------------------------------------------
     def watch(self, spec: dict) -> None:
