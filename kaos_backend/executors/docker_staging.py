@@ -85,7 +85,8 @@ class DockerStaging:
         return StagedContainer(
             command=["./train", out_at],
             env={"KAOS_TRAIN_DATA": data_at, "KAOS_TRAIN_HYPER": docker_spec.HYPER_DIR, "KAOS_TRAIN_OUTPUT": out_at},
-            mounts=[docker_spec.bind(str(data), data_at, True), docker_spec.bind(str(hyper), docker_spec.HYPER_DIR, True),
+            mounts=[docker_spec.bind(str(data), data_at, True),
+                    docker_spec.bind(str(hyper), docker_spec.HYPER_DIR, True),
                     docker_spec.bind(str(out), out_at, False)],
             archive=archive, notes=_left_out("the code", left_out) + script_hints(code / "train"))
 
@@ -97,7 +98,8 @@ class DockerStaging:
         archive, left_out = code_archive(trees)
         return StagedContainer(
             command=["./serve"], env={"PORT": str(docker_spec.SERVE_PORT), "HOST": "0.0.0.0"},
-            archive=archive, notes=_left_out("the files copied beside ./serve", left_out) + script_hints(code / "serve"))
+            archive=archive,
+            notes=_left_out("the files copied beside ./serve", left_out) + script_hints(code / "serve"))
 
 
 def code_archive(trees: List[Path]) -> Tuple[BinaryIO, List[str]]:

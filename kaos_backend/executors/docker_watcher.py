@@ -152,7 +152,8 @@ class Watcher:
                 elif "error" in chunk:
                     error = strip_ansi(str(chunk["error"])).strip() or "the build failed"
                 elif chunk.get("status"):
-                    self._build_line(" ".join(str(chunk[key]) for key in ("id", "status", "progress") if chunk.get(key)))
+                    self._build_line(" ".join(str(chunk[key]) for key in ("id", "status", "progress")
+                                              if chunk.get(key)))
         except Cancelled:
             requested = True
         except Exception as failure:  # noqa: BLE001 - the engine refused or broke the build

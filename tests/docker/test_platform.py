@@ -114,7 +114,8 @@ def test_mnist_trains_and_serves_a_prediction_through_the_front_and_kill_removes
     assert build["state"] == "JOB_SUCCESS", platform.kaos("train", "build-logs", "-j", build["job_id"]).out
     job = platform.terminal("mnist", platform.latest("mnist", "training")["job_id"])
     assert job["state"] == "JOB_SUCCESS", platform.kaos("train", "logs", "-j", job["job_id"]).out
-    tags = {tag for image in docker_engine.images.list(filters=platform_filter(platform.platform)) for tag in image.tags}
+    built = docker_engine.images.list(filters=platform_filter(platform.platform))
+    tags = {tag for image in built for tag in image.tags}
     source_hash = re.search(r"/mnist:([0-9a-f]{5})", deployed.out).group(1)
     assert f"build-train-mnist:{source_hash}" in tags
     logs = platform.kaos("train", "logs", "-j", job["job_id"]).out
@@ -159,7 +160,8 @@ def test_a_failing_build_shows_the_engine_s_line_in_build_logs_and_as_its_reason
 
 
 GREEDY = ("import os\nchunks = []\nfor step in range(400):\n    chunks.append(bytearray(1024 * 1024))\n"
-          "    print('allocated', step + 1, 'MiB', flush=True)\nos.makedirs(os.environ['KAOS_TRAIN_OUTPUT'] + '/model')\n")
+          "    print('allocated', step + 1, 'MiB', flush=True)\n"
+          "os.makedirs(os.environ['KAOS_TRAIN_OUTPUT'] + '/model')\n")
 
 
 def test_a_training_over_its_memory_limit_is_out_of_memory(platform, tmp_path):
