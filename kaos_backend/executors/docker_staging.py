@@ -13,7 +13,6 @@ bind mounts of this machine's directories at kaos 1.x's paths, and the code copi
 The host's directories are local_staging.py's (the platform's layout and its cache of extracted bundles), so the
 engine must run on the backend's machine. Files a workload wrote (a model) are copied by untrusted.py's rules:
 no links, no special files, no hard links."""
-import json
 import os
 import shutil
 import stat
@@ -66,15 +65,7 @@ class DockerStaging:
     def _train(self, spec: WorkloadSpec, home: Path) -> StagedContainer:
         data = self.files.data_root(spec.data)
         code = self.files.model_dir(spec.source)
-        hyper = home / "hyper" / spec.job_id
-        shutil.rmtree(hyper, ignore_errors=True)
-        hyper.mkdir(parents=True)
-        if spec.hyperparameters is not None:
-            target = hyper / spec.hyperparameters.file
-            if hyper.resolve() not in target.resolve().parents:
-                raise ValueError(f"a hyperparameters file outside its directory: {spec.hyperparameters.file!r}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(spec.hyperparameters.values))
+        hyper = self.files.hyperparameters_dir(spec, home)
         out = self.files.output_dir(spec.output)
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)

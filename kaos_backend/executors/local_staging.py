@@ -99,9 +99,9 @@ class Staging:
         process.preamble = preamble.lines()
         return process
 
-    def _train(self, spec: WorkloadSpec, process: ProcessSpec, home: Path) -> None:
-        work = Path(process.workdir)
-        data = self.data_root(spec.data)
+    def hyperparameters_dir(self, spec: WorkloadSpec, home: Path) -> Path:
+        """A new directory under `home` holding the training's hyperparameters file (none when it has none), for
+        every executor that stages a training from this machine; ValueError for a file name leaving it."""
         hyper = home / "hyper" / spec.job_id
         shutil.rmtree(hyper, ignore_errors=True)
         hyper.mkdir(parents=True)
@@ -111,6 +111,12 @@ class Staging:
                 raise ValueError(f"a hyperparameters file outside its directory: {spec.hyperparameters.file!r}")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(spec.hyperparameters.values))
+        return hyper
+
+    def _train(self, spec: WorkloadSpec, process: ProcessSpec, home: Path) -> None:
+        work = Path(process.workdir)
+        data = self.data_root(spec.data)
+        hyper = self.hyperparameters_dir(spec, home)
         out = self.output_dir(spec.output)
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
