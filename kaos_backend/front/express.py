@@ -129,8 +129,9 @@ class Express(ExpressExchange):
             return self._decline()
         name, _, rest = path[1:].partition(b"/")
         last_name, address, host_line = self.last
-        if name != last_name or self.front.endpoints.cached(name.decode("latin-1")) is not address:
-            address = self.front.endpoints.cached(name.decode("latin-1"))
+        current = self.front.endpoints.cached(name.decode("latin-1"))
+        if current is not address or name != last_name:
+            address = current
             if address is UNKNOWN or address is None or address[2] is None:
                 return self._decline()
             host_line = b"Host: %s:%d" % (address[1].encode(), address[2])
