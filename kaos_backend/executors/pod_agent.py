@@ -137,7 +137,8 @@ def unpack(zip_path, dest, max_bytes, scripts=()):
                 os.makedirs(target, mode=0o755, exist_ok=True)
                 continue
             os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-            mode = 0o644 | (info.external_attr >> 16) & 0o111 | (0o755 if len(parts) == 1 and parts[0] in scripts else 0)
+            script = len(parts) == 1 and parts[0] in scripts
+            mode = 0o644 | (info.external_attr >> 16) & 0o111 | (0o755 if script else 0)
             budget = _write_member(archive, info, target, mode, budget)
             count += 1
     return count, max_bytes - budget

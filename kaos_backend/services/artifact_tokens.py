@@ -19,7 +19,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple, Optional
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, update
 
 from kaos_backend.db import Database
 from kaos_backend.errors import ArtifactForbidden, AuthorizationError
