@@ -306,3 +306,19 @@ def test_the_front_refuses_a_hand_back_without_a_token_before_its_body(platform,
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 401 ")
     assert b"An artifact token is required" in answer
+
+
+def test_a_manifests_ingested_files_are_a_trainings_data(platform, tmp_path):
+    digest, job = "e" * 64, new_job_id()
+    ingested = platform.layout.ingested_dir(digest)
+    (ingested / "images").mkdir(parents=True)
+    (ingested / "images" / "a.png").write_bytes(b"\x89PNG")
+    spec = WorkloadSpec(job_id=f"{job}-0", kind="train", log=f"jobs/{job}",
+                        source=platform.bundle("source-train", "tiny", source_zip({"train": TRAIN})),
+                        data=Artifact(Artifact.INGESTED, digest, name="manifest:eeeee"),
+                        output=Artifact.output_of(job, new_hex6()))
+    fetched = fetch(platform, spec, platform.tokens.issue(spec, job=job), tmp_path / "pfs")
+    assert fetched.returncode == 0, fetched
+    assert tree(tmp_path / "pfs" / "data") == {"manifest:eeeee": None, "manifest:eeeee/images": None,
+                                               "manifest:eeeee/images/a.png": b"\x89PNG"}
+    assert list((tmp_path / "pfs" / "hyper").iterdir()) == []  # no hyperparameters: an empty /pfs/hyper
