@@ -9,8 +9,8 @@ class Services:
 
     def __init__(self, config: Config, database: Database = None, store: BlobStore = None):
         from kaos_backend.layout import DataLayout
-        from kaos_backend.services.blobs import BlobService
         from kaos_backend.services.artifact_tokens import ArtifactTokens
+        from kaos_backend.services.blobs import BlobService
         from kaos_backend.services.inference import InferenceService
         from kaos_backend.services.jobs import JobService
         from kaos_backend.services.pod_inputs import PodInputs
