@@ -15,7 +15,9 @@ Zips are checked before anything is written, by the rules of the backend's bundl
 tests/executors/test_pod_agent.py holds both to one corpus): no absolute path, drive letter, backslash, `..`, NUL
 byte, link, device or special file, encryption or unknown compression; at most 100,000 members, 64 levels, 4096
 bytes a path, 255 a name; no path twice, none both a file and a directory; the sizes within `max_bytes`, also
-while writing (a size in the zip may lie). Unlike bundle uploads, hidden top-level entries are kept.
+while writing (a size in the zip may lie). Unlike bundle uploads, hidden top-level entries are kept. (The backend
+counts members before `zipfile` reads the central directory; the agent, fetching from its own backend with a
+token, counts them after.)
 
 Connection failures, 5xx, 408, 429 and a download cut short are tried again with exponential backoff and jitter
 (--attempts, --backoff); any other refusal at once. Each step is one line on stdout (the pod's log), in the
