@@ -1,4 +1,5 @@
-"""`create_app()`: the Flask application — blueprints under /api, X-Token auth, JSON errors. Nothing else: the
+"""`create_app()`: the Flask application — blueprints under /api, X-Token auth, JSON errors; the internal artifact
+routes (api/artifacts.py) beside /api, authorised by a workload's artifact token instead. Nothing else: the
 serving gateway (`/serve-<ws>-<hex6>/...`) is the front door's (kaos_backend.front), in front of gunicorn."""
 import hmac
 import logging
@@ -8,7 +9,7 @@ from flask import Flask, request
 from kaos_model.wire import Error
 from werkzeug.exceptions import HTTPException
 
-from kaos_backend.api import blueprints, respond
+from kaos_backend.api import artifacts, blueprints, respond
 from kaos_backend.api.converters import OtherThan
 from kaos_backend.config import Config
 from kaos_backend.errors import AuthorizationError, KaosApiError
@@ -45,6 +46,7 @@ def create_app(config: Config = None, services: Services = None) -> Flask:
     app.url_map.converters["other_than"] = OtherThan
     for blueprint in blueprints():
         app.register_blueprint(blueprint, url_prefix="/api")
+    app.register_blueprint(artifacts.bp)  # /internal/artifacts/: a workload's own token, not the X-Token
     token = (config.token or "").encode("utf-8", "surrogateescape")
 
     @app.before_request

@@ -67,6 +67,12 @@ class AuthorizationError(KaosApiError):
     code, status = "AUTHORIZATION_FAILURE", 401
 
 
+# 403
+class ArtifactForbidden(KaosApiError):
+    """A valid artifact token of another workload (api/artifacts.py): the internal routes' only 403."""
+    code, status = "FORBIDDEN", 403
+
+
 # 404
 class NotFound(KaosApiError):
     code, status = "NOT_FOUND", 404
@@ -128,6 +134,11 @@ class WorkspaceExists(KaosApiError):
 
 class NotebookExists(KaosApiError):
     code, status = "NOTEBOOK_EXISTS", 409
+
+
+class OutputExists(KaosApiError):
+    """A training's output was handed back already, with other contents (api/artifacts.py)."""
+    code, status = "OUTPUT_EXISTS", 409
 
 
 # 413

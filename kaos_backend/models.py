@@ -143,3 +143,20 @@ class Endpoint(Base):
     reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
     executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)  # the executor's, opaque
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArtifactToken(Base):
+    """A token that lets one workload (a pod, on any node) fetch its inputs and hand back its output over the
+    internal routes (`/internal/artifacts/<workload>/...`, services/artifact_tokens.py). The token itself is
+    `<selector>.<secret>`: only the secret's sha256 is kept. `spec` is the workload's WorkloadSpec as issued:
+    what it may fetch and where its output goes."""
+    __tablename__ = "artifact_tokens"
+
+    selector: Mapped[str] = mapped_column(String(32), primary_key=True)   # public half of the token (hex)
+    secret_hash: Mapped[str] = mapped_column(String(64))                   # sha256 hex of the secret half
+    workload: Mapped[str] = mapped_column(String(80), index=True)          # WorkloadSpec.job_id
+    job: Mapped[str] = mapped_column(String(80), index=True)               # the job id, or the endpoint's name
+    spec: Mapped[Dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(default=None)

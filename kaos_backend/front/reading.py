@@ -10,6 +10,8 @@ from kaos_backend.front.body import Body
 from kaos_backend.front.heads import HttpError
 from kaos_backend.front.parsing import Request
 
+ARTIFACT_ROUTES = b"/internal/artifacts/"  # authorised by a workload's artifact token, not the X-Token
+
 HEAD, BODY, WAIT, TUNNEL, LINGER, CLOSED = "head", "body", "wait", "tunnel", "linger", "closed"
 MAX_BACKLOG = 64 * 1024     # raw bytes held behind a waiting pipelined request before reading pauses
 MAX_QUEUED = 32             # complete pipelined requests waiting behind the active one before the rest is held raw
@@ -95,7 +97,15 @@ class RequestReading:
         return body
 
     def _check_token(self, request: Request) -> None:
-        """An API request with a body must carry the token before the body is read: the API's 401, earlier."""
+        """An API request with a body must carry the token before the body is read: the API's 401, earlier. A
+        workload's hand-back to an internal artifact route (api/artifacts.py) carries its own artifact token
+        instead, which only the API can check: it must carry one (`Authorization: Bearer ...`)."""
+        if request.route.target.startswith(ARTIFACT_ROUTES):
+            scheme, _, token = (request.header(b"authorization") or b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not token.strip():
+                raise HttpError(401, "AUTHORIZATION_FAILURE",
+                                "An artifact token is required (Authorization: Bearer <token>)")
+            return
         given = request.header(b"x-token")
         if given is None:
             raise HttpError(401, "AUTHORIZATION_FAILURE", "Authorization header not present in the request")

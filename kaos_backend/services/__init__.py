@@ -9,9 +9,12 @@ class Services:
 
     def __init__(self, config: Config, database: Database = None, store: BlobStore = None):
         from kaos_backend.layout import DataLayout
+        from kaos_backend.services.artifact_tokens import ArtifactTokens
         from kaos_backend.services.blobs import BlobService
         from kaos_backend.services.inference import InferenceService
         from kaos_backend.services.jobs import JobService
+        from kaos_backend.services.pod_inputs import PodInputs
+        from kaos_backend.services.pod_output import PodOutput
         from kaos_backend.services.train import TrainService
         from kaos_backend.services.uploads import UploadService
         from kaos_backend.services.workspaces import WorkspaceService
@@ -26,6 +29,9 @@ class Services:
         self.jobs = JobService(self.db, self.layout, config)
         self.train = TrainService(self.db, self.uploads)
         self.inference = InferenceService(self.db, self.uploads, config, self.layout)
+        self.artifact_tokens = ArtifactTokens(self.db)   # the internal artifact routes (api/artifacts.py)
+        self.pod_inputs = PodInputs(config.data_dir, config.max_bundle_bytes)
+        self.pod_output = PodOutput(config.data_dir, config.max_upload_bytes, config.max_bundle_bytes)
 
     def dispose(self, close: bool = True) -> None:
         self.db.dispose(close=close)

@@ -14,7 +14,8 @@ CONTRACT = {
     "MetricNotFound": ("METRIC_NOT_FOUND", 404), "CommitNotFound": ("COMMIT_NOT_FOUND", 404),
     "MethodNotAllowed": ("BAD_REQUEST", 405), "WorkspaceExists": ("WORKSPACE_EXISTS", 409),
     "NotebookExists": ("NOTEBOOK_EXISTS", 409), "PayloadTooLarge": ("PAYLOAD_TOO_LARGE", 413),
-    "InternalError": ("INTERNAL_ERROR", 500),
+    "InternalError": ("INTERNAL_ERROR", 500), "ArtifactForbidden": ("FORBIDDEN", 403),
+    "OutputExists": ("OUTPUT_EXISTS", 409),
 }
 
 

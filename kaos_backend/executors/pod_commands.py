@@ -1,0 +1,110 @@
+"""The pod agent's invocations for a workload (pure: no I/O but reading the agent's source once), for the
+Kubernetes spec builders: the init container `fetch` runs `fetch_command`, the train container
+`train_and_upload_command`. Where things land is kaos 1.x's /pfs layout, as the docker executor mounts it:
+
+    /pfs/code                    the source bundle's model/ (the working directory), `train`/`serve` executable;
+                                 for an endpoint the model's files are unpacked into it after the code (they win)
+    /pfs/data/<name:hash5>       the training's data (docker_spec.data_target)
+    /pfs/hyper/<hash5>/<k=v>.json  its hyperparameters (docker_spec.HYPER_DIR)
+    /pfs/out/<hex6>              made empty and writable; `./train /pfs/out/<hex6>`, then handed back
+
+Every URL is `<base_url>/internal/artifacts/<workload>/<artifact>` (api/artifacts.py); the agent reads its token
+from env KAOS_ARTIFACT_TOKEN (a Secret's key, the executor's to set)."""
+import json
+from pathlib import Path
+from typing import List, Optional
+from urllib.parse import quote
+
+from kaos_backend.executors.base import Artifact, WorkloadSpec
+from kaos_backend.executors.docker_spec import HYPER_DIR, data_target, output_target
+
+SOURCE, DATA, HYPERPARAMETERS, MODEL, OUTPUT = "source", "data", "hyperparameters", "model", "output"
+CODE_DIR = "/pfs/code"
+PYTHON = "python3"
+AGENT = Path(__file__).with_name("pod_agent.py")
+_agent_source: Optional[str] = None
+
+
+def agent_source() -> str:
+    """pod_agent.py's code as `python3 -c` runs it (its module docstring left out: it is for readers)."""
+    global _agent_source
+    if _agent_source is None:
+        text = AGENT.read_text(encoding="utf-8")
+        _agent_source = text[text.index('"""', 3) + 3:].lstrip("\n")
+    return _agent_source
+
+
+def names_of(spec: WorkloadSpec) -> List[str]:
+    """The artifacts `spec`'s workload fetches, in the order it unpacks them (a model after the code it joins)."""
+    names = []
+    if spec.source is not None:
+        names.append(SOURCE)
+    if spec.data is not None and spec.data.kind in (Artifact.BUNDLE, Artifact.INGESTED):
+        names.append(DATA)
+    if spec.kind == "train":
+        names.append(HYPERPARAMETERS)
+    if spec.kind == "serve" and spec.model is not None:
+        names.append(MODEL)
+    return names
+
+
+def artifact_url(base_url: str, spec: WorkloadSpec, name: str) -> str:
+    """`<base_url>/internal/artifacts/<workload>/<name>` (base_url: the backend as pods reach it)."""
+    return f"{base_url.rstrip('/')}/internal/artifacts/{quote(spec.job_id, safe='')}/{name}"
+
+
+def output_dir(spec: WorkloadSpec) -> str:
+    """Where a training writes its output in the pod: /pfs/out/<hex6>."""
+    if spec.kind != "train" or spec.output is None:
+        raise ValueError(f"workload {spec.job_id} ({spec.kind}) has no output")
+    return output_target(spec.output.name or spec.output.output_parts()[1])
+
+
+def _dest(spec: WorkloadSpec, name: str) -> str:
+    if name == DATA:
+        return data_target(spec.data.name or spec.data.ref[:5])
+    return HYPER_DIR if name == HYPERPARAMETERS else CODE_DIR
+
+
+def fetch_plan(spec: WorkloadSpec, base_url: str, max_bytes: Optional[int] = None) -> dict:
+    """What `fetch` does for `spec` (see pod_agent.py): each artifact's URL and destination, the dirs to make."""
+    scripts = {"train": ["train"], "serve": ["serve"]}.get(spec.kind, [])
+    plan = {"artifacts": [{"name": name, "url": artifact_url(base_url, spec, name), "dest": _dest(spec, name),
+                           "scripts": scripts if _dest(spec, name) == CODE_DIR else []}
+                          for name in names_of(spec)],
+            "dirs": [output_dir(spec)] if spec.kind == "train" else []}
+    if max_bytes:
+        plan["max_bytes"] = int(max_bytes)
+    return plan
+
+
+def fetch_command(spec: WorkloadSpec, base_url: str, max_bytes: Optional[int] = None) -> List[str]:
+    """argv of the init container that fills /pfs for `spec` (a train or serve workload) from the backend at
+    `base_url` (e.g. "http://kaos-backend.kaos.svc:8080"), each download and its unpacked size at most
+    `max_bytes` (default: the agent's, 4 GiB). Its log lines are the pod's log."""
+    return [PYTHON, "-c", agent_source(), "fetch", json.dumps(fetch_plan(spec, base_url, max_bytes))]
+
+
+def upload_command(spec: WorkloadSpec, base_url: str) -> List[str]:
+    """argv that hands a training's /pfs/out/<hex6> back to the backend (exit 0 once the backend stored it).
+    ValueError for a workload without output."""
+    return [PYTHON, "-c", agent_source(), "upload", output_dir(spec), artifact_url(base_url, spec, OUTPUT)]
+
+
+TRAIN_AND_UPLOAD = """\
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+./train "$1" &
+child=$!
+wait "$child"; code=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done
+python3 -c "$2" upload "$1" "$3" || { [ "$code" -eq 0 ] && code=1; }
+exit "$code"
+"""
+
+
+def train_and_upload_command(spec: WorkloadSpec, base_url: str) -> List[str]:
+    """argv of the train container (working directory /pfs/code): `./train /pfs/out/<hex6>` (SIGTERM passed on
+    to it), then its output handed back whatever train's exit; exits with train's code, or 1 when train
+    succeeded but the output could not be handed back (so a result counts only once the backend has it)."""
+    upload = upload_command(spec, base_url)
+    return ["sh", "-c", TRAIN_AND_UPLOAD, "kaos-train", upload[4], upload[2], upload[5]]
