@@ -4,6 +4,7 @@ of the command line (e.g. `python3` → this interpreter). A test gives the clus
 reference → `Image`, or None for an image that cannot be pulled (the container then waits with ErrImagePull,
 then ImagePullBackOff, as on a real node)."""
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -24,9 +25,16 @@ class Image:
 ImageResolver = Callable[[str], Optional[Image]]
 
 
+def this_python(argv: List[str]) -> List[str]:
+    """`python`/`python3` as the first word of a command line means the interpreter running the tests."""
+    if argv and argv[0] in ("python", "python3"):
+        return [sys.executable] + argv[1:]
+    return argv
+
+
 def host_images(image: str) -> Image:
-    """The default resolver: every image is this machine, its PATH and its programs."""
-    return Image()
+    """The default resolver: every image is this machine, its PATH and its programs (python: this one)."""
+    return Image(rewrite=this_python)
 
 
 def known_images(images: Dict[str, Image]) -> ImageResolver:

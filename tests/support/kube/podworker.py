@@ -256,11 +256,10 @@ class PodWorker:
             pass  # force-deleted meanwhile
 
     def _publish(self, pod: dict) -> None:
-        status = pod_status(pod.get("status") or {}, self.init, self.main, self.phase,
-                            self.started_at if self.images and len(self.images) == len(self.init + self.main)
-                            else None, self.reason)
+        started = self.started_at if len(self.images) == len(self.init + self.main) else None
 
-        def write(edited):
+        def write(edited):  # from the status as it is now: others' conditions (PodScheduled, DisruptionTarget) stay
             if edited["metadata"]["uid"] == self.uid:
-                edited["status"] = status
+                edited["status"] = pod_status(edited.get("status") or {}, self.init, self.main, self.phase, started,
+                                              self.reason)
         self.store.mutate(PODS, self.namespace, self.name, write, subresource="status")

@@ -17,6 +17,7 @@ for the resources of kinds.py, answered from the store.
 Errors are `Status` objects with the real server's codes, reasons and messages. `dryRun` is refused (400).
 """
 import base64
+import collections
 import json
 from typing import Callable, Optional
 
@@ -41,10 +42,12 @@ class Routes:
         self.logs = logs
         self.bookmark_interval = bookmark_interval
         self.requests = 0  # how many requests were answered: what a test or a benchmark counts API calls with
+        self.history = collections.deque(maxlen=10_000)   # (method, path, query string) of the latest requests
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         self.requests += 1
+        self.history.append((request.method, request.path, request.query_string.decode()))
         try:
             response = self.dispatch(request)
         except ApiError as error:
