@@ -126,3 +126,12 @@ def test_the_node_reports_allocatable_capacity_and_the_scheduler_records_events(
     assert events["Scheduled"].source.component == "default-scheduler"
     assert events["Scheduled"].message == f"Successfully assigned {NS}/{events['Scheduled'].involved_object.name} " \
         "to kubefake-node"
+
+
+def test_delete_collection_by_label(kube_cluster):
+    api = apis(kube_cluster)
+    for name, platform in (("mine", "p1"), ("theirs", "p2")):
+        api.core.create_namespaced_config_map(NS, k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(name=name, labels={"kaos.io/platform": platform})))
+    api.core.delete_collection_namespaced_config_map(NS, label_selector="kaos.io/platform=p1")
+    assert [c.metadata.name for c in api.core.list_namespaced_config_map(NS).items] == ["theirs"]

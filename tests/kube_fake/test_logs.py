@@ -3,7 +3,6 @@ when it ends; tailLines, timestamps, previous (the run before a restart), and th
 import re
 import threading
 
-import kubernetes.client as k8s
 import pytest
 from kubernetes import watch
 from kubernetes.client.rest import ApiException

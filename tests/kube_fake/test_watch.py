@@ -48,7 +48,8 @@ def test_a_watch_from_a_lists_version_sees_each_change_once_in_order(kube_cluste
     api = apis(kube_cluster)
     api.core.create_namespaced_config_map(NS, config_map("before"))
     listed = api.core.list_namespaced_config_map(NS)
-    collector = Collector(kube_cluster, api.core.list_namespaced_config_map, NS, resource_version=listed.metadata.resource_version)
+    collector = Collector(kube_cluster, api.core.list_namespaced_config_map, NS,
+                          resource_version=listed.metadata.resource_version)
     api.core.create_namespaced_config_map(NS, config_map("a"))
     api.core.patch_namespaced_config_map("a", NS, {"data": {"v": "2"}})
     api.core.delete_namespaced_config_map("a", NS)
@@ -62,7 +63,8 @@ def test_a_watch_from_a_lists_version_sees_each_change_once_in_order(kube_cluste
 def test_a_watch_resumes_from_its_last_version_after_the_server_ends_it(kube_cluster):
     api = apis(kube_cluster)
     listed = api.core.list_namespaced_config_map(NS)
-    collector = Collector(kube_cluster, api.core.list_namespaced_config_map, NS, resource_version=listed.metadata.resource_version)
+    collector = Collector(kube_cluster, api.core.list_namespaced_config_map, NS,
+                          resource_version=listed.metadata.resource_version)
     api.core.create_namespaced_config_map(NS, config_map("first"))
     wait_for(lambda: collector.names() == ["first"], "the first event")
     first_version = collector.events[0][2]

@@ -9,7 +9,7 @@ import kubernetes.client as k8s
 import pytest
 from kubernetes.client.rest import ApiException
 
-from tests.kube_fake.helpers import NS, apis, condition, container, job, job_pods, one_pod, pod, python, wait_for
+from tests.kube_fake.helpers import NS, apis, condition, container, job, job_pods, pod, python, wait_for
 
 SERVER = """
 import http.server, os
@@ -40,7 +40,8 @@ def test_a_job_whose_pod_prints_hi_completes_with_the_log_hi(kube_cluster):
     [the_pod] = job_pods(api, "hi")
     assert the_pod.metadata.name.startswith("hi-") and the_pod.metadata.owner_references[0].kind == "Job"
     assert the_pod.metadata.owner_references[0].uid == done.metadata.uid
-    assert the_pod.metadata.labels["job-name"] == "hi" and the_pod.metadata.labels["controller-uid"] == done.metadata.uid
+    labels = the_pod.metadata.labels
+    assert labels["job-name"] == "hi" and labels["batch.kubernetes.io/controller-uid"] == done.metadata.uid
     assert the_pod.status.phase == "Succeeded" and the_pod.status.pod_ip == "127.0.0.1"
     terminated = the_pod.status.container_statuses[0].state.terminated
     assert terminated.exit_code == 0 and terminated.reason == "Completed"
@@ -103,10 +104,13 @@ def test_a_deployments_pod_gets_ready_and_answers_through_its_service(kube_clust
 
     host, port = kube_cluster.service_address(NS, "serve-ws-abcdef", 8080)
     assert port != 8080  # the pod's 8080, published on a port of its own (the fake's pod network)
-    connection = http.client.HTTPConnection(host, port, timeout=10)
-    connection.request("GET", "/invocations")
-    assert connection.getresponse().read() == b"hello /invocations"
-    connection.close()
+    cluster_ip = api.core.read_namespaced_service("serve-ws-abcdef", NS).spec.cluster_ip
+    for address in ((host, port), (cluster_ip, 8080)):  # the pod itself, and the Service as in-cluster clients do
+        connection = http.client.HTTPConnection(*address, timeout=10)
+        connection.request("GET", "/invocations")
+        assert connection.getresponse().read() == b"hello /invocations"
+        connection.close()
+    assert not kube_cluster.proxy.errors
 
 
 def test_deletion_propagates_as_the_policy_says(kube_cluster):
@@ -117,6 +121,10 @@ def test_deletion_propagates_as_the_policy_says(kube_cluster):
     for name in ("fg", "bg", "orphaned"):
         wait_for(lambda: [p for p in job_pods(api, name) if p.status.phase == "Running"], f"{name}'s pod to run")
 
+    fg = api.batch.read_namespaced_job("fg", NS)
+    owner = k8s.V1OwnerReference(api_version="batch/v1", kind="Job", name="fg", uid=fg.metadata.uid)
+    api.core.create_namespaced_secret(NS, k8s.V1Secret(  # as the executor's artifact token goes with its Job
+        metadata=k8s.V1ObjectMeta(name="kaos-token-fg", owner_references=[owner]), string_data={"token": "t"}))
     accepted = api.batch.delete_namespaced_job("fg", NS, propagation_policy="Foreground")
     assert accepted  # the Job stays (deletionTimestamp, finalizer foregroundDeletion) until its pod is gone
     held = api.batch.read_namespaced_job("fg", NS)
@@ -124,6 +132,7 @@ def test_deletion_propagates_as_the_policy_says(kube_cluster):
     wait_for(lambda: not job_pods(api, "fg"), "the foreground job's pod to go")
     wait_for(lambda: not api.batch.list_namespaced_job(NS, field_selector="metadata.name=fg").items,
              "the foreground job to go after its pod")
+    assert not api.core.list_namespaced_secret(NS, field_selector="metadata.name=kaos-token-fg").items
 
     api.batch.delete_namespaced_job("bg", NS, propagation_policy="Background")
     with pytest.raises(ApiException):
@@ -184,3 +193,12 @@ def test_volumes_env_and_secrets_reach_the_process_as_in_a_pod(kube_cluster):
     assert not os.path.exists("/kubefake-pfs/code")  # the volume was mounted in the pod's namespace only
     init = api.core.read_namespaced_pod("staged", NS).status.init_container_statuses[0]
     assert init.state.terminated.reason == "Completed"
+
+
+def test_a_finished_job_goes_after_its_ttl_with_its_pods(kube_cluster):
+    api = apis(kube_cluster)
+    api.batch.create_namespaced_job(NS, job("brief", container("train", python("pass")),
+                                            ttl_seconds_after_finished=1))
+    wait_for(lambda: not api.batch.list_namespaced_job(NS, field_selector="metadata.name=brief").items,
+             "the finished job to be deleted after its TTL")
+    wait_for(lambda: not job_pods(api, "brief"), "its pod to go with it")

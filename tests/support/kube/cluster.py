@@ -7,14 +7,15 @@ containers as local processes.
         ...
         cluster.faults.add("OOMKilled", pods={"job-name": "train-1"})
         cluster.disconnect_watches(); cluster.compact()            # a server-side disconnect; etcd compaction
-        cluster.service_address("kaos", "serve-x", 8080)             # -> ("127.0.0.1", local port)
+        service.spec.cluster_ip, 8080                                # a Service answers there (proxy.py)
+        cluster.service_address("kaos", "serve-x", 8080)             # -> ("127.0.0.1", the pod's local port)
 
 The namespaces `default`, `kube-system` and `kaos` exist, and one node (`kubefake-node`, allocatable `cpu`,
 `memory`, `pods` and `nvidia.com/gpu` as given). See README.md for what is modelled and what is not.
 """
 import os
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from . import kinds
 from .deployments import DeploymentController
@@ -27,6 +28,7 @@ from .manager import Manager
 from .owners import is_ready
 from .podlogs import PodLogs
 from .probes import resolve_port
+from .proxy import KubeProxy
 from .routes import Routes
 from .scheduler import Scheduler
 from .selectors import selector_matcher
@@ -55,8 +57,9 @@ class FakeCluster:
         self.kubelet = Kubelet(self.store, self.logs, self.faults, images, self.root, node, self.made_mount_points)
         self.routes = Routes(self.store, self.logs.read, bookmark_interval)
         self.http = HttpServer(self.routes)
+        self.proxy = KubeProxy(self.store, self.service_address)
         for part in (GarbageCollector(self.store), JobController(self.store), DeploymentController(self.store),
-                     Scheduler(self.store, self.faults, node), self.kubelet):
+                     Scheduler(self.store, self.faults, node), self.kubelet, self.proxy):
             part.register(self.manager)
         for namespace in NAMESPACES:
             self.store.create(kinds.NAMESPACES, None, {"metadata": {"name": namespace}})
@@ -80,6 +83,7 @@ class FakeCluster:
         return self.http.url
 
     def start(self) -> "FakeCluster":
+        self.proxy.start()
         self.manager.start()
         self.http.start()
         return self
@@ -89,6 +93,7 @@ class FakeCluster:
         self.store.close()
         self.http.stop()
         self.manager.stop()
+        self.proxy.stop()
         self.kubelet.stop()
         remove_mount_points(self.made_mount_points)
         if self._temporary:

@@ -10,7 +10,8 @@ import re
 from typing import Callable
 
 from .errors import invalid
-from .kinds import DEPLOYMENTS, JOBS, NAMESPACES, NODES, PODS, REPLICASETS, SECRETS, SERVICES, Resource
+from .kinds import DEPLOYMENTS, JOBS, NAMESPACES, PODS, REPLICASETS, SECRETS, SERVICES, Resource
+from .proxy import allocate_cluster_ip
 
 NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet of generateName suffixes (no vowels, no look-alikes)
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -182,10 +183,5 @@ def fill_after_create(resource: Resource, obj: dict, store) -> None:
         _fill_job(obj)
     elif resource == SERVICES and obj["spec"]["type"] != "ExternalName" and not obj["spec"].get("clusterIP"):
         taken = {o["spec"].get("clusterIP") for (res, _, _), o in store.objects.items() if res == SERVICES.key}
-        number = 1
-        while f"10.96.{number // 250}.{number % 250 + 1}" in taken:
-            number += 1
-        obj["spec"]["clusterIP"] = f"10.96.{number // 250}.{number % 250 + 1}"
+        obj["spec"]["clusterIP"] = allocate_cluster_ip(taken)  # in 127.77.0.0/16: see proxy.py
         obj["spec"]["clusterIPs"] = [obj["spec"]["clusterIP"]]
-    elif resource == NODES:
-        obj.setdefault("status", {})

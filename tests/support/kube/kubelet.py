@@ -11,7 +11,7 @@ or its arguments does not.
 """
 import socket
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 from .faults import Faults
 from .images import ImageResolver

@@ -34,7 +34,8 @@ def pod_from_template(owner: dict, template: dict, generate_name: str, extra_lab
 
 
 def is_ready(pod: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def is_terminal(pod: dict) -> bool:

@@ -11,7 +11,7 @@ import time
 from typing import Dict, Iterator, List, Tuple
 
 from . import clock
-from .errors import ApiError, bad_request
+from .errors import bad_request
 from .kinds import PODS
 
 PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff")

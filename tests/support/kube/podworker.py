@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 from . import events
 from .containers import ConfigError, ContainerProcess, command_line, environment
