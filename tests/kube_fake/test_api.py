@@ -135,3 +135,15 @@ def test_delete_collection_by_label(kube_cluster):
             metadata=k8s.V1ObjectMeta(name=name, labels={"kaos.io/platform": platform})))
     api.core.delete_collection_namespaced_config_map(NS, label_selector="kaos.io/platform=p1")
     assert [c.metadata.name for c in api.core.list_namespaced_config_map(NS).items] == ["theirs"]
+
+
+def test_a_kubeconfig_for_another_process(kube_cluster, tmp_path):
+    import subprocess
+    import sys
+    path = kube_cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    code = ("import kubernetes; kubernetes.config.load_kube_config(); "
+            "print(kubernetes.config.list_kube_config_contexts()[1]['context']['namespace'], "
+            "[n.metadata.name for n in kubernetes.client.CoreV1Api().list_node().items])")
+    result = subprocess.run([sys.executable, "-c", code], env={"KUBECONFIG": path, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout == "kaos ['kubefake-node']\n", result.stderr

@@ -112,6 +112,19 @@ class FakeCluster:
         configuration.host = self.url
         return configuration
 
+    def write_kubeconfig(self, path, context: str = "kubefake", namespace: str = "kaos") -> str:
+        """Write a kubeconfig file whose `context` points at this server (no credentials), for a process of its
+        own (a backend under test: KUBECONFIG=path); returns the path."""
+        import yaml
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": context,
+                  "clusters": [{"name": context, "cluster": {"server": self.url}}],
+                  "users": [{"name": context, "user": {}}],
+                  "contexts": [{"name": context, "context": {"cluster": context, "user": context,
+                                                             "namespace": namespace}}]}
+        with open(path, "w") as file:
+            yaml.safe_dump(config, file)
+        return str(path)
+
     def api_client(self):
         """A new kubernetes.client.ApiClient talking to this server."""
         import kubernetes.client

@@ -13,6 +13,7 @@ import socket
 import threading
 from typing import Dict, Optional
 
+from . import clock
 from .faults import Faults
 from .images import ImageResolver
 from .kinds import PODS
@@ -21,7 +22,6 @@ from .podlogs import PodLogs
 from .podworker import PodWorker
 from .store import Store
 from .volumes import Volumes
-from . import clock
 
 
 def free_port() -> int:

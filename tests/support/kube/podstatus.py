@@ -12,8 +12,8 @@ and the pod's phase (Pending until the main containers started, Running, Succeed
 for a pod the kubelet ended itself, `reason` / `message` (Evicted, DeadlineExceeded).
 """
 import hashlib
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 from . import clock
 from .owners import set_condition
@@ -34,7 +34,6 @@ class ContainerState:
     next_start: float = 0.0                        # not started again before (the crash back-off)
     restart_pending: bool = False                  # ended, and waits for its back-off to start again
     backoff: float = 0.0
-    probe: Dict[str, int] = field(default_factory=lambda: {"successes": 0, "failures": 0})
     pulled: bool = False
 
     def container_id(self) -> str:

@@ -199,7 +199,6 @@ class PodWorker:
         cwd = spec.get("workingDir") or image.working_dir or self.kubelet.volumes.pod_dir(pod) + "/rootfs"
         state.process = ContainerProcess(argv, env, cwd, mounts, self.kubelet.logs.start(self.uid, state.name))
         state.waiting, state.terminated, state.restart_pending = None, None, False
-        state.probe = {"successes": 0, "failures": 0}
         events.record(self.store, pod, "Normal", "Started", f"Started container {state.name}", "kubelet",
                       self.kubelet.node)
 
