@@ -54,7 +54,8 @@ class FakeCluster:
         self.node = node
         self.made_mount_points: set = set()
         self.manager = Manager(self.store)
-        self.kubelet = Kubelet(self.store, self.logs, self.faults, images, self.root, node, self.made_mount_points)
+        self.kubelet = Kubelet(self.store, self.logs, self.faults, images, self.root, node, self.made_mount_points,
+                               self.manager.errors)
         self.routes = Routes(self.store, self.logs.read, bookmark_interval)
         self.http = HttpServer(self.routes)
         self.proxy = KubeProxy(self.store, self.service_address)
@@ -138,6 +139,12 @@ class FakeCluster:
     def compact(self) -> int:
         """Forget the change history (a watch from an older resourceVersion gets 410 Gone); the current one."""
         return self.store.compact()
+
+    @property
+    def errors(self):
+        """What went wrong inside the fake itself (a reconciler or a pod worker that raised): a test's fixture
+        checks it stays empty."""
+        return self.manager.errors
 
     @property
     def requests(self) -> int:

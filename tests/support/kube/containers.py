@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .images import Image
 from .kinds import CONFIGMAPS, SECRETS
@@ -111,7 +111,9 @@ def command_line(container: dict, image: Image, env: Dict[str, str]) -> List[str
 class ContainerProcess:
     """One run of a container: started at once, watched with `poll`, stopped with `signal`."""
 
-    def __init__(self, argv: List[str], env: Dict[str, str], cwd: str, mounts: list, log: Run):
+    def __init__(self, argv: List[str], env: Dict[str, str], cwd: str, mounts: list, log: Run,
+                 ended: Callable[[], None] = lambda: None):
+        """`ended()` is called (from a thread of its own) once the process exited: the kubelet wakes up."""
         self.log = log
         self.started_at = time.time()
         self.finished_at: Optional[float] = None
@@ -128,6 +130,8 @@ class ContainerProcess:
         self.reader = threading.Thread(target=self._copy_output, name=f"kubefake-log-{self.process.pid}",
                                        daemon=True)
         self.reader.start()
+        threading.Thread(target=lambda: (self.process.wait(), ended()), name=f"kubefake-wait-{self.process.pid}",
+                         daemon=True).start()
 
     def _copy_output(self) -> None:
         for chunk in iter(lambda: self.process.stdout.read1(65536), b""):

@@ -9,7 +9,9 @@ from .cluster import FakeCluster
 
 @pytest.fixture
 def kube_cluster(tmp_path):
-    """A started FakeCluster (host images: every image is this machine), stopped after the test."""
+    """A started FakeCluster (host images: every image is this machine), stopped after the test; the test fails
+    if the fake itself failed (FakeCluster.errors)."""
     cluster = FakeCluster(tmp_path / "kubefake").start()
     yield cluster
     cluster.stop()
+    assert not cluster.errors, f"the fake cluster failed: {cluster.errors}"

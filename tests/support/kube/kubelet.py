@@ -32,7 +32,7 @@ def free_port() -> int:
 
 class Kubelet:
     def __init__(self, store: Store, logs: PodLogs, faults: Faults, images: ImageResolver, root: str,
-                 node: str, made_mount_points: set, tick: float = 0.1, pull_backoff: float = 0.3,
+                 node: str, made_mount_points: set, errors: list, tick: float = 0.1, pull_backoff: float = 0.3,
                  crash_backoff: float = 0.2):
         self.store = store
         self.logs = logs
@@ -40,6 +40,7 @@ class Kubelet:
         self.images = images
         self.volumes = Volumes(store, root, made_mount_points)
         self.node = node
+        self.errors = errors                  # where a worker that failed says why (a bug of the fake)
         self.tick = tick                      # how often a worker looks at its pod and processes (seconds)
         self.pull_backoff = pull_backoff      # ErrImagePull → ImagePullBackOff after this long
         self.crash_backoff = crash_backoff    # the first restart's back-off (doubling, at most 5 s)

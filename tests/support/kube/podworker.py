@@ -3,6 +3,7 @@ volumes, runs its init containers one after the other and then its containers as
 readiness, restarts them as restartPolicy says (with a back-off: waiting CrashLoopBackOff), applies the failure
 knobs, reports all of it in the pod's status, and on deletion stops the processes (SIGTERM, then SIGKILL after
 the grace period) and confirms the deletion."""
+import logging
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from .kinds import PODS
 from .podstatus import ContainerState, pod_status, terminated
 from .probes import probe
 
+log = logging.getLogger("kubefake")
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 EVICTED_MESSAGE = ("The node was low on resource: memory. Threshold quantity: 100Mi, available: 0Ki. Container {} "
                    "was using 1Gi, request is 0, has larger consumption of its request. ")
@@ -42,22 +44,37 @@ class PodWorker:
     def _run(self) -> None:
         pod = None
         try:
-            while not self.kubelet.stopped:
-                pod = self.store.find(PODS, self.namespace, self.name)
-                if pod is None or pod["metadata"]["uid"] != self.uid:
-                    self._kill_all(signal.SIGKILL)
-                    return
-                if pod["metadata"].get("deletionTimestamp"):
-                    self._terminate(pod)
-                    return
-                if self.phase not in ("Succeeded", "Failed"):
-                    self._step(pod)
-                self._publish(pod)
-                self.wake.wait(self.kubelet.tick if self.phase not in ("Succeeded", "Failed") else 1.0)
-                self.wake.clear()
+            self._loop()
+        except Exception as error:  # a bug of the fake: said where a test looks (FakeCluster.errors), not lost
+            log.exception("kubefake: the worker of pod %s/%s failed", self.namespace, self.name)
+            self.kubelet.errors.append(f"pod {self.namespace}/{self.name}: {error!r}")
         finally:
             self._kill_all(signal.SIGKILL)
-            self.kubelet.forget(self.uid, pod)
+            self.kubelet.forget(self.uid, self.store.find(PODS, self.namespace, self.name) or pod)
+
+    def _loop(self) -> None:
+        while not self.kubelet.stopped:
+            pod = self.store.find(PODS, self.namespace, self.name)
+            if pod is None or pod["metadata"]["uid"] != self.uid:
+                return
+            if pod["metadata"].get("deletionTimestamp"):
+                self._terminate(pod)
+                return
+            if self.phase not in ("Succeeded", "Failed"):
+                self._step(pod)
+            self._publish(pod)
+            self.wake.wait(self._next_look(pod))
+            self.wake.clear()
+
+    def _next_look(self, pod: dict) -> float:
+        """How long until the worker must look again unwoken (a process's exit, a deletion, a fault wake it):
+        a tick while something is due by time (a back-off, a probe not yet passed, a deadline, a fault's delay),
+        else a second (readiness is then probed once a second)."""
+        if self.phase in ("Succeeded", "Failed"):
+            return 1.0
+        timed = (self.phase == "Pending" or pod["spec"].get("activeDeadlineSeconds") or self.kubelet.faults.active
+                 or any(not s.final and (s.waiting or not s.ready) for s in self.init + self.main))
+        return self.kubelet.tick if timed else 1.0
 
     # -- one look at the pod ---------------------------------------------------------------------------------
     def _step(self, pod: dict) -> None:
@@ -197,7 +214,8 @@ class PodWorker:
         if state.process is not None:
             state.restarts += 1
         cwd = spec.get("workingDir") or image.working_dir or self.kubelet.volumes.pod_dir(pod) + "/rootfs"
-        state.process = ContainerProcess(argv, env, cwd, mounts, self.kubelet.logs.start(self.uid, state.name))
+        state.process = ContainerProcess(argv, env, cwd, mounts, self.kubelet.logs.start(self.uid, state.name),
+                                         self.wake.set)
         state.waiting, state.terminated, state.restart_pending = None, None, False
         events.record(self.store, pod, "Normal", "Started", f"Started container {state.name}", "kubelet",
                       self.kubelet.node)
