@@ -202,3 +202,13 @@ def test_a_finished_job_goes_after_its_ttl_with_its_pods(kube_cluster):
     wait_for(lambda: not api.batch.list_namespaced_job(NS, field_selector="metadata.name=brief").items,
              "the finished job to be deleted after its TTL")
     wait_for(lambda: not job_pods(api, "brief"), "its pod to go with it")
+
+
+def test_a_job_pod_deleted_before_it_ended_counts_as_failed(kube_cluster):
+    api = apis(kube_cluster)
+    api.batch.create_namespaced_job(NS, job("vanishing", container("train", python("import time; time.sleep(60)"))))
+    running = wait_for(lambda: [p for p in job_pods(api, "vanishing") if p.status.phase == "Running"], "the pod")
+    api.core.delete_namespaced_pod(running[0].metadata.name, NS, grace_period_seconds=0)  # as a node loss would
+    done = wait_for(lambda: finished(api, "vanishing"), "the job to fail")
+    assert condition(done, "Failed").reason == "BackoffLimitExceeded" and done.status.failed == 1
+    assert not job_pods(api, "vanishing")  # not replaced: backoffLimit 0

@@ -7,8 +7,9 @@ back-off until `backoffLimit` failures, then the terminal conditions:
              limit") or DeadlineExceeded ("Job was active longer than specified deadline", after
              activeDeadlineSeconds from startTime; the active pods are deleted)
 
-and status.active / ready / succeeded / failed / terminating / startTime. ttlSecondsAfterFinished deletes a
-finished Job (and, in the background, its pods). Job pods carry no job-tracking finalizer here.
+and status.active / ready / succeeded / failed / terminating / startTime. A pod deleted before it ended counts as
+failed (as the real controller counts it through its job-tracking finalizer, which the pods here do not carry).
+ttlSecondsAfterFinished deletes a finished Job (and, in the background, its pods).
 """
 import time
 from typing import Dict, Optional, Set
@@ -35,7 +36,18 @@ class JobController:
         elif change.resource == PODS:
             for ref in change.obj["metadata"].get("ownerReferences") or []:
                 if ref.get("kind") == "Job" and ref.get("controller"):
+                    self._count(ref["uid"], change)
                     yield "job", change.obj["metadata"]["namespace"], ref["name"]
+
+    def _count(self, job_uid: str, change) -> None:
+        """Count a pod's end as it happens (as the job-tracking finalizer lets the real controller do): a pod that
+        is deleted before it ended counts as failed, so a pod someone deletes is not silently replaced."""
+        phase = (change.obj.get("status") or {}).get("phase")
+        counted = self.counted.setdefault(job_uid, {"Succeeded": set(), "Failed": set()})
+        if phase in ("Succeeded", "Failed"):
+            counted[phase].add(change.obj["metadata"]["uid"])
+        elif change.type == "DELETED":
+            counted["Failed"].add(change.obj["metadata"]["uid"])
 
     def register(self, manager) -> None:
         manager.register("job", self.reconcile, self.routes)
@@ -55,9 +67,6 @@ class JobController:
             return None
         pods = [p for p in owned(self.store, job) if controller_uid(p) == job["metadata"]["uid"]]
         counted = self.counted.setdefault(job["metadata"]["uid"], {"Succeeded": set(), "Failed": set()})
-        for pod in pods:
-            if is_terminal(pod):
-                counted[pod["status"]["phase"]].add(pod["metadata"]["uid"])
         active = [p for p in pods if not is_terminal(p) and not p["metadata"].get("deletionTimestamp")]
         terminating = [p for p in pods if not is_terminal(p) and p["metadata"].get("deletionTimestamp")]
         status.setdefault("startTime", clock.rfc3339(now))
