@@ -147,3 +147,15 @@ def test_a_kubeconfig_for_another_process(kube_cluster, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env={"KUBECONFIG": path, "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=60)
     assert result.stdout == "kaos ['kubefake-node']\n", result.stderr
+
+
+def test_a_body_that_is_not_json_is_a_400_status(kube_cluster):
+    import http.client
+    import json
+    connection = http.client.HTTPConnection("127.0.0.1", kube_cluster.http.port, timeout=10)
+    connection.request("POST", f"/api/v1/namespaces/{NS}/configmaps", body=b"{not json",
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 400 and body["kind"] == "Status" and body["reason"] == "BadRequest"

@@ -56,7 +56,7 @@ class FakeCluster:
         self.manager = Manager(self.store)
         self.kubelet = Kubelet(self.store, self.logs, self.faults, images, self.root, node, self.made_mount_points,
                                self.manager.errors)
-        self.routes = Routes(self.store, self.logs.read, bookmark_interval)
+        self.routes = Routes(self.store, self.logs.read, bookmark_interval, self.manager.errors)
         self.http = HttpServer(self.routes)
         self.proxy = KubeProxy(self.store, self.service_address)
         for part in (GarbageCollector(self.store), JobController(self.store), DeploymentController(self.store),

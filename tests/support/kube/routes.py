@@ -19,8 +19,10 @@ Errors are `Status` objects with the real server's codes, reasons and messages. 
 import base64
 import collections
 import json
+import logging
 from typing import Callable, Optional
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from . import kinds, selectors, watching
@@ -28,6 +30,14 @@ from .errors import ApiError, bad_request, not_found
 from .store import Store
 
 TRUE = ("true", "1")
+log = logging.getLogger("kubefake")
+
+
+def _integer(value, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"{name}: not an integer: {value!r}")
 
 
 def _json(body, status: int = 200) -> Response:
@@ -37,8 +47,9 @@ def _json(body, status: int = 200) -> Response:
 class Routes:
     """`logs(namespace, pod, params)` gives a pod log's chunks (bytes) or raises ApiError (podlogs.py)."""
 
-    def __init__(self, store: Store, logs: Callable, bookmark_interval: float = 1.0):
+    def __init__(self, store: Store, logs: Callable, bookmark_interval: float = 1.0, errors: list = None):
         self.store = store
+        self.errors = [] if errors is None else errors   # what failed inside the fake (FakeCluster.errors)
         self.logs = logs
         self.bookmark_interval = bookmark_interval
         self.requests = 0  # how many requests were answered: what a test or a benchmark counts API calls with
@@ -52,8 +63,12 @@ class Routes:
             response = self.dispatch(request)
         except ApiError as error:
             response = _json(error.status(), error.code)
-        except json.JSONDecodeError as error:
+        except (HTTPException, json.JSONDecodeError) as error:  # a body that is not JSON
             response = _json(bad_request(f"the body of the request is not JSON: {error}").status(), 400)
+        except Exception as error:  # a bug of the fake: a 500 as the real server would give, and said in errors
+            log.exception("kubefake: %s %s failed", request.method, request.path)
+            self.errors.append(f"{request.method} {request.path}: {error!r}")
+            response = _json(ApiError(500, "InternalError", f"an error on the server: {error!r}").status(), 500)
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
@@ -117,7 +132,7 @@ class Routes:
         if request.args.get("watch", "").lower() in TRUE:
             timeout = request.args.get("timeoutSeconds")
             events = watching.watch(self.store, resource, namespace, match, request.args.get("resourceVersion"),
-                                    float(timeout) if timeout else None,
+                                    _integer(timeout, "timeoutSeconds") if timeout else None,
                                     request.args.get("allowWatchBookmarks", "").lower() in TRUE,
                                     self.bookmark_interval)
             return Response((json.dumps(event).encode() + b"\n" for event in events), mimetype="application/json",
@@ -143,7 +158,7 @@ class Routes:
                 raise ApiError(410, "Expired", "The provided continue parameter is too old to display a "
                                "consistent list result. You can start a new list without the continue parameter.")
             items, metadata["resourceVersion"] = items[start:], str(rv)
-        limit = int(request.args.get("limit") or 0)
+        limit = _integer(request.args.get("limit") or 0, "limit")
         if limit and len(items) > limit:
             last = items[limit - 1]["metadata"]
             metadata["continue"] = base64.urlsafe_b64encode(json.dumps(
@@ -188,5 +203,5 @@ class Routes:
         if options.get("orphanDependents") is not None and not policy:
             policy = "Orphan" if options["orphanDependents"] else "Background"
         grace = options.get("gracePeriodSeconds", request.args.get("gracePeriodSeconds"))
-        return self.store.delete(resource, namespace, name, policy, None if grace is None else int(grace),
+        return self.store.delete(resource, namespace, name, policy, None if grace is None else _integer(grace, "gracePeriodSeconds"),
                                  options.get("preconditions"))
