@@ -203,5 +203,5 @@ class Routes:
         if options.get("orphanDependents") is not None and not policy:
             policy = "Orphan" if options["orphanDependents"] else "Background"
         grace = options.get("gracePeriodSeconds", request.args.get("gracePeriodSeconds"))
-        return self.store.delete(resource, namespace, name, policy, None if grace is None else _integer(grace, "gracePeriodSeconds"),
-                                 options.get("preconditions"))
+        grace = None if grace is None else _integer(grace, "gracePeriodSeconds")
+        return self.store.delete(resource, namespace, name, policy, grace, options.get("preconditions"))
