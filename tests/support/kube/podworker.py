@@ -253,7 +253,8 @@ class PodWorker:
                           self.kubelet.node)
             state.process.signal(signal.SIGTERM)
         deadline = time.monotonic() + (grace or 0)
-        while any(s.process.poll() is None for s in running) and time.monotonic() < deadline:
+        while any(s.process.poll() is None for s in running) and time.monotonic() < deadline \
+                and not self.kubelet.stopped:
             time.sleep(0.05)
         for state in running:
             if state.process.poll() is None:
