@@ -212,3 +212,18 @@ def test_a_job_pod_deleted_before_it_ended_counts_as_failed(kube_cluster):
     done = wait_for(lambda: finished(api, "vanishing"), "the job to fail")
     assert condition(done, "Failed").reason == "BackoffLimitExceeded" and done.status.failed == 1
     assert not job_pods(api, "vanishing")  # not replaced: backoffLimit 0
+
+
+def test_stopping_the_cluster_stops_its_pods_processes(tmp_path):
+    from tests.support.kube import FakeCluster
+    cluster = FakeCluster(tmp_path / "kubefake").start()
+    try:
+        api = apis(cluster)
+        api.core.create_namespaced_pod(NS, pod("lingering", container("main", python(
+            "import os, time; print(os.getpid(), flush=True); time.sleep(600)"))))
+        pid = int(wait_for(lambda: cluster.log_text(NS, "lingering", "main"), "the pid"))
+    finally:
+        cluster.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not cluster.errors
