@@ -67,7 +67,8 @@ def _name_problems(data: Dict) -> Iterator[str]:
                 yield f"{where}: label {key}={value!r} is not valid"
     pod = _pod_spec(data)
     if pod is not None:
-        yield from _pod_problems(pod)
+        claims = {claim["metadata"]["name"] for claim in (data.get("spec") or {}).get("volumeClaimTemplates") or []}
+        yield from _pod_problems(pod, claims)
     spec = data.get("spec") or {}
     selector = (spec.get("selector") or {}).get("matchLabels") if kind in ("Deployment", "StatefulSet") else None
     if selector is not None:
@@ -90,7 +91,7 @@ def _pod_spec(data: Dict):
     return ((data.get("spec") or {}).get("template") or {}).get("spec")
 
 
-def _pod_problems(pod: Dict) -> Iterator[str]:
+def _pod_problems(pod: Dict, claims) -> Iterator[str]:
     volumes = {volume["name"] for volume in pod.get("volumes") or []}
     for volume in volumes:
         if len(volume) > 63 or not DNS_LABEL.match(volume):
@@ -109,5 +110,5 @@ def _pod_problems(pod: Dict) -> Iterator[str]:
             if not ENV_NAME.match(variable["name"]):
                 yield f"environment variable name {variable['name']!r} is not valid"
         for mount in container.get("volumeMounts") or []:
-            if mount["name"] not in volumes:
+            if mount["name"] not in volumes | claims:  # a StatefulSet's claims are its pods' volumes too
                 yield f"container {container['name']} mounts {mount['name']!r}, which is no volume of its pod"
