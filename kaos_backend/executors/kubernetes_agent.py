@@ -1,4 +1,4 @@
-"""How a workload's pod runs the pod agent (k8s_design §3): the one place the spec builders reach it.
+"""How a workload's pod runs the pod agent (issue 11): the one place the spec builders reach it.
 
 The agent (kaos_backend/executors/pod_agent.py, stdlib only, another part of issue 11) is passed inline,
 `python3 -c <its source> fetch ...` / `... upload ...`, so any image with a python3 runs it. Its interface, as the

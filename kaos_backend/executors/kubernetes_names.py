@@ -1,5 +1,5 @@
 """The names and labels of what kaos makes on Kubernetes, from a WorkloadSpec: pure functions, so that the executor,
-its shared watch and the tests agree (k8s_design §2).
+its shared watch and the tests agree (issue 11).
 
     training partition   batch/v1 Job        train-<job id>-<index>
     endpoint             apps/v1 Deployment  serve-<ws>-<hex6>        and a Service of the same name
@@ -109,5 +109,5 @@ def selector_labels(spec: WorkloadSpec, platform: str) -> Dict[str, str]:
 
 
 def platform_selector(platform: str) -> str:
-    """The label selector of everything the platform `platform` made: the shared watch's (k8s_design §4)."""
+    """The label selector of everything the platform `platform` made: the shared watch's."""
     return f"{MANAGED_BY}={MANAGER},{PLATFORM}={label_value(platform)}"

@@ -1,4 +1,4 @@
-"""A kaos workload's pod on Kubernetes, as the official client's model objects (k8s_design §2): pure functions.
+"""A kaos workload's pod on Kubernetes, as the official client's model objects (issue 11): pure functions.
 
     volume pfs        an emptyDir mounted at /pfs in every container of the pod
     initContainer     `fetch`: the pod agent fills /pfs/code, /pfs/data/<name>, /pfs/hyper (kubernetes_agent.py)

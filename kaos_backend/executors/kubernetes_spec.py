@@ -1,4 +1,4 @@
-"""kaos workloads as Kubernetes objects (k8s_design §2), the official client's models: pure functions, no I/O
+"""kaos workloads as Kubernetes objects (issue 11), the official client's models: pure functions, no I/O
 (the kubernetes executor sends them). Names and labels are kubernetes_names.py's, the pod kubernetes_pod.py's.
 
     training_job(spec, settings)             batch/v1 Job train-<job id>-<index>: one pod, never retried
