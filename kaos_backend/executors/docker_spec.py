@@ -15,8 +15,7 @@ reaps orphans, and when the main process ends the container ends, taking every o
 import signal
 from typing import Dict, List, Optional, Sequence
 
-from kaos_backend.executors.workload_env import (DATA_ROOT, HYPER_DIR, OUT_ROOT, SERVE_PORT,  # noqa: F401
-                                                data_target, output_target)
+from kaos_backend.executors.workload_env import SERVE_PORT, data_target  # noqa: F401 (data_target: a mount's target)
 from kaos_backend.images import labels
 
 SERVE_PORT_KEY = f"{SERVE_PORT}/tcp"

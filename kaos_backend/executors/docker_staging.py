@@ -75,7 +75,7 @@ class DockerStaging:
         return StagedContainer(
             command=["./train", out_at], env=workload_env.train_env(spec),
             mounts=[docker_spec.bind(str(data), data_at, True),
-                    docker_spec.bind(str(hyper), docker_spec.HYPER_DIR, True),
+                    docker_spec.bind(str(hyper), workload_env.HYPER_DIR, True),
                     docker_spec.bind(str(out), out_at, False)],
             archive=archive, notes=_left_out("the code", left_out) + script_hints(code / "train"))
 
