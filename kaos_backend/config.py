@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Optional
 
 EXECUTORS = ("local", "docker", "kubernetes")
 CONTAINMENT_MODES = ("auto", "cgroup", "subreaper")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")  # Kubernetes' imagePullPolicy
 MB = 1024 * 1024
 
 
@@ -36,6 +37,9 @@ class Config:
                                          # engine has it, else each Dockerfile's own default (python:3.11-slim)
     namespace: str = "kaos"
     registry: str = ""
+    internal_url: str = ""               # kubernetes: where pods reach the internal routes; empty = the backend's
+                                         # Service in `namespace` (kubernetes_spec.KubeSettings.base_url)
+    image_pull_policy: str = ""          # kubernetes: empty = IfNotPresent without a registry, Always with one
     service_host: str = ""               # empty = derive from the request
     max_log_mb: int = 64                 # output a workload may log; past it, lines are counted, not logged
     endpoint_start_timeout: float = 300  # seconds an endpoint may take to become ready before it counts as failed
@@ -88,11 +92,17 @@ class Config:
             "endpoint_start_timeout": _number("endpoint_start_timeout", raw("endpoint_start_timeout"), float,
                                               default=300.0, minimum=1),
         }
-        for name in ("base_image", "namespace", "registry", "service_host", "workload_user"):
+        for name in ("base_image", "namespace", "registry", "service_host", "workload_user", "internal_url",
+                     "image_pull_policy"):
             value = raw(name)
             values[name] = str(value) if value is not None else cls.__dataclass_fields__[name].default
         if not values["namespace"]:
             raise ConfigError("KAOS_NAMESPACE must not be empty")
+        if values["image_pull_policy"] and values["image_pull_policy"] not in PULL_POLICIES:
+            raise ConfigError(f"KAOS_IMAGE_PULL_POLICY must be one of {', '.join(PULL_POLICIES)}, "
+                              f"not {values['image_pull_policy']!r}")
+        if values["internal_url"] and not values["internal_url"].startswith(("http://", "https://")):
+            raise ConfigError(f"KAOS_INTERNAL_URL must be an http:// or https:// URL, not {values['internal_url']!r}")
         return cls(**values)
 
 

@@ -5,11 +5,7 @@ import os
 from kaos_backend.executors import docker_spec
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.executors.docker_staging import StagedContainer
-
-# What of the backend's environment a container gets (nothing else: it may hold any secret): how to reach package
-# indexes. The image has its own PATH, locale and CA bundle.
-CONTAINER_PASSED_ENV = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-                        "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
+from kaos_backend.executors.workload_env import workload_env
 
 
 def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: str, platform: str):
@@ -24,10 +20,7 @@ def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: s
         raise docker.errors.ImageNotFound("the workload names no image (its build made none)")
     image = client.images.get(spec.image)
     workdir = (image.attrs.get("Config") or {}).get("WorkingDir") or docker_spec.DEFAULT_WORKDIR
-    env = {key: os.environ[key] for key in CONTAINER_PASSED_ENV if key in os.environ}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(spec.env)
-    env.update(staged.env)
+    env = workload_env(spec, staged.env, os.environ)
     job = spec.log.split("/", 1)[1]
     arguments = docker_spec.container_arguments(
         name=name, command=staged.command, workdir=workdir, env=env, mounts=staged.mounts,

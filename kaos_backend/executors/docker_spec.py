@@ -15,27 +15,15 @@ reaps orphans, and when the main process ends the container ends, taking every o
 import signal
 from typing import Dict, List, Optional, Sequence
 
+from kaos_backend.executors.workload_env import SERVE_PORT, data_target  # noqa: F401 (data_target: a mount's target)
 from kaos_backend.images import labels
 
-SERVE_PORT = 8080
 SERVE_PORT_KEY = f"{SERVE_PORT}/tcp"
 PUBLISH_HOST = "127.0.0.1"
 DEFAULT_WORKDIR = "/opt/program"  # for an image without a WORKDIR: the templates' (and 1.x's) one
-DATA_ROOT = "/pfs/data"
-HYPER_DIR = "/pfs/hyper"
-OUT_ROOT = "/pfs/out"
 # The engine keeps a container's output until the container is removed; its watcher copies it into the job's
 # log as it comes. A bound on what the engine keeps meanwhile (the log itself has its own: KAOS_MAX_LOG_MB).
 LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "2"}}
-
-
-def data_target(name: str) -> str:
-    """Where a training's data is mounted: /pfs/data/<name:hash5> (a name never holds a slash)."""
-    return f"{DATA_ROOT}/{name.replace('/', '_') or 'data'}"
-
-
-def output_target(hex6: str) -> str:
-    return f"{OUT_ROOT}/{hex6}"
 
 
 def bind(source: str, target: str, read_only: bool) -> Dict:

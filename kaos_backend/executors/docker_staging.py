@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Dict, List, Optional, Tuple
 
-from kaos_backend.executors import docker_spec
+from kaos_backend.executors import docker_spec, workload_env
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.executors.hints import script_hints
 from kaos_backend.executors.local_staging import Staging
@@ -70,14 +70,12 @@ class DockerStaging:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         out.chmod(0o777)  # the image's user may be another than root
-        data_at = docker_spec.data_target(spec.data.name or spec.data.ref[:5])
-        out_at = docker_spec.output_target(spec.output.name or spec.output.output_parts()[1])
+        data_at, out_at = workload_env.train_targets(spec)
         archive, left_out = code_archive([code])
         return StagedContainer(
-            command=["./train", out_at],
-            env={"KAOS_TRAIN_DATA": data_at, "KAOS_TRAIN_HYPER": docker_spec.HYPER_DIR, "KAOS_TRAIN_OUTPUT": out_at},
+            command=["./train", out_at], env=workload_env.train_env(spec),
             mounts=[docker_spec.bind(str(data), data_at, True),
-                    docker_spec.bind(str(hyper), docker_spec.HYPER_DIR, True),
+                    docker_spec.bind(str(hyper), workload_env.HYPER_DIR, True),
                     docker_spec.bind(str(out), out_at, False)],
             archive=archive, notes=_left_out("the code", left_out) + script_hints(code / "train"))
 
@@ -88,7 +86,7 @@ class DockerStaging:
             trees.append(self.files.output_dir(spec.model) / "model")  # model.pkl next to serve (§7.2)
         archive, left_out = code_archive(trees)
         return StagedContainer(
-            command=["./serve"], env={"PORT": str(docker_spec.SERVE_PORT), "HOST": "0.0.0.0"},
+            command=["./serve"], env=workload_env.serve_env(),
             archive=archive,
             notes=_left_out("the files copied beside ./serve", left_out) + script_hints(code / "serve"))
 
