@@ -16,7 +16,7 @@ from typing import List, Optional
 from urllib.parse import quote
 
 from kaos_backend.executors.base import Artifact, WorkloadSpec
-from kaos_backend.executors.docker_spec import HYPER_DIR, data_target, output_target
+from kaos_backend.executors.workload_env import HYPER_DIR, data_target, output_target
 
 SOURCE, DATA, HYPERPARAMETERS, MODEL, OUTPUT = "source", "data", "hyperparameters", "model", "output"
 CODE_DIR = "/pfs/code"
