@@ -147,7 +147,7 @@ def test_at_the_cap_a_connection_with_its_response_unsent_is_not_closed_to_make_
     """A connection between requests is closed to make room at the cap; one whose last response is still in its
     buffer is not between requests: closed, it would leave the count and stay open for as long as its client did
     not read. It keeps its slot (503 for the newcomer) until its keep-alive timeout, then the send timeout."""
-    front = start_front(tmp_path, loop_kind, lane=False, keepalive_timeout=3)
+    front = start_front(tmp_path, loop_kind, lane=False, keepalive_timeout=5)
     try:
         with connect(front) as sock:
             sock.sendall(G)
