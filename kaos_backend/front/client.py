@@ -9,7 +9,9 @@ progress is parsed and waits its turn; bytes behind that are held raw (reading p
 is read all along, so a client that leaves (EOF or reset) is noticed at once and its upstream dropped with it.
 One deadline per connection (`arm`), checked by the server's tick: the head (408), idle keep-alive (closed),
 between body reads (408), and the upstream's connect/read timers, or the send timeout while the client does not
-read its response. Reading requests (parsing, checks, body deadlines) is reading.py's part of the class.
+read its response (writing paused), which holds until the client reads: a response that ends into a full buffer
+is not out yet (what follows it waits for `resume_writing`), and a close that waits for a buffer to drain is cut
+at the send timeout. Reading requests (parsing, checks, body deadlines) is reading.py's part of the class.
 """
 import asyncio
 import collections
@@ -29,7 +31,7 @@ from kaos_backend.front.upstream import Upstream, tune
 class Client(RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "body_read_at", "linger_until", "express", "__weakref__")
+                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -54,6 +56,7 @@ class Client(RequestReading, asyncio.Protocol):
         self.starting = False                 # _start_next is on the stack: a nested call only asks for more
         self.start_again = False
         self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
+        self.draining = False                 # the active response is whole, writing paused: the rest waits
 
     # -- timers
     def arm(self, seconds: float, callback: Callable[[], None]) -> None:
@@ -70,10 +73,12 @@ class Client(RequestReading, asyncio.Protocol):
             callback()
 
     def waiting(self) -> bool:
-        """Between requests: nothing in progress, held or being read (a connection that may be closed to make
-        room at the connection cap)."""
+        """Between requests: nothing in progress, held or being read, nothing left to send (a connection that may
+        be closed to make room at the connection cap: one with bytes unsent would stay open, out of the count, for
+        as long as its client does not read them)."""
         return (self.state == HEAD and self.active is None and not self.queue and not self.backlog
-                and self.reader.request is None and self.refusal is None)
+                and self.reader.request is None and self.refusal is None
+                and not self.transport.get_write_buffer_size())
 
     def _idle(self) -> None:
         self.arm(self.config.keepalive_timeout, self.close)
@@ -110,11 +115,27 @@ class Client(RequestReading, asyncio.Protocol):
         self.arm(self.config.send_timeout, self.abort)
 
     def resume_writing(self):
+        """The client reads again: the send timeout is over, and what waited for it goes on (each part re-arms its
+        own timer)."""
         self.write_paused = False
+        if self.on_deadline == self.abort:  # (the send timeout: pause_writing's)
+            self.disarm()
         if self.upstream is not None:
             self.upstream.resume_reading()
+        elif self.draining:
+            self.response_finished()
         elif self.state == LINGER:
             self._linger()
+        elif self.state == BODY:
+            self._arm_body()
+        elif self.state == CLOSED:
+            if self.deadline is not None:  # closing, bytes still unsent: the client takes them, so more time
+                self.arm(self.config.send_timeout, self._drop_unsent)
+        elif self.state == HEAD:
+            if self.reader.in_head:
+                self.arm(self.config.client_header_timeout, self._head_timeout)
+            else:
+                self._idle()
 
     def data_received(self, data):
         if (self.state == HEAD and self.active is None and self.reader.request is None and not self.backlog
@@ -243,15 +264,22 @@ class Client(RequestReading, asyncio.Protocol):
         self.response_finished()
 
     def response_finished(self) -> None:
-        """The active request's response is out: the next request, or close."""
-        request, self.active, self.upstream = self.active, None, None
+        """The active request's response is whole: the next request, or close. While writing is paused (the
+        client has not read enough of it) the response stays the active one (requests read meanwhile wait
+        behind it, as behind any) and the send timeout stays armed: `resume_writing` calls this again."""
+        request, self.upstream = self.active, None
         if request is not None and request.body is not None:
             request.body.close()
-        if self.state == CLOSED:
-            return
-        if not self.keep_alive:
+        if self.state == CLOSED or not self.keep_alive:
+            self.active = None
+            self.draining = False
             self.close()
             return
+        if self.write_paused:
+            self.draining = True
+            return
+        self.active = None
+        self.draining = False
         self.state = HEAD
         if self.queue:
             self._start_next()
@@ -276,9 +304,9 @@ class Client(RequestReading, asyncio.Protocol):
 
     def lane_finished(self) -> None:
         """The express lane's response is out (express.py): `response_finished`, shorter when nothing else waits
-        (no request queued, being read, refused or held)."""
+        (no request queued, being read, refused or held) and the client reads (writing not paused)."""
         if (self.queue or self.backlog or self.refusal is not None or self.reader.request is not None
-                or self.state == CLOSED):
+                or self.state == CLOSED or self.write_paused):
             self.response_finished()
             return
         self.active = self.upstream = None
@@ -323,10 +351,18 @@ class Client(RequestReading, asyncio.Protocol):
         self.on_deadline = self.close
 
     def close(self) -> None:
+        """Close once the bytes written are sent; aborted if the client takes none of them for the send
+        timeout."""
         if self.state != CLOSED:
             self.state = CLOSED
             self.disarm()
             self.transport.close()
+            if self.transport.get_write_buffer_size():
+                self.arm(self.config.send_timeout, self._drop_unsent)
+
+    def _drop_unsent(self) -> None:
+        """A closed connection's client read none of what was left to send for the send timeout (`close`)."""
+        self.transport.abort()
 
     def abort(self) -> None:
         if self.state != CLOSED:
