@@ -44,10 +44,8 @@ FOUND = {
     # `Connection: close` names a header `Close` too, which the general path drops; the lane kept it
     "a Close header with Connection: close": Case([(G, 0.0)], [[
         b"HTTP/1.1 200 OK\r\nClose: 1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"]]),
-    # a request pipelined behind the lane's: the general path started it before the connection of the one before
-    # was back in the pool (so it opened another); the lane gave the connection back first, and the endpoint saw
-    # one connection less. The lane was made to match; since, the general path gives the connection back first
-    # (test_pipelining.py), and the lane is to follow (LANE_FINISH)
+    # a request pipelined behind the lane's: both paths give the connection back to the pool before the next
+    # request starts, so it goes on the same connection (test_pipelining.py)
     "a request sent while the lane's is in flight": Case([(G, 0.02), (G, 0.0)], [[0.1, plain(b"1")], [plain(b"2")]]),
 }
 
@@ -91,14 +89,7 @@ def lane_counts():
     counts.undo()
 
 
-# a case whose expectation waits for the lane to change (express_exchange.py): strict, so it is noticed once it does
-LANE_FINISH = ("the lane starts the next request before its connection is back in the pool (express_exchange.py's "
-               "_finish), the general path no longer does: the endpoint sees one connection more from the lane")
-PENDING = {"a request sent while the lane's is in flight": LANE_FINISH}
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=PENDING[name]))
-                                  if name in PENDING else name for name in FOUND])
+@pytest.mark.parametrize("name", list(FOUND))
 def test_a_found_case_changes_no_byte_either_way(fronts, name):
     assert not express_fuzz.run(fronts, FOUND[name])
 

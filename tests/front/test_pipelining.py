@@ -74,9 +74,6 @@ def test_pipelined_requests_behind_a_waiting_one_do_not_pile_up_in_memory(front_
 
 
 G = b"GET /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\n\r\n"
-LANE_FINISH = ("the lane starts the next request before its connection is back in the pool (express_exchange.py's "
-               "_finish): the lead flips that order, then this passes")
-
 
 def _read_answers(sock: socket.socket, count: int) -> bytes:
     received = b""
@@ -89,8 +86,7 @@ def _read_answers(sock: socket.socket, count: int) -> bytes:
 
 
 @pytest.mark.parametrize("lane, sends", [
-    (True, "in one write"), (False, "in one write"), (False, "behind one in flight"),
-    pytest.param(True, "behind one in flight", marks=pytest.mark.xfail(strict=True, reason=LANE_FINISH))])
+    (True, "in one write"), (False, "in one write"), (True, "behind one in flight"), (False, "behind one in flight")])
 def test_pipelined_requests_to_an_endpoint_take_one_upstream_connection(tmp_path, lane, sends):
     """Each request after the first goes on the connection the one before it came back on: the endpoint accepts
     one connection, the warm-up's. The front told the client a response was done (and so started the next

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.front import express_fuzz
-from tests.front.fuzz_world import FuzzFront, plain
+from tests.front.fuzz_world import CLOSE, FuzzFront, plain
 
 G = b"GET /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\n\r\n"
 SEND_TIMEOUT = 1.0
@@ -190,5 +190,25 @@ def test_a_client_that_reads_again_within_the_send_timeout_gets_every_answer_and
             sock.sendall(G)
             assert answers(sock, 1) == plain()
         assert not front.errors, front.errors
+    finally:
+        front.stop()
+
+
+def test_a_tunnel_whose_client_stops_reading_is_dropped_at_the_send_timeout_once_the_endpoint_closes(
+        tmp_path, loop_kind):
+    """An upgraded connection (a byte tunnel) closed by its endpoint while its client reads nothing: the close
+    waits for the buffer to drain, and the front aborts it at the send timeout, as for an HTTP response."""
+    front = start_front(tmp_path, loop_kind, lane=False)
+    try:
+        with connect(front) as sock:
+            sock.sendall(G)
+            assert answers(sock, 1)
+            shrink(front)
+            switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            front.endpoint.plan = [[switching, b"t" * 200000, CLOSE]]
+            sock.sendall(G[:-2] + b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            assert until(lambda: front.call(lambda: [client.state for client in front.front.clients]) == ["closed"])
+            assert unsent(front) > 0
+            assert_dropped(front, sock)
     finally:
         front.stop()
