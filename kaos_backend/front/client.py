@@ -11,7 +11,8 @@ One deadline per connection (`arm`), checked by the server's tick: the head (408
 between body reads (408), and the upstream's connect/read timers, or the send timeout while the client does not
 read its response (writing paused), which holds until the client reads: a response that ends into a full buffer
 is not out yet (what follows it waits for `resume_writing`), and a close that waits for a buffer to drain is cut
-at the send timeout. Reading requests (parsing, checks, body deadlines) is reading.py's part of the class.
+at the send timeout. Reading requests (parsing, checks, body deadlines) is reading.py's part of the class;
+the deadline, refusing and closing are client_lifetime.py's.
 """
 import asyncio
 import collections
@@ -19,6 +20,7 @@ import time
 from typing import Callable, Optional
 
 from kaos_backend.front import answers, routing, tunnel
+from kaos_backend.front.client_lifetime import ConnectionLifetime
 from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.express import Express
 from kaos_backend.front.express import eligible as express_eligible
@@ -28,7 +30,7 @@ from kaos_backend.front.reading import BODY, CLOSED, HEAD, LINGER, TUNNEL, WAIT,
 from kaos_backend.front.upstream import Upstream, tune
 
 
-class Client(RequestReading, asyncio.Protocol):
+class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
                  "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "__weakref__")
@@ -57,31 +59,6 @@ class Client(RequestReading, asyncio.Protocol):
         self.start_again = False
         self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
         self.draining = False                 # the active response is whole, writing paused: the rest waits
-
-    # -- timers
-    def arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        self.deadline, self.on_deadline = time.monotonic() + seconds, callback
-
-    def disarm(self) -> None:
-        self.deadline = self.on_deadline = None
-
-    def expire(self, now: float) -> None:
-        """Called by the server's tick: run the deadline's action if it has passed."""
-        if self.deadline is not None and now >= self.deadline:
-            callback = self.on_deadline
-            self.disarm()
-            callback()
-
-    def waiting(self) -> bool:
-        """Between requests: nothing in progress, held or being read, nothing left to send (a connection that may
-        be closed to make room at the connection cap: one with bytes unsent would stay open, out of the count, for
-        as long as its client does not read them)."""
-        return (self.state == HEAD and self.active is None and not self.queue and not self.backlog
-                and self.reader.request is None and self.refusal is None
-                and not self.transport.get_write_buffer_size())
-
-    def _idle(self) -> None:
-        self.arm(self.config.keepalive_timeout, self.close)
 
     # -- the transport's callbacks
     def connection_made(self, transport):
@@ -324,48 +301,3 @@ class Client(RequestReading, asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
         tunnel.join(self, self.transport, upstream_transport, first, upstream_bytes)
-
-    def refuse(self, error: HttpError) -> None:
-        """A request the front answers itself and then closes: the answer, a FIN, and the rest of what the client
-        sends is read and dropped for a moment (a close with unread bytes would reset the connection and could
-        destroy the answer on its way)."""
-        if self.state in (LINGER, CLOSED):
-            return
-        if self.upstream is not None:
-            self.upstream.abort()
-            self.upstream = None
-        self.state = LINGER
-        self.transport.write(error.response())
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
-        self.linger_until = time.monotonic() + self.config.lingering_time
-        self._linger()
-
-    def _linger(self) -> None:
-        """While lingering: closed once nothing came for `lingering_timeout`, or `lingering_time` after the answer
-        however much comes (nginx's lingering_timeout and lingering_time)."""
-        self.deadline = min(time.monotonic() + self.config.lingering_timeout, self.linger_until)
-        self.on_deadline = self.close
-
-    def close(self) -> None:
-        """Close once the bytes written are sent; aborted if the client takes none of them for the send
-        timeout."""
-        if self.state != CLOSED:
-            self.state = CLOSED
-            self.disarm()
-            self.transport.close()
-            if self.transport.get_write_buffer_size():
-                self.arm(self.config.send_timeout, self._drop_unsent)
-
-    def _drop_unsent(self) -> None:
-        """A closed connection's client read none of what was left to send for the send timeout (`close`)."""
-        self.transport.abort()
-
-    def abort(self) -> None:
-        if self.state != CLOSED:
-            self.state = CLOSED
-            self.disarm()
-            self.transport.abort()
