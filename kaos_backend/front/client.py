@@ -9,7 +9,10 @@ progress is parsed and waits its turn; bytes behind that are held raw (reading p
 is read all along, so a client that leaves (EOF or reset) is noticed at once and its upstream dropped with it.
 One deadline per connection (`arm`), checked by the server's tick: the head (408), idle keep-alive (closed),
 between body reads (408), and the upstream's connect/read timers, or the send timeout while the client does not
-read its response. Reading requests (parsing, checks, body deadlines) is reading.py's part of the class.
+read its response (writing paused), which holds until the client reads: a response that ends into a full buffer
+is not out yet (what follows it waits for `resume_writing`), and a close that waits for a buffer to drain is cut
+at the send timeout. Reading requests (parsing, checks, body deadlines) is reading.py's part of the class;
+the deadline, refusing and closing are client_lifetime.py's.
 """
 import asyncio
 import collections
@@ -17,6 +20,7 @@ import time
 from typing import Callable, Optional
 
 from kaos_backend.front import answers, routing, tunnel
+from kaos_backend.front.client_lifetime import ConnectionLifetime
 from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.express import Express
 from kaos_backend.front.express import eligible as express_eligible
@@ -26,10 +30,10 @@ from kaos_backend.front.reading import BODY, CLOSED, HEAD, LINGER, TUNNEL, WAIT,
 from kaos_backend.front.upstream import Upstream, tune
 
 
-class Client(RequestReading, asyncio.Protocol):
+class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "body_read_at", "linger_until", "express", "__weakref__")
+                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -54,29 +58,7 @@ class Client(RequestReading, asyncio.Protocol):
         self.starting = False                 # _start_next is on the stack: a nested call only asks for more
         self.start_again = False
         self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
-
-    # -- timers
-    def arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        self.deadline, self.on_deadline = time.monotonic() + seconds, callback
-
-    def disarm(self) -> None:
-        self.deadline = self.on_deadline = None
-
-    def expire(self, now: float) -> None:
-        """Called by the server's tick: run the deadline's action if it has passed."""
-        if self.deadline is not None and now >= self.deadline:
-            callback = self.on_deadline
-            self.disarm()
-            callback()
-
-    def waiting(self) -> bool:
-        """Between requests: nothing in progress, held or being read (a connection that may be closed to make
-        room at the connection cap)."""
-        return (self.state == HEAD and self.active is None and not self.queue and not self.backlog
-                and self.reader.request is None and self.refusal is None)
-
-    def _idle(self) -> None:
-        self.arm(self.config.keepalive_timeout, self.close)
+        self.draining = False                 # the active response is whole, writing paused: the rest waits
 
     # -- the transport's callbacks
     def connection_made(self, transport):
@@ -110,11 +92,27 @@ class Client(RequestReading, asyncio.Protocol):
         self.arm(self.config.send_timeout, self.abort)
 
     def resume_writing(self):
+        """The client reads again: the send timeout is over, and what waited for it goes on (each part re-arms its
+        own timer)."""
         self.write_paused = False
+        if self.on_deadline == self.abort:  # (the send timeout: pause_writing's)
+            self.disarm()
         if self.upstream is not None:
             self.upstream.resume_reading()
+        elif self.draining:
+            self.response_finished()
         elif self.state == LINGER:
             self._linger()
+        elif self.state == BODY:
+            self._arm_body()
+        elif self.state == CLOSED:
+            if self.deadline is not None:  # closing, bytes still unsent: the client takes them, so more time
+                self.arm(self.config.send_timeout, self._drop_unsent)
+        elif self.state == HEAD:
+            if self.reader.in_head:
+                self.arm(self.config.client_header_timeout, self._head_timeout)
+            else:
+                self._idle()
 
     def data_received(self, data):
         if (self.state == HEAD and self.active is None and self.reader.request is None and not self.backlog
@@ -243,15 +241,22 @@ class Client(RequestReading, asyncio.Protocol):
         self.response_finished()
 
     def response_finished(self) -> None:
-        """The active request's response is out: the next request, or close."""
-        request, self.active, self.upstream = self.active, None, None
+        """The active request's response is whole: the next request, or close. While writing is paused (the
+        client has not read enough of it) the response stays the active one (requests read meanwhile wait
+        behind it, as behind any) and the send timeout stays armed: `resume_writing` calls this again."""
+        request, self.upstream = self.active, None
         if request is not None and request.body is not None:
             request.body.close()
-        if self.state == CLOSED:
-            return
-        if not self.keep_alive:
+        if self.state == CLOSED or not self.keep_alive:
+            self.active = None
+            self.draining = False
             self.close()
             return
+        if self.write_paused:
+            self.draining = True
+            return
+        self.active = None
+        self.draining = False
         self.state = HEAD
         if self.queue:
             self._start_next()
@@ -276,9 +281,9 @@ class Client(RequestReading, asyncio.Protocol):
 
     def lane_finished(self) -> None:
         """The express lane's response is out (express.py): `response_finished`, shorter when nothing else waits
-        (no request queued, being read, refused or held)."""
+        (no request queued, being read, refused or held) and the client reads (writing not paused)."""
         if (self.queue or self.backlog or self.refusal is not None or self.reader.request is not None
-                or self.state == CLOSED):
+                or self.state == CLOSED or self.write_paused):
             self.response_finished()
             return
         self.active = self.upstream = None
@@ -296,40 +301,3 @@ class Client(RequestReading, asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
         tunnel.join(self, self.transport, upstream_transport, first, upstream_bytes)
-
-    def refuse(self, error: HttpError) -> None:
-        """A request the front answers itself and then closes: the answer, a FIN, and the rest of what the client
-        sends is read and dropped for a moment (a close with unread bytes would reset the connection and could
-        destroy the answer on its way)."""
-        if self.state in (LINGER, CLOSED):
-            return
-        if self.upstream is not None:
-            self.upstream.abort()
-            self.upstream = None
-        self.state = LINGER
-        self.transport.write(error.response())
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
-        self.linger_until = time.monotonic() + self.config.lingering_time
-        self._linger()
-
-    def _linger(self) -> None:
-        """While lingering: closed once nothing came for `lingering_timeout`, or `lingering_time` after the answer
-        however much comes (nginx's lingering_timeout and lingering_time)."""
-        self.deadline = min(time.monotonic() + self.config.lingering_timeout, self.linger_until)
-        self.on_deadline = self.close
-
-    def close(self) -> None:
-        if self.state != CLOSED:
-            self.state = CLOSED
-            self.disarm()
-            self.transport.close()
-
-    def abort(self) -> None:
-        if self.state != CLOSED:
-            self.state = CLOSED
-            self.disarm()
-            self.transport.abort()

@@ -14,8 +14,9 @@ from collections import OrderedDict
 from typing import Callable, Dict, Optional, Tuple
 
 # (state[: reason], host, port, unix socket path or None), as the endpoint's executor returned them from `start`
-# and its row stores them: port None while not running; the socket path only while running and only once its
-# file exists (a bundle that ignores KAOS_SOCKET is reached at host:port)
+# and its row stores them: port None while not running (a row without a host or a port is not running yet, whatever
+# its state says: there is nowhere to send a request, nor a Host to name); the socket path only while running and
+# only once its file exists (a bundle that ignores KAOS_SOCKET is reached at host:port)
 Address = Tuple[str, Optional[str], Optional[int], Optional[str]]
 UNKNOWN = object()
 MAX_NAME = 80  # Endpoint.name's column: a longer name is no endpoint's, and is not looked up
@@ -115,7 +116,7 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
             row = connection.execute(query.where(Endpoint.name == name)).first()
         if row is None or row.desired == "kill":
             return None
-        running = row.state == "PIPELINE_RUNNING" and row.port
+        running = row.state == "PIPELINE_RUNNING" and bool(row.port) and bool(row.host)
         state = f"{row.state}: {row.reason}" if row.reason and not running else row.state
         socket = row.socket if running and row.socket and os.path.exists(row.socket) else None
         return state, row.host, row.port if running else None, socket

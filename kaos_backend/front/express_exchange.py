@@ -89,10 +89,6 @@ class ExpressExchange:
         if not reusable:  # the parser has seen the connection's last response (or an error): a new one for the next
             self.response = None
         key = self.key
-        # the client's next request first: one pipelined behind this one starts before the connection is back in
-        # the pool, as on the general path (which pools a connection once the read that ended its response is
-        # parsed, after the next request has started): it goes on another connection there too
-        self.client.lane_finished()
         pool = self.front.pool
         if reusable:
             pool.give(key, transport)
@@ -101,6 +97,9 @@ class ExpressExchange:
         else:
             transport.abort()
             pool.distrust(key)
+        # the connection is back in the pool before the client's next request starts: one pipelined behind this
+        # one goes on the same connection, as on the general path (upstream.Upstream.response_done)
+        self.client.lane_finished()
 
     def _forget(self, keep_reading: bool = False) -> None:
         """Let go of the connection of the request in flight (its response read to the end when `keep_reading`;

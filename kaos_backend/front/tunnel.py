@@ -46,7 +46,7 @@ class Tunnel:
             return
         self.closed = True
         self.upstream_transport.close()
-        self.client_transport.close()
+        self.client.close()  # (aborted at the send timeout if its client reads none of what is left to send)
 
 
 def join(client, client_transport: asyncio.Transport, upstream_transport: asyncio.Transport,

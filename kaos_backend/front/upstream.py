@@ -13,10 +13,12 @@ Timers (armed on the client, which owns the connection's one deadline): connect 
 
 Keep-alive (a workload's requests, pool.py): the connection comes from the pool when one is idle there, and goes
 back after a complete response the server keeps alive (not after a HEAD, a 101, a body delimited by the close,
-or with bytes behind the response). A reused connection that the server closed before any byte of the response
-(it timed the connection out as the request went) is retried once on a new connection, for a request that is
-safe to resend: an idempotent method (RFC 9110 9.2.2) or one carrying an Idempotency-Key; the body is buffered,
-so it can be sent again. Other requests (a POST prediction) get the 502: the server may have acted on them.
+or with bytes behind the response), before the client's next request starts (that waits for the end of the read
+that completed the response): a request pipelined behind it goes on the same connection. A reused connection
+that the server closed before any byte of the response (it timed the connection out as the request went) is
+retried once on a new connection, for a request that is safe to resend: an idempotent method (RFC 9110 9.2.2)
+or one carrying an Idempotency-Key; the body is buffered, so it can be sent again. Other requests (a POST
+prediction) get the 502: the server may have acted on them.
 """
 import asyncio
 import socket
@@ -50,7 +52,7 @@ class Upstream(UpstreamFailures, asyncio.Protocol):
     `pool` (pool.Pool) when the connection may be a kept-alive one and kept alive after."""
     __slots__ = ("client", "config", "request", "name", "address", "head", "transport", "reader", "response", "out",
                  "rechunk", "until_close", "done", "sent", "received", "writable", "task", "pool", "reused", "retried",
-                 "holding", "hold_timer", "feeding", "give_back")
+                 "holding", "hold_timer", "feeding", "give_back", "finish_after_read")
 
     def __init__(self, client, request, address, head: bytes, pool=None, retried: bool = False):
         self.client = client
@@ -77,6 +79,7 @@ class Upstream(UpstreamFailures, asyncio.Protocol):
         self.hold_timer: Optional[asyncio.TimerHandle] = None
         self.feeding = False                    # the parser is running (its callbacks are on the stack)
         self.give_back = False                  # reusable once the parser has seen the rest of the read
+        self.finish_after_read = False          # the response ended in this read: the client is told after it
 
     # -- connecting and sending
     def start(self) -> None:
@@ -180,6 +183,7 @@ class Upstream(UpstreamFailures, asyncio.Protocol):
                 self.transport.abort()
                 if self.pool is not None:
                     self.pool.distrust(self.address)
+                self._finish_after_read()
             elif self.response is None:
                 self.transport.abort()
                 self.client.loop.create_task(self._failed_before_head(str(error)))
@@ -192,8 +196,8 @@ class Upstream(UpstreamFailures, asyncio.Protocol):
         if self.give_back:  # the read held nothing behind the response: the connection may carry another
             self.give_back = False
             self._pool_connection()
-            return
         if self.done:
+            self._finish_after_read()
             return
         if upgraded is not None and self.response is not None and self.response.status == 101:
             self._flush()
@@ -279,7 +283,17 @@ class Upstream(UpstreamFailures, asyncio.Protocol):
             self.give_back = True
         else:
             self._pool_connection()
-        self.client.response_finished()
+        if self.feeding:  # the client's next request waits for the end of the read: it then finds the connection
+            self.finish_after_read = True  # in the pool (a pipelined request took a new connection each time)
+        else:
+            self.client.response_finished()
+
+    def _finish_after_read(self) -> None:
+        """The read that ended the response is parsed (and its connection pooled, if it may be): the client's
+        next request, or its close."""
+        if self.finish_after_read:
+            self.finish_after_read = False
+            self.client.response_finished()
 
     def _pool_connection(self) -> None:
         self.reader.sink = None          # the next request's Upstream takes the connection's reader

@@ -26,6 +26,9 @@ class Transport:
     def set_write_buffer_limits(self, *args):
         pass
 
+    def get_write_buffer_size(self):
+        return 0  # everything written is sent at once
+
     def can_write_eof(self):
         return True
 

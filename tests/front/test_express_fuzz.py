@@ -44,9 +44,8 @@ FOUND = {
     # `Connection: close` names a header `Close` too, which the general path drops; the lane kept it
     "a Close header with Connection: close": Case([(G, 0.0)], [[
         b"HTTP/1.1 200 OK\r\nClose: 1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"]]),
-    # a request pipelined behind the lane's: the general path starts it before the connection of the one before
-    # is back in the pool (so it opens another); the lane gave the connection back first, and the endpoint saw
-    # one connection less
+    # a request pipelined behind the lane's: both paths give the connection back to the pool before the next
+    # request starts, so it goes on the same connection (test_pipelining.py)
     "a request sent while the lane's is in flight": Case([(G, 0.02), (G, 0.0)], [[0.1, plain(b"1")], [plain(b"2")]]),
 }
 

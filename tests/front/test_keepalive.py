@@ -2,11 +2,14 @@
 which reports the connection each request came on. A connection the server closes after its answer
 (Connection: close) is not reused; a reused one the server closes before answering is retried once on a new
 connection for a request safe to resend (GET), and not for a POST (a 502, and the server saw it once)."""
+import re
+import socket
 import time
 
 import pytest
 import requests
 
+from tests.front import express_fuzz
 from tests.front.support import deploy_endpoint
 
 # A threaded HTTP/1.1 server: connections kept alive. GET /conn answers {"port": the peer's port, "count": requests
@@ -89,6 +92,24 @@ def test_a_post_on_a_pooled_connection_closed_unanswered_is_not_resent(front_bac
     assert answer.json()["error_code"] == "ENDPOINT_ERROR"
     seen = get(front_backend, keepalive_endpoint, "/conn").json()
     assert seen["posts"] == marked["posts"] + 1  # the dropped POST reached the server once, and only once
+
+
+def test_pipelined_requests_reuse_one_upstream_connection(front_backend, keepalive_endpoint):
+    """Eight requests in one write on one client connection: each goes on the connection the one before it came
+    back on. The front told the client a response was done (and so started the next request) before it put the
+    connection back in the pool: every other request opened a connection of its own."""
+    get(front_backend, keepalive_endpoint, "/conn")  # a kept-alive connection in the pool, as for any request
+    request = b"GET /%s/conn HTTP/1.1\r\nHost: kaos\r\n\r\n" % keepalive_endpoint.encode()
+    received = b""
+    with socket.create_connection(("127.0.0.1", front_backend.port), timeout=20) as sock:
+        sock.sendall(request * 8)
+        while express_fuzz._responses(received) < 8:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            received += piece
+    ports = re.findall(rb'"port": (\d+)', received)
+    assert len(ports) == 8 and len(set(ports)) == 1, received
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,14 @@
 """Pipelined requests the front answers itself (unknown endpoints, API refusals) are answered one after the other,
 however many: an attacker found that 2,000 of them overflowed the stack (a recursion per answer) and left the
-connection hung past every timeout, with a 164 KB traceback in the log per connection."""
+connection hung past every timeout, with a 164 KB traceback in the log per connection. Pipelined requests to an
+endpoint go on one kept-alive connection to it, one after the other (test_keepalive.py too)."""
 import socket
 import time
 
+import pytest
+
+from tests.front import express_fuzz
+from tests.front.fuzz_world import FuzzFront, plain
 from tests.front.support import front_process, health_request
 
 
@@ -65,3 +70,45 @@ def test_pipelined_requests_behind_a_waiting_one_do_not_pile_up_in_memory(front_
         for sock in sockets:
             sock.close()
     assert grown < 20 * 1024 * 1024, f"the front grew by {grown} bytes"
+
+
+
+G = b"GET /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\n\r\n"
+
+def _read_answers(sock: socket.socket, count: int) -> bytes:
+    received = b""
+    while express_fuzz._responses(received) < count:
+        piece = sock.recv(65536)  # (bounded by the socket's timeout)
+        if not piece:
+            break
+        received += piece
+    return received
+
+
+@pytest.mark.parametrize("lane, sends", [
+    (True, "in one write"), (False, "in one write"), (True, "behind one in flight"), (False, "behind one in flight")])
+def test_pipelined_requests_to_an_endpoint_take_one_upstream_connection(tmp_path, lane, sends):
+    """Each request after the first goes on the connection the one before it came back on: the endpoint accepts
+    one connection, the warm-up's. The front told the client a response was done (and so started the next
+    request) before it put the connection back in the pool: every other request opened a connection of its own.
+    "behind one in flight": the first request alone (the lane's, when it is on), the rest while its answer is
+    delayed."""
+    front = FuzzFront(str(tmp_path), lane=lane)
+    try:
+        with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+            sock.sendall(G)
+            assert express_fuzz._responses(_read_answers(sock, 1)) == 1  # the warm-up: one connection
+            front.endpoint.plan = [[0.2, plain(b"0")]] + [[plain(b"%d" % n)] for n in range(1, 8)]
+            if sends == "in one write":
+                sock.sendall(G * 8)
+            else:
+                sock.sendall(G)
+                time.sleep(0.05)
+                sock.sendall(G * 7)
+            received = _read_answers(sock, 8)
+        expected = [plain(b"%d" % n) for n in range(8)]
+        assert [b"HTTP/1.1" + part for part in received.split(b"HTTP/1.1")[1:]] == expected
+        assert front.endpoint.accepted == 1
+        assert not front.errors, front.errors
+    finally:
+        front.stop()
