@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Tuple
 
-from kaos_backend import __version__
+from kaos_backend import __version__, docker_platform
 from kaos_backend.config import Config, ConfigError
 from kaos_backend.images import command as base_image_command
 
@@ -37,6 +37,12 @@ def main(argv=None) -> None:
     stop = commands.add_parser("stop-workloads", help="stop every build, training and endpoint of a data directory "
                                                        "(they outlive the backend by design)")
     stop.add_argument("--data-dir", required=True, help="the backend's data directory")
+    docker_platform.add_check_arguments(commands.add_parser(
+        "docker-check", help="does a Docker engine answer, with the base image of builds? (before `kaos build deploy "
+                             "-c DOCKER`)"))
+    docker_platform.add_destroy_arguments(commands.add_parser(
+        "destroy-platform", help="remove the containers, images, networks and volumes kaos labelled for a data "
+                                 "directory's platform on the Docker engine (`kaos destroy -c DOCKER`)"))
     base_image_command.add_arguments(commands.add_parser(
         "base-image", help="make the Docker base image of builds when it is missing or stale (debootstrap)"))
     args = parser.parse_args(argv)
@@ -44,6 +50,10 @@ def main(argv=None) -> None:
         sys.exit(base_image_command.run(args))
     if args.command == "stop-workloads":
         sys.exit(stop_workloads_command(args))
+    if args.command == "docker-check":
+        sys.exit(docker_platform.check_command(args))
+    if args.command == "destroy-platform":
+        sys.exit(docker_platform.destroy_command(args))
     if args.command != "serve":
         parser.print_help()
         sys.exit(2)

@@ -1,5 +1,6 @@
 """The LOCAL platform: a detached `python -m kaos_backend serve` daemon on 127.0.0.1, started, watched and
-stopped by `kaos build deploy -c LOCAL` / `kaos destroy -c LOCAL`."""
+stopped by `kaos build deploy -c LOCAL` / `kaos destroy -c LOCAL` (and the same daemon for DOCKER,
+docker_platform.py)."""
 import importlib.util
 import os
 import re
@@ -233,9 +234,9 @@ def log_tail(log_path, lines: int = 5) -> List[str]:
         return []
 
 
-def local_dir(kaos_state_dir) -> Path:
-    """Where the LOCAL platform keeps its data and log: `<.kaos>/LOCAL`."""
-    return Path(kaos_state_dir) / "LOCAL"
+def local_dir(kaos_state_dir, context: str = "LOCAL") -> Path:
+    """Where the backend daemon of `context` (LOCAL, DOCKER) keeps its data and log: `<.kaos>/<context>`."""
+    return Path(kaos_state_dir) / context
 
 
 def workload_pids(data_dir) -> List[int]:

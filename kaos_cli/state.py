@@ -6,7 +6,7 @@ file::
     [default]            user = <$USER or kaos>
     [contexts]           environments = LOCAL,remote
     [active]             environment = LOCAL          (empty when none)
-    [context:<name>]     url, token, kind (local|remote); LOCAL adds data_dir, pid, port, log
+    [context:<name>]     url, token, kind (local|remote); LOCAL and DOCKER add executor, data_dir, pid, port, log
     [workspace]          name = <current workspace>   (empty when none)
 
 Every write is atomic (temporary file + `os.replace`) and the file is private (mode 0600): it holds tokens.

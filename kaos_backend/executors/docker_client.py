@@ -3,7 +3,8 @@ engine that DOCKER_HOST names, default the local socket), the base image of buil
 on the engine. The SDK is imported here, on first use: the API and the CLI never need it."""
 import os
 import threading
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 from kaos_backend.images import labels
 from kaos_backend.images.base_image import DEFAULT_TAG as KAOS_BASE_IMAGE
@@ -38,6 +39,36 @@ def engine():
             _client = docker.from_env(timeout=CLIENT_TIMEOUT)
             _client_pid = os.getpid()
         return _client
+
+
+def engine_address() -> str:
+    """Where the docker SDK looks for the engine: DOCKER_HOST, else the local socket."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def answering_engine(timeout: float = QUICK_TIMEOUT):
+    """A new docker.DockerClient (its read timeout `timeout` seconds) whose engine answered a ping; the caller
+    closes it. Raises EngineUnavailable saying where no engine answers and why (or that the SDK is missing)."""
+    try:
+        import docker
+        import requests
+    except ImportError:
+        raise EngineUnavailable("the docker executor needs the docker SDK: pip install 'kaos[docker]'") from None
+    client = None
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        if client is not None:
+            client.close()
+        raise EngineUnavailable(f"no Docker engine answers at {engine_address()} ({first_line(error)})") from None
+    return client
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's words (the docker SDK's can run over many), at most 200 characters."""
+    text = str(getattr(error, "explanation", None) or error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def engine_info(timeout: float = QUICK_TIMEOUT) -> dict:
@@ -75,14 +106,87 @@ def platform_filter(platform: str) -> dict:
 def remove_platform_containers(client, platform: str) -> List[str]:
     """Remove (killing where they run) every container of `platform` (its label); the names removed. Their
     watchers see them gone and end."""
-    removed = []
-    for container in client.containers.list(all=True, filters=platform_filter(platform)):
-        try:
-            container.remove(force=True, v=True)
-            removed.append(container.name)
-        except errors().NotFound:
-            pass
-    return removed
+    return remove_platform(client, platform, kinds=("containers",)).removed["containers"]
+
+
+# What kaos may make on an engine for a platform, in the order a platform is removed: the containers first (killed
+# where they run), so that neither an image nor a network nor a volume is still in use by one of them.
+PLATFORM_KINDS = ("containers", "images", "networks", "volumes")
+REMOVAL_PASSES = 3
+
+
+@dataclass
+class PlatformRemoval:
+    """What `remove_platform` did: the names removed, per kind (`PLATFORM_KINDS`), and for each object of the
+    platform still on the engine at the end, `"<kind> <name>: <the engine's words>"`."""
+    removed: Dict[str, List[str]] = field(default_factory=dict)
+    left: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """`2 containers, 3 images, 0 networks and 1 volume`"""
+        counts = [f"{len(self.removed.get(kind, []))} {_plural(kind, len(self.removed.get(kind, [])))}"
+                  for kind in PLATFORM_KINDS if kind in self.removed]
+        return counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " and " + counts[-1]
+
+
+def remove_platform(client, platform: str, kinds=PLATFORM_KINDS) -> PlatformRemoval:
+    """Remove from the engine every container (killed first where it runs), image, network and volume that kaos
+    labelled for `platform` (`io.kaos.managed=true` and `io.kaos.platform=<platform>`), and nothing else: not the
+    base image (it has no such labels), not another platform's, not the user's. Gone already is not an error; what
+    the engine refuses to remove (an image a container of someone else's runs, a network one is connected to) is
+    tried again in a later pass (up to REMOVAL_PASSES), then named in `left`. Raises the docker SDK's
+    DockerException when the engine stops answering."""
+    removal = PlatformRemoval(removed={kind: [] for kind in kinds})
+    refused: Dict[str, str] = {}
+    for _ in range(REMOVAL_PASSES):
+        progress = False
+        for kind in kinds:
+            for thing in _platform_objects(client, kind, platform):
+                name = _name(kind, thing)
+                try:
+                    _remove(client, kind, thing)
+                except errors().NotFound:
+                    continue
+                except errors().APIError as error:
+                    if "in progress" in str(error):  # another removal of it (its watcher's) is under way
+                        continue
+                    refused[thing.id] = f"{kind[:-1]} {name}: {first_line(error)}"
+                    continue
+                refused.pop(thing.id, None)
+                removal.removed[kind].append(name)
+                progress = True
+        if not progress:
+            break
+    remaining = {thing.id for kind in kinds for thing in _platform_objects(client, kind, platform)}
+    removal.left = [words for key, words in refused.items() if key in remaining]
+    return removal
+
+
+def _platform_objects(client, kind: str, platform: str) -> list:
+    if kind == "containers":
+        return client.containers.list(all=True, filters=platform_filter(platform))
+    return getattr(client, kind).list(filters=platform_filter(platform))
+
+
+def _remove(client, kind: str, thing) -> None:
+    if kind == "containers":
+        thing.remove(force=True, v=True)
+    elif kind == "images":
+        client.images.remove(thing.id, force=True)  # every tag of it: all of them are kaos's
+    elif kind == "volumes":
+        thing.remove(force=True)
+    else:
+        thing.remove()
+
+
+def _name(kind: str, thing) -> str:
+    if kind == "images":
+        return thing.tags[0] if thing.tags else thing.short_id
+    return thing.name
+
+
+def _plural(kind: str, count: int) -> str:
+    return kind if count != 1 else kind[:-1]
 
 
 def engine_environment() -> dict:

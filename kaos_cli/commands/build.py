@@ -1,4 +1,6 @@
 """`kaos build deploy|list|set|active`: stand up a backend and choose the active context."""
+from typing import Callable, Optional
+
 import click
 
 from kaos_cli import render
@@ -9,9 +11,10 @@ from kaos_cli.output import emit, output_option
 from kaos_cli.state import Config, resolve_index, write_cache
 
 CLOUDS = ["LOCAL", "DOCKER", "MINIKUBE", "AWS", "GCP"]
-SUPPORTED = {"LOCAL"}
+SUPPORTED = {"LOCAL", "DOCKER"}
 ENVS = ["prod", "stage", "dev"]
 LOCAL = "LOCAL"
+DOCKER = "DOCKER"
 LOCAL_KINDS = {"LOCAL", "DOCKER", "MINIKUBE"}
 NO_BUILDS = "No active builds found. Please run kaos build deploy to deploy an environment"
 
@@ -33,45 +36,68 @@ def build():
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
 @click.option("-l", "--local_backend", is_flag=True, help="Keep deployment state locally (cloud builds only)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
-              help="Port of the LOCAL backend on 127.0.0.1")
-def deploy(cloud, env, force, verbose, yes, local_backend, port):
-    """Deploy a kaos backend (this version builds LOCAL: a backend process on this machine)."""
+              help="Port of the LOCAL or DOCKER backend on 127.0.0.1")
+@click.option("--base-image", metavar="IMAGE",
+              help="DOCKER: the base image of the builds, on the engine [default: KAOS_BASE_IMAGE, else "
+                   "kaos-base-python:bookworm]")
+def deploy(cloud, env, force, verbose, yes, local_backend, port, base_image):
+    """Deploy a kaos backend: LOCAL (a backend process on this machine, workloads as processes) or DOCKER (the
+    same backend process, workloads as containers on the Docker engine)."""
     if cloud not in SUPPORTED:
         raise unsupported(cloud)
-    from kaos_cli import local_platform
+    from kaos_cli import docker_platform, local_platform
 
     if local_platform.missing_backend_modules():
-        raise KaosError("The LOCAL platform needs the backend: pip install 'kaos[backend]'")
+        raise KaosError(f"The {cloud} platform needs the backend: pip install 'kaos[backend]'")
+    if cloud == DOCKER and docker_platform.sdk_missing():
+        raise KaosError("The DOCKER platform needs the docker SDK: pip install 'kaos[docker]'")
     if env:
         render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
     if local_backend:
         render.info(f"local backend (-l/--local_backend) has no effect for {cloud}")
-    deploy_local(port=port, force=force, yes=yes, verbose=verbose)
+    if cloud == LOCAL:
+        if base_image:
+            render.info(f"base image (--base-image) has no effect for {cloud}")
+        deploy_platform(LOCAL, port=port, force=force, yes=yes, verbose=verbose,
+                        environment={"KAOS_EXECUTOR": "local"})
+        return
+
+    def engine_ready():
+        problem = docker_platform.engine_problem(base_image)
+        if problem:
+            raise KaosError(f"Deployment Unsuccessful while creating kaos {DOCKER} environment: {problem}")
+    deploy_platform(DOCKER, port=port, force=force, yes=yes, verbose=verbose,
+                    environment=docker_platform.backend_environment(base_image), check=engine_ready)
 
 
-def deploy_local(port: int, force: bool, yes: bool, verbose: bool) -> None:
-    """Start the LOCAL backend daemon, wait for it, and make it the active context."""
+def deploy_platform(context: str, port: int, force: bool, yes: bool, verbose: bool, environment: dict,
+                    check: Optional[Callable[[], None]] = None) -> None:
+    """Start the backend daemon of `context` (LOCAL, DOCKER: its data and log in `.kaos/<context>/`) with
+    `environment` added to this process's (KAOS_EXECUTOR says where its workloads run), wait for it, and make it
+    the active context. `check` (raising KaosError) runs once the user has confirmed, before anything changes."""
     import secrets
 
     from kaos_cli import local_platform
     from kaos_cli.state import default_user, ensure_state_dir
 
     config = Config.load()
-    existing = config.context(LOCAL)
+    existing = config.context(context)
     if existing:
         if not force:
-            _refuse_if_running(existing)
+            _refuse_if_running(context, existing)
         if force:
             render.warning("Performing force build of the backend")
     if not yes:
-        render.confirm(f"Are you sure about building kaos backend in {LOCAL}?", abort=True)
+        render.confirm(f"Are you sure about building kaos backend in {context}?", abort=True)
+    if check is not None:
+        check()
     if existing:
         local_platform.stop(_int(existing.get("pid")))
     if not local_platform.port_is_free(port):
-        raise KaosError(f"Network port {port} is used but is needed for building kaos backend in {LOCAL}",
+        raise KaosError(f"Network port {port} is used but is needed for building kaos backend in {context}",
                         level="Warning")
 
-    home = local_platform.local_dir(ensure_state_dir())
+    home = local_platform.local_dir(ensure_state_dir(), context)
     data_dir, log_path = home / "data", home / "backend.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(16)
@@ -81,19 +107,19 @@ def deploy_local(port: int, force: bool, yes: bool, verbose: bool) -> None:
         render.info(f"Starting: {' '.join(argv)}")
         render.info(f"Backend log: {log_path}")
     offset = local_platform.log_size(log_path)  # earlier runs' lines are not this start's cause
-    process = local_platform.start_daemon(argv, log_path, env={"KAOS_TOKEN": token})
+    process = local_platform.start_daemon(argv, log_path, env={"KAOS_TOKEN": token, **environment})
     problem = local_platform.wait_until_up(process, url, token, local_platform.START_TIMEOUT)
     if problem is not None:
         exited = process.poll() is not None
         local_platform.stop(process.pid, marker="")
         cause = (local_platform.failure_cause(log_path, offset) if exited else None) or problem
-        raise KaosError(f"Deployment Unsuccessful while creating kaos {LOCAL} environment: {cause} "
+        raise KaosError(f"Deployment Unsuccessful while creating kaos {context} environment: {cause} "
                         f"(see {local_platform.display_path(log_path)})")
 
     config = Config.load()  # re-read: keep anything written meanwhile
-    config.set_context(LOCAL, url=url, token=token, kind="local", pid=process.pid, port=port,
-                       data_dir=data_dir.resolve(), log=log_path.resolve())
-    config.set_active(LOCAL)
+    config.set_context(context, url=url, token=token, kind="local", executor=environment.get("KAOS_EXECUTOR"),
+                       pid=process.pid, port=port, data_dir=data_dir.resolve(), log=log_path.resolve())
+    config.set_active(context)
     if not config.has_user:
         config.set_user(default_user())
     config.save()
@@ -101,7 +127,7 @@ def deploy_local(port: int, force: bool, yes: bool, verbose: bool) -> None:
     render.info("Successfully built kaos environment")
 
 
-def _refuse_if_running(existing: dict) -> None:
+def _refuse_if_running(context: str, existing: dict) -> None:
     """A backend that still runs is not built again without -f: "already built" when it is healthy, which part
     is down when it answers that one is."""
     from kaos_cli import local_platform
@@ -111,7 +137,7 @@ def _refuse_if_running(existing: dict) -> None:
     if not local_platform.pid_alive(_int(existing.get("pid"))):
         return
     problem = local_platform.health_problem(existing.get("url"), existing.get("token"),
-                                            advice=unhealthy_advice(LOCAL, existing) + " to rebuild it")
+                                            advice=unhealthy_advice(context, existing) + " to rebuild it")
     if problem is None:
         raise KaosError("kaos backend is already built.", level="Aborting")
     if isinstance(problem, PlatformUnhealthy):

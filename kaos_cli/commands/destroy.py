@@ -2,7 +2,7 @@
 import click
 
 from kaos_cli import render
-from kaos_cli.commands.build import CLOUDS, ENVS, LOCAL, SUPPORTED, unsupported
+from kaos_cli.commands.build import CLOUDS, DOCKER, ENVS, SUPPORTED, unsupported
 from kaos_cli.errors import KaosError
 from kaos_cli.state import Config, state_dir
 
@@ -13,38 +13,52 @@ from kaos_cli.state import Config, state_dir
 @click.option("-v", "--verbose", is_flag=True, help="Print the steps")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
 def destroy(cloud, env, verbose, yes):
-    """Destroys the kaos backend built in CLOUD (its process, data and context; other contexts stay)."""
+    """Destroys the kaos backend built in CLOUD (its process, data and context; other contexts stay). DOCKER: also
+    the containers, images, networks and volumes kaos made for it on the Docker engine, and nothing else there."""
     if cloud not in SUPPORTED:
         raise unsupported(cloud)
     import shutil
 
-    from kaos_cli import local_platform
+    from kaos_cli import docker_platform, local_platform
 
     config = Config.load()
-    fields = config.context(LOCAL)
-    if fields is None:
-        raise KaosError(f"kaos backend in {LOCAL} has not been deployed!", level="Warning")
+    fields = config.context(cloud)
+    home = local_platform.local_dir(state_dir(), cloud)
+    leftovers = docker_platform.read_leftovers(home) if cloud == DOCKER else None
+    if fields is None and leftovers is None:
+        raise KaosError(f"kaos backend in {cloud} has not been deployed!", level="Warning")
     if env:
         render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
     if not yes:
-        render.confirm(f"Are you sure about destroying kaos backend in {LOCAL}?", abort=True)
+        render.confirm(f"Are you sure about destroying kaos backend in {cloud}?", abort=True)
 
-    try:
-        pid = int(fields.get("pid") or 0) or None
-    except ValueError:
-        pid = None
-    stopped = local_platform.stop(pid)
-    if verbose:
-        render.info(f"Backend process {pid} stopped" if stopped else f"Backend process {pid} was not running")
-    home = local_platform.local_dir(state_dir())
-    left = local_platform.stop_workloads(fields.get("data_dir") or home)  # trainings and endpoints go too
+    data_dir = (fields or {}).get("data_dir") or leftovers or home / "data"
+    if fields is not None:
+        try:
+            pid = int(fields.get("pid") or 0) or None
+        except ValueError:
+            pid = None
+        stopped = local_platform.stop(pid)
+        if verbose:
+            render.info(f"Backend process {pid} stopped" if stopped else f"Backend process {pid} was not running")
+    left = local_platform.stop_workloads(data_dir)  # trainings, endpoints, builds, and DOCKER's watchers go too
     if left:
         render.warning(f"{left} job processes could not be stopped")
+    removal = docker_platform.remove_engine_objects(data_dir) if cloud == DOCKER else None
+    if verbose and removal is not None and removal.info:
+        render.info(f"Docker engine: {removal.info}")
     shutil.rmtree(home, ignore_errors=True)
-    if verbose:
+    if removal is not None and removal.problem:
+        docker_platform.write_leftovers(home, data_dir)  # what the next `kaos destroy -c DOCKER` finishes
+    elif verbose:
         render.info(f"Removed {home}")
 
-    config = Config.load()
-    config.remove_context(LOCAL)  # clears [active] only when LOCAL was the active context
-    config.save()
+    if fields is not None:
+        config = Config.load()
+        config.remove_context(cloud)  # clears [active] only when it was the active context
+        config.save()
+    if removal is not None and removal.problem:
+        finish = "once the engine runs" if removal.engine_down else "to remove what is left"
+        raise KaosError(f"Destroy operation unsuccessful for kaos {cloud} environment: the backend is stopped and "
+                        f"its context removed, but {removal.problem} - run `kaos destroy -c {cloud}` again {finish}")
     render.info("Successfully destroyed kaos environment")

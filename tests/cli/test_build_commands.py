@@ -18,7 +18,8 @@ FAKE_BACKEND = textwrap.dedent("""
     args = sys.argv[1:]
     port = int(args[args.index("--port") + 1])
     mode = os.environ.get("FAKE_BACKEND_MODE", "ok")
-    print("fake backend starting on", port, "data", args[args.index("--data-dir") + 1], flush=True)
+    print("fake backend starting on", port, "data", args[args.index("--data-dir") + 1], "executor",
+          os.environ.get("KAOS_EXECUTOR"), "base image", os.environ.get("KAOS_BASE_IMAGE"), flush=True)
     if mode == "crash":
         for n in range(7):
             print(f"crash line {n}", flush=True)
@@ -180,7 +181,114 @@ def test_env_and_local_backend_flags_are_ignored_for_local(kaos, project, fake_b
     assert "Info - local backend (-l/--local_backend) has no effect for LOCAL" in result.output
 
 
-@pytest.mark.parametrize("cloud", ["DOCKER", "MINIKUBE", "AWS", "GCP"])
+# -- DOCKER: the same daemon with KAOS_EXECUTOR=docker (the real engine's tests are tests/docker/test_platform.py) --
+@pytest.fixture
+def engine_ready(monkeypatch):
+    """`kaos-backend docker-check` answers: the engine is there (a list of the base images it was asked about)."""
+    from kaos_cli import docker_platform
+
+    asked = []
+    monkeypatch.setattr(docker_platform, "engine_problem", lambda base_image: asked.append(base_image))
+    return asked
+
+
+def _deploy_docker(kaos, port, *extra, input=None):
+    return kaos("build", "deploy", "-c", "DOCKER", "--port", str(port), *extra, input=input)
+
+
+def test_deploy_docker_beside_local(kaos, project, fake_backend, engine_ready, monkeypatch):
+    monkeypatch.setenv("KAOS_EXECUTOR", "docker")  # LOCAL still means the local executor
+    monkeypatch.setenv("KAOS_BASE_IMAGE", "from-the-environment:1")
+    local_port, docker_port = free_port(), free_port()
+    assert _deploy(kaos, local_port, "-y").exit_code == 0
+    result = _deploy_docker(kaos, docker_port, "-y", "--base-image", "base:tag")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"Info - Endpoint successfully set to http://127.0.0.1:{docker_port}/api/",
+                                          "Info - Successfully built kaos environment"]
+    assert engine_ready == ["base:tag"]
+    config = Config.load()
+    docker = config.context("DOCKER")
+    assert config.contexts == ["LOCAL", "DOCKER"] and config.active == "DOCKER"
+    assert docker["kind"] == "local" and docker["executor"] == "docker" and int(docker["port"]) == docker_port
+    assert docker["data_dir"] == str((project / ".kaos" / "DOCKER" / "data").resolve())
+    assert config.context("LOCAL")["executor"] == "local"
+    assert "executor docker base image base:tag" in (project / ".kaos" / "DOCKER" / "backend.log").read_text()
+    assert "executor local" in (project / ".kaos" / "LOCAL" / "backend.log").read_text()
+    listed = kaos("build", "list").output
+    assert "| 0     | LOCAL   | LOCAL    | local |" in listed and "| 1     | DOCKER  | DOCKER   | local |" in listed
+    local, docker_process = fake_backend
+    assert local_platform.pid_alive(local.pid) and local_platform.pid_alive(docker_process.pid)
+
+    again = _deploy_docker(kaos, docker_port, "-y")
+    assert one_line(again) == "Aborting - kaos backend is already built."
+    monkeypatch.delenv("KAOS_BASE_IMAGE")
+    forced = _deploy_docker(kaos, free_port(), "-y", "-f")
+    assert forced.exit_code == 0, forced.output
+    assert engine_ready == ["base:tag", None]
+    assert "executor docker base image None" in (project / ".kaos" / "DOCKER" / "backend.log").read_text()
+    assert local_platform.pid_alive(local.pid) and not local_platform.pid_alive(docker_process.pid)
+    assert kaos("destroy", "-c", "LOCAL", "-y").exit_code == 0
+    assert Config.load().contexts == ["DOCKER"]
+
+
+def test_deploy_docker_stops_at_the_engine_check_and_changes_nothing(kaos, project, fake_backend, monkeypatch):
+    from kaos_cli import docker_platform
+
+    monkeypatch.setattr(docker_platform, "engine_problem", lambda base_image: None)
+    assert _deploy_docker(kaos, free_port(), "-y").exit_code == 0
+    before = (project / ".kaos" / "config").read_text()
+    monkeypatch.setattr(docker_platform, "engine_problem", lambda base_image: "no Docker engine answers at X (why)")
+    failed = _deploy_docker(kaos, free_port(), "-y", "-f")
+    assert failed.exit_code == 1 and failed.output.splitlines() == [
+        "Warning - Performing force build of the backend",
+        "Error - Deployment Unsuccessful while creating kaos DOCKER environment: no Docker engine answers at X (why)"]
+    running, = fake_backend  # the platform built before is untouched: still running, still the context
+    assert local_platform.pid_alive(running.pid) and (project / ".kaos" / "config").read_text() == before
+
+
+def test_deploy_docker_needs_the_docker_sdk(kaos, project, monkeypatch):
+    from kaos_cli import docker_platform
+
+    monkeypatch.setattr(local_platform, "missing_backend_modules", lambda: [])
+    monkeypatch.setattr(docker_platform, "sdk_missing", lambda: True)
+    assert one_line(_deploy_docker(kaos, free_port(), "-y")) == \
+        "Error - The DOCKER platform needs the docker SDK: pip install 'kaos[docker]'"
+
+
+def test_base_image_has_no_effect_for_local(kaos, project, fake_backend):
+    result = _deploy(kaos, free_port(), "-y", "--base-image", "x:1")
+    assert result.exit_code == 0 and "Info - base image (--base-image) has no effect for LOCAL" in result.output
+
+
+def test_destroy_docker_while_no_engine_answers(kaos, project, fake_backend, engine_ready, tmp_path, monkeypatch):
+    """The real `kaos-backend destroy-platform` against a socket nothing listens on: the backend is stopped and the
+    context removed; a destroy says so in one line and says how to finish, until it can."""
+    assert _deploy_docker(kaos, free_port(), "-y").exit_code == 0
+    process, = fake_backend
+    dead = f"unix://{tmp_path / 'no-engine.sock'}"
+    monkeypatch.setenv("DOCKER_HOST", dead)
+    for attempt in range(2):
+        line = one_line(kaos("destroy", "-c", "DOCKER", "-y"))
+        assert line.startswith("Error - Destroy operation unsuccessful for kaos DOCKER environment: the backend is "
+                               f"stopped and its context removed, but no Docker engine answers at {dead} ("), line
+        assert line.endswith("- run `kaos destroy -c DOCKER` again once the engine runs"), line
+        assert not local_platform.pid_alive(process.pid)
+        config = Config.load()
+        assert config.contexts == [] and config.active is None
+        assert [path.name for path in (project / ".kaos" / "DOCKER").iterdir()] == ["leftovers"]
+
+
+def test_destroy_docker_asks_first(kaos, project):
+    write_config(project, "[contexts]\nenvironments = DOCKER\n[active]\nenvironment = DOCKER\n[context:DOCKER]\n"
+                          "url = http://127.0.0.1:1/api/\ntoken = t\nkind = local\nexecutor = docker\npid = 0\n")
+    refused = kaos("destroy", "-c", "DOCKER", input="n\n")
+    assert refused.exit_code == 1
+    assert "Warning - Are you sure about destroying kaos backend in DOCKER? [y/N]" in refused.output
+    assert Config.load().contexts == ["DOCKER"]
+    assert one_line(kaos("destroy", "-c", "LOCAL", "-y")) == "Warning - kaos backend in LOCAL has not been deployed!"
+
+
+@pytest.mark.parametrize("cloud", ["MINIKUBE", "AWS", "GCP"])
 def test_other_clouds_are_not_supported_yet(kaos, cloud):
     assert one_line(kaos("build", "deploy", "-c", cloud)) == \
         f"Error - Building kaos in {cloud} is not supported by this version yet"

@@ -1,12 +1,13 @@
 """A LOCAL platform deployed by the real CLI (`kaos build deploy -c LOCAL`) in a project directory, with
-direct API access for waiting on states (assertions go through the CLI)."""
+direct API access for waiting on states (assertions go through the CLI). With `cloud="DOCKER"` the same for a
+DOCKER platform (`kaos build deploy -c DOCKER`, extra deploy options in `deploy_options`)."""
 import configparser
 import os
 import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import requests
 
@@ -17,19 +18,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class LocalPlatform:
-    def __init__(self, project: Path, port: Optional[int] = None):
+    def __init__(self, project: Path, port: Optional[int] = None, cloud: str = "LOCAL",
+                 deploy_options: Sequence[str] = ()):
         self.project = Path(project)
         self.port = port or free_port()
+        self.cloud = cloud
+        self.deploy_options = list(deploy_options)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def deploy(self, force: bool = False) -> Result:
-        args = ["build", "deploy", "-c", "LOCAL", "-y", "--port", str(self.port)] + (["-f"] if force else [])
-        result = self.kaos(*args)
+        args = ["build", "deploy", "-c", self.cloud, "-y", "--port", str(self.port), *self.deploy_options]
+        result = self.kaos(*args, *(["-f"] if force else []))
         assert result.code == 0, result
         return result
 
-    def destroy(self) -> None:
-        self.kaos("destroy", "-c", "LOCAL", "-y")
+    def destroy(self) -> Result:
+        return self.kaos("destroy", "-c", self.cloud, "-y")
 
     def kill_backend(self) -> None:
         """SIGKILL the backend's whole process group (gunicorn master, workers, scheduler), as a crash would."""
@@ -42,7 +46,7 @@ class LocalPlatform:
     def _context(self) -> dict:
         parser = configparser.ConfigParser(interpolation=None)
         parser.read(self.project / ".kaos" / "config")
-        return dict(parser["context:LOCAL"])
+        return dict(parser[f"context:{self.cloud}"])
 
     @property
     def data_dir(self) -> Path:
