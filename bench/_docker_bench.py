@@ -8,6 +8,7 @@ import os
 import re
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
@@ -20,6 +21,7 @@ from kaos_backend.images import ca_bundle
 
 BENCH_LABEL = "io.kaos.bench"   # the run id, on the bench's own base image and so on every image built FROM it
 CLIENT_TIMEOUT = 900            # a build step can be silent for minutes (pip unpacking a big wheel)
+STALE_HOURS = 3.0               # a bench run's leftovers older than this are an earlier, killed run's
 POLL_SECONDS = 0.02
 TERMINAL = {"JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED"}
 STEP = re.compile(r"\bStep \d+/\d+ : ")  # a classic builder's step, in a log record `[date time] Step 3/9 : RUN ...`
@@ -78,12 +80,55 @@ def run_base_image(client, base_tag: str, run_id: str) -> str:
     return tag
 
 
-def remove_run_images(client, run_id: str) -> None:
-    """Remove every image labelled BENCH_LABEL=<run id> (the run's base image and what was built FROM it,
-    intermediate layers included), children before parents."""
+def remove_run(client, run_id: str) -> None:
+    """Remove every container and image labelled BENCH_LABEL=<run id> (the run's base image, what was built FROM
+    it, intermediate layers included, and the containers of those images), children before parents."""
+    remove_labelled(client, f"{BENCH_LABEL}={run_id}")
+
+
+def remove_stale(client, hours: float = STALE_HOURS) -> None:
+    """Remove what an earlier run left when it was killed outright (no `finally` ran): the containers and images
+    labelled BENCH_LABEL, of any run, made more than `hours` ago (no run lasts that long; a run going on beside
+    this one is left alone)."""
+    cutoff = datetime.now(timezone.utc) - timedelta(hours=hours)
+    stale = {run for run in _runs(client) if run[1] < cutoff}
+    for run_id, created in sorted(stale):
+        print(f"removing the leftovers of an earlier bench run {run_id} (made {created:%Y-%m-%d %H:%M} UTC)")
+        remove_labelled(client, f"{BENCH_LABEL}={run_id}")
+
+
+def _runs(client) -> set:
+    """(run id, when its oldest image was made) of every run with an image on the engine."""
+    oldest = {}
+    for image in client.images.list(all=True, filters={"label": BENCH_LABEL}):
+        run_id = (image.labels or {}).get(BENCH_LABEL)
+        made = _created(image.attrs.get("Created"))
+        if run_id and made and (run_id not in oldest or made < oldest[run_id]):
+            oldest[run_id] = made
+    return set(oldest.items())
+
+
+def _created(text) -> Optional[datetime]:
+    """The engine's `Created` (`2026-11-30T21:20:21.123456789Z`, or seconds since the epoch) as a UTC time."""
+    if isinstance(text, (int, float)):
+        return datetime.fromtimestamp(text, timezone.utc)
+    try:
+        return datetime.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def remove_labelled(client, label: str) -> None:
+    """Remove the containers, then the images, that carry `label` (`key=value`); an image others depend on is
+    removed once they are gone."""
     import docker.errors
+    for container in client.containers.list(all=True, filters={"label": label}):
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.APIError:
+            pass
     for _ in range(20):  # each pass removes the images nothing depends on any more
-        images = client.images.list(all=True, filters={"label": f"{BENCH_LABEL}={run_id}"})
+        images = client.images.list(all=True, filters={"label": label})
         if not images:
             return
         for image in images:

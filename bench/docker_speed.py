@@ -4,11 +4,10 @@ through the platform's own paths: a backend with KAOS_EXECUTOR=docker (a tempora
   rebuild    The mnist template's train bundle (its own Dockerfile: ARG BASE_IMAGE, requirements.txt before the
              code), POSTed as `kaos train deploy -s` does; each build timed from the POST to JOB_SUCCESS as
              `GET /job/<ws>/<id>` reports it, so through the docker executor's build (staging, the engine's
-             build streamed into the job's log, the watcher, the scheduler). Baseline: the cold build, on a base
-             image of this run's own (the base image plus a label naming the run: same files, a new image id that
-             no earlier build used as a parent, so no step finds the layer cache; the build log's
-             "Using cache" lines are counted to show it). Then REBUILDS builds, each after a change to `train`
-             alone. Target: the median rebuild at most 20% of the cold build.
+             build streamed into the job's log, the watcher, the scheduler). Baseline: the cold build (on the run's
+             own base image, below, so no step finds a layer cache; the build log's "Using cache" lines are
+             counted to show it). Then REBUILDS builds, each after a change to `train` alone. Target: the median
+             rebuild at most 20% of the cold build.
   first-log  The same tiny train bundle (no requirements; `train` prints a line first) on two backends at once,
              one with the docker executor and one with the local executor, the image / virtualenv built and one
              training run first (not measured). Each round POSTs a new data bundle (as `kaos train deploy -d`:
@@ -26,10 +25,14 @@ through the platform's own paths: a backend with KAOS_EXECUTOR=docker (a tempora
 
     python bench/docker_speed.py [--only rebuild|first-log|gateway] [--rounds N]
 
-Each part removes what it made on the engine: its platform's containers and images, and the images built on its
-own base image (labelled io.kaos.bench=<run id>); never the base image or anything else. Without an engine each
-part says it is skipped. Exit status: 0 every target met (or skipped), 1 one missed, 2 the benchmark failed.
-The machine's load average is printed beside each part's figures: the CPUs may be shared.
+Each part builds on a base image of its own run, `kaos-bench-base:<id>`: the base image (KAOS_BASE_IMAGE, else
+kaos's own) plus the label io.kaos.bench=<run id>. Same files, a new image id: nothing built on it can find a
+layer cache from before the run, and everything built on it (and every container of those images) carries the
+label. At its end the part removes its platform's containers and images and everything labelled with its run id;
+never the base image or anything else on the engine. A run's leftovers older than 3 hours (a run killed outright)
+are removed at the start. Without an engine each part says it is skipped. Exit status: 0 every target met (or
+skipped), 1 one missed, 2 the benchmark failed. The machine's load average is printed beside each part's figures:
+the CPUs may be shared.
 """
 import argparse
 import contextlib
@@ -41,8 +44,9 @@ from pathlib import Path
 
 from _backend import (MNIST, BackendApi, BenchFailure, endpoint_port, exit_on_sigterm, job_phases, running_backend,
                       temporary_directory, zip_bundle)
-from _docker_bench import (base_image_tag, build_log, container_pids, docker_backend, engine, load, new_job,
-                           new_run_id, remove_run_images, run_base_image, steps, timed_build, wait_for_line)
+from _docker_bench import (BENCH_LABEL, base_image_tag, build_log, container_pids, docker_backend, engine, load,
+                           new_job, new_run_id, remove_run, remove_stale, run_base_image, steps, timed_build,
+                           wait_for_line)
 
 import gateway
 from kaos_backend.config import platform_id
@@ -72,38 +76,31 @@ SERVE_TIMEOUT = 1800.0  # the serve image's cold build (pip) and the endpoint's 
 
 # -- rebuild -----------------------------------------------------------------------------------------------------
 def rebuild(client, base_tag: str, rounds: int) -> bool:
-    run_id = new_run_id("rebuild")
     cold_steps = None
     with temporary_directory("kaos-bench-docker-rebuild-") as tmp:
         tmp = Path(tmp)
         source = tmp / "source"
         shutil.copytree(MNIST / "model-train", source)
-        try:
-            isolated = run_base_image(client, base_tag, run_id)
-            print(f"base image of this run: {isolated} ({base_tag} plus the label io.kaos.bench={run_id})",
-                  flush=True)
-            data_dir = tmp / "data"
-            with docker_backend(client, data_dir, isolated) as backend:
-                api = BackendApi(backend)
-                api.create_workspace(WORKSPACE)
-                print(f"before: {load()}", flush=True)
-                cold, job_id = timed_build(api, WORKSPACE, source, tmp / "cold.zip", COLD_TIMEOUT)
-                cold_steps = steps(build_log(api, WORKSPACE, job_id))
-                print(f"cold build: {cold:.2f} s ({job_phases(data_dir, job_id)}; {cold_steps[1]} of "
-                      f"{cold_steps[0]} steps from the layer cache)", flush=True)
-                rebuilds = []
-                for number in range(1, rounds + 1):
-                    with open(source / "mnist" / "model" / "train", "a") as code:
-                        code.write(f"\n# code-only change {number}\n")
-                    seconds, job_id = timed_build(api, WORKSPACE, source, tmp / f"rebuild-{number}.zip",
-                                                  REBUILD_TIMEOUT)
-                    rebuilds.append(seconds)
-                    ran, cached = steps(build_log(api, WORKSPACE, job_id))
-                    print(f"rebuild {number}: {seconds:.2f} s ({job_phases(data_dir, job_id)}; {cached} of {ran} "
-                          f"steps from the layer cache)", flush=True)
-                print(f"after: {load()}")
-        finally:
-            remove_run_images(client, run_id)
+        data_dir = tmp / "data"
+        with docker_backend(client, data_dir, base_tag) as backend:
+            api = BackendApi(backend)
+            api.create_workspace(WORKSPACE)
+            print(f"before: {load()}", flush=True)
+            cold, job_id = timed_build(api, WORKSPACE, source, tmp / "cold.zip", COLD_TIMEOUT)
+            cold_steps = steps(build_log(api, WORKSPACE, job_id))
+            print(f"cold build: {cold:.2f} s ({job_phases(data_dir, job_id)}; {cold_steps[1]} of "
+                  f"{cold_steps[0]} steps from the layer cache)", flush=True)
+            rebuilds = []
+            for number in range(1, rounds + 1):
+                with open(source / "mnist" / "model" / "train", "a") as code:
+                    code.write(f"\n# code-only change {number}\n")
+                seconds, job_id = timed_build(api, WORKSPACE, source, tmp / f"rebuild-{number}.zip",
+                                              REBUILD_TIMEOUT)
+                rebuilds.append(seconds)
+                ran, cached = steps(build_log(api, WORKSPACE, job_id))
+                print(f"rebuild {number}: {seconds:.2f} s ({job_phases(data_dir, job_id)}; {cached} of {ran} "
+                      f"steps from the layer cache)", flush=True)
+            print(f"after: {load()}")
     median = statistics.median(rebuilds)
     ratio = median / cold
     met = ratio <= REBUILD_TARGET
@@ -274,11 +271,18 @@ def main(argv=None) -> int:
         return 0
     try:
         base_tag = base_image_tag(client)
+        remove_stale(client)
         met = []
         for part in parts:
-            print(f"== docker_speed {part} (base image {base_tag})", flush=True)
-            runner, default_rounds = RUNNERS[part]
-            met.append(runner(client, base_tag, args.rounds or default_rounds))
+            run_id = new_run_id(part)
+            try:
+                run_base = run_base_image(client, base_tag, run_id)
+                print(f"== docker_speed {part} (base image {run_base}: {base_tag} labelled {BENCH_LABEL}={run_id})",
+                      flush=True)
+                runner, default_rounds = RUNNERS[part]
+                met.append(runner(client, run_base, args.rounds or default_rounds))
+            finally:
+                remove_run(client, run_id)
     except (BenchFailure, gateway.BenchFailure) as failure:
         print(f"benchmark failed: {failure}", file=sys.stderr)
         return 2

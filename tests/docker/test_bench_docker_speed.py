@@ -1,6 +1,6 @@
 """bench/docker_speed.py runs: its cheapest part (first-log, one round) on a real engine prints both executors'
-figures and their ratio and leaves no image of its own behind, and without an engine every part says it is
-skipped. Figures are printed, never judged here (no timing assertion)."""
+figures and their ratio and leaves no image or container of its run behind, and without an engine every part
+says it is skipped. Figures are printed, never judged here (no timing assertion)."""
 import os
 import re
 import subprocess
@@ -21,22 +21,17 @@ def run_bench(*args: str, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=BOUND)
 
 
-def bench_images(engine) -> set:
-    """The tags of the images the first-log part builds (its workspace's build-train images)."""
-    return {tag for image in engine.images.list() for tag in image.tags
-            if tag.startswith("build-train-bench-docker:")}
-
-
 @pytest.mark.docker
-def test_first_log_prints_both_executors_figures_and_removes_its_images(docker_engine, base_image):
-    before = bench_images(docker_engine)
+def test_first_log_prints_both_executors_figures_and_removes_what_it_made(docker_engine, base_image):
     result = run_bench("--only", "first-log", "--rounds", "1", KAOS_BASE_IMAGE=base_image)
     assert result.returncode == 0, result.stdout + result.stderr
     assert FIGURES.search(result.stdout), result.stdout
     assert re.search(r"round 1: docker +deploy -> first log line \d+\.\d+ s", result.stdout)
     assert re.search(r"round 1: local +deploy -> first log line \d+\.\d+ s", result.stdout)
     assert "load average" in result.stdout
-    assert bench_images(docker_engine) == before
+    label = re.search(r"labelled (io\.kaos\.bench=first-log-[0-9a-f]+)\)", result.stdout).group(1)
+    assert docker_engine.images.list(all=True, filters={"label": label}) == []
+    assert docker_engine.containers.list(all=True, filters={"label": label}) == []
 
 
 def test_every_part_is_skipped_with_its_reason_when_no_engine_answers(tmp_path):
