@@ -89,9 +89,11 @@ class BackendApi:
 
 
 @contextlib.contextmanager
-def running_backend(data_dir: Path, token: str = "bench-token") -> Iterator[BackendProcess]:
-    """A backend on `data_dir`; afterwards it is stopped and so is every workload it left running."""
-    backend = BackendProcess(data_dir, token=token)
+def running_backend(data_dir: Path, token: str = "bench-token",
+                    env: Optional[Dict[str, str]] = None) -> Iterator[BackendProcess]:
+    """A backend on `data_dir` (with `env` added to this process's environment); afterwards it is stopped and so
+    is every workload it left running."""
+    backend = BackendProcess(data_dir, token=token, env=env)
     try:
         backend.start()
         yield backend

@@ -109,9 +109,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def endpoint_database(path: Path, port: int, unix_socket: Path) -> str:
+def endpoint_database(path: Path, port: int, unix_socket: Optional[Path]) -> str:
     """A SQLite file with the backend's schema and one running endpoint at `port` (and `unix_socket`, where the
-    schema has the column): its URL."""
+    schema has the column and it is not None): its URL."""
     from sqlalchemy import create_engine
     sys.path.insert(0, str(REPO))
     from kaos_backend.models import Base
@@ -122,7 +122,8 @@ def endpoint_database(path: Path, port: int, unix_socket: Path) -> str:
     with sqlite3.connect(path) as db:
         columns = {row[1]: row for row in db.execute("PRAGMA table_info(endpoints)")}
         values = {"name": ENDPOINT, "workspace_id": 1, "user": "bench", "state": "PIPELINE_RUNNING",
-                  "desired": "run", "host": "127.0.0.1", "port": port, "socket": str(unix_socket), "failures": 0,
+                  "desired": "run", "host": "127.0.0.1", "port": port,
+                  "socket": str(unix_socket) if unix_socket is not None else None, "failures": 0,
                   "restarts": 0,
                   "created_at": "2024-01-01 00:00:00.000000"}
         values = {key: value for key, value in values.items() if key in columns}
@@ -222,97 +223,63 @@ def stop(process: Optional[subprocess.Popen]) -> None:
                 pass
 
 
-def main() -> int:
-    if shutil.which("wrk") is None:
-        raise BenchFailure("wrk is not installed (Debian: apt-get install wrk)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    body = PAYLOAD.read_bytes()
-    env = template_env()
-    model = trained_model(env)
-    endpoint = front = general = floor = None
-    with tempfile.TemporaryDirectory(prefix="kaos-bench-gateway-") as tmp:
-        tmp = Path(tmp)
-        try:
-            serve = tmp / "serve"
-            shutil.copytree(SERVE_DIR, serve)
-            shutil.copy(model, serve / "model.pkl")
-            port = free_port()
-            socket_path = tmp / "endpoint.sock"
-            endpoint_env = {**os.environ, "PATH": f"{env / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(env),
-                            "HOST": "127.0.0.1", "PORT": str(port), "KAOS_SOCKET": str(socket_path),
-                            "PYTHONUNBUFFERED": "1"}
-            endpoint = start([str(serve / "serve")], tmp / "endpoint.log", cwd=serve, env=endpoint_env)
-            database = endpoint_database(tmp / "kaos.db", port, socket_path)
-            listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
-            front_port = listener.getsockname()[1]
-            front_env = {**os.environ, "KAOS_DATABASE_URL": database, "KAOS_TOKEN": "bench-token",
-                         "PYTHONPATH": str(REPO)}
-            front = start([sys.executable, "-m", "kaos_backend.front", "--fd", str(listener.fileno()),
-                           "--api", str(tmp / "api.sock")], tmp / "front.log", env=front_env,
-                          pass_fds=[listener.fileno()])
-            listener.close()
-            # the same front with its express lane off: every request the general way (for reading, no verdict)
-            listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
-            general_port = listener.getsockname()[1]
-            general = start([sys.executable, "-m", "kaos_backend.front", "--fd", str(listener.fileno()),
-                             "--api", str(tmp / "api.sock")], tmp / "general.log",
-                            env={**front_env, "KAOS_FRONT_EXPRESS": "0"}, pass_fds=[listener.fileno()])
-            listener.close()
-            wait_for_answer(port, "/invocations", body)
-            wait_for_answer(front_port, f"/{ENDPOINT}/invocations", body)
-            wait_for_answer(general_port, f"/{ENDPOINT}/invocations", body)
-            if socket_path.exists():
-                with sqlite3.connect(tmp / "kaos.db") as db:
-                    columns = [row[1] for row in db.execute("PRAGMA table_info(endpoints)")]
-                via = "unix socket" if "socket" in columns else "TCP (no socket column)"
-            else:
-                via = "TCP"
-            print(f"endpoint: the mnist template's serve (gunicorn) on 127.0.0.1:{port}; front on 127.0.0.1:"
-                  f"{front_port}, to the endpoint over {via}; {os.cpu_count()} CPUs; wrk -t1 -c{CONNECTIONS} "
-                  f"-d{SECONDS}s", flush=True)
-            script = tmp / "post.lua"
-            script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "image/jpeg"\n'
-                              f'local f = io.open("{PAYLOAD}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
-            urls = {"direct": f"http://127.0.0.1:{port}/invocations",
-                    "front": f"http://127.0.0.1:{front_port}/{ENDPOINT}/invocations",
-                    "general": f"http://127.0.0.1:{general_port}/{ENDPOINT}/invocations"}
-            relays = {"front": front, "general": general}
-            if via == "unix socket":
-                floor_port = free_port()
-                floor = start([sys.executable, str(REPO / "bench" / "_relay_floor.py"), str(floor_port),
-                               str(socket_path)], tmp / "floor.log")
-                urls["floor"] = f"http://127.0.0.1:{floor_port}/invocations"
-                relays["floor"] = floor
-                wait_for_answer(floor_port, "/invocations", body)
-            for url in urls.values():  # warm every path, unmeasured
-                wrk(url, script)
-            labels = list(urls)
-            results = {label: [] for label in labels}
-            relay_cpu = {label: [] for label in relays}
-            for round_number in range(1, ROUNDS + 1):
-                shift = (round_number - 1) % len(labels)
-                order = labels[shift:] + labels[:shift]
-                for label in order:
-                    relay = relays.get(label)
-                    before = cpu_seconds([relay.pid]) if relay else 0.0
-                    endpoint_before = cpu_seconds(tree(endpoint.pid))
-                    result = wrk(urls[label], script)
-                    spent = cpu_seconds([relay.pid]) - before if relay else 0.0
-                    endpoint_spent = cpu_seconds(tree(endpoint.pid)) - endpoint_before
-                    results[label].append(result)
-                    extra = ""
-                    if relay:
-                        relay_cpu[label].append(spent / result["requests"])
-                        extra = f", {label} CPU {spent / result['requests'] * 1e6:.0f} µs/request"
-                    print(f"round {round_number}: {label:7} {result['rate']:7.1f} req/s, median "
-                          f"{result['median'] * 1000:.2f} ms, p99 {result['p99'] * 1000:.2f} ms "
-                          f"({result['requests']} requests; endpoint CPU "
-                          f"{endpoint_spent / result['requests'] * 1e6:.0f} µs/request{extra})", flush=True)
-        finally:
-            stop(floor)
-            stop(general)
-            stop(front)
-            stop(endpoint)
+def start_front(tmp: Path, database: str, log_name: str, extra_env: Optional[Dict[str, str]] = None):
+    """`python -m kaos_backend.front` on a listening socket of its own, finding endpoints in `database`: (the
+    process, its port)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    port = listener.getsockname()[1]
+    env = {**os.environ, "KAOS_DATABASE_URL": database, "KAOS_TOKEN": "bench-token", "PYTHONPATH": str(REPO),
+           **(extra_env or {})}
+    process = start([sys.executable, "-m", "kaos_backend.front", "--fd", str(listener.fileno()),
+                     "--api", str(tmp / "api.sock")], tmp / log_name, env=env, pass_fds=[listener.fileno()])
+    listener.close()
+    return process, port
+
+
+def post_script(tmp: Path) -> Path:
+    """wrk's Lua script POSTing the template's test_payload.jpg."""
+    script = tmp / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "image/jpeg"\n'
+                      f'local f = io.open("{PAYLOAD}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
+    return script
+
+
+def measure_rounds(urls: Dict[str, str], relays: Dict[str, subprocess.Popen], endpoint_pids, script: Path,
+                   rounds: int = ROUNDS):
+    """Every path warmed (unmeasured), then `rounds` rounds of one wrk run per path, the order rotating; each run
+    printed. `relays` maps a label to the process relaying it (its CPU per request is measured);
+    `endpoint_pids()` gives the endpoint's processes. Returns (results: label -> wrk results, relay_cpu: label
+    -> CPU seconds per request)."""
+    for url in urls.values():  # warm every path, unmeasured
+        wrk(url, script)
+    labels = list(urls)
+    results = {label: [] for label in labels}
+    relay_cpu = {label: [] for label in relays}
+    for round_number in range(1, rounds + 1):
+        shift = (round_number - 1) % len(labels)
+        order = labels[shift:] + labels[:shift]
+        for label in order:
+            relay = relays.get(label)
+            before = cpu_seconds([relay.pid]) if relay else 0.0
+            endpoint_before = cpu_seconds(endpoint_pids())
+            result = wrk(urls[label], script)
+            spent = cpu_seconds([relay.pid]) - before if relay else 0.0
+            endpoint_spent = cpu_seconds(endpoint_pids()) - endpoint_before
+            results[label].append(result)
+            extra = ""
+            if relay:
+                relay_cpu[label].append(spent / result["requests"])
+                extra = f", {label} CPU {spent / result['requests'] * 1e6:.0f} µs/request"
+            print(f"round {round_number}: {label:7} {result['rate']:7.1f} req/s, median "
+                  f"{result['median'] * 1000:.2f} ms, p99 {result['p99'] * 1000:.2f} ms "
+                  f"({result['requests']} requests; endpoint CPU "
+                  f"{endpoint_spent / result['requests'] * 1e6:.0f} µs/request{extra})", flush=True)
+    return results, relay_cpu
+
+
+def summarize(results: Dict[str, list], relay_cpu: Dict[str, list]) -> int:
+    """Print the figures and the verdicts of the rounds (direct, front, general, and floor where measured): 0 when
+    both targets are met, else 1."""
     ratios = [f["rate"] / d["rate"] for f, d in zip(results["front"], results["direct"])]
     ratio = statistics.median(ratios)
     medians = {label: statistics.median(r["median"] for r in runs) for label, runs in results.items()}
@@ -336,6 +303,63 @@ def main() -> int:
     print(f"throughput ratio >= {TARGET_RATIO}: {'OK' if throughput_met else 'MISSED'}")
     print(f"added median latency <= {TARGET_ADDED_MS} ms: {'OK' if latency_met else 'MISSED'}")
     return 0 if throughput_met and latency_met else 1
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        raise BenchFailure("wrk is not installed (Debian: apt-get install wrk)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    body = PAYLOAD.read_bytes()
+    env = template_env()
+    model = trained_model(env)
+    endpoint = front = general = floor = None
+    with tempfile.TemporaryDirectory(prefix="kaos-bench-gateway-") as tmp:
+        tmp = Path(tmp)
+        try:
+            serve = tmp / "serve"
+            shutil.copytree(SERVE_DIR, serve)
+            shutil.copy(model, serve / "model.pkl")
+            port = free_port()
+            socket_path = tmp / "endpoint.sock"
+            endpoint_env = {**os.environ, "PATH": f"{env / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(env),
+                            "HOST": "127.0.0.1", "PORT": str(port), "KAOS_SOCKET": str(socket_path),
+                            "PYTHONUNBUFFERED": "1"}
+            endpoint = start([str(serve / "serve")], tmp / "endpoint.log", cwd=serve, env=endpoint_env)
+            database = endpoint_database(tmp / "kaos.db", port, socket_path)
+            front, front_port = start_front(tmp, database, "front.log")
+            # the same front with its express lane off: every request the general way (for reading, no verdict)
+            general, general_port = start_front(tmp, database, "general.log", {"KAOS_FRONT_EXPRESS": "0"})
+            wait_for_answer(port, "/invocations", body)
+            wait_for_answer(front_port, f"/{ENDPOINT}/invocations", body)
+            wait_for_answer(general_port, f"/{ENDPOINT}/invocations", body)
+            if socket_path.exists():
+                with sqlite3.connect(tmp / "kaos.db") as db:
+                    columns = [row[1] for row in db.execute("PRAGMA table_info(endpoints)")]
+                via = "unix socket" if "socket" in columns else "TCP (no socket column)"
+            else:
+                via = "TCP"
+            print(f"endpoint: the mnist template's serve (gunicorn) on 127.0.0.1:{port}; front on 127.0.0.1:"
+                  f"{front_port}, to the endpoint over {via}; {os.cpu_count()} CPUs; wrk -t1 -c{CONNECTIONS} "
+                  f"-d{SECONDS}s", flush=True)
+            script = post_script(tmp)
+            urls = {"direct": f"http://127.0.0.1:{port}/invocations",
+                    "front": f"http://127.0.0.1:{front_port}/{ENDPOINT}/invocations",
+                    "general": f"http://127.0.0.1:{general_port}/{ENDPOINT}/invocations"}
+            relays = {"front": front, "general": general}
+            if via == "unix socket":
+                floor_port = free_port()
+                floor = start([sys.executable, str(REPO / "bench" / "_relay_floor.py"), str(floor_port),
+                               str(socket_path)], tmp / "floor.log")
+                urls["floor"] = f"http://127.0.0.1:{floor_port}/invocations"
+                relays["floor"] = floor
+                wait_for_answer(floor_port, "/invocations", body)
+            results, relay_cpu = measure_rounds(urls, relays, lambda: tree(endpoint.pid), script)
+        finally:
+            stop(floor)
+            stop(general)
+            stop(front)
+            stop(endpoint)
+    return summarize(results, relay_cpu)
 
 
 if __name__ == "__main__":
