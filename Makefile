@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=40
 # `make demo` runs kaos as a user installs it: the wheel, not this checkout, in a virtualenv of its own.
 DIST := build/dist
 DEMO_VENV ?= build/demo-venv
