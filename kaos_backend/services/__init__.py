@@ -12,6 +12,7 @@ class Services:
         from kaos_backend.services.blobs import BlobService
         from kaos_backend.services.inference import InferenceService
         from kaos_backend.services.jobs import JobService
+        from kaos_backend.services.notebooks import NotebookService
         from kaos_backend.services.train import TrainService
         from kaos_backend.services.uploads import UploadService
         from kaos_backend.services.workspaces import WorkspaceService
@@ -26,6 +27,7 @@ class Services:
         self.jobs = JobService(self.db, self.layout, config)
         self.train = TrainService(self.db, self.uploads)
         self.inference = InferenceService(self.db, self.uploads, config, self.layout)
+        self.notebooks = NotebookService(self.db, self.uploads, config, self.layout)
 
     def dispose(self, close: bool = True) -> None:
         self.db.dispose(close=close)
