@@ -10,7 +10,7 @@
   container) and never on another port (`port_retries=0`: a taken port is a failed start, not a surprise);
   `allow_remote_access` because the gateway forwards the user's Host header (Jupyter would otherwise refuse any
   Host that is not a loopback name); `allow_root` since a container (or a sandbox-less local backend) runs as
-  root.
+  root; `allow_password_change=False`: the token stays the only way in (its login page offers no password).
 - Idle culling is Jupyter's own: kernels idle for `idle_timeout` seconds are shut down, and the server stops
   itself (exit code 0) once it has had no kernel, terminal or request for that long (jupyter_server checks every
   minute). The platform records such an end as PIPELINE_STANDBY and keeps the work directory. 0: never.
@@ -29,7 +29,8 @@ def jupyter_arguments(base_url: Optional[str], root_dir: str, idle_timeout: Opti
     if not base_url or not base_url.startswith("/") or not base_url.endswith("/") or " " in base_url:
         raise ValueError(f"not a notebook's base URL: {base_url!r}")
     arguments = ["--no-browser", f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={root_dir}",
-                 "--ServerApp.port_retries=0", "--ServerApp.allow_remote_access=True", "--ServerApp.allow_root=True"]
+                 "--ServerApp.port_retries=0", "--ServerApp.allow_remote_access=True", "--ServerApp.allow_root=True",
+                 "--ServerApp.allow_password_change=False"]
     idle = int(idle_timeout or 0)
     if idle > 0:
         arguments += [f"--ServerApp.shutdown_no_activity_timeout={idle}",
