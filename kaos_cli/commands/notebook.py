@@ -146,7 +146,8 @@ def deploy(source_bundle, data_bundle, data_refs, model_id, cpu, memory, gpu):
 # -- logs ------------------------------------------------------------------------------------------------------
 def _out_dir_option(command):
     return click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
-                        show_default=True, help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
+                        show_default=True,
+                        help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
 
 
 @notebook.command(short_help="Show the log of a notebook")
