@@ -3,7 +3,8 @@ query), `/notebook-<ws>-<user>/...` to that notebook's Jupyter with the path kep
 base URL, as 1.x's Ambassador kept a notebook's path and stripped a model server's), everything else to the
 API's gunicorn (as it came: the API checks the token). Paths are checked before routing: a dot segment (`.`,
 `..`, raw or percent-encoded, after `/` or `\\`) is refused (400), so no path can leave `/serve-x/` for another
-workload or for `/api/`; leading slashes are collapsed into one (1.x clients send `//api/...` and `/api//...`; the API collapses the inner ones).
+workload or for `/api/`; leading slashes are collapsed into one (1.x clients send `//api/...` and `/api//...`;
+the API collapses the inner ones).
 
 Hand-offs (for modules that serve a response from the front itself, e.g. log follows): `API_HANDOFFS` maps a
 response header name (lowercase) to `handler(client, request, response) -> bool`. Such a header is honoured only
