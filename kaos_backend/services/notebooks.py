@@ -94,10 +94,10 @@ def default_bundle_zip() -> bytes:
 
 def find_notebook(session, workspace: Optional[str], name: str) -> Notebook:
     """The notebook `name` (of `workspace` when given); PipelineNotFound for anything else, or one being killed."""
+    workspace_row = find_workspace(session, workspace) if workspace is not None else None  # 404 for it first
     notebook = session.get(Notebook, name) if isinstance(name, str) and name.startswith("notebook-") else None
-    if notebook is not None and workspace is not None:
-        if notebook.workspace_id != find_workspace(session, workspace).id:
-            notebook = None
+    if notebook is not None and workspace_row is not None and notebook.workspace_id != workspace_row.id:
+        notebook = None
     if notebook is None or notebook.desired == "kill":
         raise PipelineNotFound(f"Pipeline {name} not found")
     return notebook
