@@ -43,6 +43,7 @@ class Config:
     service_host: str = ""               # empty = derive from the request
     max_log_mb: int = 64                 # output a workload may log; past it, lines are counted, not logged
     endpoint_start_timeout: float = 300  # seconds an endpoint may take to become ready before it counts as failed
+    notebook_idle_timeout: float = 28800  # seconds a notebook may be idle before it stops itself (0: never)
     containment: str = "auto"            # local workloads: auto (a cgroup where possible) | cgroup | subreaper
     workload_user: str = "kaos"          # local workloads run as this user when the backend is root ("root": no)
 
@@ -91,6 +92,8 @@ class Config:
             "max_log_mb": _number("max_log_mb", raw("max_log_mb"), int, default=64, minimum=1),
             "endpoint_start_timeout": _number("endpoint_start_timeout", raw("endpoint_start_timeout"), float,
                                               default=300.0, minimum=1),
+            "notebook_idle_timeout": _number("notebook_idle_timeout", raw("notebook_idle_timeout"), float,
+                                             default=28800.0, minimum=0),
         }
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user", "internal_url",
                      "image_pull_policy"):

@@ -1,6 +1,6 @@
 """The backend's tables. SQLite and PostgreSQL alike: plain types, `JSON`, foreign keys with ON DELETE rules."""
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -160,3 +160,32 @@ class ArtifactToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+
+
+class Notebook(Base):
+    """A JupyterLab `notebook-<ws>-<user>`, one per workspace and user: desired (`desired`) and observed (`state`,
+    a PipelineState). The token is kept as its SHA-256 only; its plaintext lives in the notebook's secret file
+    (services/notebooks.py) and in the running server. Its work directory outlives the row (kill, cull)."""
+    __tablename__ = "notebooks"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    user: Mapped[str] = mapped_column(String(MAX_USER))
+    source_bundle_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    build_job_id: Mapped[Optional[str]] = mapped_column(String(32), default=None)
+    data_bundle_ids: Mapped[Optional[List[int]]] = mapped_column(JSON, default=None)  # [bundle id, ...]
+    model_id: Mapped[Optional[str]] = mapped_column(String(64), default=None)  # a model attached read-only
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(24))
+    desired: Mapped[str] = mapped_column(String(8), default="run")  # run | kill
+    image: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
+    host: Mapped[Optional[str]] = mapped_column(String(255), default=None)  # where it listens (start's Address)
+    port: Mapped[Optional[int]] = mapped_column(Integer, default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)       # exits in a row without reaching running
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    started_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    resources: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
+    reason: Mapped[Optional[str]] = mapped_column(String(1024), default=None)
+    executor_state: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)  # the executor's, opaque
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

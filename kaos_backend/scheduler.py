@@ -1,6 +1,6 @@
 """The control loop: one process that makes what executors report agree with the desired state in SQL.
 
-`tick()` runs every controller (builds, ingestions, trainings, endpoints) once. Only one scheduler
+`tick()` runs every controller (builds, ingestions, trainings, endpoints, notebooks) once. Only one scheduler
 runs per data directory (a lock file); on start it simply picks up every unfinished job from SQL, reattaching
 to running workloads through their saved executor state. It ends by itself on SIGTERM/SIGINT or when the
 process that started it is gone. With `--heartbeat PATH` it touches that file after every tick: how the
@@ -103,13 +103,14 @@ def controllers(config: Config) -> List[Callable[[], None]]:
     from kaos_backend.control.builds import BuildController
     from kaos_backend.control.endpoints import EndpointController
     from kaos_backend.control.ingestions import IngestionController
+    from kaos_backend.control.notebooks import NotebookController
     from kaos_backend.control.trainings import TrainController
     from kaos_backend.db import Database
     from kaos_backend.services import Services
 
     services = Services(config, database=Database(config.database_url, create_tables=False))
     return [BuildController(services).tick, IngestionController(services).tick, TrainController(services).tick,
-            EndpointController(services).tick]
+            EndpointController(services).tick, NotebookController(services).tick]
 
 
 if __name__ == "__main__":

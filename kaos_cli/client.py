@@ -41,9 +41,9 @@ from kaos_cli.errors import KaosError, UnexpectedAnswer
 from kaos_cli.transport import (CHUNK_SIZE, CONNECT_TIMEOUT, KILL_READ_TIMEOUT, READ_TIMEOUT,  # noqa: F401
                                 TRANSFER_READ_TIMEOUT, UPLOAD_READ_TIMEOUT, BlobNotStored, Transport, join_url,
                                 sha256_file)
-from kaos_model.wire import (BundleUpload, EndpointListing, HealthInfo, JobInfoPage, JobRecord, ParamsUpload,
-                             TrainJobListing, TrainPipelineInfo, WireError, WorkspaceCreated, WorkspaceInfo,
-                             WorkspaceNames)
+from kaos_model.wire import (BundleUpload, EndpointListing, HealthInfo, JobInfoPage, JobRecord, NotebookListing,
+                             ParamsUpload, TrainJobListing, TrainPipelineInfo, WireError, WorkspaceCreated,
+                             WorkspaceInfo, WorkspaceNames)
 
 
 class NamesPage(list):
@@ -304,4 +304,43 @@ class KaosClient(Transport, Waits):
         """`DELETE /inference/<ws>/<endpoint>`: returns once the endpoint's processes are gone.
         404 PIPELINE_NOT_FOUND "Pipeline X not found" for anything that is not an endpoint of the workspace."""
         self._request("DELETE", f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}",
+                      timeout=KILL_READ_TIMEOUT)
+
+    # -- notebook --------------------------------------------------------------------------------------------
+    def notebook_deploy(self, workspace: str, zip_file=None, data=(), model_id: Optional[str] = None,
+                        cpu: Optional[float] = None, memory: Optional[str] = None, gpu: Optional[int] = None,
+                        digest: Optional[str] = None) -> BundleUpload:
+        """`POST /notebook/<ws>` with a notebook source bundle zip (Dockerfile + model/), or with none (`zip_file`
+        and `digest` None: the default JupyterLab bundle) → BundleUpload (`glob_name`, and `.extra`'s `notebook`
+        "notebook-<ws>-<user>", `job_id` its build or None, `token` shown this once, `url`). `data`: data bundle
+        refs to attach read-only (`features:9fd9d`); `model_id`: a model whose files and training data to
+        attach. 409 NOTEBOOK_EXISTS, 404 NOT_FOUND (data) / MODEL_NOT_FOUND, 400 INVALID_BUNDLE."""
+        route = f"notebook/{quote(workspace, safe='')}"
+        params = {"cpu": cpu, "memory": memory, "gpu": gpu, "data": list(data) or None, "model": model_id}
+        if zip_file is None and digest is None:
+            answer = self._request("POST", route, params=params, timeout=UPLOAD_READ_TIMEOUT)
+        else:
+            answer = self._upload(route, zip_file, "source bundle", params, digest=digest)
+        return self._decoded(BundleUpload, answer, f"POST {route}")
+
+    def notebook_list(self, workspace: str, limit: Optional[int] = None,
+                      continue_token: Optional[str] = None) -> NotebookListing:
+        """`GET /notebook/<ws>?limit=&continue=` → NotebookListing: `notebooks` (ServeInfo; `.restarts`,
+        `.reason`, `.extra["token_fingerprint"]`) and `building` (SubmissionInfo), newest first."""
+        route = f"notebook/{quote(workspace, safe='')}"
+        body = self._request("GET", route, params=_page_params(limit, continue_token))
+        return _paged(self._decoded(NotebookListing, body, f"GET {route}", response=True), body)
+
+    def notebook_logs(self, workspace: str, name: str) -> str:
+        """`GET /notebook/<ws>/<name>/logs`: the notebook's log as one string. 404 PIPELINE_NOT_FOUND."""
+        return self._logs(f"notebook/{quote(workspace, safe='')}/{quote(name, safe='')}/logs", False)
+
+    def notebook_build_logs(self, workspace: str, job_id: str, follow: bool = False) -> Union[str, Iterator[str]]:
+        """`GET /notebook/<ws>/build/<job_id>/logs`: like `train_logs`, for build-notebook job ids."""
+        return self._logs(f"notebook/{quote(workspace, safe='')}/build/{quote(job_id, safe='')}/logs", follow)
+
+    def notebook_kill(self, workspace: str, name: str) -> None:
+        """`DELETE /notebook/<ws>/<name>`: returns once the notebook's processes (or container) are gone; its
+        work directory is kept for the user's next notebook. 404 PIPELINE_NOT_FOUND."""
+        self._request("DELETE", f"notebook/{quote(workspace, safe='')}/{quote(name, safe='')}",
                       timeout=KILL_READ_TIMEOUT)

@@ -8,6 +8,7 @@ from kaos_cli.commands.build import build
 from kaos_cli.commands.completion import completion
 from kaos_cli.commands.destroy import destroy
 from kaos_cli.commands.init import init
+from kaos_cli.commands.notebook import notebook
 from kaos_cli.commands.serve import serve
 from kaos_cli.commands.template import template
 from kaos_cli.commands.train import train
@@ -98,6 +99,7 @@ cli.add_command(destroy)
 cli.add_command(init)
 cli.add_command(template)
 cli.add_command(workspace)
+cli.add_command(notebook)
 cli.add_command(train)
 cli.add_command(serve)
 cli.add_command(completion)

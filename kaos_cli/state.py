@@ -32,10 +32,11 @@ CACHE_COMMANDS = {
     "serve": "serve",
     "build-serve": "serve",
     "notebook": "notebook",
+    "build-notebook": "notebook",
     "backend": "build",
     "template": "template",
 }
-WORKSPACE_CACHES = ("workspace", "train", "build-train", "serve", "build-serve", "notebook")
+WORKSPACE_CACHES = ("workspace", "train", "build-train", "serve", "build-serve", "notebook", "build-notebook")
 
 
 def state_dir() -> Path:

@@ -355,6 +355,15 @@ class EndpointListing(Paged, Wire):
 
 
 @dataclass
+class NotebookListing(Paged, Wire):
+    """`GET /notebook/<ws>`'s `response`: the notebooks (ServeInfo, `url` `<host>/<name>/lab`; kaos 2 adds
+    `data`, `model_id` and `token_fingerprint` to their `extra`) and the notebook image builds, newest first."""
+    notebooks: List[ServeInfo]
+    building: List[SubmissionInfo]
+    extra: Dict[str, Any] = _extra()
+
+
+@dataclass
 class TrainPipelineInfo(Wire):
     """`GET /train/<ws>/inspect`: the workspace's train pipeline as 1.x's flat pipeline definition. An input
     not set yet is named as 1.x named it: `image` `"image:null"`, `image_glob` `"/image:null"`, `data_glob`

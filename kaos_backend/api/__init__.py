@@ -16,5 +16,7 @@ def respond(payload, status: int = 200):
 
 
 def blueprints():
-    from kaos_backend.api import blobs, data, health, inference, internal, jobs, openapi, train, workspace
-    return [health.bp, openapi.bp, workspace.bp, data.bp, blobs.bp, internal.bp, train.bp, jobs.bp, inference.bp]
+    from kaos_backend.api import (blobs, data, health, inference, internal, jobs, notebook, openapi, train,
+                                  workspace)
+    return [health.bp, openapi.bp, workspace.bp, data.bp, blobs.bp, internal.bp, train.bp, jobs.bp, inference.bp,
+            notebook.bp]

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 VANISHED = 255  # the exit code reported for a workload that disappeared without one
-LOG_NAME_RE = re.compile(r"^(jobs|endpoints)/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LOG_NAME_RE = re.compile(r"^(jobs|endpoints|notebooks)/[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 def job_log_name(job_id: str) -> str:
@@ -57,8 +57,14 @@ def endpoint_log_name(name: str) -> str:
     return f"endpoints/{name}"
 
 
+def notebook_log_name(name: str) -> str:
+    """The name of a notebook's log (every start of it writes to it; a kill removes it, not its work directory)."""
+    return f"notebooks/{name}"
+
+
 def check_log_name(log: str) -> str:
-    """`log` when it is a log's name (`job_log_name`, `endpoint_log_name`); ValueError otherwise."""
+    """`log` when it is a log's name (`job_log_name`, `endpoint_log_name`, `notebook_log_name`); ValueError
+    otherwise."""
     if not isinstance(log, str) or not LOG_NAME_RE.match(log):
         raise ValueError(f"not a log's name: {log!r}")
     return log
@@ -139,6 +145,14 @@ class WorkloadSpec:
                    and `output` where KAOS_TRAIN_DATA, KAOS_TRAIN_HYPER and KAOS_TRAIN_OUTPUT say
         serve      `./serve` in a copy of the source's model/ with `model`'s model/ files beside it; it listens
                    on $HOST:$PORT (and may on $KAOS_SOCKET)
+        notebook   `jupyter lab` (notebook_command.py: `base_url`, `idle_timeout`, the token from `secrets`) in a
+                   work directory of the notebook's own that outlives the workload (kept across kills and culls:
+                   the next notebook of the same name gets it back), seeded with the source's model/ files it
+                   does not hold yet; `attached` (data) read-only at /pfs/data/<name> (local: <work>/pfs/data/
+                   <name>), `model` (a training's OUTPUT) read-only at /pfs/out/<hex6> (local: <work>/pfs/out/
+                   <hex6>); KAOS_NOTEBOOK_DATA and KAOS_NOTEBOOK_MODEL say where. Kubernetes' spec builder reads
+                   the same fields: `secrets` a Secret, `attached`/`model` read-only volumes, `base_url` the
+                   Ingress path (kept: Jupyter serves under it), the work directory a PersistentVolumeClaim
 
     The log starts with `preamble`, then the executor's own records around its staging ("starting to download
     data", "finished downloading data after <ms>ms", how it runs the workload, "beginning to run user code")."""
@@ -150,12 +164,17 @@ class WorkloadSpec:
     data: Optional[Artifact] = None     # train: a BUNDLE or INGESTED; ingestion: a MANIFEST
     hyperparameters: Optional[Hyperparameters] = None  # train: its combination, if the job has any
     output: Optional[Artifact] = None   # train: an OUTPUT; ingestion: INGESTED
-    model: Optional[Artifact] = None    # serve: a training's OUTPUT
+    model: Optional[Artifact] = None    # serve, notebook: a training's OUTPUT
+    attached: List[Artifact] = field(default_factory=list)  # notebook: data (BUNDLE or INGESTED), read-only
     requirements: List[str] = field(default_factory=list)  # build: requirements files of model/, in order
     image: Optional[str] = None    # what a build produced (local: a virtualenv; docker: an image)
     image_name: Optional[str] = None   # build: the name the platform gives its image ("build-train-<ws>:<hash5>"),
                                        # for executors whose images have names (docker); others ignore it
     env: Dict[str, str] = field(default_factory=dict)  # ids and names for the workload (KAOS_JOB_ID, ...)
+    secrets: Dict[str, str] = field(default_factory=dict)  # environment whose values are secrets (a notebook's
+                                       # JUPYTER_TOKEN): never logged, labelled or kept in the executor's state
+    base_url: Optional[str] = None     # notebook: the path the gateway routes to it, kept ("/notebook-<ws>-<u>/")
+    idle_timeout: Optional[float] = None  # notebook: seconds without activity before it stops itself (0: never)
     cpu: Optional[float] = None
     memory: Optional[str] = None
     gpu: int = 0
@@ -169,6 +188,7 @@ class WorkloadSpec:
         for name in ("source", "data", "output", "model"):
             if data.get(name) is not None:
                 data[name] = Artifact(**data[name])
+        data["attached"] = [Artifact(**item) for item in data.get("attached") or []]
         if data.get("hyperparameters") is not None:
             data["hyperparameters"] = Hyperparameters(**data["hyperparameters"])
         return cls(**data)

@@ -10,6 +10,7 @@ docker SDK. KAOS_EXECUTOR=docker chooses it.
     train    one container per partition, at kaos 1.x's paths (/pfs/data/<name:hash5>, /pfs/hyper, /pfs/out/<hex6>;
              docker_staging.py), --cpu/--memory/--gpu as its limits; the engine's OOMKilled is "out of memory"
     serve    a container listening on 8080, published on 127.0.0.1: `start` returns that address
+    notebook a container of `jupyter lab` on 8888, published likewise, its work directory kept on this machine
     ingestion   a process on this machine, as the local executor runs it (it downloads into the data directory)
 
 Each container or build has a watcher (docker_watcher.py), a process of its own session that outlives the backend:
@@ -30,7 +31,7 @@ from typing import List, Optional
 from kaos_backend.config import platform_id
 from kaos_backend.executors import docker_client, docker_spec, outcome
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
-from kaos_backend.executors.docker_containers import engine_words, start_container
+from kaos_backend.executors.docker_containers import engine_words, image_workdir, start_container
 from kaos_backend.executors.docker_staging import DockerStaging, StagedContainer
 from kaos_backend.executors.docker_watch import WatchedWorkload
 from kaos_backend.executors.docker_watcher import describe
@@ -39,7 +40,7 @@ from kaos_backend.executors.registry import register
 from kaos_backend.images import labels
 from kaos_backend.logs import JobLog, LogFileReader
 
-WHAT = {"build": "build", "train": "training", "serve": "endpoint"}
+WHAT = {"build": "build", "train": "training", "serve": "endpoint", "notebook": "notebook"}
 BUILD_KINDS = ("build-train", "build-serve", "build-notebook")
 STOP_RECORD_WAIT = 15.0  # seconds for the watcher to record the end of a stopped workload before stop does it
 MAX_RESPAWNS = 3         # watchers started again for one container before it counts as vanished
@@ -136,8 +137,14 @@ class DockerExecutor(Executor):
         preamble = Preamble(spec.preamble)
         container = refused = None
         with preamble.downloading():
-            staged = self.staging.stage(spec, home)
             client = docker_client.engine()
+            workdir = docker_spec.DEFAULT_WORKDIR
+            if spec.kind == "notebook":  # its work directory is mounted where its image works
+                try:
+                    workdir = image_workdir(client.images.get(spec.image or ""))
+                except docker_client.errors().APIError:
+                    pass  # the container's creation says what is wrong with the image
+            staged = self.staging.stage(spec, home, workdir)
             self._begin(spec, home, spec.image)
             name = docker_spec.container_name(self.platform, spec.job_id, secrets.token_hex(3))
             try:
@@ -158,8 +165,8 @@ class DockerExecutor(Executor):
             f"kaos: the {WHAT[spec.kind]} runs in the container {name} of the image {spec.image}"
             + (f" (limits: {limits})" if limits else "")])
         self._watch(spec, {"mode": "container", "container": container.id})
-        if spec.kind == "serve":
-            port = docker_spec.published_port(container.attrs)
+        if staged.port is not None:
+            port = docker_spec.published_port(container.attrs, staged.port)
             self._workload.state["port"] = port
             return Address(docker_spec.PUBLISH_HOST, port)
         return None

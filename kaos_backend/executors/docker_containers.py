@@ -19,15 +19,16 @@ def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: s
     if not spec.image:
         raise docker.errors.ImageNotFound("the workload names no image (its build made none)")
     image = client.images.get(spec.image)
-    workdir = (image.attrs.get("Config") or {}).get("WorkingDir") or docker_spec.DEFAULT_WORKDIR
+    workdir = image_workdir(image)
     env = workload_env(spec, staged.env, os.environ)
+    env.update(spec.secrets)  # (a notebook's token: never on a command line)
     job = spec.log.split("/", 1)[1]
     arguments = docker_spec.container_arguments(
         name=name, command=staged.command, workdir=workdir, env=env, mounts=staged.mounts,
         workload_labels=docker_spec.workload_labels(platform, spec.kind, job, spec.job_id),
         limits=docker_spec.resource_limits(spec.cpu, memory_to_bytes(spec.memory) if spec.memory else None,
                                            spec.gpu),
-        publish=spec.kind == "serve")
+        publish=staged.port is not None, port=staged.port or docker_spec.SERVE_PORT)
     container = client.containers.create(image.id, **arguments)
     try:
         if staged.archive is not None:
@@ -38,6 +39,11 @@ def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: s
         client.api.remove_container(container.id, force=True, v=True)
         raise
     return container
+
+
+def image_workdir(image) -> str:
+    """The working directory of an image (docker SDK Image), DEFAULT_WORKDIR when it sets none."""
+    return (image.attrs.get("Config") or {}).get("WorkingDir") or docker_spec.DEFAULT_WORKDIR
 
 
 def engine_words(error) -> str:

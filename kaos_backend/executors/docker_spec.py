@@ -6,6 +6,9 @@ Pure functions: no engine, no files (docker.py does the I/O).
             kaos 1.x's layout (reference §6.1, §7.1), so its bundles run unchanged
     serve   `./serve`, listening on 8080 (PORT; HOST 0.0.0.0) as 1.x's nginx does (§7.2), published on
             127.0.0.1 on a port the engine picks (the gateway is the way in)
+    notebook  `jupyter lab` (notebook_command.py) listening on 8888, published on 127.0.0.1 as an endpoint is;
+            its kept work directory mounted at the image's working directory, its data read-only at
+            /pfs/data/<name>, its model read-only at /pfs/out/<hex6>
     build   `docker build -f <bundle>/Dockerfile <bundle>/model` (§7.1, §9) on the host network, never pulling,
             with the layer cache, BASE_IMAGE as a build argument
 
@@ -61,15 +64,15 @@ def resource_limits(cpu: Optional[float], memory_bytes: Optional[int], gpu: int)
 
 def container_arguments(*, name: str, command: Sequence[str], workdir: str, env: Dict[str, str],
                         mounts: List[Dict], workload_labels: Dict[str, str], limits: Dict,
-                        publish: bool) -> Dict:
+                        publish: bool, port: int = SERVE_PORT) -> Dict:
     """The keyword arguments of `client.containers.create(image, **them)` for one workload. `command` replaces
     the image's entrypoint and command (1.x ran `./train` and `./serve` whatever the image said); `publish`
-    publishes 8080 on 127.0.0.1 at a port the engine picks."""
+    publishes `port` (8080, a notebook's 8888) on 127.0.0.1 at a port the engine picks."""
     arguments = {"name": name, "entrypoint": list(command), "command": [], "working_dir": workdir,
                  "environment": dict(env), "mounts": list(mounts), "labels": dict(workload_labels), "init": True,
                  "stdin_open": False, "tty": False, "log_config": LOG_CONFIG, **limits}
     if publish:
-        arguments["ports"] = {SERVE_PORT_KEY: (PUBLISH_HOST, None)}
+        arguments["ports"] = {f"{port}/tcp": (PUBLISH_HOST, None)}
     return arguments
 
 
@@ -84,9 +87,10 @@ def build_arguments(*, context: str, dockerfile: str, tag: str, base_image: Opti
             "network_mode": "host", "pull": False, "rm": True, "forcerm": True, "decode": True}
 
 
-def published_port(attrs: Dict) -> Optional[int]:
-    """The host port the engine published 8080 on, from a container's `attrs` (None while there is none)."""
-    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(SERVE_PORT_KEY) or []
+def published_port(attrs: Dict, port: int = SERVE_PORT) -> Optional[int]:
+    """The host port the engine published `port` (8080) on, from a container's `attrs` (None while there is
+    none)."""
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
     for binding in bindings:
         if binding.get("HostPort"):
             return int(binding["HostPort"])

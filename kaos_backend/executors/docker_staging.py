@@ -9,6 +9,9 @@ bind mounts of this machine's directories at kaos 1.x's paths, and the code copi
     hyperparameters        one JSON file in <log's directory>/hyper/<workload>/, read-only at /pfs/hyper
     output (a training's)  <data>/jobs/<job>/out/<hex6>, made empty, at /pfs/out/<hex6>: `./train /pfs/out/<hex6>`
     model (a training's)   its out/<hex6>/model files, copied beside the code (after it: they win)
+    notebook               its kept work directory <data>/notebook-work/<name> (seeded with the source's model/
+                           files it lacks) mounted at the image's working directory; its data read-only at
+                           /pfs/data/<name>, its model (a training's output) read-only at /pfs/out/<hex6>
 
 The host's directories are local_staging.py's (the platform's layout and its cache of extracted bundles), so the
 engine must run on the backend's machine. Files a workload wrote (a model) are copied by untrusted.py's rules:
@@ -23,9 +26,10 @@ from pathlib import Path
 from typing import BinaryIO, Dict, List, Optional, Tuple
 
 from kaos_backend.executors import docker_spec, workload_env
-from kaos_backend.executors.base import WorkloadSpec
+from kaos_backend.executors.base import ArtifactMissing, WorkloadSpec
 from kaos_backend.executors.hints import script_hints
-from kaos_backend.executors.local_staging import Staging
+from kaos_backend.executors.local_staging import Staging, input_name, seed_work_dir
+from kaos_backend.executors.notebook_command import CONTAINER_PORT, jupyter_arguments, listen_arguments
 from kaos_backend.untrusted import open_regular
 
 SPOOL_BYTES = 16 * 1024 * 1024  # an archive bigger than this is spooled to a temporary file
@@ -40,6 +44,7 @@ class StagedContainer:
     mounts: List[Dict] = field(default_factory=list)   # docker_spec.bind(...)
     archive: Optional[BinaryIO] = None                 # a tar of the files copied into the working directory
     notes: List[str] = field(default_factory=list)     # log records about its inputs, before it runs
+    port: Optional[int] = None                         # the port it listens on, published on 127.0.0.1
 
 
 class DockerStaging:
@@ -52,14 +57,17 @@ class DockerStaging:
         """A source bundle's top directory as extracted (its Dockerfile and model/): a build's context."""
         return self.files.bundle_root(source)
 
-    def stage(self, spec: WorkloadSpec, home: Path) -> StagedContainer:
+    def stage(self, spec: WorkloadSpec, home: Path, workdir: str = docker_spec.DEFAULT_WORKDIR) -> StagedContainer:
         """Make what `spec`'s workload reads and writes (under `home`, the directory of its log, and the data
-        directory) and the archive of its code. Raises ArtifactMissing (the inputs are looked at first: nothing
-        is made for a workload that cannot start), InvalidBundle, PayloadTooLarge, ValueError."""
+        directory) and the archive of its code; `workdir` is the image's working directory. Raises
+        ArtifactMissing (the inputs are looked at first: nothing is made for a workload that cannot start),
+        InvalidBundle, PayloadTooLarge, ValueError."""
         if spec.kind == "train":
             return self._train(spec, home)
         if spec.kind == "serve":
             return self._serve(spec)
+        if spec.kind == "notebook":
+            return self._notebook(spec, workdir)
         raise ValueError(f"the docker executor runs no {spec.kind} workloads in containers")
 
     def _train(self, spec: WorkloadSpec, home: Path) -> StagedContainer:
@@ -87,8 +95,29 @@ class DockerStaging:
         archive, left_out = code_archive(trees)
         return StagedContainer(
             command=["./serve"], env=workload_env.serve_env(),
-            archive=archive,
+            archive=archive, port=docker_spec.SERVE_PORT,
             notes=_left_out("the files copied beside ./serve", left_out) + script_hints(code / "serve"))
+
+    def _notebook(self, spec: WorkloadSpec, workdir: str) -> StagedContainer:
+        data = [(artifact, self.files.data_root(artifact)) for artifact in spec.attached]  # the inputs first
+        model = self.files.output_dir(spec.model) if spec.model is not None else None
+        if model is not None and not model.is_dir():
+            raise ArtifactMissing(spec.model, str(model))
+        work = self.files.layout.notebook_work_dir(spec.job_id)
+        work.mkdir(parents=True, exist_ok=True)
+        if spec.source is not None:
+            seed_work_dir(self.files.model_dir(spec.source), work)
+        mounts = [docker_spec.bind(str(work), workdir, False)]
+        mounts += [docker_spec.bind(str(root), docker_spec.data_target(input_name(artifact)), True)
+                   for artifact, root in data]
+        env = {"KAOS_NOTEBOOK_DATA": docker_spec.DATA_ROOT, "DATA_REPO": "data"}  # 1.x: /pfs/$DATA_REPO
+        if model is not None:
+            target = docker_spec.output_target(spec.model.output_parts()[1])
+            mounts.append(docker_spec.bind(str(model), target, True))
+            env["KAOS_NOTEBOOK_MODEL"] = target
+        command = ["jupyter", "lab", *jupyter_arguments(spec.base_url, workdir, spec.idle_timeout),
+                   *listen_arguments("0.0.0.0", CONTAINER_PORT)]
+        return StagedContainer(command=command, env=env, mounts=mounts, port=CONTAINER_PORT)
 
 
 def code_archive(trees: List[Path]) -> Tuple[BinaryIO, List[str]]:

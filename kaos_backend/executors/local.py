@@ -28,6 +28,7 @@ from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpe
 from kaos_backend.executors.local_process import (RUNNER_ENV_NAMES, SYSTEM_PATH, ProcessSpec, is_running,
                                                   job_environment, python_paths, start_ticks)
 from kaos_backend.executors.local_staging import Staging
+from kaos_backend.executors.notebook_command import listen_arguments
 from kaos_backend.executors.registry import register
 from kaos_backend.logs import JobLog, LogFileReader
 
@@ -124,6 +125,8 @@ class LocalExecutor(Executor):
             port = sockets.free_port(self.host)
             extra["PORT"] = str(port)
             extra.setdefault("HOST", self.host)  # listen on loopback only: the gateway is the way in
+        if process.kind == "notebook":
+            process = replace(process, command=process.command + listen_arguments(self.host, port))
         if process.kind == "serve":
             socket = sockets.prepare(sockets.socket_path(platform_id(self.data_dir), process.job_id,
                                                          secrets.token_hex(8)))
@@ -174,7 +177,9 @@ class LocalExecutor(Executor):
                        "remove_at_end": [str(Path(socket).parent)] if socket else [],
                        "notify": self.notify}
         spec_path = log_path.with_name(f"{spec.job_id}.runner.json")
-        spec_path.write_text(json.dumps(runner_spec))
+        spec_path.unlink(missing_ok=True)
+        with open(os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            json.dump(runner_spec, handle)  # private: the environment may hold a secret (a notebook's token)
         runner_env = {key: os.environ[key] for key in RUNNER_ENV_NAMES if key in os.environ}
         with open(log_path, "ab") as runner_errors:
             self._process = subprocess.Popen([sys.executable, "-m", "kaos_backend.executors.runner", str(spec_path)],

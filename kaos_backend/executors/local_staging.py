@@ -11,9 +11,14 @@ directory of its own beside its log (`<log's directory>/work/<workload>`), its c
     output (a training's)      <data>/jobs/<job>/out/<hex6>, made empty: `./train <it>`, KAOS_TRAIN_OUTPUT
     output (ingested files)    <data>/ingested/<digest>/: the ingestion renames its download into manifest/ there
     model (a training's)       its out/<hex6>/model files copied beside the code (what they cannot be is named)
+    notebook                   its own work directory, <data>/notebook-work/<name>, kept from one notebook to the
+                               next (seeded with the source's model/ files it lacks); its data (bundles as
+                               extracted, ingested files) linked at <work>/pfs/data/<name> and its model (a
+                               training's output) at <work>/pfs/out/<hex6>: inputs, so read-only in the sandbox
 
 What it runs: a build, venv_builder.py (the executor adds it); an ingestion, ingest.py; a training, `./train
-<output>`; an endpoint, `./serve`. Standard library and the backend's layout and blob store only.
+<output>`; an endpoint, `./serve`; a notebook, the image's `jupyter lab` (notebook_command.py; the executor adds
+where it listens). Standard library and the backend's layout and blob store only.
 """
 import json
 import os
@@ -25,6 +30,7 @@ from typing import Optional
 from kaos_backend.executors.base import Artifact, ArtifactMissing, WorkloadSpec
 from kaos_backend.executors.hints import script_hints
 from kaos_backend.executors.local_process import ProcessSpec
+from kaos_backend.executors.notebook_command import jupyter_arguments
 from kaos_backend.executors.preamble import Preamble
 from kaos_backend.layout import DataLayout
 from kaos_backend.storage import BlobStore
@@ -33,6 +39,7 @@ from kaos_backend.untrusted import copy_tree, is_real_dir, is_regular
 INGEST = str(Path(__file__).with_name("ingest.py"))
 INGEST_WORKERS = 3  # the original's ingestion pipeline ran 3 workers
 MANIFEST_NAME = "data.mf"
+NOTEBOOK_INPUTS = "pfs"  # the directory of a notebook's work directory where its data and model are linked
 
 
 class Staging:
@@ -81,6 +88,8 @@ class Staging:
         the data directory, timing it for the log's preamble; the process to run there. Raises ArtifactMissing,
         InvalidBundle, PayloadTooLarge."""
         preamble = Preamble(spec.preamble)
+        if spec.kind == "notebook":
+            return self._notebook(spec, preamble)
         work = home / "work" / spec.job_id
         env = dict(spec.env)
         process = ProcessSpec(job_id=spec.job_id, kind=spec.kind, command=[], workdir=str(work), log=spec.log,
@@ -138,6 +147,39 @@ class Staging:
         notes = [f"kaos: left out of the model's files: {'; '.join(left_out[:20])}"] if left_out else []
         process.hints = notes + script_hints(work / "serve")
 
+    def _notebook(self, spec: WorkloadSpec, preamble: Preamble) -> ProcessSpec:
+        """A notebook: its kept work directory, its inputs linked under <work>/pfs, `jupyter lab` of its image."""
+        work = self.layout.notebook_work_dir(spec.job_id)
+        with preamble.downloading():
+            data = [(artifact, self.data_root(artifact)) for artifact in spec.attached]  # the inputs first
+            model = self.output_dir(spec.model) if spec.model is not None else None
+            if model is not None and not is_real_dir(model):
+                raise ArtifactMissing(spec.model, str(model))
+            work.mkdir(parents=True, exist_ok=True)
+            if spec.source is not None:
+                seed_work_dir(self.model_dir(spec.source), work)
+            inputs = work / NOTEBOOK_INPUTS
+            shutil.rmtree(inputs, ignore_errors=True)  # kaos's: remade at every start (links only)
+            (inputs / "data").mkdir(parents=True)
+            for artifact, root in data:
+                (inputs / "data" / input_name(artifact)).symlink_to(root, target_is_directory=True)
+            env = {**spec.env, **spec.secrets, "KAOS_NOTEBOOK_DATA": str(inputs / "data"),
+                   "DATA_REPO": str(inputs / "data")}  # 1.x's notebooks read /pfs/$DATA_REPO: absolute works
+            if model is not None:
+                (inputs / "out").mkdir()
+                link = inputs / "out" / spec.model.output_parts()[1]
+                link.symlink_to(model, target_is_directory=True)
+                env["KAOS_NOTEBOOK_MODEL"] = str(link)
+            if (work / ".jupyter").is_dir():
+                env["JUPYTER_CONFIG_DIR"] = str(work / ".jupyter")  # the bundle's Jupyter settings, kept with it
+        jupyter = str(Path(spec.image) / "bin" / "jupyter") if spec.image else "jupyter"
+        hints = [] if not spec.image or (Path(spec.image) / "bin" / "jupyter").exists() else [
+            "kaos: the notebook's image has no jupyter: its model/requirements.txt must install jupyterlab"]
+        return ProcessSpec(job_id=spec.job_id, kind=spec.kind, workdir=str(work), log=spec.log, image=spec.image,
+                           command=[jupyter, "lab", *jupyter_arguments(spec.base_url, str(work), spec.idle_timeout)],
+                           env=env, inputs=[str(root) for _, root in data] + ([str(model)] if model else []),
+                           hints=hints, cpu=spec.cpu, memory=spec.memory, preamble=preamble.lines())
+
     def _ingestion(self, spec: WorkloadSpec, process: ProcessSpec, home: Path) -> None:
         self._expect(spec.data, Artifact.MANIFEST)
         self._expect(spec.output, Artifact.INGESTED)
@@ -150,6 +192,21 @@ class Staging:
         process.command = [sys.executable, INGEST, "--manifest", str(manifest), "--out", str(out),
                            "--workers", str(INGEST_WORKERS)]
         process.outputs = [str(out.parent)]
+
+
+def input_name(artifact: Artifact) -> str:
+    """The directory name an attached data artifact gets (/pfs/data/<it>): its name as users see it
+    ("features:9fd9d", "manifest:1a2b3"), never a path."""
+    return (artifact.name or artifact.ref[:5]).replace("/", "_").lstrip(".") or "data"
+
+
+def seed_work_dir(model: Path, work: Path) -> None:
+    """Copy into `work` the files of `model` (a source bundle's model/, as extracted: no links) that it does not
+    hold yet: a notebook's own edits win over its bundle's files."""
+    def copy_missing(source: str, target: str) -> None:
+        if not os.path.lexists(target):
+            shutil.copy2(source, target)
+    shutil.copytree(model, work, dirs_exist_ok=True, copy_function=copy_missing)
 
 
 def _make_executable(script: Path) -> None:

@@ -10,9 +10,14 @@ def not_found(name: str) -> bytes:
     return json_response(404, "PIPELINE_NOT_FOUND", f"Pipeline {name} not found")
 
 
+def _logs_command(name: str) -> str:
+    return f"kaos notebook logs -n {name}" if name.startswith("notebook-") else f"kaos serve logs -e {name}"
+
+
 def unavailable(name: str, state: str) -> bytes:
+    what = "Notebook" if name.startswith("notebook-") else "Endpoint"
     return json_response(503, "ENDPOINT_UNAVAILABLE",
-                         f"Endpoint {name} is not accepting connections ({state}): see kaos serve logs -e {name}")
+                         f"{what} {name} is not accepting connections ({state}): see {_logs_command(name)}")
 
 
 def lookup_failed(name: str) -> bytes:

@@ -199,11 +199,14 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         state, host, port = address[:3]
         if port is None:
             return self.answer_for(None, answers.unavailable(name, state), request)
-        # X-Token is the platform's secret: never handed to an endpoint's (the user's) code
-        headers = end_to_end(request.headers, drop=(b"host", b"x-token", b"expect", *routing.API_HANDOFFS))
+        # X-Token is the platform's secret: never handed to an endpoint's (the user's) code. A notebook keeps the
+        # client's Host: Jupyter checks a WebSocket's Origin against it
+        keeps_host = name.startswith("notebook-")
+        headers = end_to_end(request.headers, drop=((b"x-token", b"expect") if keeps_host else
+                                                     (b"host", b"x-token", b"expect")) + tuple(routing.API_HANDOFFS))
         unix = address[3] if len(address) > 3 else None  # its unix socket: no TCP connect and close per request
-        self._upstream(request, unix or (host, port), headers, [b"Host: %s:%d" % (host.encode(), port)],
-                       self.front.pool)
+        self._upstream(request, unix or (host, port), headers,
+                       [] if keeps_host else [b"Host: %s:%d" % (host.encode(), port)], self.front.pool)
         return None
 
     def _upstream(self, request: Request, address, headers, extra, pool=None) -> None:

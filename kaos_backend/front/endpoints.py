@@ -100,7 +100,7 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
     from sqlalchemy import create_engine, select
     from sqlalchemy.engine import make_url
 
-    from kaos_backend.models import Endpoint
+    from kaos_backend.models import Endpoint, Notebook
 
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -108,16 +108,22 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
     else:
         engine = create_engine(url, future=True, pool_pre_ping=True)
     query = select(Endpoint.state, Endpoint.desired, Endpoint.host, Endpoint.port, Endpoint.socket, Endpoint.reason)
+    notebooks = select(Notebook.state, Notebook.desired, Notebook.host, Notebook.port, Notebook.reason)
 
     def lookup(name: str) -> Optional[Address]:
-        if not name.startswith("serve-"):
-            return None  # notebooks: none runs on this backend yet
+        if name.startswith("serve-"):
+            statement = query.where(Endpoint.name == name)
+        elif name.startswith("notebook-"):
+            statement = notebooks.add_columns(Notebook.name).where(Notebook.name == name)  # listens on TCP only
+        else:
+            return None
         with engine.connect() as connection:
-            row = connection.execute(query.where(Endpoint.name == name)).first()
+            row = connection.execute(statement).first()
         if row is None or row.desired == "kill":
             return None
         running = row.state == "PIPELINE_RUNNING" and bool(row.port) and bool(row.host)
         state = f"{row.state}: {row.reason}" if row.reason and not running else row.state
-        socket = row.socket if running and row.socket and os.path.exists(row.socket) else None
+        path = getattr(row, "socket", None)
+        socket = path if running and path and os.path.exists(path) else None
         return state, row.host, row.port if running else None, socket
     return lookup

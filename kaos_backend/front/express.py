@@ -128,6 +128,8 @@ class Express(ExpressExchange):
         if b"%" in path or b"\\" in path or b"/." in path:
             return self._decline()
         name, _, rest = path[1:].partition(b"/")
+        if name.startswith(b"notebook-"):  # keeps its path and Host: the general path's
+            return self._decline()
         last_name, address, host_line = self.last
         current = self.front.endpoints.cached(name.decode("latin-1"))
         if current is not address or name != last_name:

@@ -1,8 +1,10 @@
-"""Where a request goes: `/serve-<ws>-<hex6>/...` and `/notebook-<ws>-<user>/...` to that workload's server (the
-path after the name, with its query), everything else to the API's gunicorn (as it came: the API checks the
-token). Paths are checked before routing: a dot segment (`.`, `..`, raw or percent-encoded, after `/` or `\\`)
-is refused (400), so no path can leave `/serve-x/` for another workload or for `/api/`; leading slashes are
-collapsed into one (1.x clients send `//api/...` and `/api//...`; the API collapses the inner ones).
+"""Where a request goes: `/serve-<ws>-<hex6>/...` to that endpoint's server (the path after the name, with its
+query), `/notebook-<ws>-<user>/...` to that notebook's Jupyter with the path kept (Jupyter serves under that
+base URL, as 1.x's Ambassador kept a notebook's path and stripped a model server's), everything else to the
+API's gunicorn (as it came: the API checks the token). Paths are checked before routing: a dot segment (`.`,
+`..`, raw or percent-encoded, after `/` or `\\`) is refused (400), so no path can leave `/serve-x/` for another
+workload or for `/api/`; leading slashes are collapsed into one (1.x clients send `//api/...` and `/api//...`;
+the API collapses the inner ones).
 
 Hand-offs (for modules that serve a response from the front itself, e.g. log follows): `API_HANDOFFS` maps a
 response header name (lowercase) to `handler(client, request, response) -> bool`. Such a header is honoured only
@@ -16,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 from kaos_backend.front.heads import HttpError
 
 WORKLOAD_PREFIXES = (b"/serve-", b"/notebook-")
+PATH_KEEPING_PREFIXES = (b"/notebook-",)
 API_HANDOFFS: Dict[bytes, Callable] = {}
 _NAME = re.compile(rb"^[A-Za-z0-9_.-]+$")
 _ABSOLUTE = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
@@ -56,7 +59,7 @@ def route(request, api_max_body: int, serve_max_body: int) -> Route:
     if path.startswith(WORKLOAD_PREFIXES):
         name, slash, rest = path[1:].partition(b"/")
         rest = b"/" + rest.lstrip(b"/")
-        forwarded = rest + question + query
+        forwarded = (path if path.startswith(PATH_KEEPING_PREFIXES) else rest) + question + query
         if not _NAME.match(name):
             name = b"-"  # no workload has such a name: a 404 without a lookup
         return Route(name.decode("ascii"), forwarded, serve_max_body, websocket)

@@ -15,6 +15,7 @@ class Services:
         from kaos_backend.services.jobs import JobService
         from kaos_backend.services.pod_inputs import PodInputs
         from kaos_backend.services.pod_output import PodOutput
+        from kaos_backend.services.notebooks import NotebookService
         from kaos_backend.services.train import TrainService
         from kaos_backend.services.uploads import UploadService
         from kaos_backend.services.workspaces import WorkspaceService
@@ -32,6 +33,7 @@ class Services:
         self.artifact_tokens = ArtifactTokens(self.db)   # the internal artifact routes (api/artifacts.py)
         self.pod_inputs = PodInputs(config.data_dir, config.max_bundle_bytes)
         self.pod_output = PodOutput(config.data_dir, config.max_upload_bytes, config.max_bundle_bytes)
+        self.notebooks = NotebookService(self.db, self.uploads, config, self.layout)
 
     def dispose(self, close: bool = True) -> None:
         self.db.dispose(close=close)

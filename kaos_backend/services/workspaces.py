@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from kaos_backend.db import Database
 from kaos_backend.errors import (BadRequest, InvalidWorkspaceName, PlatformUnhealthy, WorkspaceExists,
                                  WorkspaceNotFound)
-from kaos_backend.models import MAX_USER, Blob, Bundle, Endpoint, Job, Partition, TrainPipeline, Workspace
+from kaos_backend.models import MAX_USER, Blob, Bundle, Endpoint, Job, Notebook, Partition, TrainPipeline, Workspace
 from kaos_backend.services.blobs import delete_unreferenced_rows, remove_blob_files
 from kaos_backend.services.paging import Cursor, split_page
 from kaos_backend.storage import BlobStore
@@ -104,7 +104,8 @@ class WorkspaceService:
         while True:
             with self.db.read_scope() as session:
                 workspace_id = find_workspace(session, name).id
-            self._await_stopped([workspace_id], deadline, f"workspace {name}")
+                notebooks = set(session.scalars(select(Notebook.name).where(Notebook.workspace_id == workspace_id)))
+            self._await_stopped([workspace_id], deadline, f"workspace {name}")  # a killed notebook's row goes
             with self._trash() as trash:
                 with self.store.lock(exclusive=True):
                     with self.db.session_scope() as session:
@@ -114,19 +115,22 @@ class WorkspaceService:
                         job_ids = list(session.scalars(select(Job.id).where(Job.workspace_id == workspace.id)))
                         endpoints = list(session.scalars(select(Endpoint.name).where(
                             Endpoint.workspace_id == workspace.id)))
+                        notebooks |= set(session.scalars(select(Notebook.name).where(
+                            Notebook.workspace_id == workspace.id)))
                         digests = set(session.scalars(select(Bundle.blob_digest).where(
                             Bundle.workspace_id == workspace.id)))
                         images = self._images(session, [workspace.id])
                         session.execute(delete(Partition).where(Partition.job_id.in_(job_ids)))
                         session.execute(delete(Job).where(Job.workspace_id == workspace.id))
                         session.execute(delete(Endpoint).where(Endpoint.workspace_id == workspace.id))
+                        session.execute(delete(Notebook).where(Notebook.workspace_id == workspace.id))
                         session.execute(delete(TrainPipeline).where(TrainPipeline.workspace_id == workspace.id))
                         session.execute(delete(Bundle).where(Bundle.workspace_id == workspace.id))
                         session.execute(delete(Workspace).where(Workspace.id == workspace.id))
                         orphans = delete_unreferenced_rows(session, digests)
                     _left_in_place("extracted bundle", remove_blob_files(self.store, self.layout, orphans, trash))
                 self._remove_unused_images(images, trash)
-                self._remove_job_files(job_ids, endpoints)
+                self._remove_job_files(job_ids, endpoints, notebooks)
             return
 
     def _await_stopped(self, workspace_ids, deadline: float, what: str) -> None:
@@ -134,7 +138,7 @@ class WorkspaceService:
         then starts nothing more there and stops what runs), wake the scheduler, and wait until no workload of
         theirs runs. PlatformUnhealthy when some still runs at `deadline` (time.monotonic())."""
         with self.db.session_scope() as session:
-            for model in (Job, Endpoint):
+            for model in (Job, Endpoint, Notebook):
                 for row in session.scalars(select(model).where(model.workspace_id.in_(workspace_ids))):
                     if getattr(row, "finished_at", None) is None:
                         row.desired = "kill"
@@ -158,6 +162,7 @@ class WorkspaceService:
         """The images (local: virtualenv directories) the jobs and endpoints of these workspaces made or ran."""
         images = set(session.scalars(select(Job.image).where(Job.workspace_id.in_(workspace_ids))))
         images |= set(session.scalars(select(Endpoint.image).where(Endpoint.workspace_id.in_(workspace_ids))))
+        images |= set(session.scalars(select(Notebook.image).where(Notebook.workspace_id.in_(workspace_ids))))
         return {image for image in images if image}
 
     def _remove_unused_images(self, images: Iterable[str], trash) -> None:
@@ -183,12 +188,14 @@ class WorkspaceService:
                         self.layout.remove_env(key, lock, trash)
         _left_in_place("environment", busy)
 
-    def _remove_job_files(self, job_ids, endpoint_names=()) -> None:
+    def _remove_job_files(self, job_ids, endpoint_names=(), notebook_names=()) -> None:
         if self.layout is not None:
             for job_id in job_ids:
                 self.layout.remove_job(job_id)
             for name in endpoint_names:
                 self.layout.remove_endpoint(name)
+            for name in notebook_names:  # the workspace is gone: its notebooks' work directories with it
+                self.layout.remove_notebook(name, work_too=True)
 
     def _trash(self):
         return self.layout.trash() if self.layout is not None else contextlib.nullcontext()
@@ -200,6 +207,7 @@ class WorkspaceService:
         while True:
             with self.db.read_scope() as session:
                 workspace_ids = list(session.scalars(select(Workspace.id)))
+                notebooks = set(session.scalars(select(Notebook.name)))
             self._await_stopped(workspace_ids, deadline, "every workspace")
             with self._trash() as trash:
                 with self.store.lock(exclusive=True):
@@ -208,9 +216,11 @@ class WorkspaceService:
                             continue  # one started meanwhile: it is stopped too
                         job_ids = list(session.scalars(select(Job.id)))
                         endpoints = list(session.scalars(select(Endpoint.name)))
+                        notebooks |= set(session.scalars(select(Notebook.name)))
                         session.execute(delete(Partition))
                         session.execute(delete(Job))
                         session.execute(delete(Endpoint))
+                        session.execute(delete(Notebook))
                         session.execute(delete(TrainPipeline))
                         session.execute(delete(Bundle))
                         session.execute(delete(Workspace))
@@ -224,7 +234,7 @@ class WorkspaceService:
                 if self.layout is not None:
                     self._remove_unused_images([str(self.layout.envs_dir / key) for key in self.layout.env_keys()],
                                                trash)
-                self._remove_job_files(job_ids, endpoints)
+                self._remove_job_files(job_ids, endpoints, notebooks)
             return
 
 
@@ -244,14 +254,17 @@ def _live_workloads(session: Session, workspace_ids, lock: bool = False) -> List
     partitions = rows(select(Partition.job_id, Partition.index, Partition.executor_state).where(
         Partition.job_id.in_([job.id for job in jobs]), Partition.finished_at.is_(None))) if jobs else []
     endpoints = rows(select(Endpoint.name, Endpoint.executor_state).where(Endpoint.workspace_id.in_(workspace_ids)))
+    notebooks = rows(select(Notebook.name, Notebook.executor_state).where(Notebook.workspace_id.in_(workspace_ids)))
     return ([f"job {job.id}" for job in jobs if job.executor_state]
             + [f"partition {row.job_id}#{row.index}" for row in partitions if row.executor_state]
-            + [f"endpoint {row.name}" for row in endpoints if row.executor_state])
+            + [f"endpoint {row.name}" for row in endpoints if row.executor_state]
+            + [f"notebook {row.name}" for row in notebooks if row.executor_state])
 
 
 def _image_in_use(session: Session, image: str) -> bool:
     return bool(session.scalar(select(exists().where(Job.image == image)))
-                or session.scalar(select(exists().where(Endpoint.image == image))))
+                or session.scalar(select(exists().where(Endpoint.image == image)))
+                or session.scalar(select(exists().where(Notebook.image == image))))
 
 
 def _left_in_place(what: str, names: List[str]) -> None:

@@ -250,6 +250,24 @@ def test_a_user_journey_keeps_to_the_description(backend, tmp_path):
     assert _code(api.call("DELETE", f"inference/{bare}", expect=404)) == "PIPELINE_NOT_FOUND"
     assert _code(api.call("DELETE", f"inference/{WS}/{bare}", expect=404)) == "PIPELINE_NOT_FOUND"
 
+    # -- a notebook (a bundle without jupyterlab: the routes, not Jupyter, are what this journey checks) --------
+    notebook_zip = _zip({"nb/Dockerfile": "FROM python:3.11-slim\n", "nb/model/requirements.txt": ""})
+    answer = api.call("POST", f"notebook/{WS}", params={"user": "tester"}, expect=200, **_raw(notebook_zip)).json()
+    notebook = answer["notebook"]
+    assert notebook == f"notebook-{WS}-tester" and answer["token"] and answer["url"].endswith(f"/{notebook}/lab")
+    assert _code(api.call("POST", f"notebook/{WS}", params={"user": "tester"}, expect=409,
+                          **_raw(notebook_zip))) == "NOTEBOOK_EXISTS"
+    listing = api.call("GET", f"notebook/{WS}", expect=200).json()["response"]
+    assert [item["name"] for item in listing["notebooks"]] == [notebook]
+    build_notebook = listing["building"][0]["job_id"]
+    assert _wait_job(api, build_notebook, "the notebook's build")["state"] == "JOB_SUCCESS"
+    assert api.call("GET", f"notebook/{WS}/build/{build_notebook}/logs", expect=200).json() is not None
+    assert isinstance(api.call("GET", f"notebook/{WS}/{notebook}/logs", expect=200).json(), str)
+    assert api.call("DELETE", f"notebook/{WS}/{notebook}", expect=200).json() is None
+    assert _code(api.call("DELETE", f"notebook/{notebook}", expect=404)) == "PIPELINE_NOT_FOUND"
+    api.call("POST", f"notebook/{WS}", params={"user": "tester"}, expect=200, **_raw(notebook_zip))
+    assert api.call("DELETE", f"notebook/{notebook}", expect=200).json() is None
+
     # -- a manifest whose ingestion fails (nothing listens at its URL) ----------------------------------------
     url = f"http://127.0.0.1:{free_port()}/data.csv"
     manifest = json.dumps({"url": url, "path": "training/data.csv"}).encode() + b"\n"
