@@ -178,8 +178,13 @@ class PostgresLock:
         return Holder(row[0] or None, float(row[1]) if row[1] is not None else None)
 
     def release(self) -> None:
-        """Give the lock up (closing the session does), and the connection with it."""
-        self._held = False
+        """Give the lock up at once (the session's end would too, a moment after its connection closes), and the
+        connection with it."""
+        if self._held and self._connection is not None:
+            try:
+                self._run("SELECT pg_advisory_unlock(:key)", key=SCHEDULER_LOCK_KEY)
+            except LockUnavailable:
+                pass
         self._drop()
         if self._engine is not None:
             self._engine.dispose()

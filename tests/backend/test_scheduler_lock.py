@@ -45,8 +45,8 @@ def _terminate(postgres_url, application_name):
     """What the server does to a session whose client went silent: end it."""
     import psycopg
     with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                      (application_name,))
+        admin.execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = %s",
+                      (application_name,))  # returns once the session has ended
 
 
 @pytest.mark.postgres
@@ -61,12 +61,21 @@ def test_one_session_holds_the_lock_and_the_other_sees_who(locks):
 
 
 @pytest.mark.postgres
-def test_the_holder_closing_its_connection_frees_the_lock(locks):
+def test_the_holder_releasing_the_lock_frees_it_at_once(locks):
     first, second = locks("first"), locks("second")
     assert first.try_acquire() and not second.try_acquire()
     first.release()
     assert second.try_acquire()
     assert not first.try_acquire() and first.holder().identity == "second"
+
+
+@pytest.mark.postgres
+def test_the_holder_closing_its_connection_frees_the_lock(locks):
+    first, second = locks("first"), locks("second")
+    assert first.try_acquire()
+    first._connection.invalidate()  # the connection closed under it, no unlock sent: the session ends
+    wait_for(second.try_acquire, 15, "the lock of the closed session to be free")
+    assert not first.still_held()
 
 
 @pytest.mark.postgres
