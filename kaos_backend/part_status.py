@@ -13,8 +13,13 @@ The status file (written atomically by `kaos_backend.supervisor` on every change
 `gave_up` when it will not (it could not start).
 
 `state` is "starting" (its process runs, not up yet), "up", "down" (no process: restart pending, or given up)
-or "stopping". The scheduler is also "down" while its process exists but its heartbeat (a file it touches after
+or "stopping". The scheduler is also "down" while its process exists but its heartbeat (a file it writes after
 every tick) is older than HEARTBEAT_STALE_SECONDS.
+
+The heartbeat holds the scheduler's role among the replicas of a backend (kaos_backend.leadership), shown as the
+scheduler part's `role` ("leader" or "standby") and `leader` (who leads, when known: on the leader, itself). A
+standby is up: a replica needs no scheduler of its own to serve. It is "down" (the health verdict names it) once
+it has seen no scheduler lead for NO_LEADER_SECONDS, the bound within which one takes over.
 """
 import json
 import os
@@ -26,6 +31,7 @@ PART_NAMES = ("front", "api", "scheduler")
 HEARTBEAT_STALE_SECONDS = 10.0
 STATUS_FILE = "parts.json"
 HEARTBEAT_FILE = "scheduler.heartbeat"
+NO_LEADER_SECONDS = 15.0  # kaos_backend.scheduler_lock.TAKEOVER_SECONDS
 
 
 class Health(NamedTuple):
@@ -55,6 +61,18 @@ def read_status(path: Path) -> Optional[dict]:
     return status if isinstance(status, dict) else None
 
 
+def write_heartbeat(path: Path, role: dict, changed: bool = True) -> None:
+    """The scheduler's heartbeat: `role` (kaos_backend.leadership's status) written when it `changed` (or the file
+    is missing), else the file's modification time set to now."""
+    if not changed:
+        try:
+            os.utime(path)
+            return
+        except FileNotFoundError:
+            pass
+    write_status(path, role)
+
+
 def heartbeat_age(path: Path, now: Optional[float] = None) -> Optional[float]:
     """Seconds since the scheduler's last heartbeat (file modification time), None without one."""
     try:
@@ -79,11 +97,26 @@ def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
             if part.get("state") == "up" and (age is None or age > HEARTBEAT_STALE_SECONDS):
                 part["state"] = "down"
                 part["reason"] = (f"no heartbeat for {age:.0f} s" if age is not None else "no heartbeat")
+            _add_role(part, read_status(run_dir / HEARTBEAT_FILE) or {}, time.time() if now is None else now)
         parts[name] = part
     for name, part in parts.items():
         if part.get("state") != "up":
             return Health(False, parts, describe(name, part), name)
     return Health(True, parts, None, None)
+
+
+def _add_role(part: dict, role: dict, now: float) -> None:
+    """The scheduler part's `role` and `leader` from its heartbeat; down when no scheduler has led for too long."""
+    if role.get("role") not in ("leader", "standby"):
+        return
+    part["role"], part["leader"] = role["role"], role.get("leader")
+    if role["role"] != "standby":
+        return
+    since = role.get("no_leader_since")
+    if part.get("state") == "up" and isinstance(since, (int, float)) and now - since > NO_LEADER_SECONDS:
+        part["state"] = "down"
+        part["reason"] = (f"standing by, and no replica's scheduler has led for {now - since:.0f} s: "
+                          f"{role.get('no_leader_reason') or 'no leader'}")
 
 
 def describe(name: str, part: dict) -> str:

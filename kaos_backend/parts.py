@@ -5,7 +5,8 @@ descriptors) and how it tells that the part is up.
   readiness pipe (it is serving). The listening socket stays open in the supervisor, so connections made while
   the front restarts wait in the backlog instead of being refused.
 - api: `python -m kaos_backend.api_server` (gunicorn) on a unix socket; up when a worker answers HTTP there.
-- scheduler: `python -m kaos_backend.scheduler`; up once it has written its heartbeat (after a whole tick).
+- scheduler: `python -m kaos_backend.scheduler`; up once it has written its heartbeat (after a whole tick, or a
+  try for the scheduler lock while another replica's scheduler leads); named after the public address.
 
 Secrets (the token, the database URL) go by environment (`KAOS_TOKEN`, `KAOS_DATABASE_URL`; /proc/<pid>/environ
 is readable by the owner only), never in argv, which every user can read with `ps`.
@@ -75,10 +76,16 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
         except FileNotFoundError:
             pass
         argv = python + ["kaos_backend.scheduler", "--data-dir", str(config.data_dir), "--heartbeat", str(heartbeat),
-                         "--poll-interval", str(poll_interval)]
+                         "--poll-interval", str(poll_interval), "--replica", public_address(listener)]
         return Launch(argv, env, is_up=heartbeat.exists)
 
     return [PartSpec("api", api), PartSpec("scheduler", scheduler, start_seconds=None), PartSpec("front", front)]
+
+
+def public_address(listener: socket.socket) -> str:
+    """`host:port` (`[::1]:port`) of the backend's public socket."""
+    host, port = listener.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def part_environment(config: Config) -> Dict[str, str]:

@@ -30,12 +30,15 @@ def check_digest(digest: str) -> str:
 
 
 class StagedBlob:
-    """Uploaded bytes in a temporary file of the store, hashed, not yet visible under their digest."""
+    """Uploaded bytes in a temporary file of the store, hashed, not yet visible under their digest. The file is
+    locked (`lock_fd`, an flock) until it is published or discarded: another backend replica starting meanwhile
+    leaves it alone (BlobStore.clear_temp)."""
 
-    def __init__(self, store: "BlobStore", temp_path: Path, info: BlobInfo):
+    def __init__(self, store: "BlobStore", temp_path: Path, info: BlobInfo, lock_fd: Optional[int] = None):
         self.store = store
         self.temp_path = temp_path
         self.info = info
+        self.lock_fd = lock_fd
 
     def publish(self) -> BlobInfo:
         """Make the bytes visible under their digest (atomic rename); the same content is kept only once."""
@@ -45,6 +48,7 @@ class StagedBlob:
             self.discard()
         else:
             os.replace(self.temp_path, target)
+            self._unlock()
         return self.info
 
     def discard(self) -> None:
@@ -52,6 +56,12 @@ class StagedBlob:
             os.unlink(self.temp_path)
         except FileNotFoundError:
             pass
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 class BlobStore:
@@ -83,6 +93,8 @@ class BlobStore:
         """Copy `stream` into a temporary file while hashing it; above `max_bytes` → PayloadTooLarge."""
         sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
         fd, temp_name = tempfile.mkstemp(dir=self.temp_dir, prefix="upload-")
+        lock_fd = os.dup(fd)  # outlives the writing: the file is this upload's until published or discarded
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
             with os.fdopen(fd, "wb") as temp:
                 while True:
@@ -99,20 +111,29 @@ class BlobStore:
                 os.fsync(temp.fileno())
         except BaseException:
             os.unlink(temp_name)
+            os.close(lock_fd)
             raise
         info = BlobInfo(sha256.hexdigest(), hash5_of_digest(sha512.hexdigest()), size)
-        return StagedBlob(self, Path(temp_name), info)
+        return StagedBlob(self, Path(temp_name), info, lock_fd)
 
     def put_stream(self, stream: BinaryIO, max_bytes: Optional[int] = None) -> BlobInfo:
         return self.stage(stream, max_bytes).publish()
 
     def clear_temp(self) -> None:
-        """Remove uploads a crash left half-written; only while no upload can be running (server start)."""
+        """Remove uploads a crash left half-written (at a backend's start): those no upload holds locked, as
+        the uploads of another replica on the same data directory do."""
         for entry in self.temp_dir.iterdir():
             try:
-                entry.unlink()
+                fd = os.open(entry, os.O_RDONLY)
             except (FileNotFoundError, IsADirectoryError):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                entry.unlink()
+            except (BlockingIOError, FileNotFoundError):
                 pass
+            finally:
+                os.close(fd)
 
     def wipe(self) -> None:
         """Delete every blob (and stray temporary files)."""

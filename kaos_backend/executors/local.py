@@ -8,7 +8,9 @@ limits, and, when the backend runs as root, runs it as the unprivileged workload
 shows it only what it needs (`sandbox.py`). Logs are files under the data directory (`<data>/jobs/<job id>/log`,
 `<data>/endpoints/<name>/log`). The executor's state is the runner's pid (with its start time, so a recycled pid is
 never mistaken for it), the log, the exit-record path and the group; stopping signals the whole group, escalating
-to SIGKILL.
+to SIGKILL. `start` and `build` are keyed by the workload's job id (local_claim.py): a second start of a workload
+whose first start was never recorded (its scheduler was killed in between) finds the first instead of running it
+again.
 """
 import json
 import os
@@ -25,6 +27,7 @@ from typing import Dict, List, Optional
 from kaos_backend.config import platform_id
 from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.local_claim import StartClaim
 from kaos_backend.executors.local_process import (RUNNER_ENV_NAMES, SYSTEM_PATH, ProcessSpec, is_running,
                                                   job_environment, python_paths, start_ticks)
 from kaos_backend.executors.local_staging import Staging
@@ -97,24 +100,41 @@ class LocalExecutor(Executor):
         nothing else of the envs directory (when sandboxed). The scheduler never runs two builds of one
         environment at once (see control/builds.py)."""
         image = self.image_for(spec)
-        process = self.staging.stage(spec, self._log_file(spec.log).parent)
-        target, lock = Path(image), Path(f"{image}.lock")
-        self.envs_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)  # whatever an earlier, failed or killed build left
-        target.mkdir()
-        lock.touch()
-        requirements = [str(Path(process.workdir) / name) for name in spec.requirements]
-        self.launch(replace(process, image=None, outputs=[str(target), str(lock)],
-                            command=[sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir),
-                                     "--key", target.name, *requirements]))
+        with self._claim(spec) as claim:
+            if claim.adopted:
+                self._adopt(spec, claim.adopted)
+                return image
+            process = self.staging.stage(spec, self._log_file(spec.log).parent)
+            target, lock = Path(image), Path(f"{image}.lock")
+            self.envs_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)  # whatever an earlier, failed or killed build left
+            target.mkdir()
+            lock.touch()
+            requirements = [str(Path(process.workdir) / name) for name in spec.requirements]
+            self.launch(replace(process, image=None, outputs=[str(target), str(lock)],
+                                command=[sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir),
+                                         "--key", target.name, *requirements]), claim)
         return image
 
     # -- running --------------------------------------------------------------------------------------------
     def start(self, spec: WorkloadSpec) -> Optional[Address]:
-        """Stage the workload's artifacts (local_staging.py) and start it (`launch`)."""
-        return self.launch(self.staging.stage(spec, self._log_file(spec.log).parent))
+        """Stage the workload's artifacts (local_staging.py) and start it (`launch`); or, when a start of it is
+        found (local_claim.py), take that one's state and address."""
+        with self._claim(spec) as claim:
+            if claim.adopted:
+                return self._adopt(spec, claim.adopted)
+            return self.launch(self.staging.stage(spec, self._log_file(spec.log).parent), claim)
 
-    def launch(self, process: ProcessSpec) -> Optional[Address]:
+    def _claim(self, spec: WorkloadSpec) -> StartClaim:
+        return StartClaim(self._log_file(spec.log).parent, spec.job_id, restartable=spec.kind in LISTENING_KINDS)
+
+    def _adopt(self, spec: WorkloadSpec, adopted) -> Optional[Address]:
+        state, pid, ticks = adopted
+        self.load_state(_with_runner(state, pid, ticks))
+        self.log_name = spec.log
+        return Address(self.host, state["port"], state.get("socket")) if state.get("port") is not None else None
+
+    def launch(self, process: ProcessSpec, claim: Optional[StartClaim] = None) -> Optional[Address]:
         """Start the staged workload `process` under its runner. A serve or notebook workload gets a free port of
         the loopback interface in `PORT` and that interface in `HOST` and, a serve workload, where a socket path
         can be made for it (sockets.py), `KAOS_SOCKET`: a unix socket path it may listen on too. Its address is
@@ -132,7 +152,7 @@ class LocalExecutor(Executor):
                                                          secrets.token_hex(8)))
             if socket is not None:
                 extra[sockets.SOCKET_VARIABLE] = str(socket)
-        self._launch(process, job_environment(extra, process.image), str(socket) if socket else None, port)
+        self._launch(process, job_environment(extra, process.image), str(socket) if socket else None, port, claim)
         return Address(self.host, port, str(socket) if socket else None) if port is not None else None
 
     def _limits(self, spec: ProcessSpec) -> containment.Limits:
@@ -159,7 +179,7 @@ class LocalExecutor(Executor):
                 "readable": readable, "tmp": str(tmp), "seal": list(spec.outputs)}
 
     def _launch(self, spec: ProcessSpec, env: Dict[str, str], socket: Optional[str] = None,
-                port: Optional[int] = None) -> None:
+                port: Optional[int] = None, claim: Optional[StartClaim] = None) -> None:
         log_path = self._log_file(spec.log)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         exit_path = log_path.with_name(f"{spec.job_id}.exit")  # several workloads may share one log
@@ -175,24 +195,26 @@ class LocalExecutor(Executor):
                        "drain_seconds": self.drain_seconds, "max_log_bytes": self.max_log_bytes,
                        "sandbox": self._sandbox(spec, env, socket),
                        "remove_at_end": [str(Path(socket).parent)] if socket else [],
-                       "notify": self.notify}
+                       "notify": self.notify, "pid_file": str(claim.pid_path) if claim else None}
         spec_path = log_path.with_name(f"{spec.job_id}.runner.json")
         spec_path.unlink(missing_ok=True)
         with open(os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
             json.dump(runner_spec, handle)  # private: the environment may hold a secret (a notebook's token)
+        state = {"log": spec.log, "log_path": str(log_path), "exit_path": str(exit_path), "port": port,
+                 "group": group.to_state(), **({"socket": socket} if socket else {})}
+        if claim:
+            claim.record_state(state)
         runner_env = {key: os.environ[key] for key in RUNNER_ENV_NAMES if key in os.environ}
         with open(log_path, "ab") as runner_errors:
             self._process = subprocess.Popen([sys.executable, "-m", "kaos_backend.executors.runner", str(spec_path)],
                                              cwd=str(log_path.parent), env=runner_env, stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=runner_errors, start_new_session=True)
-        state = group.to_state()
-        if state["kind"] == "subreaper":
-            state["runner_pid"] = self._process.pid
+                                             stdout=subprocess.DEVNULL, stderr=runner_errors, start_new_session=True,
+                                             pass_fds=(claim.fd,) if claim else ())
+        ticks = start_ticks(self._process.pid)
+        if claim:
+            claim.record_pid(self._process.pid, ticks)
         self.log_name = spec.log
-        self._state = {"pid": self._process.pid, "start_ticks": start_ticks(self._process.pid), "log": spec.log,
-                       "log_path": str(log_path), "exit_path": str(exit_path), "port": port, "group": state}
-        if socket:
-            self._state["socket"] = socket
+        self._state = _with_runner(state, self._process.pid, ticks)
 
     # -- observing ------------------------------------------------------------------------------------------
     def _record(self) -> Optional[dict]:
@@ -294,3 +316,11 @@ class LocalExecutor(Executor):
 
 
 register(LocalExecutor.kind, LocalExecutor, LocalExecutor.from_config)
+
+
+def _with_runner(state: dict, pid: int, ticks: Optional[int]) -> dict:
+    """A start's executor state (local_claim.py records it before its runner runs) with the runner's pid."""
+    state = dict(state, pid=pid, start_ticks=ticks, group=dict(state["group"]))
+    if state["group"]["kind"] == "subreaper":
+        state["group"]["runner_pid"] = pid
+    return state

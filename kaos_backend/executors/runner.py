@@ -19,7 +19,8 @@ to log first, the last one "beginning to run user code"], "notes": [records that
 "sandbox": null | {"user", "hide": [...], "writable": [...], "readable": [...], "tmp": its private /tmp,
 "seal": [outputs made root's and read-only once it ends]},
 "remove_at_end": [directories removed once it ends: an endpoint's socket directory],
-"notify": abstract unix socket name or null}
+"notify": abstract unix socket name or null,
+"pid_file": null | where to write "<pid> <start ticks>" of the runner first thing (local_claim.py)}
 """
 import ctypes
 import json
@@ -35,6 +36,8 @@ from typing import List, Optional, Tuple
 
 from kaos_backend import wakeup
 from kaos_backend.executors import containment, outcome, sandbox
+from kaos_backend.executors.local_claim import write_pid
+from kaos_backend.executors.local_process import start_ticks
 
 PR_SET_CHILD_SUBREAPER = 36
 READ_CHUNK = 65536
@@ -212,6 +215,8 @@ class Runner:
     # -- the whole life -------------------------------------------------------------------------------------
     def run(self) -> int:
         spec = self.spec
+        if spec.get("pid_file"):  # the start that spawned it may be gone before it wrote this
+            write_pid(spec["pid_file"], os.getpid(), start_ticks(os.getpid()))
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         except (OSError, AttributeError):

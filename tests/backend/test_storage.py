@@ -92,3 +92,17 @@ def test_clear_temp(tmp_path):
     kept = store.put_stream(io.BytesIO(b"whole"))
     store.clear_temp()
     assert not any(store.temp_dir.iterdir()) and store.exists(kept.digest)
+
+
+def test_clear_temp_leaves_the_uploads_of_a_running_replica_alone(tmp_path):
+    """Another backend replica on the same data directory starts while this one receives an upload."""
+    running = BlobStore(tmp_path / "blobs")
+    staged = running.stage(io.BytesIO(b"being checked"))
+    (running.temp_dir / "upload-crashed").write_bytes(b"half")
+    BlobStore(tmp_path / "blobs").clear_temp()
+    assert [entry.name for entry in running.temp_dir.iterdir()] == [staged.temp_path.name]
+    staged.publish()
+    assert running.exists(staged.info.digest) and not any(running.temp_dir.iterdir())
+    discarded = running.stage(io.BytesIO(b"refused"))
+    discarded.discard()
+    assert staged.lock_fd is None and discarded.lock_fd is None

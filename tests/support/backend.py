@@ -18,7 +18,9 @@ def free_port() -> int:
 
 
 class BackendProcess:
-    """Starts, waits for and stops one backend; `url` is the CLI endpoint (`http://127.0.0.1:<port>/api/`)."""
+    """Starts, waits for and stops one backend; `url` is the CLI endpoint (`http://127.0.0.1:<port>/api/`).
+    Replicas of one backend: several BackendProcess on one data directory with `env={"KAOS_DATABASE_URL": ...}`
+    naming one PostgreSQL database (each logs to its own file)."""
 
     def __init__(self, data_dir: Path, token: str = TEST_TOKEN, env: dict = None, port: int = None):
         self.data_dir = Path(data_dir)
@@ -65,6 +67,12 @@ class BackendProcess:
         self._stop_backend(sig)
         from kaos_cli.local_platform import stop_workloads
         stop_workloads(self.data_dir)
+
+    def kill(self) -> None:
+        """SIGKILL the backend's process group (supervisor and parts), as a crash would; its workloads, in
+        sessions of their own, go on."""
+        import signal
+        self._stop_backend(signal.SIGKILL)
 
     def _stop_backend(self, sig=None) -> None:
         if self.process is None or self.process.poll() is not None:
