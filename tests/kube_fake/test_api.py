@@ -159,3 +159,41 @@ def test_a_body_that_is_not_json_is_a_400_status(kube_cluster):
     body = json.loads(response.read())
     connection.close()
     assert response.status == 400 and body["kind"] == "Status" and body["reason"] == "BadRequest"
+
+
+def test_the_manifests_kinds_are_recorded_as_sent(kube_cluster):
+    """RBAC, NetworkPolicy and Ingress objects (what the backend's manifests hold) are stored and served through
+    their typed APIs, cluster-scoped where Kubernetes has them so, and nothing acts on them."""
+    client = kube_cluster.api_client()
+    rbac, networking = k8s.RbacAuthorizationV1Api(client), k8s.NetworkingV1Api(client)
+    rule = k8s.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get"])
+    rbac.create_namespaced_role(NS, k8s.V1Role(metadata=k8s.V1ObjectMeta(name="reader"), rules=[rule]))
+    subject = k8s.RbacV1Subject(kind="ServiceAccount", name="kaos-backend", namespace=NS)
+    rbac.create_namespaced_role_binding(NS, k8s.V1RoleBinding(
+        metadata=k8s.V1ObjectMeta(name="reader"), subjects=[subject],
+        role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="reader")))
+    rbac.create_cluster_role(k8s.V1ClusterRole(metadata=k8s.V1ObjectMeta(name="node-reader"), rules=[rule]))
+    rbac.create_cluster_role_binding(k8s.V1ClusterRoleBinding(
+        metadata=k8s.V1ObjectMeta(name="node-reader"), subjects=[subject],
+        role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="node-reader")))
+    networking.create_namespaced_network_policy(NS, k8s.V1NetworkPolicy(
+        metadata=k8s.V1ObjectMeta(name="deny"), spec=k8s.V1NetworkPolicySpec(pod_selector=k8s.V1LabelSelector())))
+    backend = k8s.V1IngressBackend(service=k8s.V1IngressServiceBackend(
+        name="kaos-backend", port=k8s.V1ServiceBackendPort(name="http")))
+    networking.create_namespaced_ingress(NS, k8s.V1Ingress(
+        metadata=k8s.V1ObjectMeta(name="kaos"), spec=k8s.V1IngressSpec(rules=[k8s.V1IngressRule(
+            http=k8s.V1HTTPIngressRuleValue(paths=[k8s.V1HTTPIngressPath(path="/api", path_type="Prefix",
+                                                                          backend=backend)]))])))
+
+    assert rbac.read_namespaced_role("reader", NS).rules[0].verbs == ["get"]
+    assert rbac.read_namespaced_role_binding("reader", NS).subjects[0].namespace == NS
+    assert rbac.read_cluster_role_binding("node-reader").metadata.namespace is None
+    assert [role.metadata.name for role in rbac.list_cluster_role().items] == ["node-reader"]
+    assert networking.read_namespaced_network_policy("deny", NS).spec.pod_selector.match_labels is None
+    ingress = networking.read_namespaced_ingress("kaos", NS)
+    assert ingress.spec.rules[0].http.paths[0].backend.service.port.name == "http"
+    assert not (ingress.status.load_balancer and ingress.status.load_balancer.ingress)  # no controller gives one
+
+    rbac.delete_cluster_role("node-reader")
+    networking.delete_namespaced_ingress("kaos", NS)
+    assert rbac.list_cluster_role().items == [] and networking.list_namespaced_ingress(NS).items == []

@@ -49,6 +49,14 @@ RESOURCES = [
     Resource("apps", "v1", "deployments", "Deployment", has_status=True),
     Resource("apps", "v1", "replicasets", "ReplicaSet", has_status=True),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+    # Record-only: stored and served, no controller acts on them (the backend's manifests, applied by `kaos build
+    # deploy -c KUBERNETES`, hold them; the fake has no RBAC, no network policies and no ingress controller).
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    Resource("networking.k8s.io", "v1", "ingresses", "Ingress", has_status=True),
 ]
 _BY_URL: Dict[Tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_KIND: Dict[Tuple[str, str], Resource] = {(r.api_version, r.kind): r for r in RESOURCES}

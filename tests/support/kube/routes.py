@@ -11,7 +11,8 @@ for the resources of kinds.py, answered from the store.
     DELETE /api/v1/namespaces/<ns>/<plural>/<name>       delete (propagationPolicy, gracePeriodSeconds, preconditions)
     GET    /api/v1/namespaces/<ns>/pods/<name>/log       a container's log (container, follow, tailLines,
                                                          previous, timestamps, sinceSeconds, sinceTime, limitBytes)
-    /apis/<group>/<version>/...                          the same for batch/v1, apps/v1, coordination.k8s.io/v1
+    /apis/<group>/<version>/...                          the same for batch/v1, apps/v1, coordination.k8s.io/v1,
+                                                         rbac.authorization.k8s.io/v1, networking.k8s.io/v1
     GET    /version, /api, /apis, /api/v1, /apis/<group>/<version>    discovery
 
 Errors are `Status` objects with the real server's codes, reasons and messages. `dryRun` is refused (400).
