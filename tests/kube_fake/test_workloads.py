@@ -195,6 +195,19 @@ def test_volumes_env_and_secrets_reach_the_process_as_in_a_pod(kube_cluster):
     assert init.state.terminated.reason == "Completed"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="volumes are bind-mounted at their mountPath in a mount namespace "
+                                               "(root only)")
+def test_an_optional_secret_that_does_not_exist_is_an_empty_volume(kube_cluster):
+    """As a kubelet mounts it (the backend's registry credentials, Secret kaos-registry, are optional)."""
+    api = apis(kube_cluster)
+    reader = container("main", ["sh", "-c", "ls -A /kubefake-auth; echo listed"],
+                       volume_mounts=[k8s.V1VolumeMount(name="auth", mount_path="/kubefake-auth", read_only=True)])
+    api.core.create_namespaced_pod(NS, pod("optional", reader, volumes=[k8s.V1Volume(
+        name="auth", secret=k8s.V1SecretVolumeSource(secret_name="absent", optional=True))]))
+    wait_for(lambda: api.core.read_namespaced_pod("optional", NS).status.phase == "Succeeded", "the pod to succeed")
+    assert api.core.read_namespaced_pod_log("optional", NS) == "listed\n"
+
+
 def test_a_finished_job_goes_after_its_ttl_with_its_pods(kube_cluster):
     api = apis(kube_cluster)
     api.batch.create_namespaced_job(NS, job("brief", container("train", python("pass")),

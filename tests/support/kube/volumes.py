@@ -46,7 +46,8 @@ class Volumes:
         name = source.get("secretName" if secret else "name")
         obj = self.store.find(SECRETS if secret else CONFIGMAPS, pod["metadata"]["namespace"], name)
         if obj is None:
-            if source.get("optional"):
+            if source.get("optional"):  # mounted all the same, empty, as a kubelet does
+                os.makedirs(path, exist_ok=True)
                 return
             raise ConfigError(f'MountVolume.SetUp failed for volume "{volume["name"]}" : '
                               f'{"secret" if secret else "configmap"} "{name}" not found')
