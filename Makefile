@@ -7,7 +7,7 @@ PYTEST_ARGS ?= --durations=40
 DIST := build/dist
 DEMO_VENV ?= build/demo-venv
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench manifests clean
 
 $(BIN)/kaos: setup.py requirements-dev.txt
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "Error - Python's venv module is missing: apt-get install python3-venv"; exit 1; }
@@ -30,6 +30,10 @@ demo: install
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# The backend's Kubernetes manifests the CLI ships (kaos_cli/manifests/), rendered from infrastructure/kubernetes.
+manifests: install
+	$(BIN)/python scripts/render_manifests.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

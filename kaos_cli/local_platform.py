@@ -217,6 +217,12 @@ def failure_cause(log_path, offset: int = 0) -> Optional[str]:
             text = handle.read()[-256 * 1024:].decode("utf-8", "replace")
     except OSError:
         return None
+    return cause_in_log(text)
+
+
+def cause_in_log(text: str) -> Optional[str]:
+    """Why a backend stopped, from the text of its log (as `failure_cause` reads it from a file; the Kubernetes
+    platform reads it from the backend pod's previous log): None for an empty log."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for matches in (lambda line: " cannot start: " in line, lambda line: line.startswith("Error - "),
                     lambda line: _EXCEPTION_LINE.match(line)):

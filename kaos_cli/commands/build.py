@@ -10,8 +10,9 @@ from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.output import emit, output_option
 from kaos_cli.state import Config, resolve_index, write_cache
 
-CLOUDS = ["LOCAL", "DOCKER", "MINIKUBE", "AWS", "GCP"]
-SUPPORTED = {"LOCAL", "DOCKER"}
+CLOUDS = ["LOCAL", "DOCKER", "KUBERNETES", "MINIKUBE", "AWS", "GCP"]
+SUPPORTED = {"LOCAL", "DOCKER", "KUBERNETES", "MINIKUBE"}
+KUBE = {"KUBERNETES", "MINIKUBE"}
 ENVS = ["prod", "stage", "dev"]
 LOCAL = "LOCAL"
 DOCKER = "DOCKER"
@@ -40,24 +41,43 @@ def build():
 @click.option("--base-image", metavar="IMAGE",
               help="DOCKER: the base image of the builds, on the engine [default: KAOS_BASE_IMAGE, else "
                    "kaos-base-python:bookworm]")
-def deploy(cloud, env, force, verbose, yes, local_backend, port, base_image):
-    """Deploy a kaos backend: LOCAL (a backend process on this machine, workloads as processes) or DOCKER (the
-    same backend process, workloads as containers on the Docker engine)."""
+@click.option("--context", "kube_context", metavar="NAME",
+              help="KUBERNETES/MINIKUBE: the kube context [default: the kube config's current one; MINIKUBE: "
+                   "minikube]")
+@click.option("--namespace", metavar="NS", help="KUBERNETES/MINIKUBE: the namespace (made when missing) "
+                                                "[default: kaos]")
+@click.option("--image", metavar="REF",
+              help="KUBERNETES/MINIKUBE: the backend's image [default: KAOS_BACKEND_IMAGE, else "
+                   "kaos-backend:<version>, built from infrastructure/kubernetes/backend.Dockerfile]")
+@click.option("--url", metavar="URL", help="KUBERNETES/MINIKUBE: the backend's URL for the CLI, e.g. "
+                                           "http://host/api/ [default: the Ingress's address, else the Service's]")
+@click.option("--postgres", is_flag=True, help="KUBERNETES/MINIKUBE: PostgreSQL in the namespace instead of SQLite")
+@click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, metavar="SECONDS",
+              help="KUBERNETES/MINIKUBE: how long the backend may take to become available")
+def deploy(cloud, env, force, verbose, yes, local_backend, port, base_image, kube_context, namespace, image, url,
+           postgres, timeout):
+    """Deploy a kaos backend: LOCAL (a backend process on this machine, workloads as processes), DOCKER (the
+    same backend process, workloads as containers on the Docker engine), KUBERNETES (the backend in a cluster,
+    workloads as pods: the manifests of infrastructure/kubernetes applied to a kube context) or MINIKUBE (the
+    same on minikube, whose Docker engine builds the images)."""
     if cloud not in SUPPORTED:
         raise unsupported(cloud)
+    if cloud in KUBE:
+        from kaos_cli import kube_platform
+
+        if url and not url.startswith(("http://", "https://")):
+            raise KaosError(f"--url must be an http:// or https:// URL, not {url!r}")
+        _say_unused(cloud, env, local_backend, NOT_KUBE)
+        kube_platform.deploy(cloud, kube_context, namespace, image, url, postgres, timeout, force, yes, verbose)
+        return
     from kaos_cli import docker_platform, local_platform
 
     if local_platform.missing_backend_modules():
         raise KaosError(f"The {cloud} platform needs the backend: pip install 'kaos[backend]'")
     if cloud == DOCKER and docker_platform.sdk_missing():
         raise KaosError("The DOCKER platform needs the docker SDK: pip install 'kaos[docker]'")
-    if env:
-        render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
-    if local_backend:
-        render.info(f"local backend (-l/--local_backend) has no effect for {cloud}")
+    _say_unused(cloud, env, local_backend, dict(KUBE_ONLY, **(NOT_DOCKER if cloud == DOCKER else NOT_LOCAL)))
     if cloud == LOCAL:
-        if base_image:
-            render.info(f"base image (--base-image) has no effect for {cloud}")
         deploy_platform(LOCAL, port=port, force=force, yes=yes, verbose=verbose,
                         environment={"KAOS_EXECUTOR": "local"})
         return
@@ -68,6 +88,30 @@ def deploy(cloud, env, force, verbose, yes, local_backend, port, base_image):
             raise KaosError(f"Deployment Unsuccessful while creating kaos {DOCKER} environment: {problem}")
     deploy_platform(DOCKER, port=port, force=force, yes=yes, verbose=verbose,
                     environment=docker_platform.backend_environment(base_image), check=engine_ready)
+
+
+# option's parameter name -> how the "has no effect" line names it, for the clouds that do not use it
+NOT_LOCAL = {"base_image": "base image (--base-image)"}
+NOT_DOCKER = {}
+NOT_KUBE = {"port": "port (--port)", "base_image": "base image (--base-image)"}
+KUBE_ONLY = {"kube_context": "kube context (--context)", "namespace": "namespace (--namespace)",
+             "image": "image (--image)", "url": "URL (--url)", "postgres": "PostgreSQL (--postgres)",
+             "timeout": "timeout (--timeout)"}
+
+
+def _say_unused(cloud: str, env: Optional[str], local_backend: bool, options: dict) -> None:
+    """The cloud-only options (-e, -l) and each option of `options` given on the command line: one line each
+    saying that `cloud` does not use it."""
+    from click.core import ParameterSource
+
+    if env:
+        render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
+    if local_backend:
+        render.info(f"local backend (-l/--local_backend) has no effect for {cloud}")
+    context = click.get_current_context()
+    for name, label in options.items():
+        if context.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            render.info(f"{label} has no effect for {cloud}")
 
 
 def deploy_platform(context: str, port: int, force: bool, yes: bool, verbose: bool, environment: dict,

@@ -2,7 +2,7 @@
 import click
 
 from kaos_cli import render
-from kaos_cli.commands.build import CLOUDS, DOCKER, ENVS, SUPPORTED, unsupported
+from kaos_cli.commands.build import CLOUDS, DOCKER, ENVS, KUBE, SUPPORTED, unsupported
 from kaos_cli.errors import KaosError
 from kaos_cli.state import Config, state_dir
 
@@ -14,9 +14,14 @@ from kaos_cli.state import Config, state_dir
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
 def destroy(cloud, env, verbose, yes):
     """Destroys the kaos backend built in CLOUD (its process, data and context; other contexts stay). DOCKER: also
-    the containers, images, networks and volumes kaos made for it on the Docker engine, and nothing else there."""
+    the containers, images, networks and volumes kaos made for it on the Docker engine, and nothing else there.
+    KUBERNETES, MINIKUBE: the objects `kaos build deploy` made in the namespace (the backend, its data volume) and
+    every workload labelled app.kubernetes.io/managed-by=kaos there; nothing else, not the namespace."""
     if cloud not in SUPPORTED:
         raise unsupported(cloud)
+    if cloud in KUBE:
+        _destroy_kube(cloud, env, verbose, yes)
+        return
     import shutil
 
     from kaos_cli import docker_platform, local_platform
@@ -61,4 +66,18 @@ def destroy(cloud, env, verbose, yes):
         finish = "once the engine runs" if removal.engine_down else "to remove what is left"
         raise KaosError(f"Destroy operation unsuccessful for kaos {cloud} environment: the backend is stopped and "
                         f"its context removed, but {removal.problem} - run `kaos destroy -c {cloud}` again {finish}")
+    render.info("Successfully destroyed kaos environment")
+
+
+def _destroy_kube(cloud: str, env, verbose: bool, yes: bool) -> None:
+    from kaos_cli import kube_platform
+
+    fields = Config.load().context(cloud)
+    if fields is None or fields.get("kind") != kube_platform.KIND:
+        raise KaosError(f"kaos backend in {cloud} has not been deployed!", level="Warning")
+    if env:
+        render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
+    if not yes:
+        render.confirm(f"Are you sure about destroying kaos backend in {cloud}?", abort=True)
+    kube_platform.destroy(cloud, fields, verbose)
     render.info("Successfully destroyed kaos environment")

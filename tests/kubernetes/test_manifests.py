@@ -2,7 +2,6 @@
 KUBERNETES with the PostgreSQL component): every object validates against the official schemas, the backend's
 Role grants exactly kubernetes_spec.RBAC_RULES, the NetworkPolicy lets workload pods reach the backend's internal
 port and nothing else of it, the Ingress routes the API and the gateway and not /internal/."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,18 +39,12 @@ def kustomize(directory: Path) -> List[Dict]:
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Dict[str, List[Dict]]:
-    """Each target's objects. KUBERNETES with PostgreSQL is an overlay of the test's own, as a user adds the
-    component (with the namespace: a component's objects get the namespace of the kustomization that adds it;
-    kustomize takes relative paths only)."""
-    with_postgres = tmp_path_factory.mktemp("postgres-overlay")
-    relative = os.path.relpath(INFRASTRUCTURE, with_postgres)
-    (with_postgres / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
-        "resources": [f"{relative}/overlays/kubernetes"], "components": [f"{relative}/components/postgres"]}))
+def rendered() -> Dict[str, List[Dict]]:
+    """Each target's objects (KUBERNETES with PostgreSQL: the overlay that adds the component, with the namespace:
+    a component's objects get the namespace of the kustomization that adds it)."""
     return {"kubernetes": kustomize(INFRASTRUCTURE / "overlays/kubernetes"),
             "minikube": kustomize(INFRASTRUCTURE / "overlays/minikube"),
-            "kubernetes+postgres": kustomize(with_postgres)}
+            "kubernetes+postgres": kustomize(INFRASTRUCTURE / "overlays/kubernetes-postgres")}
 
 
 def find(objects: List[Dict], kind: str, name: str = None) -> Dict:
