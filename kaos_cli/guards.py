@@ -41,8 +41,11 @@ def make_client(config: Config):
 
 
 def unhealthy_advice(name: str, fields: dict) -> str:
-    """What to do when the context's backend says a part of it is down: its log and the rebuild command (LOCAL),
-    or the backend's log (a backend this CLI did not start)."""
+    """What to do when the context's backend says a part of it is down: its log and the rebuild command (LOCAL,
+    KUBERNETES), or the backend's log (a backend this CLI did not start)."""
+    if (fields or {}).get("kind") == "kubernetes":
+        return (f"see kubectl --context {fields.get('kube_context')} -n {fields.get('namespace')} logs "
+                f"deploy/kaos-backend, or run kaos build deploy -c {name} -f")
     if (fields or {}).get("kind") != "local":
         return "see the kaos backend's log"
     from kaos_cli.local_platform import display_path

@@ -54,8 +54,7 @@ class Cluster:
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are ours to report, in one line
         files = [path for path in kubeconfig.split(os.pathsep) if path]
         if not any(os.path.isfile(os.path.expanduser(path)) for path in files):
-            raise KubeError(f"no kube config at {kubeconfig} (KUBECONFIG names the file; kubectl config view shows "
-                            "it)")
+            raise KubeError(f"no kube config at {kubeconfig} (set KUBECONFIG to the file that holds the kube context)")
         try:
             contexts, current = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
         except Exception as error:  # noqa: BLE001 - ConfigException, YAML errors: one line about the file

@@ -6,7 +6,8 @@ The CLI context (`[context:KUBERNETES]`, `[context:MINIKUBE]` in .kaos/config) k
 kubernetes, kube_context, namespace, kubeconfig (when KUBECONFIG named it), target (the shipped render) and
 objects (every object the deploys made there, for destroy). It is written before anything is applied, so that a
 deploy that fails halfway leaves nothing `kaos destroy` does not know; it becomes the active context once the
-backend is available.
+backend is available. A later deploy without --context or --namespace goes where the context says (so that
+`kaos build deploy -c KUBERNETES -f` rebuilds that backend, its data volume kept, with a new token).
 
 The URL the CLI uses, first found: --url; the Ingress `kaos`'s address (status.loadBalancer: an Ingress
 controller gives it); MINIKUBE only: the node's address and the backend Service's NodePort, when it has one; the
@@ -51,7 +52,8 @@ def connect(cloud: str, kubeconfig: str, context: Optional[str], failure: str):
     try:
         return kube_api.Cluster(kubeconfig, context)
     except kube_api.KubeError as error:
-        raise KaosError(f"{failure}: {error.message}") from None
+        started = " - is minikube started?" if cloud == MINIKUBE and context == MINIKUBE_CONTEXT else ""
+        raise KaosError(f"{failure}: {error.message}{started}") from None
 
 
 def deploy(cloud: str, kube_context: Optional[str], namespace: Optional[str], image: Optional[str],
@@ -62,6 +64,10 @@ def deploy(cloud: str, kube_context: Optional[str], namespace: Optional[str], im
     from kaos_cli.kube_api import KubeError, default_kubeconfig
 
     failure = f"Deployment Unsuccessful while creating kaos {cloud} environment"
+    earlier = Config.load().context(cloud) or {}
+    if earlier.get("kind") == KIND:  # a rebuild (-f) goes where the backend is unless told otherwise
+        namespace = namespace or earlier.get("namespace")
+        kube_context = kube_context or earlier.get("kube_context")
     namespace = namespace or DEFAULT_NAMESPACE
     problem = manifests.namespace_problem(namespace)
     if problem:

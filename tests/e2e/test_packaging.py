@@ -95,6 +95,10 @@ def test_the_sdist_and_the_wheel_carry_every_package_and_data_file(dists):
     _assert_ships(REPO, dists)
     # The package the scheduler's controllers live in (left out once, when packages were listed by hand).
     assert "kaos_backend/control/__init__.py" in _members(dists["wheel"])
+    # The backend's Kubernetes manifests, which `kaos build deploy -c KUBERNETES|MINIKUBE` applies without kubectl.
+    from kaos_cli.kube_manifests import TARGETS
+    for dist in dists.values():
+        assert {f"kaos_cli/manifests/{target}.yaml" for target in TARGETS} <= _members(dist)
 
 
 def test_a_package_added_later_ships_with_its_data_files(tmp_path):
