@@ -6,7 +6,9 @@ file::
     [default]            user = <$USER or kaos>
     [contexts]           environments = LOCAL,remote
     [active]             environment = LOCAL          (empty when none)
-    [context:<name>]     url, token, kind (local|remote); LOCAL and DOCKER add executor, data_dir, pid, port, log
+    [context:<name>]     url, token, kind (local|remote|kubernetes); LOCAL and DOCKER add executor, data_dir, pid,
+                         port, log; KUBERNETES and MINIKUBE add kube_context, namespace, kubeconfig, target and
+                         objects (what the deploys made: kaos_cli/kube_platform.py)
     [workspace]          name = <current workspace>   (empty when none)
 
 Every write is atomic (temporary file + `os.replace`) and the file is private (mode 0600): it holds tokens.
