@@ -1,6 +1,6 @@
 """The KUBERNETES and MINIKUBE platforms: `kaos build deploy -c KUBERNETES|MINIKUBE` applies the backend's shipped
-manifests (kube_manifests.py) to a kube context and waits until the backend is available; `kaos destroy` removes
-exactly what it made. No kubectl: the official client (kube_api.py).
+manifests (kube_manifests.py) to a kube context and waits until the backend is available (kube_rollout.py);
+`kaos destroy` removes exactly what it made (kube_destroy.py). No kubectl: the official client (kube_api.py).
 
 The CLI context (`[context:KUBERNETES]`, `[context:MINIKUBE]` in .kaos/config) keeps url, token, kind =
 kubernetes, kube_context, namespace, kubeconfig (when KUBECONFIG named it), target (the shipped render) and
@@ -18,7 +18,7 @@ import copy
 import datetime
 import secrets
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from kaos_cli import kube_manifests as manifests
 from kaos_cli import render
@@ -33,7 +33,6 @@ MINIKUBE_CONTEXT = "minikube"          # the kube context `minikube start` write
 IMAGE_VARIABLE = "KAOS_BACKEND_IMAGE"  # the backend image when --image is not given
 DEFAULT_TIMEOUT = 300                  # seconds for the backend to become available (pulling its image included)
 HEALTH_WAIT = 15.0                     # seconds for the chosen URL to answer once the backend is available
-GONE_WAIT = 60.0                       # seconds for the backend's pods to stop at a destroy, before the workloads go
 DEPLOYMENT = ObjectRef("apps/v1", "Deployment", BACKEND)
 SERVICE = ObjectRef("v1", "Service", BACKEND)
 KEPT = {"PersistentVolumeClaim"}       # created once, never replaced: their spec is immutable, their data stays
@@ -242,82 +241,3 @@ def _save_context(cloud: str, fields: Dict, active: bool) -> None:
     if not config.has_user:
         config.set_user(default_user())
     config.save()
-
-
-# -- destroy ---------------------------------------------------------------------------------------------------
-def destroy(cloud: str, fields: Dict, verbose: bool) -> None:
-    """`kaos destroy -c KUBERNETES|MINIKUBE`: the backend first (so that its scheduler makes nothing more), then
-    every object labelled app.kubernetes.io/managed-by=kaos in the namespace (the workloads), then the objects the
-    deploys made; never anything else there, nor the namespace. The context goes once all of it is gone; else a
-    KaosError says what is left (run it again)."""
-    from kaos_cli.kube_api import KubeError, default_kubeconfig
-
-    failure = f"Destroy operation unsuccessful for kaos {cloud} environment"
-    namespace = fields.get("namespace") or DEFAULT_NAMESPACE
-    cluster = connect(cloud, fields.get("kubeconfig") or default_kubeconfig(), fields.get("kube_context"), failure)
-    refs = manifests.parse_refs(fields.get("objects")) or _shipped_refs(fields.get("target"), namespace)
-    try:
-        problems = _destroy(cluster, namespace, refs, verbose)
-    except KubeError as error:
-        problems = [error.message]
-    finally:
-        cluster.close()
-    if problems:
-        raise KaosError(f"{failure}: {problems[0]} - run kaos destroy -c {cloud} again")
-    config = Config.load()
-    config.remove_context(cloud)  # clears [active] only when it was the active context
-    config.save()
-
-
-def _shipped_refs(target: Optional[str], namespace: str) -> List[ObjectRef]:
-    """What a deploy of `target` makes, for a context that lost its list."""
-    if target not in manifests.TARGETS:
-        return [DEPLOYMENT]
-    objects = manifests.prepare(manifests.load(target), namespace, None, "")
-    return ([ObjectRef("v1", "Secret", BACKEND), ObjectRef("v1", "Secret", manifests.POSTGRES_SECRET)]
-            + [manifests.ref(obj) for obj in objects] + manifests.claims_of(objects))
-
-
-def _destroy(cluster, namespace: str, refs: List[ObjectRef], verbose: bool) -> List[str]:
-    from kaos_cli.kube_api import KubeError
-
-    problems = []
-
-    def remove(ref: ObjectRef) -> None:
-        try:
-            gone = cluster.delete(ref, namespace if ref.namespaced else None)
-        except KubeError as error:
-            problems.append(f"{ref}: {error.message}")
-            return
-        if verbose:
-            render.info(f"deleted {ref}" if gone else f"{ref} was not there")
-
-    remove(DEPLOYMENT)
-    _wait_backend_gone(cluster, namespace)
-    for api_version, kind in manifests.WORKLOAD_KINDS:
-        for obj in cluster.list(api_version, kind, namespace, manifests.MANAGED_BY):
-            remove(ObjectRef(api_version, kind, obj["metadata"]["name"]))
-    for ref in reversed(refs):
-        if ref == DEPLOYMENT:
-            continue
-        if ref.kind == "ClusterRole" and _bound_elsewhere(cluster, ref.name, refs):
-            if verbose:
-                render.info(f"{ref} stays: another kaos of the cluster is bound to it")
-            continue
-        remove(ref)
-    return problems
-
-
-def _wait_backend_gone(cluster, namespace: str) -> None:
-    """Wait (bounded) until the backend's pods stopped: its scheduler would otherwise make workloads again."""
-    deadline = time.monotonic() + GONE_WAIT
-    selector = f"app.kubernetes.io/name={BACKEND}"
-    while cluster.list("v1", "Pod", namespace, selector) and time.monotonic() < deadline:
-        time.sleep(0.5)
-
-
-def _bound_elsewhere(cluster, role: str, refs: List[ObjectRef]) -> bool:
-    """Does a ClusterRoleBinding other than ours name the ClusterRole `role` (a second kaos in the cluster)?"""
-    ours = {ref.name for ref in refs if ref.kind == "ClusterRoleBinding"}
-    return any(binding["metadata"]["name"] not in ours and (binding.get("roleRef") or {}).get("name") == role
-               for binding in cluster.list("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", None))

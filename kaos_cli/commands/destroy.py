@@ -70,7 +70,7 @@ def destroy(cloud, env, verbose, yes):
 
 
 def _destroy_kube(cloud: str, env, verbose: bool, yes: bool) -> None:
-    from kaos_cli import kube_platform
+    from kaos_cli import kube_destroy, kube_platform
 
     fields = Config.load().context(cloud)
     if fields is None or fields.get("kind") != kube_platform.KIND:
@@ -79,5 +79,5 @@ def _destroy_kube(cloud: str, env, verbose: bool, yes: bool) -> None:
         render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
     if not yes:
         render.confirm(f"Are you sure about destroying kaos backend in {cloud}?", abort=True)
-    kube_platform.destroy(cloud, fields, verbose)
+    kube_destroy.destroy(cloud, fields, verbose)
     render.info("Successfully destroyed kaos environment")
