@@ -2,11 +2,12 @@
 saying in one line why it is not: what its pods report (a container's waiting or terminated reason and message,
 the scheduler's Unschedulable message, an eviction), as `kubectl rollout status` and `kubectl describe pod` would.
 
-A pod problem that waiting will not mend ends the wait at once: an image that cannot be pulled (ImagePullBackOff,
+A problem that waiting will not mend ends the wait at once: an image that cannot be pulled (ImagePullBackOff,
 after the first ErrImagePull), a container that cannot be created (a missing Secret key, ...), a backend that
 keeps crashing (CrashLoopBackOff after CRASH_RESTARTS restarts: with PostgreSQL the backend's first start may fail
-while the database initialises). Anything else (Unschedulable: a cluster autoscaler may add a node; an image
-still pulling) is waited for until the timeout, then reported.
+while the database initialises), a pod the ReplicaSet cannot create (the Deployment's ReplicaFailure). Anything
+else (Unschedulable: a cluster autoscaler may add a node; an image still pulling) is waited for until the
+timeout, then reported.
 """
 import time
 from typing import Dict, List, Optional, Tuple
@@ -32,9 +33,13 @@ def rolled_out(deployment: Dict) -> bool:
             and (status.get("availableReplicas") or 0) >= wanted)
 
 
-def deadline_exceeded(deployment: Dict) -> Optional[str]:
-    """The Progressing condition's message when the Deployment's progress deadline passed, else None."""
+def stuck(deployment: Dict) -> Optional[str]:
+    """Why the Deployment will not progress, from its conditions: its pods cannot be created (ReplicaFailure: a
+    quota, a PodSecurity policy refusing the privileged Docker engine, ...) or its progress deadline passed. None
+    when neither."""
     for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return f"{condition.get('reason') or 'ReplicaFailure'}: {condition.get('message') or ''}".rstrip(": ")
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
             return condition.get("message") or "ProgressDeadlineExceeded"
     return None
@@ -106,9 +111,9 @@ def wait_available(cluster: Cluster, namespace: str, name: str, timeout: float) 
             return f"the Deployment {name} is gone"
         if rolled_out(deployment):
             return None
-        exceeded = deadline_exceeded(deployment)
-        if exceeded:
-            return exceeded
+        blocked = stuck(deployment)
+        if blocked:
+            return blocked
         for pod in live_pods(cluster, namespace, deployment):
             found = pod_problem(pod)
             if found:
