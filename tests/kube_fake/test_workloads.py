@@ -113,6 +113,20 @@ def test_a_deployments_pod_gets_ready_and_answers_through_its_service(kube_clust
     assert not kube_cluster.proxy.errors
 
 
+def test_a_port_number_from_a_config_map_is_the_published_port_too(kube_cluster):
+    api = apis(kube_cluster)
+    api.core.create_namespaced_config_map(NS, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="settings"),
+                                                              data={"INTERNAL_PORT": "8081", "OTHER": "8082"}))
+    listener = container("main", ["sh", "-c", "echo $INTERNAL_PORT $OTHER; sleep 30"],
+                         ports=[k8s.V1ContainerPort(container_port=8081)],
+                         env_from=[k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name="settings"))])
+    api.core.create_namespaced_pod(NS, pod("ported", listener))
+    line = wait_for(lambda: api.core.read_namespaced_pod_log("ported", NS) if api.core.read_namespaced_pod(
+        "ported", NS).status.phase == "Running" else "", "the pod's line")
+    assert line == f"{kube_cluster.pod_port(NS, 'ported', 8081)} 8082\n"  # 8082 is no port of the pod's
+    assert kube_cluster.pod_port(NS, "ported", 8081) != 8081
+
+
 def test_deletion_propagates_as_the_policy_says(kube_cluster):
     api = apis(kube_cluster)
     sleeper = python("import time; time.sleep(60)")

@@ -76,7 +76,7 @@ def environment(store, pod: dict, container: dict, image: Image, published: Dict
         for field, resource in (("secretRef", SECRETS), ("configMapRef", CONFIGMAPS)):
             if source.get(field):
                 values = _key(store, resource, namespace, dict(source[field], key=None)) or {}
-                env.update({source.get("prefix", "") + k: v for k, v in values.items()})
+                env.update({source.get("prefix", "") + k: _published(v, published) for k, v in values.items()})
     for variable in container.get("env") or []:
         if "valueFrom" in variable:
             source = variable["valueFrom"]
@@ -92,10 +92,14 @@ def environment(store, pod: dict, container: dict, image: Image, published: Dict
                 continue
         else:
             value = expand(variable.get("value", ""), env)
-        if value.isdigit() and int(value) in published:
-            value = str(published[int(value)])
-        env[variable["name"]] = value
+        env[variable["name"]] = _published(value, published)
     return env
+
+
+def _published(value: str, published: Dict[int, int]) -> str:
+    """A declared container port's number becomes the local port it was published on (in `env` and `envFrom`
+    alike: the backend's settings come from a ConfigMap)."""
+    return str(published[int(value)]) if value.isdigit() and int(value) in published else value
 
 
 def command_line(container: dict, image: Image, env: Dict[str, str]) -> List[str]:
