@@ -29,17 +29,21 @@ def this_backend(argv):
     return [sys.executable, "-m", "kaos_backend", *argv[1:]] if argv[:1] == ["kaos-backend"] else argv
 
 
-def images(reference: str):
-    """The backend's image is this checkout; the crashing one says why and exits; the Docker engine's sidecar
-    (docker:27-dind, which would need privileges) only sleeps; no other image can be pulled."""
-    if reference == BACKEND_IMAGE:
-        return Image(env={"PATH": host_path(), "HOME": "/root"}, rewrite=this_backend)
-    if reference == CRASHING_IMAGE:
-        return Image(rewrite=lambda argv: ["sh", "-c", "echo starting; echo 'Error - cannot open the database: "
-                                                       "it is on fire'; exit 3"])
-    if reference.startswith("docker:"):
-        return Image(rewrite=lambda argv: ["sleep", "infinity"])
-    return None
+def images_for(kubeconfig):
+    """The backend's image is this checkout (reaching the fake's API server as a pod reaches its cluster's:
+    KUBECONFIG stands for the in-cluster configuration); the crashing one says why and exits; the Docker engine's
+    sidecar (docker:27-dind, which would need privileges) only sleeps; no other image can be pulled."""
+    def images(reference: str):
+        if reference == BACKEND_IMAGE:
+            return Image(env={"PATH": host_path(), "HOME": "/root", "KUBECONFIG": str(kubeconfig)},
+                         rewrite=this_backend)
+        if reference == CRASHING_IMAGE:
+            return Image(rewrite=lambda argv: ["sh", "-c", "echo starting; echo 'Error - cannot open the "
+                                                           "database: it is on fire'; exit 3"])
+        if reference.startswith("docker:"):
+            return Image(rewrite=lambda argv: ["sleep", "infinity"])
+        return None
+    return images
 
 
 @pytest.fixture
@@ -49,9 +53,11 @@ def fake(tmp_path):
     started = []
 
     def start(memory: str = "8Gi") -> FakeCluster:
-        cluster = FakeCluster(tmp_path / "kubefake", images=images, memory=memory).start()
+        cluster = FakeCluster(tmp_path / "kubefake", images=images_for(tmp_path / "backend-kubeconfig"),
+                              memory=memory).start()
         started.append(cluster)
-        cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        cluster.write_kubeconfig(tmp_path / "kubeconfig")  # the CLI's (a test may write another context)
+        cluster.write_kubeconfig(tmp_path / "backend-kubeconfig")
         return cluster
 
     yield start
