@@ -2,6 +2,7 @@
 object labelled app.kubernetes.io/managed-by=kaos in the namespace (the workloads, of the kinds the backend's Role
 lets it create), then the objects the deploys recorded in the CLI context (kube_platform.py); never anything else
 there, nor the namespace, nor a ClusterRole that another kaos's binding still names."""
+import os
 import time
 from typing import Dict, List, Optional
 
@@ -22,7 +23,9 @@ def destroy(cloud: str, fields: Dict, verbose: bool) -> None:
 
     failure = f"Destroy operation unsuccessful for kaos {cloud} environment"
     namespace = fields.get("namespace") or DEFAULT_NAMESPACE
-    cluster = connect(cloud, fields.get("kubeconfig") or default_kubeconfig(), fields.get("kube_context"), failure)
+    recorded = [path for path in (fields.get("kubeconfig") or "").split(os.pathsep) if path]
+    kubeconfig = fields["kubeconfig"] if recorded and all(map(os.path.isfile, recorded)) else default_kubeconfig()
+    cluster = connect(cloud, kubeconfig, fields.get("kube_context"), failure)
     refs = manifests.parse_refs(fields.get("objects")) or _shipped_refs(fields.get("target"), namespace)
     try:
         problems = _destroy(cluster, namespace, refs, verbose)
