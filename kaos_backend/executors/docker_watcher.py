@@ -3,7 +3,8 @@ started by the docker executor in a session of its own, so that it outlives the 
 runner.py is its counterpart; here the container is the workload and the watcher only watches it).
 
 container  follows the container's output from the engine into the workload's log (docker_output.py), and
-           resumes after a broken stream (an engine restart, a long silence) from the last line it wrote. Once
+           resumes after a broken stream (an engine restart, a long silence) from the last line it wrote; a line
+           that goes on past MAX_LINE bytes is logged in pieces as it comes. Once
            the container stopped: the log's last record says how it ended (its exit code, the signal that ended
            its main process, the engine's OOMKilled, or a stop on request: the stop file the executor writes
            first), the container is removed, and the exit record (outcome.py) is written; the scheduler is woken.
@@ -32,7 +33,7 @@ from typing import Dict, Optional
 
 from kaos_backend import wakeup
 from kaos_backend.executors import docker_client, docker_spec, outcome
-from kaos_backend.executors.docker_output import Cursor, LogWriter, engine_line, local_time, strip_ansi
+from kaos_backend.executors.docker_output import MAX_LINE, Cursor, LogWriter, engine_line, local_time, strip_ansi
 
 ENGINE_PATIENCE = 300.0  # seconds the engine may not answer before the watcher gives up (the executor starts another)
 RETRY_SECONDS = 1.0
@@ -103,14 +104,18 @@ class Watcher:
         since = cursor.since()
         options = {"since": since} if since else {}
         pending, pending_time = b"", None
+        # Skipped: what an earlier follow wrote, as the cursor said when this one began (the engine's pieces of one
+        # long line share a timestamp: those after a piece this follow wrote are not written yet).
+        written = cursor.value
         for frame in container.logs(stream=True, follow=True, timestamps=True, **options):
             nanoseconds, text = engine_line(frame)
-            if cursor.seen(nanoseconds):
+            if nanoseconds is not None and written is not None and nanoseconds <= written:
                 continue
             pending += text
             pending_time = pending_time or nanoseconds
-            if pending.endswith(b"\n"):
-                self.log.output(pending[:-1], local_time(pending_time))
+            ended = pending.endswith(b"\n")
+            if ended or len(pending) >= MAX_LINE:  # a line that goes on is logged in pieces as it comes
+                self.log.output(pending[:-1] if ended else pending, local_time(pending_time))
                 if nanoseconds is not None:
                     cursor.advance(nanoseconds)
                 pending, pending_time = b"", None
@@ -149,6 +154,9 @@ class Watcher:
                     *lines, pending = (pending + chunk["stream"]).split("\n")
                     for line in lines:
                         self._build_line(line)
+                    if len(pending) >= MAX_LINE:  # a line that goes on is logged in pieces as it comes
+                        self._build_line(pending)
+                        pending = ""
                 elif "error" in chunk:
                     error = strip_ansi(str(chunk["error"])).strip() or "the build failed"
                 elif chunk.get("status"):

@@ -1,0 +1,232 @@
+"""What a newcomer's and an attacker's pass over the DOCKER platform found (issue 10), one test per finding, on the
+real engine. A finding that is fixed is a plain test (it failed before its fix); one that is not is
+`xfail(strict=True)` with the finding in its reason, so that the test starts to pass, and fails the run, once it is
+fixed.
+
+Two platforms are used: the docker executor driven directly (`engine_platform`, as tests/docker/test_executor.py
+does), and a DOCKER platform stood up by the real CLI (`cli_platform`) whose backend and watchers reach the engine
+through `EngineProxy`, a unix socket of this test that passes every byte on to the engine's own: stopping it is
+"the engine stopped answering" for that platform alone, without touching the engine other tests and developers
+share."""
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Optional, Set
+
+import pytest
+
+from kaos_backend.executors.docker import MAX_RESPAWNS, WATCHER_FAILING
+from kaos_backend.executors.docker_client import remove_platform, remove_platform_containers
+from kaos_backend.executors.docker_output import MAX_LINE
+from kaos_backend.images import labels
+from tests.docker.test_executor import DOCKERFILE, SLEEPER, WAITS_FOR_GO
+from tests.docker.test_executor import Platform as ExecutorPlatform
+from tests.docker.test_executor import _ended, _texts, _wait_for
+from tests.docker.test_platform import WAITS_FOR_GO as WAITS_FOR_GO_ARGV
+from tests.docker.test_platform import DockerPlatform, tiny_code
+from tests.support.platform import tiny_data_bundle, wait_for
+
+pytestmark = pytest.mark.docker
+
+WAIT_LIMIT = 120.0  # seconds: a bound against hanging, never a speed claim
+
+
+# -- the engine, through a socket of the test's own --------------------------------------------------------------
+
+def _engine_socket() -> str:
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        pytest.skip(f"the engine is not on a unix socket ({host}): EngineProxy cannot stand in front of it")
+    return host[len("unix://"):]
+
+
+class EngineProxy:
+    """A unix socket whose connections are passed on, byte for byte, to the engine's socket. `stop()` closes it and
+    every connection through it (the engine stops answering, as when dockerd stops); `start()` opens it again.
+    With `refuse_removals`, a request to remove a container (`DELETE /.../containers/...`) is answered by closing
+    its connection (as an engine that goes away just then), counted in `refused`."""
+
+    def __init__(self):
+        self.directory = tempfile.mkdtemp(prefix="kaos-engine-proxy-", dir="/tmp")  # a unix socket path is short
+        self.path = os.path.join(self.directory, "docker.sock")
+        self.target = _engine_socket()
+        self.refuse_removals = False
+        self.refused = 0
+        self._listener: Optional[socket.socket] = None
+        self._open: Set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def start(self) -> "EngineProxy":
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        with self._lock:
+            for sock in list(self._open):
+                _close(sock)
+            self._open.clear()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self.target)
+        except OSError:
+            _close(client)
+            return
+        with self._lock:
+            self._open.update((client, upstream))
+        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+        self._pump(client, upstream, True)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if requests and self.refuse_removals and _removes_a_container(data):
+                    self.refused += 1
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                _close(sock)
+                with self._lock:
+                    self._open.discard(sock)
+
+
+def _removes_a_container(data: bytes) -> bool:
+    request_line = data.split(b"\r\n", 1)[0]
+    return request_line.startswith(b"DELETE ") and b"/containers/" in request_line
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+@pytest.fixture
+def proxy():
+    made = EngineProxy()
+    yield made
+    made.remove()
+
+
+# -- the docker executor, driven directly -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def executor_platform(docker_engine, base_image, tmp_path_factory):
+    from kaos_backend.config import Config
+    config = Config.from_env({}, data_dir=tmp_path_factory.mktemp("attack-executor") / "data", executor="docker",
+                             base_image=base_image)
+    made = ExecutorPlatform(config, docker_engine)
+    executor = made.executor()
+    made.image = executor.build(made.build_spec(made.source()))
+    assert _wait_for(lambda: executor.poll() is not None, timeout=600) and executor.poll() == 0, _texts(executor)
+    yield made
+    remove_platform(docker_engine, made.platform)
+
+
+@pytest.fixture
+def engine_platform(executor_platform):
+    """The module's executor platform; what a test started on it is removed after the test."""
+    yield executor_platform
+    remove_platform_containers(executor_platform.engine, executor_platform.platform)
+
+
+@pytest.fixture
+def gate():
+    """A port of this machine that a waiting build step connects to (tests/docker/test_executor.py's GATE):
+    `gate.open()` lets it go on."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+
+    class Gate:
+        port = listener.getsockname()[1]
+
+        @staticmethod
+        def open():
+            listener.listen(8)
+    yield Gate()
+    listener.close()
+
+
+def _count(texts, letter: str) -> int:
+    return sum(text.count(letter) for text in texts)
+
+
+NO_NEWLINE_THEN_GO = """import os, sys, time
+sys.stdout.write("z" * 300000)
+sys.stdout.flush()
+while not os.path.exists(os.path.join(sys.argv[1], "go")):
+    time.sleep(0.05)
+print(flush=True)
+os.makedirs(os.path.join(sys.argv[1], "model"))
+"""
+
+
+def test_a_training_s_output_without_a_newline_reaches_the_log_while_it_runs(engine_platform):
+    """Finding (fixed): output without a newline (a progress bar redrawn with \\r, one huge line) was held whole in
+    the watcher's memory, concatenated again at every frame of the engine (quadratic: 30 MB took 51 s where 20 MB
+    of lines took 2 s), and reached the log only once its line ended; the local runner writes it in pieces of
+    MAX_LINE bytes as it comes."""
+    executor = engine_platform.executor()
+    spec = engine_platform.training(NO_NEWLINE_THEN_GO)
+    executor.start(spec)
+    _wait_for(lambda: _count(_texts(executor), "z") >= MAX_LINE, timeout=WAIT_LIMIT)
+    assert executor.poll() is None  # in the log while the line still goes on
+    (engine_platform.layout.output_dir(*spec.output.output_parts()) / "go").touch()
+    assert _ended(executor) == 0, _texts(executor)[-5:]
+    assert _count(_texts(executor), "z") == 300000  # nothing lost, nothing written twice
+
+
+NO_NEWLINE_STEP = ("RUN python3 -c \"import sys; sys.stdout.write(chr(81) * 300000); sys.stdout.flush()\" "
+                   "&& python3 gate.py {port}\n")
+
+
+def test_a_build_s_output_without_a_newline_reaches_the_log_while_it_runs(engine_platform, gate):
+    """Finding (fixed): the same for a build step's output (`(pending + chunk).split("\\n")` over the whole line
+    at every chunk the engine sent)."""
+    executor = engine_platform.executor()
+    executor.build(engine_platform.build_spec(engine_platform.source(DOCKERFILE + NO_NEWLINE_STEP.format(
+        port=gate.port))))
+    _wait_for(lambda: _count(_texts(executor), "Q") >= MAX_LINE, timeout=WAIT_LIMIT)
+    assert executor.poll() is None
+    gate.open()
+    assert _ended(executor) == 0, _texts(executor)[-5:]
+    assert _count(_texts(executor), "Q") == 300000
