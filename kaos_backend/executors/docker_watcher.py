@@ -18,6 +18,11 @@ build      runs the build through the engine (the watcher holds it: its connecti
 The watcher holds the lock of the lock file the executor gave it (`--lock-fd`, locked before it started) for its
 whole life: "the watcher runs" is read from that lock, which no recycled pid can fake.
 
+While the engine does not answer (dockerd restarting: its socket is gone even before its containers stop), the
+watcher waits for it, ENGINE_PATIENCE seconds at most, whatever it was doing: making its client (a watcher started
+again meanwhile), following, removing the container once it ended (the end is recorded even when that removal
+never succeeds); the log says when the engine stops answering and when it answers again.
+
 SPEC (JSON): {"mode": "container" | "build", "log", "exit_file", "stop_file", "cursor_file", "what": "training",
 "memory": "50Mi" | null, "max_log_bytes", "notify": the scheduler's wake-up socket or null, "container": its id
 (container mode), "build": docker_spec.build_arguments (build mode)}
@@ -50,14 +55,48 @@ class Watcher:
         self.spec = spec
         self.what = spec.get("what") or "workload"
         self.log = LogWriter(spec["log"], spec.get("max_log_bytes"))
-        self.client = docker_client.engine()
         self.errors = docker_client.errors()
+        self.away = False  # the engine did not answer the last time it was asked (the log said so once)
+        # Started again while the engine restarts (its socket gone), the watcher waits for it here as it does for a
+        # broken log stream: failing at once would spend the executor's respawns in a second.
+        self.client = self.patiently(docker_client.engine)
 
     def run(self) -> int:
         return self.watch_build() if self.spec["mode"] == "build" else self.watch_container()
 
     def requested(self) -> bool:
         return os.path.exists(self.spec["stop_file"])
+
+    def patiently(self, call):
+        """`call()`, tried again every RETRY_SECONDS while the engine does not answer, for ENGINE_PATIENCE seconds at
+        most (then its error is raised); the log says once that the engine does not answer."""
+        since = None
+        while True:
+            try:
+                answer = call()
+            except Exception as error:  # noqa: BLE001 - the engine restarting, a connection refused or reset
+                if not _engine_trouble(error):
+                    raise
+                since = since or time.monotonic()
+                self.engine_away(error)
+                if time.monotonic() - since > ENGINE_PATIENCE:
+                    raise
+                time.sleep(RETRY_SECONDS)
+                continue
+            self.engine_back()
+            return answer
+
+    def engine_away(self, error: BaseException) -> None:
+        """The log says once, for each time the engine stops answering, that the watcher waits for it."""
+        if not self.away:
+            self.away = True
+            self.log.record(f"kaos: the Docker engine does not answer ({_first_line(error)}): waiting for it, "
+                            f"{ENGINE_PATIENCE:g}s at most")
+
+    def engine_back(self) -> None:
+        if self.away:
+            self.away = False
+            self.log.record("kaos: the Docker engine answers again")
 
     def finish(self, record: Dict) -> None:
         note = self.log.dropped_note()
@@ -75,7 +114,13 @@ class Watcher:
         record = outcome.record_for(docker_spec.exit_status(int(state.get("ExitCode") or 0)),
                                     oom_kills=1 if state.get("OOMKilled") else 0, memory=self.spec.get("memory"),
                                     requested=self.requested(), last_line=self.log.last_line)
-        self.remove_container()
+        try:  # the engine may go away right after the end (a dockerd stopping stops its containers first)
+            self.patiently(self.remove_container)
+        except Exception as error:  # noqa: BLE001 - the end is known: it is recorded whatever the removal did
+            if not _engine_trouble(error):
+                raise
+            self.log.record(f"kaos: the container could not be removed ({_first_line(error)}); "
+                            "kaos destroy removes it")
         self.finish(record)
         return 0
 
@@ -85,6 +130,7 @@ class Watcher:
         while True:
             try:
                 container = self.client.containers.get(self.spec["container"])
+                self.engine_back()
                 self._copy_output(container, cursor)
                 state = self._stopped_state(container)
                 if state is not None:
@@ -96,6 +142,7 @@ class Watcher:
                 if not _engine_trouble(error):
                     raise
                 unreachable_since = unreachable_since or time.monotonic()
+                self.engine_away(error)
                 if time.monotonic() - unreachable_since > ENGINE_PATIENCE:
                     raise
                 time.sleep(RETRY_SECONDS)

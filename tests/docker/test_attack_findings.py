@@ -230,3 +230,51 @@ def test_a_build_s_output_without_a_newline_reaches_the_log_while_it_runs(engine
     gate.open()
     assert _ended(executor) == 0, _texts(executor)[-5:]
     assert _count(_texts(executor), "Q") == 300000
+
+
+def test_a_watcher_started_while_the_engine_does_not_answer_waits_for_it(engine_platform, proxy, monkeypatch):
+    """Finding (fixed): a watcher started again while the engine did not answer (dockerd restarting: its socket is
+    gone while the backend's kept-alive connection still works) failed at once, making its client; three such
+    respawns in two seconds, and once the engine was back the executor removed the container and reported the
+    training "vanished". A watcher now waits for the engine as long as it does for a broken log stream, and says
+    so in the log."""
+    executor = engine_platform.executor()
+    spec = engine_platform.training(WAITS_FOR_GO)
+    executor.start(spec)
+    _wait_for(lambda: "before" in _texts(executor))
+    monkeypatch.setenv("DOCKER_HOST", proxy.docker_host)  # where the next watcher looks: nothing answers there
+    state = executor.get_state()
+    os.kill(state["watcher_pid"], signal.SIGKILL)
+    reattached = engine_platform.executor()
+    reattached.load_state(state)
+
+    def waiting():
+        assert reattached.poll() is None, _texts(reattached)[-5:]  # the scheduler's look: never vanished
+        return any(text.startswith("kaos: the Docker engine does not answer") for text in _texts(reattached))
+    _wait_for(waiting)
+    proxy.start()
+    (engine_platform.layout.output_dir(*spec.output.output_parts()) / "go").touch()
+    assert _ended(reattached) == 0, _texts(reattached)[-5:]
+    texts = _texts(reattached)
+    assert not [text for text in texts if "watcher of this training failed" in text]
+    assert texts.count("before") == 1 and texts.count("after") == 1
+    assert texts[-1] == "kaos: the training ended: exit code 0"
+
+
+def test_a_watcher_that_cannot_remove_its_container_still_records_how_it_ended(engine_platform, proxy, monkeypatch):
+    """Finding (fixed): when the engine went away between the container's end and its removal (`pkill dockerd`
+    stops the containers, then the socket), the watcher died in the removal with the exit code in hand, and wrote
+    no record. It now tries again while the engine does not answer, then records the end in any case."""
+    monkeypatch.setenv("DOCKER_HOST", proxy.docker_host)  # the watcher's engine; the executor's is the real one
+    proxy.refuse_removals = True
+    proxy.start()
+    executor = engine_platform.executor()
+    spec = engine_platform.training("print('done', flush=True)\nraise SystemExit(7)\n")
+    executor.start(spec)
+    _wait_for(lambda: proxy.refused >= 1)
+    proxy.refuse_removals = False
+    assert _ended(executor) == 7, _texts(executor)[-5:]
+    texts = _texts(executor)
+    assert not [text for text in texts if "watcher of this training failed" in text], texts[-5:]
+    assert texts[-1] == "kaos: the training ended: exit code 7 (last output: done)"
+    assert engine_platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
