@@ -238,6 +238,8 @@ class DockerExecutor(Executor):
             return None
         if workload.kind == "build" or not workload.container:
             return BUILD_GONE
+        if workload.respawns() > MAX_RESPAWNS:  # poll gave up on its watchers and removed the container itself
+            return WATCHER_FAILING
         if workload.container_exists():
             return None if workload.respawns() < MAX_RESPAWNS else WATCHER_FAILING
         return CONTAINER_GONE

@@ -278,3 +278,20 @@ def test_a_watcher_that_cannot_remove_its_container_still_records_how_it_ended(e
     assert not [text for text in texts if "watcher of this training failed" in text], texts[-5:]
     assert texts[-1] == "kaos: the training ended: exit code 7 (last output: done)"
     assert engine_platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
+
+
+def test_after_its_watchers_kept_dying_the_reason_says_so_not_that_the_container_vanished(engine_platform):
+    """Finding (fixed): once its watchers had died MAX_RESPAWNS times, the executor removed the container itself and
+    then gave "vanished: its container is gone without an exit code (removed from the engine, or the engine lost
+    it)" as the reason: the removal it had just made."""
+    executor = engine_platform.executor()
+    spec = engine_platform.training(SLEEPER)
+    executor.start(spec)
+    _wait_for(lambda: "waiting" in _texts(executor))
+    for _ in range(MAX_RESPAWNS + 1):
+        pid = executor.get_state()["watcher_pid"]
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: executor.poll() is not None or executor.get_state()["watcher_pid"] != pid)
+    assert executor.poll() is not None
+    assert executor.reason() == WATCHER_FAILING
+    assert engine_platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
