@@ -295,3 +295,59 @@ def test_after_its_watchers_kept_dying_the_reason_says_so_not_that_the_container
     assert executor.poll() is not None
     assert executor.reason() == WATCHER_FAILING
     assert engine_platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
+
+
+# -- a DOCKER platform stood up by the CLI, its engine behind EngineProxy ------------------------------------------
+
+class ProxiedPlatform(DockerPlatform):
+    """A DockerPlatform whose CLI, backend and watchers reach the engine through `proxy`."""
+
+    def __init__(self, project: Path, base_image: str, proxy: EngineProxy):
+        super().__init__(project, base_image)
+        self.proxy = proxy
+
+    def kaos(self, *args, **kwargs):
+        kwargs["env"] = dict(kwargs.get("env") or {}, DOCKER_HOST=self.proxy.docker_host)
+        return super().kaos(*args, **kwargs)
+
+    def trained(self, workspace: str, tmp_path: Path, script: str, *options: str) -> dict:
+        """The training of `script` on new data in `workspace` (made when missing), once it ended."""
+        if self.kaos("workspace", "set", "-n", workspace).code != 0:
+            self.workspace(workspace)
+        code = tiny_code(tmp_path / f"code-{workspace}", script) if not (tmp_path / f"code-{workspace}").exists() \
+            else tmp_path / f"code-{workspace}"
+        data = tiny_data_bundle(tmp_path / f"data-{uuid.uuid4().hex[:6]}", marker=uuid.uuid4().hex)
+        before = {job["job_id"] for job in self.kind(workspace, "training")}
+        deployed = self.kaos("train", "deploy", "-s", str(code), "-d", str(data), *options)
+        assert deployed.code == 0, deployed
+        job = wait_for(lambda: next((job for job in self.kind(workspace, "training") if job["job_id"] not in before),
+                                    None), what="a new training")
+        return self.terminal(workspace, job["job_id"])
+
+
+@pytest.fixture(scope="module")
+def cli_platform(docker_engine, base_image, tmp_path_factory):
+    engine_proxy = EngineProxy().start()
+    made = ProxiedPlatform(tmp_path_factory.mktemp("attack-project"), base_image, engine_proxy)
+    made.deploy()
+    yield made
+    if engine_proxy._listener is None:
+        engine_proxy.start()
+    made.destroy()
+    remove_platform(docker_engine, made.platform)
+    engine_proxy.remove()
+
+
+WRITES_A_MODEL = "import os, sys\nprint('trained', flush=True)\nos.makedirs(os.path.join(sys.argv[1], 'model'))\n"
+
+
+def test_a_cpu_request_the_engine_cannot_give_is_warned_of_at_deploy(cli_platform, tmp_path):
+    """Finding (fixed): `--cpu 1000` on a 2-CPU engine was taken without a word; the training then failed at once
+    ("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"). The deploy now warns, as it
+    does for --gpu on an engine without an NVIDIA runtime."""
+    code = tiny_code(tmp_path / "code", WRITES_A_MODEL)
+    cli_platform.workspace("cpus")
+    deployed = cli_platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "data")),
+                                 "--cpu", str(1000 * os.cpu_count()))  # the engine runs on this machine
+    assert deployed.code == 0, deployed
+    assert "Warning - --cpu" in deployed.err and "CPUs" in deployed.err, deployed
