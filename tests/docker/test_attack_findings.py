@@ -351,3 +351,47 @@ def test_a_cpu_request_the_engine_cannot_give_is_warned_of_at_deploy(cli_platfor
                                  "--cpu", str(1000 * os.cpu_count()))  # the engine runs on this machine
     assert deployed.code == 0, deployed
     assert "Warning - --cpu" in deployed.err and "CPUs" in deployed.err, deployed
+
+
+NEVER_ANSWERS = """#!/usr/bin/env python3
+import socket
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", 8080))
+server.listen(64)
+print("listening, never answering", flush=True)
+held = []
+while True:
+    held.append(server.accept()[0])
+"""
+
+
+def _serve_bundle(root: Path, serve: str) -> Path:
+    model = root / "never" / "model"
+    model.mkdir(parents=True)
+    (root / "never" / "Dockerfile").write_text(DOCKERFILE)
+    for name, text in (("__init__.py", ""), ("requirements.txt", ""), ("web-requirements.txt", ""), ("serve", serve)):
+        (model / name).write_text(text)
+    (model / "serve").chmod(0o755)
+    return root
+
+
+def test_an_endpoint_that_accepts_but_never_answers_ping_is_not_said_to_refuse_connections(cli_platform, tmp_path):
+    """Finding (fixed): an endpoint whose server accepts connections and never answers `GET /ping` was "waiting to
+    be ready: it does not accept connections yet" (then "not ready 300s after its start (it does not accept
+    connections yet)"): the probe's timeout and a refused connection were one answer."""
+    cli_platform.workspace("silent")
+    deployed = cli_platform.kaos("serve", "deploy", "-s", str(_serve_bundle(tmp_path, NEVER_ANSWERS)))
+    assert deployed.code == 0, deployed
+    name = wait_for(lambda: next((row["name"] for row in cli_platform.get("inference/silent").json()["response"]
+                                  ["endpoints"]), None), what="the endpoint")
+    log = cli_platform.data_dir / "endpoints" / name / "log"
+    wait_for(lambda: log.exists() and "listening, never answering" in log.read_text(), what="the server to listen")
+
+    def reason():
+        row = next(row for row in cli_platform.get("inference/silent").json()["response"]["endpoints"]
+                   if row["name"] == name)
+        return row["reason"] if row["reason"] and "answer" in row["reason"] else None
+    words = wait_for(reason, timeout=WAIT_LIMIT, what="the reason to say what the probe met")
+    assert "does not accept connections" not in words and "/ping" in words, words
+    assert cli_platform.kaos("serve", "kill", "-e", name, "-y").code == 0
