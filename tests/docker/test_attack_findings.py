@@ -341,6 +341,16 @@ def cli_platform(docker_engine, base_image, tmp_path_factory):
 WRITES_A_MODEL = "import os, sys\nprint('trained', flush=True)\nos.makedirs(os.path.join(sys.argv[1], 'model'))\n"
 
 
+def test_a_training_without_a_model_is_told_the_path_it_was_given_not_the_host_s(cli_platform, tmp_path):
+    """Finding (fixed): "train exited 0 but wrote no model: expected the directory /tmp/.../.kaos/DOCKER/data/jobs/
+    <job>/out/<hex6>/model" named a path of the backend's machine that the container never saw (its output was
+    /pfs/out/<hex6>); the reason now names what the training was given."""
+    job = cli_platform.trained("nomodel", tmp_path, "print('no model', flush=True)\n")
+    assert job["state"] == "JOB_FAILURE", job
+    assert "wrote no model" in job["reason"] and str(cli_platform.data_dir) not in job["reason"], job
+    assert "model/" in job["reason"] and "KAOS_TRAIN_OUTPUT" in job["reason"], job
+
+
 def test_a_cpu_request_the_engine_cannot_give_is_warned_of_at_deploy(cli_platform, tmp_path):
     """Finding (fixed): `--cpu 1000` on a 2-CPU engine was taken without a word; the training then failed at once
     ("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"). The deploy now warns, as it
