@@ -8,6 +8,7 @@ does), and a DOCKER platform stood up by the real CLI (`cli_platform`) whose bac
 through `EngineProxy`, a unix socket of this test that passes every byte on to the engine's own: stopping it is
 "the engine stopped answering" for that platform alone, without touching the engine other tests and developers
 share."""
+import contextlib
 import os
 import shutil
 import signal
@@ -190,6 +191,16 @@ def _count(texts, letter: str) -> int:
     return sum(text.count(letter) for text in texts)
 
 
+@contextlib.contextmanager
+def stopped_if_failing(executor):
+    """Stop the executor's workload (a build is cancelled) when the block fails."""
+    try:
+        yield
+    except BaseException:
+        executor.stop(now=True)
+        raise
+
+
 NO_NEWLINE_THEN_GO = """import os, sys, time
 sys.stdout.write("z" * 300000)
 sys.stdout.flush()
@@ -208,8 +219,9 @@ def test_a_training_s_output_without_a_newline_reaches_the_log_while_it_runs(eng
     executor = engine_platform.executor()
     spec = engine_platform.training(NO_NEWLINE_THEN_GO)
     executor.start(spec)
-    _wait_for(lambda: _count(_texts(executor), "z") >= MAX_LINE, timeout=WAIT_LIMIT)
-    assert executor.poll() is None  # in the log while the line still goes on
+    with stopped_if_failing(executor):
+        _wait_for(lambda: _count(_texts(executor), "z") >= MAX_LINE, timeout=WAIT_LIMIT)
+        assert executor.poll() is None  # in the log while the line still goes on
     (engine_platform.layout.output_dir(*spec.output.output_parts()) / "go").touch()
     assert _ended(executor) == 0, _texts(executor)[-5:]
     assert _count(_texts(executor), "z") == 300000  # nothing lost, nothing written twice
@@ -225,8 +237,9 @@ def test_a_build_s_output_without_a_newline_reaches_the_log_while_it_runs(engine
     executor = engine_platform.executor()
     executor.build(engine_platform.build_spec(engine_platform.source(DOCKERFILE + NO_NEWLINE_STEP.format(
         port=gate.port))))
-    _wait_for(lambda: _count(_texts(executor), "Q") >= MAX_LINE, timeout=WAIT_LIMIT)
-    assert executor.poll() is None
+    with stopped_if_failing(executor):  # else the build waits for its gate for minutes after the test
+        _wait_for(lambda: _count(_texts(executor), "Q") >= MAX_LINE, timeout=WAIT_LIMIT)
+        assert executor.poll() is None
     gate.open()
     assert _ended(executor) == 0, _texts(executor)[-5:]
     assert _count(_texts(executor), "Q") == 300000
