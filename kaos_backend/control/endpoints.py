@@ -55,13 +55,24 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+NO_ANSWER = 0  # ping_status: the connection was accepted, and no answer came within the probe's timeout
+
+
 def ping_status(host: str, port: int, timeout: float = PROBE_TIMEOUT, unix: Optional[str] = None) -> Optional[int]:
-    """The HTTP status of `GET /ping` on the endpoint (on the unix socket `unix` when given, else at host:port),
-    or None when it does not answer."""
+    """The HTTP status of `GET /ping` on the endpoint (on the unix socket `unix` when given, else at host:port);
+    None when it does not accept the connection (or closes it unanswered: a published port whose server does not
+    listen yet), NO_ANSWER when it accepted it and did not answer within `timeout` seconds."""
     connection = UnixHTTPConnection(unix, timeout) if unix else http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.connect()
+    except OSError:
+        connection.close()
+        return None
     try:
         connection.request("GET", "/ping", headers={"User-Agent": "kaos-readiness-probe"})
         return connection.getresponse().status
+    except TimeoutError:
+        return NO_ANSWER
     except (OSError, http.client.HTTPException):
         return None
     finally:
@@ -69,12 +80,14 @@ def ping_status(host: str, port: int, timeout: float = PROBE_TIMEOUT, unix: Opti
 
 
 def readiness(status: Optional[int], started: float) -> Optional[str]:
-    """None when an endpoint whose `GET /ping` answered `status` (None: no answer) is ready, else what it waits
-    for, in words."""
+    """None when an endpoint whose `GET /ping` answered `status` (None: no connection; NO_ANSWER: no answer) is
+    ready, else what it waits for, in words."""
     if status == 200 or (status == 404 and time.time() - started >= STABLE_SECONDS):
         return None
     if status is None:
         return "it does not accept connections yet"
+    if status == NO_ANSWER:
+        return f"it accepts connections but GET /ping does not answer within {PROBE_TIMEOUT:g}s"
     if status == 404:
         return f"no /ping: it must accept connections for {STABLE_SECONDS:g}s"
     return f"GET /ping answered {status}"

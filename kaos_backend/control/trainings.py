@@ -203,7 +203,9 @@ class TrainController(Controller):
         out = self.layout.output_dir(partition.job_id, model_hex6(partition))  # where the executor delivered it
         has_model = is_real_dir(out / "model")
         if code == 0 and not has_model:
-            reason = f"kaos: train exited 0 but wrote no model: expected the directory {out / 'model'}"
+            # Named as the training saw it: the path on this machine is not the one a container or a pod was given.
+            reason = ("kaos: train exited 0 but wrote no model: expected a directory model/ in its output directory "
+                      "(its first argument, $KAOS_TRAIN_OUTPUT)")
             job_log.append_log(reason)
             return {"exit_code": code, **finished(JobState.JOB_FAILURE, reason)}
         return {"exit_code": code, "has_model": has_model, "metrics": read_metrics(out),

@@ -75,16 +75,21 @@ class DockerExecutor(Executor):
 
     @classmethod
     def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:
-        if not gpu:
+        if not gpu and not cpu:
             return []
         try:
-            runtimes = docker_client.engine_info().get("Runtimes") or {}
+            info = docker_client.engine_info()
         except Exception:  # noqa: BLE001 - no engine to ask (in time): the start will say so
             return []
-        if "nvidia" in runtimes:
-            return []
-        return ["--gpu is asked of the Docker engine, which lists no nvidia runtime: a workload asking for GPUs "
-                "fails to start unless the engine has the NVIDIA container toolkit"]
+        warnings = []
+        cpus = info.get("NCPU")
+        if cpu and cpus and cpu > cpus:  # the engine refuses such a container at its start
+            warnings.append(f"--cpu {cpu:g} is more than the {cpus} CPUs of the Docker engine: a workload asking for "
+                            f"them fails to start")
+        if gpu and "nvidia" not in (info.get("Runtimes") or {}):
+            warnings.append("--gpu is asked of the Docker engine, which lists no nvidia runtime: a workload asking "
+                            "for GPUs fails to start unless the engine has the NVIDIA container toolkit")
+        return warnings
 
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
@@ -245,6 +250,8 @@ class DockerExecutor(Executor):
             return None
         if workload.kind == "build" or not workload.container:
             return BUILD_GONE
+        if workload.respawns() > MAX_RESPAWNS:  # poll gave up on its watchers and removed the container itself
+            return WATCHER_FAILING
         if workload.container_exists():
             return None if workload.respawns() < MAX_RESPAWNS else WATCHER_FAILING
         return CONTAINER_GONE

@@ -3,7 +3,8 @@ started by the docker executor in a session of its own, so that it outlives the 
 runner.py is its counterpart; here the container is the workload and the watcher only watches it).
 
 container  follows the container's output from the engine into the workload's log (docker_output.py), and
-           resumes after a broken stream (an engine restart, a long silence) from the last line it wrote. Once
+           resumes after a broken stream (an engine restart, a long silence) from the last line it wrote; a line
+           that goes on past MAX_LINE bytes is logged in pieces as it comes. Once
            the container stopped: the log's last record says how it ended (its exit code, the signal that ended
            its main process, the engine's OOMKilled, or a stop on request: the stop file the executor writes
            first), the container is removed, and the exit record (outcome.py) is written; the scheduler is woken.
@@ -16,6 +17,11 @@ build      runs the build through the engine (the watcher holds it: its connecti
 
 The watcher holds the lock of the lock file the executor gave it (`--lock-fd`, locked before it started) for its
 whole life: "the watcher runs" is read from that lock, which no recycled pid can fake.
+
+While the engine does not answer (dockerd restarting: its socket is gone even before its containers stop), the
+watcher waits for it, ENGINE_PATIENCE seconds at most, whatever it was doing: making its client (a watcher started
+again meanwhile), following, removing the container once it ended (the end is recorded even when that removal
+never succeeds); the log says when the engine stops answering and when it answers again.
 
 SPEC (JSON): {"mode": "container" | "build", "log", "exit_file", "stop_file", "cursor_file", "what": "training",
 "memory": "50Mi" | null, "max_log_bytes", "notify": the scheduler's wake-up socket or null, "container": its id
@@ -32,7 +38,7 @@ from typing import Dict, Optional
 
 from kaos_backend import wakeup
 from kaos_backend.executors import docker_client, docker_spec, outcome
-from kaos_backend.executors.docker_output import Cursor, LogWriter, engine_line, local_time, strip_ansi
+from kaos_backend.executors.docker_output import MAX_LINE, Cursor, LogWriter, engine_line, local_time, strip_ansi
 
 ENGINE_PATIENCE = 300.0  # seconds the engine may not answer before the watcher gives up (the executor starts another)
 RETRY_SECONDS = 1.0
@@ -49,14 +55,48 @@ class Watcher:
         self.spec = spec
         self.what = spec.get("what") or "workload"
         self.log = LogWriter(spec["log"], spec.get("max_log_bytes"))
-        self.client = docker_client.engine()
         self.errors = docker_client.errors()
+        self.away = False  # the engine did not answer the last time it was asked (the log said so once)
+        # Started again while the engine restarts (its socket gone), the watcher waits for it here as it does for a
+        # broken log stream: failing at once would spend the executor's respawns in a second.
+        self.client = self.patiently(docker_client.engine)
 
     def run(self) -> int:
         return self.watch_build() if self.spec["mode"] == "build" else self.watch_container()
 
     def requested(self) -> bool:
         return os.path.exists(self.spec["stop_file"])
+
+    def patiently(self, call):
+        """`call()`, tried again every RETRY_SECONDS while the engine does not answer, for ENGINE_PATIENCE seconds at
+        most (then its error is raised); the log says once that the engine does not answer."""
+        since = None
+        while True:
+            try:
+                answer = call()
+            except Exception as error:  # noqa: BLE001 - the engine restarting, a connection refused or reset
+                if not _engine_trouble(error):
+                    raise
+                since = since or time.monotonic()
+                self.engine_away(error)
+                if time.monotonic() - since > ENGINE_PATIENCE:
+                    raise
+                time.sleep(RETRY_SECONDS)
+                continue
+            self.engine_back()
+            return answer
+
+    def engine_away(self, error: BaseException) -> None:
+        """The log says once, for each time the engine stops answering, that the watcher waits for it."""
+        if not self.away:
+            self.away = True
+            self.log.record(f"kaos: the Docker engine does not answer ({_first_line(error)}): waiting for it, "
+                            f"{ENGINE_PATIENCE:g}s at most")
+
+    def engine_back(self) -> None:
+        if self.away:
+            self.away = False
+            self.log.record("kaos: the Docker engine answers again")
 
     def finish(self, record: Dict) -> None:
         note = self.log.dropped_note()
@@ -74,7 +114,13 @@ class Watcher:
         record = outcome.record_for(docker_spec.exit_status(int(state.get("ExitCode") or 0)),
                                     oom_kills=1 if state.get("OOMKilled") else 0, memory=self.spec.get("memory"),
                                     requested=self.requested(), last_line=self.log.last_line)
-        self.remove_container()
+        try:  # the engine may go away right after the end (a dockerd stopping stops its containers first)
+            self.patiently(self.remove_container)
+        except Exception as error:  # noqa: BLE001 - the end is known: it is recorded whatever the removal did
+            if not _engine_trouble(error):
+                raise
+            self.log.record(f"kaos: the container could not be removed ({_first_line(error)}); "
+                            "kaos destroy removes it")
         self.finish(record)
         return 0
 
@@ -84,6 +130,7 @@ class Watcher:
         while True:
             try:
                 container = self.client.containers.get(self.spec["container"])
+                self.engine_back()
                 self._copy_output(container, cursor)
                 state = self._stopped_state(container)
                 if state is not None:
@@ -95,6 +142,7 @@ class Watcher:
                 if not _engine_trouble(error):
                     raise
                 unreachable_since = unreachable_since or time.monotonic()
+                self.engine_away(error)
                 if time.monotonic() - unreachable_since > ENGINE_PATIENCE:
                     raise
                 time.sleep(RETRY_SECONDS)
@@ -103,14 +151,18 @@ class Watcher:
         since = cursor.since()
         options = {"since": since} if since else {}
         pending, pending_time = b"", None
+        # Skipped: what an earlier follow wrote, as the cursor said when this one began (the engine's pieces of one
+        # long line share a timestamp: those after a piece this follow wrote are not written yet).
+        written = cursor.value
         for frame in container.logs(stream=True, follow=True, timestamps=True, **options):
             nanoseconds, text = engine_line(frame)
-            if cursor.seen(nanoseconds):
+            if nanoseconds is not None and written is not None and nanoseconds <= written:
                 continue
             pending += text
             pending_time = pending_time or nanoseconds
-            if pending.endswith(b"\n"):
-                self.log.output(pending[:-1], local_time(pending_time))
+            ended = pending.endswith(b"\n")
+            if ended or len(pending) >= MAX_LINE:  # a line that goes on is logged in pieces as it comes
+                self.log.output(pending[:-1] if ended else pending, local_time(pending_time))
                 if nanoseconds is not None:
                     cursor.advance(nanoseconds)
                 pending, pending_time = b"", None
@@ -149,6 +201,9 @@ class Watcher:
                     *lines, pending = (pending + chunk["stream"]).split("\n")
                     for line in lines:
                         self._build_line(line)
+                    if len(pending) >= MAX_LINE:  # a line that goes on is logged in pieces as it comes
+                        self._build_line(pending)
+                        pending = ""
                 elif "error" in chunk:
                     error = strip_ansi(str(chunk["error"])).strip() or "the build failed"
                 elif chunk.get("status"):
