@@ -110,9 +110,9 @@ class DockerStaging:
         mounts = [docker_spec.bind(str(work), workdir, False)]
         mounts += [docker_spec.bind(str(root), docker_spec.data_target(input_name(artifact)), True)
                    for artifact, root in data]
-        env = {"KAOS_NOTEBOOK_DATA": docker_spec.DATA_ROOT, "DATA_REPO": "data"}  # 1.x: /pfs/$DATA_REPO
+        env = {"KAOS_NOTEBOOK_DATA": workload_env.DATA_ROOT, "DATA_REPO": "data"}  # 1.x: /pfs/$DATA_REPO
         if model is not None:
-            target = docker_spec.output_target(spec.model.output_parts()[1])
+            target = workload_env.output_target(spec.model.output_parts()[1])
             mounts.append(docker_spec.bind(str(model), target, True))
             env["KAOS_NOTEBOOK_MODEL"] = target
         command = ["jupyter", "lab", *jupyter_arguments(spec.base_url, workdir, spec.idle_timeout),

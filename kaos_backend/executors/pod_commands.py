@@ -5,7 +5,7 @@ Kubernetes spec builders: the init container `fetch` runs `fetch_command`, the t
     /pfs/code                    the source bundle's model/ (the working directory), `train`/`serve` executable;
                                  for an endpoint the model's files are unpacked into it after the code (they win)
     /pfs/data/<name:hash5>       the training's data (docker_spec.data_target)
-    /pfs/hyper/<hash5>/<k=v>.json  its hyperparameters (docker_spec.HYPER_DIR)
+    /pfs/hyper/<hash5>/<k=v>.json  its hyperparameters (workload_env.HYPER_DIR)
     /pfs/out/<hex6>              made empty and writable; `./train /pfs/out/<hex6>`, then handed back
 
 Every URL is `<base_url>/internal/artifacts/<workload>/<artifact>` (api/artifacts.py); the agent reads its token
