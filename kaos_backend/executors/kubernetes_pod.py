@@ -1,9 +1,10 @@
 """A kaos workload's pod on Kubernetes, as the official client's model objects (issue 11): pure functions.
 
     volume pfs        an emptyDir mounted at /pfs in every container of the pod
-    initContainer     `fetch`: the pod agent fills /pfs/code, /pfs/data/<name>, /pfs/hyper (kubernetes_agent.py)
-    train             TRAIN_WRAPPER in /pfs/code: `./train $KAOS_TRAIN_OUTPUT`, then the agent's upload of the
-                      output; exits with train's code (the upload's when train succeeded but the upload did not)
+    initContainer     `fetch`: the pod agent fills /pfs/code, /pfs/data/<name>, /pfs/hyper (pod_commands.py)
+    train             pod_commands.TRAIN_WRAPPER in /pfs/code: `./train $KAOS_TRAIN_OUTPUT`, then the agent's
+                      upload of the output; exits with train's code (the upload's when train succeeded but the
+                      upload did not)
     serve             `./serve` in /pfs/code, port 8080 (`http`), ready once GET /ping answers 2xx/3xx
 
 Resources: --cpu and --memory are the requests AND the limits (one value: the workload gets what it asked for,
@@ -31,26 +32,6 @@ TOKEN_KEY = "token"            # the key of the token in its Secret
 GPU_RESOURCE = "nvidia.com/gpu"
 HTTP_PORT_NAME = "http"
 READINESS_PATH = "/ping"
-# The train container's command is `sh -c TRAIN_WRAPPER kaos-train <upload argv...>`. The shell is the
-# container's first process, which the kernel shields from signals it does not handle: it passes SIGTERM (a
-# Job deleted, a pod evicted) on to ./train, and waits for train's own end. Then the upload, with the token
-# ./train did not see. A signal's end is 128 + N as a shell says it.
-TRAIN_WRAPPER = """\
-token=$KAOS_ARTIFACT_TOKEN
-unset KAOS_ARTIFACT_TOKEN
-mkdir -p "$KAOS_TRAIN_OUTPUT"
-./train "$KAOS_TRAIN_OUTPUT" &
-child=$!
-trap 'kill -TERM "$child" 2>/dev/null' TERM INT
-wait "$child"
-status=$?
-while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
-trap - TERM INT
-KAOS_ARTIFACT_TOKEN=$token "$@"
-uploaded=$?
-if [ "$status" -eq 0 ]; then status=$uploaded; fi
-exit "$status"
-"""
 
 
 def cpu_quantity(cores: float) -> str:
@@ -101,11 +82,11 @@ def fetch_container(spec: WorkloadSpec, image: str, pull_policy: str, command: L
 
 
 def train_container(spec: WorkloadSpec, image: str, pull_policy: str, env: Mapping[str, str],
-                    upload: List[str], token_secret: str) -> client.V1Container:
-    """The container `train`: TRAIN_WRAPPER around ./train and the agent's `upload` argv."""
+                    command: List[str], token_secret: str) -> client.V1Container:
+    """The container `train`: `command` (pod_commands.train_and_upload_command: ./train, then the upload)."""
     return client.V1Container(
         name="train", image=image, image_pull_policy=pull_policy, working_dir=CODE_DIR,
-        command=["/bin/sh", "-c", TRAIN_WRAPPER, "kaos-train", *upload],
+        command=list(command),
         env=env_vars(env, token_secret), volume_mounts=[pfs_mount()],
         resources=resource_requirements(spec.cpu, spec.memory, spec.gpu))
 

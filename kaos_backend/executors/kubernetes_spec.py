@@ -21,7 +21,7 @@ from typing import Mapping, Optional
 
 from kubernetes import client
 
-from kaos_backend.executors import kubernetes_agent, kubernetes_names, kubernetes_pod
+from kaos_backend.executors import kubernetes_names, kubernetes_pod, pod_commands
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.executors.workload_env import SERVE_PORT, passed_env, serve_env, train_env, workload_env
 
@@ -112,9 +112,9 @@ def training_job(spec: WorkloadSpec, settings: KubeSettings,
     env = workload_env(spec, train_env(spec), settings.passed_env)
     pod = kubernetes_pod.pod_spec(
         kubernetes_pod.fetch_container(spec, image, settings.pull_policy,
-                                       kubernetes_agent.fetch_command(spec, settings.base_url), secret),
+                                       pod_commands.fetch_command(spec, settings.base_url), secret),
         kubernetes_pod.train_container(spec, image, settings.pull_policy, env,
-                                       kubernetes_agent.upload_command(spec, settings.base_url), secret),
+                                       pod_commands.train_and_upload_command(spec, settings.base_url), secret),
         restart_policy="Never")
     template = client.V1PodTemplateSpec(
         metadata=client.V1ObjectMeta(labels=kubernetes_names.workload_labels(spec, settings.platform)), spec=pod)
@@ -131,7 +131,7 @@ def endpoint_deployment(spec: WorkloadSpec, settings: KubeSettings) -> client.V1
     env = workload_env(spec, serve_env(), settings.passed_env)
     pod = kubernetes_pod.pod_spec(
         kubernetes_pod.fetch_container(spec, image, settings.pull_policy,
-                                       kubernetes_agent.fetch_command(spec, settings.base_url), secret),
+                                       pod_commands.fetch_command(spec, settings.base_url), secret),
         kubernetes_pod.serve_container(spec, image, settings.pull_policy, env),
         restart_policy="Always")
     template = client.V1PodTemplateSpec(

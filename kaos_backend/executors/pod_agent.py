@@ -21,8 +21,10 @@ token, counts them after.)
 
 Connection failures, 5xx, 408, 429 and a download cut short are tried again with exponential backoff and jitter
 (--attempts, --backoff); any other refusal at once. Each step is one line on stdout (the pod's log), in the
-platform's words ("starting to download data", "finished downloading data after <ms>ms"); a failure is one line
-`kaos: could not ...` and exit code 1.
+platform's words: "starting to download data", "finished downloading data after <ms>ms" and then what each
+artifact brought ("kaos: downloaded source into /pfs/code: ..."), as the other executors log their staging;
+"kaos: uploading the output", "kaos: uploaded ..." (records of the platform's, not the training's output). A
+failure is one line `kaos: could not ...` and exit code 1.
 """
 import json
 import os
@@ -216,15 +218,18 @@ def fetch(plan, attempts, backoff):
     for path in plan.get("dirs", []):
         os.makedirs(path, exist_ok=True)
         os.chmod(path, 0o777)  # the image's user may be another than the agent's
+    details = []
     for item in plan["artifacts"]:
         name, began = item["name"], time.monotonic()
         try:
             files, size = attempt("downloading " + name, lambda: _fetch_one(item, limit), attempts, backoff)
         except Refused as error:
             raise Refused("could not download %s: %s" % (name, error))
-        say("downloaded %s into %s: %d files, %d bytes after %dms"
-            % (name, item["dest"], files, size, (time.monotonic() - began) * 1000))
+        details.append("kaos: downloaded %s into %s: %d files, %d bytes after %dms"
+                       % (name, item["dest"], files, size, (time.monotonic() - began) * 1000))
     say("finished downloading data after %.6fms" % ((time.monotonic() - started) * 1000))
+    for line in details:  # after the platform's record of the download, as the other executors' notes come
+        say(line)
 
 
 def _fetch_one(item, limit):
@@ -262,7 +267,7 @@ def zip_tree(root, sink):
 
 def upload(directory, url, attempts, backoff):
     started = time.monotonic()
-    say("starting to upload output")
+    say("kaos: uploading the output")
     if not os.path.isdir(directory):
         raise Refused("could not upload the output: %s is not a directory" % directory)
     with tempfile.TemporaryFile(suffix=".zip") as spool:
@@ -278,8 +283,8 @@ def upload(directory, url, attempts, backoff):
             attempt("uploading the output", put, attempts, backoff)
         except Refused as error:
             raise Refused("could not upload the output: %s" % error)
-    say("uploaded %s: %d files, %d bytes" % (directory, files, size))
-    say("finished uploading output after %.6fms" % ((time.monotonic() - started) * 1000))
+    say("kaos: uploaded %s: %d files, %d bytes after %dms"
+        % (directory, files, size, (time.monotonic() - started) * 1000))
 
 
 def say(line):

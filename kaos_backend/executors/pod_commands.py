@@ -1,11 +1,12 @@
 """The pod agent's invocations for a workload (pure: no I/O but reading the agent's source once), for the
-Kubernetes spec builders: the init container `fetch` runs `fetch_command`, the train container
-`train_and_upload_command`. Where things land is kaos 1.x's /pfs layout, as the docker executor mounts it:
+Kubernetes spec builders (kubernetes_spec.py): the init container `fetch` runs `fetch_command`, the train
+container `train_and_upload_command` (TRAIN_WRAPPER: ./train, then `upload_command`). Where things land is kaos
+1.x's /pfs layout, as the docker executor mounts it:
 
     /pfs/code                    the source bundle's model/ (the working directory), `train`/`serve` executable;
                                  for an endpoint the model's files are unpacked into it after the code (they win)
-    /pfs/data/<name:hash5>       the training's data (docker_spec.data_target)
-    /pfs/hyper/<hash5>/<k=v>.json  its hyperparameters (workload_env.HYPER_DIR)
+    /pfs/data/<name:hash5>       the training's data (workload_env.data_target)
+    /pfs/hyper/<hash5>/<k=v>.json  its hyperparameters (workload_env.HYPER_DIR); there, empty, without any
     /pfs/out/<hex6>              made empty and writable; `./train /pfs/out/<hex6>`, then handed back
 
 Every URL is `<base_url>/internal/artifacts/<workload>/<artifact>` (api/artifacts.py); the agent reads its token
@@ -91,20 +92,34 @@ def upload_command(spec: WorkloadSpec, base_url: str) -> List[str]:
     return [PYTHON, "-c", agent_source(), "upload", output_dir(spec), artifact_url(base_url, spec, OUTPUT)]
 
 
-TRAIN_AND_UPLOAD = """\
+# The train container's command: `/bin/sh -c TRAIN_WRAPPER kaos-train <upload argv...>`, in /pfs/code. The shell
+# is the container's first process, which the kernel shields from signals it does not handle: it traps SIGTERM (a
+# Job deleted, a pod evicted) before it starts ./train and passes it on, then waits for train's own end (a wait
+# a trapped signal interrupts is waited again). ./train runs without the artifact token, into an output
+# directory made for it; the upload runs whatever train's end, with the token. The container exits with
+# train's code (128 + N for signal N, as a shell says it), or the upload's when train succeeded and the
+# upload did not: a result counts only once the backend has it.
+TRAIN_WRAPPER = """\
+token=$KAOS_ARTIFACT_TOKEN
+unset KAOS_ARTIFACT_TOKEN
+mkdir -p "$KAOS_TRAIN_OUTPUT"
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
-./train "$1" &
+./train "$KAOS_TRAIN_OUTPUT" &
 child=$!
-wait "$child"; code=$?
-while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done
-python3 -c "$2" upload "$1" "$3" || { [ "$code" -eq 0 ] && code=1; }
-exit "$code"
+wait "$child"
+status=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
+trap - TERM INT
+KAOS_ARTIFACT_TOKEN=$token "$@"
+uploaded=$?
+if [ "$status" -eq 0 ]; then status=$uploaded; fi
+exit "$status"
 """
+SHELL = "/bin/sh"
 
 
 def train_and_upload_command(spec: WorkloadSpec, base_url: str) -> List[str]:
-    """argv of the train container (working directory /pfs/code): `./train /pfs/out/<hex6>` (SIGTERM passed on
-    to it), then its output handed back whatever train's exit; exits with train's code, or 1 when train
-    succeeded but the output could not be handed back (so a result counts only once the backend has it)."""
-    upload = upload_command(spec, base_url)
-    return ["sh", "-c", TRAIN_AND_UPLOAD, "kaos-train", upload[4], upload[2], upload[5]]
+    """argv of the train container (working directory /pfs/code, KAOS_TRAIN_OUTPUT and KAOS_ARTIFACT_TOKEN in
+    its environment): TRAIN_WRAPPER around `./train $KAOS_TRAIN_OUTPUT` and `upload_command`. ValueError for a
+    workload without output."""
+    return [SHELL, "-c", TRAIN_WRAPPER, "kaos-train", *upload_command(spec, base_url)]

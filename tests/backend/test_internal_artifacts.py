@@ -124,9 +124,9 @@ def test_a_training_fetches_its_inputs_trains_and_hands_back_its_output(platform
     fetched = fetch(platform, training.spec, training.token, pfs, python_bin)
     assert fetched.returncode == 0, fetched
     lines = fetched.stdout.splitlines()
-    assert lines[0] == "starting to download data" and lines[-1].startswith("finished downloading data after ")
-    assert [line.split(" into ")[0] for line in lines[1:-1]] == [
-        "downloaded source", "downloaded data", "downloaded hyperparameters"]
+    assert lines[0] == "starting to download data" and lines[1].startswith("finished downloading data after ")
+    assert [line.split(" into ")[0] for line in lines[2:]] == [
+        "kaos: downloaded source", "kaos: downloaded data", "kaos: downloaded hyperparameters"]
     data_name = training.spec.data.name
     assert tree(pfs) == {
         "code": None, "code/__init__.py": b"", "code/requirements.txt": b"", "code/train": TRAIN.encode(),
@@ -138,14 +138,15 @@ def test_a_training_fetches_its_inputs_trains_and_hands_back_its_output(platform
     assert os.access(pfs / "code" / "train", os.X_OK)
 
     command = train_and_upload_command(training.spec, platform.backend.root)
-    command[4] = str(pfs / "out" / training.hex6)
+    out = str(pfs / "out" / training.hex6)
+    command[8] = out  # the upload's directory: the pod's /pfs/out/<hex6> here
     env = dict(agent_env(training.token, python_bin), KAOS_TRAIN_HYPER=str(pfs / "hyper"),
-               KAOS_TRAIN_DATA=str(pfs / "data" / data_name), KAOS_TRAIN_OUTPUT=command[4])
+               KAOS_TRAIN_DATA=str(pfs / "data" / data_name), KAOS_TRAIN_OUTPUT=out)
     trained = subprocess.run(command, cwd=pfs / "code", env=env, capture_output=True, text=True,
                              timeout=WAIT_LIMIT)
     assert trained.returncode == 0, trained
-    assert trained.stdout.splitlines()[0] == "starting to upload output"
-    assert trained.stdout.splitlines()[1] == f"uploaded {command[4]}: 2 files, 18 bytes"
+    assert trained.stdout.splitlines()[0] == "kaos: uploading the output"
+    assert trained.stdout.splitlines()[1].startswith(f"kaos: uploaded {out}: 2 files, 18 bytes after ")
     # where the platform reads a training's result: the train controller's model check and metrics
     assert is_real_dir(training.out / "model") and (training.out / "model" / "scale.txt").read_text() == "3"
     assert read_metrics(training.out) == {"accuracy": 0.3}

@@ -5,12 +5,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
 from kaos_backend.executors.base import Artifact, Hyperparameters, WorkloadSpec
-from kaos_backend.executors.pod_commands import (agent_source, fetch_command, fetch_plan, train_and_upload_command,
-                                                 upload_command)
+from kaos_backend.executors.pod_commands import (TRAIN_WRAPPER, agent_source, fetch_command, fetch_plan,
+                                                 train_and_upload_command, upload_command)
 
 JOB = "b" * 32
 BASE = "http://kaos-backend.kaos.svc:8080/"
@@ -42,6 +43,12 @@ def test_a_training_fetches_code_data_and_hyperparameters_into_pfs():
         "dirs": ["/pfs/out/abcdef"]}
 
 
+def test_a_training_without_hyperparameters_still_gets_an_empty_hyper_directory():
+    """1.x bundles list /pfs/hyper whether or not the job has hyperparameters: its fetch makes it (an empty zip)."""
+    plan = fetch_plan(train_spec(hyperparameters=False), BASE)
+    assert [(item["name"], item["dest"]) for item in plan["artifacts"]][-1] == ("hyperparameters", "/pfs/hyper")
+
+
 def test_an_endpoint_fetches_its_code_then_its_model_beside_it():
     url = "http://kaos-backend.kaos.svc:8080/internal/artifacts/serve-ws-123abc"
     assert fetch_plan(serve_spec(), BASE, max_bytes=1024)["artifacts"] == [
@@ -67,10 +74,13 @@ def run_wrapper(tmp_path, train: str, upload: str, start_only=False):
     (tmp_path / "train").write_text("#!/bin/sh\n" + train)
     (tmp_path / "train").chmod(0o755)
     command = train_and_upload_command(train_spec(), BASE)
-    assert command[:2] == ["sh", "-c"] and command[5] == agent_source()
-    command[4], command[5] = str(tmp_path / "out"), upload
-    (tmp_path / "out").mkdir()
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert command[:4] == ["/bin/sh", "-c", TRAIN_WRAPPER, "kaos-train"]
+    assert command[4:] == upload_command(train_spec(), BASE)
+    out = tmp_path / "out"
+    command[4], command[6], command[8] = sys.executable, upload, str(out)  # this python; its output dir here
+    env = {"PATH": os.environ["PATH"], "KAOS_TRAIN_OUTPUT": str(out), "KAOS_ARTIFACT_TOKEN": "t0ken"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     if start_only:
         return process
     output, _ = process.communicate(timeout=WAIT_LIMIT)

@@ -2,11 +2,13 @@
 serialised as the client sends it and validated offline against the official schemas (tests/kubernetes/
 object_checks.py), for a matrix of specs: trainings with and without data, hyperparameters, resources and GPUs,
 endpoints with and without a model, kaos's longest ids."""
+import json
+
 import pytest
 from kubernetes import client
 
 from kaos_backend.config import Config, ConfigError, platform_id
-from kaos_backend.executors import kubernetes_names, kubernetes_pod, kubernetes_spec
+from kaos_backend.executors import kubernetes_names, kubernetes_pod, kubernetes_spec, pod_commands
 from kaos_backend.executors.base import Artifact, Hyperparameters, WorkloadSpec
 from kaos_model.ids import WORKSPACE_NAME_MAX
 from tests.kubernetes.object_checks import as_dict, assert_valid, problems
@@ -86,9 +88,11 @@ def test_a_training_partition_is_a_valid_job_of_one_pod_fetch_then_train(case):
         assert env_of(container)["KAOS_ARTIFACT_TOKEN"] == {
             "secretKeyRef": {"name": kubernetes_names.token_secret_name(spec), "key": "token"}}
     assert train["workingDir"] == "/pfs/code"
-    assert train["command"][:4] == ["/bin/sh", "-c", kubernetes_pod.TRAIN_WRAPPER, "kaos-train"]
+    assert train["command"][:4] == ["/bin/sh", "-c", pod_commands.TRAIN_WRAPPER, "kaos-train"]
     assert "upload" in train["command"][4:] and "fetch" in fetch["command"]
-    assert SETTINGS.base_url in fetch["command"] and SETTINGS.base_url in train["command"]
+    artifacts = f"{SETTINGS.base_url}/internal/artifacts/{spec.job_id}/"
+    assert json.loads(fetch["command"][-1])["artifacts"][0]["url"] == artifacts + "source"
+    assert train["command"][-1] == artifacts + "output"
     env = env_of(train)
     data_at = "/pfs/data/features:9fd9d" if spec.data.kind == Artifact.BUNDLE else "/pfs/data/manifest:1a2b3"
     assert {key: env[key] for key in ("KAOS_TRAIN_DATA", "KAOS_TRAIN_HYPER", "KAOS_TRAIN_OUTPUT")} == {

@@ -1,4 +1,4 @@
-"""The train container's wrapper (kubernetes_pod.TRAIN_WRAPPER) run as its container runs it, `/bin/sh -c WRAPPER
+"""The train container's wrapper (pod_commands.TRAIN_WRAPPER) run as its container runs it, `/bin/sh -c WRAPPER
 kaos-train <upload argv>` in the code's directory: ./train into KAOS_TRAIN_OUTPUT, then the upload, train's exit
 code (the upload's when train succeeded and the upload failed), SIGTERM passed on to ./train."""
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kaos_backend.executors.kubernetes_pod import TRAIN_WRAPPER
+from kaos_backend.executors.pod_commands import TRAIN_WRAPPER
 
 UPLOAD = """\
 import json, os, sys
