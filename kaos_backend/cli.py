@@ -1,6 +1,6 @@
-"""`kaos-backend serve`: the backend on one machine. This process binds the public address, prepares the data
-directory and then supervises the parts (kaos_backend.supervisor): the front door on that address
-(kaos_backend.front), the API under gunicorn behind it on a unix socket (kaos_backend.api_server) and the
+"""`kaos-backend serve`: the backend on one machine. This process binds the public address (and the internal port,
+KAOS_INTERNAL_PORT, when set), prepares the data directory and then supervises the parts (kaos_backend.supervisor):
+the front door on that address (kaos_backend.front), the API under gunicorn behind it on a unix socket (kaos_backend.api_server) and the
 scheduler (kaos_backend.scheduler). SIGTERM, SIGINT or SIGHUP stop it all; it exits 1 when a part cannot start.
 """
 import argparse
@@ -90,12 +90,18 @@ def serve_command(args) -> int:
     if error:
         print(f"Error - {error}", file=sys.stderr)
         return 1
-    try:
-        listener = _listen(args.host, args.port)
-    except OSError as failure:
-        print(f"Error - cannot listen on {args.host}:{args.port}: {failure.strerror or failure}", file=sys.stderr)
-        return 1
-    return supervise(config, listener, args.workers, args.threads)
+    listeners = []
+    for port in (args.port, config.internal_port):
+        if port is None:
+            continue
+        try:
+            listeners.append(_listen(args.host, port))
+        except OSError as failure:
+            for listener in listeners:
+                listener.close()
+            print(f"Error - cannot listen on {args.host}:{port}: {failure.strerror or failure}", file=sys.stderr)
+            return 1
+    return supervise(config, listeners[0], args.workers, args.threads, internal=listeners[1:])
 
 
 def prepare(config: Config) -> Optional[str]:
@@ -122,8 +128,9 @@ def prepare(config: Config) -> Optional[str]:
     return None
 
 
-def supervise(config: Config, listener: socket.socket, workers: int, threads: int) -> int:
-    """Run the parts under a Supervisor until a stop signal (0) or a part that cannot start (1)."""
+def supervise(config: Config, listener: socket.socket, workers: int, threads: int, internal=()) -> int:
+    """Run the parts under a Supervisor until a stop signal (0) or a part that cannot start (1). `internal`: the
+    listener of KAOS_INTERNAL_PORT, if any (the front serves only the internal artifact routes there)."""
     from kaos_backend import runtime_dir
     from kaos_backend.part_status import STATUS_FILE
     from kaos_backend.parts import backend_parts
@@ -133,9 +140,12 @@ def supervise(config: Config, listener: socket.socket, workers: int, threads: in
     log.info("kaos-backend %s (pid %s): runtime directory %s", __version__, os.getpid(), run_dir)
     try:
         with listener:
-            specs = backend_parts(config, run_dir, listener, workers, threads)
+            specs = backend_parts(config, run_dir, listener, workers, threads,
+                                  internal_listener=internal[0] if internal else None)
             return Supervisor(specs, run_dir / STATUS_FILE).run()
     finally:
+        for extra in internal:
+            extra.close()
         runtime_dir.remove(run_dir)
 
 

@@ -46,6 +46,8 @@ class Config:
     notebook_idle_timeout: float = 28800  # seconds a notebook may be idle before it stops itself (0: never)
     containment: str = "auto"            # local workloads: auto (a cgroup where possible) | cgroup | subreaper
     workload_user: str = "kaos"          # local workloads run as this user when the backend is root ("root": no)
+    internal_port: Optional[int] = None  # a port of its own where the front serves only /internal/artifacts/
+                                         # (kubernetes: what a NetworkPolicy lets workload pods reach); None: none
 
     @property
     def max_upload_bytes(self) -> int:
@@ -94,6 +96,7 @@ class Config:
                                               default=300.0, minimum=1),
             "notebook_idle_timeout": _number("notebook_idle_timeout", raw("notebook_idle_timeout"), float,
                                              default=28800.0, minimum=0),
+            "internal_port": _number("internal_port", raw("internal_port"), int, minimum=1),
         }
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user", "internal_url",
                      "image_pull_policy"):
@@ -106,6 +109,8 @@ class Config:
                               f"not {values['image_pull_policy']!r}")
         if values["internal_url"] and not values["internal_url"].startswith(("http://", "https://")):
             raise ConfigError(f"KAOS_INTERNAL_URL must be an http:// or https:// URL, not {values['internal_url']!r}")
+        if values["internal_port"] is not None and values["internal_port"] > 65535:
+            raise ConfigError(f"KAOS_INTERNAL_PORT must be a port number (1-65535), not {values['internal_port']}")
         return cls(**values)
 
 

@@ -1,7 +1,8 @@
 """What the supervisor runs: the launch spec of each part of the backend (command, environment, inherited file
 descriptors) and how it tells that the part is up.
 
-- front: `python -m kaos_backend.front` on the inherited public socket; up when it writes a byte on its
+- front: `python -m kaos_backend.front` on the inherited public socket (and the internal one, when
+  KAOS_INTERNAL_PORT is set); up when it writes a byte on its
   readiness pipe (it is serving). The listening socket stays open in the supervisor, so connections made while
   the front restarts wait in the backlog instead of being refused.
 - api: `python -m kaos_backend.api_server` (gunicorn) on a unix socket; up when a worker answers HTTP there.
@@ -49,8 +50,9 @@ class PartSpec:
 
 
 def backend_parts(config: Config, run_dir: Path, listener: socket.socket, workers: int, threads: int,
-                  poll_interval: float = 0.25) -> List[PartSpec]:
-    """The three parts of `kaos-backend serve`, in the order they are started."""
+                  poll_interval: float = 0.25, internal_listener: Optional[socket.socket] = None) -> List[PartSpec]:
+    """The three parts of `kaos-backend serve`, in the order they are started. `internal_listener`: the socket of
+    KAOS_INTERNAL_PORT, where the front serves the internal artifact routes only."""
     env = part_environment(config)
     api_socket = run_dir / API_SOCKET
     heartbeat = run_dir / HEARTBEAT_FILE
@@ -62,7 +64,11 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
         fd = listener.fileno()
         argv = python + ["kaos_backend.front", "--fd", str(fd), "--api", str(api_socket),
                          "--run-dir", str(run_dir), "--ready-fd", str(ready_write)]
-        return Launch(argv, env, pass_fds=(fd, ready_write), is_up=lambda: _pipe_has_data(ready_read),
+        fds = (fd, ready_write)
+        if internal_listener is not None:
+            argv += ["--internal-fd", str(internal_listener.fileno())]
+            fds += (internal_listener.fileno(),)
+        return Launch(argv, env, pass_fds=fds, is_up=lambda: _pipe_has_data(ready_read),
                       close=lambda: _close(ready_read), after_spawn=lambda: _close(ready_write), ready_fd=ready_read)
 
     def api() -> Launch:

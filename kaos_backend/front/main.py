@@ -40,6 +40,31 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+def internal_front(public: Front, fd: int):
+    """(a Front for the internal listener on the inherited socket `fd`, the socket): it relays the internal artifact
+    routes to the same API and answers everything else 404 itself (no API, no gateway, no express lane: that
+    lane is for workloads' routes)."""
+    from dataclasses import replace
+    internal = Front(public.loop, public.api_address, lambda name: None, replace(public.config, express=False))
+    internal.api_max_body, internal.api_limit_message = public.api_max_body, public.api_limit_message
+    internal.token = public.token
+    internal.internal_only = True
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return internal, sock
+
+
+async def _serve_both(front: Front, sock: socket.socket, internal, ready) -> None:
+    """Serve the public listener and then the internal one; `ready()` once both serve."""
+    internal_front_, internal_sock = internal
+    public_serving = asyncio.get_running_loop().create_future()
+    public = asyncio.ensure_future(front.serve(sock, lambda: public_serving.done() or public_serving.set_result(1)))
+    await asyncio.wait([public, public_serving], return_when=asyncio.FIRST_COMPLETED)
+    if public.done():  # it could not serve: its error
+        return await public
+    await asyncio.gather(public, internal_front_.serve(internal_sock, ready))
+
+
 def main(argv=None) -> int:
     import argparse
     parser = argparse.ArgumentParser(prog="python -m kaos_backend.front",
@@ -51,6 +76,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", help="the supervisor's runtime directory: /api/health is answered here "
                                           "while the parts' status there says the API is not up")
     parser.add_argument("--ready-fd", type=int, help="a pipe to write one byte to once serving, then close")
+    parser.add_argument("--internal-fd", type=int, help="a second listening socket, inherited, where only the "
+                                                        "internal artifact routes (/internal/artifacts/) answer")
     args = parser.parse_args(argv)
     database_url = os.environ.get("KAOS_DATABASE_URL", "").strip()
     if not database_url:
@@ -89,7 +116,10 @@ def main(argv=None) -> int:
     # walk it again and again (it showed in the front's profile).
     gc.collect()
     gc.freeze()
-    serving = loop.create_task(front.serve(sock, ready))
+    if args.internal_fd is not None:
+        serving = loop.create_task(_serve_both(front, sock, internal_front(front, args.internal_fd), ready))
+    else:
+        serving = loop.create_task(front.serve(sock, ready))
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, serving.cancel)
 

@@ -73,6 +73,8 @@ class RequestReading:
         if request.method == b"CONNECT":
             raise HttpError(405, "METHOD_NOT_ALLOWED", "CONNECT is not served here")
         request.route = route = routing.route(request, self.front.api_max_body, self.config.serve_max_body_bytes)
+        if self.front.internal_only and (route.name is not None or not route.target.startswith(ARTIFACT_ROUTES)):
+            raise HttpError(404, "NOT_FOUND", "Not found: this port serves the internal artifact routes only")
         has_body = bool(request.length) or request.chunked
         if request.upgrade and (has_body or not route.upgrade):
             if has_body:

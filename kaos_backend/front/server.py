@@ -39,6 +39,8 @@ class Front:
         self.token: Optional[bytes] = None
         # (target, headers) -> the answer to a request for the API while the API is not up, or None to relay it
         self.api_down: Optional[Callable[[bytes, list], Optional[bytes]]] = None
+        # the internal listener (KAOS_INTERNAL_PORT): only the internal artifact routes, everything else 404
+        self.internal_only = False
 
     def protocol(self) -> Client:
         return Client(self)

@@ -159,6 +159,8 @@ def test_workload_pods_reach_the_backend_s_internal_port_and_nothing_else_of_it(
         "http": (8080, "http"), "internal": (kubernetes_spec.INTERNAL_PORT, "internal")}
     assert SETTINGS.base_url == f"http://{kubernetes_spec.BACKEND_SERVICE}.{NAMESPACE}.svc:" \
                                 f"{kubernetes_spec.INTERNAL_PORT}"
+    config = Config.from_env(find(objects, "ConfigMap")["data"])  # the backend listens there (its front)
+    assert config.internal_port == kubernetes_spec.INTERNAL_PORT
 
 
 @pytest.mark.parametrize("target", TARGETS)
