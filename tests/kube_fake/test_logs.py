@@ -46,7 +46,7 @@ def test_tail_lines_timestamps_and_limit_bytes(kube_cluster):
 
 def test_previous_is_the_run_before_a_restart(kube_cluster):
     api = apis(kube_cluster)
-    code = "import os, sys, time; print('run', os.getpid(), flush=True); time.sleep(0.2); sys.exit(1)"
+    code = "import sys, time, uuid; print('run', uuid.uuid4(), flush=True); time.sleep(0.2); sys.exit(1)"  # pid: 1
     api.core.create_namespaced_pod(NS, pod("restarter", container("main", python(code)), restart_policy="Always"))
     def restarts():
         statuses = api.core.read_namespaced_pod("restarter", NS).status.container_statuses

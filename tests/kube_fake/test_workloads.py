@@ -247,7 +247,7 @@ def test_stopping_the_cluster_stops_its_pods_processes(tmp_path):
     try:
         api = apis(cluster)
         api.core.create_namespaced_pod(NS, pod("lingering", container("main", python(
-            "import os, time; print(os.getpid(), flush=True); time.sleep(600)"))))
+            "import os, time; print(os.readlink('/proc/self'), flush=True); time.sleep(600)"))))  # this machine's pid
         pid = int(wait_for(lambda: cluster.log_text(NS, "lingering", "main"), "the pid"))
     finally:
         cluster.stop()
