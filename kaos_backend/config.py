@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Optional
 EXECUTORS = ("local", "docker", "kubernetes")
 CONTAINMENT_MODES = ("auto", "cgroup", "subreaper")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")  # Kubernetes' imagePullPolicy
+IMAGE_BUILDERS = ("docker", "local-venv")  # kubernetes: who builds images (kubernetes_images.py)
 MB = 1024 * 1024
 
 
@@ -48,6 +49,13 @@ class Config:
     workload_user: str = "kaos"          # local workloads run as this user when the backend is root ("root": no)
     internal_port: Optional[int] = None  # a port of its own where the front serves only /internal/artifacts/
                                          # (kubernetes: what a NetworkPolicy lets workload pods reach); None: none
+    kubeconfig: str = ""                 # kubernetes: a kubeconfig file; empty = $KUBECONFIG, else in-cluster
+                                         # config inside a pod, else ~/.kube/config
+    kube_context: str = ""               # kubernetes: the kubeconfig's context; empty = its current context
+    image_builder: str = "docker"        # kubernetes: "docker" (a Docker engine builds, pushes to `registry`) or
+                                         # "local-venv" (tests against a fake cluster whose pods run here)
+    pod_pending_timeout: float = 300     # kubernetes: seconds a pod may stay unschedulable or unable to pull its
+                                         # image before its workload fails with that reason
 
     @property
     def max_upload_bytes(self) -> int:
@@ -97,9 +105,11 @@ class Config:
             "notebook_idle_timeout": _number("notebook_idle_timeout", raw("notebook_idle_timeout"), float,
                                              default=28800.0, minimum=0),
             "internal_port": _number("internal_port", raw("internal_port"), int, minimum=1),
+            "image_builder": _choice("image_builder", raw("image_builder") or "docker", IMAGE_BUILDERS),
+            "pod_pending_timeout": _number("pod_pending_timeout", raw("pod_pending_timeout"), float, default=300.0),
         }
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user", "internal_url",
-                     "image_pull_policy"):
+                     "image_pull_policy", "kubeconfig", "kube_context"):
             value = raw(name)
             values[name] = str(value) if value is not None else cls.__dataclass_fields__[name].default
         if not values["namespace"]:

@@ -62,6 +62,7 @@ class DockerExecutor(Executor):
         self.notify = notify
         self.max_log_bytes = max_log_bytes
         self.config = config
+        self.push = False        # builds: push the image to its registry once built (the kubernetes executor's)
         self._workload: Optional[WatchedWorkload] = None  # the workload started or reattached
         self._delegate: Optional[Executor] = None          # the local executor an ingestion runs on
 
@@ -127,7 +128,7 @@ class DockerExecutor(Executor):
         on = f", on {base}" if base else ", on the Dockerfile's own base image"
         self._write_preamble(preamble, [f"kaos: building the image {image} from the bundle's Dockerfile with its "
                                         f"model/ as the context{on}"])
-        self._watch(spec, {"mode": "build", "build": arguments})
+        self._watch(spec, {"mode": "build", "build": arguments, "push": self.push})
         return image
 
     # -- running --------------------------------------------------------------------------------------------

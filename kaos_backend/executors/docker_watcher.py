@@ -25,7 +25,8 @@ never succeeds); the log says when the engine stops answering and when it answer
 
 SPEC (JSON): {"mode": "container" | "build", "log", "exit_file", "stop_file", "cursor_file", "what": "training",
 "memory": "50Mi" | null, "max_log_bytes", "notify": the scheduler's wake-up socket or null, "container": its id
-(container mode), "build": docker_spec.build_arguments (build mode)}
+(container mode), "build": docker_spec.build_arguments (build mode), "push": true to push the image built to
+its registry (the kubernetes executor's builds, with KAOS_REGISTRY)}
 """
 import argparse
 import json
@@ -222,12 +223,37 @@ class Watcher:
         elif not requested and not self._image_exists():
             error = f"the build ended without the image {self.spec['build']['tag']}"
             self.log.output(error.encode())
+        elif not requested and self.spec.get("push"):
+            error = self.push(self.spec["build"]["tag"])
         status = CANCELLED_STATUS if requested else 1 if error else 0
         record = outcome.record_for(status, requested=requested, last_line=self.log.last_line)
         if error and not requested:
             record["error"] = error
         self.finish(record)
         return 0
+
+    def push(self, reference: str) -> Optional[str]:
+        """Push the image `reference` (`<registry>/<name>:<tag>`) with the engine's credentials for its registry,
+        its progress into the log; the error line, or None once pushed."""
+        repository, _, tag = reference.rpartition(":")
+        if "/" in tag or not repository:
+            repository, tag = reference, "latest"
+        self.log.record(f"kaos: pushing the image {reference}")
+        error = None
+        try:
+            for chunk in self.client.api.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    error = strip_ansi(str(chunk["error"])).strip() or "the push failed"
+                elif chunk.get("status") and not chunk.get("progress"):
+                    self._build_line(" ".join(str(chunk[key]) for key in ("id", "status") if chunk.get(key)))
+        except Exception as failure:  # noqa: BLE001 - the engine refused or broke the push
+            if not _engine_trouble(failure):
+                raise
+            error = _first_line(failure)
+        if error:
+            error = f"the image could not be pushed to its registry: {error}"
+            self.log.output(error.encode())
+        return error
 
     def _build_line(self, line: str) -> None:
         if line.strip():

@@ -8,7 +8,8 @@ from typing import Callable, Dict, List, Type
 from kaos_backend.executors.base import Executor
 
 # kind -> the module that registers it on import
-BUILT_IN = {"local": "kaos_backend.executors.local", "docker": "kaos_backend.executors.docker"}
+BUILT_IN = {"local": "kaos_backend.executors.local", "docker": "kaos_backend.executors.docker",
+            "kubernetes": "kaos_backend.executors.kubernetes"}
 
 Factory = Callable[[object], Executor]   # config (kaos_backend.config.Config) -> an idle executor
 _factories: Dict[str, Factory] = {}

@@ -28,6 +28,7 @@ from kaos_backend.executors.base import VANISHED, Artifact, ArtifactMissing, Hyp
 from kaos_backend.executors.containment import stop_platform
 from kaos_backend.layout import DataLayout
 from kaos_backend.storage import BlobStore
+from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture: the kubernetes kind's)
 
 WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
 HEX6 = "abcdef"
@@ -36,13 +37,16 @@ HEX6 = "abcdef"
 @dataclass
 class Kind:
     variants: Dict[str, dict]             # variant id -> Config overrides
-    vanish: Callable[[dict], None]        # make the workload of this executor state disappear as a crash would
+    vanish: Callable[[Config, dict], None]  # make the workload of this executor state disappear as a crash would
     cleanup: Callable[[Config], None]     # stop whatever a failed test left running
-    needs: Callable = lambda request: {}  # (pytest request) -> more Config overrides, from the fixtures it needs
+    needs: Callable = lambda request, data: {}  # (pytest request, data dir) -> more Config overrides, from the
+                                                # fixtures it needs
     teardown: Callable[[Config], None] = lambda config: None  # remove what the module made (images)
+    live: Callable = None                 # (Platform, spec) -> where a running training writes its output, seen
+                                          # from here (None: where the platform keeps outputs)
 
 
-def _kill_the_runner(state: dict) -> None:
+def _kill_the_runner(config: Config, state: dict) -> None:
     os.kill(state["pid"], signal.SIGKILL)  # the runner, as a crash or an OOM kill of it would
 
 
@@ -51,7 +55,7 @@ def _engine():
     return engine()
 
 
-def _remove_the_container(state: dict) -> None:
+def _remove_the_container(config: Config, state: dict) -> None:
     _engine().api.remove_container(state["container"], force=True)  # as someone's `docker rm -f` would
 
 
@@ -66,14 +70,52 @@ def _remove_the_images(config: Config) -> None:
         _engine().images.remove(image.id, force=True)
 
 
+def _kube_platform(request, data) -> dict:
+    """A kubernetes platform on the module's fake cluster (tests/support/kube): the fake's kubelet runs its pods
+    here, in the virtualenvs the `local-venv` image builder makes; its pods fetch from and hand back to the
+    backend's app serving the internal artifact routes of the platform's data directory."""
+    from tests.support.kube_platform import ArtifactServer, kube_config, venv_images
+    cluster = request.getfixturevalue("module_kube_cluster")
+    cluster.kubelet.images = venv_images(data)
+    server = ArtifactServer(Config.from_env({}, data_dir=data))
+    request.addfinalizer(server.stop)
+    overrides = kube_config(cluster, data.parent / "kubeconfig", server.url)
+    del overrides["executor"]  # the fixture's
+    return overrides
+
+
+def _delete_the_job(config: Config, state: dict) -> None:
+    from kaos_backend.executors.kubernetes_client import apis
+    apis(config)[1].delete_namespaced_job(state["name"], state["namespace"], propagation_policy="Background")
+
+
+def _delete_the_platform(config: Config) -> None:
+    from tests.support.kube_platform import delete_platform
+    delete_platform(config)
+
+
+def _forget_the_cluster(config: Config) -> None:
+    from kaos_backend.executors.kubernetes_cluster import close_all
+    close_all()
+
+
+def _in_the_pod(platform, spec):
+    from tests.support.kube_platform import live_output
+    return live_output(platform.request.getfixturevalue("module_kube_cluster"), spec) or platform.output(spec)
+
+
 KINDS = {
     "local": Kind({"auto": {"containment": "auto"}, "subreaper": {"containment": "subreaper"}},
                   _kill_the_runner, lambda config: stop_platform(platform_id(config.data_dir))),
     # The Docker engine of this machine (skipped without one, failed in CI: tests/support/docker_engine.py), the
     # builds on the base image the fixture makes (no registry here).
     "docker": Kind({"engine": {}}, _remove_the_container, _remove_the_containers,
-                   needs=lambda request: {"base_image": request.getfixturevalue("base_image")},
+                   needs=lambda request, data: {"base_image": request.getfixturevalue("base_image")},
                    teardown=_remove_the_images),
+    # The fake cluster (tests/support/kube; root, as CI runs): a Job's deletion is the crash; a running
+    # training's output is in its pod's volume until it is handed back.
+    "kubernetes": Kind({"fake": {}}, _delete_the_job, _delete_the_platform, needs=_kube_platform,
+                       teardown=_forget_the_cluster, live=_in_the_pod),
 }
 PARAMS = [pytest.param((kind, variant), id=f"{kind}-{variant}")
           for kind in registry.kinds() for variant in KINDS[kind].variants]  # a kind without an entry fails here
@@ -117,7 +159,12 @@ class Platform:
                             image=self.image, **extra)
 
     def output(self, spec: WorkloadSpec):
+        """Where the platform keeps the training's output (delivered by the time its end is reported)."""
         return self.layout.output_dir(*spec.output.output_parts())
+
+    def live(self, spec: WorkloadSpec):
+        """Where the running training writes its output, as this test sees it."""
+        return self.kind.live(self, spec) if self.kind.live else self.output(spec)
 
 
 @pytest.fixture(scope="module", params=PARAMS)
@@ -125,8 +172,10 @@ def platform(request, tmp_path_factory):
     kind_name, variant = request.param
     kind = KINDS[kind_name]
     data = tmp_path_factory.mktemp(f"{kind_name}-{variant}") / "data"
-    config = Config.from_env({}, data_dir=data, executor=kind_name, **kind.variants[variant], **kind.needs(request))
+    config = Config.from_env({}, data_dir=data, executor=kind_name, **kind.variants[variant],
+                             **kind.needs(request, data))
     platform = Platform(config, kind)
+    platform.request = request
     build = WorkloadSpec(job_id="b" * 32, kind="build", log=f"jobs/{'b' * 32}", source=platform.source(),
                          requirements=["requirements.txt"])
     executor = platform.executor()
@@ -283,9 +332,9 @@ def test_stop_ends_every_process_even_those_that_left_the_session(platform):
     executor = platform.executor()
     spec = platform.training(SPAWNER, env={"SLEEP": "600"})
     executor.start(spec)
-    _wait_for(lambda: _beating(platform.output(spec)) == EVERY_BEAT)
+    _wait_for(lambda: _beating(platform.live(spec)) == EVERY_BEAT)
     executor.stop(timeout=5)
-    assert _beating(platform.output(spec)) == set()
+    assert _beating(platform.live(spec)) == set()
     assert executor.poll() is not None and executor.reason() == "killed on request"
     executor.stop()  # stopping a finished workload is not an error
 
@@ -297,7 +346,7 @@ def test_the_end_of_the_main_process_ends_the_workload(platform):
     executor.start(spec)
     assert _wait_for(lambda: executor.poll()) == 0, _texts(executor)
     assert "spawned" in _texts(executor)
-    assert _beating(platform.output(spec)) == set()
+    assert _beating(platform.live(spec)) == set()
     assert executor.reason() == "exit code 0"
 
 
@@ -307,10 +356,10 @@ def test_stop_escalates_when_the_workload_ignores_sigterm(platform):
               f"{BEAT}")
     spec = platform.training(script)
     executor.start(spec)
-    _wait_for(lambda: _beating(platform.output(spec), {"main"}) == {"main"})
+    _wait_for(lambda: _beating(platform.live(spec), {"main"}) == {"main"})
     started = time.monotonic()
     executor.stop(timeout=0.5)
-    assert _beating(platform.output(spec), {"main"}) == set()
+    assert _beating(platform.live(spec), {"main"}) == set()
     assert time.monotonic() - started < 20  # a bound on hanging, not a speed claim
 
 
@@ -320,14 +369,14 @@ def test_a_vanished_workload_counts_as_finished_and_leaves_nothing_running(platf
     executor = platform.executor()
     spec = platform.training(SPAWNER, env={"SLEEP": "600"})
     executor.start(spec)
-    _wait_for(lambda: _beating(platform.output(spec)) == EVERY_BEAT)
+    _wait_for(lambda: _beating(platform.live(spec)) == EVERY_BEAT)
     state = executor.get_state()
-    platform.kind.vanish(state)
+    platform.kind.vanish(platform.config, state)
     reattached = platform.executor()
     reattached.load_state(state)
     assert _wait_for(lambda: reattached.poll()) == VANISHED
     assert reattached.reason().startswith("vanished")
-    assert _beating(platform.output(spec)) == set()
+    assert _beating(platform.live(spec)) == set()
 
 
 def test_follow_streams_until_the_end(platform):

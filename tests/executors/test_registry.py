@@ -41,7 +41,31 @@ def test_the_docker_executor_is_registered_and_reads_logs_without_an_engine(tmp_
     assert log.get_state() == {} and log.poll() is None
 
 
+def test_the_kubernetes_executor_is_registered_and_reads_logs_without_a_cluster(tmp_path):
+    """As for docker: an API worker reads and adds to logs through an idle kubernetes executor, which needs no
+    cluster (and does not even import the kubernetes client for it)."""
+    import subprocess
+    import sys
+    code = """
+import sys
+from pathlib import Path
+from kaos_backend.config import Config
+from kaos_backend.executors import registry
+from kaos_backend.executors.kubernetes import KubernetesExecutor
+assert registry.executor_class("kubernetes") is KubernetesExecutor
+config = Config.from_env({}, data_dir=Path(sys.argv[1]), executor="kubernetes", kubeconfig="/nonexistent")
+log = registry.log_of(config, "jobs/0123abcd")
+log.append_log("kaos: a record")
+assert [line.split("] ", 1)[1] for line in log.logs()] == ["kaos: a record"]
+assert log.get_state() == {} and log.poll() is None and log.reason() is None
+log.stop()
+assert "kubernetes" not in sys.modules, "the client was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_kind_that_is_not_registered_is_refused_in_words(tmp_path):
-    with pytest.raises(registry.ExecutorNotAvailable,
-                       match="the kubernetes executor is not available in this version"):
-        registry.make_executor(_config(tmp_path, "kubernetes"))
+    config = type("NomadConfig", (), {"executor": "nomad", "data_dir": tmp_path / "data"})()
+    with pytest.raises(registry.ExecutorNotAvailable, match="the nomad executor is not available in this version"):
+        registry.make_executor(config)

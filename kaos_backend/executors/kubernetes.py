@@ -1,0 +1,235 @@
+"""The kubernetes executor (issue 11): trainings as batch/v1 Jobs, endpoints as Deployments with a Service, in the
+namespace KAOS_NAMESPACE of the cluster the kubeconfig (or the in-cluster config) names, through the official
+client. KAOS_EXECUTOR=kubernetes chooses it.
+
+    build      the image builder's (kubernetes_images.py: a Docker engine that builds and pushes to
+               KAOS_REGISTRY; local virtualenvs for tests against the fake cluster)
+    train      the Job `train-<job id>-<index>` (kubernetes_spec.py): the init container fetches the inputs from
+               the backend's internal routes with an artifact token scoped to the workload (a Secret owned by the
+               Job), ./train runs, its output is handed back before the container ends, so a training's output
+               is in the platform's store by the time its end is reported
+    serve      the Deployment `serve-<ws>-<hex6>` and its ClusterIP Service: `start` returns the Service's
+               cluster IP and port 8080 (where the backend, in the cluster, reaches it)
+    ingestion  a process of the backend's machine, as the local executor runs it (a download into the data
+               directory)
+
+Status comes from one shared watch per kind and namespace (kubernetes_watch.py), never a request per workload
+per tick; each workload has a follower thread in the process that polls it (kubernetes_workload.py) that copies
+its pod's log into the platform's log (`<data>/jobs/<job id>/log`, as every executor's, so it survives the pod)
+and records how it ended: its exit code, OOMKilled as "out of memory (limit X)", or why Kubernetes could not run
+it (unschedulable, an image that cannot be pulled, evicted, a deadline exceeded, CrashLoopBackOff), which is
+the job's reason and the log's last line. The state is the namespace, the Job's or Deployment's name and uid,
+and the files beside the log: a backend restart finds the workload by them and resumes the log's copy.
+"""
+import math
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from kaos_backend.executors import kubernetes_names, kubernetes_workload, outcome
+from kaos_backend.executors.base import Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.hints import script_hints
+from kaos_backend.executors.kubernetes_status import describe
+from kaos_backend.executors.local_staging import Staging
+from kaos_backend.executors.registry import register
+from kaos_backend.executors.workload_env import SERVE_PORT
+from kaos_backend.logs import JobLog, LogFileReader
+
+STOP_RECORD_WAIT = 15.0  # seconds beyond the grace period for the follower to record a stopped workload's end
+STOP_GRACE = 10          # seconds a workload gets after SIGTERM when stop() is not given a timeout
+
+
+class KubernetesExecutor(Executor):
+    kind = "kubernetes"
+
+    def __init__(self, config):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self._settings = None
+        self._state: Optional[dict] = None
+        self._delegate: Optional[Executor] = None   # a build's (the image builder's), an ingestion's (local)
+
+    @property
+    def settings(self):
+        """kubernetes_spec.KubeSettings of the config (the client is imported on first use: an executor that only
+        reads a log, in an API worker, never needs it)."""
+        if self._settings is None:
+            from kaos_backend.executors.kubernetes_spec import KubeSettings
+            self._settings = KubeSettings.from_config(self.config, os.environ)
+        return self._settings
+
+    @property
+    def images(self):
+        from kaos_backend.executors.kubernetes_images import image_builder
+        return image_builder(self.config, self.settings)
+
+    @classmethod
+    def from_config(cls, config) -> "KubernetesExecutor":
+        return cls(config)
+
+    # -- building -------------------------------------------------------------------------------------------
+    def image_for(self, spec: WorkloadSpec) -> str:
+        return self.images.image_for(spec)
+
+    def is_image_ready(self, image: str) -> bool:
+        return self.images.is_image_ready(image)
+
+    def build(self, spec: WorkloadSpec) -> str:
+        """The image builder's build of `spec` (its progress in the build's log); the image pods will run."""
+        image = self.image_for(spec)
+        self._delegate = self.images.builder()
+        self._delegate.build(self.images.spec_for(spec))
+        self.log_name = spec.log
+        return image
+
+    # -- running --------------------------------------------------------------------------------------------
+    def start(self, spec: WorkloadSpec) -> Optional[Address]:
+        """Create the workload's Job (train) or Deployment and Service (serve) and the Secret of its artifact token,
+        then follow it. Raises ArtifactMissing (and InvalidBundle, PayloadTooLarge) for inputs the platform cannot
+        give, before anything is created; ClusterUnavailable and the client's ApiException when the cluster
+        refuses (nothing is left behind)."""
+        if spec.kind == "ingestion":
+            from kaos_backend.executors.local import LocalExecutor
+            self._delegate = LocalExecutor.from_config(self.config)
+            return self._delegate.start(spec)
+        if spec.kind not in ("train", "serve"):
+            raise ValueError(f"the kubernetes executor runs no {spec.kind} workload")
+        hints = self._check_inputs(spec)
+        from kaos_backend.executors.kubernetes_cluster import cluster_for
+        cluster = cluster_for(self.config)
+        home = self.data_dir / check_log_name(spec.log)
+        home.mkdir(parents=True, exist_ok=True)
+        name = kubernetes_names.workload_name(spec)
+        state = kubernetes_workload.begin(
+            spec.kind, spec.job_id, spec.log, home, namespace=self.settings.namespace, name=name,
+            object="Job" if spec.kind == "train" else "Deployment", main="train" if spec.kind == "train" else "serve",
+            start=secrets.token_hex(4), memory=spec.memory, image=spec.image, uid=None)
+        self.log_name = spec.log
+        self.append_log(*spec.preamble)
+        from kaos_backend.executors.kubernetes_objects import create_workload
+        created = create_workload(cluster, spec, self.settings, state["start"])
+        state.update(uid=created.uid, service=created.service, notes=hints + [self._runs_note(spec, name)])
+        self._state = state
+        self._follow()
+        return Address(created.cluster_ip, SERVE_PORT) if spec.kind == "serve" else None
+
+    def _check_inputs(self, spec: WorkloadSpec) -> List[str]:
+        """ArtifactMissing for an input the platform does not have; the hints about the code (a missing script)."""
+        staging = Staging(self.data_dir, self.config.max_bundle_bytes)
+        code = staging.model_dir(spec.source)
+        if spec.kind == "train":
+            staging.data_root(spec.data)
+        return script_hints(code / ("train" if spec.kind == "train" else "serve"))
+
+    def _runs_note(self, spec: WorkloadSpec, name: str) -> str:
+        limits = ", ".join(part for part in (f"cpu {spec.cpu:g}" if spec.cpu else "",
+                                             f"memory {spec.memory}" if spec.memory else "",
+                                             f"gpu {spec.gpu}" if spec.gpu else "") if part)
+        what = {"train": "training", "serve": "endpoint"}[spec.kind]
+        owner = "Job" if spec.kind == "train" else "Deployment"
+        return (f"kaos: the {what} runs in a pod of the {owner} {name} in the namespace {self.settings.namespace}, "
+                f"image {spec.image}" + (f" (limits: {limits})" if limits else ""))
+
+    def _follow(self) -> bool:
+        """Start the workload's follower in this process, unless one follows it (here or elsewhere)."""
+        from kaos_backend.executors.kubernetes_cluster import cluster_for
+        from kaos_backend.wakeup import socket_name
+        return kubernetes_workload.Follower.spawn(
+            cluster_for(self.config), self._state, self._log_file(), self.config.max_log_mb * 1024 * 1024,
+            socket_name(self.data_dir), self.config.pod_pending_timeout)
+
+    # -- observing ------------------------------------------------------------------------------------------
+    def poll(self) -> Optional[int]:
+        """The exit code once the follower recorded the end; None while the workload runs (a follower is started
+        here when none follows it: after a backend restart)."""
+        if self._delegate is not None:
+            return self._delegate.poll()
+        if self._state is None:
+            return None
+        record = kubernetes_workload.read_record(self._state)
+        if record is not None:
+            return record["code"]
+        if not kubernetes_workload.followed(self._state):
+            self._follow()
+            record = kubernetes_workload.read_record(self._state)  # it may have ended meanwhile
+            if record is not None:
+                return record["code"]
+        return None
+
+    def reason(self) -> Optional[str]:
+        if self._delegate is not None:
+            return self._delegate.reason()
+        record = kubernetes_workload.read_record(self._state) if self._state else None
+        return describe(record) if record is not None else None
+
+    def stop(self, now: bool = False, timeout: float = STOP_GRACE) -> None:
+        """Delete the workload's pods (SIGTERM, then SIGKILL after `timeout` seconds; at once when `now`) and its
+        Job or Deployment (Background: its Service and Secret go with it), revoke its token, and return once its
+        end is recorded. Gone, or ended already, is not an error."""
+        if self._delegate is not None:
+            return self._delegate.stop(now, timeout)
+        state = self._state
+        if state is None or kubernetes_workload.read_record(state) is not None:
+            return None
+        from kaos_backend.executors.kubernetes_cluster import cluster_for
+        cluster = cluster_for(self.config)
+        grace = 0 if now else max(1, math.ceil(timeout))
+        kubernetes_workload.request_stop(state, grace)
+        informer = cluster.informer()
+        for pod in informer.pods_of(state["workload"]):
+            if (pod["metadata"].get("labels") or {}).get(kubernetes_workload.START_LABEL) == state.get("start"):
+                kubernetes_workload.delete_pod(cluster, pod["metadata"]["name"], grace)
+        kubernetes_workload.delete_owner(cluster, state)
+        informer.notify()
+        self._follow()
+        deadline = time.monotonic() + grace + STOP_RECORD_WAIT
+        while kubernetes_workload.read_record(state) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if kubernetes_workload.read_record(state) is None:  # no follower recorded it (stuck): recorded here
+            what = kubernetes_workload.WHAT.get(state["kind"], "workload")
+            self.append_log(f"kaos: the {what} ended: killed on request")
+            outcome.write_record(state["exit_path"], outcome.record_for(-9, requested=True, memory=state["memory"]))
+            try:
+                cluster.tokens.revoke(state["workload"])
+            except Exception:  # noqa: BLE001 - it expires by itself
+                pass
+        return None
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        if self._delegate is not None:
+            return {"delegate": self._delegate.kind, "state": self._delegate.get_state()}
+        return dict(self._state) if self._state is not None else {}
+
+    def load_state(self, state: dict) -> None:
+        self.clear_state()
+        if "delegate" in state:
+            from kaos_backend.executors.registry import executor_class
+            self._delegate = executor_class(state["delegate"]).from_config(self.config)
+            self._delegate.load_state(state["state"])
+            self.log_name = self._delegate.log_name
+            return
+        self._state = dict(state)
+        self.log_name = state.get("log")
+
+    def clear_state(self) -> None:
+        self._state = None
+        self._delegate = None
+        self.log_name = None
+
+    # -- the log: <data_dir>/jobs/<job id>/log, <data_dir>/endpoints/<name>/log (as every executor's) --------
+    def _log_file(self) -> Path:
+        if self.log_name is None:
+            raise ValueError("no log is bound to this executor (bind_log, start or load_state first)")
+        return self.data_dir / check_log_name(self.log_name) / "log"
+
+    def open_log(self) -> LogFileReader:
+        return LogFileReader(self._log_file())
+
+    def append_log(self, *texts: str) -> None:
+        JobLog(self._log_file()).append(*texts)
+
+
+register(KubernetesExecutor.kind, KubernetesExecutor, KubernetesExecutor.from_config)

@@ -1,0 +1,102 @@
+"""The Kubernetes API as the kubernetes executor reaches it: one official-client ApiClient per process and
+configuration, loaded by the client's own loaders:
+
+    KAOS_KUBECONFIG (config `kubeconfig`)   that kubeconfig file, its context KAOS_KUBE_CONTEXT (or its current one)
+    else $KUBECONFIG                        the client's default kubeconfig (with KAOS_KUBE_CONTEXT)
+    else inside a pod                       the in-cluster config: the pod's ServiceAccount (the backend's Role)
+    else                                    ~/.kube/config
+
+The client is imported here, on first use: the API and the CLI never need it. Errors: `ClusterUnavailable` when
+the client is missing or no configuration can be loaded."""
+import os
+import threading
+from typing import Dict, Tuple
+
+REQUEST_TIMEOUT = (10, 60)   # (connect, read) seconds of an ordinary request; a watch or a log follow sets its own
+
+_lock = threading.Lock()
+_clients: Dict[Tuple, object] = {}
+
+
+class ClusterUnavailable(RuntimeError):
+    """No Kubernetes API can be reached with this configuration (the client missing, no kubeconfig); the message
+    says which."""
+
+
+def _configuration(kubeconfig: str, context: str):
+    try:
+        import kubernetes.client
+        import kubernetes.config
+    except ImportError:
+        raise ClusterUnavailable("the kubernetes executor needs the kubernetes client: pip install "
+                                 "'kaos[kubernetes]'") from None
+    configuration = kubernetes.client.Configuration()
+    try:
+        if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kubernetes.config.load_kube_config(config_file=kubeconfig or None, context=context or None,
+                                               client_configuration=configuration, persist_config=False)
+        else:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as error:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise ClusterUnavailable(f"cannot load the Kubernetes configuration ({where}"
+                                 f"{', context ' + context if context else ''}): {error}") from None
+    return configuration
+
+
+def api_client(config):
+    """This process's kubernetes.client.ApiClient for `config` (kaos_backend.config.Config: kubeconfig,
+    kube_context), made on first use (a forked child makes its own). Raises ClusterUnavailable."""
+    key = (os.getpid(), config.kubeconfig, config.kube_context, os.environ.get("KUBECONFIG", ""))
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            import kubernetes.client
+            found = _clients[key] = kubernetes.client.ApiClient(_configuration(config.kubeconfig,
+                                                                               config.kube_context))
+        return found
+
+
+def apis(config):
+    """(CoreV1Api, BatchV1Api, AppsV1Api) on `config`'s cluster."""
+    import kubernetes.client
+    client = api_client(config)
+    return kubernetes.client.CoreV1Api(client), kubernetes.client.BatchV1Api(client), \
+        kubernetes.client.AppsV1Api(client)
+
+
+def api_exception():
+    """The client's ApiException (status, reason, body)."""
+    from kubernetes.client.exceptions import ApiException
+    return ApiException
+
+
+def is_status(error: BaseException, *statuses: int) -> bool:
+    """`error` is an ApiException with one of `statuses` (404: gone, 409: exists, 410: expired...)."""
+    return isinstance(error, api_exception()) and error.status in statuses
+
+
+def message_of(error: BaseException) -> str:
+    """The API server's message of an ApiException (its Status), else the error's text; one line."""
+    import json
+    body = getattr(error, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message") or body).splitlines()[0][:500]
+        except (ValueError, AttributeError):
+            pass
+    text = str(getattr(error, "reason", "") or error) or type(error).__name__
+    return text.splitlines()[0][:500]
+
+
+def response_lines(response, chunk: int = 64 * 1024):
+    """The lines of a streamed response (`_preload_content=False`: a urllib3 response), as bytes without their
+    newline; blank lines between watch events are skipped, a pod log's are kept."""
+    pending = b""
+    for data in response.stream(chunk, decode_content=True):
+        pending += data
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line
+    if pending:
+        yield pending

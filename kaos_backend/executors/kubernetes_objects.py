@@ -1,0 +1,98 @@
+"""Creating one workload's objects (kubernetes_spec.py builds them): the Job, or the Deployment and its Service,
+then the Secret of its artifact token owned by it (a pod whose Secret is not there yet waits for it:
+CreateContainerConfigError, which is no failure). Each pod template carries the start's own label
+(kubernetes_workload.START_LABEL), so that the pods of an earlier start of the same name (an endpoint's, being
+deleted) are never taken for this start's.
+
+A name taken already is an earlier start's leftover (a backend that crashed between creating a Job and recording
+it; an endpoint's Service that its deleted Deployment's garbage collection has not removed yet): it is deleted,
+and the create tried again once it is gone. A create that fails leaves nothing: what was created is deleted and
+the token revoked."""
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from kaos_backend.executors import kubernetes_names
+from kaos_backend.executors.base import WorkloadSpec
+from kaos_backend.executors.kubernetes_client import is_status
+
+GONE_WAIT = 30.0   # seconds a leftover of the same name may take to go
+
+
+@dataclass
+class Created:
+    uid: str
+    service: Optional[str] = None
+    cluster_ip: Optional[str] = None
+
+
+def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Created:
+    """Issue the workload's artifact token and create its objects in `cluster` (kubernetes_cluster.Cluster).
+    Raises the client's ApiException (nothing left behind)."""
+    from kaos_backend.executors import kubernetes_spec
+    from kaos_backend.executors.kubernetes_workload import START_LABEL, delete_owner
+    token = cluster.tokens.issue(spec, job=kubernetes_names.job_of(spec))
+    namespace = cluster.namespace
+    name = kubernetes_names.workload_name(spec)
+    created: Optional[Created] = None
+    try:
+        if spec.kind == "train":
+            job = kubernetes_spec.training_job(spec, settings)
+            job.spec.template.metadata.labels[START_LABEL] = start
+            made = _create(lambda: cluster.batch.create_namespaced_job(namespace, job),
+                           lambda: cluster.batch.delete_namespaced_job(name, namespace,
+                                                                       propagation_policy="Background"),
+                           lambda: cluster.batch.read_namespaced_job(name, namespace))
+            created = Created(made.metadata.uid)
+            owner = kubernetes_spec.owner_reference("Job", name, made.metadata.uid)
+        else:
+            deployment = kubernetes_spec.endpoint_deployment(spec, settings)
+            deployment.spec.template.metadata.labels[START_LABEL] = start
+            made = _create(lambda: cluster.apps.create_namespaced_deployment(namespace, deployment),
+                           lambda: cluster.apps.delete_namespaced_deployment(name, namespace,
+                                                                             propagation_policy="Background"),
+                           lambda: cluster.apps.read_namespaced_deployment(name, namespace))
+            created = Created(made.metadata.uid)
+            owner = kubernetes_spec.owner_reference("Deployment", name, made.metadata.uid)
+            service = kubernetes_spec.endpoint_service(spec, settings, owner)
+            made_service = _create(lambda: cluster.core.create_namespaced_service(namespace, service),
+                                   lambda: cluster.core.delete_namespaced_service(name, namespace),
+                                   lambda: cluster.core.read_namespaced_service(name, namespace))
+            created.service, created.cluster_ip = name, made_service.spec.cluster_ip
+        secret = kubernetes_spec.token_secret(spec, settings, token, owner)
+        secret_name = kubernetes_names.token_secret_name(spec)
+        _create(lambda: cluster.core.create_namespaced_secret(namespace, secret),
+                lambda: cluster.core.delete_namespaced_secret(secret_name, namespace),
+                lambda: cluster.core.read_namespaced_secret(secret_name, namespace))
+        return created
+    except BaseException:
+        cluster.tokens.revoke(spec.job_id)
+        if created is not None:
+            delete_owner(cluster, {"object": "Job" if spec.kind == "train" else "Deployment", "name": name,
+                                   "uid": created.uid})
+        raise
+
+
+def _create(create: Callable, delete: Callable, read: Callable):
+    """`create()`; when the name is taken (409), `delete()` the leftover, wait until `read()` says it is gone
+    (404), and `create()` once more."""
+    try:
+        return create()
+    except Exception as error:  # noqa: BLE001
+        if not is_status(error, 409):
+            raise
+    try:
+        delete()
+    except Exception as error:  # noqa: BLE001
+        if not is_status(error, 404):
+            raise
+    deadline = time.monotonic() + GONE_WAIT
+    while time.monotonic() < deadline:
+        try:
+            read()
+        except Exception as error:  # noqa: BLE001
+            if is_status(error, 404):
+                break
+            raise
+        time.sleep(0.1)
+    return create()

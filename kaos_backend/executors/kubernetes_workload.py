@@ -1,0 +1,374 @@
+"""One workload of the kubernetes executor as the executor keeps it: its state (what `get_state` returns: the
+namespace, the Job's or Deployment's name and uid, the paths of its files) and the files beside its log,
+`<log's directory>/<workload>.*`:
+
+    .exit       the exit record (outcome.py, with an `error` in words where the exit code does not say it all)
+    .stop       written by `stop` (JSON: the grace period): the end was requested
+    .follow     where the copy of the pod's log got to (kubernetes_logs.Cursor per container), the last line of
+                each container, when a waiting problem was first seen
+    .lock       held by the thread that follows the workload (the follower): "it is followed" is "it is held",
+                across threads and processes
+
+The follower (`Follower`, a thread of the process that polls: the scheduler) reads the shared watch's cache,
+copies the pod's log into the platform's log as it comes (the init container `fetch`, the platform's notes and
+"beginning to run user code", then the main container), and once the workload ended writes how ("kaos: the
+training ended: ..."), the exit record, revokes the workload's artifact token and wakes the scheduler. It ends a
+workload that cannot start (unschedulable, or its image cannot be pulled, for longer than the pending timeout)
+by deleting its Job or Deployment; an endpoint also when its serve container ended once (the endpoint
+controller restarts it as on every executor) or its fetch failed. A follower that dies (a crash of its process)
+is started again by the next `poll`, and resumes the log copy where it got to.
+"""
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from kaos_backend import wakeup
+from kaos_backend.executors import kubernetes_status as status
+from kaos_backend.executors import outcome
+from kaos_backend.executors.base import VANISHED
+from kaos_backend.executors.docker_output import LogWriter
+from kaos_backend.executors.kubernetes_client import is_status, message_of
+from kaos_backend.executors.kubernetes_logs import Cursor, copy_container_log
+from kaos_backend.executors.preamble import START_RECORD
+
+log = logging.getLogger("kaos_backend.executors.kubernetes")
+SUFFIXES = {"exit_path": ".exit", "stop_path": ".stop", "follow_path": ".follow", "lock_path": ".lock"}
+WHAT = {"train": "training", "serve": "endpoint", "notebook": "notebook"}
+LOOK_SECONDS = 1.0        # a follower looks again this often unwoken (a pending timeout, a deleted Job's pods)
+RETRY_SECONDS = 2.0       # after an API error
+START_LABEL = "kaos.io/start"   # on the pod template: which start of a workload a pod belongs to
+
+
+def begin(kind: str, workload: str, log_name: str, home: Path, **fields) -> dict:
+    """The state of a new workload named `workload` whose log (named `log_name`) is in the directory `home`; the
+    files an earlier start of that name left are cleared."""
+    state = {"kind": kind, "workload": workload, "log": log_name, **fields}
+    state.update({key: str(home / f"{workload}{suffix}") for key, suffix in SUFFIXES.items()})
+    for key in ("exit_path", "stop_path", "follow_path"):
+        Path(state[key]).unlink(missing_ok=True)
+    return state
+
+
+def read_record(state: dict) -> Optional[dict]:
+    return outcome.read_record(state["exit_path"])
+
+
+def requested(state: dict) -> Optional[dict]:
+    """The stop request (its grace period), or None."""
+    try:
+        return json.loads(Path(state["stop_path"]).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+
+
+def request_stop(state: dict, grace: int) -> None:
+    Path(state["stop_path"]).write_text(json.dumps({"grace": grace}))
+
+
+def followed(state: dict) -> bool:
+    """A follower holds the workload's lock (in this process or another)."""
+    try:
+        fd = os.open(state["lock_path"], os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+class Follower:
+    """Follows one workload to its end (module docstring). `cluster`: kubernetes_cluster.Cluster; `log_file`:
+    the platform's log; `notify`: the scheduler's wake-up socket; `pending_timeout`: seconds a waiting problem
+    may last."""
+
+    def __init__(self, cluster, state: dict, log_file: Path, max_log_bytes: Optional[int], notify: Optional[str],
+                 pending_timeout: float):
+        self.cluster = cluster
+        self.state = state
+        self.log_file = log_file
+        self.max_log_bytes = max_log_bytes
+        self.notify = notify
+        self.pending_timeout = pending_timeout
+        self.what = WHAT.get(state["kind"], "workload")
+        self.main = state["main"]
+        self.restarts = state["kind"] != "train"   # a Deployment's pod: its containers would be started again
+        self.progress = self._load()
+        self.writer: Optional[LogWriter] = None
+
+    @classmethod
+    def spawn(cls, *args, **kwargs) -> bool:
+        """Start a follower thread unless one holds the workload's lock already (False then)."""
+        follower = cls(*args, **kwargs)
+        fd = os.open(follower.state["lock_path"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        threading.Thread(target=follower.run, args=(fd,), name=f"kaos-kube-follow-{follower.state['workload']}",
+                         daemon=True).start()
+        return True
+
+    # -- the progress file ----------------------------------------------------------------------------------
+    def _load(self) -> dict:
+        try:
+            progress = json.loads(Path(self.state["follow_path"]).read_text())
+        except (OSError, ValueError):
+            progress = {}
+        for key, default in (("pod", None), ("cursors", {}), ("done", []), ("last", {}), ("started", False),
+                             ("notes", [])):
+            progress.setdefault(key, default)
+        return progress
+
+    def _save(self) -> None:
+        path = Path(self.state["follow_path"])
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(self.progress))
+        os.replace(temporary, path)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def run(self, lock_fd: int) -> None:
+        try:
+            self.writer = LogWriter(str(self.log_file), self.max_log_bytes)
+            informer = self.cluster.informer()
+            while read_record(self.state) is None:
+                try:
+                    record = self._look(informer)
+                except Exception as error:  # noqa: BLE001 - the API server unreachable, a broken stream
+                    log.warning("Following %s: %s: %s", self.state["workload"], type(error).__name__,
+                                message_of(error))
+                    time.sleep(RETRY_SECONDS)
+                    continue
+                if record is not None:
+                    self._finish(record)
+                    return
+                informer.wait_for_change(LOOK_SECONDS)
+        except Exception:  # noqa: BLE001 - a bug: the next poll starts another follower
+            log.exception("The follower of %s failed", self.state["workload"])
+        finally:
+            os.close(lock_fd)
+
+    def _look(self, informer) -> Optional[dict]:
+        """One look: copy what the pod logged, then the exit record if the workload ended."""
+        stop = requested(self.state)
+        pods = self._pods(informer)
+        if stop is not None:
+            self._delete_pods(pods, stop.get("grace"))
+        pod = pods[-1] if pods else None
+        if pod is not None:
+            self._copy(pod)
+            pods = self._pods(informer)
+            pod = pods[-1] if pods else None
+        return self._ended(informer, pods, pod, requested(self.state))  # read again: copying may have taken long
+
+    def _pods(self, informer) -> List[dict]:
+        start = self.state.get("start")
+        return [pod for pod in informer.pods_of(self.state["workload"])
+                if (pod["metadata"].get("labels") or {}).get(START_LABEL) == start]
+
+    # -- copying the pod's log ------------------------------------------------------------------------------
+    def _copy(self, pod: dict) -> None:
+        progress = self.progress
+        uid = pod["metadata"]["uid"]
+        if progress["pod"] != uid:
+            progress.update(pod=uid, cursors={}, done=[])
+        for container in (status.FETCH, self.main):
+            if container in progress["done"]:
+                continue
+            if not status.started(pod, container):
+                return
+            if container == self.main and not progress["started"]:
+                for note in self.state.get("notes") or []:
+                    self.writer.record(note)
+                self.writer.record(START_RECORD)
+                progress["started"] = True
+                self._save()
+            over = status.terminated(pod, container, self.restarts) is not None
+            if not self._copy_container(pod, container, follow=not over):
+                return
+            if not over:
+                return  # followed until it ended (or the stream broke): the next look knows which
+            progress["done"].append(container)
+            self._save()
+
+    def _copy_container(self, pod: dict, container: str, follow: bool) -> bool:
+        """Copy the container's log (following it when `follow`); False when there is none to read (yet)."""
+        cursor = Cursor.from_list(self.progress["cursors"].get(container))
+        main = container == self.main
+        previous = self.restarts and not follow and status.terminated(pod, container) is None
+
+        def saved():
+            self.progress["cursors"][container] = cursor.to_list()
+            self._save()
+
+        def on_line(text: str):  # the last line of output: of the main container, not the platform's records
+            if text and (not main or not text.startswith("kaos: ")):
+                self.progress["last"][container] = text[:outcome.LAST_LINE_LIMIT]
+        try:
+            copy_container_log(self.cluster.core, self.cluster.namespace, pod["metadata"]["name"], container,
+                               self.writer, cursor, follow=follow, previous=previous, saved=saved, on_line=on_line)
+        except Exception as error:  # noqa: BLE001 - sorted below
+            if is_status(error, 400):
+                return False  # not started as the server sees it yet
+            if is_status(error, 404):  # the pod is gone (with its logs)
+                self._note(f"kaos: the log of the pod {pod['metadata']['name']} is gone: it was removed before "
+                           "kaos could copy it")
+                self.progress["done"] = [status.FETCH, self.main]
+                self._save()
+                return False
+            if _broken_stream(error):
+                return False  # a read timeout (a silent container) or a disconnect: resumed at the next look
+            raise
+        return True
+
+    def _note(self, text: str) -> None:
+        """A record of the platform's, written once per workload."""
+        if text not in self.progress["notes"]:
+            self.progress["notes"].append(text)
+            self.writer.record(text)
+            self._save()
+
+    # -- the end --------------------------------------------------------------------------------------------
+    def _ended(self, informer, pods: List[dict], pod: Optional[dict], stop: Optional[dict]) -> Optional[dict]:
+        owner = self._owner(informer)
+        memory = self.state.get("memory")
+        if stop is not None:
+            if pods:
+                return None  # still stopping
+            return outcome.record_for(128 + signal.SIGTERM, memory=memory, requested=True)
+        if self.state["kind"] == "train":
+            failure = status.job_failure(owner)
+            if failure and failure.startswith("deadline exceeded"):
+                if pods:
+                    return None  # the Job controller deletes its pods: their log first
+                record = outcome.record_for(status.FAILED_WITHOUT_CODE, memory=memory)
+                record["error"] = failure
+                return record
+        if pod is not None:
+            record = status.ended(pod, self.main, self.restarts, memory, self.progress["last"])
+            if record is not None:
+                return record if self._copied(pod) else None
+            problem = status.waiting_problem(pod)
+            if problem:
+                return self._waiting(problem, memory)
+        if owner is None and self._owner_gone():
+            if pods:
+                return None  # its pods are being deleted: wait for their end
+            record = outcome.record_for(VANISHED, memory=memory)
+            record["error"] = (f"vanished: its {self.state['object']} {self.state['name']} was deleted (by "
+                               "someone else than kaos, or removed after it finished while the backend was down)")
+            return record
+        return None
+
+    def _copied(self, pod: Optional[dict]) -> bool:
+        done = self.progress["done"]
+        if pod is None or self.progress["pod"] != pod["metadata"]["uid"]:
+            return True
+        fetch_failed = (status.terminated(pod, status.FETCH, True) or {}).get("exitCode") not in (None, 0)
+        return self.main in done or (fetch_failed and status.FETCH in done) or not status.started(pod, status.FETCH)
+
+    def _waiting(self, problem: str, memory: Optional[str]) -> Optional[dict]:
+        since = self.progress.setdefault("waiting_since", time.time())
+        self._note(f"kaos: the {self.what} waits: its pod {problem}")
+        if time.time() - since < self.pending_timeout:
+            return None
+        record = outcome.record_for(status.FAILED_WITHOUT_CODE, memory=memory)
+        record["error"] = f"its pod {problem}"
+        return record
+
+    def _owner(self, informer) -> Optional[dict]:
+        reflector = informer.jobs if self.state["object"] == "Job" else informer.deployments
+        owner = reflector.get(self.state["name"])
+        if owner is not None and owner["metadata"].get("uid") != self.state.get("uid"):
+            return None  # another start's
+        if owner is not None:
+            self.progress["owner_seen"] = True
+        return owner
+
+    def _owner_gone(self) -> bool:
+        """Confirmed with the API server itself (the watch may lag behind a create): one GET, only once the cache
+        misses the Job or Deployment."""
+        if self.progress.get("owner_gone"):
+            return True
+        try:
+            if self.state["object"] == "Job":
+                found = self.cluster.batch.read_namespaced_job(self.state["name"], self.cluster.namespace)
+            else:
+                found = self.cluster.apps.read_namespaced_deployment(self.state["name"], self.cluster.namespace)
+        except Exception as error:  # noqa: BLE001
+            if not is_status(error, 404):
+                raise
+            found = None
+        if found is None or found.metadata.uid != self.state.get("uid"):
+            self.progress["owner_gone"] = True
+            self._save()
+            return True
+        return False
+
+    def _finish(self, record: dict) -> None:
+        if self.restarts or record.get("error") or requested(self.state) is not None:
+            self._delete_owner()
+        note = self.writer.dropped_note()
+        if note:
+            self.writer.record(note)
+        self.writer.record(f"kaos: the {self.what} ended: {status.describe(record)}")
+        outcome.write_record(self.state["exit_path"], record)
+        try:
+            self.cluster.tokens.revoke(self.state["workload"])
+        except Exception as error:  # noqa: BLE001 - it expires by itself
+            log.warning("Could not revoke the artifact token of %s: %s", self.state["workload"], error)
+        wakeup.wake(self.notify)
+
+    # -- deleting -------------------------------------------------------------------------------------------
+    def _delete_owner(self) -> None:
+        delete_owner(self.cluster, self.state)
+
+    def _delete_pods(self, pods: List[dict], grace: Optional[int]) -> None:
+        for pod in pods:
+            if pod["metadata"].get("deletionTimestamp") and grace != 0:
+                continue
+            delete_pod(self.cluster, pod["metadata"]["name"], grace)
+
+
+def delete_owner(cluster, state: dict) -> None:
+    """Delete the workload's Job or Deployment (its pods, Service and Secret go with it: Background
+    propagation); gone already is not an error."""
+    import kubernetes.client
+    options = kubernetes.client.V1DeleteOptions(propagation_policy="Background",
+                                                preconditions=kubernetes.client.V1Preconditions(uid=state["uid"]))
+    try:
+        if state["object"] == "Job":
+            cluster.batch.delete_namespaced_job(state["name"], cluster.namespace, body=options)
+        else:
+            cluster.apps.delete_namespaced_deployment(state["name"], cluster.namespace, body=options)
+    except Exception as error:  # noqa: BLE001
+        if not is_status(error, 404, 409):  # gone; or another start's of the same name (the uid precondition)
+            raise
+
+
+def delete_pod(cluster, name: str, grace: Optional[int]) -> None:
+    """Delete a pod, its processes given `grace` seconds after SIGTERM (None: its own period); gone is fine."""
+    try:
+        cluster.core.delete_namespaced_pod(name, cluster.namespace, grace_period_seconds=grace)
+    except Exception as error:  # noqa: BLE001
+        if not is_status(error, 404):
+            raise
+
+
+def _broken_stream(error: BaseException) -> bool:
+    import urllib3.exceptions
+    return isinstance(error, (urllib3.exceptions.HTTPError, OSError))
+
+
+__all__ = ["Follower", "START_LABEL", "WHAT", "begin", "delete_owner", "delete_pod", "followed", "read_record",
+           "request_stop", "requested"]
