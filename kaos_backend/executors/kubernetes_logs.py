@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from kaos_backend.executors.docker_output import LogWriter, engine_line, local_time
-from kaos_backend.executors.kubernetes_client import response_lines
 
 FOLLOW_READ_SECONDS = 60   # a follow that reads nothing this long is ended (and resumed, if the container runs)
 SINCE_MARGIN = 5           # seconds asked for before the cursor (the backend's and the node's clocks may differ)
-SAVE_LINES, SAVE_SECONDS = 100, 0.5   # the cursor is saved after this many lines, or this long (a crash repeats less)
+READ_BYTES = 64 * 1024
 
 
 @dataclass
@@ -67,7 +66,8 @@ def copy_container_log(core, namespace: str, pod: str, container: str, writer: L
                        follow: bool, previous: bool = False, saved: Callable[[], None] = lambda: None,
                        on_line: Callable[[str], None] = lambda text: None) -> int:
     """Copy the log of `container` of `pod` after `cursor` into `writer`, following it while it runs when
-    `follow`; `saved()` after each batch of lines read (the cursor moved), `on_line(text)` for each line.
+    `follow`; `saved()` after each read that brought lines (the cursor moved: a copy resumed later repeats
+    nothing that reached the log before a wait for more), `on_line(text)` for each line written.
     Returns the lines written. Raises the client's ApiException (400 while the container has not started, 404
     once the pod is gone) and urllib3's errors (a read timeout of a silent container)."""
     response = core.read_namespaced_pod_log(
@@ -75,21 +75,26 @@ def copy_container_log(core, namespace: str, pod: str, container: str, writer: L
         since_seconds=since_seconds(cursor), _preload_content=False,
         _request_timeout=(10, FOLLOW_READ_SECONDS if follow else 120))
     lines = LineFilter(cursor)
-    written = 0
+    written, pending = 0, b""
     try:
-        unsaved, saved_at = 0, time.monotonic()
-        for raw in response_lines(response):
-            nanoseconds, text = engine_line(raw)
-            if not lines.fresh(nanoseconds):
-                continue
-            writer.output(text, local_time(nanoseconds))
-            on_line(text.decode("utf-8", errors="replace").strip())
-            written += 1
-            unsaved += 1
-            if unsaved >= SAVE_LINES or time.monotonic() - saved_at >= SAVE_SECONDS:
-                saved()
-                unsaved, saved_at = 0, time.monotonic()
-        saved()
+        for data in response.stream(READ_BYTES, decode_content=True):
+            *complete, pending = (pending + data).split(b"\n")
+            for raw in complete:
+                written += _copy_line(raw, lines, writer, on_line)
+            if complete:
+                saved()  # what came in one read: the cursor is saved before the next wait for more
+        if pending:
+            written += _copy_line(pending, lines, writer, on_line)
+            saved()
     finally:
         response.release_conn()
     return written
+
+
+def _copy_line(raw: bytes, lines: LineFilter, writer: LogWriter, on_line: Callable[[str], None]) -> int:
+    nanoseconds, text = engine_line(raw)
+    if not lines.fresh(nanoseconds):
+        return 0
+    writer.output(text, local_time(nanoseconds))
+    on_line(text.decode("utf-8", errors="replace").strip())
+    return 1

@@ -321,7 +321,8 @@ class Follower:
         note = self.writer.dropped_note()
         if note:
             self.writer.record(note)
-        self.writer.record(f"kaos: the {self.what} ended: {status.describe(record)}")
+        if record["code"] != VANISHED:  # a vanished workload's end is the platform's to log (control/)
+            self.writer.record(f"kaos: the {self.what} ended: {status.describe(record)}")
         outcome.write_record(self.state["exit_path"], record)
         try:
             self.cluster.tokens.revoke(self.state["workload"])
