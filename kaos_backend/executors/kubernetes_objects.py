@@ -40,8 +40,8 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
             job = kubernetes_spec.training_job(spec, settings)
             job.spec.template.metadata.labels[START_LABEL] = start
             made = _create(lambda: cluster.batch.create_namespaced_job(namespace, job),
-                           lambda: cluster.batch.delete_namespaced_job(name, namespace,
-                                                                       propagation_policy="Background"),
+                           lambda: cluster.batch.delete_namespaced_job(
+                               name, namespace, propagation_policy="Background", _preload_content=False),
                            lambda: cluster.batch.read_namespaced_job(name, namespace))
             created = Created(made.metadata.uid)
             owner = kubernetes_spec.owner_reference("Job", name, made.metadata.uid)
@@ -50,19 +50,21 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
             deployment.spec.template.metadata.labels[START_LABEL] = start
             made = _create(lambda: cluster.apps.create_namespaced_deployment(namespace, deployment),
                            lambda: cluster.apps.delete_namespaced_deployment(name, namespace,
-                                                                             propagation_policy="Background"),
+                                                                             propagation_policy="Background",
+                                                                             _preload_content=False),
                            lambda: cluster.apps.read_namespaced_deployment(name, namespace))
             created = Created(made.metadata.uid)
             owner = kubernetes_spec.owner_reference("Deployment", name, made.metadata.uid)
             service = kubernetes_spec.endpoint_service(spec, settings, owner)
             made_service = _create(lambda: cluster.core.create_namespaced_service(namespace, service),
-                                   lambda: cluster.core.delete_namespaced_service(name, namespace),
+                                   lambda: cluster.core.delete_namespaced_service(name, namespace,
+                                                                                  _preload_content=False),
                                    lambda: cluster.core.read_namespaced_service(name, namespace))
             created.service, created.cluster_ip = name, made_service.spec.cluster_ip
         secret = kubernetes_spec.token_secret(spec, settings, token, owner)
         secret_name = kubernetes_names.token_secret_name(spec)
         _create(lambda: cluster.core.create_namespaced_secret(namespace, secret),
-                lambda: cluster.core.delete_namespaced_secret(secret_name, namespace),
+                lambda: cluster.core.delete_namespaced_secret(secret_name, namespace, _preload_content=False),
                 lambda: cluster.core.read_namespaced_secret(secret_name, namespace))
         return created
     except BaseException:
@@ -75,7 +77,8 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
 
 def _create(create: Callable, delete: Callable, read: Callable):
     """`create()`; when the name is taken (409), `delete()` the leftover, wait until `read()` says it is gone
-    (404), and `create()` once more."""
+    (404), and `create()` once more. (Deletes are made without reading their answer: a Service's is a Status on
+    some servers, which the client would fail to read as a Service.)"""
     try:
         return create()
     except Exception as error:  # noqa: BLE001

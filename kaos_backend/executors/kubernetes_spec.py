@@ -31,7 +31,7 @@ JOB_TTL_SECONDS = 3600
 API_VERSIONS = {"Job": "batch/v1", "Deployment": "apps/v1"}
 
 RBAC_RULES = [
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "get"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete", "get"]},

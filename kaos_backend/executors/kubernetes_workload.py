@@ -43,6 +43,7 @@ WHAT = {"train": "training", "serve": "endpoint", "notebook": "notebook"}
 LOOK_SECONDS = 1.0        # a follower looks again this often unwoken (a pending timeout, a deleted Job's pods)
 RETRY_SECONDS = 2.0       # after an API error
 START_LABEL = "kaos.io/start"   # on the pod template: which start of a workload a pod belongs to
+RENEW_SECONDS = 3600      # an endpoint's artifact token is renewed this often (it is good for 24 hours)
 
 
 def begin(kind: str, workload: str, log_name: str, home: Path, **fields) -> dict:
@@ -104,6 +105,7 @@ class Follower:
         self.restarts = state["kind"] != "train"   # a Deployment's pod: its containers would be started again
         self.progress = self._load()
         self.writer: Optional[LogWriter] = None
+        self.renewed_at = time.monotonic()
 
     @classmethod
     def spawn(cls, *args, **kwargs) -> bool:
@@ -152,6 +154,7 @@ class Follower:
                 if record is not None:
                     self._finish(record)
                     return
+                self._renew_token()
                 informer.wait_for_change(LOOK_SECONDS)
         except Exception:  # noqa: BLE001 - a bug: the next poll starts another follower
             log.exception("The follower of %s failed", self.state["workload"])
@@ -170,6 +173,17 @@ class Follower:
             pods = self._pods(informer)
             pod = pods[-1] if pods else None
         return self._ended(informer, pods, pod, requested(self.state))  # read again: copying may have taken long
+
+    def _renew_token(self) -> None:
+        """An endpoint runs for days: its token is renewed every RENEW_SECONDS while it runs (a pod made again
+        by its Deployment fetches its inputs again with it)."""
+        if self.state["kind"] == "train" or time.monotonic() - self.renewed_at < RENEW_SECONDS:
+            return
+        self.renewed_at = time.monotonic()
+        try:
+            self.cluster.tokens.renew(self.state["workload"])
+        except Exception as error:  # noqa: BLE001 - the next look tries again
+            log.warning("Could not renew the artifact token of %s: %s", self.state["workload"], error)
 
     def _pods(self, informer) -> List[dict]:
         start = self.state.get("start")
@@ -349,9 +363,11 @@ def delete_owner(cluster, state: dict) -> None:
                                                 preconditions=kubernetes.client.V1Preconditions(uid=state["uid"]))
     try:
         if state["object"] == "Job":
-            cluster.batch.delete_namespaced_job(state["name"], cluster.namespace, body=options)
+            cluster.batch.delete_namespaced_job(state["name"], cluster.namespace, body=options,
+                                                _preload_content=False)
         else:
-            cluster.apps.delete_namespaced_deployment(state["name"], cluster.namespace, body=options)
+            cluster.apps.delete_namespaced_deployment(state["name"], cluster.namespace, body=options,
+                                                      _preload_content=False)
     except Exception as error:  # noqa: BLE001
         if not is_status(error, 404, 409):  # gone; or another start's of the same name (the uid precondition)
             raise
@@ -360,7 +376,8 @@ def delete_owner(cluster, state: dict) -> None:
 def delete_pod(cluster, name: str, grace: Optional[int]) -> None:
     """Delete a pod, its processes given `grace` seconds after SIGTERM (None: its own period); gone is fine."""
     try:
-        cluster.core.delete_namespaced_pod(name, cluster.namespace, grace_period_seconds=grace)
+        cluster.core.delete_namespaced_pod(name, cluster.namespace, grace_period_seconds=grace,
+                                           _preload_content=False)
     except Exception as error:  # noqa: BLE001
         if not is_status(error, 404):
             raise

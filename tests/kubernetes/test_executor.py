@@ -1,0 +1,234 @@
+"""The kubernetes executor in this process against a fake cluster of its own (tests/support/kube; root needed, as
+CI runs): the reasons the shared contract test does not reach (evicted, a pod's deadline, CrashLoopBackOff, a
+failed fetch), objects an earlier start left under the same names, and, last, the Role: every request the
+executor made in this module, as verbs on kinds, is exactly what kubernetes_spec.RBAC_RULES grants (the test
+itself reads the cluster through the fake's store, not its API, so that only the executor's requests count)."""
+import io
+import os
+import re
+import shutil
+import time
+import uuid
+import zipfile
+from typing import Dict, Set, Tuple
+
+import pytest
+
+from kaos_backend.config import Config
+from kaos_backend.executors import kubernetes_spec, registry
+from kaos_backend.executors.base import Artifact, WorkloadSpec
+from kaos_backend.layout import DataLayout
+from kaos_backend.storage import BlobStore
+from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture)
+from tests.support.kube.kinds import DEPLOYMENTS, JOBS, SECRETS, SERVICES
+from tests.support.kube_platform import ArtifactServer, kube_config, pod_of, venv_images
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the fake kubelet mounts volumes as root (CI runs so)")
+WAIT = 60.0   # a bound against hanging, never a speed claim
+
+
+def wait_for(predicate, timeout: float = WAIT, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Platform:
+    """A data directory, its artifact routes, and kubernetes executors on the module's fake cluster."""
+
+    def __init__(self, cluster, root):
+        self.cluster = cluster
+        self.data = root / "data"
+        cluster.kubelet.images = venv_images(self.data)
+        self.server = ArtifactServer(Config.from_env({}, data_dir=self.data))
+        self.config = Config.from_env({}, data_dir=self.data, **kube_config(cluster, root / "kubeconfig",
+                                                                           self.server.url, pod_pending_timeout=1))
+        self.store = BlobStore(self.config.blob_dir)
+        self.features = self.bundle({"features/training/a.csv": "1\n"}, "features")
+        build = WorkloadSpec(job_id="b" * 32, kind="build", log=f"jobs/{'b' * 32}", source=self.source("", "train"),
+                             requirements=["requirements.txt"])
+        builder = self.executor()
+        self.image = builder.build(build)
+        assert wait_for(lambda: builder.poll() is not None, 300) and builder.poll() == 0, list(builder.logs())
+
+    def executor(self):
+        return registry.make_executor(self.config)
+
+    def bundle(self, files: Dict[str, str], root: str) -> Artifact:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, text in files.items():
+                archive.writestr(name, text)
+        buffer.seek(0)
+        digest = self.store.put_stream(buffer).digest
+        return Artifact(Artifact.BUNDLE, digest, root, f"{root}:{digest[:5]}")
+
+    def source(self, script: str, name: str) -> Artifact:
+        files = {"bundle/Dockerfile": "FROM python:3.11-slim\n", "bundle/model/requirements.txt": ""}
+        if script:
+            files[f"bundle/model/{name}"] = "#!/usr/bin/env python3\n" + script
+        return self.bundle(files, "bundle")
+
+    def training(self, script: str, **extra) -> WorkloadSpec:
+        job = uuid.uuid4().hex
+        return WorkloadSpec(job_id=f"{job}-0", kind="train", log=f"jobs/{job}", preamble=[f"processing job {job}"],
+                            source=self.source(script, "train"), data=extra.pop("data", self.features),
+                            output=Artifact.output_of(job, "abcdef"), image=self.image,
+                            env={"KAOS_WORKSPACE": "executor"}, **extra)
+
+    def endpoint(self, script: str, name: str = None) -> WorkloadSpec:
+        name = name or f"serve-executor-{uuid.uuid4().hex[:6]}"
+        return WorkloadSpec(job_id=name, kind="serve", log=f"endpoints/{name}", preamble=[f"processing job {name}"],
+                            source=self.source(script, "serve"), image=self.image)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(module_kube_cluster, tmp_path_factory):  # noqa: F811
+    made = Platform(module_kube_cluster, tmp_path_factory.mktemp("kube-executor"))
+    yield made
+    from kaos_backend.executors.kubernetes_cluster import close_all
+    close_all()
+    made.stop()
+
+
+def ended(executor):
+    assert wait_for(lambda: executor.poll() is not None, what="the workload to end") is not None
+    return executor.reason()
+
+
+def texts(executor):
+    return [line.split("] ", 1)[1] for line in executor.logs()]
+
+
+SLEEPS = "import time\nprint('running', flush=True)\ntime.sleep(60)\n"
+PINGS = """import http.server, os
+class Ping(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Ping).serve_forever()
+"""
+
+
+def test_an_evicted_training_says_so(platform):
+    spec = platform.training(SLEEPS)
+    knob = platform.cluster.faults.add("Evicted", pods={"kaos.io/workload": spec.job_id}, after=0.5)
+    try:
+        executor = platform.executor()
+        executor.start(spec)
+        reason = ended(executor)
+    finally:
+        platform.cluster.faults.remove(knob)
+    assert reason.startswith("evicted: The node was low on resource: memory."), reason
+    assert executor.poll() != 0 and texts(executor)[-1] == f"kaos: the training ended: {reason}"
+
+
+def test_a_pod_past_its_deadline_says_so(platform):
+    spec = platform.training(SLEEPS)
+    knob = platform.cluster.faults.add("DeadlineExceeded", pods={"kaos.io/workload": spec.job_id}, after=0.5)
+    try:
+        executor = platform.executor()
+        executor.start(spec)
+        reason = ended(executor)
+    finally:
+        platform.cluster.faults.remove(knob)
+    assert reason == "deadline exceeded: Pod was active on the node longer than the specified deadline", reason
+
+
+def test_an_endpoint_whose_serve_keeps_exiting_ends_with_its_exit_and_its_deployment_goes(platform):
+    spec = platform.endpoint("import sys\nprint('boom', flush=True)\nsys.exit(1)\n")
+    executor = platform.executor()
+    address = executor.start(spec)
+    assert address.host.startswith("127.77.") and address.port == 8080  # the Service's cluster IP
+    reason = ended(executor)
+    assert re.fullmatch(r"(CrashLoopBackOff: )?exit code 1 \(last output: boom\)", reason), reason
+    assert texts(executor)[-1] == f"kaos: the endpoint ended: {reason}"
+    wait_for(lambda: platform.cluster.store.find(DEPLOYMENTS, "kaos", spec.job_id) is None,
+             what="the Deployment deleted")
+
+
+def test_a_fetch_that_fails_is_the_reason_with_the_agent_s_line(platform):
+    layout = DataLayout(platform.data)
+    digest = "c" * 64
+    (layout.ingested_dir(digest) / "training").mkdir(parents=True)  # as an ingestion leaves it: the start's check
+    spec = platform.training(SLEEPS, data=Artifact(Artifact.INGESTED, digest, name="manifest:ccccc"))
+    executor = platform.executor()
+    executor.start(spec)
+    shutil.rmtree(layout.ingested_dir(digest))  # gone before the pod fetches it
+    reason = ended(executor)
+    assert reason.startswith("could not fetch its inputs: exit code 1 (last output: kaos: could not download "
+                             "data: 404 NOT FOUND: "), reason
+
+
+def test_what_an_earlier_start_left_under_the_same_names_is_replaced(platform):
+    """A Deployment being deleted, its Service and Secret not collected yet (or a crash between a create and its
+    record): the names are taken, and a start replaces them."""
+    spec = platform.endpoint(PINGS)
+    meta = {"name": spec.job_id, "namespace": "kaos", "labels": {"left": "over"}}
+    platform.cluster.store.create(SERVICES, "kaos", {"metadata": dict(meta), "spec": {"ports": [{"port": 80}]}})
+    platform.cluster.store.create(SECRETS, "kaos", {"metadata": dict(meta, name=f"kaos-token-{spec.job_id}")})
+    platform.cluster.store.create(DEPLOYMENTS, "kaos", {"metadata": dict(meta), "spec": {
+        "replicas": 0, "selector": {"matchLabels": {"left": "over"}},
+        "template": {"metadata": {"labels": {"left": "over"}}, "spec": {"containers": [
+            {"name": "c", "image": "x"}]}}}})
+    executor = platform.executor()
+    address = executor.start(spec)
+    service = platform.cluster.store.get(SERVICES, "kaos", spec.job_id)
+    assert "left" not in service["metadata"].get("labels", {}) and service["spec"]["clusterIP"] == address.host
+    wait_for(lambda: platform.cluster.service_address("kaos", spec.job_id, 8080), what="the endpoint ready")
+    executor.stop(timeout=2)
+    assert executor.reason() == "killed on request"
+    assert platform.cluster.store.find(DEPLOYMENTS, "kaos", spec.job_id) is None
+
+
+def test_a_stopped_training_and_a_vanished_one(platform):
+    stopped, vanishing = platform.executor(), platform.executor()
+    stopped.start(platform.training(SLEEPS))
+    spec = platform.training(SLEEPS)
+    vanishing.start(spec)
+    wait_for(lambda: "running" in texts(stopped) and "running" in texts(vanishing), what="both to run")
+    stopped.stop(now=True)
+    assert stopped.reason() == "killed on request"
+    platform.cluster.store.delete(JOBS, "kaos", f"train-{spec.job_id}", "Background")  # as kubectl delete would
+    assert ended(vanishing).startswith(f"vanished: its Job train-{spec.job_id} was deleted")
+    assert pod_of(platform.cluster, spec.job_id) is None
+
+
+def _used(history) -> Set[Tuple[str, str, str]]:
+    """(API group, resource, verb) of each request of the history: the verbs as RBAC names them."""
+    used = set()
+    for method, path, query in history:
+        parts = [part for part in path.split("/") if part]
+        if parts[:1] == ["api"]:
+            group, rest = "", parts[2:]
+        elif parts[:1] == ["apis"]:
+            group, rest = parts[1], parts[3:]
+        else:
+            continue
+        if rest[:1] == ["namespaces"] and len(rest) >= 3:
+            rest = rest[2:]
+        resource, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+        if sub:
+            resource = f"{resource}/{sub}"
+        if method == "GET":
+            verb = "get" if name else ("watch" if "watch=true" in query.lower() else "list")
+        else:
+            verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}[method]
+        used.add((group, resource, verb))
+    return used
+
+
+def test_the_role_grants_exactly_what_the_executor_used(platform):
+    """Last in the module: what every test above made the executor ask of the API server."""
+    granted = {(group, resource, verb) for rule in kubernetes_spec.RBAC_RULES for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    used = _used(list(platform.cluster.routes.history))
+    assert used <= granted, f"used but not granted: {sorted(used - granted)}"
+    assert used == granted, f"granted but not used: {sorted(granted - used)}"
