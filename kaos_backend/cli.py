@@ -1,7 +1,8 @@
 """`kaos-backend serve`: the backend on one machine. This process binds the public address (and the internal port,
 KAOS_INTERNAL_PORT, when set), prepares the data directory and then supervises the parts (kaos_backend.supervisor):
 the front door on that address (kaos_backend.front), the API under gunicorn behind it on a unix socket
-(kaos_backend.api_server) and the scheduler (kaos_backend.scheduler). SIGTERM, SIGINT or SIGHUP stop it all; it exits 1 when a part cannot start.
+(kaos_backend.api_server) and the scheduler (kaos_backend.scheduler). SIGTERM, SIGINT or SIGHUP stop it all; it
+exits 1 when a part cannot start.
 """
 import argparse
 import logging
