@@ -41,7 +41,7 @@ Rules every executor keeps (and the shared contract test checks):
 import abc
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Protocol, Tuple
 
 VANISHED = 255  # the exit code reported for a workload that disappeared without one
 LOG_NAME_RE = re.compile(r"^(jobs|endpoints|notebooks)/[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -122,6 +122,13 @@ class Hyperparameters:
     "<hash5>/<k=v_...>.json") of the directory the training reads them from (KAOS_TRAIN_HYPER, /pfs/hyper)."""
     file: str
     values: Dict[str, Any]
+
+
+class Capacity(NamedTuple):
+    """What one workload can be given at most (`Executor.capacity`); None: not known."""
+    cpu: Optional[float] = None        # cores
+    memory_gi: Optional[float] = None  # GiB
+    gpu: Optional[int] = None          # 0: no GPUs at all
 
 
 class ArtifactMissing(Exception):
@@ -237,6 +244,14 @@ class Executor(abc.ABC):
     def clear_state(self) -> None:
         """Forget the workload (once it ended, or was stopped): the executor is idle again, as a new one, and
         `get_state()` is `{}`. Nothing is stopped or removed: that is `stop`'s."""
+
+    @classmethod
+    def capacity(cls, config) -> Optional["Capacity"]:
+        """The most one workload can be given where this kind of executor, configured by `config`, runs, read live
+        (on Kubernetes: the largest allocatable cpu, memory and GPUs of a node), or None when it is not known.
+        Requests are checked against it (kaos_backend.resources, reference §6.13) where no KAOS_MAX_* is set.
+        Asked before any workload exists; never raises."""
+        return None
 
     @classmethod
     def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:

@@ -69,6 +69,12 @@ class KubernetesExecutor(Executor):
     def from_config(cls, config) -> "KubernetesExecutor":
         return cls(config)
 
+    @classmethod
+    def capacity(cls, config):
+        """The largest node's allocatable cpu, memory and GPUs (kubernetes_capacity.py), or None."""
+        from kaos_backend.executors.kubernetes_capacity import cluster_capacity
+        return cluster_capacity(config)
+
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
         return self.images.image_for(spec)

@@ -58,8 +58,24 @@ class UploadService:
         return "; ".join(kind.limits_warnings(self.config, resources.cpu, resources.memory, resources.gpu)) or None
 
     def resources(self, cpu: Any = None, memory: Any = None, gpu: Any = None) -> Resources:
-        return validate_resources(cpu, memory, gpu, max_cpu=self.config.max_cpu,
-                                  max_memory=self.config.max_memory, max_gpu=self.config.max_gpu)
+        """The checked request: against KAOS_MAX_* where set, else what the executor's infrastructure can give
+        one workload, read live (Kubernetes: its largest node), asked only when something is requested."""
+        maxima = {"max_cpu": self.config.max_cpu, "max_memory": self.config.max_memory, "max_gpu": self.config.max_gpu}
+        if any(value is None for value in maxima.values()) and any(
+                value is not None and str(value).strip() not in ("", "None", "0") for value in (cpu, memory, gpu)):
+            live = self._capacity()
+            if live is not None:
+                for name, value in zip(("max_cpu", "max_memory", "max_gpu"), live):
+                    if maxima[name] is None:
+                        maxima[name] = value
+        return validate_resources(cpu, memory, gpu, **maxima)
+
+    def _capacity(self):
+        from kaos_backend.executors.registry import ExecutorNotAvailable, executor_class
+        try:
+            return executor_class(self.config.executor).capacity(self.config)
+        except ExecutorNotAvailable:
+            return None
 
     def features(self, workspace: str, body: UploadBody, user: str = None, cpu: Any = None, memory: Any = None,
                  gpu: Any = None) -> Dict[str, str]:

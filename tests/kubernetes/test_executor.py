@@ -2,7 +2,8 @@
 CI runs): the reasons the shared contract test does not reach (evicted, a pod's deadline, CrashLoopBackOff, a
 failed fetch), objects an earlier start left under the same names, and, last, the Role: every request the
 executor made in this module, as verbs on kinds, is exactly what kubernetes_spec.RBAC_RULES grants (the test
-itself reads the cluster through the fake's store, not its API, so that only the executor's requests count)."""
+itself reads the cluster through the fake's store, not its API, so that only the executor's requests count),
+with the nodes' list of the capacity check (NODE_RBAC_RULES)."""
 import io
 import os
 import re
@@ -201,6 +202,18 @@ def test_a_stopped_training_and_a_vanished_one(platform):
     assert pod_of(platform.cluster, spec.job_id) is None
 
 
+def test_the_capacity_one_workload_can_get_is_the_largest_node_s(platform):
+    """Reference §6.13's MAX_CPU, MAX_MEMORY, MAX_GPU, read live: the fake's one node allocates 4 cpus, 8Gi and
+    no GPU (0: GPUs are not enabled)."""
+    from kaos_backend.executors.base import Capacity
+    from kaos_backend.executors.kubernetes_capacity import node_capacity
+    assert registry.executor_class("kubernetes").capacity(platform.config) == Capacity(4.0, 8.0, 0)
+    nodes = [{"status": {"allocatable": {"cpu": "3900m", "memory": "16318836Ki", "nvidia.com/gpu": "2"}}},
+             {"status": {"allocatable": {"cpu": "8", "memory": "7Gi"}}, "spec": {"unschedulable": True}},
+             {"status": {"allocatable": {"cpu": "2", "memory": "32G"}}}]
+    assert node_capacity(nodes) == Capacity(3.9, 32e9 / 2 ** 30, 2)
+
+
 def _used(history) -> Set[Tuple[str, str, str]]:
     """(API group, resource, verb) of each request of the history: the verbs as RBAC names them."""
     used = set()
@@ -227,7 +240,8 @@ def _used(history) -> Set[Tuple[str, str, str]]:
 
 def test_the_role_grants_exactly_what_the_executor_used(platform):
     """Last in the module: what every test above made the executor ask of the API server."""
-    granted = {(group, resource, verb) for rule in kubernetes_spec.RBAC_RULES for group in rule["apiGroups"]
+    rules = kubernetes_spec.RBAC_RULES + kubernetes_spec.NODE_RBAC_RULES
+    granted = {(group, resource, verb) for rule in rules for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
     used = _used(list(platform.cluster.routes.history))
     assert used <= granted, f"used but not granted: {sorted(used - granted)}"

@@ -215,6 +215,20 @@ def test_an_endpoint_whose_pod_cannot_be_scheduled_is_a_pipeline_failure_with_th
     assert not platform.objects("deployments", job=name)
 
 
+@pytest.mark.parametrize("option, error", [
+    (("--cpu", "5"), "CPU request 5.0 too high. Maximum allowed is 4."),  # the CLI sends a float
+    (("--memory", "9Gi"), "Memory request 9Gi too high. Maximum allowed is 8Gi."),
+    (("--gpu", "1"), "GPUs are not enabled"),
+])
+def test_a_request_no_node_can_meet_is_refused_when_it_is_made(platform, tmp_path, option, error):
+    """The maxima of reference §6.13, read live from the cluster's nodes (the fake's one: 4 cpus, 8Gi, no GPU)."""
+    workspace = platform.workspace(f"capacity-{option[0][2:]}")
+    code, data = train_source(tmp_path / "code"), tiny_data_bundle(tmp_path / "data")
+    refused = platform.kaos("train", "deploy", "-s", str(code), "-d", str(data), *option)
+    assert (refused.code, refused.err.strip()) == (1, f"Error - {error}"), refused
+    assert not platform.job_ids(workspace, "building")
+
+
 def test_a_watch_cut_off_or_expired_loses_no_change(platform, tmp_path):
     """The server ends every watch and forgets its history (410 for a resumed watch) while a training runs; its
     end, which comes meanwhile, is still seen."""

@@ -13,6 +13,7 @@ is closed at once (a real cluster's would be refused).
 import asyncio
 import ipaddress
 import logging
+import random
 import threading
 from typing import Dict, List, Optional, Tuple
 
@@ -23,9 +24,13 @@ SERVICE_CIDR = ipaddress.ip_network("127.77.0.0/16")
 
 
 def allocate_cluster_ip(taken) -> str:
-    for address in SERVICE_CIDR.hosts():
-        if str(address) not in taken:
-            return str(address)
+    """A free address of SERVICE_CIDR, picked at random (as the real allocator does): two fake clusters on one
+    machine (tests of two checkouts at once) then seldom want the same address and port for their proxies."""
+    hosts = SERVICE_CIDR.num_addresses - 2
+    for _ in range(1000):
+        address = str(SERVICE_CIDR.network_address + 1 + random.randrange(hosts))
+        if address not in taken:
+            return address
     raise RuntimeError("the fake's service CIDR is full")
 
 
