@@ -14,7 +14,7 @@ client. KAOS_EXECUTOR=kubernetes chooses it.
                directory)
 
 Status comes from one shared watch per kind and namespace (kubernetes_watch.py), never a request per workload
-per tick; each workload has a follower thread in the process that polls it (kubernetes_workload.py) that copies
+per tick; each workload has a follower thread in the process that polls it (kubernetes_follower.py) that copies
 its pod's log into the platform's log (`<data>/jobs/<job id>/log`, as every executor's, so it survives the pod)
 and records how it ended: its exit code, OOMKilled as "out of memory (limit X)", or why Kubernetes could not run
 it (unschedulable, an image that cannot be pulled, evicted, a deadline exceeded, CrashLoopBackOff), which is
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from kaos_backend.executors import kubernetes_names, kubernetes_workload, outcome
+from kaos_backend.executors import kubernetes_follower, kubernetes_names, kubernetes_state, outcome
 from kaos_backend.executors.base import Address, Executor, WorkloadSpec, check_log_name
 from kaos_backend.executors.hints import script_hints
 from kaos_backend.executors.kubernetes_status import describe
@@ -108,7 +108,7 @@ class KubernetesExecutor(Executor):
         home = self.data_dir / check_log_name(spec.log)
         home.mkdir(parents=True, exist_ok=True)
         name = kubernetes_names.workload_name(spec)
-        state = kubernetes_workload.begin(
+        state = kubernetes_state.begin(
             spec.kind, spec.job_id, spec.log, home, namespace=self.settings.namespace, name=name,
             object="Job" if spec.kind == "train" else "Deployment", main="train" if spec.kind == "train" else "serve",
             start=secrets.token_hex(4), memory=spec.memory, image=spec.image, uid=None)
@@ -142,7 +142,7 @@ class KubernetesExecutor(Executor):
         """Start the workload's follower in this process, unless one follows it (here or elsewhere)."""
         from kaos_backend.executors.kubernetes_cluster import cluster_for
         from kaos_backend.wakeup import socket_name
-        return kubernetes_workload.Follower.spawn(
+        return kubernetes_follower.Follower.spawn(
             cluster_for(self.config), self._state, self._log_file(), self.config.max_log_mb * 1024 * 1024,
             socket_name(self.data_dir), self.config.pod_pending_timeout)
 
@@ -154,12 +154,12 @@ class KubernetesExecutor(Executor):
             return self._delegate.poll()
         if self._state is None:
             return None
-        record = kubernetes_workload.read_record(self._state)
+        record = kubernetes_state.read_record(self._state)
         if record is not None:
             return record["code"]
-        if not kubernetes_workload.followed(self._state):
+        if not kubernetes_state.followed(self._state):
             self._follow()
-            record = kubernetes_workload.read_record(self._state)  # it may have ended meanwhile
+            record = kubernetes_state.read_record(self._state)  # it may have ended meanwhile
             if record is not None:
                 return record["code"]
         return None
@@ -167,7 +167,7 @@ class KubernetesExecutor(Executor):
     def reason(self) -> Optional[str]:
         if self._delegate is not None:
             return self._delegate.reason()
-        record = kubernetes_workload.read_record(self._state) if self._state else None
+        record = kubernetes_state.read_record(self._state) if self._state else None
         return describe(record) if record is not None else None
 
     def stop(self, now: bool = False, timeout: float = STOP_GRACE) -> None:
@@ -177,24 +177,24 @@ class KubernetesExecutor(Executor):
         if self._delegate is not None:
             return self._delegate.stop(now, timeout)
         state = self._state
-        if state is None or kubernetes_workload.read_record(state) is not None:
+        if state is None or kubernetes_state.read_record(state) is not None:
             return None
         from kaos_backend.executors.kubernetes_cluster import cluster_for
         cluster = cluster_for(self.config)
         grace = 0 if now else max(1, math.ceil(timeout))
-        kubernetes_workload.request_stop(state, grace)
+        kubernetes_state.request_stop(state, grace)
         informer = cluster.informer()
         for pod in informer.pods_of(state["workload"]):
-            if (pod["metadata"].get("labels") or {}).get(kubernetes_workload.START_LABEL) == state.get("start"):
-                kubernetes_workload.delete_pod(cluster, pod["metadata"]["name"], grace)
-        kubernetes_workload.delete_owner(cluster, state)
+            if (pod["metadata"].get("labels") or {}).get(kubernetes_state.START_LABEL) == state.get("start"):
+                kubernetes_state.delete_pod(cluster, pod["metadata"]["name"], grace)
+        kubernetes_state.delete_owner(cluster, state)
         informer.notify()
         self._follow()
         deadline = time.monotonic() + grace + STOP_RECORD_WAIT
-        while kubernetes_workload.read_record(state) is None and time.monotonic() < deadline:
+        while kubernetes_state.read_record(state) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        if kubernetes_workload.read_record(state) is None:  # no follower recorded it (stuck): recorded here
-            what = kubernetes_workload.WHAT.get(state["kind"], "workload")
+        if kubernetes_state.read_record(state) is None:  # no follower recorded it (stuck): recorded here
+            what = kubernetes_state.WHAT.get(state["kind"], "workload")
             self.append_log(f"kaos: the {what} ended: killed on request")
             outcome.write_record(state["exit_path"], outcome.record_for(-9, requested=True, memory=state["memory"]))
             try:

@@ -1,7 +1,7 @@
 """Creating one workload's objects (kubernetes_spec.py builds them): the Job, or the Deployment and its Service,
 then the Secret of its artifact token owned by it (a pod whose Secret is not there yet waits for it:
 CreateContainerConfigError, which is no failure). Each pod template carries the start's own label
-(kubernetes_workload.START_LABEL), so that the pods of an earlier start of the same name (an endpoint's, being
+(kubernetes_state.START_LABEL), so that the pods of an earlier start of the same name (an endpoint's, being
 deleted) are never taken for this start's.
 
 A name taken already is an earlier start's leftover (a backend that crashed between creating a Job and recording
@@ -30,7 +30,7 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
     """Issue the workload's artifact token and create its objects in `cluster` (kubernetes_cluster.Cluster).
     Raises the client's ApiException (nothing left behind)."""
     from kaos_backend.executors import kubernetes_spec
-    from kaos_backend.executors.kubernetes_workload import START_LABEL, delete_owner
+    from kaos_backend.executors.kubernetes_state import START_LABEL, delete_owner
     token = cluster.tokens.issue(spec, job=kubernetes_names.job_of(spec))
     namespace = cluster.namespace
     name = kubernetes_names.workload_name(spec)

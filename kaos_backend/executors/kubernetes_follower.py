@@ -1,21 +1,12 @@
-"""One workload of the kubernetes executor as the executor keeps it: its state (what `get_state` returns: the
-namespace, the Job's or Deployment's name and uid, the paths of its files) and the files beside its log,
-`<log's directory>/<workload>.*`:
+"""The follower of one workload of the kubernetes executor: a thread of the process that polls it (the scheduler),
+holding the workload's lock (kubernetes_state.py), that reads the shared watch's cache, copies the pod's log into
+the platform's log as it comes (the init container `fetch`, the platform's notes and "beginning to run user
+code", then the main container), and once the workload ended writes how ("kaos: the training ended: ..."), the
+exit record, revokes the workload's artifact token and wakes the scheduler.
 
-    .exit       the exit record (outcome.py, with an `error` in words where the exit code does not say it all)
-    .stop       written by `stop` (JSON: the grace period): the end was requested
-    .follow     where the copy of the pod's log got to (kubernetes_logs.Cursor per container), the last line of
-                each container, when a waiting problem was first seen
-    .lock       held by the thread that follows the workload (the follower): "it is followed" is "it is held",
-                across threads and processes
-
-The follower (`Follower`, a thread of the process that polls: the scheduler) reads the shared watch's cache,
-copies the pod's log into the platform's log as it comes (the init container `fetch`, the platform's notes and
-"beginning to run user code", then the main container), and once the workload ended writes how ("kaos: the
-training ended: ..."), the exit record, revokes the workload's artifact token and wakes the scheduler. It ends a
-workload that cannot start (unschedulable, or its image cannot be pulled, for longer than the pending timeout)
-by deleting its Job or Deployment; an endpoint also when its serve container ended once (the endpoint
-controller restarts it as on every executor) or its fetch failed. A follower that dies (a crash of its process)
+It ends a workload that cannot start (unschedulable, or its image cannot be pulled, for longer than the pending
+timeout) by deleting its Job or Deployment; an endpoint also when its serve container ended once (the endpoint
+controller restarts it, as on every executor) or its fetch failed. A follower that dies (a crash of its process)
 is started again by the next `poll`, and resumes the log copy where it got to.
 """
 import fcntl
@@ -35,56 +26,14 @@ from kaos_backend.executors.base import VANISHED
 from kaos_backend.executors.docker_output import LogWriter
 from kaos_backend.executors.kubernetes_client import is_status, message_of
 from kaos_backend.executors.kubernetes_logs import Cursor, copy_container_log
+from kaos_backend.executors.kubernetes_state import START_LABEL, WHAT, delete_owner, delete_pod, read_record, \
+    requested
 from kaos_backend.executors.preamble import START_RECORD
 
 log = logging.getLogger("kaos_backend.executors.kubernetes")
-SUFFIXES = {"exit_path": ".exit", "stop_path": ".stop", "follow_path": ".follow", "lock_path": ".lock"}
-WHAT = {"train": "training", "serve": "endpoint", "notebook": "notebook"}
 LOOK_SECONDS = 1.0        # a follower looks again this often unwoken (a pending timeout, a deleted Job's pods)
 RETRY_SECONDS = 2.0       # after an API error
-START_LABEL = "kaos.io/start"   # on the pod template: which start of a workload a pod belongs to
 RENEW_SECONDS = 3600      # an endpoint's artifact token is renewed this often (it is good for 24 hours)
-
-
-def begin(kind: str, workload: str, log_name: str, home: Path, **fields) -> dict:
-    """The state of a new workload named `workload` whose log (named `log_name`) is in the directory `home`; the
-    files an earlier start of that name left are cleared."""
-    state = {"kind": kind, "workload": workload, "log": log_name, **fields}
-    state.update({key: str(home / f"{workload}{suffix}") for key, suffix in SUFFIXES.items()})
-    for key in ("exit_path", "stop_path", "follow_path"):
-        Path(state[key]).unlink(missing_ok=True)
-    return state
-
-
-def read_record(state: dict) -> Optional[dict]:
-    return outcome.read_record(state["exit_path"])
-
-
-def requested(state: dict) -> Optional[dict]:
-    """The stop request (its grace period), or None."""
-    try:
-        return json.loads(Path(state["stop_path"]).read_text() or "{}")
-    except (OSError, ValueError):
-        return None
-
-
-def request_stop(state: dict, grace: int) -> None:
-    Path(state["stop_path"]).write_text(json.dumps({"grace": grace}))
-
-
-def followed(state: dict) -> bool:
-    """A follower holds the workload's lock (in this process or another)."""
-    try:
-        fd = os.open(state["lock_path"], os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 class Follower:
@@ -355,38 +304,6 @@ class Follower:
             delete_pod(self.cluster, pod["metadata"]["name"], grace)
 
 
-def delete_owner(cluster, state: dict) -> None:
-    """Delete the workload's Job or Deployment (its pods, Service and Secret go with it: Background
-    propagation); gone already is not an error."""
-    import kubernetes.client
-    options = kubernetes.client.V1DeleteOptions(propagation_policy="Background",
-                                                preconditions=kubernetes.client.V1Preconditions(uid=state["uid"]))
-    try:
-        if state["object"] == "Job":
-            cluster.batch.delete_namespaced_job(state["name"], cluster.namespace, body=options,
-                                                _preload_content=False)
-        else:
-            cluster.apps.delete_namespaced_deployment(state["name"], cluster.namespace, body=options,
-                                                      _preload_content=False)
-    except Exception as error:  # noqa: BLE001
-        if not is_status(error, 404, 409):  # gone; or another start's of the same name (the uid precondition)
-            raise
-
-
-def delete_pod(cluster, name: str, grace: Optional[int]) -> None:
-    """Delete a pod, its processes given `grace` seconds after SIGTERM (None: its own period); gone is fine."""
-    try:
-        cluster.core.delete_namespaced_pod(name, cluster.namespace, grace_period_seconds=grace,
-                                           _preload_content=False)
-    except Exception as error:  # noqa: BLE001
-        if not is_status(error, 404):
-            raise
-
-
 def _broken_stream(error: BaseException) -> bool:
     import urllib3.exceptions
     return isinstance(error, (urllib3.exceptions.HTTPError, OSError))
-
-
-__all__ = ["Follower", "START_LABEL", "WHAT", "begin", "delete_owner", "delete_pod", "followed", "read_record",
-           "request_stop", "requested"]
