@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
@@ -151,9 +152,10 @@ class Follower:
             if not status.started(pod, container):
                 return
             if container == self.main and not progress["started"]:
+                when = _started_at(pod, container)  # stamped as the container started, not as copied
                 for note in self.state.get("notes") or []:
-                    self.writer.record(note)
-                self.writer.record(START_RECORD)
+                    self.writer.record(note, when)
+                self.writer.record(START_RECORD, when)
                 progress["started"] = True
                 self._save()
             over = status.terminated(pod, container, self.restarts) is not None
@@ -298,10 +300,28 @@ class Follower:
         delete_owner(self.cluster, self.state)
 
     def _delete_pods(self, pods: List[dict], grace: Optional[int]) -> None:
+        """A stopped workload's pods (those the Job or Deployment made after its stop was asked too) are deleted
+        with the stop's grace period, or again with it when their deletion gave them longer (the garbage
+        collector's deletion gives the pod's own 30 s): the API server shortens a grace period, never lengthens."""
         for pod in pods:
-            if pod["metadata"].get("deletionTimestamp") and grace != 0:
+            given = pod["metadata"].get("deletionGracePeriodSeconds")
+            if pod["metadata"].get("deletionTimestamp") and (grace is None or given is not None and given <= grace):
                 continue
             delete_pod(self.cluster, pod["metadata"]["name"], grace)
+
+
+def _started_at(pod: dict, container: str):
+    """The local time the container started (its state's startedAt), or None (now)."""
+    entry = status.container_status(pod, container) or {}
+    for state in (entry.get("state") or {}, entry.get("lastState") or {}):
+        for phase in ("running", "terminated"):
+            started = (state.get(phase) or {}).get("startedAt")
+            if started:
+                try:
+                    return datetime.fromisoformat(started.replace("Z", "+00:00")).astimezone().replace(tzinfo=None)
+                except ValueError:
+                    return None
+    return None
 
 
 def _broken_stream(error: BaseException) -> bool:
