@@ -202,6 +202,44 @@ def test_a_stopped_training_and_a_vanished_one(platform):
     assert pod_of(platform.cluster, spec.job_id) is None
 
 
+def test_the_shared_watch_resumes_after_a_disconnect_and_lists_again_after_410(platform):
+    """kubernetes_watch.Informer on its own: a cut watch is resumed from its resourceVersion (no new list, and a
+    change made meanwhile arrives); a watch whose resourceVersion the server forgot (410) lists again."""
+    from kaos_backend.config import platform_id
+    from kaos_backend.executors.kubernetes_client import apis
+    from kaos_backend.executors.kubernetes_names import platform_selector
+    from kaos_backend.executors.kubernetes_watch import Informer
+    from tests.support.kube.kinds import CONFIGMAPS
+    informer = Informer(*apis(platform.config), "kaos", platform_selector(platform_id(platform.data))).start()
+    try:
+        assert informer.wait_synced(WAIT)
+        listed = {reflector.kind: int(reflector.resource_version) for reflector in informer.reflectors}
+        platform.cluster.store.create(CONFIGMAPS, "kaos", {"metadata": {"name": "bookmarked"}})
+        wait_for(lambda: all(int(reflector.resource_version) > listed[reflector.kind]
+                             for reflector in informer.reflectors), what="a bookmark on each watch: they are open")
+        assert informer.calls() == {"list": 3, "watch": 3}
+        labels = {"app.kubernetes.io/managed-by": "kaos", "kaos.io/platform": platform_id(platform.data)}
+        platform.cluster.disconnect_watches()
+        platform.cluster.store.create(JOBS, "kaos", _job("while-cut", labels))
+        wait_for(lambda: informer.jobs.get("while-cut"), what="the change made while the watch was cut")
+        wait_for(lambda: informer.calls()["watch"] >= 6, what="the three watches resumed")
+        assert informer.calls()["list"] == 3
+        platform.cluster.store.create(CONFIGMAPS, "kaos", {"metadata": {"name": "unwatched"}})  # moves the version
+        platform.cluster.compact()
+        platform.cluster.store.delete(JOBS, "kaos", "while-cut", "Background")  # gone from the history as well
+        platform.cluster.disconnect_watches()
+        wait_for(lambda: informer.calls()["list"] == 6, what="a list after 410")
+        wait_for(lambda: informer.jobs.get("while-cut") is None, what="the deleted Job gone from the cache")
+    finally:
+        informer.stop()
+
+
+def _job(name: str, labels: dict) -> dict:
+    return {"metadata": {"name": name, "labels": labels}, "spec": {"template": {
+        "metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "x", "command": ["true"]}]}}}}
+
+
 def test_the_capacity_one_workload_can_get_is_the_largest_node_s(platform):
     """Reference §6.13's MAX_CPU, MAX_MEMORY, MAX_GPU, read live: the fake's one node allocates 4 cpus, 8Gi and
     no GPU (0: GPUs are not enabled)."""
