@@ -42,7 +42,7 @@ class KubePlatform:
         cluster.kubelet.images = venv_images(data)
         internal = free_port()
         self.env = {**kube_env(cluster, root / "kubeconfig", f"http://127.0.0.1:{internal}",
-                               pod_pending_timeout=1),
+                               pod_pending_timeout=0),  # a pod that cannot start fails at once
                     "KAOS_INTERNAL_PORT": str(internal)}
         self.backend = BackendProcess(data, env=self.env).start()
         self.project = root / "project"
