@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Dict, Tuple
 
-REQUEST_TIMEOUT = (10, 60)   # (connect, read) seconds of an ordinary request; a watch or a log follow sets its own
+POOL_SIZE = 256             # connections kept to the API server (followed logs, watches, requests)
 
 _lock = threading.Lock()
 _clients: Dict[Tuple, object] = {}
@@ -41,6 +41,9 @@ def _configuration(kubeconfig: str, context: str):
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ClusterUnavailable(f"cannot load the Kubernetes configuration ({where}"
                                  f"{', context ' + context if context else ''}): {error}") from None
+    # Each followed workload holds a connection (its pod's log, followed) and the shared watch three: beyond the
+    # client's default pool (5 per CPU) every further request opens a connection and drops it with a warning.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, POOL_SIZE)
     return configuration
 
 
