@@ -42,18 +42,41 @@ def combination_name(combination: Dict) -> str:
 
 class TrainController(Controller):
     def tick(self) -> None:
-        self.schedule()
+        try:
+            self.schedule()
+        except Exception:  # noqa: BLE001 - scheduling new jobs must not hold up the running ones
+            log.exception("Train jobs could not be scheduled")
         advance_each(unfinished_job_ids(self.services, ("train",)), self.advance, self.retries, self.give_up, log,
                      "Train job")
 
     # -- creating jobs --------------------------------------------------------------------------------------
     def schedule(self) -> None:
-        """A job for each pipeline whose current inputs are complete, built, and not trained yet."""
-        with self.services.db.session_scope() as session:
-            pipelines = list(session.scalars(select(TrainPipeline).where(
+        """A job for each pipeline whose current inputs are complete, built, and not trained yet: each pipeline in
+        a transaction of its own, so that one that cannot be scheduled (logged) does not hold up the others."""
+        with reading(self.services) as session:
+            workspace_ids = list(session.scalars(select(TrainPipeline.workspace_id).where(
                 TrainPipeline.source_bundle_id.is_not(None), TrainPipeline.data_bundle_id.is_not(None))))
-            for pipeline in pipelines:
-                self._schedule_one(session, pipeline)
+        for workspace_id in workspace_ids:
+            try:
+                with self.services.db.session_scope() as session:
+                    pipeline = self._locked_pipeline(session, workspace_id)
+                    if pipeline is not None:
+                        self._schedule_one(session, pipeline)
+            except Exception:  # noqa: BLE001
+                log.exception("The train pipeline of workspace #%s could not be scheduled", workspace_id)
+
+    @staticmethod
+    def _locked_pipeline(session, workspace_id: int) -> Optional[TrainPipeline]:
+        """The workspace's pipeline, read after the workspace's row is locked for sharing (None when it is gone).
+
+        A workspace kill locks that row for update before it deletes the workspace's jobs (WorkspaceService.delete),
+        so on PostgreSQL a job is inserted either before the kill reads the jobs (and goes with them) or not at all:
+        never for a workspace deleted meanwhile. A SQLite write transaction holds the whole database."""
+        if session.scalar(select(Workspace.id).where(Workspace.id == workspace_id)
+                          .with_for_update(read=True)) is None:
+            return None
+        return session.scalar(select(TrainPipeline).where(TrainPipeline.workspace_id == workspace_id)
+                              .execution_options(populate_existing=True))
 
     def _schedule_one(self, session, pipeline: TrainPipeline) -> Optional[Job]:
         source = session.get(Bundle, pipeline.source_bundle_id)

@@ -31,8 +31,11 @@ STOP_WAIT_SECONDS = 50.0  # how long a kill waits for the scheduler to stop the 
 STOP_POLL_SECONDS = 0.1
 
 
-def find_workspace(session: Session, name: str) -> Workspace:
-    workspace = session.scalar(select(Workspace).where(Workspace.name == name)) if name else None
+def find_workspace(session: Session, name: str, lock: bool = False) -> Workspace:
+    """The workspace named `name`; with `lock`, its row locked for update until the transaction ends (on
+    PostgreSQL: the scheduler then schedules no training in it meanwhile). Raises WorkspaceNotFound."""
+    query = select(Workspace).where(Workspace.name == name)
+    workspace = session.scalar(query.with_for_update() if lock else query) if name else None
     if workspace is None:
         raise WorkspaceNotFound.named(name)
     return workspace
@@ -109,7 +112,7 @@ class WorkspaceService:
             with self._trash() as trash:
                 with self.store.lock(exclusive=True):
                     with self.db.session_scope() as session:
-                        workspace = find_workspace(session, name)
+                        workspace = find_workspace(session, name, lock=True)
                         if _live_workloads(session, [workspace.id], lock=True):
                             continue  # one started meanwhile (a training of its pipeline): it is stopped too
                         job_ids = list(session.scalars(select(Job.id).where(Job.workspace_id == workspace.id)))
@@ -212,7 +215,8 @@ class WorkspaceService:
             with self._trash() as trash:
                 with self.store.lock(exclusive=True):
                     with self.db.session_scope() as session:
-                        if _live_workloads(session, list(session.scalars(select(Workspace.id))), lock=True):
+                        locked = select(Workspace.id).with_for_update()  # as in delete: no training scheduled
+                        if _live_workloads(session, list(session.scalars(locked)), lock=True):
                             continue  # one started meanwhile: it is stopped too
                         job_ids = list(session.scalars(select(Job.id)))
                         endpoints = list(session.scalars(select(Endpoint.name)))

@@ -320,3 +320,56 @@ def test_a_workspace_kill_only_records_desired_kill_and_the_scheduler_stops_its_
         thread.join(30)
     assert services.workspaces.names() == []
     assert workload.poll() is not None  # stopped (its exit record went with the job's directory)
+
+
+def test_a_training_is_never_scheduled_into_a_workspace_a_kill_is_deleting(services, monkeypatch, caplog):
+    """The scheduler racing a workspace kill: the kill has deleted the workspace's rows (its one training among them)
+    and not yet committed when the train controller schedules. The controller waits for the kill and schedules
+    nothing, without an error (on PostgreSQL it used to insert a job for the deleted workspace: a foreign key
+    violation that ended the controller's tick); the kill goes through."""
+    services.workspaces.create("ws")
+    entries = {"tiny/Dockerfile": "FROM python:3.11-slim\n", "tiny/model/__init__.py": "",
+               "tiny/model/requirements.txt": "", "tiny/model/train": TRAIN}
+    build_id = services.train.submit_source("ws", body_from_bytes(zip_bytes(entries)))["job_id"]
+    builds, trainings = BuildController(services), TrainController(services)
+
+    def built():
+        with services.db.read_scope() as session:
+            state = session.get(Job, build_id).state
+        assert state in ("JOB_STARTING", "JOB_RUNNING", "JOB_SUCCESS"), f"the build ended {state}"
+        return state == "JOB_SUCCESS"
+    _tick_until([builds], built)
+    services.train.submit_features("ws", body_from_bytes(features_zip()))  # the pipeline is now ready to train
+
+    import kaos_backend.services.workspaces as workspaces_module
+    deleting, commit = threading.Event(), threading.Event()
+    delete_rows = workspaces_module.delete_unreferenced_rows
+
+    def held_before_commit(session, digests):
+        orphans = delete_rows(session, digests)
+        deleting.set()
+        assert commit.wait(60)
+        return orphans
+    monkeypatch.setattr(workspaces_module, "delete_unreferenced_rows", held_before_commit)
+    errors: List[BaseException] = []
+
+    def run(call):
+        try:
+            call()
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+    kill = threading.Thread(target=run, args=(lambda: services.workspaces.delete("ws"),))
+    schedule = threading.Thread(target=run, args=(trainings.schedule,))
+    kill.start()
+    assert deleting.wait(60), "the kill did not get to its rows"
+    schedule.start()
+    schedule.join(1)  # on PostgreSQL it now waits for the kill's transaction
+    commit.set()
+    kill.join(60)
+    schedule.join(60)
+    assert not kill.is_alive() and not schedule.is_alive()
+    assert errors == []
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == []
+    assert services.workspaces.names() == []
+    with services.db.read_scope() as session:
+        assert session.scalars(select(Job)).all() == []
