@@ -34,6 +34,8 @@ MODEL_ID = re.compile(r"\b[0-9a-f]{5}_[0-9a-f]{5}:[0-9a-f]{6}\b")
 DOCKERFILE = "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\nWORKDIR /opt/program\nCOPY . .\n"
 PAYLOAD = (REPO / "templates/mnist/test_payload.jpg").read_bytes()
 EXPECTED = json.loads((REPO / "templates/mnist/test_payload.expected.json").read_text())
+# The template bundles built here and in other modules (tests/support/docker_engine.py's template_layers).
+MNIST_TRAIN, MNIST_SERVE = "mnist/model-train/mnist", "mnist/model-serve/mnist"
 ENGINE_BUILD_ERROR = ("The command '/bin/sh -c pip install --no-cache-dir -r requirements.txt' returned a non-zero "
                       "code: 1")
 
@@ -102,9 +104,10 @@ def platform(docker_engine, base_image, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mnist_model(platform):
+def mnist_model(platform, template_layers):
     """The quick start's training on the platform (workspace mnist): the deploy's output, the build and training
-    jobs, and the model id."""
+    jobs, and the model id. (Its build takes the installed packages' layer from the session's template_layers.)"""
+    template_layers(MNIST_TRAIN)
     platform.workspace("mnist")
     assert platform.kaos("template", "get", "--name", "mnist").code == 0
     deployed = platform.kaos("train", "deploy", "-s", "templates/mnist/model-train", "-d", "templates/mnist/data")
@@ -131,8 +134,10 @@ def test_deploy_writes_a_docker_context_whose_backend_runs_the_docker_executor(p
 
 
 def test_mnist_trains_and_serves_a_prediction_through_the_front_and_kill_removes_the_endpoint(platform, mnist_model,
-                                                                                               docker_engine):
+                                                                                               docker_engine,
+                                                                                               template_layers):
     deployed, build, job, model_id = mnist_model
+    template_layers(MNIST_SERVE)
     built = docker_engine.images.list(filters=platform_filter(platform.platform))
     tags = {tag for image in built for tag in image.tags}
     source_hash = re.search(r"/mnist:([0-9a-f]{5})", deployed.out).group(1)
@@ -178,10 +183,11 @@ def test_seed_train_error_shows_the_syntax_error(platform, mnist_model):
     local_train_stories.test_seed_train_error_shows_the_syntax_error(platform)
 
 
-def test_seed_serve_error_shows_the_traceback_in_serve_logs(platform, mnist_model):
+def test_seed_serve_error_shows_the_traceback_in_serve_logs(platform, mnist_model, template_layers):
     """The seed page's third story as on LOCAL (tests/e2e/test_serve.py): the gateway's 502/503 names `kaos serve
     logs`, whose output has the traceback ending in the FileNotFoundError of model.docx; the endpoint gives up after
     5 failed starts with the reason."""
+    template_layers(MNIST_SERVE)
     assert platform.kaos("workspace", "set", "-n", "mnist").code == 0
     local_serve_stories.test_seed_serve_error_fails_clearly_and_logs_the_traceback((platform, mnist_model[3]))
 

@@ -1,24 +1,18 @@
-"""The README's main command: scripts/quickstart.py (what `make demo` runs) prints the expected prediction.
+"""The README's main command: scripts/quickstart.py (what `make demo` runs) prints the expected prediction, and
+last how to stop the platform. It is run as `make demo` runs it: by a fresh virtualenv that installed the wheel of
+this checkout, outside the checkout (the session's run, tests/e2e/conftest.py, which test_packaging.py checks too).
 CI also runs `make demo` itself from its fresh clone (.ci/run)."""
 import json
-import os
-import subprocess
-import sys
 
-from tests.support.backend import free_port
-from tests.support.platform import REPO
+import pytest
+
+from tests.support.packaging import QUICKSTART_TIMEOUT, REPO
 
 
-def test_quickstart_prints_the_prediction(tmp_path):
-    demo = tmp_path / "demo"
-    env = dict(os.environ, KAOS_DEMO_DIR=str(demo), KAOS_DEMO_PORT=str(free_port()))
-    try:
-        run = subprocess.run([sys.executable, str(REPO / "scripts/quickstart.py")], env=env, text=True,
-                             capture_output=True, timeout=1800)
-        expected = json.loads((REPO / "templates/mnist/test_payload.expected.json").read_text())
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        assert f"Prediction: {expected}" in run.stdout
-        assert "destroy -c LOCAL -y" in run.stdout.splitlines()[-1]
-    finally:
-        kaos = os.path.join(os.path.dirname(sys.executable), "kaos")
-        subprocess.run([kaos, "destroy", "-c", "LOCAL", "-y"], cwd=demo, capture_output=True)
+@pytest.mark.timeout(2 * QUICKSTART_TIMEOUT)
+def test_quickstart_prints_the_prediction(wheel_quickstart):
+    run = wheel_quickstart.run
+    expected = json.loads((REPO / "templates/mnist/test_payload.expected.json").read_text())
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert f"Prediction: {expected}" in run.stdout
+    assert "destroy -c LOCAL -y" in run.stdout.splitlines()[-1]

@@ -3,11 +3,13 @@
     docker_engine   a docker.DockerClient on the engine DOCKER_HOST names (default /var/run/docker.sock)
     base_image      the tag of the builds' base image: KAOS_BASE_IMAGE, else kaos's debootstrapped one
                     (`kaos-base-python:bookworm`), made here when missing (root and debootstrap needed)
+    template_layers a template bundle's image built once a session, so that later builds of it reuse its layers
 
 Without an engine (or without what the base image needs) the test is skipped, and FAILS when CI is set: CI
 must run every Docker test. `scripts/start-dockerd.sh` starts an engine; `.ci/run` does so.
 """
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -132,3 +134,32 @@ def published_address(container, port: str = "8080/tcp", timeout: float = 30) ->
         if time.monotonic() > deadline:
             pytest.fail(f"container {container.name} has no published {port}", pytrace=False)
         time.sleep(0.2)
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+@pytest.fixture(scope="session")
+def template_layers(docker_engine, base_image, tmp_path_factory):
+    """A function of a template's bundle folder under templates/ (its Dockerfile and model/, e.g.
+    "mnist/model-train/mnist", "notebook/base"): builds that bundle's image on the base image once a session, under
+    a test tag kept until the session ends, and returns the tag.
+
+    A test that is about to build the same bundle (through a platform, or itself) calls it first: its build then
+    takes the installed packages' layer from the engine's layer cache (same base image, same steps up to `pip
+    install -r requirements.txt`, same requirements) instead of downloading and installing them again, and so does
+    every later build of it in the session, whatever removed the images those builds made. What a build proves
+    (the steps run, the image works) is unchanged: only pip's work is done once."""
+    built: Dict[str, str] = {}
+
+    def ensure(bundle: str) -> str:
+        if bundle not in built:
+            context = tmp_path_factory.mktemp("template-layers") / "context"
+            shutil.copytree(TEMPLATES / bundle / "model", context)
+            shutil.copy(TEMPLATES / bundle / "Dockerfile", context / "Dockerfile")
+            tag = unique_tag("layers-" + bundle.split("/")[0])
+            build_image(docker_engine, context, tag, base_image)
+            built[bundle] = tag
+        return built[bundle]
+    yield ensure
+    remove_images(docker_engine, list(built.values()))
