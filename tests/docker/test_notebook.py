@@ -20,7 +20,9 @@ def platform(docker_engine, base_image, tmp_path_factory):
     remove_platform(docker_engine, made.platform)  # whatever a failed test left, so that the engine stays clean
 
 
-def test_a_docker_notebook_in_the_browser_reads_its_data_and_kill_removes_its_container(platform, docker_engine):
+def test_a_docker_notebook_in_the_browser_reads_its_data_and_kill_removes_its_container(platform, docker_engine,
+                                                                                       template_layers):
+    template_layers("notebook/base")  # the default bundle's build then takes jupyterlab's layer from the cache
     workspace = platform.workspace("dockernb")
     data_bundle(platform.project / "nb-data", first_line="station,rain")
     deployed = platform.kaos("notebook", "deploy", "-d", "nb-data")
