@@ -9,8 +9,9 @@ from tests.support.backend import BackendProcess
 
 IN_CI = bool(os.environ.get("CI"))
 
-# The Docker engine and base image fixtures, shared by every test that needs a Docker engine.
-pytest_plugins = ["tests.support.docker_engine"]
+# The Docker engine and base image fixtures, shared by every test that needs a Docker engine; a real
+# container registry for the pushes of images built for Kubernetes.
+pytest_plugins = ["tests.support.docker_engine", "tests.support.container_registry"]
 
 
 @pytest.hookimpl(hookwrapper=True)

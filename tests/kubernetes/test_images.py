@@ -12,8 +12,10 @@ import pytest
 from kaos_backend.config import Config
 from kaos_backend.executors import registry
 from kaos_backend.executors.base import Artifact, WorkloadSpec
+from kaos_backend.images import labels
 from kaos_backend.storage import BlobStore
 from tests.support.backend import free_port
+from tests.support.container_registry import tags
 
 pytestmark = pytest.mark.docker
 DOCKERFILE = "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\nWORKDIR /opt/program\nCOPY . .\n"
@@ -79,3 +81,29 @@ def test_without_a_registry_the_image_stays_on_the_engine_by_its_name(tmp_path, 
     assert built(executor) == 0, list(executor.logs())
     assert registry.make_executor(config).is_image_ready(image)
     assert not any("pushing" in line for line in executor.logs())
+
+
+def test_with_a_real_registry_the_image_is_pushed_whole_and_counts_as_built(tmp_path, base_image, images,
+                                                                           container_registry, docker_engine):
+    """KAOS_REGISTRY names a real registry (Debian's docker-registry on 127.0.0.1): the build pushes the image
+    there, the registry lists its tag, the image counts as built, and an engine without it pulls it back whole
+    (as a node would). Once the engine that built it no longer has it, it is not built (it is built again)."""
+    config = Config.from_env({}, data_dir=tmp_path / "data", executor="kubernetes", image_builder="docker",
+                             registry=container_registry, base_image=base_image)
+    spec = build_spec(config.data_dir)
+    executor = registry.make_executor(config)
+    image = executor.build(spec)
+    images.append(image)
+    assert image == f"{container_registry}/{spec.image_name}"
+    assert built(executor) == 0, list(executor.logs())
+    log = [line.split("] ", 1)[1] for line in executor.logs()]
+    assert f"kaos: pushing the image {image}" in log
+    repository, tag = spec.image_name.split(":")
+    assert tags(container_registry, repository) == [tag]
+    assert registry.make_executor(config).is_image_ready(image)
+
+    docker_engine.images.remove(image, force=True)
+    assert not registry.make_executor(config).is_image_ready(image)  # this engine builds it again
+    pulled = docker_engine.images.pull(image)
+    assert image in pulled.tags
+    assert pulled.labels.get(labels.KIND) == "build"  # the image kaos built, its labels with it
