@@ -10,6 +10,8 @@ The header's value is one line of ASCII JSON:
 
     {"log": "jobs/<job id>", "job": "<job id>"}             # until the job's state is terminal
     {"log": "endpoints/<name>", "endpoint": "<name>"}       # until the endpoint is gone or being killed
+    {"log": "notebooks/<name>", "endpoint": "<name>"}       # a notebook (notebook-...): until it is gone, being
+                                                            # killed, or stopped for good (culled, given up)
 
 `log` is the log's name (executors/base.py), never a path: the front reads the log through the configured
 executor (`open_log`), as everything else does.

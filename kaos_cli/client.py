@@ -331,9 +331,11 @@ class KaosClient(Transport, Waits):
         body = self._request("GET", route, params=_page_params(limit, continue_token))
         return _paged(self._decoded(NotebookListing, body, f"GET {route}", response=True), body)
 
-    def notebook_logs(self, workspace: str, name: str) -> str:
-        """`GET /notebook/<ws>/<name>/logs`: the notebook's log as one string. 404 PIPELINE_NOT_FOUND."""
-        return self._logs(f"notebook/{quote(workspace, safe='')}/{quote(name, safe='')}/logs", False)
+    def notebook_logs(self, workspace: str, name: str, follow: bool = False) -> Union[str, Iterator[str]]:
+        """`GET /notebook/<ws>/<name>/logs`: the notebook's log (its Jupyter server's output and kaos's records)
+        as one string, or with `follow` an iterator of its lines as they are written; the stream ends when the
+        notebook is killed or stops (culled when idle, shut down, given up). 404 PIPELINE_NOT_FOUND."""
+        return self._logs(f"notebook/{quote(workspace, safe='')}/{quote(name, safe='')}/logs", follow)
 
     def notebook_build_logs(self, workspace: str, job_id: str, follow: bool = False) -> Union[str, Iterator[str]]:
         """`GET /notebook/<ws>/build/<job_id>/logs`: like `train_logs`, for build-notebook job ids."""

@@ -23,12 +23,21 @@ def log_response(workspace: str, job_id: str, kinds=None):
 
 
 def endpoint_log_response(workspace, endpoint: str):
-    inference = services().inference
+    return running_log_response(services().inference, workspace, endpoint)
+
+
+def notebook_log_response(workspace, notebook: str):
+    return running_log_response(services().notebooks, workspace, notebook)
+
+
+def running_log_response(service, workspace, name: str):
+    """The log of a workload that runs until it is killed (an endpoint, a notebook): `service` answers
+    `log_to_follow`, `follow_log` and `log_text` for it; a follow ends when the workload has ended."""
     if flag_arg("follow"):
         if _hands_off():
-            return _handoff(log_handoff.Handoff(inference.log_to_follow(workspace, endpoint), endpoint=endpoint))
-        return _stream(inference.follow_log(workspace, endpoint))
-    return respond(inference.log_text(workspace, endpoint))
+            return _handoff(log_handoff.Handoff(service.log_to_follow(workspace, name), endpoint=name))
+        return _stream(service.follow_log(workspace, name))
+    return respond(service.log_text(workspace, name))
 
 
 def _hands_off() -> bool:

@@ -5,7 +5,7 @@ from flask import Blueprint, request
 
 from kaos_backend.api import respond, services
 from kaos_backend.api.listing import list_response
-from kaos_backend.api.logs import log_response
+from kaos_backend.api.logs import log_response, notebook_log_response
 from kaos_backend.api.request_parsing import resource_args, upload_body, user_arg
 
 bp = Blueprint("notebook", __name__)
@@ -43,7 +43,8 @@ def build_logs(workspace, job_id):
 
 @bp.get("/notebook/<workspace>/<name>/logs")
 def logs(workspace, name):
-    return respond(services().notebooks.log_text(workspace, name))
+    """`?follow=true`: its lines as they are written, until the notebook ends (killed, culled, given up)."""
+    return notebook_log_response(workspace, name)
 
 
 @bp.delete("/notebook/<workspace>/<name>")

@@ -9,8 +9,10 @@ directory kept; the next `kaos notebook deploy` of its user replaces it. Any oth
 as a failed start: after MAX_FAILURES in a row it is PIPELINE_FAILURE; one that was ready and then fails is
 restarted (PIPELINE_RESTARTING).
 """
+import collections
 import http.client
 import logging
+import re
 import time
 from datetime import timedelta
 from typing import Dict, List, Optional
@@ -32,8 +34,15 @@ log = logging.getLogger("kaos_backend.control.notebooks")
 RUNNING = PipelineState.PIPELINE_RUNNING.value
 FAILURE = PipelineState.PIPELINE_FAILURE.value
 STANDBY = PipelineState.PIPELINE_STANDBY.value
-STOPPED_ITSELF = ("the notebook server stopped by itself (idle for {idle}, or shut down from JupyterLab); its "
-                  "work directory is kept: kaos notebook deploy starts it again")
+KEPT = "its work directory is kept: kaos notebook deploy starts it again"
+STOPPED_ITSELF = "the notebook server stopped by itself (idle for {idle}, or shut down from JupyterLab); " + KEPT
+CULLED = ("culled for idleness: the notebook server stopped by itself after no kernel, terminal or request for "
+          "{idle}; " + KEPT)
+SHUT_DOWN = "the notebook server stopped by itself: it was shut down from JupyterLab; " + KEPT
+# What jupyter_server logs when it stops itself (ServerApp.shutdown_no_activity) or is asked to (/api/shutdown)
+IDLE_SHUTDOWN = re.compile(r"No kernels for \d+ seconds; shutting down")
+ASKED_SHUTDOWN = "Shutting down on /api/shutdown request"
+TAIL_RECORDS = 50     # the last records of its log that tell why a notebook server stopped by itself
 
 
 def api_status(host: str, port: int, path: str, timeout: float = PROBE_TIMEOUT) -> Optional[int]:
@@ -52,6 +61,15 @@ def _idle_words(seconds: float) -> str:
     if not seconds:
         return "a while"
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
+def _stopped_itself(notebook_log: Executor, idle_timeout: float) -> str:
+    """Why a notebook server ended by itself with exit code 0, as the last records of its log tell."""
+    tail = "\n".join(collections.deque(notebook_log.logs(), maxlen=TAIL_RECORDS))
+    idle = _idle_words(idle_timeout)
+    if IDLE_SHUTDOWN.search(tail):
+        return CULLED.format(idle=idle)
+    return SHUT_DOWN if ASKED_SHUTDOWN in tail else STOPPED_ITSELF.format(idle=idle)
 
 
 class NotebookController(Controller):
@@ -120,7 +138,7 @@ class NotebookController(Controller):
         executor.clear_state()  # the next start is a new workload
         notebook_log = log_of(self.config, notebook_log_name(notebook.name))
         if code == 0 and why is None:
-            reason = STOPPED_ITSELF.format(idle=_idle_words(self.config.notebook_idle_timeout))
+            reason = _stopped_itself(notebook_log, self.config.notebook_idle_timeout)
             if update(self.services, Notebook, notebook.name, {"state": STANDBY, "reason": reason,
                                                                "executor_state": None, "port": None},
                       only_if=self._same(notebook)):

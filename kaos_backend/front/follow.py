@@ -25,7 +25,8 @@ HIGH_WATER = 256 * 1024     # bytes queued for a client above which its log is n
 MAX_PENDING = 1024 * 1024   # characters of a record without its newline kept before they are sent anyway
 READS_PER_POLL = 16         # a follow that is behind catches up by up to this many reads per turn of the loop
 
-Key = Tuple[str, str]       # ("job", id) or ("endpoint", name)
+Key = Tuple[str, str]       # ("job", id) or ("endpoint", name): an endpoint's or a notebook's name
+NOTEBOOK_PREFIX = "notebook-"
 
 
 class Sink(Protocol):
@@ -214,12 +215,14 @@ def log_reader(config) -> Callable:
 
 def finished_query(database_url: str) -> Callable[[Set[str], Set[str]], Set[Key]]:
     """`finished(jobs, endpoints)` over SQL, read-only: the jobs whose state is terminal or whose row is gone,
-    and the endpoints whose row is gone or which are being killed (the API's own follow ends on the same)."""
+    and the endpoints whose row is gone or which are being killed (the API's own follow ends on the same); a
+    name `notebook-...` in `endpoints` is a notebook's (services.notebooks.notebook_ended)."""
     from kaos_model import JobState
     from sqlalchemy import create_engine, select
     from sqlalchemy.engine import make_url
 
-    from kaos_backend.models import Endpoint, Job
+    from kaos_backend.models import Endpoint, Job, Notebook
+    from kaos_backend.services.notebooks import notebook_ended
 
     terminal = {state.value for state in JobState if state.is_terminal}
     url = make_url(database_url)
@@ -235,11 +238,18 @@ def finished_query(database_url: str) -> Callable[[Set[str], Set[str]], Set[Key]
                 states: Dict[str, str] = dict(connection.execute(
                     select(Job.id, Job.state).where(Job.id.in_(sorted(jobs)))).all())
                 ended.update(("job", job) for job in jobs if job not in states or states[job] in terminal)
-            if endpoints:
+            served = {name for name in endpoints if not name.startswith(NOTEBOOK_PREFIX)}
+            notebooks = endpoints - served
+            if served:
                 desired: Dict[str, Optional[str]] = dict(connection.execute(
-                    select(Endpoint.name, Endpoint.desired).where(Endpoint.name.in_(sorted(endpoints)))).all())
-                ended.update(("endpoint", name) for name in endpoints
+                    select(Endpoint.name, Endpoint.desired).where(Endpoint.name.in_(sorted(served)))).all())
+                ended.update(("endpoint", name) for name in served
                              if name not in desired or desired[name] == "kill")
+            if notebooks:
+                rows = {name: (desired, state) for name, desired, state in connection.execute(
+                    select(Notebook.name, Notebook.desired, Notebook.state).where(
+                        Notebook.name.in_(sorted(notebooks)))).all()}
+                ended.update(("endpoint", name) for name in notebooks if notebook_ended(*rows.get(name, (None, None))))
         return ended
     return finished
 

@@ -19,7 +19,7 @@ import secrets
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from kaos_model import PipelineState
 from kaos_model.ids import clean_user, notebook_name
@@ -101,6 +101,12 @@ def find_notebook(session, workspace: Optional[str], name: str) -> Notebook:
     if notebook is None or notebook.desired == "kill":
         raise PipelineNotFound(f"Pipeline {name} not found")
     return notebook
+
+
+def notebook_ended(desired: Optional[str], state: Optional[str]) -> bool:
+    """Whether a follow of a notebook's log ends: its row is gone (`desired` None), it is being killed, or its
+    server stopped for good (culled when idle, shut down, or given up: REPLACEABLE)."""
+    return desired is None or desired == "kill" or state in REPLACEABLE
 
 
 def _data_ref(ref: str) -> str:
@@ -228,9 +234,24 @@ class NotebookService:
     # -- logs, kill -----------------------------------------------------------------------------------------
     def log_text(self, workspace: Optional[str], name: str) -> str:
         """The notebook's log (its Jupyter server's output and kaos's records) as one string."""
+        return "\n".join(log_of(self.config, self.log_to_follow(workspace, name)).logs())
+
+    def log_to_follow(self, workspace: Optional[str], name: str) -> str:
+        """The name of the notebook's log, once the notebook is known (PipelineNotFound otherwise)."""
         with self.db.read_scope() as session:
             find_notebook(session, workspace, name)
-        return "\n".join(log_of(self.config, notebook_log_name(name)).logs())
+        return notebook_log_name(name)
+
+    def follow_log(self, workspace: Optional[str], name: str) -> Iterator[str]:
+        """The notebook's log lines ("...\\n") as they are written, until it ended (`notebook_ended`) and its log
+        is drained."""
+        log = self.log_to_follow(workspace, name)
+        return (line + "\n" for line in log_of(self.config, log).logs(follow=True, until=lambda: self._ended(name)))
+
+    def _ended(self, name: str) -> bool:
+        with self.db.read_scope() as session:
+            notebook = session.get(Notebook, name)
+            return notebook_ended(notebook.desired if notebook else None, notebook.state if notebook else None)
 
     def kill(self, workspace: Optional[str], name: str, wait: float = KILL_WAIT_SECONDS) -> None:
         """Ask the scheduler to remove the notebook; return once its row (and so its processes or container) are

@@ -153,12 +153,14 @@ def _out_dir_option(command):
 @notebook.command(short_help="Show the log of a notebook")
 @_notebook_options
 @_out_dir_option
-def logs(name, ind, out_dir):
+@click.option("-f", "--follow", is_flag=True,
+              help="Print the log as it is written until the notebook ends (killed, culled when idle) or Ctrl-C")
+def logs(name, ind, out_dir, follow):
     """Print the log of a notebook's Jupyter server and save it to <out_dir>/<workspace>/logs/<name>.log."""
     name = _notebook(name, ind)
     client, workspace = workspace_session()
-    show_logs(lambda ws, notebook_name: client.notebook_logs(ws, notebook_name), workspace, name, out_dir, False,
-              f"{name}.log", f"Retrieving logs from {name}")
+    show_logs(client.notebook_logs, workspace, name, out_dir, follow, f"{name}.log", f"Retrieving logs from {name}",
+              interrupt_ends=True)
 
 
 @notebook.command("build-logs", short_help="Show the log of a notebook's image build")
