@@ -56,6 +56,8 @@ class Config:
                                          # "local-venv" (tests against a fake cluster whose pods run here)
     pod_pending_timeout: float = 300     # kubernetes: seconds a pod may stay unschedulable or unable to pull its
                                          # image before its workload fails with that reason
+    notebook_storage: str = "10Gi"       # kubernetes: the size of a notebook's work directory, a
+                                         # PersistentVolumeClaim that outlives kills and culling; "" = an emptyDir
 
     @property
     def max_upload_bytes(self) -> int:
@@ -109,7 +111,7 @@ class Config:
             "pod_pending_timeout": _number("pod_pending_timeout", raw("pod_pending_timeout"), float, default=300.0),
         }
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user", "internal_url",
-                     "image_pull_policy", "kubeconfig", "kube_context"):
+                     "image_pull_policy", "kubeconfig", "kube_context", "notebook_storage"):
             value = raw(name)
             values[name] = str(value) if value is not None else cls.__dataclass_fields__[name].default
         if not values["namespace"]:
@@ -119,6 +121,13 @@ class Config:
                               f"not {values['image_pull_policy']!r}")
         if values["internal_url"] and not values["internal_url"].startswith(("http://", "https://")):
             raise ConfigError(f"KAOS_INTERNAL_URL must be an http:// or https:// URL, not {values['internal_url']!r}")
+        if values["notebook_storage"].strip():
+            from kaos_backend.resources import memory_to_bytes
+            try:
+                memory_to_bytes(values["notebook_storage"].strip())
+            except Exception:  # noqa: BLE001 - its own error names the quantity
+                raise ConfigError("KAOS_NOTEBOOK_STORAGE must be a Kubernetes quantity such as 10Gi (or empty: an "
+                                  f"emptyDir), not {values['notebook_storage']!r}") from None
         if values["internal_port"] is not None and values["internal_port"] > 65535:
             raise ConfigError(f"KAOS_INTERNAL_PORT must be a port number (1-65535), not {values['internal_port']}")
         return cls(**values)

@@ -1,6 +1,6 @@
-"""The kubernetes executor (issue 11): trainings as batch/v1 Jobs, endpoints as Deployments with a Service, in the
-namespace KAOS_NAMESPACE of the cluster the kubeconfig (or the in-cluster config) names, through the official
-client. KAOS_EXECUTOR=kubernetes chooses it.
+"""The kubernetes executor (issue 11): trainings as batch/v1 Jobs, endpoints and notebooks (issue 12) as Deployments
+with a Service, in the namespace KAOS_NAMESPACE of the cluster the kubeconfig (or the in-cluster config) names,
+through the official client. KAOS_EXECUTOR=kubernetes chooses it.
 
     build      the image builder's (kubernetes_images.py: a Docker engine that builds and pushes to
                KAOS_REGISTRY; local virtualenvs for tests against the fake cluster)
@@ -10,6 +10,10 @@ client. KAOS_EXECUTOR=kubernetes chooses it.
                is in the platform's store by the time its end is reported
     serve      the Deployment `serve-<ws>-<hex6>` and its ClusterIP Service: `start` returns the Service's
                cluster IP and port 8080 (where the backend, in the cluster, reaches it)
+    notebook   the Deployment `notebook-<ws>-<user>` and its ClusterIP Service (kubernetes_notebook.py): `jupyter
+               lab` under its base URL with its token from its Secret, its inputs fetched read-only, its work
+               directory a PersistentVolumeClaim that outlives it; `start` returns the Service's cluster IP and
+               port 8888; Jupyter's own idle culling ends it with exit code 0 (the notebook controller's STANDBY)
     ingestion  a process of the backend's machine, as the local executor runs it (a download into the data
                directory)
 
@@ -29,14 +33,16 @@ from pathlib import Path
 from typing import List, Optional
 
 from kaos_backend.executors import kubernetes_follower, kubernetes_names, kubernetes_state, outcome
-from kaos_backend.executors.base import Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.base import Address, ArtifactMissing, Executor, WorkloadSpec, check_log_name
 from kaos_backend.executors.hints import script_hints
 from kaos_backend.executors.kubernetes_status import describe
 from kaos_backend.executors.local_staging import Staging
+from kaos_backend.executors.notebook_command import CONTAINER_PORT as NOTEBOOK_PORT
 from kaos_backend.executors.registry import register
 from kaos_backend.executors.workload_env import SERVE_PORT
 from kaos_backend.logs import JobLog, LogFileReader
 
+MAIN = {"train": "train", "serve": "serve", "notebook": "notebook"}  # the pod's main container, by kind
 STOP_RECORD_WAIT = 15.0  # seconds beyond the grace period for the follower to record a stopped workload's end
 STOP_GRACE = 10          # seconds a workload gets after SIGTERM when stop() is not given a timeout
 
@@ -100,7 +106,7 @@ class KubernetesExecutor(Executor):
             from kaos_backend.executors.local import LocalExecutor
             self._delegate = LocalExecutor.from_config(self.config)
             return self._delegate.start(spec)
-        if spec.kind not in ("train", "serve"):
+        if spec.kind not in MAIN:
             raise ValueError(f"the kubernetes executor runs no {spec.kind} workload")
         hints = self._check_inputs(spec)
         from kaos_backend.executors.kubernetes_cluster import cluster_for
@@ -110,7 +116,7 @@ class KubernetesExecutor(Executor):
         name = kubernetes_names.workload_name(spec)
         state = kubernetes_state.begin(
             spec.kind, spec.job_id, spec.log, home, namespace=self.settings.namespace, name=name,
-            object="Job" if spec.kind == "train" else "Deployment", main="train" if spec.kind == "train" else "serve",
+            object="Job" if spec.kind == "train" else "Deployment", main=MAIN[spec.kind],
             start=secrets.token_hex(4), memory=spec.memory, image=spec.image, uid=None)
         self.log_name = spec.log
         self.append_log(*spec.preamble)
@@ -119,11 +125,21 @@ class KubernetesExecutor(Executor):
         state.update(uid=created.uid, service=created.service, notes=hints + [self._runs_note(spec, name)])
         self._state = state
         self._follow()
-        return Address(created.cluster_ip, SERVE_PORT) if spec.kind == "serve" else None
+        if spec.kind == "train":
+            return None
+        return Address(created.cluster_ip, SERVE_PORT if spec.kind == "serve" else NOTEBOOK_PORT)
 
     def _check_inputs(self, spec: WorkloadSpec) -> List[str]:
         """ArtifactMissing for an input the platform does not have; the hints about the code (a missing script)."""
         staging = Staging(self.data_dir, self.config.max_bundle_bytes)
+        if spec.kind == "notebook":
+            for artifact in spec.attached:
+                staging.data_root(artifact)
+            if spec.model is not None and not staging.output_dir(spec.model).is_dir():
+                raise ArtifactMissing(spec.model, str(staging.output_dir(spec.model)))
+            if spec.source is not None:
+                staging.model_dir(spec.source)
+            return []
         code = staging.model_dir(spec.source)
         if spec.kind == "train":
             staging.data_root(spec.data)
@@ -133,10 +149,16 @@ class KubernetesExecutor(Executor):
         limits = ", ".join(part for part in (f"cpu {spec.cpu:g}" if spec.cpu else "",
                                              f"memory {spec.memory}" if spec.memory else "",
                                              f"gpu {spec.gpu}" if spec.gpu else "") if part)
-        what = {"train": "training", "serve": "endpoint"}[spec.kind]
+        what = kubernetes_state.WHAT[spec.kind]
         owner = "Job" if spec.kind == "train" else "Deployment"
+        work = ""
+        if spec.kind == "notebook":
+            from kaos_backend.executors.kubernetes_notebook import WORK_DIR, work_claim_name
+            work = (f", its work directory {WORK_DIR} on the PersistentVolumeClaim {work_claim_name(spec)}"
+                    if self.settings.notebook_storage else f", its work directory {WORK_DIR} an emptyDir (lost "
+                    "when the notebook stops: KAOS_NOTEBOOK_STORAGE is empty)")
         return (f"kaos: the {what} runs in a pod of the {owner} {name} in the namespace {self.settings.namespace}, "
-                f"image {spec.image}" + (f" (limits: {limits})" if limits else ""))
+                f"image {spec.image}" + (f" (limits: {limits})" if limits else "") + work)
 
     def _follow(self) -> bool:
         """Start the workload's follower in this process, unless one follows it (here or elsewhere)."""

@@ -1,6 +1,7 @@
-"""Creating one workload's objects (kubernetes_spec.py builds them): the Job, or the Deployment and its Service,
-then the Secret of its artifact token owned by it (a pod whose Secret is not there yet waits for it:
-CreateContainerConfigError, which is no failure). Each pod template carries the start's own label
+"""Creating one workload's objects (kubernetes_spec.py, kubernetes_notebook.py build them): the Job, or the
+Deployment and its Service (a notebook's work directory claim before them, when there is none yet), then the
+Secret of its artifact token owned by it (a pod whose Secret is not there yet waits for it:
+CreateContainerConfigError, which is no failure). The token's row keeps the spec without its `secrets`. Each pod template carries the start's own label
 (kubernetes_state.START_LABEL), so that the pods of an earlier start of the same name (an endpoint's, being
 deleted) are never taken for this start's.
 
@@ -9,7 +10,7 @@ it; an endpoint's Service that its deleted Deployment's garbage collection has n
 and the create tried again once it is gone. A create that fails leaves nothing: what was created is deleted and
 the token revoked."""
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from kaos_backend.executors import kubernetes_names
@@ -31,7 +32,7 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
     Raises the client's ApiException (nothing left behind)."""
     from kaos_backend.executors import kubernetes_spec
     from kaos_backend.executors.kubernetes_state import START_LABEL, delete_owner
-    token = cluster.tokens.issue(spec, job=kubernetes_names.job_of(spec))
+    token = cluster.tokens.issue(replace(spec, secrets={}), job=kubernetes_names.job_of(spec))  # kept: no secret
     namespace = cluster.namespace
     name = kubernetes_names.workload_name(spec)
     created: Optional[Created] = None
@@ -46,7 +47,7 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
             created = Created(made.metadata.uid)
             owner = kubernetes_spec.owner_reference("Job", name, made.metadata.uid)
         else:
-            deployment = kubernetes_spec.endpoint_deployment(spec, settings)
+            deployment, service_of = _deployment_and_service(cluster, spec, settings)
             deployment.spec.template.metadata.labels[START_LABEL] = start
             made = _create(lambda: cluster.apps.create_namespaced_deployment(namespace, deployment),
                            lambda: cluster.apps.delete_namespaced_deployment(name, namespace,
@@ -55,7 +56,7 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
                            lambda: cluster.apps.read_namespaced_deployment(name, namespace))
             created = Created(made.metadata.uid)
             owner = kubernetes_spec.owner_reference("Deployment", name, made.metadata.uid)
-            service = kubernetes_spec.endpoint_service(spec, settings, owner)
+            service = service_of(spec, settings, owner)
             made_service = _create(lambda: cluster.core.create_namespaced_service(namespace, service),
                                    lambda: cluster.core.delete_namespaced_service(name, namespace,
                                                                                   _preload_content=False),
@@ -73,6 +74,23 @@ def create_workload(cluster, spec: WorkloadSpec, settings, start: str) -> Create
             delete_owner(cluster, {"object": "Job" if spec.kind == "train" else "Deployment", "name": name,
                                    "uid": created.uid})
         raise
+
+
+def _deployment_and_service(cluster, spec: WorkloadSpec, settings):
+    """The Deployment of an endpoint or a notebook, and the builder of its Service; a notebook's work directory
+    claim is made first when there is none (kept from its earlier deploys otherwise)."""
+    from kaos_backend.executors import kubernetes_notebook, kubernetes_spec
+    if spec.kind != "notebook":
+        return kubernetes_spec.endpoint_deployment(spec, settings), kubernetes_spec.endpoint_service
+    deployment = kubernetes_notebook.notebook_deployment(spec, settings)
+    if settings.notebook_storage:
+        claim = kubernetes_notebook.work_claim(spec, settings)
+        try:
+            cluster.core.create_namespaced_persistent_volume_claim(cluster.namespace, claim)
+        except Exception as error:  # noqa: BLE001
+            if not is_status(error, 409):  # 409: the claim of an earlier deploy, with its work
+                raise
+    return deployment, kubernetes_notebook.notebook_service
 
 
 def _create(create: Callable, delete: Callable, read: Callable):

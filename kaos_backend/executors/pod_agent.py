@@ -6,9 +6,10 @@ Standard library only and Python 3.7+, one file, so any image with a python3 run
     python3 -c "<this file>" fetch '<plan>'           download and unpack each artifact of the plan
     python3 -c "<this file>" upload <dir> <url>       zip <dir> and PUT it to <url>
 
-The plan is JSON: {"artifacts": [{"name", "url", "dest", "scripts": [...]}], "dirs": [...], "max_bytes": N}: each
-artifact is a zip unpacked into `dest` (merged into what is there: a later artifact's file replaces an earlier
-one's), its `scripts` (top-level files) made executable; `dirs` are made writable by anyone (the output directory);
+The plan is JSON: {"artifacts": [{"name", "url", "dest", "scripts": [...], "keep": bool}], "dirs": [...],
+"max_bytes": N}: each artifact is a zip unpacked into `dest` (merged into what is there: a later artifact's file
+replaces an earlier one's; with `keep`, a file already there is kept), its `scripts` (top-level files) made
+executable; `dirs` are made writable by anyone (the output directory);
 `max_bytes` bounds each download and its unpacked size. Requests carry the token of env KAOS_ARTIFACT_TOKEN.
 
 Zips are checked before anything is written, by the rules of the backend's bundle checks (kaos_backend/bundles.py;
@@ -122,8 +123,9 @@ def checked_members(archive, max_bytes):
     return members
 
 
-def unpack(zip_path, dest, max_bytes, scripts=()):
-    """Unpack the zip at `zip_path` into `dest` (merged), every member checked first; (files, bytes) written."""
+def unpack(zip_path, dest, max_bytes, scripts=(), keep=False):
+    """Unpack the zip at `zip_path` into `dest` (merged), every member checked first; (files, bytes) written.
+    With `keep`, a file `dest` holds already is left as it is (a notebook's work directory: its edits win)."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
@@ -141,6 +143,8 @@ def unpack(zip_path, dest, max_bytes, scripts=()):
                 os.makedirs(target, mode=0o755, exist_ok=True)
                 continue
             os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            if keep and os.path.lexists(target):
+                continue
             script = len(parts) == 1 and parts[0] in scripts
             mode = 0o644 | (info.external_attr >> 16) & 0o111 | (0o755 if script else 0)
             budget = _write_member(archive, info, target, mode, budget)
@@ -238,7 +242,7 @@ def _fetch_one(item, limit):
     with tempfile.NamedTemporaryFile(dir=parent, prefix=".kaos-download-", suffix=".zip") as spool:
         request("GET", item["url"], sink=spool, limit=limit)
         spool.flush()
-        return unpack(spool.name, item["dest"], limit, tuple(item.get("scripts", ())))
+        return unpack(spool.name, item["dest"], limit, tuple(item.get("scripts", ())), bool(item.get("keep")))
 
 
 def zip_tree(root, sink):

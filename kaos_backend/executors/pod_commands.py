@@ -9,6 +9,10 @@ container `train_and_upload_command` (TRAIN_WRAPPER: ./train, then `upload_comma
     /pfs/hyper/<hash5>/<k=v>.json  its hyperparameters (workload_env.HYPER_DIR); there, empty, without any
     /pfs/out/<hex6>              made empty and writable; `./train /pfs/out/<hex6>`, then handed back
 
+A notebook fetches its attached data bundles (`data-<i>`) into /pfs/data/<name:hash5>, a model (a training's
+output: model/ and metrics/) into /pfs/out/<hex6>, and its source's model/ into its work directory
+/opt/program (NOTEBOOK_WORK_DIR) without replacing a file there: the work directory outlives its pods.
+
 Every URL is `<base_url>/internal/artifacts/<workload>/<artifact>` (api/artifacts.py); the agent reads its token
 from env KAOS_ARTIFACT_TOKEN (a Secret's key, the executor's to set)."""
 import json
@@ -17,10 +21,12 @@ from typing import List, Optional
 from urllib.parse import quote
 
 from kaos_backend.executors.base import Artifact, WorkloadSpec
+from kaos_backend.executors.local_staging import input_name
 from kaos_backend.executors.workload_env import HYPER_DIR, data_target, output_target
 
 SOURCE, DATA, HYPERPARAMETERS, MODEL, OUTPUT = "source", "data", "hyperparameters", "model", "output"
 CODE_DIR = "/pfs/code"
+NOTEBOOK_WORK_DIR = "/opt/program"  # a notebook's work directory (1.x's WORKDIR; the notebook template's)
 PYTHON = "python3"
 AGENT = Path(__file__).with_name("pod_agent.py")
 _agent_source: Optional[str] = None
@@ -35,8 +41,25 @@ def agent_source() -> str:
     return _agent_source
 
 
+def attached_name(index: int) -> str:
+    """The artifact name of a notebook's `index`th attached data bundle: data-<index>."""
+    return f"{DATA}-{index}"
+
+
+def attached_of(spec: WorkloadSpec, name: str) -> Optional[Artifact]:
+    """The attached data artifact that `name` (attached_name) names, or None."""
+    prefix, _, index = name.partition("-")
+    if spec.kind != "notebook" or prefix != DATA or not index.isdigit() or int(index) >= len(spec.attached):
+        return None
+    return spec.attached[int(index)]
+
+
 def names_of(spec: WorkloadSpec) -> List[str]:
-    """The artifacts `spec`'s workload fetches, in the order it unpacks them (a model after the code it joins)."""
+    """The artifacts `spec`'s workload fetches, in the order it unpacks them (a model after the code it joins; a
+    notebook's data before its code: its inputs are looked at first)."""
+    if spec.kind == "notebook":
+        return ([attached_name(index) for index in range(len(spec.attached))] + ([SOURCE] if spec.source else [])
+                + ([MODEL] if spec.model is not None else []))
     names = []
     if spec.source is not None:
         names.append(SOURCE)
@@ -62,17 +85,30 @@ def output_dir(spec: WorkloadSpec) -> str:
 
 
 def _dest(spec: WorkloadSpec, name: str) -> str:
+    if spec.kind == "notebook":
+        if name == SOURCE:
+            return NOTEBOOK_WORK_DIR
+        if name == MODEL:
+            return output_target(spec.model.output_parts()[1])
+        return data_target(input_name(attached_of(spec, name)))
     if name == DATA:
         return data_target(spec.data.name or spec.data.ref[:5])
     return HYPER_DIR if name == HYPERPARAMETERS else CODE_DIR
 
 
+def _fetched(spec: WorkloadSpec, base_url: str, name: str, scripts: List[str]) -> dict:
+    dest = _dest(spec, name)
+    item = {"name": name, "url": artifact_url(base_url, spec, name), "dest": dest,
+            "scripts": scripts if dest == CODE_DIR else []}
+    if spec.kind == "notebook" and name == SOURCE:
+        item["keep"] = True  # the work directory seeded with the files it lacks: the user's edits win
+    return item
+
+
 def fetch_plan(spec: WorkloadSpec, base_url: str, max_bytes: Optional[int] = None) -> dict:
     """What `fetch` does for `spec` (see pod_agent.py): each artifact's URL and destination, the dirs to make."""
     scripts = {"train": ["train"], "serve": ["serve"]}.get(spec.kind, [])
-    plan = {"artifacts": [{"name": name, "url": artifact_url(base_url, spec, name), "dest": _dest(spec, name),
-                           "scripts": scripts if _dest(spec, name) == CODE_DIR else []}
-                          for name in names_of(spec)],
+    plan = {"artifacts": [_fetched(spec, base_url, name, scripts) for name in names_of(spec)],
             "dirs": [output_dir(spec)] if spec.kind == "train" else []}
     if max_bytes:
         plan["max_bytes"] = int(max_bytes)

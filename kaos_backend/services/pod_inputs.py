@@ -4,7 +4,9 @@ a zip made as it streams (zipstream.py), its members relative to where the workl
     source            the source bundle's model/ (as extracted; local_staging.Staging finds it)  -> the code
     data              the data bundle's top directory, or a manifest's ingested files          -> /pfs/data/<name>
     hyperparameters   a training's one combination, `<hash5>/<k=v_...>.json` (none: an empty zip) -> /pfs/hyper
-    model             the served training's out/<hex6>/model files (none delivered: an empty zip) -> beside the code
+    model             the served training's out/<hex6>/model files (none delivered: an empty zip) -> beside the code;
+                      a notebook's: the whole out/<hex6> (model/, metrics/)                   -> /pfs/out/<hex6>
+    data-<i>          a notebook's i-th attached data bundle's top directory                 -> /pfs/data/<name>
 
 Which of these a workload may fetch is read from its own spec (pod_commands.names_of), never from the request."""
 import json
@@ -13,7 +15,7 @@ from typing import List
 from kaos_backend.errors import NotFound
 from kaos_backend.executors.base import ArtifactMissing, WorkloadSpec
 from kaos_backend.executors.local_staging import Staging
-from kaos_backend.executors.pod_commands import DATA, HYPERPARAMETERS, SOURCE, names_of
+from kaos_backend.executors.pod_commands import DATA, HYPERPARAMETERS, SOURCE, attached_of, names_of
 from kaos_backend.untrusted import is_real_dir
 from kaos_backend.zipstream import StreamedZip, ZipEntry, tree_entries
 
@@ -37,11 +39,14 @@ class PodInputs:
                 return StreamedZip(_relative(tree_entries(self.files.model_dir(spec.source), _TOP)))
             if name == DATA:
                 return StreamedZip(_relative(tree_entries(self.files.data_root(spec.data), _TOP)))
+            if attached_of(spec, name) is not None:
+                return StreamedZip(_relative(tree_entries(self.files.data_root(attached_of(spec, name)), _TOP)))
         except ArtifactMissing as missing:
             raise NotFound(f"The {name} of workload {spec.job_id} is no longer stored: {missing}") from None
         if name == HYPERPARAMETERS:
             return StreamedZip(_hyperparameters_entries(spec))
-        model = self.files.output_dir(spec.model) / "model"
+        output = self.files.output_dir(spec.model)
+        model = output if spec.kind == "notebook" else output / "model"  # a notebook reads metrics/ too
         return StreamedZip(_relative(tree_entries(model, _TOP)) if is_real_dir(model) else [])
 
 

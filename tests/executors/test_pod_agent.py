@@ -134,6 +134,15 @@ def test_later_artifacts_merge_into_earlier_ones_and_scripts_become_executable(t
     assert os.access(tmp_path / "code" / "serve", os.X_OK) and not os.access(tmp_path / "code" / "lib/a.py", os.X_OK)
 
 
+def test_keep_leaves_the_files_already_there_and_adds_the_missing_ones(tmp_path):
+    """A notebook's work directory seeded from its bundle: the user's edits win over the bundle's files."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "example.ipynb").write_text("edited")
+    (tmp_path / "source.zip").write_bytes(zip_bytes({"example.ipynb": "as shipped", "lib/a.py": "a"}))
+    files, _ = pod_agent.unpack(str(tmp_path / "source.zip"), str(tmp_path / "work"), LIMIT, keep=True)
+    assert files == 1 and _tree(tmp_path / "work") == {"example.ipynb": b"edited", "lib": None, "lib/a.py": b"a"}
+
+
 def test_a_link_planted_in_the_destination_is_not_followed(tmp_path):
     (tmp_path / "dest").mkdir()
     (tmp_path / "outside").mkdir()
