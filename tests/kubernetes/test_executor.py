@@ -4,6 +4,7 @@ failed fetch), objects an earlier start left under the same names, and, last, th
 executor made in this module, as verbs on kinds, is exactly what kubernetes_spec.RBAC_RULES grants (the test
 itself reads the cluster through the fake's store, not its API, so that only the executor's requests count),
 with the nodes' list of the capacity check (NODE_RBAC_RULES)."""
+import base64
 import io
 import os
 import re
@@ -21,11 +22,12 @@ from kaos_backend.executors.base import Artifact, WorkloadSpec
 from kaos_backend.layout import DataLayout
 from kaos_backend.storage import BlobStore
 from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture)
-from tests.support.kube.kinds import DEPLOYMENTS, JOBS, SECRETS, SERVICES
+from tests.support.kube.kinds import _BY_URL, DEPLOYMENTS, JOBS, SECRETS, SERVICES
 from tests.support.kube_platform import ArtifactServer, kube_config, pod_of, venv_images
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the fake kubelet mounts volumes as root (CI runs so)")
 WAIT = 60.0   # a bound against hanging, never a speed claim
+PVCS = _BY_URL["", "v1", "persistentvolumeclaims"]
 
 
 def wait_for(predicate, timeout: float = WAIT, what: str = "condition"):
@@ -274,6 +276,41 @@ def _used(history) -> Set[Tuple[str, str, str]]:
             verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}[method]
         used.add((group, resource, verb))
     return used
+
+
+def test_a_notebook_is_a_deployment_and_a_service_on_8888_and_its_work_directory_a_claim_that_outlives_them(
+        platform):
+    """The objects and the fetch (no jupyter in this image: tests/kubernetes/test_notebooks.py runs a real one):
+    the claim of an earlier deploy keeps its edited file, the source's other files are added, the Jupyter token
+    is in the Secret only; a stop deletes the Deployment, its Service and Secret, never the claim."""
+    name = "notebook-executor-tester"
+    source = platform.bundle({"base/Dockerfile": "FROM python:3.11-slim\n", "base/model/example.ipynb": "shipped",
+                              "base/model/added.txt": "from the bundle"}, "base")
+    spec = WorkloadSpec(job_id=name, kind="notebook", log=f"notebooks/{name}", preamble=[f"processing job {name}"],
+                        source=source, attached=[platform.features], image=platform.image,
+                        env={"KAOS_WORKSPACE": "executor", "KAOS_NOTEBOOK": name},
+                        secrets={"JUPYTER_TOKEN": "jupyter-secret"}, base_url=f"/{name}/", idle_timeout=0)
+    work = os.path.join(platform.cluster.kubelet.volumes.root, "claims", "kaos", f"{name}-work")
+    os.makedirs(work)
+    with open(os.path.join(work, "example.ipynb"), "w") as edited:
+        edited.write("edited")
+    executor = platform.executor()
+    address = executor.start(spec)
+    store = platform.cluster.store
+    service = store.get(SERVICES, "kaos", name)
+    assert (address.host, address.port) == (service["spec"]["clusterIP"], 8888)
+    assert store.get(DEPLOYMENTS, "kaos", name)["metadata"]["labels"]["kaos.io/kind"] == "notebook"
+    claim = store.get(PVCS, "kaos", f"{name}-work")
+    assert not claim["metadata"].get("ownerReferences") and claim["metadata"]["labels"]["kaos.io/job"] == name
+    secret = store.get(SECRETS, "kaos", f"kaos-token-{name}")
+    assert base64.b64decode(secret["data"]["JUPYTER_TOKEN"]) == b"jupyter-secret"
+    wait_for(lambda: os.path.exists(os.path.join(work, "added.txt")), what="the work directory seeded")
+    with open(os.path.join(work, "example.ipynb")) as kept:
+        assert kept.read() == "edited"
+    executor.stop(now=True)
+    wait_for(lambda: not any(store.find(kind, "kaos", object_name) for kind, object_name in (
+        (DEPLOYMENTS, name), (SERVICES, name), (SECRETS, f"kaos-token-{name}"))), what="the notebook's objects gone")
+    assert store.find(PVCS, "kaos", f"{name}-work") is not None and os.path.exists(os.path.join(work, "added.txt"))
 
 
 def test_the_role_grants_exactly_what_the_executor_used(platform):

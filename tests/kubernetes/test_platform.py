@@ -35,14 +35,14 @@ WAITS_FOR_GO = ("import os, sys, time\nprint('before', flush=True)\n"
 class KubePlatform:
     """A backend whose workloads run on the fake cluster, and a kaos project connected to it."""
 
-    def __init__(self, root: Path, cluster):
+    def __init__(self, root: Path, cluster, **settings):
         self.root = root
         self.cluster = cluster
         data = root / "data"
         cluster.kubelet.images = venv_images(data)
         internal = free_port()
         self.env = {**kube_env(cluster, root / "kubeconfig", f"http://127.0.0.1:{internal}",
-                               pod_pending_timeout=0),  # a pod that cannot start fails at once
+                               pod_pending_timeout=0, **settings),  # a pod that cannot start fails at once
                     "KAOS_INTERNAL_PORT": str(internal)}
         self.backend = BackendProcess(data, env=self.env).start()
         self.project = root / "project"
@@ -102,7 +102,8 @@ class KubePlatform:
         selector = ",".join([self.selector] + [f"kaos.io/{key}={value}" for key, value in labels.items()])
         call = {"jobs": self.batch.list_namespaced_job, "deployments": self.apps.list_namespaced_deployment,
                 "services": self.core.list_namespaced_service, "secrets": self.core.list_namespaced_secret,
-                "pods": self.core.list_namespaced_pod}[kind]
+                "pods": self.core.list_namespaced_pod,
+                "claims": self.core.list_namespaced_persistent_volume_claim}[kind]
         return call("kaos", label_selector=selector).items
 
     def go(self, job_id: str) -> None:

@@ -30,6 +30,7 @@ TEMPLATES = REPO / "templates"
 MNIST = TEMPLATES / "mnist"
 PROPERTY = TEMPLATES / "property-val"
 NOTEBOOK = TEMPLATES / "notebook"
+NOTEBOOK_GPU = TEMPLATES / "notebook-gpu"
 
 TRAIN_FILES = ("__init__.py", "requirements.txt", "train")
 SERVE_FILES = ("__init__.py", "serve", "web-requirements.txt")
@@ -135,8 +136,9 @@ def serving(bundle_model_dir, work_dir, model_pkl):
 
 def test_metadata_lists_exactly_the_template_dirs():
     metadata = load_templates_package().load_metadata()
-    assert [entry["name"] for entry in metadata] == ["mnist", "notebook", "property-val"]
-    assert [entry["input_type"] for entry in metadata] == ["images", "any", "numerical & categorical"]
+    assert [entry["name"] for entry in metadata] == ["mnist", "notebook", "property-val", "notebook-gpu"]  # 1.x's
+    assert [entry["input_type"] for entry in metadata] == ["images", "any", "numerical & categorical", "any"]
+    assert metadata[3]["description"] == "Deploy a gpu-enabled notebook"
     assert metadata[0]["description"] == "Train an image classification model with the MNIST dataset"
     assert all(set(entry) == {"name", "description", "input_type"} for entry in metadata)
     assert {entry["name"] for entry in metadata} == {path.name for path in visible(TEMPLATES) if path.is_dir()}
@@ -536,3 +538,29 @@ def test_notebook_lists_the_data_directory(tmp_path):
     config = NOTEBOOK / "base/model/.jupyter/jupyter_notebook_config.py"
     compile(config.read_text(), str(config), "exec")
     assert "jupyterlab" in (NOTEBOOK / "base/model/requirements.txt").read_text()
+
+
+def test_the_gpu_notebook_is_a_notebook_bundle_on_a_cuda_image_with_a_gpu_framework():
+    """1.x's notebook-gpu (§4.7, §6.12), today: JupyterLab and PyTorch on NVIDIA's CUDA runtime image."""
+    [root] = visible(NOTEBOOK_GPU)
+    assert (root / "Dockerfile").is_file() and "FROM ${BASE_IMAGE}" in (root / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=nvidia/cuda:" in (root / "Dockerfile").read_text()
+    requirements = (root / "model/requirements.txt").read_text().split()
+    assert any(line.startswith("jupyterlab==") for line in requirements)
+    assert any(line.startswith("torch==") for line in requirements)
+    notebook = json.loads((root / "model/example_notebook.ipynb").read_text())
+    assert notebook["nbformat"] == 4 and notebook["metadata"]["kernelspec"]["name"] == "python3"
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    compile(code, "example_notebook.ipynb", "exec")
+    assert "torch.cuda.is_available()" in code and "KAOS_NOTEBOOK_DATA" in code
+    config = root / "model/.jupyter/jupyter_notebook_config.py"
+    compile(config.read_text(), str(config), "exec")
+
+
+def test_kaos_template_lists_and_gets_the_gpu_notebook(tmp_path):
+    from tests.support.cli import kaos
+    listed = kaos(tmp_path, "template", "list")
+    assert listed.code == 0 and "notebook-gpu" in listed.out and "Deploy a gpu-enabled notebook" in listed.out
+    got = kaos(tmp_path, "template", "get", "-n", "notebook-gpu")
+    assert got.code == 0 and "Successfully loaded notebook-gpu template" in got.text, got
+    assert (tmp_path / "templates/notebook-gpu/base/model/.jupyter/jupyter_notebook_config.py").is_file()
