@@ -1,9 +1,9 @@
 """Creating one workload's objects (kubernetes_spec.py, kubernetes_notebook.py build them): the Job, or the
 Deployment and its Service (a notebook's work directory claim before them, when there is none yet), then the
 Secret of its artifact token owned by it (a pod whose Secret is not there yet waits for it:
-CreateContainerConfigError, which is no failure). The token's row keeps the spec without its `secrets`. Each pod template carries the start's own label
-(kubernetes_state.START_LABEL), so that the pods of an earlier start of the same name (an endpoint's, being
-deleted) are never taken for this start's.
+CreateContainerConfigError, which is no failure). The token's row keeps the spec without its `secrets`. Each
+pod template carries the start's own label (kubernetes_state.START_LABEL), so that the pods of an earlier start
+of the same name (an endpoint's, being deleted) are never taken for this start's.
 
 A name taken already is an earlier start's leftover (a backend that crashed between creating a Job and recording
 it; an endpoint's Service that its deleted Deployment's garbage collection has not removed yet): it is deleted,

@@ -10,7 +10,7 @@ import pytest
 from kaos_backend.executors import kubernetes_names, kubernetes_notebook, kubernetes_spec, pod_commands
 from kaos_backend.executors.base import Artifact, WorkloadSpec
 from tests.kubernetes.object_checks import assert_valid
-from tests.kubernetes.test_spec_builders import JOB_ID, LONGEST_WORKSPACE, PLATFORM, containers, env_of, selects
+from tests.kubernetes.test_spec_builders import JOB_ID, LONGEST_WORKSPACE, PLATFORM, containers, deployed_pod, env_of
 
 SETTINGS = kubernetes_spec.KubeSettings(platform=PLATFORM, notebook_storage="10Gi")
 WITHOUT_CLAIM = kubernetes_spec.KubeSettings(platform=PLATFORM)
@@ -48,15 +48,8 @@ def test_a_notebook_is_a_deployment_of_jupyter_ready_on_its_api_and_a_service_on
     labels = deployment["metadata"]["labels"]
     assert labels["kaos.io/kind"] == "notebook" and labels["kaos.io/job"] == kubernetes_names.label_value(spec.job_id)
     assert labels["kaos.io/workspace"] == kubernetes_names.label_value(spec.env["KAOS_WORKSPACE"])
-    assert deployment["spec"]["replicas"] == 1
-    template = deployment["spec"]["template"]
-    assert selects(deployment["spec"]["selector"]["matchLabels"], template["metadata"]["labels"])
-    assert selects(service["spec"]["selector"], template["metadata"]["labels"])
-    pod = template["spec"]
-    assert pod["restartPolicy"] == "Always" and pod["automountServiceAccountToken"] is False
-    assert [c["name"] for c in pod["initContainers"]] == ["fetch"] and [c["name"] for c in pod["containers"]] == \
-        ["notebook"]
-    fetch, jupyter = containers(pod)["fetch"], containers(pod)["notebook"]
+    fetch, jupyter = deployed_pod(deployment, service, "notebook")
+    pod = deployment["spec"]["template"]["spec"]
     assert jupyter["command"][:2] == ["jupyter", "lab"] and jupyter["workingDir"] == "/opt/program"
     assert f"--ServerApp.base_url={spec.base_url}" in jupyter["command"]
     assert "--ServerApp.root_dir=/opt/program" in jupyter["command"]

@@ -68,6 +68,19 @@ def selects(selector, labels):
     return all(labels.get(key) == value for key, value in selector.items())
 
 
+def deployed_pod(deployment, service, main: str):
+    """The fetch and `main` containers of a Deployment of one replica whose pods its selector and its Service's
+    select, restarted always, without the API's token."""
+    assert deployment["spec"]["replicas"] == 1
+    template = deployment["spec"]["template"]
+    assert selects(deployment["spec"]["selector"]["matchLabels"], template["metadata"]["labels"])
+    assert selects(service["spec"]["selector"], template["metadata"]["labels"])
+    pod = template["spec"]
+    assert pod["restartPolicy"] == "Always" and pod["automountServiceAccountToken"] is False
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch"] and [c["name"] for c in pod["containers"]] == [main]
+    return containers(pod)["fetch"], containers(pod)[main]
+
+
 @pytest.mark.parametrize("case", sorted(TRAIN_SPECS))
 def test_a_training_partition_is_a_valid_job_of_one_pod_fetch_then_train(case):
     spec = TRAIN_SPECS[case]
@@ -147,14 +160,7 @@ def test_an_endpoint_is_a_deployment_of_one_ready_on_ping_and_a_service_on_8080(
     owner = kubernetes_spec.owner_reference("Deployment", spec.job_id, "0b5f-uid")
     service = assert_valid(kubernetes_spec.endpoint_service(spec, SETTINGS, owner))
     assert deployment["metadata"]["name"] == service["metadata"]["name"] == spec.job_id
-    assert deployment["spec"]["replicas"] == 1
-    template = deployment["spec"]["template"]
-    assert selects(deployment["spec"]["selector"]["matchLabels"], template["metadata"]["labels"])
-    assert selects(service["spec"]["selector"], template["metadata"]["labels"])
-    pod = template["spec"]
-    assert pod["restartPolicy"] == "Always" and pod["automountServiceAccountToken"] is False
-    fetch, serve = containers(pod)["fetch"], containers(pod)["serve"]
-    assert [c["name"] for c in pod["initContainers"]] == ["fetch"]
+    fetch, serve = deployed_pod(deployment, service, "serve")
     assert serve["command"] == ["./serve"] and serve["workingDir"] == "/pfs/code"
     assert serve["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert serve["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
