@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -185,6 +186,40 @@ def test_an_endpoint_gets_its_code_with_the_trained_model_beside_it(platform, tr
                                                        "web-requirements.txt"]
     assert (tmp_path / "pfs" / "code" / "scale.txt").read_text() == "5"
     assert os.access(tmp_path / "pfs" / "code" / "serve", os.X_OK)
+
+
+def test_a_notebook_fetches_what_the_docker_variant_mounts_and_seeds_its_work_directory(platform, training,
+                                                                                         tmp_path):
+    """Kubernetes' notebook pod: each attached data bundle and the model's whole output (model/ and metrics/) where
+    the docker executor mounts them, its source's files into the work directory, an edited one kept."""
+    put = _put(platform, training.spec.job_id, training.token,
+               zip_bytes({"model/scale.txt": "5", "metrics/metrics.json": "{}"}))
+    assert put.status_code == 201, put.text
+    name = f"notebook-ws-{new_hex6()}"
+    spec = WorkloadSpec(job_id=name, kind="notebook", log=f"notebooks/{name}",
+                        source=platform.bundle("source-notebook", "tiny", source_zip({"notes.ipynb": "shipped"})),
+                        attached=[training.spec.data], model=Artifact.output_of(training.job, training.hex6),
+                        secrets={"JUPYTER_TOKEN": "not kept"}, base_url=f"/{name}/")
+    token = platform.tokens.issue(replace(spec, secrets={}))
+    command = fetch_command(spec, platform.backend.root)
+    plan = json.loads(command[4])
+    for item in plan["artifacts"]:
+        item["dest"] = str(tmp_path / "work") if item["dest"] == "/opt/program" else str(tmp_path) + item["dest"]
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.ipynb").write_text("edited")
+    fetched = subprocess.run(command[:4] + [json.dumps(plan)], env=agent_env(token), capture_output=True, text=True,
+                             timeout=WAIT_LIMIT)
+    assert fetched.returncode == 0, fetched
+    assert (tmp_path / "work" / "notes.ipynb").read_text() == "edited"
+    assert (tmp_path / "work" / "requirements.txt").exists()
+
+    staged = DockerStaging(platform.data_dir).stage(spec, tmp_path / "docker-home")
+    pfs_mounts = [mount for mount in staged.mounts if mount["Target"].startswith("/pfs/")]
+    assert sorted(mount["Target"] for mount in pfs_mounts) == [f"/pfs/data/{training.spec.data.name}",
+                                                               f"/pfs/out/{training.hex6}"]
+    for mount in pfs_mounts:
+        assert tree(Path(mount["Source"])) == tree(tmp_path / mount["Target"][1:]), mount
+    assert _get(platform, name, "data-1", token).status_code == 404  # one data bundle only: data-0
 
 
 def _get(platform, workload, artifact, token=None, headers=None):
