@@ -158,8 +158,9 @@ class WorkloadSpec:
                    does not hold yet; `attached` (data) read-only at /pfs/data/<name> (local: <work>/pfs/data/
                    <name>), `model` (a training's OUTPUT) read-only at /pfs/out/<hex6> (local: <work>/pfs/out/
                    <hex6>); KAOS_NOTEBOOK_DATA and KAOS_NOTEBOOK_MODEL say where. Kubernetes' spec builder reads
-                   the same fields: `secrets` a Secret, `attached`/`model` read-only volumes, `base_url` the
-                   Ingress path (kept: Jupyter serves under it), the work directory a PersistentVolumeClaim
+                   the same fields (kubernetes_notebook.py): `secrets` a Secret, `attached`/`model` fetched into
+                   /pfs mounted read-only, `base_url` the gateway's path (kept: Jupyter serves under it), the work
+                   directory a PersistentVolumeClaim
 
     The log starts with `preamble`, then the executor's own records around its staging ("starting to download
     data", "finished downloading data after <ms>ms", how it runs the workload, "beginning to run user code")."""

@@ -3,7 +3,8 @@ its shared watch and the tests agree (issue 11).
 
     training partition   batch/v1 Job        train-<job id>-<index>
     endpoint             apps/v1 Deployment  serve-<ws>-<hex6>        and a Service of the same name
-    notebook (later)     apps/v1 Deployment  notebook-<ws>-<user>     and a Service of the same name
+    notebook             apps/v1 Deployment  notebook-<ws>-<user>     and a Service of the same name; its work
+                         v1 PersistentVolumeClaim notebook-<ws>-<user>-work (kubernetes_notebook.py)
     artifact token       v1 Secret           kaos-token-<the name of the Job or Deployment>
 
 Kubernetes names these objects with DNS-1123 labels (lowercase letters, digits and '-', starting with a letter

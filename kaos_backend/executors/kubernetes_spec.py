@@ -6,7 +6,11 @@
                                              (ttlSecondsAfterFinished), activeDeadlineSeconds when given
     endpoint_deployment(spec, settings)      apps/v1 Deployment serve-<ws>-<hex6>, one replica
     endpoint_service(spec, settings, owner)  its ClusterIP Service, port 8080 -> the pod's 8080
-    token_secret(spec, settings, token, owner)   the Secret kaos-token-<workload> holding the artifact token
+    token_secret(spec, settings, token, owner)   the Secret kaos-token-<workload> holding the artifact token (and
+                                                 a notebook's JUPYTER_TOKEN)
+
+A notebook's Deployment, Service and work directory claim are kubernetes_notebook.py's (over deployment_of and
+workload_service here).
 
 A Secret or Service made after its Job or Deployment names it as its owner (`owner_reference`), so deleting the
 Job or Deployment (any propagation) deletes them too. The executor creates the Job or Deployment first, then the
