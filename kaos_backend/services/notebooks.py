@@ -4,7 +4,8 @@ desired notebook and its token), list, logs, kill.
 - One notebook per workspace and user, `notebook-<ws>-<user>`, named after the caller (1.x named it after the
   workspace's creator). A second deploy while one is building, starting or running is 409 NOTEBOOK_EXISTS; one
   that stopped itself (culled when idle: PIPELINE_STANDBY) or gave up (PIPELINE_FAILURE) is replaced.
-- The source is the uploaded bundle (Dockerfile + model/), else the default one shipped in templates/notebook.
+- The source is the uploaded bundle (Dockerfile + model/), else the default one shipped in templates/notebook
+  (templates/notebook-gpu when GPUs are asked for, as 1.x chose).
 - It reads, read-only: the workspace's notebook data bundles (`POST /data/<ws>/notebook`, 1.x's data-notebook
   repo), the data bundles named by `data` (`features:9fd9d`, `manifest:1a2b3`), and with `model` that model's
   files and the exact data its training read.
@@ -42,6 +43,7 @@ from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.wakeup import socket_name, wake
 
 BUILD_KIND = "build-notebook"
+DEFAULT_TEMPLATE, GPU_TEMPLATE = "notebook", "notebook-gpu"
 SOURCE_KIND = "source-notebook"
 DATA_KINDS = ("features", "manifest", "data-notebook")
 REPLACEABLE = (PipelineState.PIPELINE_STANDBY.value, PipelineState.PIPELINE_FAILURE.value)
@@ -76,11 +78,20 @@ def _write_token(layout: DataLayout, name: str, token: str) -> None:
         handle.write(token)
 
 
-def default_bundle_zip() -> bytes:
-    """The default notebook bundle (templates/notebook/base: Dockerfile + model/ with jupyterlab) as a zip whose
-    bytes depend on its files only, so every default deploy is one bundle (and one image)."""
+def default_template(gpu: Any = None) -> str:
+    """The template a deploy without a source bundle runs: `notebook`, or with GPUs `notebook-gpu` (as 1.x did)."""
+    try:
+        gpus = int(gpu or 0)
+    except (TypeError, ValueError):
+        gpus = 0  # refused by the resource checks before it is used
+    return GPU_TEMPLATE if gpus > 0 else DEFAULT_TEMPLATE
+
+
+def default_bundle_zip(template: str = None) -> bytes:
+    """A default notebook bundle (templates/<template>/base: Dockerfile + model/ with jupyterlab; DEFAULT_TEMPLATE
+    when None) as a zip whose bytes depend on its files only, so every default deploy is one bundle (and image)."""
     from kaos_templates import TEMPLATES_DIR
-    base = Path(TEMPLATES_DIR) / "notebook" / "base"
+    base = Path(TEMPLATES_DIR) / (template or DEFAULT_TEMPLATE) / "base"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(base.rglob("*")):
@@ -141,7 +152,8 @@ class NotebookService:
                     data_ids.append(job.data_bundle_id)  # the exact data the model was trained on
         self.uploads.resources(**resources)  # a bad resource is refused before the upload is read
         bundle = self.uploads.source(SOURCE_KIND, workspace, body if body is not None else
-                                     body_from_bytes(default_bundle_zip()), user, **resources)
+                                     body_from_bytes(default_bundle_zip(default_template(resources.get("gpu")))),
+                                     user, **resources)
         token = secrets.token_urlsafe(32)
         try:
             with self.db.session_scope() as session:

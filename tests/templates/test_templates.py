@@ -564,3 +564,17 @@ def test_kaos_template_lists_and_gets_the_gpu_notebook(tmp_path):
     got = kaos(tmp_path, "template", "get", "-n", "notebook-gpu")
     assert got.code == 0 and "Successfully loaded notebook-gpu template" in got.text, got
     assert (tmp_path / "templates/notebook-gpu/base/model/.jupyter/jupyter_notebook_config.py").is_file()
+
+
+def test_a_notebook_deployed_without_a_bundle_with_gpus_runs_the_gpu_template():
+    """1.x's `notebook deploy` without -s used notebook-gpu when --gpu > 0 (§4.11, §6.12); so does kaos."""
+    import io
+    import zipfile
+
+    from kaos_backend.services.notebooks import default_bundle_zip, default_template
+    assert [default_template(gpu) for gpu in (None, 0, "0", 1, "2")] == ["notebook"] * 3 + ["notebook-gpu"] * 2
+    with zipfile.ZipFile(io.BytesIO(default_bundle_zip(default_template(1)))) as archive:
+        assert "nvidia/cuda" in archive.read("base/Dockerfile").decode()
+        assert "torch==" in archive.read("base/model/requirements.txt").decode()
+    with zipfile.ZipFile(io.BytesIO(default_bundle_zip())) as archive:
+        assert "nvidia/cuda" not in archive.read("base/Dockerfile").decode()
