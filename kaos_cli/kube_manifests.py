@@ -28,11 +28,12 @@ DEPLOYED_AT = "kaos.io/deployed-at"  # on the backend's pod template: each deplo
 CLUSTER_SCOPED = frozenset({"ClusterRole", "ClusterRoleBinding", "Namespace", "PersistentVolume"})
 PART_OF = {"app.kubernetes.io/part-of": "kaos", "app.kubernetes.io/name": BACKEND}
 # What the kubernetes executor makes: every object of these kinds labelled so in the namespace is removed by
-# `kaos destroy` (the Role lets the backend create exactly Jobs, Deployments, Services and Secrets; Pods are their
-# dependents, removed too in case one was orphaned). tests/cli/test_kube_platform.py compares them with the Role.
+# `kaos destroy` (the Role lets the backend create exactly Jobs, Deployments, Services, Secrets and notebooks'
+# work directory claims; Pods are their dependents, removed too in case one was orphaned).
+# tests/cli/test_kube_manifests.py compares them with the Role.
 MANAGED_BY = "app.kubernetes.io/managed-by=kaos"
 WORKLOAD_KINDS = (("apps/v1", "Deployment"), ("batch/v1", "Job"), ("v1", "Service"), ("v1", "Secret"),
-                  ("v1", "Pod"))
+                  ("v1", "Pod"), ("v1", "PersistentVolumeClaim"))
 NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a DNS-1123 label, at most 63 characters
 
 

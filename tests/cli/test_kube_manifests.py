@@ -10,7 +10,8 @@ from kaos_cli.kube_manifests import ObjectRef
 # The Role's (apiGroup, resource) -> (apiVersion, kind) of the workloads the kubernetes executor may create.
 KINDS_OF = {("", "services"): ("v1", "Service"), ("", "secrets"): ("v1", "Secret"), ("", "pods"): ("v1", "Pod"),
             ("", "configmaps"): ("v1", "ConfigMap"), ("batch", "jobs"): ("batch/v1", "Job"),
-            ("apps", "deployments"): ("apps/v1", "Deployment")}
+            ("apps", "deployments"): ("apps/v1", "Deployment"),
+            ("", "persistentvolumeclaims"): ("v1", "PersistentVolumeClaim")}
 
 
 @pytest.mark.parametrize("target", manifests.TARGETS)

@@ -101,6 +101,9 @@ def make_workloads_and_others(core, batch):
                                               "stringData": {"token": "t"}})
     core.create_namespaced_service(NAMESPACE, {"metadata": {"name": "serve-mnist-abcdef", "labels": labels},
                                                "spec": {"selector": labels, "ports": [{"port": 8080}]}})
+    core.create_namespaced_persistent_volume_claim(NAMESPACE, {  # a notebook's work directory: it outlives kills
+        "metadata": {"name": "notebook-mnist-tester-work", "labels": labels},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
     core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": UNRELATED}, "data": {"a": "b"}})
     core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": UNRELATED}, "stringData": {"a": "b"}})
 
