@@ -10,8 +10,9 @@
     <data_dir>/jobs/<job_id>/          the local executor's log, work/ and hyper/ directories of the job
     <data_dir>/endpoints/<name>/       the local executor's log and work/ directory of an endpoint
     <data_dir>/notebooks/<name>/       a notebook's log, its token's secret file, its runner's files (kill removes)
-    <data_dir>/notebook-work/<name>/   a notebook's work directory: kept when it is killed or culled, for the
-                                       next notebook of the same workspace and user (workspace kill removes it)
+    <data_dir>/notebook-work/<ws>/<name>/  a notebook's work directory: kept when it is killed or culled, for
+                                       the next notebook of the same workspace and user; its workspace's kill
+                                       removes <ws>/, so that a new workspace of that name starts with none
     <data_dir>/trash/<batch>/          what a removal took away, until it is deleted (see `DataLayout.trash`)
 """
 import errno
@@ -169,14 +170,18 @@ class DataLayout:
     def notebook_dir(self, name: str) -> Path:
         return self.data_dir / "notebooks" / _plain_name(name)
 
-    def notebook_work_dir(self, name: str) -> Path:
-        return self.data_dir / "notebook-work" / _plain_name(name)
+    def notebook_work_dir(self, name: str, workspace: str) -> Path:
+        """The work directory of the notebook `name` of `workspace`. ValueError for a name that is not plain."""
+        return self.data_dir / "notebook-work" / _plain_name(workspace) / _plain_name(name)
 
-    def remove_notebook(self, name: str, work_too: bool = False) -> None:
-        """Remove a notebook's log and secret file; its work directory only with `work_too`."""
+    def remove_notebook(self, name: str) -> None:
+        """Remove a notebook's log and secret file (not its work directory: remove_notebook_work)."""
         shutil.rmtree(self.notebook_dir(name), ignore_errors=True)
-        if work_too:
-            shutil.rmtree(self.notebook_work_dir(name), ignore_errors=True)
+
+    def remove_notebook_work(self, workspace: Optional[str] = None) -> None:
+        """Remove the kept work directories of the notebooks of `workspace` (of every workspace when None)."""
+        root = self.data_dir / "notebook-work"
+        shutil.rmtree(root / _plain_name(workspace) if workspace is not None else root, ignore_errors=True)
 
     def remove_endpoint(self, name: str) -> None:
         shutil.rmtree(self.endpoint_dir(name), ignore_errors=True)

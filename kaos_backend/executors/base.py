@@ -255,6 +255,14 @@ class Executor(abc.ABC):
         return None
 
     @classmethod
+    def remove_notebook_work(cls, config, workspace: Optional[str]) -> bool:
+        """Remove the work directories this kind of executor keeps outside the data directory for the notebooks of
+        `workspace` (of every workspace when None), killed ones included (on Kubernetes: their
+        PersistentVolumeClaims), once the workspace is gone; False when some could not be removed. Those under
+        the data directory go with DataLayout.remove_notebook_work. Never raises."""
+        return True
+
+    @classmethod
     def limits_warnings(cls, config, cpu: Optional[float], memory: Optional[str], gpu: Optional[int]) -> List[str]:
         """What of the requested resources this kind of executor, configured by `config`, would record but not
         enforce, one sentence each (empty when it enforces them all). Asked before any workload exists."""

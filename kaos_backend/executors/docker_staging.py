@@ -9,7 +9,7 @@ bind mounts of this machine's directories at kaos 1.x's paths, and the code copi
     hyperparameters        one JSON file in <log's directory>/hyper/<workload>/, read-only at /pfs/hyper
     output (a training's)  <data>/jobs/<job>/out/<hex6>, made empty, at /pfs/out/<hex6>: `./train /pfs/out/<hex6>`
     model (a training's)   its out/<hex6>/model files, copied beside the code (after it: they win)
-    notebook               its kept work directory <data>/notebook-work/<name> (seeded with the source's model/
+    notebook               its kept work directory <data>/notebook-work/<ws>/<name> (seeded with the source's model/
                            files it lacks) mounted at the image's working directory; its data read-only at
                            /pfs/data/<name>, its model (a training's output) read-only at /pfs/out/<hex6>
 
@@ -103,7 +103,7 @@ class DockerStaging:
         model = self.files.output_dir(spec.model) if spec.model is not None else None
         if model is not None and not model.is_dir():
             raise ArtifactMissing(spec.model, str(model))
-        work = self.files.layout.notebook_work_dir(spec.job_id)
+        work = self.files.layout.notebook_work_dir(spec.job_id, spec.env.get("KAOS_WORKSPACE", ""))
         work.mkdir(parents=True, exist_ok=True)
         if spec.source is not None:
             seed_work_dir(self.files.model_dir(spec.source), work)

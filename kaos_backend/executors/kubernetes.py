@@ -25,6 +25,7 @@ it (unschedulable, an image that cannot be pulled, evicted, a deadline exceeded,
 the job's reason and the log's last line. The state is the namespace, the Job's or Deployment's name and uid,
 and the files beside the log: a backend restart finds the workload by them and resumes the log's copy.
 """
+import logging
 import math
 import os
 import secrets
@@ -43,6 +44,7 @@ from kaos_backend.executors.workload_env import SERVE_PORT
 from kaos_backend.logs import JobLog, LogFileReader
 
 MAIN = {"train": "train", "serve": "serve", "notebook": "notebook"}  # the pod's main container, by kind
+log = logging.getLogger("kaos_backend.executors.kubernetes")
 STOP_RECORD_WAIT = 15.0  # seconds beyond the grace period for the follower to record a stopped workload's end
 STOP_GRACE = 10          # seconds a workload gets after SIGTERM when stop() is not given a timeout
 
@@ -80,6 +82,39 @@ class KubernetesExecutor(Executor):
         """The largest node's allocatable cpu, memory and GPUs (kubernetes_capacity.py), or None."""
         from kaos_backend.executors.kubernetes_capacity import cluster_capacity
         return cluster_capacity(config)
+
+    @classmethod
+    def remove_notebook_work(cls, config, workspace: Optional[str]) -> bool:
+        """Delete the PersistentVolumeClaims of the work directories of this platform's notebooks of `workspace`
+        (every workspace's when None): those labelled so (kubernetes_names.workload_labels); False, logged, when
+        the cluster could not be asked or refused a deletion."""
+        from kaos_backend.executors.kubernetes_client import is_status
+        from kaos_backend.executors.kubernetes_cluster import cluster_for
+        from kaos_backend.executors.kubernetes_spec import KubeSettings
+        selector = {kubernetes_names.KIND: "notebook",
+                    kubernetes_names.PLATFORM: kubernetes_names.label_value(
+                        KubeSettings.from_config(config, os.environ).platform)}
+        if workspace is not None:
+            selector[kubernetes_names.WORKSPACE] = kubernetes_names.label_value(workspace)
+        label_selector = ",".join(f"{key}={value}" for key, value in selector.items())
+        try:
+            cluster = cluster_for(config)
+            claims = cluster.core.list_namespaced_persistent_volume_claim(cluster.namespace,
+                                                                          label_selector=label_selector).items
+        except Exception as error:  # noqa: BLE001
+            log.warning("Notebook work directories (claims %s) stay: the cluster did not list them (%s)",
+                        label_selector, error)
+            return False
+        removed = True
+        for claim in claims:
+            try:
+                cluster.core.delete_namespaced_persistent_volume_claim(claim.metadata.name, cluster.namespace,
+                                                                       _preload_content=False)
+            except Exception as error:  # noqa: BLE001
+                if not is_status(error, 404):
+                    log.warning("The notebook work directory claim %s stays: %s", claim.metadata.name, error)
+                    removed = False
+        return removed
 
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:

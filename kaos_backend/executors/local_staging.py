@@ -11,7 +11,7 @@ directory of its own beside its log (`<log's directory>/work/<workload>`), its c
     output (a training's)      <data>/jobs/<job>/out/<hex6>, made empty: `./train <it>`, KAOS_TRAIN_OUTPUT
     output (ingested files)    <data>/ingested/<digest>/: the ingestion renames its download into manifest/ there
     model (a training's)       its out/<hex6>/model files copied beside the code (what they cannot be is named)
-    notebook                   its own work directory, <data>/notebook-work/<name>, kept from one notebook to the
+    notebook                   its own work directory, <data>/notebook-work/<ws>/<name>, kept from one notebook to the
                                next (seeded with the source's model/ files it lacks); its data (bundles as
                                extracted, ingested files) linked at <work>/pfs/data/<name> and its model (a
                                training's output) at <work>/pfs/out/<hex6>: inputs, so read-only in the sandbox
@@ -149,7 +149,7 @@ class Staging:
 
     def _notebook(self, spec: WorkloadSpec, preamble: Preamble) -> ProcessSpec:
         """A notebook: its kept work directory, its inputs linked under <work>/pfs, `jupyter lab` of its image."""
-        work = self.layout.notebook_work_dir(spec.job_id)
+        work = self.layout.notebook_work_dir(spec.job_id, spec.env.get("KAOS_WORKSPACE", ""))
         with preamble.downloading():
             data = [(artifact, self.data_root(artifact)) for artifact in spec.attached]  # the inputs first
             model = self.output_dir(spec.model) if spec.model is not None else None

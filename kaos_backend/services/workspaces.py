@@ -134,6 +134,7 @@ class WorkspaceService:
                     _left_in_place("extracted bundle", remove_blob_files(self.store, self.layout, orphans, trash))
                 self._remove_unused_images(images, trash)
                 self._remove_job_files(job_ids, endpoints, notebooks)
+                self._remove_notebook_work(name)
             return
 
     def _await_stopped(self, workspace_ids, deadline: float, what: str) -> None:
@@ -197,8 +198,21 @@ class WorkspaceService:
                 self.layout.remove_job(job_id)
             for name in endpoint_names:
                 self.layout.remove_endpoint(name)
-            for name in notebook_names:  # the workspace is gone: its notebooks' work directories with it
-                self.layout.remove_notebook(name, work_too=True)
+            for name in notebook_names:
+                self.layout.remove_notebook(name)
+
+    def _remove_notebook_work(self, workspace: Optional[str]) -> None:
+        """The kept work directories of the workspace's notebooks (every workspace's when None), killed or not:
+        under the data directory, and those its executor keeps elsewhere (a cluster's claims)."""
+        if self.layout is not None:
+            self.layout.remove_notebook_work(workspace)
+        if self.config is not None:
+            from kaos_backend.executors.registry import executor_class
+            try:
+                if not executor_class(self.config.executor).remove_notebook_work(self.config, workspace):
+                    log.warning("Notebook work directories of %s stay", workspace or "every workspace")
+            except Exception:  # noqa: BLE001 - the workspace is gone already: what stays is logged
+                log.exception("Notebook work directories of %s stay", workspace or "every workspace")
 
     def _trash(self):
         return self.layout.trash() if self.layout is not None else contextlib.nullcontext()
@@ -239,6 +253,7 @@ class WorkspaceService:
                     self._remove_unused_images([str(self.layout.envs_dir / key) for key in self.layout.env_keys()],
                                                trash)
                 self._remove_job_files(job_ids, endpoints, notebooks)
+                self._remove_notebook_work(None)
             return
 
 

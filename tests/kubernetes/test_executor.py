@@ -311,6 +311,11 @@ def test_a_notebook_is_a_deployment_and_a_service_on_8888_and_its_work_directory
     wait_for(lambda: not any(store.find(kind, "kaos", object_name) for kind, object_name in (
         (DEPLOYMENTS, name), (SERVICES, name), (SECRETS, f"kaos-token-{name}"))), what="the notebook's objects gone")
     assert store.find(PVCS, "kaos", f"{name}-work") is not None and os.path.exists(os.path.join(work, "added.txt"))
+    # once its workspace is gone (WorkspaceService.delete), the claim goes too; one gone already is no error
+    kube = registry.executor_class("kubernetes")
+    assert kube.remove_notebook_work(platform.config, "executor-other") and store.find(PVCS, "kaos", f"{name}-work")
+    assert kube.remove_notebook_work(platform.config, "executor")
+    assert store.find(PVCS, "kaos", f"{name}-work") is None
 
 
 def test_the_role_grants_exactly_what_the_executor_used(platform):

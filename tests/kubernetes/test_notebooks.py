@@ -92,3 +92,5 @@ def test_a_notebook_runs_in_a_deployment_behind_the_gateway_is_culled_keeping_it
     assert platform.objects("claims", job=name), "the work directory's claim outlives the notebook"
     gone = jupyter(gateway, name, "lab", token)
     assert gone.status_code == 404 and gone.json()["error_code"] == "PIPELINE_NOT_FOUND"
+    assert platform.kaos("workspace", "kill", "-n", workspace, "-y").code == 0
+    assert not platform.objects("claims", job=name), "the workspace is gone: its notebook's work with it"

@@ -49,7 +49,7 @@ def test_a_second_deploy_is_notebook_exists_and_kill_removes_it_but_keeps_its_wo
     saved = jupyter(gateway, name, "api/contents/mine.txt", token, "PUT",
                     json={"type": "file", "format": "text", "content": "kept\n"})
     assert saved.status_code in (200, 201), saved.text
-    work = platform.data_dir / "notebook-work" / name
+    work = platform.data_dir / "notebook-work" / workspace / name
     assert _processes_in(work), "the notebook's Jupyter runs in its work directory"
 
     killed = platform.kaos("notebook", "kill", "-n", name, "-y")
@@ -63,6 +63,9 @@ def test_a_second_deploy_is_notebook_exists_and_kill_removes_it_but_keeps_its_wo
     assert (work / "mine.txt").read_text() == "kept\n"
     assert not (platform.data_dir / "notebooks" / name).exists()  # its log and its token's secret file
     assert_one_line_failure(platform.kaos("notebook", "kill", "-n", name, "-y"))
+    # the workspace's kill takes its killed notebooks' work: a new workspace of the same name starts with none
+    assert platform.kaos("workspace", "kill", "-n", workspace, "-y").code == 0
+    assert not work.exists() and not work.parent.exists()
 
 
 def test_the_token_is_shown_again_to_its_own_user_only(notebook_platform, tmp_path):
