@@ -3,10 +3,11 @@ containers of the images they made, on the Docker engine of the backend's machin
 docker SDK. KAOS_EXECUTOR=docker chooses it.
 
     build    the bundle's Dockerfile with its model/ as the context, BASE_IMAGE from KAOS_BASE_IMAGE (else kaos's
-             own base image when the engine has it), into `build-train-<ws>:<hash5>` / `build-serve-<ws>:<hash5>`
-             (WorkloadSpec.image_name), labelled kaos's, the layer cache used; its output goes to the build
-             job's log line by line as the engine sends it, and a failing step's line ("The command '/bin/sh -c
-             ...' returned a non-zero code: 1") is the build's reason
+             own base image when the engine has it), into `kaos-<platform>/build-train-<ws>:<hash5>` (or
+             build-serve: WorkloadSpec.image_name under the platform's own name), labelled kaos's, the layer
+             cache used; its output goes to the build job's log line by line as the engine sends it, and a
+             failing step's line ("The command '/bin/sh -c ...' returned a non-zero code: 1") is the build's
+             reason
     train    one container per partition, at kaos 1.x's paths (/pfs/data/<name:hash5>, /pfs/hyper, /pfs/out/<hex6>;
              docker_staging.py), --cpu/--memory/--gpu as its limits; the engine's OOMKilled is "out of memory"
     serve    a container listening on 8080, published on 127.0.0.1: `start` returns that address
@@ -94,13 +95,24 @@ class DockerExecutor(Executor):
 
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
-        """`spec.image_name` (build-train-<ws>:<hash5>), else `kaos-build-<platform>:<hash5>`. Raises
-        ArtifactMissing (and InvalidBundle, PayloadTooLarge) when the source cannot be built."""
+        """`kaos-<platform>/<spec.image_name>` (kaos-<platform>/build-train-<ws>:<hash5>) on a DOCKER platform,
+        `spec.image_name` as given when this executor builds for another one (kubernetes: the name carries its
+        registry); else `kaos-build-<platform>:<hash5>`. Raises ArtifactMissing (and InvalidBundle,
+        PayloadTooLarge) when the source cannot be built."""
         self.staging.bundle_root(spec.source)
         if spec.image_name:
-            return spec.image_name
+            return self.engine_name(spec.image_name)
         name = spec.source.name
         return f"kaos-build-{self.platform}:{name.rpartition(':')[2] if ':' in name else spec.source.ref[:12]}"
+
+    def engine_name(self, image_name: str) -> str:
+        """The name an image gets on the engine. Two DOCKER platforms on one engine (two projects, a test suite
+        beside a user's platform) each name theirs under `kaos-<platform>/`: neither's build takes the other's tag,
+        nor its destroy the other's image. Users keep seeing kaos 1.x's `build-train-<ws>:<hash5>` (`kaos train
+        info`, `train inspect`, `serve list` name the image so); build logs give the engine's name."""
+        if self.config is not None and self.config.executor != self.kind:
+            return image_name
+        return f"kaos-{self.platform}/{image_name}"
 
     def is_image_ready(self, image: str) -> bool:
         """The engine has `image`, built by this platform (another platform's image of the same name is rebuilt:
@@ -120,7 +132,7 @@ class DockerExecutor(Executor):
         with preamble.downloading():
             root = self.staging.bundle_root(spec.source)
         base = docker_client.base_image(docker_client.engine(), self.base_image)
-        kind = next((name for name in BUILD_KINDS if image.startswith(f"{name}-")), "build")
+        kind = next((name for name in BUILD_KINDS if image.rpartition("/")[2].startswith(f"{name}-")), "build")
         arguments = docker_spec.build_arguments(
             context=str(root / "model"), dockerfile=str(root / "Dockerfile"), tag=image, base_image=base,
             image_labels=docker_spec.workload_labels(self.platform, kind, spec.job_id, spec.job_id))

@@ -433,21 +433,19 @@ def test_an_image_removed_from_the_engine_is_built_again_on_the_next_deploy(cli_
     assert first["state"] == "JOB_SUCCESS", first
     for image in docker_engine.images.list(filters={"label": [f"{labels.PLATFORM}={cli_platform.platform}",
                                                               f"{labels.KIND}=build-train"]}):
-        if any(tag.startswith("build-train-pruned:") for tag in image.tags):
+        if any("/build-train-pruned:" in tag for tag in image.tags):
             docker_engine.images.remove(image.id, force=True)  # as `docker image prune -a` would
     again = cli_platform.trained("pruned", tmp_path, WRITES_A_MODEL)
     assert again["state"] == "JOB_SUCCESS", again["reason"]  # "cannot start the container: no such image: ..."
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): two DOCKER platforms on one engine (two projects, two users, the test suite beside a "
-    "user's platform) name their images alike, build-train-<ws>:<hash5>: the second one's build takes the tag, "
-    "the first one's image is left untagged, and the first platform's next training starts from the second one's "
-    "image; once the second platform is destroyed, the first one's trainings fail ('no such image') and, by the "
-    "finding above, stay failing. Images need a name of the platform's own (or containers started by image id, "
-    "or the platform's image found again by its labels)."))
 def test_another_platform_s_destroy_leaves_this_platform_s_trainings_running(cli_platform, docker_engine, base_image,
                                                                              tmp_path):
+    """Finding (fixed): two DOCKER platforms on one engine (two projects, two users, the test suite beside a user's
+    platform) named their images alike, build-train-<ws>:<hash5>: the second one's build took the tag, the first
+    one's image was left untagged, and the first platform's next training started from the second one's image;
+    once the second platform was destroyed, the first one's trainings failed ('no such image'). Each platform now
+    names its images under `kaos-<platform>/`."""
     first = cli_platform.trained("shared", tmp_path, WRITES_A_MODEL)
     assert first["state"] == "JOB_SUCCESS", first
     other = DockerPlatform(tmp_path / "other-project", base_image)
@@ -459,12 +457,20 @@ def test_another_platform_s_destroy_leaves_this_platform_s_trainings_running(cli
                               str(tiny_data_bundle(tmp_path / "other-data")))
         assert deployed.code == 0, deployed
         other.terminal("shared", other.latest("shared", "training")["job_id"])
+        assert _image_tags(docker_engine, cli_platform, "shared")  # its image kept its name through the other's build
     finally:
         other.destroy()
         if other.platform:
             remove_platform(docker_engine, other.platform)  # whatever a failed destroy left
+    assert _image_tags(docker_engine, cli_platform, "shared")  # and through its destroy
     again = cli_platform.trained("shared", tmp_path, WRITES_A_MODEL)
     assert again["state"] == "JOB_SUCCESS", again["reason"]  # "cannot start the container: no such image: ..."
+
+
+def _image_tags(engine, platform, workspace: str) -> list:
+    """The tags of the platform's training images of `workspace` on the engine."""
+    return [tag for image in engine.images.list(filters={"label": [f"{labels.PLATFORM}={platform.platform}"]})
+            for tag in image.tags if f"/build-train-{workspace}:" in tag]
 
 
 @pytest.mark.xfail(strict=True, reason=(
