@@ -420,23 +420,24 @@ def test_an_endpoint_that_accepts_but_never_answers_ping_is_not_said_to_refuse_c
     assert cli_platform.kaos("serve", "kill", "-e", name, "-y").code == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): an image kaos built that disappears from the engine (`docker rmi`, `docker image prune -a`, "
-    "another platform's destroy: see the next test) is never built again. Every training or endpoint of that bundle "
-    "then fails at once with 'cannot start the container: no such image: build-train-<ws>:<hash5>', and deploying the "
-    "same bundle again, as the endpoint's log advises, starts the same failure (the bundle's last build succeeded, "
-    "so no build is requested): only a change to the bundle gets out. The build's success should be checked against "
-    "the engine (`executor.is_image_ready`) before a start, or a start that meets a missing image should ask for a "
-    "build."))
 def test_an_image_removed_from_the_engine_is_built_again_on_the_next_deploy(cli_platform, docker_engine, tmp_path):
+    """Finding (fixed): an image kaos built that left the engine (`docker rmi`, `docker image prune -a`) was never
+    built again: every training of that bundle failed at once with 'cannot start the container: no such image:
+    ...', and deploying the same bundle again started the same failure (its last build had succeeded, so no build
+    was asked for). A start now checks the image first (`is_image_ready`); one that is gone is built again, the
+    training waits for that build, and its log says why."""
     first = cli_platform.trained("pruned", tmp_path, WRITES_A_MODEL)
     assert first["state"] == "JOB_SUCCESS", first
     for image in docker_engine.images.list(filters={"label": [f"{labels.PLATFORM}={cli_platform.platform}",
                                                               f"{labels.KIND}=build-train"]}):
         if any("/build-train-pruned:" in tag for tag in image.tags):
             docker_engine.images.remove(image.id, force=True)  # as `docker image prune -a` would
+    builds = len(cli_platform.kind("pruned", "building"))
     again = cli_platform.trained("pruned", tmp_path, WRITES_A_MODEL)
     assert again["state"] == "JOB_SUCCESS", again["reason"]  # "cannot start the container: no such image: ..."
+    assert len(cli_platform.kind("pruned", "building")) == builds + 1
+    assert "is no longer on the engine (removed since it was built): building it again" in \
+        cli_platform.get(f"train/pruned/{again['job_id']}/logs").text
 
 
 def test_another_platform_s_destroy_leaves_this_platform_s_trainings_running(cli_platform, docker_engine, base_image,
