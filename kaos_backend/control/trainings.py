@@ -89,8 +89,9 @@ class TrainController(Controller):
         if data.kind == "manifest" and not self._ingested(session, pipeline, data):
             return None  # likewise while the manifest's files are not all downloaded (or could not be)
         branch = output_branch(source, data, hyper)
-        if session.scalar(select(exists().where(Job.workspace_id == pipeline.workspace_id, Job.kind == "train",
-                                                Job.branch == branch))):
+        previous = session.scalar(select(Job).where(Job.workspace_id == pipeline.workspace_id, Job.kind == "train",
+                                                    Job.branch == branch).order_by(Job.created_at.desc()).limit(1))
+        if previous is not None and not tried_again(previous, pipeline.resources):
             return None  # this input combination was trained already: identical resubmissions start nothing
         job = Job(id=new_job_id(), workspace_id=pipeline.workspace_id, kind="train",
                   state=JobState.JOB_STARTING.value, user=source.user, source_bundle_id=source.id,
@@ -285,6 +286,21 @@ class TrainController(Controller):
     def _failed_start(job_log: Executor, reason: str) -> Dict:
         job_log.append_log(reason)
         return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}
+
+
+def tried_again(previous: Job, resources: Optional[Dict]) -> bool:
+    """Whether the inputs of the train job `previous` (its branch) get a new train job with `resources` (--cpu,
+    --memory, --gpu): only when `previous` ended without success (failed, or was killed) and the resources differ
+    from the ones it had. An engine or a cluster refuses a container whose limits it cannot give (`--cpu 1000`
+    ends at once), so other limits must be a way out without changing a file; a successful training is not
+    repeated (identical resubmissions start nothing), nor is a failure with the same limits."""
+    if previous.state not in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
+        return False
+    return _limits(previous.resources) != _limits(resources)
+
+
+def _limits(resources: Optional[Dict]) -> Dict:
+    return {name: value for name, value in (resources or {}).items() if value}
 
 
 def model_hex6(partition: Partition) -> str:

@@ -474,13 +474,12 @@ def _image_tags(engine, platform, workspace: str) -> list:
             for tag in image.tags if f"/build-train-{workspace}:" in tag]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): a training refused for its limits cannot be tried again with other limits. After "
-    "`--cpu 1000` ended at once (the engine's words as the reason), `kaos train deploy` of the same code and data "
-    "with `--cpu 1` records the new limit and starts nothing: a new training is made only for a new combination of "
-    "code, data and hyperparameters, so the user must change a file to try again. On LOCAL such limits never "
-    "refuse a start; on DOCKER (and Kubernetes) they do."))
 def test_a_training_refused_for_its_limits_runs_when_deployed_again_with_other_limits(cli_platform, tmp_path):
+    """Finding (fixed): a training refused for its limits could not be tried again with other limits. After `--cpu
+    100000` ended at once (the engine's words as the reason), `kaos train deploy` of the same code and data with
+    `--cpu 1` recorded the new limit and started nothing: a new training was made only for a new combination of
+    code, data and hyperparameters. Now a combination whose last training failed (or was killed) is trained again
+    when its limits differ; the same limits again start nothing (README, How it runs)."""
     refused = cli_platform.trained("limits", tmp_path, WRITES_A_MODEL, "--cpu", "100000")
     assert refused["state"] == "JOB_FAILURE" and "CPU" in refused["reason"], refused
     before = {job["job_id"] for job in cli_platform.kind("limits", "training")}
@@ -491,6 +490,7 @@ def test_a_training_refused_for_its_limits_runs_when_deployed_again_with_other_l
     job = wait_for(lambda: next((job for job in cli_platform.kind("limits", "training")
                                  if job["job_id"] not in before), None), timeout=30, what="a new training")
     assert cli_platform.terminal("limits", job["job_id"])["state"] == "JOB_SUCCESS"
+    assert job["job_id"] != refused["job_id"]
 
 
 @pytest.mark.xfail(strict=True, reason=(
