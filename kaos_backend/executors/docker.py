@@ -53,6 +53,7 @@ WATCHER_FAILING = "vanished: its watcher kept failing (see the log); the contain
 
 class DockerExecutor(Executor):
     kind = "docker"
+    engine_name = "the Docker engine"
 
     def __init__(self, data_dir, base_image: str = "", notify: Optional[str] = None,
                  max_log_bytes: Optional[int] = None, max_bundle_bytes: Optional[int] = None, config=None):
@@ -93,6 +94,10 @@ class DockerExecutor(Executor):
                             "for GPUs fails to start unless the engine has the NVIDIA container toolkit")
         return warnings
 
+    @classmethod
+    def engine_problem(cls, config) -> Optional[str]:
+        return docker_client.engine_problem()
+
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
         """`kaos-<platform>/<spec.image_name>` (kaos-<platform>/build-train-<ws>:<hash5>) on a DOCKER platform,
@@ -101,11 +106,11 @@ class DockerExecutor(Executor):
         PayloadTooLarge) when the source cannot be built."""
         self.staging.bundle_root(spec.source)
         if spec.image_name:
-            return self.engine_name(spec.image_name)
+            return self.engine_image(spec.image_name)
         name = spec.source.name
         return f"kaos-build-{self.platform}:{name.rpartition(':')[2] if ':' in name else spec.source.ref[:12]}"
 
-    def engine_name(self, image_name: str) -> str:
+    def engine_image(self, image_name: str) -> str:
         """The name an image gets on the engine. Two DOCKER platforms on one engine (two projects, a test suite
         beside a user's platform) each name theirs under `kaos-<platform>/`: neither's build takes the other's tag,
         nor its destroy the other's image. Users keep seeing kaos 1.x's `build-train-<ws>:<hash5>` (`kaos train

@@ -493,27 +493,62 @@ def test_a_training_refused_for_its_limits_runs_when_deployed_again_with_other_l
     assert job["job_id"] != refused["job_id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): while the engine does not answer, every running training stays JOB_RUNNING and every "
-    "endpoint PIPELINE_RUNNING with no reason (the gateway answers 503 'not accepting connections "
-    "(PIPELINE_RUNNING)'), and GET /api/health says ok; only the job's log says (since this pass) that the engine "
-    "does not answer, and where a watcher is gone the backend log gets a full traceback per job about every "
-    "second. The job's reason (or the health) should say that the Docker engine does not answer."))
 def test_while_the_engine_does_not_answer_a_running_training_says_so(cli_platform, tmp_path):
+    """Finding (fixed): while the engine did not answer, every running training stayed JOB_RUNNING and every
+    endpoint PIPELINE_RUNNING with no reason, GET /api/health said ok, and where a watcher was gone the backend log
+    got a full traceback per job about every second (and the job failed after three: "the scheduler could not
+    advance this train job"). Now the scheduler holds the workloads while the engine does not answer: the job's
+    reason says so (cleared once it answers), the health names the engine, the backend log has one line when it
+    stops answering and one when it answers again, and a watcher that died meanwhile is replaced afterwards."""
     cli_platform.workspace("engine")
     code = tiny_code(tmp_path / "code", WAITS_FOR_GO_ARGV)
     deployed = cli_platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "data")))
     assert deployed.code == 0, deployed
     job_id = cli_platform.latest("engine", "training")["job_id"]
     wait_for(lambda: "before" in cli_platform.get(f"train/engine/{job_id}/logs").text, what="the training to start")
+    backend_log = Path(cli_platform._context()["log"])
+    offset = backend_log.stat().st_size
     cli_platform.proxy.stop()
     try:
         def engine_named():
-            job = cli_platform.job("engine", job_id)
-            return job if "engine" in (job.get("reason") or "").lower() else None
-        wait_for(engine_named, timeout=30, what="the training's reason to name the engine")
+            reason = cli_platform.job("engine", job_id).get("reason") or ""
+            return reason if reason.startswith("the Docker engine does not answer since ") else None
+        wait_for(engine_named, timeout=WAIT_LIMIT, what="the training's reason to name the engine")
+        health = cli_platform.get("health")
+        assert health.status_code == 503 and health.json()["part"] == "engine", health.text
+        assert health.json()["message"].startswith("The Docker engine does not answer since "), health.text
+        assert health.json()["parts"]["engine"]["state"] == "down"
+        for pid in _watcher_pids(cli_platform.data_dir, job_id):  # its watcher dies while nothing answers
+            os.kill(pid, signal.SIGKILL)
     finally:
         cli_platform.proxy.start()
-        [out] = (cli_platform.data_dir / "jobs" / job_id / "out").iterdir()
-        (out / "go").touch()
-        cli_platform.terminal("engine", job_id)
+    wait_for(lambda: cli_platform.get("health").status_code == 200, timeout=WAIT_LIMIT, what="the health")
+    wait_for(lambda: cli_platform.job("engine", job_id)["state"] == "JOB_RUNNING"
+             and not cli_platform.job("engine", job_id).get("reason"), what="the reason cleared")
+    [out] = (cli_platform.data_dir / "jobs" / job_id / "out").iterdir()
+    (out / "go").touch()
+    job = cli_platform.terminal("engine", job_id)
+    assert job["state"] == "JOB_SUCCESS", job
+    texts = [line.split("] ", 1)[-1] for line in cli_platform.kaos("train", "logs", "-j", job_id).out.splitlines()]
+    assert texts.count("before") == 1 and texts.count("after") == 1, texts[-8:]
+    with open(backend_log, "rb") as handle:
+        handle.seek(offset)
+        said = handle.read().decode(errors="replace")
+    assert said.count("the Docker engine does not answer (") == 1, said[-3000:]
+    assert said.count("the Docker engine answers again") == 1, said[-3000:]
+    assert "could not advance" not in said and "Traceback" not in said, said[-3000:]
+
+
+def _watcher_pids(data_dir: Path, job_id: str) -> list:
+    """The processes whose command line names the job's directory (its watchers)."""
+    home = str(data_dir / "jobs" / job_id)
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if home in handle.read().decode(errors="replace"):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    assert found, f"no watcher of {job_id}"
+    return found
