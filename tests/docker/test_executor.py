@@ -147,7 +147,7 @@ def test_a_build_logs_the_engine_s_output_as_it_comes_and_labels_its_image(platf
     spec = platform.build_spec(platform.source(DOCKERFILE + WAITING_STEP.format(port=gate.port)))
     executor = platform.executor()
     image = executor.build(spec)
-    assert image == spec.image_name
+    assert image == f"kaos-{platform.platform}/{spec.image_name}"  # the platform's own name on the engine
     _wait_for(lambda: "step started" in _texts(executor))
     assert executor.poll() is None  # the step's output is in the log while the step still runs
     gate.open()
