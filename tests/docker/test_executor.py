@@ -219,6 +219,43 @@ def test_a_training_container_has_its_limits_mounts_and_labels_and_stop_removes_
     assert platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
 
 
+CONTAINED = """import os, socket, time
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print("NoNewPrivs", status["NoNewPrivs"].strip(), flush=True)
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+    print("raw socket: made", flush=True)
+except PermissionError:
+    print("raw socket: refused", flush=True)
+try:
+    os.mknod("/tmp/device", 0o600 | 0o020000, os.makedev(1, 3))
+    print("device node: made", flush=True)
+except PermissionError:
+    print("device node: refused", flush=True)
+while not os.path.exists(os.path.join(os.sys.argv[1], "go")):
+    time.sleep(0.05)
+os.makedirs(os.path.join(os.sys.argv[1], "model"))
+"""
+
+
+def test_a_container_drops_capabilities_gains_no_privileges_and_has_a_pids_limit(platform):
+    """Containers keep only the capabilities a root process needs to hand work to unprivileged ones (1.x's nginx
+    in front of gunicorn serves so: tests/docker/test_platform.py), gain no privilege through setuid binaries, and
+    run a bounded number of tasks."""
+    executor = platform.executor()
+    spec = platform.training(CONTAINED)
+    executor.start(spec)
+    _wait_for(lambda: any(text.startswith("device node:") for text in _texts(executor)))
+    [container] = platform.containers(**{labels.WORKLOAD: spec.job_id})
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and "NET_RAW" not in host["CapAdd"] and "MKNOD" not in host["CapAdd"]
+    assert host["SecurityOpt"] == ["no-new-privileges"] and host["PidsLimit"] > 0
+    (platform.layout.output_dir(*spec.output.output_parts()) / "go").touch()
+    assert _ended(executor) == 0, _texts(executor)[-5:]
+    texts = _texts(executor)
+    assert "NoNewPrivs 1" in texts and "raw socket: refused" in texts and "device node: refused" in texts, texts
+
+
 def test_a_container_is_removed_once_it_ended(platform):
     executor = platform.executor()
     spec = platform.training("print('done')")
