@@ -23,7 +23,6 @@ while its container runs is started again (it resumes from the last line it wrot
 end is a vanished workload.
 """
 import math
-import secrets
 import signal
 import time
 from pathlib import Path
@@ -32,7 +31,8 @@ from typing import List, Optional
 from kaos_backend.config import platform_id
 from kaos_backend.executors import docker_client, docker_spec, outcome
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
-from kaos_backend.executors.docker_containers import engine_words, image_workdir, start_container
+from kaos_backend.executors.docker_containers import (engine_words, existing_container, image_workdir,
+                                                      start_container)
 from kaos_backend.executors.docker_staging import DockerStaging, StagedContainer
 from kaos_backend.executors.docker_watch import WatchedWorkload
 from kaos_backend.executors.docker_watcher import describe
@@ -151,16 +151,22 @@ class DockerExecutor(Executor):
     # -- running --------------------------------------------------------------------------------------------
     def start(self, spec: WorkloadSpec) -> Optional[Address]:
         """Stage the workload (docker_staging.py), create its container, copy its code in, start it, then its
-        watcher. A container the engine refuses (no such image, no GPU driver, a cpu limit over the machine's)
+        watcher. The container is named after the workload (docker_spec.container_name): a start made twice (the
+        scheduler ended before it recorded the first) follows the container the first one started. A container
+        the engine refuses (no such image, no GPU driver, a cpu limit over the machine's)
         ends at once, the engine's words as its reason. Raises ArtifactMissing, InvalidBundle, PayloadTooLarge."""
         if spec.kind == "ingestion":
             self._delegate = self._local()
             return self._delegate.start(spec)
         home = self._home(spec.log)
+        name = docker_spec.container_name(self.platform, spec.job_id)
+        client = docker_client.engine()
+        running = existing_container(client, name, self.platform, spec.job_id)
+        if running is not None:
+            return self._adopt(spec, home, running)
         preamble = Preamble(spec.preamble)
         container = refused = None
         with preamble.downloading():
-            client = docker_client.engine()
             workdir = docker_spec.DEFAULT_WORKDIR
             if spec.kind == "notebook":  # its work directory is mounted where its image works
                 try:
@@ -169,7 +175,6 @@ class DockerExecutor(Executor):
                     pass  # the container's creation says what is wrong with the image
             staged = self.staging.stage(spec, home, workdir)
             self._begin(spec, home, spec.image)
-            name = docker_spec.container_name(self.platform, spec.job_id, secrets.token_hex(3))
             try:
                 container = start_container(client, spec, staged, name, self.platform)
             except docker_client.errors().APIError as error:
@@ -194,6 +199,20 @@ class DockerExecutor(Executor):
             return Address(docker_spec.PUBLISH_HOST, port)
         return None
 
+    def _adopt(self, spec: WorkloadSpec, home: Path, container) -> Optional[Address]:
+        """Follow the workload's container that runs already (started before, its start never recorded) instead
+        of starting a second one; where it listens, as `start` says it."""
+        self._begin(spec, home, spec.image, fresh=False)
+        self._workload.state["container"] = container.id
+        self.append_log(f"kaos: the {WHAT[spec.kind]} runs already in the container {container.name} (a start "
+                        "made twice): following it")
+        self._watch(spec, {"mode": "container", "container": container.id})
+        port = docker_spec.published(container.attrs) if spec.kind in ("serve", "notebook") else None
+        if port is None:
+            return None
+        self._workload.state["port"] = port
+        return Address(docker_spec.PUBLISH_HOST, port)
+
     def _refused(self, spec: WorkloadSpec, preamble: Preamble, staged: StagedContainer, refused) -> None:
         """The engine would not run the container: the workload ends at once, with the engine's words."""
         reason = f"cannot start the container: {engine_words(refused)}"
@@ -215,8 +234,8 @@ class DockerExecutor(Executor):
         home.mkdir(parents=True, exist_ok=True)
         return home
 
-    def _begin(self, spec: WorkloadSpec, home: Path, image: Optional[str]) -> None:
-        self._workload = WatchedWorkload.begin(spec.kind, spec.job_id, spec.log, home, spec.memory)
+    def _begin(self, spec: WorkloadSpec, home: Path, image: Optional[str], fresh: bool = True) -> None:
+        self._workload = WatchedWorkload.begin(spec.kind, spec.job_id, spec.log, home, spec.memory, fresh)
         self._workload.state["image"] = image
         self.log_name = spec.log
 

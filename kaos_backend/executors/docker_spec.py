@@ -49,10 +49,20 @@ def workload_labels(platform: str, kind: str, job: str, workload: str) -> Dict[s
             labels.WORKLOAD: workload}
 
 
-def container_name(platform: str, workload: str, suffix: str) -> str:
-    """`kaos-<platform>-<workload>-<suffix>`: readable in `docker ps`, unique on the engine (a restarted endpoint
-    gets a new suffix while its last container may still be being removed)."""
-    return f"kaos-{platform}-{workload}-{suffix}"
+def container_name(platform: str, workload: str) -> str:
+    """`kaos-<platform>-<workload>` (a training's workload is `<job id>-<partition>`, an endpoint's its name):
+    readable in `docker ps`, and the same for every start of one workload, so that the engine itself refuses a
+    second container of it (docker_containers.existing_container adopts or clears the first)."""
+    return f"kaos-{platform}-{workload}"
+
+
+def published(attrs: Dict) -> Optional[int]:
+    """The first host port a container's `attrs` say the engine published (None when it published none)."""
+    for bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+        for binding in bindings or []:
+            if binding.get("HostPort"):
+                return int(binding["HostPort"])
+    return None
 
 
 def resource_limits(cpu: Optional[float], memory_bytes: Optional[int], gpu: int) -> Dict:

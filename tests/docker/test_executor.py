@@ -256,6 +256,25 @@ def test_a_container_drops_capabilities_gains_no_privileges_and_has_a_pids_limit
     assert "NoNewPrivs 1" in texts and "raw socket: refused" in texts and "device node: refused" in texts, texts
 
 
+def test_a_workload_started_twice_runs_in_one_container(platform):
+    """A start made twice (the scheduler ended between a start and its record, and starts it again) follows the
+    container the first start made: one container, one run, one watcher's lines."""
+    first = platform.executor()
+    spec = platform.training(WAITS_FOR_GO)
+    first.start(spec)
+    _wait_for(lambda: "before" in _texts(first))
+    again = platform.executor()
+    again.start(spec)
+    [container] = platform.containers(**{labels.WORKLOAD: spec.job_id})
+    assert first.get_state()["container"] == again.get_state()["container"] == container.id
+    assert "(a start made twice): following it" in _texts(again)[-1]
+    (platform.layout.output_dir(*spec.output.output_parts()) / "go").touch()
+    assert _ended(again) == 0 and _ended(first) == 0, _texts(again)[-5:]
+    texts = _texts(again)
+    assert texts.count("before") == 1 and texts.count("after") == 1, texts
+    assert texts.count("kaos: the training ended: exit code 0") == 1, texts
+
+
 def test_a_container_is_removed_once_it_ended(platform):
     executor = platform.executor()
     spec = platform.training("print('done')")
