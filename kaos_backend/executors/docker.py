@@ -31,6 +31,7 @@ from typing import List, Optional
 from kaos_backend.config import platform_id
 from kaos_backend.executors import docker_client, docker_spec, outcome
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.docker_bases import missing_base, missing_base_reason
 from kaos_backend.executors.docker_containers import (engine_words, existing_container, image_workdir,
                                                       start_container)
 from kaos_backend.executors.docker_staging import DockerStaging, StagedContainer
@@ -145,6 +146,10 @@ class DockerExecutor(Executor):
         on = f", on {base}" if base else ", on the Dockerfile's own base image"
         self._write_preamble(preamble, [f"kaos: building the image {image} from the bundle's Dockerfile with its "
                                         f"model/ as the context{on}"])
+        missing = missing_base(docker_client.engine(), root / "Dockerfile", arguments["buildargs"])
+        if missing is not None:  # the engine would try to pull it (and fail with a registry's address, or hang)
+            self._ended_at_once("build", missing_base_reason(missing), code=1)
+            return image
         self._watch(spec, {"mode": "build", "build": arguments, "push": self.push})
         return image
 
@@ -215,10 +220,13 @@ class DockerExecutor(Executor):
 
     def _refused(self, spec: WorkloadSpec, preamble: Preamble, staged: StagedContainer, refused) -> None:
         """The engine would not run the container: the workload ends at once, with the engine's words."""
-        reason = f"cannot start the container: {engine_words(refused)}"
         self._write_preamble(preamble, staged.notes)
-        self.append_log(f"kaos: {reason}", f"kaos: the {WHAT[spec.kind]} ended: {reason}")
-        record = outcome.record_for(127)
+        self._ended_at_once(spec.kind, f"cannot start the container: {engine_words(refused)}")
+
+    def _ended_at_once(self, kind: str, reason: str, code: int = 127) -> None:
+        """The workload ends before anything ran (its exit record written here, no watcher), `reason` its reason."""
+        self.append_log(f"kaos: {reason}", f"kaos: the {WHAT[kind]} ended: {reason}")
+        record = outcome.record_for(code)
         record["error"] = reason
         self._workload.write_record(record)
 

@@ -177,6 +177,22 @@ def test_a_failing_step_is_logged_as_the_engine_reports_it_and_is_the_reason(pla
     assert not executor.is_image_ready(image)
 
 
+def test_a_base_image_the_engine_lacks_fails_the_build_at_once_without_a_pull(platform):
+    """Builds never pull: an engine asked for a FROM image it lacks tried to pull it all the same, and the build
+    failed with a registry's address ('Get "https://registry-1.docker.io/v2/": dial tcp: lookup ...'), or hung on
+    one that did not answer. The build now fails before it starts, saying which image is missing and how to give
+    one."""
+    missing = f"kaos-test-no-such-base:{uuid.uuid4().hex[:8]}"
+    spec = platform.build_spec(platform.source(DOCKERFILE.replace("FROM ${BASE_IMAGE}", f"FROM {missing}")))
+    executor = platform.executor()
+    executor.build(spec)
+    assert _wait_for(lambda: executor.poll()) == 1
+    assert executor.reason().startswith(f"the base image {missing} (FROM) is not on the Docker engine, and builds "
+                                        "never pull"), executor.reason()
+    texts = _texts(executor)
+    assert f"kaos: {executor.reason()}" in texts and not any("registry" in text for text in texts), texts
+
+
 def test_a_rebuild_uses_the_layer_cache(platform):
     source = platform.source(DOCKERFILE + "RUN echo cached > /opt/cached\n")
     for _ in range(2):
