@@ -210,7 +210,7 @@ class EndpointController(Controller):
         fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
         image = check_image(self.services, make_executor(self.config), build.image, endpoint.source_bundle_id,
                             BUILD_KIND, log_of(self.config, endpoint_log_name(endpoint.name)), "endpoint")
-        if image.image is None:  # left the engine: wait for the build that makes it again (failed: this fails)
+        if not image.ready:  # left the engine: wait for the build that makes it again (failed: this fails)
             changes = {"build_job_id": image.build_id} if image.build_id else \
                 {"state": FAILURE, "reason": image.failed} if image.failed else {}
             update(self.services, Endpoint, endpoint.name, changes, only_if=fresh)

@@ -20,9 +20,11 @@ ENDED = (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value)
 
 
 class ImageCheck(NamedTuple):
-    """`image` is ready: start from it. Else the workload waits for `build_id` (a build of its bundle); `failed`
-    holds the reason when that build ended without an image (the workload cannot start)."""
-    image: Optional[str]
+    """`ready`: start from `image` (None when the workload names none: its start says so). Else the workload waits
+    for `build_id` (a build of its bundle); `failed` holds the reason when that build ended without an image (the
+    workload cannot start)."""
+    ready: bool
+    image: Optional[str] = None
     build_id: Optional[str] = None
     failed: Optional[str] = None
 
@@ -35,28 +37,28 @@ def check_image(services, executor: Executor, image: Optional[str], bundle_id: O
     `log` (the workload's log) says so; when it failed, the check fails with its reason. `what` names the
     workload in the log ("training"). No transaction is open while the executor is asked."""
     if not image or bundle_id is None or executor.is_image_ready(image):
-        return ImageCheck(image)
+        return ImageCheck(True, image)
     with reading(services) as session:
         build = latest_build(session, bundle_id, kind)
         bundle = session.get(Bundle, bundle_id)
-    if build is not None and build.finished_at is None:
-        return ImageCheck(None, build.id)
+    if build is not None and build.state not in (JobState.JOB_SUCCESS.value, *ENDED):  # building
+        return ImageCheck(False, None, build.id)
     if build is not None and build.state in ENDED:
-        return ImageCheck(None, build.id, f"kaos: the image {image} left the engine, and building it again failed "
-                                          f"(build job {build.id}: {build.reason or build.state})")
+        return ImageCheck(False, None, build.id, f"kaos: the image {image} left the engine, and building it again "
+                                                 f"failed (build job {build.id}: {build.reason or build.state})")
     if build is not None and build.image not in (None, image) and executor.is_image_ready(build.image):
-        return ImageCheck(build.image)  # built again since, under another name (the workload was made before)
+        return ImageCheck(True, build.image)  # built again since, under another name (the workload was made before)
     if bundle is None:
-        return ImageCheck(None, None, f"kaos: the image {image} left the engine, and its source bundle was "
-                                      "deleted: it cannot be built again")
+        return ImageCheck(False, None, None, f"kaos: the image {image} left the engine, and its source bundle was "
+                                             "deleted: it cannot be built again")
     build_id = new_job_id()
     with services.db.session_scope() as session:
         newest = latest_build(session, bundle_id, kind)
         if (newest.id if newest else None) != (build.id if build else None):
-            return ImageCheck(None, None)  # another controller asked for one meanwhile: the next look finds it
+            return ImageCheck(False)  # another controller asked for one meanwhile: the next look finds it
         session.add(Job(id=build_id, workspace_id=bundle.workspace_id, kind=kind, state=JobState.JOB_STARTING.value,
                         user=bundle.user, source_bundle_id=bundle.id,
                         resources=(bundle.meta or {}).get("resources")))
     log.append_log(f"kaos: the image {image} is no longer on the engine (removed since it was built): building it "
                    f"again (build job {build_id}); the {what} starts once it is built")
-    return ImageCheck(None, build_id)
+    return ImageCheck(False, None, build_id)

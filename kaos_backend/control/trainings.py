@@ -148,7 +148,7 @@ class TrainController(Controller):
             if states[partition.id] == JobState.JOB_STARTING.value and running < job.parallelism:
                 if image is None:
                     image = self._image(job, job_log)
-                if image.image is None and image.failed is None:
+                if not image.ready and image.failed is None:
                     break  # its image is being built again: the partitions wait
                 if image.failed is not None:
                     changes[partition.id] = self._failed_start(job_log, image.failed)
@@ -248,7 +248,7 @@ class TrainController(Controller):
         """The image the job's partitions start from: its build's, built again first when it left the engine."""
         check = check_image(self.services, make_executor(self.config), job.image, job.source_bundle_id, BUILD_KIND,
                             job_log, "training")
-        if check.image is not None and check.image != job.image:
+        if check.ready and check.image != job.image:
             update(self.services, Job, job.id, {"image": check.image})
         return check
 
