@@ -16,6 +16,10 @@ The status file (written atomically by `kaos_backend.supervisor` on every change
 or "stopping". The scheduler is also "down" while its process exists but its heartbeat (a file it writes after
 every tick) is older than HEARTBEAT_STALE_SECONDS.
 
+The scheduler also writes `engine.json` beside its heartbeat when the executor runs workloads on an engine (the
+Docker engine): `{"state": "up"|"down", "name": "the Docker engine", "since": <epoch seconds>, "reason", "error"}`,
+shown as the part `engine` while the scheduler is up; "down" makes the health unhealthy, naming it.
+
 The heartbeat holds the scheduler's role among the replicas of a backend (kaos_backend.leadership), shown as the
 scheduler part's `role` ("leader" or "standby") and `leader` (who leads, when known: on the leader, itself). A
 standby is up: a replica needs no scheduler of its own to serve. It is "down" (the health verdict names it) once
@@ -31,6 +35,7 @@ PART_NAMES = ("front", "api", "scheduler")
 HEARTBEAT_STALE_SECONDS = 10.0
 STATUS_FILE = "parts.json"
 HEARTBEAT_FILE = "scheduler.heartbeat"
+ENGINE_FILE = "engine.json"  # the engine the workloads run on, as the scheduler sees it (control/engine_watch.py)
 NO_LEADER_SECONDS = 15.0  # kaos_backend.scheduler_lock.TAKEOVER_SECONDS
 
 
@@ -99,6 +104,9 @@ def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
                 part["reason"] = (f"no heartbeat for {age:.0f} s" if age is not None else "no heartbeat")
             _add_role(part, read_status(run_dir / HEARTBEAT_FILE) or {}, time.time() if now is None else now)
         parts[name] = part
+    engine = read_status(run_dir / ENGINE_FILE)
+    if engine is not None and parts["scheduler"].get("state") == "up":  # else nobody looks at the engine
+        parts["engine"] = engine
     for name, part in parts.items():
         if part.get("state") != "up":
             return Health(False, parts, describe(name, part), name)
@@ -121,6 +129,10 @@ def _add_role(part: dict, role: dict, now: float) -> None:
 
 def describe(name: str, part: dict) -> str:
     """One sentence on a part that is not up, with how it ended and what happens next."""
+    if name == "engine":
+        reason = part.get("reason") or f"{part.get('name') or 'the engine'} does not answer"
+        return (f"{reason[:1].upper()}{reason[1:]} ({part.get('error') or 'no answer'}): no workload is started, "
+                "watched or stopped until it answers")
     state = part.get("state") or "down"
     details = [part["reason"]] if part.get("reason") else []
     if state == "down" and part.get("last_exit"):

@@ -22,7 +22,7 @@ from typing import Callable, List, Optional
 from kaos_backend import wakeup
 from kaos_backend.config import Config, ConfigError
 from kaos_backend.leadership import RETRY_SECONDS, Leadership, scheduler_identity
-from kaos_backend.part_status import write_heartbeat
+from kaos_backend.part_status import ENGINE_FILE, write_heartbeat
 from kaos_backend.scheduler_lock import scheduler_lock
 
 STARTED_BY = os.getppid()  # read first thing: the parent may be gone by the time the scheduler is ready
@@ -126,13 +126,16 @@ def main(argv=None) -> int:
         return 1
     lock = scheduler_lock(config.database_url, config.data_dir, scheduler_identity(args.replica))
     scheduler = Scheduler(config, Leadership(lock), Path(args.heartbeat) if args.heartbeat else None)
-    scheduler.tasks.extend(controllers(config))
+    scheduler.tasks.extend(controllers(config, Path(args.heartbeat).parent if args.heartbeat else None))
     scheduler.run_forever(args.poll_interval, parent_pid=STARTED_BY)
     return 0
 
 
-def controllers(config: Config) -> List[Callable[[], None]]:
-    """The tick functions of every controller, over one set of services of this process."""
+def controllers(config: Config, run_dir: Optional[Path] = None) -> List[Callable[[], None]]:
+    """The tick functions of every controller, over one set of services of this process: first the look at the
+    executor's engine (control/engine_watch.py; its status written in `run_dir` when given), then the controllers,
+    those that need the engine held while it does not answer."""
+    from kaos_backend.control.engine_watch import EngineWatch
     from kaos_backend.control.builds import BuildController
     from kaos_backend.control.endpoints import EndpointController
     from kaos_backend.control.ingestions import IngestionController
@@ -142,8 +145,10 @@ def controllers(config: Config) -> List[Callable[[], None]]:
     from kaos_backend.services import Services
 
     services = Services(config, database=Database(config.database_url, create_tables=False))
-    return [BuildController(services).tick, IngestionController(services).tick, TrainController(services).tick,
-            EndpointController(services).tick, NotebookController(services).tick]
+    engine = EngineWatch(config, services, run_dir / ENGINE_FILE if run_dir is not None else None)
+    return [engine.tick, engine.gated(BuildController(services).tick), IngestionController(services).tick,
+            engine.gated(TrainController(services).tick), engine.gated(EndpointController(services).tick),
+            engine.gated(NotebookController(services).tick)]
 
 
 if __name__ == "__main__":

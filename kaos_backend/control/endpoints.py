@@ -26,10 +26,11 @@ from sqlalchemy import select
 
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, end_reason, load,
                                          log_of, now, processing, reading, reattached, update)
+from kaos_backend.control.images import check_image
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
 from kaos_backend.models import Bundle, Endpoint, Job, Partition
-from kaos_backend.services.inference import endpoint_dir
+from kaos_backend.services.inference import BUILD_KIND, endpoint_dir
 
 log = logging.getLogger("kaos_backend.control.endpoints")
 
@@ -206,8 +207,15 @@ class EndpointController(Controller):
             return  # still building
         if endpoint.retry_at is not None and _aware(endpoint.retry_at) > now():
             return  # backing off
-        changes = self._start(endpoint, build.image)
         fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
+        image = check_image(self.services, make_executor(self.config), build.image, endpoint.source_bundle_id,
+                            BUILD_KIND, log_of(self.config, endpoint_log_name(endpoint.name)), "endpoint")
+        if not image.ready:  # left the engine: wait for the build that makes it again (failed: this fails)
+            changes = {"build_job_id": image.build_id} if image.build_id else \
+                {"state": FAILURE, "reason": image.failed} if image.failed else {}
+            update(self.services, Endpoint, endpoint.name, changes, only_if=fresh)
+            return
+        changes = self._start(endpoint, image.image)
         if not update(self.services, Endpoint, endpoint.name, changes, only_if=fresh):
             reattached(self.config, changes["executor_state"]).stop(now=True)  # killed or started meanwhile
 

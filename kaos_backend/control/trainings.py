@@ -15,13 +15,14 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, advance_each, bundle_artifact,
                                          data_artifact, end_reason, exit_state, finished, log_of, now, processing,
-                                         reading, reattached, unfinished_job_ids)
+                                         reading, reattached, unfinished_job_ids, update)
+from kaos_backend.control.images import ImageCheck, check_image
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import (Artifact, ArtifactMissing, Executor, Hyperparameters, WorkloadSpec,
                                          job_log_name)
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
-from kaos_backend.services.train import latest_build, latest_ingestion, output_branch, request_ingestion
+from kaos_backend.services.train import BUILD_KIND, latest_build, latest_ingestion, output_branch, request_ingestion
 from kaos_backend.untrusted import is_real_dir, read_file
 
 log = logging.getLogger("kaos_backend.control.trainings")
@@ -88,8 +89,9 @@ class TrainController(Controller):
         if data.kind == "manifest" and not self._ingested(session, pipeline, data):
             return None  # likewise while the manifest's files are not all downloaded (or could not be)
         branch = output_branch(source, data, hyper)
-        if session.scalar(select(exists().where(Job.workspace_id == pipeline.workspace_id, Job.kind == "train",
-                                                Job.branch == branch))):
+        previous = session.scalar(select(Job).where(Job.workspace_id == pipeline.workspace_id, Job.kind == "train",
+                                                    Job.branch == branch).order_by(Job.created_at.desc()).limit(1))
+        if previous is not None and not tried_again(previous, pipeline.resources):
             return None  # this input combination was trained already: identical resubmissions start nothing
         job = Job(id=new_job_id(), workspace_id=pipeline.workspace_id, kind="train",
                   state=JobState.JOB_STARTING.value, user=source.user, source_bundle_id=source.id,
@@ -141,12 +143,20 @@ class TrainController(Controller):
                 changes[partition.id] = self._poll(partition, job_log)
         states = {p.id: changes.get(p.id, {}).get("state", p.state) for p in partitions}
         running = sum(state == JobState.JOB_RUNNING.value for state in states.values())
-        inputs = None
+        inputs = image = None
         for partition in partitions:
             if states[partition.id] == JobState.JOB_STARTING.value and running < job.parallelism:
+                if image is None:
+                    image = self._image(job, job_log)
+                if not image.ready and image.failed is None:
+                    break  # its image is being built again: the partitions wait
+                if image.failed is not None:
+                    changes[partition.id] = self._failed_start(job_log, image.failed)
+                    states[partition.id] = changes[partition.id]["state"]
+                    continue
                 inputs = inputs or self._inputs(job)
                 try:
-                    changes[partition.id] = self._start(job, partition, inputs, job_log)
+                    changes[partition.id] = self._start(job, partition, inputs, job_log, image.image)
                 except (InvalidBundle, PayloadTooLarge) as refused:  # stored before today's bundle checks
                     changes[partition.id] = self._failed_start(job_log, f"kaos: {refused.message}")
                 states[partition.id] = changes[partition.id]["state"]
@@ -234,13 +244,21 @@ class TrainController(Controller):
         return {"exit_code": code, "has_model": has_model, "metrics": read_metrics(out),
                 **finished(exit_state(code), None if code == 0 else reason)}
 
+    def _image(self, job: Job, job_log: Executor) -> ImageCheck:
+        """The image the job's partitions start from: its build's, built again first when it left the engine."""
+        check = check_image(self.services, make_executor(self.config), job.image, job.source_bundle_id, BUILD_KIND,
+                            job_log, "training")
+        if check.ready and check.image != job.image:
+            update(self.services, Job, job.id, {"image": check.image})
+        return check
+
     def _inputs(self, job: Job) -> Dict:
         with reading(self.services) as session:
             return {"source": session.get(Bundle, job.source_bundle_id) if job.source_bundle_id else None,
                     "data": session.get(Bundle, job.data_bundle_id) if job.data_bundle_id else None,
                     "workspace": session.get(Workspace, job.workspace_id)}
 
-    def _start(self, job: Job, partition: Partition, inputs: Dict, job_log: Executor) -> Dict:
+    def _start(self, job: Job, partition: Partition, inputs: Dict, job_log: Executor, image: Optional[str]) -> Dict:
         """Start the partition, its executor staging its files (no transaction open); its changes."""
         source, data, workspace = inputs["source"], inputs["data"], inputs["workspace"]
         if source is None or data is None or workspace is None:
@@ -251,7 +269,7 @@ class TrainController(Controller):
         spec = WorkloadSpec(
             job_id=f"{job.id}-{partition.index}", kind="train", log=job_log.log_name, preamble=processing(job.id),
             source=bundle_artifact(source), data=data_artifact(data), hyperparameters=hyperparameters,
-            output=Artifact.output_of(job.id, model_hex6(partition)), image=job.image,
+            output=Artifact.output_of(job.id, model_hex6(partition)), image=image,
             env={"KAOS_JOB_ID": job.id, "KAOS_WORKSPACE": workspace.name, "KAOS_MODEL_ID": partition.model_id},
             cpu=resources.get("cpu"), memory=resources.get("memory"), gpu=resources.get("gpu") or 0)
         executor = make_executor(self.config)
@@ -268,6 +286,21 @@ class TrainController(Controller):
     def _failed_start(job_log: Executor, reason: str) -> Dict:
         job_log.append_log(reason)
         return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}
+
+
+def tried_again(previous: Job, resources: Optional[Dict]) -> bool:
+    """Whether the inputs of the train job `previous` (its branch) get a new train job with `resources` (--cpu,
+    --memory, --gpu): only when `previous` ended without success (failed, or was killed) and the resources differ
+    from the ones it had. An engine or a cluster refuses a container whose limits it cannot give (`--cpu 1000`
+    ends at once), so other limits must be a way out without changing a file; a successful training is not
+    repeated (identical resubmissions start nothing), nor is a failure with the same limits."""
+    if previous.state not in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
+        return False
+    return _limits(previous.resources) != _limits(resources)
+
+
+def _limits(resources: Optional[Dict]) -> Dict:
+    return {name: value for name, value in (resources or {}).items() if value}
 
 
 def model_hex6(partition: Partition) -> str:

@@ -207,6 +207,8 @@ class Executor(abc.ABC):
 
     kind = "abstract"
     log_name: Optional[str] = None   # the log this executor reads and appends to (bind_log, start, load_state)
+    engine_name: Optional[str] = None  # what its workloads run on, as reasons name it ("the Docker engine"): None
+    #                                    when there is nothing to reach (the local executor)
 
     @abc.abstractmethod
     def build(self, spec: WorkloadSpec) -> str:
@@ -267,6 +269,14 @@ class Executor(abc.ABC):
         """What of the requested resources this kind of executor, configured by `config`, would record but not
         enforce, one sentence each (empty when it enforces them all). Asked before any workload exists."""
         return []
+
+    @classmethod
+    def engine_problem(cls, config) -> Optional[str]:
+        """Why `engine_name` does not answer, in one line (e.g. where it was asked and what the connection met);
+        None while it answers, or when there is no engine. The scheduler asks about once a second, and holds the
+        workloads while the answer is not None (kaos_backend/control/engine_watch.py). Never raises; answers
+        within a few seconds."""
+        return None
 
     @abc.abstractmethod
     def image_for(self, spec: WorkloadSpec) -> str:

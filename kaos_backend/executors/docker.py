@@ -3,10 +3,11 @@ containers of the images they made, on the Docker engine of the backend's machin
 docker SDK. KAOS_EXECUTOR=docker chooses it.
 
     build    the bundle's Dockerfile with its model/ as the context, BASE_IMAGE from KAOS_BASE_IMAGE (else kaos's
-             own base image when the engine has it), into `build-train-<ws>:<hash5>` / `build-serve-<ws>:<hash5>`
-             (WorkloadSpec.image_name), labelled kaos's, the layer cache used; its output goes to the build
-             job's log line by line as the engine sends it, and a failing step's line ("The command '/bin/sh -c
-             ...' returned a non-zero code: 1") is the build's reason
+             own base image when the engine has it), into `kaos-<platform>/build-train-<ws>:<hash5>` (or
+             build-serve: WorkloadSpec.image_name under the platform's own name), labelled kaos's, the layer
+             cache used; its output goes to the build job's log line by line as the engine sends it, and a
+             failing step's line ("The command '/bin/sh -c ...' returned a non-zero code: 1") is the build's
+             reason
     train    one container per partition, at kaos 1.x's paths (/pfs/data/<name:hash5>, /pfs/hyper, /pfs/out/<hex6>;
              docker_staging.py), --cpu/--memory/--gpu as its limits; the engine's OOMKilled is "out of memory"
     serve    a container listening on 8080, published on 127.0.0.1: `start` returns that address
@@ -22,7 +23,6 @@ while its container runs is started again (it resumes from the last line it wrot
 end is a vanished workload.
 """
 import math
-import secrets
 import signal
 import time
 from pathlib import Path
@@ -31,7 +31,9 @@ from typing import List, Optional
 from kaos_backend.config import platform_id
 from kaos_backend.executors import docker_client, docker_spec, outcome
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
-from kaos_backend.executors.docker_containers import engine_words, image_workdir, start_container
+from kaos_backend.executors.docker_bases import missing_base, missing_base_reason
+from kaos_backend.executors.docker_containers import (engine_words, existing_container, image_workdir,
+                                                      start_container)
 from kaos_backend.executors.docker_staging import DockerStaging, StagedContainer
 from kaos_backend.executors.docker_watch import WatchedWorkload
 from kaos_backend.executors.docker_watcher import describe
@@ -52,6 +54,7 @@ WATCHER_FAILING = "vanished: its watcher kept failing (see the log); the contain
 
 class DockerExecutor(Executor):
     kind = "docker"
+    engine_name = "the Docker engine"
 
     def __init__(self, data_dir, base_image: str = "", notify: Optional[str] = None,
                  max_log_bytes: Optional[int] = None, max_bundle_bytes: Optional[int] = None, config=None):
@@ -92,15 +95,30 @@ class DockerExecutor(Executor):
                             "for GPUs fails to start unless the engine has the NVIDIA container toolkit")
         return warnings
 
+    @classmethod
+    def engine_problem(cls, config) -> Optional[str]:
+        return docker_client.engine_problem()
+
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:
-        """`spec.image_name` (build-train-<ws>:<hash5>), else `kaos-build-<platform>:<hash5>`. Raises
-        ArtifactMissing (and InvalidBundle, PayloadTooLarge) when the source cannot be built."""
+        """`kaos-<platform>/<spec.image_name>` (kaos-<platform>/build-train-<ws>:<hash5>) on a DOCKER platform,
+        `spec.image_name` as given when this executor builds for another one (kubernetes: the name carries its
+        registry); else `kaos-build-<platform>:<hash5>`. Raises ArtifactMissing (and InvalidBundle,
+        PayloadTooLarge) when the source cannot be built."""
         self.staging.bundle_root(spec.source)
         if spec.image_name:
-            return spec.image_name
+            return self.engine_image(spec.image_name)
         name = spec.source.name
         return f"kaos-build-{self.platform}:{name.rpartition(':')[2] if ':' in name else spec.source.ref[:12]}"
+
+    def engine_image(self, image_name: str) -> str:
+        """The name an image gets on the engine. Two DOCKER platforms on one engine (two projects, a test suite
+        beside a user's platform) each name theirs under `kaos-<platform>/`: neither's build takes the other's tag,
+        nor its destroy the other's image. Users keep seeing kaos 1.x's `build-train-<ws>:<hash5>` (`kaos train
+        info`, `train inspect`, `serve list` name the image so); build logs give the engine's name."""
+        if self.config is not None and self.config.executor != self.kind:
+            return image_name
+        return f"kaos-{self.platform}/{image_name}"
 
     def is_image_ready(self, image: str) -> bool:
         """The engine has `image`, built by this platform (another platform's image of the same name is rebuilt:
@@ -120,7 +138,7 @@ class DockerExecutor(Executor):
         with preamble.downloading():
             root = self.staging.bundle_root(spec.source)
         base = docker_client.base_image(docker_client.engine(), self.base_image)
-        kind = next((name for name in BUILD_KINDS if image.startswith(f"{name}-")), "build")
+        kind = next((name for name in BUILD_KINDS if image.rpartition("/")[2].startswith(f"{name}-")), "build")
         arguments = docker_spec.build_arguments(
             context=str(root / "model"), dockerfile=str(root / "Dockerfile"), tag=image, base_image=base,
             image_labels=docker_spec.workload_labels(self.platform, kind, spec.job_id, spec.job_id))
@@ -128,22 +146,32 @@ class DockerExecutor(Executor):
         on = f", on {base}" if base else ", on the Dockerfile's own base image"
         self._write_preamble(preamble, [f"kaos: building the image {image} from the bundle's Dockerfile with its "
                                         f"model/ as the context{on}"])
+        missing = missing_base(docker_client.engine(), root / "Dockerfile", arguments["buildargs"])
+        if missing is not None:  # the engine would try to pull it (and fail with a registry's address, or hang)
+            self._ended_at_once("build", missing_base_reason(missing), code=1)
+            return image
         self._watch(spec, {"mode": "build", "build": arguments, "push": self.push})
         return image
 
     # -- running --------------------------------------------------------------------------------------------
     def start(self, spec: WorkloadSpec) -> Optional[Address]:
         """Stage the workload (docker_staging.py), create its container, copy its code in, start it, then its
-        watcher. A container the engine refuses (no such image, no GPU driver, a cpu limit over the machine's)
+        watcher. The container is named after the workload (docker_spec.container_name): a start made twice (the
+        scheduler ended before it recorded the first) follows the container the first one started. A container
+        the engine refuses (no such image, no GPU driver, a cpu limit over the machine's)
         ends at once, the engine's words as its reason. Raises ArtifactMissing, InvalidBundle, PayloadTooLarge."""
         if spec.kind == "ingestion":
             self._delegate = self._local()
             return self._delegate.start(spec)
         home = self._home(spec.log)
+        name = docker_spec.container_name(self.platform, spec.job_id)
+        client = docker_client.engine()
+        running = existing_container(client, name, self.platform, spec.job_id)
+        if running is not None:
+            return self._adopt(spec, home, running)
         preamble = Preamble(spec.preamble)
         container = refused = None
         with preamble.downloading():
-            client = docker_client.engine()
             workdir = docker_spec.DEFAULT_WORKDIR
             if spec.kind == "notebook":  # its work directory is mounted where its image works
                 try:
@@ -152,7 +180,6 @@ class DockerExecutor(Executor):
                     pass  # the container's creation says what is wrong with the image
             staged = self.staging.stage(spec, home, workdir)
             self._begin(spec, home, spec.image)
-            name = docker_spec.container_name(self.platform, spec.job_id, secrets.token_hex(3))
             try:
                 container = start_container(client, spec, staged, name, self.platform)
             except docker_client.errors().APIError as error:
@@ -177,12 +204,29 @@ class DockerExecutor(Executor):
             return Address(docker_spec.PUBLISH_HOST, port)
         return None
 
+    def _adopt(self, spec: WorkloadSpec, home: Path, container) -> Optional[Address]:
+        """Follow the workload's container that runs already (started before, its start never recorded) instead
+        of starting a second one; where it listens, as `start` says it."""
+        self._begin(spec, home, spec.image, fresh=False)
+        self._workload.state["container"] = container.id
+        self.append_log(f"kaos: the {WHAT[spec.kind]} runs already in the container {container.name} (a start "
+                        "made twice): following it")
+        self._watch(spec, {"mode": "container", "container": container.id})
+        port = docker_spec.published(container.attrs) if spec.kind in ("serve", "notebook") else None
+        if port is None:
+            return None
+        self._workload.state["port"] = port
+        return Address(docker_spec.PUBLISH_HOST, port)
+
     def _refused(self, spec: WorkloadSpec, preamble: Preamble, staged: StagedContainer, refused) -> None:
         """The engine would not run the container: the workload ends at once, with the engine's words."""
-        reason = f"cannot start the container: {engine_words(refused)}"
         self._write_preamble(preamble, staged.notes)
-        self.append_log(f"kaos: {reason}", f"kaos: the {WHAT[spec.kind]} ended: {reason}")
-        record = outcome.record_for(127)
+        self._ended_at_once(spec.kind, f"cannot start the container: {engine_words(refused)}")
+
+    def _ended_at_once(self, kind: str, reason: str, code: int = 127) -> None:
+        """The workload ends before anything ran (its exit record written here, no watcher), `reason` its reason."""
+        self.append_log(f"kaos: {reason}", f"kaos: the {WHAT[kind]} ended: {reason}")
+        record = outcome.record_for(code)
         record["error"] = reason
         self._workload.write_record(record)
 
@@ -198,8 +242,8 @@ class DockerExecutor(Executor):
         home.mkdir(parents=True, exist_ok=True)
         return home
 
-    def _begin(self, spec: WorkloadSpec, home: Path, image: Optional[str]) -> None:
-        self._workload = WatchedWorkload.begin(spec.kind, spec.job_id, spec.log, home, spec.memory)
+    def _begin(self, spec: WorkloadSpec, home: Path, image: Optional[str], fresh: bool = True) -> None:
+        self._workload = WatchedWorkload.begin(spec.kind, spec.job_id, spec.log, home, spec.memory, fresh)
         self._workload.state["image"] = image
         self.log_name = spec.log
 

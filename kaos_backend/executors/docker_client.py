@@ -65,6 +65,28 @@ def answering_engine(timeout: float = QUICK_TIMEOUT):
     return client
 
 
+_probe = None      # the client engine_problem pings with (its read timeout short), kept between calls
+_probe_pid = None
+
+
+def engine_problem(timeout: float = QUICK_TIMEOUT) -> Optional[str]:
+    """None when the engine answers a ping within `timeout` seconds; else where it was asked and what the
+    connection met (one line). Never raises."""
+    global _probe, _probe_pid
+    try:
+        import docker
+        import requests
+    except ImportError:
+        return "the docker SDK is not installed (pip install 'kaos[docker]')"
+    try:
+        if _probe is None or _probe_pid != os.getpid():
+            _probe, _probe_pid = docker.from_env(timeout=timeout), os.getpid()
+        _probe.ping()
+    except (docker.errors.DockerException, requests.RequestException, OSError) as error:
+        return f"at {engine_address()}: {first_line(error)}"
+    return None
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's words (the docker SDK's can run over many), at most 200 characters."""
     text = str(getattr(error, "explanation", None) or error).strip()

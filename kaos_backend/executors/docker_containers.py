@@ -1,11 +1,13 @@
 """A workload's container on the engine: created from its image with kaos's labels, limits and mounts, the code
 copied into its working directory, started (docker_spec.py says what, docker_staging.py with which files)."""
 import os
+import time
 
 from kaos_backend.executors import docker_spec
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.executors.docker_staging import StagedContainer
 from kaos_backend.executors.workload_env import workload_env
+from kaos_backend.images import labels
 
 
 def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: str, platform: str):
@@ -39,6 +41,43 @@ def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: s
         client.api.remove_container(container.id, force=True, v=True)
         raise
     return container
+
+
+RUNS = ("running", "restarting", "paused")
+GONE_WAIT = 30.0  # seconds for the engine to remove an ended container of the same name
+
+
+def existing_container(client, name: str, platform: str, workload: str):
+    """The container `name` when it is this platform's `workload` and runs: it was started already (the scheduler
+    ended between a start and its record, and starts it again), so it is followed, not started twice. None when
+    there is none; a container of the workload that ended, or never started (a start cut short between its
+    creation and its start), is removed first. Another's container of that name is left alone (the creation
+    then fails with the engine's words)."""
+    import docker.errors
+
+    try:
+        found = client.containers.get(name)
+    except docker.errors.NotFound:
+        return None
+    if (found.labels.get(labels.PLATFORM), found.labels.get(labels.WORKLOAD)) != (platform, workload):
+        return None
+    if found.status in RUNS:
+        return found
+    try:
+        client.api.remove_container(found.id, force=True, v=True)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as error:  # "removal already in progress": its watcher removes it
+        if "in progress" not in str(error):
+            raise
+    deadline = time.monotonic() + GONE_WAIT
+    while time.monotonic() < deadline:
+        try:
+            client.api.inspect_container(found.id)
+        except docker.errors.NotFound:
+            return None
+        time.sleep(0.05)
+    return None  # still there: the creation says so
 
 
 def image_workdir(image) -> str:

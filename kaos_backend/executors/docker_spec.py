@@ -27,6 +27,14 @@ DEFAULT_WORKDIR = "/opt/program"  # for an image without a WORKDIR: the template
 # The engine keeps a container's output until the container is removed; its watcher copies it into the job's
 # log as it comes. A bound on what the engine keeps meanwhile (the log itself has its own: KAOS_MAX_LOG_MB).
 LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "2"}}
+# What user code may do in its container beyond running: of the engine's default capabilities only those a root
+# process needs to hand work to unprivileged ones (1.x's serve: nginx's master starts its workers as another user
+# and signals them; files chowned to them) and to write what it was given; no raw sockets (NET_RAW), device
+# nodes, chroot, file capabilities, audit writes or ports under 1024. No privilege gained through a setuid binary,
+# and a bound on processes and threads (a fork bomb stops there, not at the machine's limit).
+CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]
+SECURITY_OPT = ["no-new-privileges"]
+PIDS_LIMIT = 4096
 
 
 def bind(source: str, target: str, read_only: bool) -> Dict:
@@ -41,10 +49,20 @@ def workload_labels(platform: str, kind: str, job: str, workload: str) -> Dict[s
             labels.WORKLOAD: workload}
 
 
-def container_name(platform: str, workload: str, suffix: str) -> str:
-    """`kaos-<platform>-<workload>-<suffix>`: readable in `docker ps`, unique on the engine (a restarted endpoint
-    gets a new suffix while its last container may still be being removed)."""
-    return f"kaos-{platform}-{workload}-{suffix}"
+def container_name(platform: str, workload: str) -> str:
+    """`kaos-<platform>-<workload>` (a training's workload is `<job id>-<partition>`, an endpoint's its name):
+    readable in `docker ps`, and the same for every start of one workload, so that the engine itself refuses a
+    second container of it (docker_containers.existing_container adopts or clears the first)."""
+    return f"kaos-{platform}-{workload}"
+
+
+def published(attrs: Dict) -> Optional[int]:
+    """The first host port a container's `attrs` say the engine published (None when it published none)."""
+    for bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+        for binding in bindings or []:
+            if binding.get("HostPort"):
+                return int(binding["HostPort"])
+    return None
 
 
 def resource_limits(cpu: Optional[float], memory_bytes: Optional[int], gpu: int) -> Dict:
@@ -67,10 +85,13 @@ def container_arguments(*, name: str, command: Sequence[str], workdir: str, env:
                         publish: bool, port: int = SERVE_PORT) -> Dict:
     """The keyword arguments of `client.containers.create(image, **them)` for one workload. `command` replaces
     the image's entrypoint and command (1.x ran `./train` and `./serve` whatever the image said); `publish`
-    publishes `port` (8080, a notebook's 8888) on 127.0.0.1 at a port the engine picks."""
+    publishes `port` (8080, a notebook's 8888) on 127.0.0.1 at a port the engine picks. Every container drops
+    every capability but CAPABILITIES, gains no privilege (SECURITY_OPT) and runs at most PIDS_LIMIT tasks."""
     arguments = {"name": name, "entrypoint": list(command), "command": [], "working_dir": workdir,
                  "environment": dict(env), "mounts": list(mounts), "labels": dict(workload_labels), "init": True,
-                 "stdin_open": False, "tty": False, "log_config": LOG_CONFIG, **limits}
+                 "stdin_open": False, "tty": False, "log_config": LOG_CONFIG, "cap_drop": ["ALL"],
+                 "cap_add": list(CAPABILITIES), "security_opt": list(SECURITY_OPT), "pids_limit": PIDS_LIMIT,
+                 **limits}
     if publish:
         arguments["ports"] = {f"{port}/tcp": (PUBLISH_HOST, None)}
     return arguments

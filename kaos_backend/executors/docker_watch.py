@@ -34,12 +34,14 @@ class WatchedWorkload:
         self.process: Optional[subprocess.Popen] = None  # the watcher, while this process is its parent
 
     @classmethod
-    def begin(cls, kind: str, workload: str, log: str, home: Path, memory: Optional[str]) -> "WatchedWorkload":
+    def begin(cls, kind: str, workload: str, log: str, home: Path, memory: Optional[str],
+              fresh: bool = True) -> "WatchedWorkload":
         """A new workload named `workload` whose log (named `log`) is in the directory `home`; the files an
-        earlier workload of that name left are cleared."""
+        earlier workload of that name left are cleared when `fresh` (not when its container is adopted: its
+        watcher may be at work)."""
         state = {"kind": kind, "workload": workload, "log": log, "container": None, "memory": memory}
         state.update({key: str(home / f"{workload}{suffix}") for key, suffix in SUFFIXES.items()})
-        for key in ("exit_path", "stop_path", "cursor_path", "respawns_path"):
+        for key in ("exit_path", "stop_path", "cursor_path", "respawns_path") if fresh else ():
             Path(state[key]).unlink(missing_ok=True)
         return cls(state)
 

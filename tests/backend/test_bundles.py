@@ -12,6 +12,7 @@ from kaos_backend.bundle_tree import BundleTree
 from kaos_backend.control.builds import BuildController
 from kaos_backend.control.trainings import TrainController
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
+from kaos_backend.executors.local import LocalExecutor
 from kaos_backend.layout import COMPLETE_MARKER
 from kaos_backend.models import Job, Partition
 from kaos_backend.services.uploads import body_from_bytes
@@ -408,7 +409,8 @@ def test_a_stored_data_bundle_nested_too_deep_fails_its_training(services, monke
     source = services.train.submit_source("ws", body_from_bytes(source_zip()))
     with services.db.session_scope() as session:
         build = session.get(Job, source["job_id"])
-        build.state, build.image = "JOB_SUCCESS", "pretend-image"  # pretend the image is built
+        build.state, build.image = "JOB_SUCCESS", "pretend-image"  # pretend the image is built (and still there)
+    monkeypatch.setattr(LocalExecutor, "is_image_ready", lambda self, image: True)
     _store_unchecked(services, monkeypatch, lambda body: services.train.submit_features("ws", body),
                      zip_bytes({nested(2_100): "x"}))
     job = _finished(services, TrainController(services), "train")
@@ -532,7 +534,8 @@ def test_a_stored_data_bundle_with_a_bent_name_fails_its_training(services, monk
     source = services.train.submit_source("ws", body_from_bytes(source_zip()))
     with services.db.session_scope() as session:
         build = session.get(Job, source["job_id"])
-        build.state, build.image = "JOB_SUCCESS", "pretend-image"
+        build.state, build.image = "JOB_SUCCESS", "pretend-image"  # pretend the image is built (and still there)
+    monkeypatch.setattr(LocalExecutor, "is_image_ready", lambda self, image: True)
     _store_unchecked(services, monkeypatch, lambda body: services.train.submit_features("ws", body), data)
     job = _finished(services, TrainController(services), "train")
     assert job.state == "JOB_FAILURE" and problem in job.reason

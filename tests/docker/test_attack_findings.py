@@ -420,34 +420,33 @@ def test_an_endpoint_that_accepts_but_never_answers_ping_is_not_said_to_refuse_c
     assert cli_platform.kaos("serve", "kill", "-e", name, "-y").code == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): an image kaos built that disappears from the engine (`docker rmi`, `docker image prune -a`, "
-    "another platform's destroy: see the next test) is never built again. Every training or endpoint of that bundle "
-    "then fails at once with 'cannot start the container: no such image: build-train-<ws>:<hash5>', and deploying the "
-    "same bundle again, as the endpoint's log advises, starts the same failure (the bundle's last build succeeded, "
-    "so no build is requested): only a change to the bundle gets out. The build's success should be checked against "
-    "the engine (`executor.is_image_ready`) before a start, or a start that meets a missing image should ask for a "
-    "build."))
 def test_an_image_removed_from_the_engine_is_built_again_on_the_next_deploy(cli_platform, docker_engine, tmp_path):
+    """Finding (fixed): an image kaos built that left the engine (`docker rmi`, `docker image prune -a`) was never
+    built again: every training of that bundle failed at once with 'cannot start the container: no such image:
+    ...', and deploying the same bundle again started the same failure (its last build had succeeded, so no build
+    was asked for). A start now checks the image first (`is_image_ready`); one that is gone is built again, the
+    training waits for that build, and its log says why."""
     first = cli_platform.trained("pruned", tmp_path, WRITES_A_MODEL)
     assert first["state"] == "JOB_SUCCESS", first
     for image in docker_engine.images.list(filters={"label": [f"{labels.PLATFORM}={cli_platform.platform}",
                                                               f"{labels.KIND}=build-train"]}):
-        if any(tag.startswith("build-train-pruned:") for tag in image.tags):
+        if any("/build-train-pruned:" in tag for tag in image.tags):
             docker_engine.images.remove(image.id, force=True)  # as `docker image prune -a` would
+    builds = len(cli_platform.kind("pruned", "building"))
     again = cli_platform.trained("pruned", tmp_path, WRITES_A_MODEL)
     assert again["state"] == "JOB_SUCCESS", again["reason"]  # "cannot start the container: no such image: ..."
+    assert len(cli_platform.kind("pruned", "building")) == builds + 1
+    assert "is no longer on the engine (removed since it was built): building it again" in \
+        cli_platform.get(f"train/pruned/{again['job_id']}/logs").text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): two DOCKER platforms on one engine (two projects, two users, the test suite beside a "
-    "user's platform) name their images alike, build-train-<ws>:<hash5>: the second one's build takes the tag, "
-    "the first one's image is left untagged, and the first platform's next training starts from the second one's "
-    "image; once the second platform is destroyed, the first one's trainings fail ('no such image') and, by the "
-    "finding above, stay failing. Images need a name of the platform's own (or containers started by image id, "
-    "or the platform's image found again by its labels)."))
 def test_another_platform_s_destroy_leaves_this_platform_s_trainings_running(cli_platform, docker_engine, base_image,
                                                                              tmp_path):
+    """Finding (fixed): two DOCKER platforms on one engine (two projects, two users, the test suite beside a user's
+    platform) named their images alike, build-train-<ws>:<hash5>: the second one's build took the tag, the first
+    one's image was left untagged, and the first platform's next training started from the second one's image;
+    once the second platform was destroyed, the first one's trainings failed ('no such image'). Each platform now
+    names its images under `kaos-<platform>/`."""
     first = cli_platform.trained("shared", tmp_path, WRITES_A_MODEL)
     assert first["state"] == "JOB_SUCCESS", first
     other = DockerPlatform(tmp_path / "other-project", base_image)
@@ -459,21 +458,28 @@ def test_another_platform_s_destroy_leaves_this_platform_s_trainings_running(cli
                               str(tiny_data_bundle(tmp_path / "other-data")))
         assert deployed.code == 0, deployed
         other.terminal("shared", other.latest("shared", "training")["job_id"])
+        assert _image_tags(docker_engine, cli_platform, "shared")  # its image kept its name through the other's build
     finally:
         other.destroy()
         if other.platform:
             remove_platform(docker_engine, other.platform)  # whatever a failed destroy left
+    assert _image_tags(docker_engine, cli_platform, "shared")  # and through its destroy
     again = cli_platform.trained("shared", tmp_path, WRITES_A_MODEL)
     assert again["state"] == "JOB_SUCCESS", again["reason"]  # "cannot start the container: no such image: ..."
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): a training refused for its limits cannot be tried again with other limits. After "
-    "`--cpu 1000` ended at once (the engine's words as the reason), `kaos train deploy` of the same code and data "
-    "with `--cpu 1` records the new limit and starts nothing: a new training is made only for a new combination of "
-    "code, data and hyperparameters, so the user must change a file to try again. On LOCAL such limits never "
-    "refuse a start; on DOCKER (and Kubernetes) they do."))
+def _image_tags(engine, platform, workspace: str) -> list:
+    """The tags of the platform's training images of `workspace` on the engine."""
+    return [tag for image in engine.images.list(filters={"label": [f"{labels.PLATFORM}={platform.platform}"]})
+            for tag in image.tags if f"/build-train-{workspace}:" in tag]
+
+
 def test_a_training_refused_for_its_limits_runs_when_deployed_again_with_other_limits(cli_platform, tmp_path):
+    """Finding (fixed): a training refused for its limits could not be tried again with other limits. After `--cpu
+    100000` ended at once (the engine's words as the reason), `kaos train deploy` of the same code and data with
+    `--cpu 1` recorded the new limit and started nothing: a new training was made only for a new combination of
+    code, data and hyperparameters. Now a combination whose last training failed (or was killed) is trained again
+    when its limits differ; the same limits again start nothing (README, How it runs)."""
     refused = cli_platform.trained("limits", tmp_path, WRITES_A_MODEL, "--cpu", "100000")
     assert refused["state"] == "JOB_FAILURE" and "CPU" in refused["reason"], refused
     before = {job["job_id"] for job in cli_platform.kind("limits", "training")}
@@ -484,29 +490,65 @@ def test_a_training_refused_for_its_limits_runs_when_deployed_again_with_other_l
     job = wait_for(lambda: next((job for job in cli_platform.kind("limits", "training")
                                  if job["job_id"] not in before), None), timeout=30, what="a new training")
     assert cli_platform.terminal("limits", job["job_id"])["state"] == "JOB_SUCCESS"
+    assert job["job_id"] != refused["job_id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding (not fixed): while the engine does not answer, every running training stays JOB_RUNNING and every "
-    "endpoint PIPELINE_RUNNING with no reason (the gateway answers 503 'not accepting connections "
-    "(PIPELINE_RUNNING)'), and GET /api/health says ok; only the job's log says (since this pass) that the engine "
-    "does not answer, and where a watcher is gone the backend log gets a full traceback per job about every "
-    "second. The job's reason (or the health) should say that the Docker engine does not answer."))
 def test_while_the_engine_does_not_answer_a_running_training_says_so(cli_platform, tmp_path):
+    """Finding (fixed): while the engine did not answer, every running training stayed JOB_RUNNING and every
+    endpoint PIPELINE_RUNNING with no reason, GET /api/health said ok, and where a watcher was gone the backend log
+    got a full traceback per job about every second (and the job failed after three: "the scheduler could not
+    advance this train job"). Now the scheduler holds the workloads while the engine does not answer: the job's
+    reason says so (cleared once it answers), the health names the engine, the backend log has one line when it
+    stops answering and one when it answers again, and a watcher that died meanwhile is replaced afterwards."""
     cli_platform.workspace("engine")
     code = tiny_code(tmp_path / "code", WAITS_FOR_GO_ARGV)
     deployed = cli_platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "data")))
     assert deployed.code == 0, deployed
     job_id = cli_platform.latest("engine", "training")["job_id"]
     wait_for(lambda: "before" in cli_platform.get(f"train/engine/{job_id}/logs").text, what="the training to start")
+    backend_log = Path(cli_platform._context()["log"])
+    offset = backend_log.stat().st_size
     cli_platform.proxy.stop()
     try:
         def engine_named():
-            job = cli_platform.job("engine", job_id)
-            return job if "engine" in (job.get("reason") or "").lower() else None
-        wait_for(engine_named, timeout=30, what="the training's reason to name the engine")
+            reason = cli_platform.job("engine", job_id).get("reason") or ""
+            return reason if reason.startswith("the Docker engine does not answer since ") else None
+        wait_for(engine_named, timeout=WAIT_LIMIT, what="the training's reason to name the engine")
+        health = cli_platform.get("health")
+        assert health.status_code == 503 and health.json()["part"] == "engine", health.text
+        assert health.json()["message"].startswith("The Docker engine does not answer since "), health.text
+        assert health.json()["parts"]["engine"]["state"] == "down"
+        for pid in _watcher_pids(cli_platform.data_dir, job_id):  # its watcher dies while nothing answers
+            os.kill(pid, signal.SIGKILL)
     finally:
         cli_platform.proxy.start()
-        [out] = (cli_platform.data_dir / "jobs" / job_id / "out").iterdir()
-        (out / "go").touch()
-        cli_platform.terminal("engine", job_id)
+    wait_for(lambda: cli_platform.get("health").status_code == 200, timeout=WAIT_LIMIT, what="the health")
+    wait_for(lambda: cli_platform.job("engine", job_id)["state"] == "JOB_RUNNING"
+             and not cli_platform.job("engine", job_id).get("reason"), what="the reason cleared")
+    [out] = (cli_platform.data_dir / "jobs" / job_id / "out").iterdir()
+    (out / "go").touch()
+    job = cli_platform.terminal("engine", job_id)
+    assert job["state"] == "JOB_SUCCESS", job
+    texts = [line.split("] ", 1)[-1] for line in cli_platform.kaos("train", "logs", "-j", job_id).out.splitlines()]
+    assert texts.count("before") == 1 and texts.count("after") == 1, texts[-8:]
+    with open(backend_log, "rb") as handle:
+        handle.seek(offset)
+        said = handle.read().decode(errors="replace")
+    assert said.count("the Docker engine does not answer (") == 1, said[-3000:]
+    assert said.count("the Docker engine answers again") == 1, said[-3000:]
+    assert "could not advance" not in said and "Traceback" not in said, said[-3000:]
+
+
+def _watcher_pids(data_dir: Path, job_id: str) -> list:
+    """The processes whose command line names the job's directory (its watchers)."""
+    home = str(data_dir / "jobs" / job_id)
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if home in handle.read().decode(errors="replace"):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    assert found, f"no watcher of {job_id}"
+    return found

@@ -147,7 +147,7 @@ def test_a_build_logs_the_engine_s_output_as_it_comes_and_labels_its_image(platf
     spec = platform.build_spec(platform.source(DOCKERFILE + WAITING_STEP.format(port=gate.port)))
     executor = platform.executor()
     image = executor.build(spec)
-    assert image == spec.image_name
+    assert image == f"kaos-{platform.platform}/{spec.image_name}"  # the platform's own name on the engine
     _wait_for(lambda: "step started" in _texts(executor))
     assert executor.poll() is None  # the step's output is in the log while the step still runs
     gate.open()
@@ -175,6 +175,22 @@ def test_a_failing_step_is_logged_as_the_engine_reports_it_and_is_the_reason(pla
     assert not any("\x1b" in text for text in texts)
     assert texts[-1] == f"kaos: the build ended: {engine_line}"
     assert not executor.is_image_ready(image)
+
+
+def test_a_base_image_the_engine_lacks_fails_the_build_at_once_without_a_pull(platform):
+    """Builds never pull: an engine asked for a FROM image it lacks tried to pull it all the same, and the build
+    failed with a registry's address ('Get "https://registry-1.docker.io/v2/": dial tcp: lookup ...'), or hung on
+    one that did not answer. The build now fails before it starts, saying which image is missing and how to give
+    one."""
+    missing = f"kaos-test-no-such-base:{uuid.uuid4().hex[:8]}"
+    spec = platform.build_spec(platform.source(DOCKERFILE.replace("FROM ${BASE_IMAGE}", f"FROM {missing}")))
+    executor = platform.executor()
+    executor.build(spec)
+    assert _wait_for(lambda: executor.poll()) == 1
+    assert executor.reason().startswith(f"the base image {missing} (FROM) is not on the Docker engine, and builds "
+                                        "never pull"), executor.reason()
+    texts = _texts(executor)
+    assert f"kaos: {executor.reason()}" in texts and not any("registry" in text for text in texts), texts
 
 
 def test_a_rebuild_uses_the_layer_cache(platform):
@@ -217,6 +233,62 @@ def test_a_training_container_has_its_limits_mounts_and_labels_and_stop_removes_
     executor.stop(timeout=5)
     assert executor.reason() == "killed on request"
     assert platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
+
+
+CONTAINED = """import os, socket, time
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print("NoNewPrivs", status["NoNewPrivs"].strip(), flush=True)
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+    print("raw socket: made", flush=True)
+except PermissionError:
+    print("raw socket: refused", flush=True)
+try:
+    os.mknod("/tmp/device", 0o600 | 0o020000, os.makedev(1, 3))
+    print("device node: made", flush=True)
+except PermissionError:
+    print("device node: refused", flush=True)
+while not os.path.exists(os.path.join(os.sys.argv[1], "go")):
+    time.sleep(0.05)
+os.makedirs(os.path.join(os.sys.argv[1], "model"))
+"""
+
+
+def test_a_container_drops_capabilities_gains_no_privileges_and_has_a_pids_limit(platform):
+    """Containers keep only the capabilities a root process needs to hand work to unprivileged ones (1.x's nginx
+    in front of gunicorn serves so: tests/docker/test_platform.py), gain no privilege through setuid binaries, and
+    run a bounded number of tasks."""
+    executor = platform.executor()
+    spec = platform.training(CONTAINED)
+    executor.start(spec)
+    _wait_for(lambda: any(text.startswith("device node:") for text in _texts(executor)))
+    [container] = platform.containers(**{labels.WORKLOAD: spec.job_id})
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and "NET_RAW" not in host["CapAdd"] and "MKNOD" not in host["CapAdd"]
+    assert host["SecurityOpt"] == ["no-new-privileges"] and host["PidsLimit"] > 0
+    (platform.layout.output_dir(*spec.output.output_parts()) / "go").touch()
+    assert _ended(executor) == 0, _texts(executor)[-5:]
+    texts = _texts(executor)
+    assert "NoNewPrivs 1" in texts and "raw socket: refused" in texts and "device node: refused" in texts, texts
+
+
+def test_a_workload_started_twice_runs_in_one_container(platform):
+    """A start made twice (the scheduler ended between a start and its record, and starts it again) follows the
+    container the first start made: one container, one run, one watcher's lines."""
+    first = platform.executor()
+    spec = platform.training(WAITS_FOR_GO)
+    first.start(spec)
+    _wait_for(lambda: "before" in _texts(first))
+    again = platform.executor()
+    again.start(spec)
+    [container] = platform.containers(**{labels.WORKLOAD: spec.job_id})
+    assert first.get_state()["container"] == again.get_state()["container"] == container.id
+    assert "(a start made twice): following it" in _texts(again)[-1]
+    (platform.layout.output_dir(*spec.output.output_parts()) / "go").touch()
+    assert _ended(again) == 0 and _ended(first) == 0, _texts(again)[-5:]
+    texts = _texts(again)
+    assert texts.count("before") == 1 and texts.count("after") == 1, texts
+    assert texts.count("kaos: the training ended: exit code 0") == 1, texts
 
 
 def test_a_container_is_removed_once_it_ended(platform):

@@ -141,7 +141,7 @@ def test_mnist_trains_and_serves_a_prediction_through_the_front_and_kill_removes
     built = docker_engine.images.list(filters=platform_filter(platform.platform))
     tags = {tag for image in built for tag in image.tags}
     source_hash = re.search(r"/mnist:([0-9a-f]{5})", deployed.out).group(1)
-    assert f"build-train-mnist:{source_hash}" in tags
+    assert f"kaos-{platform.platform}/build-train-mnist:{source_hash}" in tags  # the platform's own name
     logs = platform.kaos("train", "logs", "-j", job["job_id"]).out
     assert "Loading training data from /pfs/data/features:" in logs and "kaos: the training ended: exit code 0" in logs
 

@@ -103,3 +103,15 @@ def test_the_archive_holds_regular_files_and_directories_the_later_tree_winning(
         assert tar.extractfile(last_pkl).read() == b"new"
     assert members["train"].mode == 0o755 and members["pkg"].isdir()
     assert "link" not in members and left_out == ["link (a symbolic link)"]
+
+
+def test_the_base_images_of_a_dockerfile_are_its_from_lines_with_their_arguments(tmp_path):
+    from kaos_backend.executors.docker_bases import base_images
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE} AS build\nRUN true\n"
+                          "FROM --platform=linux/amd64 build\nFROM scratch\nCOPY --from=build /x /x\n"
+                          "from debian:bookworm-slim\n")
+    assert base_images(dockerfile, {}) == ["python:3.11-slim", "debian:bookworm-slim"]
+    assert base_images(dockerfile, {"BASE_IMAGE": "kaos-base-python:bookworm"}) == \
+        ["kaos-base-python:bookworm", "debian:bookworm-slim"]

@@ -1,0 +1,64 @@
+"""The image a training or an endpoint is about to start from, checked with its executor first.
+
+A build's success is a fact of the past: its image can leave the engine since (`docker rmi`, `docker image prune
+-a`, a local environment removed). A start from such an image would fail at once, and so would every redeploy of
+the same bundle (its last build succeeded: no build is asked for). So before a start the controller asks the
+executor (`is_image_ready`); an image that is gone gets a new build of its bundle (one at a time: a build that runs
+already is waited for), the workload waits for it, and its log says why.
+"""
+from typing import NamedTuple, Optional
+
+from kaos_model import JobState
+from kaos_model.ids import new_job_id
+
+from kaos_backend.control.common import reading
+from kaos_backend.executors.base import Executor
+from kaos_backend.models import Bundle, Job
+from kaos_backend.services.train import latest_build
+
+ENDED = (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value)
+
+
+class ImageCheck(NamedTuple):
+    """`ready`: start from `image` (None when the workload names none: its start says so). Else the workload waits
+    for `build_id` (a build of its bundle); `failed` holds the reason when that build ended without an image (the
+    workload cannot start)."""
+    ready: bool
+    image: Optional[str] = None
+    build_id: Optional[str] = None
+    failed: Optional[str] = None
+
+
+def check_image(services, executor: Executor, image: Optional[str], bundle_id: Optional[int], kind: str,
+                log: Executor, what: str) -> ImageCheck:
+    """Whether `image` (built of the source bundle `bundle_id` by a `kind` build: build-train, build-serve) is on
+    `executor`'s engine; when it is not, the image of the bundle's newest build if that one is. Else: that build
+    is waited for while it runs; when it succeeded (its image left the engine since) a new build job is made and
+    `log` (the workload's log) says so; when it failed, the check fails with its reason. `what` names the
+    workload in the log ("training"). No transaction is open while the executor is asked."""
+    if not image or bundle_id is None or executor.is_image_ready(image):
+        return ImageCheck(True, image)
+    with reading(services) as session:
+        build = latest_build(session, bundle_id, kind)
+        bundle = session.get(Bundle, bundle_id)
+    if build is not None and build.state not in (JobState.JOB_SUCCESS.value, *ENDED):  # building
+        return ImageCheck(False, None, build.id)
+    if build is not None and build.state in ENDED:
+        return ImageCheck(False, None, build.id, f"kaos: the image {image} left the engine, and building it again "
+                                                 f"failed (build job {build.id}: {build.reason or build.state})")
+    if build is not None and build.image not in (None, image) and executor.is_image_ready(build.image):
+        return ImageCheck(True, build.image)  # built again since, under another name (the workload was made before)
+    if bundle is None:
+        return ImageCheck(False, None, None, f"kaos: the image {image} left the engine, and its source bundle was "
+                                             "deleted: it cannot be built again")
+    build_id = new_job_id()
+    with services.db.session_scope() as session:
+        newest = latest_build(session, bundle_id, kind)
+        if (newest.id if newest else None) != (build.id if build else None):
+            return ImageCheck(False)  # another controller asked for one meanwhile: the next look finds it
+        session.add(Job(id=build_id, workspace_id=bundle.workspace_id, kind=kind, state=JobState.JOB_STARTING.value,
+                        user=bundle.user, source_bundle_id=bundle.id,
+                        resources=(bundle.meta or {}).get("resources")))
+    log.append_log(f"kaos: the image {image} is no longer on the engine (removed since it was built): building it "
+                   f"again (build job {build_id}); the {what} starts once it is built")
+    return ImageCheck(False, None, build_id)
