@@ -13,7 +13,8 @@ running workload on every tick),
 
 and the API requests per second the fake counted (FakeCluster.requests) are printed side by side with their
 ratio, and how long a look at every workload took (polling 200 workloads takes longer than the second between
-looks here: its rate is then what the API server answers, not 400 a second). Target: the watch's rate at 200 workloads is at most its rate at 20 plus 0.5 requests a second."""
+looks here: its rate is then what the API server answers, not 400 a second). Target: the watch's rate at 200
+workloads is at most its rate at 20 plus 0.5 requests a second."""
 import os
 import sys
 import tempfile

@@ -19,8 +19,8 @@ executors (a directory of the backend's machine there). A pod's emptyDir goes wi
 PersistentVolumeClaim per notebook that nothing owns: a kill or a cull deletes the Deployment, never the claim,
 and the next deploy of the same user in the workspace mounts it again. KAOS_NOTEBOOK_STORAGE="" makes it an
 emptyDir instead (a cluster without a default StorageClass or dynamic provisioning: the work is then lost when the
-notebook stops). `kaos workspace kill` removes its notebooks' claims, killed ones' too (KubernetesExecutor.remove_notebook_work,
-by their labels), `kaos destroy -c KUBERNETES` every claim with the rest.
+notebook stops). `kaos workspace kill` removes its notebooks' claims, killed ones' too
+(KubernetesExecutor.remove_notebook_work, by their labels), `kaos destroy -c KUBERNETES` every claim with the rest.
 
 The token: JUPYTER_TOKEN from the workload's Secret (kaos-token-<name>, which also holds its artifact token, and
 goes with the Deployment), never on a command line; Jupyter refuses a request without it. The notebook container
