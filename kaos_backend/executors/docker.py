@@ -31,6 +31,7 @@ from typing import List, Optional
 from kaos_backend.config import platform_id
 from kaos_backend.executors import docker_client, docker_spec, outcome
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.data_dir_log import DataDirLog
 from kaos_backend.executors.docker_bases import missing_base, missing_base_reason
 from kaos_backend.executors.docker_containers import (engine_words, existing_container, image_workdir,
                                                       start_container)
@@ -40,7 +41,6 @@ from kaos_backend.executors.docker_watcher import describe
 from kaos_backend.executors.preamble import Preamble
 from kaos_backend.executors.registry import register
 from kaos_backend.images import labels
-from kaos_backend.logs import JobLog, LogFileReader
 
 WHAT = {"build": "build", "train": "training", "serve": "endpoint", "notebook": "notebook"}
 BUILD_KINDS = ("build-train", "build-serve", "build-notebook")
@@ -52,7 +52,7 @@ BUILD_GONE = "vanished: its build's watcher disappeared without an outcome (the 
 WATCHER_FAILING = "vanished: its watcher kept failing (see the log); the container was removed"
 
 
-class DockerExecutor(Executor):
+class DockerExecutor(DataDirLog, Executor):
     kind = "docker"
     engine_name = "the Docker engine"
 
@@ -347,18 +347,6 @@ class DockerExecutor(Executor):
         self._workload = None
         self._delegate = None
         self.log_name = None
-
-    # -- the log: <data_dir>/jobs/<job id>/log, <data_dir>/endpoints/<name>/log (as the local executor's) -----
-    def _log_file(self) -> Path:
-        if self.log_name is None:
-            raise ValueError("no log is bound to this executor (bind_log, start or load_state first)")
-        return self.data_dir / check_log_name(self.log_name) / "log"
-
-    def open_log(self) -> LogFileReader:
-        return LogFileReader(self._log_file())
-
-    def append_log(self, *texts: str) -> None:
-        JobLog(self._log_file()).append(*texts)
 
 
 register(DockerExecutor.kind, DockerExecutor, DockerExecutor.from_config)

@@ -35,13 +35,13 @@ from typing import List, Optional
 
 from kaos_backend.executors import kubernetes_follower, kubernetes_names, kubernetes_state, outcome
 from kaos_backend.executors.base import Address, ArtifactMissing, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.data_dir_log import DataDirLog
 from kaos_backend.executors.hints import script_hints
 from kaos_backend.executors.kubernetes_status import describe
 from kaos_backend.executors.local_staging import Staging
 from kaos_backend.executors.notebook_command import CONTAINER_PORT as NOTEBOOK_PORT
 from kaos_backend.executors.registry import register
 from kaos_backend.executors.workload_env import SERVE_PORT
-from kaos_backend.logs import JobLog, LogFileReader
 
 MAIN = {"train": "train", "serve": "serve", "notebook": "notebook"}  # the pod's main container, by kind
 log = logging.getLogger("kaos_backend.executors.kubernetes")
@@ -49,7 +49,7 @@ STOP_RECORD_WAIT = 15.0  # seconds beyond the grace period for the follower to r
 STOP_GRACE = 10          # seconds a workload gets after SIGTERM when stop() is not given a timeout
 
 
-class KubernetesExecutor(Executor):
+class KubernetesExecutor(DataDirLog, Executor):
     kind = "kubernetes"
 
     def __init__(self, config):
@@ -281,18 +281,6 @@ class KubernetesExecutor(Executor):
         self._state = None
         self._delegate = None
         self.log_name = None
-
-    # -- the log: <data_dir>/jobs/<job id>/log, <data_dir>/endpoints/<name>/log (as every executor's) --------
-    def _log_file(self) -> Path:
-        if self.log_name is None:
-            raise ValueError("no log is bound to this executor (bind_log, start or load_state first)")
-        return self.data_dir / check_log_name(self.log_name) / "log"
-
-    def open_log(self) -> LogFileReader:
-        return LogFileReader(self._log_file())
-
-    def append_log(self, *texts: str) -> None:
-        JobLog(self._log_file()).append(*texts)
 
 
 register(KubernetesExecutor.kind, KubernetesExecutor, KubernetesExecutor.from_config)

@@ -27,13 +27,13 @@ from typing import Dict, List, Optional
 from kaos_backend.config import platform_id
 from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.data_dir_log import DataDirLog
 from kaos_backend.executors.local_claim import StartClaim
 from kaos_backend.executors.local_process import (RUNNER_ENV_NAMES, SYSTEM_PATH, ProcessSpec, is_running,
                                                   job_environment, python_paths, start_ticks)
 from kaos_backend.executors.local_staging import Staging
 from kaos_backend.executors.notebook_command import listen_arguments
 from kaos_backend.executors.registry import register
-from kaos_backend.logs import JobLog, LogFileReader
 
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the runner, builder and ingestion scripts
@@ -42,7 +42,7 @@ STOP_RECORD_WAIT = 5.0
 LISTENING_KINDS = ("serve", "notebook")
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(DataDirLog, Executor):
     kind = "local"
 
     def __init__(self, data_dir, host: str = "127.0.0.1", containment_mode: str = "auto",
@@ -307,12 +307,6 @@ class LocalExecutor(Executor):
         if log is None:
             raise ValueError("no log is bound to this executor (bind_log, start or load_state first)")
         return self.data_dir / check_log_name(log) / "log"
-
-    def open_log(self) -> LogFileReader:
-        return LogFileReader(self._log_file())
-
-    def append_log(self, *texts: str) -> None:
-        JobLog(self._log_file()).append(*texts)
 
 
 register(LocalExecutor.kind, LocalExecutor, LocalExecutor.from_config)
