@@ -1,44 +1,30 @@
-"""Trainings: start a train job for every new input combination of a workspace's train pipeline, run its
-partitions (one per hyperparameter combination, `parallelism` at a time) and collect models and metrics."""
-import fnmatch
-import json
+"""Trainings: start a train job for every new input combination of a workspace's train pipeline
+(train_schedule.py), run its partitions (one per hyperparameter combination, `parallelism` at a time) and collect
+models and metrics (train_metrics.py)."""
 import logging
-import os
-import re
-from pathlib import Path
 from typing import Dict, List, Optional
 
 from kaos_model import JobState
-from kaos_model.ids import new_hex6, new_job_id
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, advance_each, bundle_artifact,
                                          data_artifact, end_reason, exit_state, finished, log_of, now, processing,
                                          reading, reattached, unfinished_job_ids, update)
 from kaos_backend.control.images import ImageCheck, check_image
+from kaos_backend.control.train_metrics import read_metrics
+from kaos_backend.control.train_schedule import schedule
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import (Artifact, ArtifactMissing, Executor, Hyperparameters, WorkloadSpec,
                                          job_log_name)
-from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
-from kaos_backend.services.train import BUILD_KIND, latest_build, latest_ingestion, output_branch, request_ingestion
-from kaos_backend.untrusted import is_real_dir, read_file
+from kaos_backend.models import Bundle, Job, Partition, Workspace
+from kaos_backend.services.train import BUILD_KIND
+from kaos_backend.untrusted import is_real_dir
 
 log = logging.getLogger("kaos_backend.control.trainings")
 
-_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9.=,+-]")
 RUNNING_STATES = (JobState.JOB_STARTING.value, JobState.JOB_RUNNING.value)
-MAX_METRICS_BYTES = 1024 * 1024  # a metrics file is a flat JSON object: more is not metrics
-MAX_METRICS_FILES = 1000
-
-
-def combination_name(combination: Dict) -> str:
-    """`degree=3_kernel=poly`: the original's file name of one hyperparameter combination. Keys and values are
-    user data: anything but letters, digits and `.=,+-` becomes `_`, so the name never leaves its directory."""
-    name = "_".join(f"{key}={value}" for key, value in combination.items())
-    name = _UNSAFE_IN_NAME.sub("_", name)[:200]
-    return "_" + name if name.startswith(".") else name
 
 
 class TrainController(Controller):
@@ -50,79 +36,10 @@ class TrainController(Controller):
         advance_each(unfinished_job_ids(self.services, ("train",)), self.advance, self.retries, self.give_up, log,
                      "Train job")
 
-    # -- creating jobs --------------------------------------------------------------------------------------
     def schedule(self) -> None:
-        """A job for each pipeline whose current inputs are complete, built, and not trained yet: each pipeline in
-        a transaction of its own, so that one that cannot be scheduled (logged) does not hold up the others."""
-        with reading(self.services) as session:
-            workspace_ids = list(session.scalars(select(TrainPipeline.workspace_id).where(
-                TrainPipeline.source_bundle_id.is_not(None), TrainPipeline.data_bundle_id.is_not(None))))
-        for workspace_id in workspace_ids:
-            try:
-                with self.services.db.session_scope() as session:
-                    pipeline = self._locked_pipeline(session, workspace_id)
-                    if pipeline is not None:
-                        self._schedule_one(session, pipeline)
-            except Exception:  # noqa: BLE001
-                log.exception("The train pipeline of workspace #%s could not be scheduled", workspace_id)
-
-    @staticmethod
-    def _locked_pipeline(session, workspace_id: int) -> Optional[TrainPipeline]:
-        """The workspace's pipeline, read after the workspace's row is locked for sharing (None when it is gone).
-
-        A workspace kill locks that row for update before it deletes the workspace's jobs (WorkspaceService.delete),
-        so on PostgreSQL a job is inserted either before the kill reads the jobs (and goes with them) or not at all:
-        never for a workspace deleted meanwhile. A SQLite write transaction holds the whole database."""
-        if session.scalar(select(Workspace.id).where(Workspace.id == workspace_id)
-                          .with_for_update(read=True)) is None:
-            return None
-        return session.scalar(select(TrainPipeline).where(TrainPipeline.workspace_id == workspace_id)
-                              .execution_options(populate_existing=True))
-
-    def _schedule_one(self, session, pipeline: TrainPipeline) -> Optional[Job]:
-        source = session.get(Bundle, pipeline.source_bundle_id)
-        data = session.get(Bundle, pipeline.data_bundle_id)
-        hyper = session.get(Bundle, pipeline.hyper_bundle_id) if pipeline.hyper_bundle_id else None
-        build = latest_build(session, source.id)
-        if build is None or build.state != JobState.JOB_SUCCESS.value:
-            return None  # the current source's image is not ready (or failed): nothing to train yet
-        if data.kind == "manifest" and not self._ingested(session, pipeline, data):
-            return None  # likewise while the manifest's files are not all downloaded (or could not be)
-        branch = output_branch(source, data, hyper)
-        previous = session.scalar(select(Job).where(Job.workspace_id == pipeline.workspace_id, Job.kind == "train",
-                                                    Job.branch == branch).order_by(Job.created_at.desc()).limit(1))
-        if previous is not None and not tried_again(previous, pipeline.resources):
-            return None  # this input combination was trained already: identical resubmissions start nothing
-        job = Job(id=new_job_id(), workspace_id=pipeline.workspace_id, kind="train",
-                  state=JobState.JOB_STARTING.value, user=source.user, source_bundle_id=source.id,
-                  data_bundle_id=data.id, hyper_bundle_id=hyper.id if hyper else None, branch=branch,
-                  image=build.image, parallelism=max(1, pipeline.parallelism or 1), resources=pipeline.resources)
-        session.add(job)
-        grid: List[Dict] = ((hyper.meta or {}).get("grid") if hyper else None) or [None]
-        for index, combination in enumerate(grid):
-            session.add(Partition(
-                job_id=job.id, index=index, model_id=f"{branch}:{self._unused_hex6(session, branch)}",
-                hyperparams=combination, state=JobState.JOB_STARTING.value,
-                hyper_file=f"{hyper.glob_name}/{combination_name(combination)}.json" if combination else None))
-            session.flush()
-        log.info("Train job %s scheduled for branch %s (%d partitions)", job.id, branch, len(grid))
-        return job
-
-    @staticmethod
-    def _ingested(session, pipeline: TrainPipeline, manifest: Bundle) -> bool:
-        ingestion = latest_ingestion(session, manifest.id)
-        if ingestion is None:  # a manifest set as data before uploads started ingestions: start one now
-            workspace = session.get(Workspace, pipeline.workspace_id)
-            request_ingestion(session, workspace, manifest)
-            return False
-        return ingestion.state == JobState.JOB_SUCCESS.value
-
-    @staticmethod
-    def _unused_hex6(session, branch: str) -> str:
-        while True:
-            hex6 = new_hex6()
-            if not session.scalar(select(exists().where(Partition.model_id == f"{branch}:{hex6}"))):
-                return hex6
+        """A train job for each pipeline whose current inputs are complete, built and not trained yet
+        (train_schedule.schedule)."""
+        schedule(self.services)
 
     # -- running jobs ---------------------------------------------------------------------------------------
     def advance(self, job_id: str) -> None:
@@ -288,21 +205,6 @@ class TrainController(Controller):
         return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}
 
 
-def tried_again(previous: Job, resources: Optional[Dict]) -> bool:
-    """Whether the inputs of the train job `previous` (its branch) get a new train job with `resources` (--cpu,
-    --memory, --gpu): only when `previous` ended without success (failed, or was killed) and the resources differ
-    from the ones it had. An engine or a cluster refuses a container whose limits it cannot give (`--cpu 1000`
-    ends at once), so other limits must be a way out without changing a file; a successful training is not
-    repeated (identical resubmissions start nothing), nor is a failure with the same limits."""
-    if previous.state not in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
-        return False
-    return _limits(previous.resources) != _limits(resources)
-
-
-def _limits(resources: Optional[Dict]) -> Dict:
-    return {name: value for name, value in (resources or {}).items() if value}
-
-
 def model_hex6(partition: Partition) -> str:
     """The `<hex6>` of a partition's model id `<branch>:<hex6>`: its output's name."""
     return partition.model_id.rsplit(":", 1)[1]
@@ -317,25 +219,3 @@ def job_reason(reasons: Dict[int, Optional[str]], total: int) -> Optional[str]:
         return next(iter(reasons.values())) or "failed"
     listed = "; ".join(f"#{index} {reason or 'failed'}" for index, reason in sorted(reasons.items()))
     return f"{len(reasons)} of {total} partitions failed: {listed}"
-
-
-def read_metrics(out: Path) -> Optional[Dict]:
-    """The first `metrics/**/*metrics*.json` (sorted paths; no link followed) holding a JSON object, else None."""
-    metrics = out / "metrics"
-    if not is_real_dir(metrics):
-        return None
-    candidates = []
-    for root, dirs, files in os.walk(metrics):  # os.walk does not follow links to directories
-        dirs.sort()
-        candidates += [Path(root, name) for name in files if fnmatch.fnmatch(name, "*metrics*.json")]
-        if len(candidates) >= MAX_METRICS_FILES:
-            break
-    for path in sorted(candidates)[:MAX_METRICS_FILES]:
-        data = read_file(path, MAX_METRICS_BYTES)
-        try:
-            value = json.loads(data) if data is not None else None
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None

@@ -1,7 +1,7 @@
 """Hyperparameter combination file names are made of user data: they must stay inside their directory."""
 import pytest
 
-from kaos_backend.control.trainings import combination_name
+from kaos_backend.control.train_schedule import combination_name
 
 
 def test_the_original_naming():

@@ -20,7 +20,7 @@ from kaos_model.ids import new_hex6, new_job_id
 from sqlalchemy import update
 
 from kaos_backend.control.common import bundle_artifact, data_artifact
-from kaos_backend.control.trainings import read_metrics
+from kaos_backend.control.train_metrics import read_metrics
 from kaos_backend.db import Database
 from kaos_backend.executors.base import Artifact, Hyperparameters, WorkloadSpec
 from kaos_backend.executors.docker_staging import DockerStaging
@@ -199,7 +199,7 @@ def test_a_notebook_fetches_what_the_docker_variant_mounts_and_seeds_its_work_di
     spec = WorkloadSpec(job_id=name, kind="notebook", log=f"notebooks/{name}",
                         source=platform.bundle("source-notebook", "tiny", source_zip({"notes.ipynb": "shipped"})),
                         attached=[training.spec.data], model=Artifact.output_of(training.job, training.hex6),
-                        secrets={"JUPYTER_TOKEN": "not kept"}, base_url=f"/{name}/")
+                        secrets={"JUPYTER_TOKEN": "not kept"}, base_url=f"/{name}/", env={"KAOS_WORKSPACE": "ws"})
     token = platform.tokens.issue(replace(spec, secrets={}))
     command = fetch_command(spec, platform.backend.root)
     plan = json.loads(command[4])

@@ -1,9 +1,9 @@
 """When a deploy of a combination of code, data and hyperparameters trained already starts a new train job
-(control/trainings.py `tried_again`; README, How it runs): only after a failure or a kill, and only with other
+(control/train_schedule.py `tried_again`; README, How it runs): only after a failure or a kill, and only with other
 limits. The DOCKER platform's case (a limit the engine refused) is tests/docker/test_attack_findings.py's."""
 import pytest
 
-from kaos_backend.control.trainings import tried_again
+from kaos_backend.control.train_schedule import tried_again
 from kaos_backend.models import Job
 
 REFUSED = {"cpu": 100000.0, "memory": None, "gpu": 0}
