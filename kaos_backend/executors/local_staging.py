@@ -159,7 +159,7 @@ class Staging:
             if spec.source is not None:
                 seed_work_dir(self.model_dir(spec.source), work)
             inputs = work / NOTEBOOK_INPUTS
-            shutil.rmtree(inputs, ignore_errors=True)  # kaos's: remade at every start (links only)
+            remove_entry(inputs)  # kaos's: remade at every start (links only), whatever the notebook made of it
             (inputs / "data").mkdir(parents=True)
             for artifact, root in data:
                 (inputs / "data" / input_name(artifact)).symlink_to(root, target_is_directory=True)
@@ -202,11 +202,29 @@ def input_name(artifact: Artifact) -> str:
 
 def seed_work_dir(model: Path, work: Path) -> None:
     """Copy into `work` the files of `model` (a source bundle's model/, as extracted: no links) that it does not
-    hold yet: a notebook's own edits win over its bundle's files."""
-    def copy_missing(source: str, target: str) -> None:
-        if not os.path.lexists(target):
-            shutil.copy2(source, target)
-    shutil.copytree(model, work, dirs_exist_ok=True, copy_function=copy_missing)
+    hold yet: a notebook's own edits win over its bundle's files.
+
+    `work` is written by the notebook's own user, and this runs as the backend's (root): a directory of `work`
+    that the notebook turned into a link (or a file) is left alone, never followed, so a notebook cannot make
+    the backend write outside its work directory."""
+    for root, directories, files in os.walk(model):
+        target = work / os.path.relpath(root, model)
+        if target != work and (os.path.islink(target) or (os.path.lexists(target) and not target.is_dir())):
+            directories[:] = []  # the notebook's own entry wins; nothing beneath it is seeded
+            continue
+        target.mkdir(exist_ok=True)
+        for name in files:
+            if not os.path.lexists(target / name):
+                shutil.copy2(os.path.join(root, name), target / name)
+
+
+def remove_entry(path: Path) -> None:
+    """Remove `path` whatever it is (a directory tree, a file, a link: the link itself, never what it points
+    at); nothing when it is not there."""
+    if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _make_executable(script: Path) -> None:
