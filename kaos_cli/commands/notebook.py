@@ -94,9 +94,9 @@ def list_notebooks(limit, show_all, show_token):
               help="A data bundle of the workspace to attach read-only, e.g. features:9fd9d (repeatable)")
 @click.option("--model", "model_id", help="A model id: its files and the data its training read, read-only",
               shell_complete=complete_models)
-@click.option("--cpu", type=float, help="CPU cores of the notebook")
+@click.option("--cpu", metavar="CORES", help="CPU cores of the notebook, e.g. 0.5, 2 or 500m")
 @click.option("--memory", type=str, default=DEFAULT_MEMORY, show_default=True, help="Memory of the notebook")
-@click.option("--gpu", type=int, default=0, show_default=True, help="GPUs of the notebook")
+@click.option("--gpu", metavar="INTEGER", default="0", show_default=True, help="GPUs of the notebook")
 @output_option
 def deploy(source_bundle, data_bundle, data_refs, model_id, cpu, memory, gpu):
     """Deploy your notebook of the current workspace (one per workspace and user): JupyterLab at
