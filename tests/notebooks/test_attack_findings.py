@@ -206,7 +206,7 @@ def test_a_notebook_cannot_make_the_backend_write_outside_its_work_directory(not
     wait_state(platform.api, workspace, name, "PIPELINE_RUNNING")
     for target in targets.values():
         assert list(target.iterdir()) == [], target
-    work = platform.data_dir / "notebook-work" / name
+    work = platform.data_dir / "notebook-work" / workspace / name
     assert (work / "pfs" / "data").is_dir() and not (work / "pfs").is_symlink()
     assert (work / ".jupyter").is_symlink()  # the notebook's own entry is left as it made it
     assert jupyter(gateway, name, "api/contents/pfs/data", token).status_code == 200
@@ -240,10 +240,11 @@ def test_cpu_in_millicores_is_accepted_as_the_refusal_suggests(notebook_platform
 # -- findings, open ----------------------------------------------------------------------------------------------
 @pytest.mark.xfail(strict=True, reason=(
     "notebook-<ws>-<user> is ambiguous: workspace 'pair' with user 'x-y' and workspace 'pair-x' with user 'y' "
-    "are both notebook-pair-x-y, so the second is refused NOTEBOOK_EXISTS (naming a notebook it cannot kill), "
-    "replaces the first once it is standby/failed, and inherits its work directory (notebook-work/<name>, the "
-    "Kubernetes claim <name>-work). To do: key the notebook and its work directory by (workspace, user) and "
-    "make the route/object name unambiguous (e.g. a hash suffix when the workspace or user has a '-')."))
+    "are both notebook-pair-x-y (one row, one gateway route), so the second is refused NOTEBOOK_EXISTS naming a "
+    "notebook it cannot kill, and replaces the first once that one is standby or failed (its work directory is "
+    "per workspace since notebook-work/<ws>/<name>; the Kubernetes claim is not). To do: key the notebook by "
+    "(workspace, user) and make the route and object name unambiguous (e.g. a hash suffix when the workspace "
+    "or the user has a '-')."))
 def test_two_workspaces_never_share_a_notebook(notebook_platform):
     platform = notebook_platform
     first, second = platform.workspace("pair"), platform.workspace("pair-x")
