@@ -3,7 +3,7 @@ own API and WebSockets, in bounded loops on 127.0.0.1:
 
 - what held (kept as guards): the token on HTTP and on the WebSocket upgrade (missing, wrong, another user's),
   a token in the query string kept out of the logs, path tricks refused at the gateway, racing deploys (exactly
-  one notebook), a kill while the image builds;
+  one notebook), a kill while it starts and while its image builds;
 - findings fixed: a notebook that turns its `pfs/` or a seeded directory into a link made the backend (root)
   create files where the link pointed on the next deploy (LOCAL, and DOCKER, whose staging seeds with the same
   function: tested here without an engine); `--cpu 500m` (what the refusal message itself suggests) and
@@ -25,6 +25,7 @@ import pytest
 import requests
 import websocket
 
+from tests.notebooks.test_notebook_cli import _processes_in
 from tests.support.cli import assert_one_line_failure
 from tests.support.notebooks import jupyter, notebook_row, token_of, wait_state
 from tests.support.platform import wait_for
@@ -136,7 +137,7 @@ def test_the_token_guards_http_and_websockets_and_stays_out_of_the_logs(notebook
         _kill(platform, mine)
 
 
-def test_racing_deploys_make_exactly_one_notebook(notebook_platform):
+def test_racing_deploys_make_exactly_one_notebook_and_a_kill_while_it_starts_ends_it(notebook_platform):
     platform = notebook_platform
     workspace = platform.workspace("race")
 
@@ -148,7 +149,11 @@ def test_racing_deploys_make_exactly_one_notebook(notebook_platform):
     assert answers == [(200, None)] + [(409, "NOTEBOOK_EXISTS")] * 5, answers
     tokens = list((platform.data_dir / "notebooks" / f"notebook-{workspace}-racer").glob("token-*"))
     assert len(tokens) == 1, tokens  # the losers left no secret behind
-    _kill(platform, f"notebook-{workspace}-racer")
+    name = f"notebook-{workspace}-racer"  # killed while it starts (its image is built: nothing to wait for)
+    killed = platform.kaos("notebook", "kill", "-n", name, "-y")
+    assert killed.code == 0, killed
+    assert notebook_row(platform.api, workspace, name) is None
+    assert _processes_in(platform.data_dir / "notebook-work" / workspace / name) == []
 
 
 def _no_jupyter_bundle(root):
