@@ -82,7 +82,14 @@ def endpoint_name(workspace: str, hex6: str) -> str:
 
 
 def notebook_name(workspace: str, user: str) -> str:
-    return f"notebook-{workspace}-{user}"
+    """`notebook-<ws>-<user>`, the original's name of a workspace's notebook of `user` (a clean_user name). A
+    workspace name may hold '-', so a user name that does too would make it ambiguous (workspace `pair` with user
+    `x-y`, workspace `pair-x` with user `y`: one notebook, one route, one work directory for both): such a user's
+    notebook is named `notebook-<ws>-<user>-<h>`, `<h>` the first 5 hex digits of the sha256 of `<ws>/<user>`."""
+    name = f"notebook-{workspace}-{user}"
+    if "-" in user:
+        name += "-" + hashlib.sha256(f"{workspace}/{user}".encode("utf-8")).hexdigest()[:5]
+    return name
 
 
 def clean_user(user: Optional[str]) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from kaos_backend.executors import kubernetes_names, kubernetes_notebook, kubernetes_spec, pod_commands
 from kaos_backend.executors.base import Artifact, WorkloadSpec
+from kaos_model.ids import notebook_name
 from tests.kubernetes.object_checks import assert_valid
 from tests.kubernetes.test_spec_builders import JOB_ID, LONGEST_WORKSPACE, PLATFORM, containers, deployed_pod, env_of
 
@@ -17,7 +18,7 @@ WITHOUT_CLAIM = kubernetes_spec.KubeSettings(platform=PLATFORM)
 
 
 def notebook_spec(workspace="mnist", user="tester", data=1, model=False, cpu=None, memory="512Mi", gpu=0):
-    name = f"notebook-{workspace}-{user}"
+    name = notebook_name(workspace, user)
     attached = [Artifact(Artifact.BUNDLE, f"{index:x}" * 64, "features", f"features:{index:x}9fd9")
                 for index in range(data)]
     return WorkloadSpec(

@@ -8,9 +8,10 @@ own API and WebSockets, in bounded loops on 127.0.0.1:
   create files where the link pointed on the next deploy (LOCAL, and DOCKER, whose staging seeds with the same
   function: tested here without an engine); `--cpu 500m` (what the refusal message itself suggests) and
   `--cpu abc` / `--gpu 1.5` were click usage errors (four lines, exit 2);
-- findings open (xfail strict): two workspaces' notebooks can have one name (and on Kubernetes one work claim);
-  a bundle without jupyter fails five times with "exit code 127" as its reason; Jupyter compares the token with
-  `==`.
+- fixed since: two workspaces' notebooks had one name (and on Kubernetes one work claim) when the user's name
+  holds a '-' (kaos_model.ids.notebook_name);
+- findings open (xfail strict): a bundle without jupyter fails five times with "exit code 127" as its reason;
+  Jupyter compares the token with `==`.
 
 It shares the session's LOCAL platform (tests/notebooks/conftest.py): the default notebook's environment is built
 once. Waits are bounds against hanging, never speed claims."""
@@ -242,14 +243,7 @@ def test_cpu_in_millicores_is_accepted_as_the_refusal_suggests(notebook_platform
     _kill(platform, f"notebook-{workspace}-tester")
 
 
-# -- findings, open ----------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "notebook-<ws>-<user> is ambiguous: workspace 'pair' with user 'x-y' and workspace 'pair-x' with user 'y' "
-    "are both notebook-pair-x-y (one row, one gateway route), so the second is refused NOTEBOOK_EXISTS naming a "
-    "notebook it cannot kill, and replaces the first once that one is standby or failed (its work directory is "
-    "per workspace since notebook-work/<ws>/<name>; the Kubernetes claim is not). To do: key the notebook by "
-    "(workspace, user) and make the route and object name unambiguous (e.g. a hash suffix when the workspace "
-    "or the user has a '-')."))
+# -- findings ----------------------------------------------------------------------------------------------------
 def test_two_workspaces_never_share_a_notebook(notebook_platform):
     platform = notebook_platform
     first, second = platform.workspace("pair"), platform.workspace("pair-x")
@@ -340,10 +334,6 @@ def test_seeding_a_work_directory_never_follows_what_the_notebook_linked(tmp_pat
     remove_entry(work / "pfs")  # nothing there: nothing to do
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the Kubernetes variant of the ambiguous notebook-<ws>-<user>: workspace 'pair'/user 'x-y' and workspace "
-    "'pair-x'/user 'y' get one Deployment and one work claim, notebook-pair-x-y-work (the second user's notebook "
-    "mounts the first one's files). To do: as test_two_workspaces_never_share_a_notebook says."))
 def test_two_workspaces_never_share_a_kubernetes_work_claim():
     from kaos_backend.executors import kubernetes_notebook
     from tests.kubernetes.test_notebook_spec import notebook_spec
