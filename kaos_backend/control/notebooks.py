@@ -72,6 +72,11 @@ def _stopped_itself(notebook_log: Executor, idle_timeout: float) -> str:
     return SHUT_DOWN if ASKED_SHUTDOWN in tail else STOPPED_ITSELF.format(idle=idle)
 
 
+COMMAND_NOT_FOUND = 127  # the exit code of a command that is not there (POSIX shells, execve's runners, OCI runtimes)
+NO_JUPYTER = ("the notebook's image has no jupyter (its server's command was not found: exit code 127): its "
+              "model/requirements.txt must install jupyterlab")
+
+
 class NotebookController(Controller):
     def __init__(self, services):
         super().__init__(services)
@@ -148,6 +153,9 @@ class NotebookController(Controller):
         reason = f"the notebook server ended: {why or end_reason(executor, code)}"
         ended = [f"kaos: the notebook {why}"] if why else \
             [f"kaos: the notebook ended: {end_reason(executor, code)}"] if code == VANISHED else []
+        if code == COMMAND_NOT_FOUND and why is None and notebook.state != RUNNING:
+            failures, reason = MAX_FAILURES, NO_JUPYTER  # no restart brings jupyter into the image
+            ended = [f"kaos: {NO_JUPYTER}"]
         changes = {"failures": failures, "restarts": notebook.restarts + 1, "executor_state": None, "port": None,
                    "reason": reason}
         if failures >= MAX_FAILURES:

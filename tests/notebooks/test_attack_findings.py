@@ -10,8 +10,8 @@ own API and WebSockets, in bounded loops on 127.0.0.1:
   `--cpu abc` / `--gpu 1.5` were click usage errors (four lines, exit 2);
 - fixed since: two workspaces' notebooks had one name (and on Kubernetes one work claim) when the user's name
   holds a '-' (kaos_model.ids.notebook_name);
-- findings open (xfail strict): a bundle without jupyter fails five times with "exit code 127" as its reason;
-  Jupyter compares the token with `==`.
+- a bundle without jupyter failed five times with "exit code 127" as its reason (now at once, saying why);
+- findings open (xfail strict): Jupyter compares the token with `==`.
 
 It shares the session's LOCAL platform (tests/notebooks/conftest.py): the default notebook's environment is built
 once. Waits are bounds against hanging, never speed claims."""
@@ -258,11 +258,6 @@ def test_two_workspaces_never_share_a_notebook(notebook_platform):
         platform.api("DELETE", f"notebook/{first}/{mine.json()['notebook']}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a bundle whose requirements do not install jupyter is retried 5 times and listed with the reason "
-    "'the notebook server ended: exit code 127'; the executor's hint ('the notebook's image has no jupyter: ...') "
-    "is only in the log. To do: fail it at once with the hint as its reason (the executors' hints, "
-    "control/notebooks.py _exited)."))
 def test_a_bundle_without_jupyter_says_so_in_the_list(notebook_platform):
     platform = notebook_platform
     workspace = platform.workspace("nojupyter")
