@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, end_reason, load,
                                          log_of, now, processing, reading, reattached, update)
-from kaos_backend.control.images import check_image
+from kaos_backend.control.images import check_image, waiting_changes
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
 from kaos_backend.models import Bundle, Endpoint, Job, Partition
@@ -211,9 +211,7 @@ class EndpointController(Controller):
         image = check_image(self.services, make_executor(self.config), build.image, endpoint.source_bundle_id,
                             BUILD_KIND, log_of(self.config, endpoint_log_name(endpoint.name)), "endpoint")
         if not image.ready:  # left the engine: wait for the build that makes it again (failed: this fails)
-            changes = {"build_job_id": image.build_id} if image.build_id else \
-                {"state": FAILURE, "reason": image.failed} if image.failed else {}
-            update(self.services, Endpoint, endpoint.name, changes, only_if=fresh)
+            update(self.services, Endpoint, endpoint.name, waiting_changes(image, FAILURE), only_if=fresh)
             return
         changes = self._start(endpoint, image.image)
         if not update(self.services, Endpoint, endpoint.name, changes, only_if=fresh):

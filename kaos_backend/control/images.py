@@ -6,7 +6,7 @@ the same bundle (its last build succeeded: no build is asked for). So before a s
 executor (`is_image_ready`); an image that is gone gets a new build of its bundle (one at a time: a build that runs
 already is waited for), the workload waits for it, and its log says why.
 """
-from typing import NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional
 
 from kaos_model import JobState
 from kaos_model.ids import new_job_id
@@ -62,3 +62,11 @@ def check_image(services, executor: Executor, image: Optional[str], bundle_id: O
     log.append_log(f"kaos: the image {image} is no longer on the engine (removed since it was built): building it "
                    f"again (build job {build_id}); the {what} starts once it is built")
     return ImageCheck(False, None, build_id)
+
+
+def waiting_changes(check: ImageCheck, failure_state: str) -> Dict:
+    """What a long-running workload's row (an endpoint's, a notebook's) records when `check` says its image is not
+    ready: the build it waits for, or `failure_state` and the reason when that build failed (else nothing)."""
+    if check.build_id:
+        return {"build_job_id": check.build_id}
+    return {"state": failure_state, "reason": check.failed} if check.failed else {}

@@ -22,12 +22,13 @@ from sqlalchemy import select
 
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, data_artifact,
                                          end_reason, load, log_of, now, processing, reading, reattached, update)
+from kaos_backend.control.images import check_image, waiting_changes
 from kaos_backend.control.endpoints import MAX_BACKOFF_SECONDS, MAX_FAILURES, PROBE_TIMEOUT, Probes, _aware
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, ArtifactMissing, Executor, WorkloadSpec, notebook_log_name
 from kaos_backend.executors.notebook_command import TOKEN_VARIABLE, readiness_path
 from kaos_backend.models import Bundle, Job, Notebook, Partition, Workspace
-from kaos_backend.services.notebooks import read_token
+from kaos_backend.services.notebooks import BUILD_KIND, read_token
 
 log = logging.getLogger("kaos_backend.control.notebooks")
 
@@ -182,16 +183,21 @@ class NotebookController(Controller):
             return None  # still building
         if notebook.retry_at is not None and _aware(notebook.retry_at) > now():
             return None  # backing off
+        fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
+        image = check_image(self.services, make_executor(self.config), build.image, notebook.source_bundle_id,
+                            BUILD_KIND, log_of(self.config, notebook_log_name(notebook.name)), "notebook")
+        if not image.ready:  # left the engine: wait for the build that makes it again (failed: this fails)
+            update(self.services, Notebook, notebook.name, waiting_changes(image, FAILURE), only_if=fresh)
+            return None
         token = read_token(self.layout, notebook.name, notebook.token_sha256)
         if token is None:
             return self._fail(notebook, "the notebook's token is missing from the backend's data directory: kill "
                                         "it and deploy it again")
         try:
-            changes = self._start(notebook, build.image, token)
+            changes = self._start(notebook, image.image, token)
         except ArtifactMissing as missing:
             return self._fail(notebook, f"what it reads is missing: {missing} (an ingestion still running, or a "
                                         "deleted bundle): deploy it again")
-        fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
         if not update(self.services, Notebook, notebook.name, changes, only_if=fresh):
             reattached(self.config, changes["executor_state"]).stop(now=True)  # killed or started meanwhile
         return None
