@@ -4,11 +4,11 @@ sees it, and what it does while it does not.
 The scheduler asks the executor's kind (`Executor.engine_problem`) about once a second. While the engine does not
 answer, the controllers whose every step needs it (builds, trainings, endpoints, notebooks) are held: nothing is
 started, polled or stopped (a kill waits), since each step would only raise (a traceback per job per tick) and a
-watcher that died meanwhile would be counted as failing. Every unfinished build and train job, and every endpoint
-that has not failed, gets the reason "the Docker engine does not answer since <UTC time>", cleared once it answers
-again; the backend log gets one line when it stops answering and one when it answers again; and the status file
-`engine.json` in the runtime directory (kaos_backend.part_status) makes GET /api/health report the engine as a part
-that is down. Ingestions run on the backend's machine and go on.
+watcher that died meanwhile would be counted as failing. Every unfinished build and train job, every endpoint that
+has not failed and every notebook that runs, gets the reason "the Docker engine does not answer since <UTC time>",
+cleared once it answers again; the backend log gets one line when it stops answering and one when it answers again;
+and the status file `engine.json` in the runtime directory (kaos_backend.part_status) makes GET /api/health report
+the engine as a part that is down. Ingestions run on the backend's machine and go on.
 """
 import logging
 import time
@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from sqlalchemy import or_, update
 
 from kaos_backend.executors.registry import executor_class
-from kaos_backend.models import Endpoint, Job
+from kaos_backend.models import Endpoint, Job, Notebook
 from kaos_backend.part_status import write_status
 
 log = logging.getLogger("kaos_backend.control.engine_watch")
@@ -27,6 +27,7 @@ log = logging.getLogger("kaos_backend.control.engine_watch")
 CHECK_SECONDS = 1.0
 HELD_KINDS = ("build-train", "build-serve", "build-notebook", "train")
 DOES_NOT_ANSWER = "does not answer since"
+ENDED_NOTEBOOK_STATES = ("PIPELINE_FAILURE", "PIPELINE_STANDBY")  # nothing runs: nothing to hold
 
 
 class EngineWatch:
@@ -105,6 +106,9 @@ class EngineWatch:
             session.execute(update(Endpoint).where(
                 Endpoint.state != "PIPELINE_FAILURE", or_(Endpoint.reason.is_(None), Endpoint.reason != reason))
                 .values(reason=reason))
+            session.execute(update(Notebook).where(
+                Notebook.state.notin_(ENDED_NOTEBOOK_STATES), or_(Notebook.reason.is_(None), Notebook.reason != reason))
+                .values(reason=reason))
         self._held = True
 
     def _release(self) -> None:
@@ -114,4 +118,5 @@ class EngineWatch:
             session.execute(update(Job).where(Job.finished_at.is_(None), Job.reason.like(pattern))
                             .values(reason=None))
             session.execute(update(Endpoint).where(Endpoint.reason.like(pattern)).values(reason=None))
+            session.execute(update(Notebook).where(Notebook.reason.like(pattern)).values(reason=None))
         self._held = False

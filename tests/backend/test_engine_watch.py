@@ -11,7 +11,7 @@ from kaos_backend import part_status
 from kaos_backend.control import engine_watch
 from kaos_backend.control.engine_watch import EngineWatch
 from kaos_backend.executors.local import LocalExecutor
-from kaos_backend.models import Endpoint, Job, Workspace
+from kaos_backend.models import Endpoint, Job, Notebook, Workspace
 
 
 class Engine:
@@ -38,12 +38,16 @@ def _rows(services):
                          Job(id=ended, workspace_id=workspace.id, kind="train", state="JOB_SUCCESS", user="me",
                              finished_at=workspace.created_at),
                          Endpoint(name="serve-ws-abcdef", workspace_id=workspace.id, user="me",
+                                  state="PIPELINE_RUNNING"),
+                         Notebook(name="notebook-ws-me", workspace_id=workspace.id, user="me", token_sha256="0" * 64,
                                   state="PIPELINE_RUNNING")])
     return running, ended
 
 
 def _reasons(services, running, ended):
     with services.db.session_scope() as session:
+        notebook = session.get(Notebook, "notebook-ws-me").reason
+        assert notebook == session.get(Endpoint, "serve-ws-abcdef").reason  # held and released alike
         return (session.get(Job, running).reason, session.get(Job, ended).reason,
                 session.get(Endpoint, "serve-ws-abcdef").reason)
 
