@@ -106,4 +106,4 @@ def test_with_a_real_registry_the_image_is_pushed_whole_and_counts_as_built(tmp_
     assert not registry.make_executor(config).is_image_ready(image)  # this engine builds it again
     pulled = docker_engine.images.pull(image)
     assert image in pulled.tags
-    assert pulled.labels.get(labels.KIND) == "build"  # the image kaos built, its labels with it
+    assert pulled.labels.get(labels.KIND) == "build-train"  # the image kaos built, its labels with it
