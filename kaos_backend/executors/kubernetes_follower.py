@@ -34,7 +34,8 @@ from kaos_backend.executors.preamble import START_RECORD
 log = logging.getLogger("kaos_backend.executors.kubernetes")
 LOOK_SECONDS = 1.0        # a follower looks again this often unwoken (a pending timeout, a deleted Job's pods)
 RETRY_SECONDS = 2.0       # after an API error
-RENEW_SECONDS = 3600      # an endpoint's artifact token is renewed this often (it is good for 24 hours)
+RENEW_SECONDS = 3600      # a workload's artifact token is renewed this often (it is good for 24 hours)
+UPLOAD_FAILED = "kaos: could not upload the output: "   # the pod agent's line when the backend refused the output
 
 
 class Follower:
@@ -55,7 +56,7 @@ class Follower:
         self.restarts = state["kind"] != "train"   # a Deployment's pod: its containers would be started again
         self.progress = self._load()
         self.writer: Optional[LogWriter] = None
-        self.renewed_at = time.monotonic()
+        self.renewed_at = time.monotonic() - RENEW_SECONDS  # the first look renews (after a backend restart)
 
     @classmethod
     def spawn(cls, *args, **kwargs) -> bool:
@@ -94,6 +95,7 @@ class Follower:
             self.writer = LogWriter(str(self.log_file), self.max_log_bytes)
             informer = self.cluster.informer()
             while read_record(self.state) is None:
+                self._renew_token()
                 try:
                     record = self._look(informer)
                 except Exception as error:  # noqa: BLE001 - the API server unreachable, a broken stream
@@ -104,7 +106,6 @@ class Follower:
                 if record is not None:
                     self._finish(record)
                     return
-                self._renew_token()
                 informer.wait_for_change(LOOK_SECONDS)
         except Exception:  # noqa: BLE001 - a bug: the next poll starts another follower
             log.exception("The follower of %s failed", self.state["workload"])
@@ -125,9 +126,11 @@ class Follower:
         return self._ended(informer, pods, pod, requested(self.state))  # read again: copying may have taken long
 
     def _renew_token(self) -> None:
-        """An endpoint runs for days: its token is renewed every RENEW_SECONDS while it runs (a pod made again
-        by its Deployment fetches its inputs again with it)."""
-        if self.state["kind"] == "train" or time.monotonic() - self.renewed_at < RENEW_SECONDS:
+        """A workload may run for days: its token is renewed when it is first followed (a backend restart may
+        have taken long) and every RENEW_SECONDS while it runs (between looks, and while its log is followed:
+        a chatty container's follow lasts as long as it runs), so that a training hands its output back however
+        long it trained, and a pod made again by an endpoint's Deployment fetches its inputs again."""
+        if time.monotonic() - self.renewed_at < RENEW_SECONDS:
             return
         self.renewed_at = time.monotonic()
         try:
@@ -175,10 +178,13 @@ class Follower:
         def saved():
             self.progress["cursors"][container] = cursor.to_list()
             self._save()
+            self._renew_token()  # a container that logs all the time is followed for as long as it runs
 
         def on_line(text: str):  # the last line of output: of the main container, not the platform's records
             if text and (not main or not text.startswith("kaos: ")):
                 self.progress["last"][container] = text[:outcome.LAST_LINE_LIMIT]
+            if main and text and text.startswith(UPLOAD_FAILED):  # the backend refused the output: part of the reason
+                self.progress["upload_failed"] = text[len(UPLOAD_FAILED):][:outcome.LAST_LINE_LIMIT]
         try:
             copy_container_log(self.cluster.core, self.cluster.namespace, pod["metadata"]["name"], container,
                                self.writer, cursor, follow=follow, previous=previous, saved=saved, on_line=on_line)
@@ -222,7 +228,12 @@ class Follower:
         if pod is not None:
             record = status.ended(pod, self.main, self.restarts, memory, self.progress["last"])
             if record is not None:
-                return record if self._copied(pod) else None
+                if not self._copied(pod):
+                    return None
+                refused = self.progress.get("upload_failed")
+                if refused and record["code"] != 0 and not record.get("error"):
+                    record["error"] = f"its output was not handed back ({refused}): {outcome.describe(record)}"
+                return record
             problem = status.waiting_problem(pod)
             if problem:
                 return self._waiting(problem, memory)
