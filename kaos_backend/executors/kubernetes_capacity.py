@@ -1,9 +1,10 @@
 """What one workload can be given on the cluster, read live from its nodes (reference §6.13: kaos 1.x computed
 MAX_CPU, MAX_MEMORY and MAX_GPU from the nodes' allocatable resources once, at deploy time): the largest
-allocatable cpu, memory and `nvidia.com/gpu` of a schedulable node, so a request no node can meet is refused when
-it is made instead of waiting Unschedulable. With §11.12's fix: GPUs count as "not enabled" only when the nodes
-were read and none has any; when they cannot be read (the backend's Role may not list nodes: the node-capacity
-component is optional) nothing is known and nothing is refused.
+allocatable cpu, memory and `nvidia.com/gpu` of a node kaos's pods can be scheduled on (neither cordoned nor
+tainted), so a request no node can meet is refused when it is made instead of waiting Unschedulable. With
+§11.12's fix: GPUs count as "not enabled" only when the nodes were read and none has any; when they cannot be
+read (the backend's Role may not list nodes: the node-capacity component is optional) nothing is known and
+nothing is refused.
 
 Read at most once per CACHE_SECONDS per process (an API worker checks each upload that asks for resources)."""
 import logging
@@ -23,13 +24,23 @@ _lock = threading.Lock()
 _cache: Dict[Tuple, Tuple[float, Optional[Capacity]]] = {}
 
 
+def schedulable(node: dict) -> bool:
+    """Whether kaos's pods can be scheduled on `node`: it is not cordoned, and has no taint that keeps pods off it
+    (NoSchedule, NoExecute: a control plane's node-role.kubernetes.io/control-plane, node.kubernetes.io/not-ready,
+    a team's dedicated nodes), as kaos's pods tolerate none."""
+    spec = node.get("spec") or {}
+    if spec.get("unschedulable"):
+        return False
+    return not any((taint or {}).get("effect") in ("NoSchedule", "NoExecute") for taint in spec.get("taints") or [])
+
+
 def node_capacity(nodes) -> Capacity:
-    """The largest allocatable cpu (cores), memory (GiB) and GPUs of the schedulable nodes among `nodes` (the API's
-    JSON dicts); (None, None, None) when there is none."""
+    """The largest allocatable cpu (cores), memory (GiB) and GPUs of the nodes among `nodes` (the API's JSON dicts)
+    that kaos's pods can be scheduled on (`schedulable`); (None, None, None) when there is none."""
     from kaos_backend.resources import memory_to_bytes, parse_cpu
     cpus, memories, gpus = [], [], []
     for node in nodes:
-        if (node.get("spec") or {}).get("unschedulable"):
+        if not schedulable(node):
             continue
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         try:

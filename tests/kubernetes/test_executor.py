@@ -250,7 +250,10 @@ def test_the_capacity_one_workload_can_get_is_the_largest_node_s(platform):
     assert registry.executor_class("kubernetes").capacity(platform.config) == Capacity(4.0, 8.0, 0)
     nodes = [{"status": {"allocatable": {"cpu": "3900m", "memory": "16318836Ki", "nvidia.com/gpu": "2"}}},
              {"status": {"allocatable": {"cpu": "8", "memory": "7Gi"}}, "spec": {"unschedulable": True}},
-             {"status": {"allocatable": {"cpu": "2", "memory": "32G"}}}]
+             {"status": {"allocatable": {"cpu": "64", "memory": "256Gi"}}, "spec": {"taints": [
+                 {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}},
+             {"status": {"allocatable": {"cpu": "2", "memory": "32G"}}, "spec": {"taints": [
+                 {"key": "example.com/prefer-not", "effect": "PreferNoSchedule"}]}}]
     assert node_capacity(nodes) == Capacity(3.9, 32e9 / 2 ** 30, 2)
 
 
