@@ -146,9 +146,13 @@ class Follower:
     # -- copying the pod's log ------------------------------------------------------------------------------
     def _copy(self, pod: dict) -> None:
         progress = self.progress
-        uid = pod["metadata"]["uid"]
+        uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
         if progress["pod"] != uid:
-            progress.update(pod=uid, cursors={}, done=[])
+            if progress["pod"] is not None:  # a Deployment's pod deleted (a node drained, preempted, by hand)
+                if self.main not in progress["done"]:
+                    self._note(f"kaos: the pod {progress.get('pod_name')} was deleted: its log ends here")
+                self._note(f"kaos: the {self.state['object']} {self.state['name']} made another pod, {name}")
+            progress.update(pod=uid, pod_name=name, cursors={}, done=[])
         for container in (status.FETCH, self.main):
             if container in progress["done"]:
                 continue
@@ -192,8 +196,10 @@ class Follower:
             if is_status(error, 400):
                 return False  # not started as the server sees it yet
             if is_status(error, 404):  # the pod is gone (with its logs)
-                self._note(f"kaos: the log of the pod {pod['metadata']['name']} is gone: it was removed before "
-                           "kaos could copy it")
+                name = pod["metadata"]["name"]
+                self._note(f"kaos: the pod {name} was deleted: its log ends here" if self.progress["cursors"].get(
+                    self.main) else f"kaos: the log of the pod {name} is gone: it was removed before kaos could "
+                    "copy it")
                 self.progress["done"] = [status.FETCH, self.main]
                 self._save()
                 return False

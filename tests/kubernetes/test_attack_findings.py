@@ -256,6 +256,66 @@ def test_an_output_the_backend_refuses_is_named_in_the_reason(platform, tmp_path
 
 
 # -- endpoints ------------------------------------------------------------------------------------------------
+def serve(platform, tmp_path, workspace: str) -> str:
+    """`kaos serve deploy` of tiny_bundles' serve (no model) in `workspace`: the endpoint's name."""
+    served = platform.kaos("serve", "deploy", "-s", str(serve_source(tmp_path / "serve")))
+    assert served.code == 0, served
+    return re.search(rf"serve-{workspace}-[0-9a-f]{{6}}", served.out).group(0)
+
+
+def test_an_endpoint_whose_pod_is_deleted_serves_from_the_next_and_its_log_says_so(platform, tmp_path):
+    """A node drained (or a pod deleted by hand): the Deployment makes another pod, the gateway reaches it, and the
+    log says what happened. Finding: it said "the log of the pod ... is gone: it was removed before kaos could
+    copy it" (though kaos had followed it to its end) and nothing about the next pod."""
+    platform.workspace("drained")
+    name = serve(platform, tmp_path, "drained")
+    wait_for(lambda: platform.endpoint("drained", name)["state"] == "PIPELINE_RUNNING", WAIT,
+             what="the endpoint to run")
+    [first] = platform.objects("pods", job=name)
+    platform.core.delete_namespaced_pod(first.metadata.name, "kaos")
+    replaced = wait_for(lambda: [pod.metadata.name for pod in platform.objects("pods", job=name)
+                                 if pod.metadata.name != first.metadata.name and any(
+                                     c.ready for c in pod.status.container_statuses or [])], WAIT,
+                        what="another pod ready")
+    try:
+        answer = wait_for(lambda: (lambda a: a if a.status_code == 200 else None)(
+            requests.post(f"{platform.backend.root}/{name}/invocations", data="5", timeout=60)), WAIT,
+            what="an answer through the gateway")
+        assert answer.text == "5"
+        wait_for(lambda: f"made another pod, {replaced[0]}" in platform.kaos("serve", "logs", "-e", name).out,
+                 WAIT, what="the log to tell")
+        log = platform.kaos("serve", "logs", "-e", name).out
+        assert f"kaos: the pod {first.metadata.name} was deleted: its log ends here" in log
+        assert f"kaos: the Deployment {name} made another pod, {replaced[0]}" in log
+        assert "removed before kaos could copy it" not in log
+        assert platform.endpoint("drained", name)["state"] == "PIPELINE_RUNNING"
+    finally:
+        assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+        platform.gone(name)
+
+
+@pytest.mark.xfail(strict=True, reason="an endpoint whose pod waits (Unschedulable, an image not pulled yet) is "
+                                       "PIPELINE_STARTING with the reason 'waiting to be ready: it does not accept "
+                                       "connections yet' in `serve list` (the gateway's probe), though kaos knows "
+                                       "and logs why ('its pod cannot be scheduled: 0/1 nodes ...'); a training "
+                                       "is JOB_RUNNING with no reason. The executor contract should tell what a "
+                                       "running workload waits for (kubernetes: kubernetes_status.waiting_problem) "
+                                       "and the controllers (kaos_backend/control) show it as the reason")
+def test_an_endpoint_whose_pod_cannot_be_scheduled_yet_says_why_in_the_list(platform, tmp_path):
+    workspace = platform.workspace("waits")
+    knob = platform.cluster.faults.add("Unschedulable", pods={"kaos.io/workspace": workspace})
+    try:
+        name = serve(platform, tmp_path, workspace)
+        wait_for(lambda: "kaos: the endpoint waits: its pod cannot be scheduled" in
+                 platform.kaos("serve", "logs", "-e", name).out, WAIT, what="the endpoint to wait")
+        endpoint = platform.endpoint(workspace, name)
+    finally:
+        platform.cluster.faults.remove(knob)
+        assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+        platform.gone(name)
+    assert "cannot be scheduled" in (endpoint["reason"] or ""), endpoint
+
+
 @pytest.mark.xfail(strict=True, reason="an endpoint whose pod is evicted (or OOMKilled) after it became ready is "
                                        "restarted again and again while `serve list` shows PIPELINE_RUNNING and no "
                                        "reason: the endpoint controller (kaos_backend/control) should keep the last "
