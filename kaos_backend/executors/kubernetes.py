@@ -37,6 +37,7 @@ from kaos_backend.executors import kubernetes_follower, kubernetes_names, kubern
 from kaos_backend.executors.base import Address, ArtifactMissing, Executor, WorkloadSpec, check_log_name
 from kaos_backend.executors.data_dir_log import DataDirLog
 from kaos_backend.executors.hints import script_hints
+from kaos_backend.executors.kubernetes_client import as_cluster_error
 from kaos_backend.executors.kubernetes_status import describe
 from kaos_backend.executors.local_staging import Staging
 from kaos_backend.executors.notebook_command import CONTAINER_PORT as NOTEBOOK_PORT
@@ -135,8 +136,8 @@ class KubernetesExecutor(DataDirLog, Executor):
     def start(self, spec: WorkloadSpec) -> Optional[Address]:
         """Create the workload's Job (train) or Deployment and Service (serve) and the Secret of its artifact token,
         then follow it. Raises ArtifactMissing (and InvalidBundle, PayloadTooLarge) for inputs the platform cannot
-        give, before anything is created; ClusterUnavailable and the client's ApiException when the cluster
-        refuses (nothing is left behind)."""
+        give, before anything is created; ClusterUnavailable when the API server cannot be reached, ClusterRefused
+        when it refuses (each in one line; nothing is left behind)."""
         if spec.kind == "ingestion":
             from kaos_backend.executors.local import LocalExecutor
             self._delegate = LocalExecutor.from_config(self.config)
@@ -154,9 +155,16 @@ class KubernetesExecutor(DataDirLog, Executor):
             object="Job" if spec.kind == "train" else "Deployment", main=MAIN[spec.kind],
             start=secrets.token_hex(4), memory=spec.memory, image=spec.image, uid=None)
         self.log_name = spec.log
-        self.append_log(*spec.preamble)
         from kaos_backend.executors.kubernetes_objects import create_workload
-        created = create_workload(cluster, spec, self.settings, state["start"])
+        try:
+            created = create_workload(cluster, spec, self.settings, state["start"])
+        except Exception as error:  # noqa: BLE001 - said in one line; the scheduler tries again, then gives up
+            said = as_cluster_error(error, cluster.core.api_client.configuration.host,
+                                    f"to create the {state['object']} {name} in the namespace {cluster.namespace}")
+            if said is None:
+                raise
+            raise said from None
+        self.append_log(*spec.preamble)  # once created: a start the scheduler tries again writes it once
         state.update(uid=created.uid, service=created.service, notes=hints + [self._runs_note(spec, name)])
         self._state = state
         self._follow()

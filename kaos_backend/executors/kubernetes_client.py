@@ -19,8 +19,13 @@ _clients: Dict[Tuple, object] = {}
 
 
 class ClusterUnavailable(RuntimeError):
-    """No Kubernetes API can be reached with this configuration (the client missing, no kubeconfig); the message
-    says which."""
+    """No Kubernetes API can be reached with this configuration (the client missing, no kubeconfig, the API server
+    down or refusing connections); the message says which."""
+
+
+class ClusterRefused(RuntimeError):
+    """The Kubernetes API answered a request with an error (a namespace missing, the Role lacking a verb, an object
+    it finds invalid); the message says what was asked and the API server's answer, in one line."""
 
 
 def _configuration(kubeconfig: str, context: str):
@@ -77,6 +82,24 @@ def api_exception():
 def is_status(error: BaseException, *statuses: int) -> bool:
     """`error` is an ApiException with one of `statuses` (404: gone, 409: exists, 410: expired...)."""
     return isinstance(error, api_exception()) and error.status in statuses
+
+
+def as_cluster_error(error: BaseException, host: str, what: str):
+    """ClusterUnavailable or ClusterRefused, in one line, for what a request about `what` ("to create the Job x in
+    the namespace y") raised: a connection that failed (urllib3's MaxRetryError and its kind: the API server at
+    `host` down, refusing, timing out, a TLS failure) or an ApiException; None for anything else."""
+    import urllib3.exceptions
+    if isinstance(error, api_exception()):
+        answer = " ".join(str(part) for part in (error.status, error.reason) if part)
+        return ClusterRefused(f"the Kubernetes API refused {what}: {answer}: {message_of(error)}")
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
+    if not isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
+        return None
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "): " in text and text.startswith(("HTTPConnection(", "HTTPSConnection(", "<urllib3")):
+        text = text.split("): ", 1)[1]   # urllib3 names the connection object first: the host says it already
+    return ClusterUnavailable(f"the Kubernetes API server at {host} cannot be reached ({what}): {text[:300]}")
 
 
 def message_of(error: BaseException) -> str:

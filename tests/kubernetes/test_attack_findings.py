@@ -339,6 +339,50 @@ def test_an_endpoint_evicted_after_it_started_says_why_in_the_list(platform, tmp
         platform.gone(name)
 
 
+# -- a cluster that cannot be reached, or refuses ------------------------------------------------------------
+@pytest.mark.parametrize("trouble", ["unreachable", "missing-namespace"])
+def test_a_cluster_that_cannot_be_reached_or_refuses_is_said_in_one_line(platform, tmp_path, trouble):
+    """Finding: a backend whose Kubernetes API server is down (or whose namespace does not exist) failed each
+    training with urllib3's or the client's raw text as the reason ("MaxRetryError: HTTPConnectionPool(host=...):
+    Max retries exceeded ... (Caused by NewConnectionError(...))", "ApiException: (404) Reason: ... HTTP response
+    headers: ..."), and its log said "processing job" once per try of the scheduler. The reason is one line that
+    says what kaos asked and what the API said; the preamble is written once."""
+    root = tmp_path / "backend"
+    root.mkdir()
+    env = dict(platform.env, KAOS_INTERNAL_PORT=str(free_port()))
+    if trouble == "unreachable":
+        closed = free_port()
+        kubeconfig = Path(env["KAOS_KUBECONFIG"]).read_text()
+        (root / "kubeconfig").write_text(re.sub(r"http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{closed}", kubeconfig))
+        env["KAOS_KUBECONFIG"] = str(root / "kubeconfig")
+        expected = f"the Kubernetes API server at http://127.0.0.1:{closed} cannot be reached (to create the Job train-"
+    else:
+        env["KAOS_NAMESPACE"] = "missing"
+        expected = "the Kubernetes API refused to create the Job train-"
+    backend = BackendProcess(root / "data", env=env).start()
+    try:
+        project = root / "project"
+        project.mkdir()
+        assert kaos(project, "init", "-e", backend.url, "-t", backend.token).code == 0
+        assert kaos(project, "workspace", "create", "-n", "trouble").code == 0
+        code, data = tiny_train_bundle(tmp_path / "code", WAITS_FOR_GO), tiny_data_bundle(tmp_path / "data")
+        assert kaos(project, "train", "deploy", "-s", str(code), "-d", str(data), timeout=300).code == 0
+
+        def failed():
+            jobs = backend.get("train/trouble", timeout=30).json()["response"]["training"]
+            return jobs[0] if jobs and jobs[0]["state"] in ("JOB_FAILURE", "JOB_SUCCESS") else None
+        job = wait_for(failed, WAIT, what="the training to fail")
+        logs = kaos(project, "train", "logs", "-j", job["job_id"]).out
+    finally:
+        backend.stop()
+    assert job["state"] == "JOB_FAILURE" and expected in job["reason"], job
+    assert "\n" not in job["reason"] and "MaxRetryError" not in job["reason"] and "HTTP response headers" not in \
+        job["reason"], job
+    if trouble == "missing-namespace":
+        assert 'namespaces "missing" not found' in job["reason"], job
+    assert logs.count(f"processing job {job['job_id']}") <= 1, logs
+
+
 # -- requests and the cluster's capacity ---------------------------------------------------------------------
 def add_node(platform, name: str, allocatable: dict, taints: list = ()) -> None:
     """A Node object beside the fake's own (its scheduler places pods on its one node only; the backend's capacity
