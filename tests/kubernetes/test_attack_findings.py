@@ -294,6 +294,28 @@ def test_an_endpoint_whose_pod_is_deleted_serves_from_the_next_and_its_log_says_
         platform.gone(name)
 
 
+@pytest.mark.xfail(strict=True, reason="an endpoint whose Service is deleted (by hand, a clean-up script) stays "
+                                       "PIPELINE_RUNNING with no reason while the gateway answers 503 'not accepting "
+                                       "connections' for good: nothing watches the Services. The executor's shared "
+                                       "watch should hold them too (the Role's services: list, watch) and a "
+                                       "follower end the start with 'its Service was deleted' (the endpoint "
+                                       "controller then starts it again, Service included)")
+def test_an_endpoint_whose_service_is_deleted_comes_back(platform, tmp_path):
+    platform.workspace("no-service")
+    name = serve(platform, tmp_path, "no-service")
+    try:
+        wait_for(lambda: platform.endpoint("no-service", name)["state"] == "PIPELINE_RUNNING", WAIT,
+                 what="the endpoint to run")
+        platform.core.delete_namespaced_service(name, "kaos", _preload_content=False)
+        wait_for(lambda: not platform.objects("services", job=name), WAIT, what="the Service gone")
+        # a bound against hanging: a watch sees the deletion within a second or two
+        wait_for(lambda: requests.post(f"{platform.backend.root}/{name}/invocations", data="5",
+                                       timeout=60).status_code == 200, 15, what="the endpoint to answer again")
+    finally:
+        assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+        platform.gone(name)
+
+
 @pytest.mark.xfail(strict=True, reason="an endpoint whose pod waits (Unschedulable, an image not pulled yet) is "
                                        "PIPELINE_STARTING with the reason 'waiting to be ready: it does not accept "
                                        "connections yet' in `serve list` (the gateway's probe), though kaos knows "
