@@ -310,7 +310,7 @@ def test_an_endpoint_whose_service_is_deleted_comes_back(platform, tmp_path):
         wait_for(lambda: not platform.objects("services", job=name), WAIT, what="the Service gone")
         # a bound against hanging: a watch sees the deletion within a second or two
         wait_for(lambda: requests.post(f"{platform.backend.root}/{name}/invocations", data="5",
-                                       timeout=60).status_code == 200, 15, what="the endpoint to answer again")
+                                       timeout=60).status_code == 200, 8, what="the endpoint to answer again")
     finally:
         assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
         platform.gone(name)
@@ -362,47 +362,52 @@ def test_an_endpoint_evicted_after_it_started_says_why_in_the_list(platform, tmp
 
 
 # -- a cluster that cannot be reached, or refuses ------------------------------------------------------------
-@pytest.mark.parametrize("trouble", ["unreachable", "missing-namespace"])
-def test_a_cluster_that_cannot_be_reached_or_refuses_is_said_in_one_line(platform, tmp_path, trouble):
+def test_a_cluster_that_cannot_be_reached_or_refuses_is_said_in_one_line(platform, tmp_path):
     """Finding: a backend whose Kubernetes API server is down (or whose namespace does not exist) failed each
     training with urllib3's or the client's raw text as the reason ("MaxRetryError: HTTPConnectionPool(host=...):
     Max retries exceeded ... (Caused by NewConnectionError(...))", "ApiException: (404) Reason: ... HTTP response
     headers: ..."), and its log said "processing job" once per try of the scheduler. The reason is one line that
-    says what kaos asked and what the API said; the preamble is written once."""
-    root = tmp_path / "backend"
-    root.mkdir()
-    env = dict(platform.env, KAOS_INTERNAL_PORT=str(free_port()))
-    if trouble == "unreachable":
-        closed = free_port()
-        kubeconfig = Path(env["KAOS_KUBECONFIG"]).read_text()
-        (root / "kubeconfig").write_text(re.sub(r"http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{closed}", kubeconfig))
-        env["KAOS_KUBECONFIG"] = str(root / "kubeconfig")
-        expected = f"the Kubernetes API server at http://127.0.0.1:{closed} cannot be reached (to create the Job train-"
-    else:
-        env["KAOS_NAMESPACE"] = "missing"
-        expected = "the Kubernetes API refused to create the Job train-"
-    backend = BackendProcess(root / "data", env=env).start()
+    says what kaos asked and what the API said; the preamble is written once. (Two backends side by side: one
+    whose kubeconfig names a closed port, one whose namespace is missing.)"""
+    closed = free_port()
+    kubeconfig = tmp_path / "unreachable-kubeconfig"
+    kubeconfig.write_text(re.sub(r"http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{closed}",
+                                 Path(platform.env["KAOS_KUBECONFIG"]).read_text()))
+    troubles = {
+        "unreachable": ({"KAOS_KUBECONFIG": str(kubeconfig)},
+                        f"the Kubernetes API server at http://127.0.0.1:{closed} cannot be reached (to create the Job "
+                        "train-"),
+        "missing-namespace": ({"KAOS_NAMESPACE": "missing"}, "the Kubernetes API refused to create the Job train-")}
+    code, data = tiny_train_bundle(tmp_path / "code", WAITS_FOR_GO), tiny_data_bundle(tmp_path / "data")
+    backends, projects = {}, {}
     try:
-        project = root / "project"
-        project.mkdir()
-        assert kaos(project, "init", "-e", backend.url, "-t", backend.token).code == 0
-        assert kaos(project, "workspace", "create", "-n", "trouble").code == 0
-        code, data = tiny_train_bundle(tmp_path / "code", WAITS_FOR_GO), tiny_data_bundle(tmp_path / "data")
-        assert kaos(project, "train", "deploy", "-s", str(code), "-d", str(data), timeout=300).code == 0
+        for trouble, (env, _) in troubles.items():
+            backends[trouble] = BackendProcess(tmp_path / trouble / "data", env=dict(
+                platform.env, KAOS_INTERNAL_PORT=str(free_port()), **env)).start()
+        for trouble, backend in backends.items():
+            projects[trouble] = project = tmp_path / trouble / "project"
+            project.mkdir()
+            assert kaos(project, "init", "-e", backend.url, "-t", backend.token).code == 0
+            assert kaos(project, "workspace", "create", "-n", "trouble").code == 0
+            assert kaos(project, "train", "deploy", "-s", str(code), "-d", str(data), timeout=300).code == 0
 
-        def failed():
+        def ended(backend):
             jobs = backend.get("train/trouble", timeout=30).json()["response"]["training"]
             return jobs[0] if jobs and jobs[0]["state"] in ("JOB_FAILURE", "JOB_SUCCESS") else None
-        job = wait_for(failed, WAIT, what="the training to fail")
-        logs = kaos(project, "train", "logs", "-j", job["job_id"]).out
+        jobs = {trouble: wait_for(lambda: ended(backend), WAIT, what=f"the training to fail ({trouble})")
+                for trouble, backend in backends.items()}
+        logs = {trouble: kaos(projects[trouble], "train", "logs", "-j", job["job_id"]).out
+                for trouble, job in jobs.items()}
     finally:
-        backend.stop()
-    assert job["state"] == "JOB_FAILURE" and expected in job["reason"], job
-    assert "\n" not in job["reason"] and "MaxRetryError" not in job["reason"] and "HTTP response headers" not in \
-        job["reason"], job
-    if trouble == "missing-namespace":
-        assert 'namespaces "missing" not found' in job["reason"], job
-    assert logs.count(f"processing job {job['job_id']}") <= 1, logs
+        for backend in backends.values():
+            backend.stop()
+    for trouble, (_, expected) in troubles.items():
+        job = jobs[trouble]
+        assert job["state"] == "JOB_FAILURE" and expected in job["reason"], job
+        assert "\n" not in job["reason"] and "MaxRetryError" not in job["reason"] and \
+            "HTTP response headers" not in job["reason"], job
+        assert logs[trouble].count(f"processing job {job['job_id']}") <= 1, logs[trouble]
+    assert 'namespaces "missing" not found' in jobs["missing-namespace"]["reason"]
 
 
 # -- requests and the cluster's capacity ---------------------------------------------------------------------
