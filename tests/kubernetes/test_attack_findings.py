@@ -1,13 +1,15 @@
 """A newcomer's and an attacker's pass over the KUBERNETES platform (task h30), against the fake cluster
 (tests/support/kube): a backend with KAOS_EXECUTOR=kubernetes driven by the real CLI, as test_platform.py stands
 it up, but patient with pods that cannot start yet (a pending timeout of minutes, as in a cluster with an
-autoscaler), so that a kill can come while a pod is Pending.
+autoscaler), so that a kill can come while a pod is Pending, and with a 1 MB upload limit.
 
 Each test is one finding or one attack that held: failure reasons the other modules do not cover (Evicted,
-DeadlineExceeded), a kill in each phase before the training runs, the artifact routes (another job's token, an
-ended job's, paths outside, a hand-back that would write outside), a training outliving its token's 24 hours,
-an output the backend refuses, the manifests rendered from the top directory. Findings whose fix lies outside
-the kubernetes executor, its routes and its manifests are `xfail(strict=True)` with what to do."""
+DeadlineExceeded), a kill in each phase before the training runs and of a hyperparameter training's partitions,
+the artifact routes (another job's token, an ended job's, paths outside, a hand-back that would write outside), a
+training outliving its token's 24 hours, an output the backend refuses, an endpoint's pod deleted or its Service,
+a cluster that cannot be reached or refuses, requests only a tainted node (or no single node) could meet, the
+manifests rendered from the top directory, the registry of `kaos build deploy -c KUBERNETES`. Findings whose fix
+lies outside the kubernetes executor, its routes and its manifests are `xfail(strict=True)` with what to do."""
 import dataclasses
 import io
 import os
@@ -177,6 +179,29 @@ def test_a_kill_before_the_training_runs_ends_it_and_deletes_its_objects(platfor
             platform.cluster.faults.remove(knob)
     texts = platform.log_texts(job_id)
     assert texts[-1] == f"kaos: job {job_id} killed on request" and RUNNING_LINE not in "\n".join(texts), texts
+
+
+def test_a_kill_of_a_hyperparameter_training_deletes_every_partition_s_objects(platform, tmp_path):
+    """Partitions are Jobs of their own: with --cpu 3 on the fake's 4-cpu node one runs while the other waits
+    Unschedulable (for minutes here); the kill ends both and deletes every Job, pod and Secret of the job."""
+    platform.workspace("kill-partitions")
+    code, data = tiny_train_bundle(tmp_path / "code", WAITS_FOR_GO), tiny_data_bundle(tmp_path / "data")
+    hyper = tmp_path / "hyper.json"
+    hyper.write_text('{"scale": [1, 2]}')
+    deployed = platform.kaos("train", "deploy", "-s", str(code), "-d", str(data), "-h", str(hyper), "-p", "2",
+                             "--cpu", "3")
+    assert deployed.code == 0, deployed
+    job_id = wait_for(lambda: next(iter(platform.job_ids("kill-partitions", "training")), None), WAIT,
+                      what="the training")
+    platform.started("kill-partitions", job_id)
+    wait_for(lambda: "kaos: the training waits: its pod cannot be scheduled" in
+             platform.backend.get(f"train/kill-partitions/{job_id}/logs", timeout=30).text, WAIT,
+             what="the other partition to wait")
+    assert len(platform.objects("jobs", job=job_id)) == 2
+    killed = platform.kaos("train", "kill", "-j", job_id, input="y\n")
+    assert killed.code == 0, killed
+    assert platform.terminal("kill-partitions", job_id)["state"] == "JOB_KILLED"
+    platform.gone(job_id)
 
 
 # -- the artifact routes --------------------------------------------------------------------------------------
