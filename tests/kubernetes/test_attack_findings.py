@@ -435,6 +435,32 @@ def test_a_cluster_that_cannot_be_reached_or_refuses_is_said_in_one_line(platfor
     assert 'namespaces "missing" not found' in jobs["missing-namespace"]["reason"]
 
 
+# -- names ----------------------------------------------------------------------------------------------------
+def test_the_longest_workspace_name_makes_objects_kubernetes_accepts(platform, tmp_path):
+    """kaos takes workspace names of at most 40 lowercase letters, digits and '-' (capitals and underscores are
+    refused when the workspace is made); the longest one still names a Job, a Deployment, a Service (a DNS label)
+    and label values Kubernetes accepts; the Secret `kaos-token-serve-<40>-<hex6>` (64 characters) is made to fit."""
+    workspace = "w" * 30 + "-123456789"
+    refused = platform.kaos("workspace", "create", "-n", "Team_A")
+    assert refused.code == 1 and refused.err.startswith("Error - Invalid workspace name 'Team_A'"), refused
+    platform.workspace(workspace)
+    job_id = platform.train(workspace, tmp_path / "train")
+    assert platform.terminal(workspace, job_id)["state"] == "JOB_SUCCESS"
+    name = serve(platform, tmp_path, workspace)
+    try:
+        wait_for(lambda: platform.endpoint(workspace, name)["state"] == "PIPELINE_RUNNING", WAIT,
+                 what="the endpoint to run")
+        answer = requests.post(f"{platform.backend.root}/{name}/invocations", data="3", timeout=60)
+        assert (answer.status_code, answer.text) == (200, "3")
+        [secret] = platform.objects("secrets", job=name)
+        assert len(secret.metadata.name) <= 63 and secret.metadata.name.startswith("kaos-token-serve-www"), secret
+        [service] = platform.objects("services", job=name)
+        assert service.metadata.name == name and len(name) == 53
+    finally:
+        assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
+        platform.gone(name)
+
+
 # -- requests and the cluster's capacity ---------------------------------------------------------------------
 def add_node(platform, name: str, allocatable: dict, taints: list = ()) -> None:
     """A Node object beside the fake's own (its scheduler places pods on its one node only; the backend's capacity
