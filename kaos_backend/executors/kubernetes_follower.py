@@ -120,7 +120,7 @@ class Follower:
             self._delete_pods(pods, stop.get("grace"))
         pod = pods[-1] if pods else None
         if pod is not None:
-            self._copy(pod)
+            self._copy(pod, pods)
             pods = self._pods(informer)
             pod = pods[-1] if pods else None
         return self._ended(informer, pods, pod, requested(self.state))  # read again: copying may have taken long
@@ -144,13 +144,14 @@ class Follower:
                 if (pod["metadata"].get("labels") or {}).get(START_LABEL) == start]
 
     # -- copying the pod's log ------------------------------------------------------------------------------
-    def _copy(self, pod: dict) -> None:
+    def _copy(self, pod: dict, pods: List[dict] = ()) -> None:
         progress = self.progress
         uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
         if progress["pod"] != uid:
-            if progress["pod"] is not None:  # a Deployment's pod deleted (a node drained, preempted, by hand)
+            if progress["pod"] is not None:  # a Deployment replaced its pod (evicted, a node drained, deleted)
                 if self.main not in progress["done"]:
-                    self._note(f"kaos: the pod {progress.get('pod_name')} was deleted: its log ends here")
+                    self._note(self._gone_note(progress.get("pod_name"), next(
+                        (old for old in pods if old["metadata"]["uid"] == progress["pod"]), None)))
                 self._note(f"kaos: the {self.state['object']} {self.state['name']} made another pod, {name}")
             progress.update(pod=uid, pod_name=name, cursors={}, done=[])
         for container in (status.FETCH, self.main):
@@ -172,6 +173,13 @@ class Follower:
                 return  # followed until it ended (or the stream broke): the next look knows which
             progress["done"].append(container)
             self._save()
+
+    def _gone_note(self, name: Optional[str], pod: Optional[dict]) -> str:
+        """What became of the replaced pod `name` (still listed as `pod`, or gone), for the log."""
+        record = status.ended(pod, self.main, False, None, {}) if pod is not None else None
+        if record is None:
+            return f"kaos: the pod {name} was deleted: its log ends here"
+        return f"kaos: the pod {name} ended ({status.describe(record)}): its log ends here"
 
     def _copy_container(self, pod: dict, container: str, follow: bool) -> bool:
         """Copy the container's log (following it when `follow`); False when there is none to read (yet)."""

@@ -4,10 +4,10 @@ it up, but patient with pods that cannot start yet (a pending timeout of minutes
 autoscaler), so that a kill can come while a pod is Pending, and with a 1 MB upload limit.
 
 Each test is one finding or one attack that held: failure reasons the other modules do not cover (Evicted,
-DeadlineExceeded), a kill in each phase before the training runs and of a hyperparameter training's partitions,
-the artifact routes (another job's token, an ended job's, paths outside, a hand-back that would write outside), a
-training outliving its token's 24 hours, an output the backend refuses, an endpoint's pod deleted or its Service,
-a cluster that cannot be reached or refuses, requests only a tainted node (or no single node) could meet, the
+DeadlineExceeded), a kill in each phase before the training runs, the artifact routes (another job's token, an
+ended job's, paths outside, a hand-back that would write outside), a training outliving its token's 24 hours, an
+output the backend refuses, an endpoint's pod evicted or deleted, its Service deleted, a cluster that cannot be
+reached or refuses, the longest workspace name, requests only a tainted node (or no single node) could meet, the
 manifests rendered from the top directory, the registry of `kaos build deploy -c KUBERNETES`. Findings whose fix
 lies outside the kubernetes executor, its routes and its manifests are `xfail(strict=True)` with what to do."""
 import dataclasses
@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import time
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.support.cli import kaos
 from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture)
 from tests.support.kube_platform import VENV_PREFIX, kube_env, venv_images
 from tests.support.platform import tiny_data_bundle, tiny_train_bundle, wait_for
-from tests.support.tiny_bundles import serve_source
+from tests.support.tiny_bundles import serve_source, train_source
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the fake kubelet mounts volumes as root (CI runs so)")
 
@@ -119,6 +120,16 @@ def platform(module_kube_cluster, tmp_path_factory):  # noqa: F811
     made.backend.stop()
 
 
+def sharing_envs(platform, data_dir: Path) -> Path:
+    """`data_dir` for another backend of a test, its builds' virtualenvs (<data>/envs) the module platform's: the
+    same bundles' images are built once, and the fake's images stand for them."""
+    envs = platform.backend.data_dir / "envs"
+    envs.mkdir(exist_ok=True)
+    data_dir.mkdir(parents=True)
+    (data_dir / "envs").symlink_to(envs, target_is_directory=True)
+    return data_dir
+
+
 def bearer(token) -> dict:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -179,29 +190,6 @@ def test_a_kill_before_the_training_runs_ends_it_and_deletes_its_objects(platfor
             platform.cluster.faults.remove(knob)
     texts = platform.log_texts(job_id)
     assert texts[-1] == f"kaos: job {job_id} killed on request" and RUNNING_LINE not in "\n".join(texts), texts
-
-
-def test_a_kill_of_a_hyperparameter_training_deletes_every_partition_s_objects(platform, tmp_path):
-    """Partitions are Jobs of their own: with --cpu 3 on the fake's 4-cpu node one runs while the other waits
-    Unschedulable (for minutes here); the kill ends both and deletes every Job, pod and Secret of the job."""
-    platform.workspace("kill-partitions")
-    code, data = tiny_train_bundle(tmp_path / "code", WAITS_FOR_GO), tiny_data_bundle(tmp_path / "data")
-    hyper = tmp_path / "hyper.json"
-    hyper.write_text('{"scale": [1, 2]}')
-    deployed = platform.kaos("train", "deploy", "-s", str(code), "-d", str(data), "-h", str(hyper), "-p", "2",
-                             "--cpu", "3")
-    assert deployed.code == 0, deployed
-    job_id = wait_for(lambda: next(iter(platform.job_ids("kill-partitions", "training")), None), WAIT,
-                      what="the training")
-    platform.started("kill-partitions", job_id)
-    wait_for(lambda: "kaos: the training waits: its pod cannot be scheduled" in
-             platform.backend.get(f"train/kill-partitions/{job_id}/logs", timeout=30).text, WAIT,
-             what="the other partition to wait")
-    assert len(platform.objects("jobs", job=job_id)) == 2
-    killed = platform.kaos("train", "kill", "-j", job_id, input="y\n")
-    assert killed.code == 0, killed
-    assert platform.terminal("kill-partitions", job_id)["state"] == "JOB_KILLED"
-    platform.gone(job_id)
 
 
 # -- the artifact routes --------------------------------------------------------------------------------------
@@ -335,7 +323,7 @@ def test_an_endpoint_whose_service_is_deleted_comes_back(platform, tmp_path):
         wait_for(lambda: not platform.objects("services", job=name), WAIT, what="the Service gone")
         # a bound against hanging: a watch sees the deletion within a second or two
         wait_for(lambda: requests.post(f"{platform.backend.root}/{name}/invocations", data="5",
-                                       timeout=60).status_code == 200, 8, what="the endpoint to answer again")
+                                       timeout=60).status_code == 200, 5, what="the endpoint to answer again")
     finally:
         assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
         platform.gone(name)
@@ -363,27 +351,33 @@ def test_an_endpoint_whose_pod_cannot_be_scheduled_yet_says_why_in_the_list(plat
     assert "cannot be scheduled" in (endpoint["reason"] or ""), endpoint
 
 
-@pytest.mark.xfail(strict=True, reason="an endpoint whose pod is evicted (or OOMKilled) after it became ready is "
-                                       "restarted again and again while `serve list` shows PIPELINE_RUNNING and no "
-                                       "reason: the endpoint controller (kaos_backend/control) should keep the last "
-                                       "end's reason on the endpoint while it restarts, and show it in the list")
+@pytest.mark.xfail(strict=True, reason="an endpoint whose pod is evicted after it became ready gets another pod "
+                                       "from its Deployment (kaos follows the newest; its log says what happened) "
+                                       "while `serve list` shows PIPELINE_RUNNING, no reason, no restart, however "
+                                       "often "
+                                       "it happens. The executor contract should let the endpoint controller "
+                                       "(kaos_backend/control/endpoints.py) know of such replacements, and keep the "
+                                       "last one's reason on the running endpoint, in the list")
 def test_an_endpoint_evicted_after_it_started_says_why_in_the_list(platform, tmp_path):
+    """(Its Deployment makes another pod; the log says so, as for a deleted pod: what is missing is the list.)"""
     workspace = platform.workspace("evicted-endpoint")
-    knob = platform.cluster.faults.add("Evicted", pods={"kaos.io/workspace": workspace}, after=0.5)
+    knob = platform.cluster.faults.add("Evicted", pods={"kaos.io/workspace": workspace}, after=1.0)
     try:
-        served = platform.kaos("serve", "deploy", "-s", str(serve_source(tmp_path / "serve")))
-        assert served.code == 0, served
-        name = re.search(r"serve-evicted-endpoint-[0-9a-f]{6}", served.out).group(0)
-        endpoint = wait_for(lambda: (lambda e: e if e["restarts"] >= 1 or e["state"] == "PIPELINE_FAILURE" else None)(
-            platform.endpoint(workspace, name)), WAIT, what="the endpoint evicted once")
+        name = serve(platform, tmp_path, workspace)
+        wait_for(lambda: " made another pod, " in platform.kaos("serve", "logs", "-e", name).out, WAIT,
+                 what="an eviction and another pod")
+        platform.cluster.faults.remove(knob)  # evicted once (or a few times): the next pod stays
+        logs = platform.kaos("serve", "logs", "-e", name).out
+        assert re.search(r"kaos: the pod serve-evicted-endpoint-\S+ ended \(evicted: The node was low on resource: "
+                         r"memory\.", logs), logs
+        endpoint = wait_for(lambda: (lambda e: e if e["state"] in ("PIPELINE_RUNNING", "PIPELINE_FAILURE") else None)(
+            platform.endpoint(workspace, name)), WAIT, what="the endpoint running")
     finally:
         platform.cluster.faults.remove(knob)
-    try:
-        assert (endpoint["reason"] or "").startswith("the serve process ended: evicted: "), endpoint
-        assert "evicted: The node was low on resource" in platform.kaos("serve", "list").out
-    finally:
         assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
         platform.gone(name)
+    assert endpoint["state"] == "PIPELINE_RUNNING", endpoint
+    assert "evicted: The node was low on resource" in (endpoint["reason"] or ""), endpoint
 
 
 # -- a cluster that cannot be reached, or refuses ------------------------------------------------------------
@@ -407,7 +401,7 @@ def test_a_cluster_that_cannot_be_reached_or_refuses_is_said_in_one_line(platfor
     backends, projects = {}, {}
     try:
         for trouble, (env, _) in troubles.items():
-            backends[trouble] = BackendProcess(tmp_path / trouble / "data", env=dict(
+            backends[trouble] = BackendProcess(sharing_envs(platform, tmp_path / trouble / "data"), env=dict(
                 platform.env, KAOS_INTERNAL_PORT=str(free_port()), **env)).start()
         for trouble, backend in backends.items():
             projects[trouble] = project = tmp_path / trouble / "project"
@@ -433,6 +427,45 @@ def test_a_cluster_that_cannot_be_reached_or_refuses_is_said_in_one_line(platfor
             "HTTP response headers" not in job["reason"], job
         assert logs[trouble].count(f"processing job {job['job_id']}") <= 1, logs[trouble]
     assert 'namespaces "missing" not found' in jobs["missing-namespace"]["reason"]
+
+
+@pytest.mark.xfail(strict=True, reason="the scheduler tries a start 3 times over about 5 s (control/common.py: "
+                                       "MAX_TRIES, RETRY_DELAYS), then fails the job: a Kubernetes API server away "
+                                       "for longer (a control plane's upgrade, a restart) fails every training "
+                                       "submitted meanwhile. ClusterUnavailable should keep the job waiting (its log "
+                                       "saying why) until the API answers again, within a bound such as "
+                                       "KAOS_POD_PENDING_TIMEOUT")
+def test_a_training_submitted_while_the_api_server_is_away_runs_once_it_is_back(platform, tmp_path):
+    from tests.support.kube.server import HttpServer
+    away = free_port()  # the API server's address for this backend: nothing listens there yet
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(re.sub(r"http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{away}",
+                                 Path(platform.env["KAOS_KUBECONFIG"]).read_text()))
+    internal = free_port()
+    backend = BackendProcess(sharing_envs(platform, tmp_path / "data"), env=dict(
+        platform.env, KAOS_KUBECONFIG=str(kubeconfig), KAOS_INTERNAL_PORT=str(internal),
+        KAOS_INTERNAL_URL=f"http://127.0.0.1:{internal}")).start()
+    back = None
+    try:
+        project = tmp_path / "project"
+        project.mkdir()
+        assert kaos(project, "init", "-e", backend.url, "-t", backend.token).code == 0
+        assert kaos(project, "workspace", "create", "-n", "away").code == 0
+        code, data = train_source(tmp_path / "code"), tiny_data_bundle(tmp_path / "data-bundle")
+        assert kaos(project, "train", "deploy", "-s", str(code), "-d", str(data), timeout=300).code == 0
+        wait_for(lambda: "could not advance" in backend.log(), WAIT, what="a start that found no API server")
+        time.sleep(6)  # the API server stays away a little longer: an outage, not a speed claim
+        back = HttpServer(platform.cluster.routes, port=away).start()  # the same cluster, at the address given
+
+        def ended():
+            [job] = backend.get("train/away", timeout=30).json()["response"]["training"]
+            return job if job["state"] in ("JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED") else None
+        job = wait_for(ended, WAIT, what="the training to end")
+    finally:
+        backend.stop()
+        if back is not None:
+            back.stop()
+    assert job["state"] == "JOB_SUCCESS", job
 
 
 # -- names ----------------------------------------------------------------------------------------------------
@@ -540,7 +573,9 @@ def test_the_registry_of_the_workloads_images_can_be_given_to_the_deploy(platfor
         # the image cannot be pulled here: the deploy stops at ImagePullBackOff, its objects applied
         kaos(project, "build", "deploy", "-y", "-c", "KUBERNETES", "--namespace", "sysadmin", "--image",
              "unpullable.example/kaos-backend:1", env=env, timeout=300)
-        config = platform.core.read_namespaced_config_map("kaos-backend", "sysadmin")
+        deployment = platform.apps.read_namespaced_deployment("kaos-backend", "sysadmin")
+        [settings] = [source.config_map_ref.name for source in deployment.spec.template.spec.containers[0].env_from]
+        config = platform.core.read_namespaced_config_map(settings, "sysadmin")  # kaos-backend-<hash>
         assert config.data["KAOS_REGISTRY"] == "registry.example/team", config.data
     finally:
         destroyed = kaos(project, "destroy", "-c", "KUBERNETES", "-y", env=env, timeout=300)
