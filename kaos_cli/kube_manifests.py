@@ -89,11 +89,20 @@ def backend_container(deployment: Dict) -> Dict:
                 if container["name"] == BACKEND_CONTAINER)
 
 
-def prepare(objects: List[Dict], namespace: str, image: Optional[str], deployed_at: str) -> List[Dict]:
+def prepare(objects: List[Dict], namespace: str, image: Optional[str], deployed_at: str,
+            settings: Optional[Dict[str, str]] = None) -> List[Dict]:
     """Copies of `objects` for `namespace` (every namespaced object's, the RBAC subjects', and the node reader
-    binding's name, which carries it), the backend container running `image` (None: the manifests' own), and the
-    backend's pod template marked with `deployed_at` (so that a deploy always starts a pod with the new token)."""
+    binding's name, which carries it), the backend container running `image` (None: the manifests' own), the
+    backend's pod template marked with `deployed_at` (so that a deploy always starts a pod with the new token), and
+    `settings` ({"KAOS_REGISTRY": ...}) written into the ConfigMaps the backend container reads its environment
+    from (their other keys kept)."""
     prepared = []
+    settings = settings or {}
+    config_maps = set()
+    for obj in objects:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == BACKEND:
+            config_maps = {source["configMapRef"]["name"] for source in backend_container(obj).get("envFrom") or []
+                           if source.get("configMapRef")}
     for obj in copy.deepcopy(objects):
         meta = obj["metadata"]
         if obj["kind"] not in CLUSTER_SCOPED:
@@ -108,6 +117,8 @@ def prepare(objects: List[Dict], namespace: str, image: Optional[str], deployed_
             template["metadata"].setdefault("annotations", {})[DEPLOYED_AT] = deployed_at
             if image:
                 backend_container(obj)["image"] = image
+        if obj["kind"] == "ConfigMap" and meta["name"] in config_maps and settings:
+            obj.setdefault("data", {}).update(settings)
         prepared.append(obj)
     return prepared
 

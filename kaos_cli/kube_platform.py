@@ -56,8 +56,10 @@ def connect(cloud: str, kubeconfig: str, context: Optional[str], failure: str):
 
 
 def deploy(cloud: str, kube_context: Optional[str], namespace: Optional[str], image: Optional[str],
-           url: Optional[str], postgres: bool, timeout: float, force: bool, yes: bool, verbose: bool) -> None:
-    """`kaos build deploy -c KUBERNETES|MINIKUBE`: see the module's docstring. Raises KaosError (one line)."""
+           url: Optional[str], postgres: bool, timeout: float, force: bool, yes: bool, verbose: bool,
+           registry: Optional[str] = None) -> None:
+    """`kaos build deploy -c KUBERNETES|MINIKUBE`: see the module's docstring; `registry` the backend's
+    KAOS_REGISTRY (None: the manifests' own, none). Raises KaosError (one line)."""
     import os
 
     from kaos_cli.kube_api import KubeError, default_kubeconfig
@@ -76,14 +78,15 @@ def deploy(cloud: str, kube_context: Optional[str], namespace: Optional[str], im
     cluster = connect(cloud, kubeconfig, kube_context_for(cloud, kube_context), failure)
     try:
         _deploy(cluster, cloud, namespace, image, url, postgres, timeout, force, yes, verbose,
-                kubeconfig if os.environ.get("KUBECONFIG") else "")
+                kubeconfig if os.environ.get("KUBECONFIG") else "", registry)
     except KubeError as error:
         raise KaosError(f"{failure}: {error.message}") from None
     finally:
         cluster.close()
 
 
-def _deploy(cluster, cloud, namespace, image, url, postgres, timeout, force, yes, verbose, kubeconfig) -> None:
+def _deploy(cluster, cloud, namespace, image, url, postgres, timeout, force, yes, verbose, kubeconfig,
+            registry=None) -> None:
     from kaos_cli import kube_rollout
 
     config = Config.load()
@@ -106,7 +109,8 @@ def _deploy(cluster, cloud, namespace, image, url, postgres, timeout, force, yes
 
     target = manifests.target(cloud, postgres)
     deployed_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    objects = manifests.prepare(manifests.load(target), namespace, image, deployed_at)
+    objects = manifests.prepare(manifests.load(target), namespace, image, deployed_at,
+                                {"KAOS_REGISTRY": registry} if registry else None)
     token = secrets.token_hex(24)
     made = [manifests.secret(BACKEND, namespace, manifests.TOKEN_KEY, token)]
     if manifests.uses_postgres(objects):  # hex: it goes into the database URL as it is

@@ -49,13 +49,17 @@ def build():
 @click.option("--image", metavar="REF",
               help="KUBERNETES/MINIKUBE: the backend's image [default: KAOS_BACKEND_IMAGE, else "
                    "kaos-backend:<version>, built from infrastructure/kubernetes/backend.Dockerfile]")
+@click.option("--registry", metavar="REF", envvar="KAOS_REGISTRY",
+              help="KUBERNETES: where the workloads' images are pushed (host[:port]/path), that the nodes pull from; "
+                   "the engine needs credentials for it [default: KAOS_REGISTRY, else none: images stay on the "
+                   "backend's engine, which suits MINIKUBE only]")
 @click.option("--url", metavar="URL", help="KUBERNETES/MINIKUBE: the backend's URL for the CLI, e.g. "
                                            "http://host/api/ [default: the Ingress's address, else the Service's]")
 @click.option("--postgres", is_flag=True, help="KUBERNETES/MINIKUBE: PostgreSQL in the namespace instead of SQLite")
 @click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, metavar="SECONDS",
               help="KUBERNETES/MINIKUBE: how long the backend may take to become available")
-def deploy(cloud, env, force, verbose, yes, local_backend, port, base_image, kube_context, namespace, image, url,
-           postgres, timeout):
+def deploy(cloud, env, force, verbose, yes, local_backend, port, base_image, kube_context, namespace, image, registry,
+           url, postgres, timeout):
     """Deploy a kaos backend: LOCAL (a backend process on this machine, workloads as processes), DOCKER (the
     same backend process, workloads as containers on the Docker engine), KUBERNETES (the backend in a cluster,
     workloads as pods: the manifests of infrastructure/kubernetes applied to a kube context) or MINIKUBE (the
@@ -68,7 +72,8 @@ def deploy(cloud, env, force, verbose, yes, local_backend, port, base_image, kub
         if url and not url.startswith(("http://", "https://")):
             raise KaosError(f"--url must be an http:// or https:// URL, not {url!r}")
         _say_unused(cloud, env, local_backend, NOT_KUBE)
-        kube_platform.deploy(cloud, kube_context, namespace, image, url, postgres, timeout, force, yes, verbose)
+        kube_platform.deploy(cloud, kube_context, namespace, image, url, postgres, timeout, force, yes, verbose,
+                             registry=registry)
         return
     from kaos_cli import docker_platform, local_platform
 
@@ -95,7 +100,8 @@ NOT_LOCAL = {"base_image": "base image (--base-image)"}
 NOT_DOCKER = {}
 NOT_KUBE = {"port": "port (--port)", "base_image": "base image (--base-image)"}
 KUBE_ONLY = {"kube_context": "kube context (--context)", "namespace": "namespace (--namespace)",
-             "image": "image (--image)", "url": "URL (--url)", "postgres": "PostgreSQL (--postgres)",
+             "image": "image (--image)", "registry": "registry (--registry)", "url": "URL (--url)",
+             "postgres": "PostgreSQL (--postgres)",
              "timeout": "timeout (--timeout)"}
 
 

@@ -558,11 +558,6 @@ def test_kustomize_renders_the_default_target_from_the_top_directory():
         render(REPO / "infrastructure" / "kubernetes" / "overlays" / "kubernetes")
 
 
-@pytest.mark.xfail(strict=True, reason="`kaos build deploy -c KUBERNETES` applies the shipped render, whose "
-                                       "ConfigMap has KAOS_REGISTRY empty, and offers no way to set it: the images the "
-                                       "backend's Docker engine builds stay in that engine, so no node can pull them "
-                                       "and every workload fails with ErrImagePull. kaos_cli should take the registry "
-                                       "(--registry, default $KAOS_REGISTRY) into the ConfigMap, as it takes --image")
 def test_the_registry_of_the_workloads_images_can_be_given_to_the_deploy(platform, module_kube_cluster,  # noqa: F811
                                                                          tmp_path):
     project = tmp_path / "sysadmin"
