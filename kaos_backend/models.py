@@ -69,6 +69,8 @@ class TrainPipeline(Base):
     parallelism: Mapped[int] = mapped_column(Integer, default=1)
     resources: Mapped[Optional[Dict[str, Any]]] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # a deploy of several inputs holds the pipeline until its last one arrives (services/train.py, HOLD_SECONDS)
+    held_until: Mapped[Optional[datetime]] = mapped_column(default=None)
 
 
 class Job(Base):

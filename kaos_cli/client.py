@@ -120,28 +120,33 @@ class KaosClient(Transport, Waits):
         """`DELETE /workspace/<name>`: that workspace only (exact name)."""
         self._request("DELETE", f"workspace/{quote(name, safe='')}")
 
-    def upload_features(self, workspace: str, zip_file, digest: Optional[str] = None,
+    def upload_features(self, workspace: str, zip_file, digest: Optional[str] = None, inputs_follow: bool = False,
                         **resources) -> BundleUpload:
         """`POST /data/<ws>/features` with a data bundle zip → BundleUpload (`glob_name` "features:9fd9d";
         `warning` when resources asked for are not enforced). `digest`: the zip's sha256 when known; `zip_file`
-        None: by `digest` alone (`BlobNotStored` when the backend lacks it). 400 INVALID_BUNDLE."""
+        None: by `digest` alone (`BlobNotStored` when the backend lacks it); `inputs_follow`: more inputs of this
+        deploy follow (no training is scheduled until they arrive). 400 INVALID_BUNDLE."""
         route = f"data/{quote(workspace, safe='')}/features"
-        return self._decoded(BundleUpload, self._upload(route, zip_file, "data bundle", resources, digest=digest),
+        return self._decoded(BundleUpload, self._upload(route, zip_file, "data bundle",
+                                                        _follow(resources, inputs_follow), digest=digest),
                              f"POST {route}")
 
-    def upload_manifest(self, workspace: str, manifest_file, **resources) -> BundleUpload:
+    def upload_manifest(self, workspace: str, manifest_file, inputs_follow: bool = False,
+                        **resources) -> BundleUpload:
         """`POST /data/<ws>/manifest` with a manifest file (JSON lines with `url` and `path`) → BundleUpload
         (`glob_name` "manifest:ab12c"). 400 INVALID_MANIFEST."""
         route = f"data/{quote(workspace, safe='')}/manifest"
-        return self._decoded(BundleUpload, self._upload(route, manifest_file, "data manifest", resources,
+        return self._decoded(BundleUpload, self._upload(route, manifest_file, "data manifest",
+                                                        _follow(resources, inputs_follow),
                                                         content_type="application/octet-stream"), f"POST {route}")
 
     def upload_params(self, workspace: str, params_file, parallelism: Optional[int] = None,
-                      **resources) -> ParamsUpload:
+                      inputs_follow: bool = False, **resources) -> ParamsUpload:
         """`POST /data/<ws>/params` with a JSON object of lists → ParamsUpload (`glob_name` "<hash5>" or
         "params.null", `params` every combination as a dict)."""
         route = f"data/{quote(workspace, safe='')}/params"
-        answer = self._upload(route, params_file, "hyperparameters", dict(resources, parallelism=parallelism),
+        answer = self._upload(route, params_file, "hyperparameters",
+                              _follow(dict(resources, parallelism=parallelism), inputs_follow),
                               content_type="application/octet-stream")
         return self._decoded(ParamsUpload, answer, f"POST {route}")
 
@@ -159,13 +164,13 @@ class KaosClient(Transport, Waits):
     # -- train -----------------------------------------------------------------------------------------------
     def upload_train_source(self, workspace: str, zip_file, cpu: Optional[float] = None,
                             memory: Optional[str] = None, gpu: Optional[int] = None,
-                            digest: Optional[str] = None) -> BundleUpload:
+                            digest: Optional[str] = None, inputs_follow: bool = False) -> BundleUpload:
         """`POST /train/<ws>` with a train source bundle zip (skipped by digest when the backend has it) →
         BundleUpload (`glob_name` "mnist:1909d", `job_id` the build job, None when the image is already built).
         400 INVALID_BUNDLE, 400 *_REQUEST_ERROR for resources. `digest` as in `upload_features`."""
         route = f"train/{quote(workspace, safe='')}"
-        answer = self._upload(route, zip_file, "source bundle", {"cpu": cpu, "memory": memory, "gpu": gpu},
-                              digest=digest)
+        answer = self._upload(route, zip_file, "source bundle",
+                              _follow({"cpu": cpu, "memory": memory, "gpu": gpu}, inputs_follow), digest=digest)
         return self._decoded(BundleUpload, answer, f"POST {route}")
 
     def train_list(self, workspace: str, limit: Optional[int] = None,
@@ -346,3 +351,8 @@ class KaosClient(Transport, Waits):
         work directory is kept for the user's next notebook. 404 PIPELINE_NOT_FOUND."""
         self._request("DELETE", f"notebook/{quote(workspace, safe='')}/{quote(name, safe='')}",
                       timeout=KILL_READ_TIMEOUT)
+
+
+def _follow(params: dict, inputs_follow: bool) -> dict:
+    """`params` with `inputs_follow=true` when more inputs of the deploy follow (none otherwise: a 1.x request)."""
+    return dict(params, inputs_follow="true") if inputs_follow else dict(params)

@@ -56,3 +56,10 @@ def page_arg() -> Optional[PageRequest]:
         if len(request.args.getlist(name)) > 1:
             raise BadRequest(f"Query parameter {name} is given more than once")
     return page_request(request.args.get("limit"), request.args.get("continue"))
+
+
+def inputs_follow_arg() -> bool:
+    """`inputs_follow=true` on a train input's upload: more inputs of the same deploy follow (kaos's own CLI says it
+    on every upload of `kaos train deploy` but its last), so no training is scheduled until they arrive
+    (services/train.py). 400 for a value that is not a boolean."""
+    return flag_arg("inputs_follow")

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, request
 from kaos_backend.api import respond, services
 from kaos_backend.api.listing import list_response
 from kaos_backend.api.logs import log_response
-from kaos_backend.api.request_parsing import flag_arg, resource_args, upload_body, user_arg
+from kaos_backend.api.request_parsing import flag_arg, inputs_follow_arg, resource_args, upload_body, user_arg
 
 bp = Blueprint("train", __name__)
 TRAIN_KINDS = ("train", "build-train", "ingestion")  # what `kaos train logs` and `kaos train kill` accept
@@ -14,7 +14,8 @@ LIST_KINDS = {"training": "train", "building": "build-train", "ingesting": "inge
 
 @bp.post("/train/<workspace>")
 def submit_source(workspace):
-    return respond(services().train.submit_source(workspace, upload_body(), user_arg(), **resource_args()))
+    return respond(services().train.submit_source(workspace, upload_body(), user_arg(), inputs_follow_arg(),
+                                                  **resource_args()))
 
 
 @bp.get("/train/<workspace>")

@@ -11,7 +11,7 @@ from sqlalchemy import exists, select
 
 from kaos_backend.control.common import reading
 from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
-from kaos_backend.services.train import latest_build, latest_ingestion, output_branch, request_ingestion
+from kaos_backend.services.train import held, latest_build, latest_ingestion, output_branch, request_ingestion
 
 log = logging.getLogger("kaos_backend.control.trainings")
 
@@ -48,6 +48,8 @@ def _locked_pipeline(session, workspace_id: int) -> Optional[TrainPipeline]:
 
 
 def _schedule_one(session, pipeline: TrainPipeline) -> Optional[Job]:
+    if held(pipeline):
+        return None  # a deploy's inputs are still arriving (services/train.py): its last one wakes the scheduler
     source = session.get(Bundle, pipeline.source_bundle_id)
     data = session.get(Bundle, pipeline.data_bundle_id)
     hyper = session.get(Bundle, pipeline.hyper_bundle_id) if pipeline.hyper_bundle_id else None

@@ -1,7 +1,9 @@
 """The workspace train pipeline's rules (reference §6.5, fixed per §11.6): uploads set its inputs at once,
 what a train job looks like to `kaos train info`, its bundle for `kaos train get` and a model's provenance for
 `kaos train provenance` (graphs: services/provenance.py)."""
+import contextlib
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -25,6 +27,21 @@ from kaos_backend.zipstream import StreamedZip, ZipEntry, tree_entries
 BUILD_KIND = "build-train"
 INGESTION_KIND = "ingestion"
 PIPELINE_ARGS = "pipeline_args.json"  # the original's build arguments file, left out of `train get`'s code/
+
+
+HOLD_SECONDS = 600  # how long a deploy's pipeline waits for its next input, from the latest upload's start or end
+
+
+def held(pipeline: Optional[TrainPipeline]) -> bool:
+    """Whether a deploy of several inputs holds `pipeline` (no training is scheduled for it) now."""
+    if pipeline is None or pipeline.held_until is None:
+        return False
+    until = pipeline.held_until
+    return (until if until.tzinfo else until.replace(tzinfo=timezone.utc)) > datetime.now(timezone.utc)
+
+
+def _hold_end(inputs_follow: bool) -> Optional[datetime]:
+    return datetime.now(timezone.utc) + timedelta(seconds=HOLD_SECONDS) if inputs_follow else None
 
 
 def pipeline_of(session, workspace: Workspace) -> TrainPipeline:
@@ -116,11 +133,23 @@ class TrainService:
         self.layout = layout or DataLayout(uploads.config.data_dir)
 
     # -- inputs ---------------------------------------------------------------------------------------------
-    def submit_source(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
+    # A deploy of several inputs (`kaos train deploy -s -d -h`) uploads them one by one, and each moves the
+    # pipeline: every upload but its last says `inputs_follow`, which holds the pipeline (no training is scheduled)
+    # until the last one arrives, at most HOLD_SECONDS after the latest upload of the deploy began or ended (a CLI
+    # that died mid-deploy). An upload that fails ends the hold (the inputs that arrived stay, as any upload's).
+    # Clients that never say it (kaos 1.x's) see no hold.
+    def submit_source(self, workspace: str, body: UploadBody, user: str = None, inputs_follow: bool = False,
+                      **resources) -> Dict[str, Any]:
+        with self._holding(workspace, inputs_follow):
+            return self._submit_source(workspace, body, user, inputs_follow, **resources)
+
+    def _submit_source(self, workspace: str, body: UploadBody, user, inputs_follow: bool,
+                       **resources) -> Dict[str, Any]:
         bundle = self.uploads.source("source-train", workspace, body, user, **resources)
         with self.db.session_scope() as session:
             workspace_row = find_workspace(session, workspace)
             pipeline = pipeline_of(session, workspace_row)
+            pipeline.held_until = _hold_end(inputs_follow)
             pipeline.source_bundle_id = bundle.id
             pipeline.hyper_bundle_id = None  # the original's rule, now applied at upload time, not by a callback
             pipeline.resources = (bundle.meta or {}).get("resources")
@@ -129,24 +158,29 @@ class TrainService:
         answer = BundleUpload(glob_name=bundle.glob_name, extra={"job_id": job_id}).to_dict()
         return self.uploads.warned(answer, **resources)
 
-    def submit_features(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
-        result = self.uploads.features(workspace, body, user, **resources)
-        self._set_data(workspace, result["glob_name"], "features")
+    def submit_features(self, workspace: str, body: UploadBody, user: str = None, inputs_follow: bool = False,
+                        **resources) -> Dict[str, Any]:
+        with self._holding(workspace, inputs_follow):
+            result = self.uploads.features(workspace, body, user, **resources)
+            self._set_data(workspace, result["glob_name"], "features", inputs_follow)
         return self.uploads.warned(result, **resources)
 
-    def submit_manifest(self, workspace: str, body: UploadBody, user: str = None, **resources) -> Dict[str, Any]:
+    def submit_manifest(self, workspace: str, body: UploadBody, user: str = None, inputs_follow: bool = False,
+                        **resources) -> Dict[str, Any]:
         """A data manifest becomes the pipeline's data, as a data bundle does; its files are downloaded by an
         ingestion job (unless this manifest was ingested already), and trainings on it wait for that."""
-        result = self.uploads.manifest(workspace, body, user, **resources)
-        self._set_data(workspace, result["glob_name"], "manifest")
+        with self._holding(workspace, inputs_follow):
+            result = self.uploads.manifest(workspace, body, user, **resources)
+            self._set_data(workspace, result["glob_name"], "manifest", inputs_follow)
         return self.uploads.warned(result, **resources)
 
-    def _set_data(self, workspace: str, glob_name: str, kind: str) -> None:
+    def _set_data(self, workspace: str, glob_name: str, kind: str, inputs_follow: bool) -> None:
         with self.db.session_scope() as session:
             workspace_row = find_workspace(session, workspace)
             bundle = session.scalar(select(Bundle).where(Bundle.workspace_id == workspace_row.id,
                                                          Bundle.kind == kind, Bundle.glob_name == glob_name))
             pipeline = pipeline_of(session, workspace_row)
+            pipeline.held_until = _hold_end(inputs_follow)
             pipeline.data_bundle_id = bundle.id
             pipeline.hyper_bundle_id = None
             if (bundle.meta or {}).get("resources"):
@@ -156,7 +190,12 @@ class TrainService:
         wake(socket_name(self.uploads.config.data_dir))
 
     def submit_params(self, workspace: str, body: UploadBody, user: str = None, parallelism: Any = None,
-                      **resources) -> Dict[str, Any]:
+                      inputs_follow: bool = False, **resources) -> Dict[str, Any]:
+        with self._holding(workspace, inputs_follow):
+            return self._submit_params(workspace, body, user, parallelism, inputs_follow, **resources)
+
+    def _submit_params(self, workspace: str, body: UploadBody, user, parallelism: Any, inputs_follow: bool,
+                       **resources) -> Dict[str, Any]:
         result = self.uploads.params(workspace, body, user, parallelism, **resources)
         with self.db.session_scope() as session:
             workspace_row = find_workspace(session, workspace)
@@ -164,10 +203,40 @@ class TrainService:
                                                          Bundle.kind == "params",
                                                          Bundle.glob_name == result["glob_name"]))
             pipeline = pipeline_of(session, workspace_row)
+            pipeline.held_until = _hold_end(inputs_follow)
             pipeline.hyper_bundle_id = None if bundle.glob_name == PARAMS_NULL else bundle.id
             pipeline.parallelism = (bundle.meta or {}).get("parallelism") or 1
         wake(socket_name(self.uploads.config.data_dir))
         return self.uploads.warned(result, **resources)
+
+    @contextlib.contextmanager
+    def _holding(self, workspace: str, inputs_follow: bool):
+        """Around one upload: the pipeline held from the upload's start when more inputs follow, or when it is held
+        already (the deploy's last upload: a long one must not outlive the hold); the hold ended if it fails."""
+        self._hold(workspace, running_only=not inputs_follow)
+        try:
+            yield
+        except BaseException:
+            self._release(workspace)
+            raise
+
+    def _hold(self, workspace: str, running_only: bool) -> None:
+        with self.db.session_scope() as session:
+            workspace_row = session.scalar(select(Workspace).where(Workspace.name == workspace))
+            if workspace_row is None:
+                return  # the upload itself answers WorkspaceNotFound
+            pipeline = session.get(TrainPipeline, workspace_row.id)
+            if running_only and not held(pipeline):
+                return
+            (pipeline or pipeline_of(session, workspace_row)).held_until = _hold_end(True)
+
+    def _release(self, workspace: str) -> None:
+        with self.db.session_scope() as session:
+            workspace_row = session.scalar(select(Workspace).where(Workspace.name == workspace))
+            pipeline = session.get(TrainPipeline, workspace_row.id) if workspace_row is not None else None
+            if pipeline is not None and pipeline.held_until is not None:
+                pipeline.held_until = None
+        wake(socket_name(self.uploads.config.data_dir))
 
     # -- views ----------------------------------------------------------------------------------------------
     def inspect(self, workspace: str) -> Dict[str, Any]:

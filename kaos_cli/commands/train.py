@@ -113,12 +113,13 @@ def check_hyperparams(path) -> None:
                         'like {"lr": [0.1, 0.01], "depth": [3, 5]}')
 
 
-def _submit_source(client, workspace, source_bundle, resources):
+def _submit_source(client, workspace, source_bundle, resources, inputs_follow=False):
     from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting source bundle: {source_bundle}")
     answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
-                           client.upload_train_source(workspace, zip_path, digest=digest, **resources),
+                           client.upload_train_source(workspace, zip_path, digest=digest,
+                                                      inputs_follow=inputs_follow, **resources),
                            progress=progress_wanted())
     render.success(f"Setting source bundle: /{answer.glob_name}")
     if answer.job_id:
@@ -127,29 +128,31 @@ def _submit_source(client, workspace, source_bundle, resources):
     return answer
 
 
-def _submit_data(client, workspace, data_bundle, resources):
+def _submit_data(client, workspace, data_bundle, resources, inputs_follow=False):
     from kaos_cli.folder_upload import upload_folder
 
     render.info(f"Submitting data bundle: {data_bundle}")
     answer = upload_folder(data_bundle, "data.zip", "data bundle", lambda zip_path, digest:
-                           client.upload_features(workspace, zip_path, digest=digest, **resources),
+                           client.upload_features(workspace, zip_path, digest=digest,
+                                                  inputs_follow=inputs_follow, **resources),
                            progress=progress_wanted())
     render.success(f"Setting data bundle: /{answer.glob_name}")
     render.echo()
     return answer
 
 
-def _submit_manifest(client, workspace, data_manifest, resources):
+def _submit_manifest(client, workspace, data_manifest, resources, inputs_follow=False):
     render.info(f"Submitting data manifest bundle: {data_manifest}")
-    answer = client.upload_manifest(workspace, data_manifest, **resources)
+    answer = client.upload_manifest(workspace, data_manifest, inputs_follow=inputs_follow, **resources)
     render.success(f"Setting data manifest bundle: /{answer.glob_name}")
     render.echo()
     return answer
 
 
-def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources):
+def _submit_hyperparams(client, workspace, hyperparams, parallelism, resources, inputs_follow=False):
     render.info(f"Submitting hyperparams bundle: {hyperparams}")
-    answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, **resources)
+    answer = client.upload_params(workspace, hyperparams, parallelism=parallelism, inputs_follow=inputs_follow,
+                                  **resources)
     glob_name = answer.glob_name
     combinations = answer.params
     if not combinations or glob_name == NO_HYPERPARAMS.lstrip("/"):
@@ -220,14 +223,19 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
         render.warning("--parallelism applies to --hyperparams only; ignored")
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
     answers = {}
+    # every upload but the last says that more inputs follow: no training starts on a part of this deploy
+    given = [name for name, value in (("source", source_bundle), ("data", data_bundle), ("manifest", data_manifest),
+                                      ("hyperparams", hyperparams)) if value]
+    follows = {name: name != given[-1] for name in given}
     if source_bundle:
-        answers["source"] = _submit_source(client, workspace, source_bundle, resources)
+        answers["source"] = _submit_source(client, workspace, source_bundle, resources, follows["source"])
     if data_bundle:
-        answers["data"] = _submit_data(client, workspace, data_bundle, resources)
+        answers["data"] = _submit_data(client, workspace, data_bundle, resources, follows["data"])
     if data_manifest:
-        answers["manifest"] = _submit_manifest(client, workspace, data_manifest, resources)
+        answers["manifest"] = _submit_manifest(client, workspace, data_manifest, resources, follows["manifest"])
     if hyperparams:
-        answers["hyperparams"] = _submit_hyperparams(client, workspace, hyperparams, parallelism, resources)
+        answers["hyperparams"] = _submit_hyperparams(client, workspace, hyperparams, parallelism, resources,
+                                                     follows["hyperparams"])
     for warning in dict.fromkeys(answer.warning for answer in answers.values() if answer.warning):
         render.warning(warning)  # the resources asked for are not enforced here: said once
     inputs = client.train_inspect(workspace)

@@ -86,8 +86,9 @@ def test_deploy_source_data_and_hyperparams(kaos, ws, source_dir, data_dir, tmp_
     assert posts(ws) == [("POST", "train/mnist"), ("POST", "data/mnist/features"), ("POST", "data/mnist/params"),
                          ("GET", "train/mnist/inspect")]
     resources = {"cpu": ["0.5"], "memory": ["1Gi"], "gpu": ["0"], "user": ["tester"]}
-    assert ws.requests_to("POST", "train/mnist")[0].query == resources
-    assert ws.requests_to("POST", "data/mnist/features")[0].query == resources
+    follows = dict(resources, inputs_follow=["true"])  # every upload but the last: more inputs of this deploy follow
+    assert ws.requests_to("POST", "train/mnist")[0].query == follows
+    assert ws.requests_to("POST", "data/mnist/features")[0].query == follows
     hyper, = ws.requests_to("POST", "data/mnist/params")
     assert hyper.query == dict(resources, parallelism=["2"]) and hyper.body == params.read_bytes()
     assert result.stdout == f"""Info - Submitting source bundle: {source_dir}

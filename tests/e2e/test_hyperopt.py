@@ -59,3 +59,35 @@ def test_grid_survives_the_build_and_sorts_numerically(platform, tmp_path):
     not_numeric = platform.kaos("train", "info", "-i", "0", "-s", "label")
     assert not_numeric.code == 1 and "not numeric" in not_numeric.text
     assert "Traceback" not in unknown.text + not_numeric.text
+
+
+def test_a_deploy_with_new_data_and_hyperparameters_starts_one_training_with_them(platform, tmp_path):
+    """`train deploy -s -d -h` uploads its inputs one by one; with the code's image built already, the data's
+    upload used to start a training of (code, data, no hyperparameters) before the hyperparameters arrived, then a
+    second one with them. The CLI says `inputs_follow` on every upload but the last: one training, the grid's."""
+    platform.workspace("onedeploy")
+    code = tiny_train_bundle(tmp_path / "code", TRAIN)
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"a": [1]}))
+    assert platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "d1")),
+                         "-h", str(first)).code == 0
+    [built] = wait_for(lambda: platform.jobs("onedeploy")["training"], what="the first training")
+    assert wait_terminal(platform, "onedeploy", built["job_id"])["state"] == "JOB_SUCCESS"
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"a": [2, 5]}))
+    for attempt in range(3):  # each with new data: the race had three chances
+        deployed = platform.kaos("train", "deploy", "-s", str(code), "-d",
+                                 str(tiny_data_bundle(tmp_path / f"d-{attempt}", marker=f"new {attempt}")),
+                                 "-h", str(grid))
+        assert deployed.code == 0, deployed
+        jobs = wait_for(lambda: [job for job in platform.jobs("onedeploy")["training"]
+                                 if job["job_id"] != built["job_id"]] if len(platform.jobs("onedeploy")["training"])
+                        > attempt + 1 else None, what="the new training")
+        for job in jobs:
+            assert wait_terminal(platform, "onedeploy", job["job_id"])["state"] == "JOB_SUCCESS"
+    new = [job for job in platform.jobs("onedeploy")["training"] if job["job_id"] != built["job_id"]]
+    assert len(new) == 3, new  # one training a deploy
+    for job in new:
+        info = platform.kaos("train", "info", "-j", job["job_id"])
+        assert info.code == 0 and len(re.findall(r"a=[25]\.json", info.out)) == 2, info.out  # the grid's two
