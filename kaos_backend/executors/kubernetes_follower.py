@@ -1,8 +1,7 @@
 """The follower of one workload of the kubernetes executor: a thread of the process that polls it (the scheduler),
 holding the workload's lock (kubernetes_state.py), that reads the shared watch's cache, copies the pod's log into
-the platform's log as it comes (the init container `fetch`, the platform's notes and "beginning to run user
-code", then the main container), and once the workload ended writes how ("kaos: the training ended: ..."), the
-exit record, revokes the workload's artifact token and wakes the scheduler.
+the platform's log as it comes (kubernetes_log_copy.py), and once the workload ended writes how ("kaos: the
+training ended: ..."), the exit record, revokes the workload's artifact token and wakes the scheduler.
 
 It ends a workload that cannot start (unschedulable, or its image cannot be pulled, for longer than the pending
 timeout) by deleting its Job or Deployment; an endpoint also when its serve container ended once (the endpoint
@@ -16,7 +15,6 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
@@ -26,19 +24,17 @@ from kaos_backend.executors import outcome
 from kaos_backend.executors.base import VANISHED
 from kaos_backend.executors.docker_output import LogWriter
 from kaos_backend.executors.kubernetes_client import is_status, message_of
-from kaos_backend.executors.kubernetes_logs import Cursor, copy_container_log
+from kaos_backend.executors.kubernetes_log_copy import PodLogCopy
 from kaos_backend.executors.kubernetes_state import START_LABEL, WHAT, delete_owner, delete_pod, read_record, \
     requested
-from kaos_backend.executors.preamble import START_RECORD
 
 log = logging.getLogger("kaos_backend.executors.kubernetes")
 LOOK_SECONDS = 1.0        # a follower looks again this often unwoken (a pending timeout, a deleted Job's pods)
 RETRY_SECONDS = 2.0       # after an API error
 RENEW_SECONDS = 3600      # a workload's artifact token is renewed this often (it is good for 24 hours)
-UPLOAD_FAILED = "kaos: could not upload the output: "   # the pod agent's line when the backend refused the output
 
 
-class Follower:
+class Follower(PodLogCopy):
     """Follows one workload to its end (module docstring). `cluster`: kubernetes_cluster.Cluster; `log_file`:
     the platform's log; `notify`: the scheduler's wake-up socket; `pending_timeout`: seconds a waiting problem
     may last."""
@@ -142,86 +138,6 @@ class Follower:
         start = self.state.get("start")
         return [pod for pod in informer.pods_of(self.state["workload"])
                 if (pod["metadata"].get("labels") or {}).get(START_LABEL) == start]
-
-    # -- copying the pod's log ------------------------------------------------------------------------------
-    def _copy(self, pod: dict, pods: List[dict] = ()) -> None:
-        progress = self.progress
-        uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
-        if progress["pod"] != uid:
-            if progress["pod"] is not None:  # a Deployment replaced its pod (evicted, a node drained, deleted)
-                if self.main not in progress["done"]:
-                    self._note(self._gone_note(progress.get("pod_name"), next(
-                        (old for old in pods if old["metadata"]["uid"] == progress["pod"]), None)))
-                self._note(f"kaos: the {self.state['object']} {self.state['name']} made another pod, {name}")
-            progress.update(pod=uid, pod_name=name, cursors={}, done=[])
-        for container in (status.FETCH, self.main):
-            if container in progress["done"]:
-                continue
-            if not status.started(pod, container):
-                return
-            if container == self.main and not progress["started"]:
-                when = _started_at(pod, container)  # stamped as the container started, not as copied
-                for note in self.state.get("notes") or []:
-                    self.writer.record(note, when)
-                self.writer.record(START_RECORD, when)
-                progress["started"] = True
-                self._save()
-            over = status.terminated(pod, container, self.restarts) is not None
-            if not self._copy_container(pod, container, follow=not over):
-                return
-            if not over:
-                return  # followed until it ended (or the stream broke): the next look knows which
-            progress["done"].append(container)
-            self._save()
-
-    def _gone_note(self, name: Optional[str], pod: Optional[dict]) -> str:
-        """What became of the replaced pod `name` (still listed as `pod`, or gone), for the log."""
-        record = status.ended(pod, self.main, False, None, {}) if pod is not None else None
-        if record is None:
-            return f"kaos: the pod {name} was deleted: its log ends here"
-        return f"kaos: the pod {name} ended ({status.describe(record)}): its log ends here"
-
-    def _copy_container(self, pod: dict, container: str, follow: bool) -> bool:
-        """Copy the container's log (following it when `follow`); False when there is none to read (yet)."""
-        cursor = Cursor.from_list(self.progress["cursors"].get(container))
-        main = container == self.main
-        previous = self.restarts and not follow and status.terminated(pod, container) is None
-
-        def saved():
-            self.progress["cursors"][container] = cursor.to_list()
-            self._save()
-            self._renew_token()  # a container that logs all the time is followed for as long as it runs
-
-        def on_line(text: str):  # the last line of output: of the main container, not the platform's records
-            if text and (not main or not text.startswith("kaos: ")):
-                self.progress["last"][container] = text[:outcome.LAST_LINE_LIMIT]
-            if main and text and text.startswith(UPLOAD_FAILED):  # the backend refused the output: part of the reason
-                self.progress["upload_failed"] = text[len(UPLOAD_FAILED):][:outcome.LAST_LINE_LIMIT]
-        try:
-            copy_container_log(self.cluster.core, self.cluster.namespace, pod["metadata"]["name"], container,
-                               self.writer, cursor, follow=follow, previous=previous, saved=saved, on_line=on_line)
-        except Exception as error:  # noqa: BLE001 - sorted below
-            if is_status(error, 400):
-                return False  # not started as the server sees it yet
-            if is_status(error, 404):  # the pod is gone (with its logs)
-                name = pod["metadata"]["name"]
-                self._note(f"kaos: the pod {name} was deleted: its log ends here" if self.progress["cursors"].get(
-                    self.main) else f"kaos: the log of the pod {name} is gone: it was removed before kaos could "
-                    "copy it")
-                self.progress["done"] = [status.FETCH, self.main]
-                self._save()
-                return False
-            if _broken_stream(error):
-                return False  # a read timeout (a silent container) or a disconnect: resumed at the next look
-            raise
-        return True
-
-    def _note(self, text: str) -> None:
-        """A record of the platform's, written once per workload."""
-        if text not in self.progress["notes"]:
-            self.progress["notes"].append(text)
-            self.writer.record(text)
-            self._save()
 
     # -- the end --------------------------------------------------------------------------------------------
     def _ended(self, informer, pods: List[dict], pod: Optional[dict], stop: Optional[dict]) -> Optional[dict]:
@@ -333,22 +249,3 @@ class Follower:
             if pod["metadata"].get("deletionTimestamp") and (grace is None or given is not None and given <= grace):
                 continue
             delete_pod(self.cluster, pod["metadata"]["name"], grace)
-
-
-def _started_at(pod: dict, container: str):
-    """The local time the container started (its state's startedAt), or None (now)."""
-    entry = status.container_status(pod, container) or {}
-    for state in (entry.get("state") or {}, entry.get("lastState") or {}):
-        for phase in ("running", "terminated"):
-            started = (state.get(phase) or {}).get("startedAt")
-            if started:
-                try:
-                    return datetime.fromisoformat(started.replace("Z", "+00:00")).astimezone().replace(tzinfo=None)
-                except ValueError:
-                    return None
-    return None
-
-
-def _broken_stream(error: BaseException) -> bool:
-    import urllib3.exceptions
-    return isinstance(error, (urllib3.exceptions.HTTPError, OSError))
