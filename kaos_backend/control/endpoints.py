@@ -11,10 +11,16 @@ became ready, or not being ready `endpoint_start_timeout` seconds after its star
 failed start: after `MAX_FAILURES` of them in a row it is PIPELINE_FAILURE with the last exit's reason, and is
 not restarted again (a new `kaos serve deploy` is the way out). An endpoint that was ready and then exits is
 restarted (PIPELINE_RESTARTING), with exponential backoff.
+
+Where its executor knows more (`Executor.standing`: on Kubernetes), a starting endpoint's reason is what it waits
+for ("waiting to be ready: its pod cannot be scheduled: ..."), not the probe's; and a running endpoint that its
+infrastructure replaced (a Deployment's pod evicted, another made) stays PIPELINE_RUNNING with one restart more for
+each, its reason saying how the last one ended.
 """
 import http.client
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -94,6 +100,16 @@ def readiness(status: Optional[int], started: float) -> Optional[str]:
     return f"GET /ping answered {status}"
 
 
+REPLACED_RE = re.compile(r"^replaced by its infrastructure (\d+) times? since its start")
+
+
+def replaced_reason(count: int, last: Optional[str]) -> str:
+    """The reason of a running endpoint whose infrastructure replaced it `count` times since its start, the last
+    one having ended as `last` says ("evicted: ...")."""
+    return f"replaced by its infrastructure {count} time{'s' if count > 1 else ''} since its start; the last one " \
+        f"ended: {last or 'deleted'}"
+
+
 class Probes:
     """When each endpoint's next readiness probe is due: soon after a start, then less and less often."""
 
@@ -145,6 +161,8 @@ class EndpointController(Controller):
                 self._exited(endpoint, code, executor)
             elif endpoint.state != RUNNING:
                 self._probe(endpoint, executor)
+            else:
+                self._replaced(endpoint, executor)
 
     def _probe(self, endpoint: Endpoint, executor: Executor) -> None:
         """Is the starting endpoint ready yet? RUNNING when it is; the reason says what it waits for; a failed
@@ -152,8 +170,12 @@ class EndpointController(Controller):
         if not self.probes.due(endpoint.name):
             return
         started = _aware(endpoint.started_at).timestamp() if endpoint.started_at else 0.0
-        unix = endpoint.socket if endpoint.socket and os.path.exists(endpoint.socket) else None  # else over TCP
-        waiting = readiness(ping_status(endpoint.host, endpoint.port, unix=unix), started)
+        standing = executor.standing()
+        if standing is not None and standing.waiting:  # its infrastructure knows why (no node fits it): no probe
+            waiting = standing.waiting
+        else:
+            unix = endpoint.socket if endpoint.socket and os.path.exists(endpoint.socket) else None  # else TCP
+            waiting = readiness(ping_status(endpoint.host, endpoint.port, unix=unix), started)
         same = lambda row: row.executor_state == endpoint.executor_state  # noqa: E731
         if waiting is None:
             self.probes.forget(endpoint.name)
@@ -167,6 +189,22 @@ class EndpointController(Controller):
         elif endpoint.reason != f"waiting to be ready: {waiting}":
             update(self.services, Endpoint, endpoint.name, {"reason": f"waiting to be ready: {waiting}"},
                    only_if=same)
+
+    def _replaced(self, endpoint: Endpoint, executor: Executor) -> None:
+        """A running endpoint whose infrastructure replaced it (a Deployment's pod evicted, and another made): one
+        restart more for each, and the reason says how the last one ended. The count of this start is kept in the
+        reason itself (`replaced_reason`), so that a backend restart counts none twice."""
+        standing = executor.standing()
+        if standing is None or not standing.replaced:
+            return
+        match = REPLACED_RE.match(endpoint.reason or "")
+        counted = int(match.group(1)) if match else 0
+        if standing.replaced <= counted:
+            return
+        update(self.services, Endpoint, endpoint.name,
+               {"restarts": endpoint.restarts + standing.replaced - counted,
+                "reason": replaced_reason(standing.replaced, standing.last_replaced)[:1000]},
+               only_if=lambda row: row.executor_state == endpoint.executor_state and row.reason == endpoint.reason)
 
     def _remove(self, endpoint: Endpoint, executor: Optional[Executor]) -> None:
         if executor is not None:

@@ -9,6 +9,7 @@ instance drives exactly one workload:
                                               # serve / notebook (where it listens), else None
     executor.poll()                           # None while running, else the exit code (like Popen.poll)
     executor.reason()                         # how it ended, in words (None while running)
+    executor.standing()                       # while it runs: what it waits for, how often it was replaced (or None)
     executor.stop(now=False)                  # signal, wait with a timeout, kill; gone is not an error
     executor.logs(follow=False)               # its log's records; the ONLY way anything reads a log
     state = executor.get_state()              # JSON-able; stored on the row
@@ -131,6 +132,15 @@ class Capacity(NamedTuple):
     gpu: Optional[int] = None          # 0: no GPUs at all
 
 
+class Standing(NamedTuple):
+    """How a running workload is doing besides running (`Executor.standing`), for the platform's lists."""
+    waiting: Optional[str] = None        # what keeps it from starting now, in words ("its pod cannot be scheduled:
+    #                                      0/1 nodes are available: ..."); None when nothing does
+    replaced: int = 0                    # how often the infrastructure replaced it since its start (a Deployment's
+    #                                      pod evicted or deleted, and another made): a restart the platform did not do
+    last_replaced: Optional[str] = None  # how the last one replaced ended ("evicted: The node was low on ...")
+
+
 class ArtifactMissing(Exception):
     """An artifact a spec names is not in the platform's store (deleted, or never ingested): the workload cannot
     start. `where` says where it was looked for."""
@@ -229,6 +239,13 @@ class Executor(abc.ABC):
 
     def reason(self) -> Optional[str]:
         """How the finished workload ended, in words; None while it runs."""
+        return None
+
+    def standing(self) -> Optional[Standing]:
+        """While the workload runs, what its infrastructure says of it besides running (`Standing`: what it waits
+        for, how often it was replaced and how the last one ended); None when there is nothing to say, or the
+        executor does not know (the local and docker executors: their workload's process is the whole of it).
+        Cheap (no request to the infrastructure: what the executor follows already); never raises."""
         return None
 
     @abc.abstractmethod

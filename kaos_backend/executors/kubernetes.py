@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from kaos_backend.executors import kubernetes_follower, kubernetes_names, kubernetes_state, outcome
-from kaos_backend.executors.base import Address, ArtifactMissing, Executor, WorkloadSpec, check_log_name
+from kaos_backend.executors.base import Address, ArtifactMissing, Executor, Standing, WorkloadSpec, check_log_name
 from kaos_backend.executors.data_dir_log import DataDirLog
 from kaos_backend.executors.hints import script_hints
 from kaos_backend.executors.kubernetes_client import as_cluster_error
@@ -234,6 +234,19 @@ class KubernetesExecutor(DataDirLog, Executor):
             return self._delegate.reason()
         record = kubernetes_state.read_record(self._state) if self._state else None
         return describe(record) if record is not None else None
+
+    def standing(self) -> Optional[Standing]:
+        """What the follower last saw of the running workload: the problem its pod waits on (unschedulable, an
+        image not pulled), how often its Deployment replaced its pod and how the last one ended; None when there
+        is none of that, or it ended."""
+        if self._delegate is not None:
+            return self._delegate.standing()
+        if self._state is None or kubernetes_state.read_record(self._state) is not None:
+            return None
+        progress = kubernetes_state.read_progress(self._state)
+        standing = Standing(waiting=progress.get("waiting"), replaced=int(progress.get("replaced") or 0),
+                            last_replaced=progress.get("last_replaced"))
+        return standing if standing != Standing() else None
 
     def stop(self, now: bool = False, timeout: float = STOP_GRACE) -> None:
         """Delete the workload's pods (SIGTERM, then SIGKILL after `timeout` seconds; at once when `now`) and its

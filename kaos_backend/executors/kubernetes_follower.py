@@ -167,6 +167,8 @@ class Follower(PodLogCopy):
             problem = status.waiting_problem(pod)
             if problem:
                 return self._waiting(problem, memory)
+            if self.progress.pop("waiting", None) is not None:  # it waits no more (scheduled, its image pulled)
+                self._save()
         if owner is None and self._owner_gone():
             if pods:
                 return None  # its pods are being deleted: wait for their end
@@ -185,6 +187,9 @@ class Follower(PodLogCopy):
 
     def _waiting(self, problem: str, memory: Optional[str]) -> Optional[dict]:
         since = self.progress.setdefault("waiting_since", time.time())
+        if self.progress.get("waiting") != f"its pod {problem}":  # what `standing` says (kubernetes.py)
+            self.progress["waiting"] = f"its pod {problem}"
+            self._save()
         self._note(f"kaos: the {self.what} waits: its pod {problem}")
         if time.time() - since < self.pending_timeout:
             return None

@@ -24,11 +24,14 @@ class PodLogCopy:
         uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
         if progress["pod"] != uid:
             if progress["pod"] is not None:  # a Deployment replaced its pod (evicted, a node drained, deleted)
+                how = self._gone_how(next((old for old in pods if old["metadata"]["uid"] == progress["pod"]), None))
                 if self.main not in progress["done"]:
-                    self._note(self._gone_note(progress.get("pod_name"), next(
-                        (old for old in pods if old["metadata"]["uid"] == progress["pod"]), None)))
+                    self._note(f"kaos: the pod {progress.get('pod_name')} " + (
+                        f"ended ({how})" if how else "was deleted") + ": its log ends here")
                 self._note(f"kaos: the {self.state['object']} {self.state['name']} made another pod, {name}")
+                progress.update(replaced=progress.get("replaced", 0) + 1, last_replaced=how or "deleted")
             progress.update(pod=uid, pod_name=name, cursors={}, done=[])
+            self._save()
         for container in (status.FETCH, self.main):
             if container in progress["done"]:
                 continue
@@ -49,12 +52,11 @@ class PodLogCopy:
             progress["done"].append(container)
             self._save()
 
-    def _gone_note(self, name: Optional[str], pod: Optional[dict]) -> str:
-        """What became of the replaced pod `name` (still listed as `pod`, or gone), for the log."""
+    def _gone_how(self, pod: Optional[dict]) -> Optional[str]:
+        """How the replaced pod `pod` (still listed; None: gone) ended, in words; None when it is gone or did not
+        end by itself (deleted)."""
         record = status.ended(pod, self.main, False, None, {}) if pod is not None else None
-        if record is None:
-            return f"kaos: the pod {name} was deleted: its log ends here"
-        return f"kaos: the pod {name} ended ({status.describe(record)}): its log ends here"
+        return status.describe(record) if record is not None else None
 
     def _copy_container(self, pod: dict, container: str, follow: bool) -> bool:
         """Copy the container's log (following it when `follow`); False when there is none to read (yet)."""

@@ -5,7 +5,8 @@ its log, `<log's directory>/<workload>.*`:
     .exit       the exit record (outcome.py, with an `error` in words where the exit code does not say it all)
     .stop       written by `stop` (JSON: the grace period): the end was requested
     .follow     where the copy of the pod's log got to (kubernetes_logs.Cursor per container), the last line of
-                each container, when a waiting problem was first seen (kubernetes_follower.py)
+                each container, when a waiting problem was first seen and what it is now, how often a
+                Deployment's pod was replaced and how the last one ended (kubernetes_follower.py)
     .lock       held by the thread that follows the workload (kubernetes_follower.Follower): "it is followed" is
                 "it is held", across threads and processes
 
@@ -36,6 +37,15 @@ def begin(kind: str, workload: str, log_name: str, home: Path, **fields) -> dict
 
 def read_record(state: dict) -> Optional[dict]:
     return outcome.read_record(state["exit_path"])
+
+
+def read_progress(state: dict) -> dict:
+    """The follower's progress file (.follow) as it last saved it; {} before it saved one, or unreadable."""
+    try:
+        progress = json.loads(Path(state["follow_path"]).read_text())
+    except (OSError, ValueError):
+        return {}
+    return progress if isinstance(progress, dict) else {}
 
 
 def requested(state: dict) -> Optional[dict]:

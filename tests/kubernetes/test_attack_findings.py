@@ -329,13 +329,6 @@ def test_an_endpoint_whose_service_is_deleted_comes_back(platform, tmp_path):
         platform.gone(name)
 
 
-@pytest.mark.xfail(strict=True, reason="an endpoint whose pod waits (Unschedulable, an image not pulled yet) is "
-                                       "PIPELINE_STARTING with the reason 'waiting to be ready: it does not accept "
-                                       "connections yet' in `serve list` (the gateway's probe), though kaos knows "
-                                       "and logs why ('its pod cannot be scheduled: 0/1 nodes ...'); a training "
-                                       "is JOB_RUNNING with no reason. The executor contract should tell what a "
-                                       "running workload waits for (kubernetes: kubernetes_status.waiting_problem) "
-                                       "and the controllers (kaos_backend/control) show it as the reason")
 def test_an_endpoint_whose_pod_cannot_be_scheduled_yet_says_why_in_the_list(platform, tmp_path):
     workspace = platform.workspace("waits")
     knob = platform.cluster.faults.add("Unschedulable", pods={"kaos.io/workspace": workspace})
@@ -351,13 +344,6 @@ def test_an_endpoint_whose_pod_cannot_be_scheduled_yet_says_why_in_the_list(plat
     assert "cannot be scheduled" in (endpoint["reason"] or ""), endpoint
 
 
-@pytest.mark.xfail(strict=True, reason="an endpoint whose pod is evicted after it became ready gets another pod "
-                                       "from its Deployment (kaos follows the newest; its log says what happened) "
-                                       "while `serve list` shows PIPELINE_RUNNING, no reason, no restart, however "
-                                       "often "
-                                       "it happens. The executor contract should let the endpoint controller "
-                                       "(kaos_backend/control/endpoints.py) know of such replacements, and keep the "
-                                       "last one's reason on the running endpoint, in the list")
 def test_an_endpoint_evicted_after_it_started_says_why_in_the_list(platform, tmp_path):
     """(Its Deployment makes another pod; the log says so, as for a deleted pod: what is missing is the list.)"""
     workspace = platform.workspace("evicted-endpoint")
@@ -378,6 +364,7 @@ def test_an_endpoint_evicted_after_it_started_says_why_in_the_list(platform, tmp
         platform.gone(name)
     assert endpoint["state"] == "PIPELINE_RUNNING", endpoint
     assert "evicted: The node was low on resource" in (endpoint["reason"] or ""), endpoint
+    assert endpoint["restarts"] >= 1, endpoint  # each pod its Deployment made again counts
 
 
 # -- a cluster that cannot be reached, or refuses ------------------------------------------------------------
