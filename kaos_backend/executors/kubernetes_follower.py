@@ -5,7 +5,9 @@ training ended: ..."), the exit record, revokes the workload's artifact token an
 
 It ends a workload that cannot start (unschedulable, or its image cannot be pulled, for longer than the pending
 timeout) by deleting its Job or Deployment; an endpoint also when its serve container ended once (the endpoint
-controller restarts it, as on every executor) or its fetch failed. A follower that dies (a crash of its process)
+controller restarts it, as on every executor), its fetch failed, or its Service was deleted (a thread beside the
+follower watches for that while the follower follows the log: the endpoint controller starts it again, Service
+included). A follower that dies (a crash of its process)
 is started again by the next `poll`, and resumes the log copy where it got to.
 """
 import fcntl
@@ -53,6 +55,7 @@ class Follower(PodLogCopy):
         self.progress = self._load()
         self.writer: Optional[LogWriter] = None
         self.renewed_at = time.monotonic() - RENEW_SECONDS  # the first look renews (after a backend restart)
+        self.service_seen = False  # the Service (an endpoint's, a notebook's) was in the watch's cache once
 
     @classmethod
     def spawn(cls, *args, **kwargs) -> bool:
@@ -90,6 +93,9 @@ class Follower(PodLogCopy):
         try:
             self.writer = LogWriter(str(self.log_file), self.max_log_bytes)
             informer = self.cluster.informer()
+            if self.state.get("service"):
+                threading.Thread(target=self._watch_service, args=(informer,), daemon=True,
+                                 name=f"kaos-kube-service-{self.state['workload']}").start()
             while read_record(self.state) is None:
                 self._renew_token()
                 try:
@@ -169,6 +175,10 @@ class Follower(PodLogCopy):
                 return self._waiting(problem, memory)
             if self.progress.pop("waiting", None) is not None:  # it waits no more (scheduled, its image pulled)
                 self._save()
+        if owner is not None and self._service_gone(informer):
+            record = outcome.record_for(status.FAILED_WITHOUT_CODE, memory=memory)
+            record["error"] = f"its Service {self.state['service']} was deleted (by someone else than kaos)"
+            return record
         if owner is None and self._owner_gone():
             if pods:
                 return None  # its pods are being deleted: wait for their end
@@ -224,6 +234,40 @@ class Follower(PodLogCopy):
             self.progress["owner_gone"] = True
             self._save()
             return True
+        return False
+
+    def _service(self, informer) -> Optional[dict]:
+        """The workload's Service (an endpoint's, a notebook's) in the watch's cache, if it is this start's."""
+        found = informer.services.get(self.state["service"])
+        owners = ((found or {}).get("metadata") or {}).get("ownerReferences") or []
+        if found is not None and all(owner.get("uid") == self.state.get("uid") for owner in owners):
+            self.service_seen = True
+            return found
+        return None
+
+    def _watch_service(self, informer) -> None:
+        """While the workload runs (the follower may be following its log for hours): once its Service, seen
+        before, leaves the cache (deleted by someone else), interrupt the follower so that it looks at once."""
+        while read_record(self.state) is None:
+            informer.wait_for_change(LOOK_SECONDS)
+            if self._service(informer) is None and self.service_seen and requested(self.state) is None:
+                self.interrupt_copy()
+                return
+
+    def _service_gone(self, informer) -> bool:
+        """The workload's Service was deleted: missing from the cache once seen there, or (never seen: the watch
+        may lag behind a create, or it went while the backend was down) confirmed with one GET."""
+        if not self.state.get("service") or self._service(informer) is not None:
+            return False
+        if self.service_seen:
+            return True
+        try:
+            self.cluster.core.read_namespaced_service(self.state["service"], self.cluster.namespace)
+        except Exception as error:  # noqa: BLE001
+            if not is_status(error, 404):
+                raise
+            return True
+        self.service_seen = True  # there: the cache lags behind, the next look sees it
         return False
 
     def _finish(self, record: dict) -> None:

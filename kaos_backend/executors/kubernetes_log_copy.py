@@ -9,7 +9,7 @@ from typing import List, Optional
 from kaos_backend.executors import kubernetes_status as status
 from kaos_backend.executors import outcome
 from kaos_backend.executors.kubernetes_client import is_status
-from kaos_backend.executors.kubernetes_logs import Cursor, copy_container_log
+from kaos_backend.executors.kubernetes_logs import Cursor, copy_container_log, interrupt
 from kaos_backend.executors.preamble import START_RECORD
 
 UPLOAD_FAILED = "kaos: could not upload the output: "   # the pod agent's line when the backend refused the output
@@ -17,7 +17,10 @@ UPLOAD_FAILED = "kaos: could not upload the output: "   # the pod agent's line w
 
 class PodLogCopy:
     """The log-copying half of kubernetes_follower.Follower (a mixin): it uses the follower's `cluster`, `state`,
-    `main`, `restarts`, `progress` (saved with `_save`), `writer` and `_renew_token`."""
+    `main`, `restarts`, `progress` (saved with `_save`), `writer` and `_renew_token`; `stream` is the log stream
+    it reads now."""
+
+    stream = None
 
     def _copy(self, pod: dict, pods: List[dict] = ()) -> None:
         progress = self.progress
@@ -76,7 +79,8 @@ class PodLogCopy:
                 self.progress["upload_failed"] = text[len(UPLOAD_FAILED):][:outcome.LAST_LINE_LIMIT]
         try:
             copy_container_log(self.cluster.core, self.cluster.namespace, pod["metadata"]["name"], container,
-                               self.writer, cursor, follow=follow, previous=previous, saved=saved, on_line=on_line)
+                               self.writer, cursor, follow=follow, previous=previous, saved=saved, on_line=on_line,
+                               opened=self._reading)
         except Exception as error:  # noqa: BLE001 - sorted below
             if is_status(error, 400):
                 return False  # not started as the server sees it yet
@@ -92,6 +96,17 @@ class PodLogCopy:
                 return False  # a read timeout (a silent container) or a disconnect: resumed at the next look
             raise
         return True
+
+    def _reading(self, response) -> None:
+        """The log stream being read now (None between reads): what `interrupt_copy` ends."""
+        self.stream = response
+
+    def interrupt_copy(self) -> None:
+        """End the follow of a container's log that this follower is blocked in (from another thread): the
+        follower looks at once instead of when the container ends."""
+        stream = getattr(self, "stream", None)
+        if stream is not None:
+            interrupt(stream)
 
     def _note(self, text: str) -> None:
         """A record of the platform's, written once per workload."""

@@ -64,16 +64,20 @@ def since_seconds(cursor: Cursor) -> Optional[int]:
 
 def copy_container_log(core, namespace: str, pod: str, container: str, writer: LogWriter, cursor: Cursor,
                        follow: bool, previous: bool = False, saved: Callable[[], None] = lambda: None,
-                       on_line: Callable[[str], None] = lambda text: None) -> int:
+                       on_line: Callable[[str], None] = lambda text: None,
+                       opened: Callable[[Optional[object]], None] = lambda response: None) -> int:
     """Copy the log of `container` of `pod` after `cursor` into `writer`, following it while it runs when
     `follow`; `saved()` after each read that brought lines (the cursor moved: a copy resumed later repeats
-    nothing that reached the log before a wait for more), `on_line(text)` for each line written.
+    nothing that reached the log before a wait for more), `on_line(text)` for each line written, `opened(response)`
+    with the urllib3 response being read (another thread may interrupt a follow with `interrupt`), then
+    `opened(None)`.
     Returns the lines written. Raises the client's ApiException (400 while the container has not started, 404
     once the pod is gone) and urllib3's errors (a read timeout of a silent container)."""
     response = core.read_namespaced_pod_log(
         pod, namespace, container=container, follow=follow, timestamps=True, previous=previous,
         since_seconds=since_seconds(cursor), _preload_content=False,
         _request_timeout=(10, FOLLOW_READ_SECONDS if follow else 120))
+    opened(response)
     lines = LineFilter(cursor)
     written, pending = 0, b""
     try:
@@ -87,8 +91,18 @@ def copy_container_log(core, namespace: str, pod: str, container: str, writer: L
             written += _copy_line(pending, lines, writer, on_line)
             saved()
     finally:
+        opened(None)
         response.release_conn()
     return written
+
+
+def interrupt(response) -> None:
+    """End a read of `response` (copy_container_log's) that another thread is blocked in: it raises, or sees the
+    stream's end. urllib3 2.3's `shutdown` wakes a blocked read; `close` is what older ones have."""
+    try:
+        (getattr(response, "shutdown", None) or response.close)()
+    except Exception:  # noqa: BLE001 - a stream that ended meanwhile
+        pass
 
 
 def _copy_line(raw: bytes, lines: LineFilter, writer: LogWriter, on_line: Callable[[str], None]) -> int:

@@ -37,7 +37,7 @@ API_VERSIONS = {"Job": "batch/v1", "Deployment": "apps/v1"}
 RBAC_RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "get"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete", "get"]},
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete", "list"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete", "get", "list", "watch"]},

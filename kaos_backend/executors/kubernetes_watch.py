@@ -5,11 +5,11 @@ reflector), so that status costs the API server a few long requests, not a call 
     informer.start(); informer.wait_synced(30)
     informer.pods_of("<job id>-0"); informer.jobs.get("train-..."); informer.wait_for_change(1.0)
 
-Each `Reflector` lists its kind (pods, Jobs, Deployments) with the label selector, then watches from the list's
-resourceVersion with bookmarks; a watch that ends (the server's timeout, a disconnect, an API server restart)
-is resumed from the last resourceVersion it saw; a 410 Gone (the history compacted past it) lists again, which
-replaces the cache whole (objects deleted meanwhile drop out). The cache holds the objects as the API sends them
-(JSON dicts), by name. Every change notifies one condition (`changed`) that workloads wait on.
+Each `Reflector` lists its kind (pods, Jobs, Deployments, Services) with the label selector, then watches from
+the list's resourceVersion with bookmarks; a watch that ends (the server's timeout, a disconnect, an API server
+restart) is resumed from the last resourceVersion it saw; a 410 Gone (the history compacted past it) lists again,
+which replaces the cache whole (objects deleted meanwhile drop out). The cache holds the objects as the API sends
+them (JSON dicts), by name. Every change notifies one condition (`changed`) that workloads wait on.
 """
 import json
 import logging
@@ -142,7 +142,7 @@ class Reflector:
 
 
 class Informer:
-    """The pods, Jobs and Deployments one platform made in one namespace (its label selector)."""
+    """The pods, Jobs, Deployments and Services one platform made in one namespace (its label selector)."""
 
     def __init__(self, core, batch, apps, namespace: str, selector: str, watch_seconds: int = WATCH_SECONDS):
         self.namespace = namespace
@@ -151,7 +151,9 @@ class Informer:
         self.jobs = Reflector("jobs", batch.list_namespaced_job, namespace, selector, self.changed, watch_seconds)
         self.deployments = Reflector("deployments", apps.list_namespaced_deployment, namespace, selector,
                                      self.changed, watch_seconds)
-        self.reflectors = (self.pods, self.jobs, self.deployments)
+        self.services = Reflector("services", core.list_namespaced_service, namespace, selector, self.changed,
+                                  watch_seconds)  # an endpoint's or notebook's Service deleted by someone else
+        self.reflectors = (self.pods, self.jobs, self.deployments, self.services)
         self._started = False
         self._lock = threading.Lock()
 

@@ -307,12 +307,6 @@ def test_an_endpoint_whose_pod_is_deleted_serves_from_the_next_and_its_log_says_
         platform.gone(name)
 
 
-@pytest.mark.xfail(strict=True, reason="an endpoint whose Service is deleted (by hand, a clean-up script) stays "
-                                       "PIPELINE_RUNNING with no reason while the gateway answers 503 'not accepting "
-                                       "connections' for good: nothing watches the Services. The executor's shared "
-                                       "watch should hold them too (the Role's services: list, watch) and a "
-                                       "follower end the start with 'its Service was deleted' (the endpoint "
-                                       "controller then starts it again, Service included)")
 def test_an_endpoint_whose_service_is_deleted_comes_back(platform, tmp_path):
     platform.workspace("no-service")
     name = serve(platform, tmp_path, "no-service")

@@ -219,18 +219,18 @@ def test_the_shared_watch_resumes_after_a_disconnect_and_lists_again_after_410(p
         platform.cluster.store.create(CONFIGMAPS, "kaos", {"metadata": {"name": "bookmarked"}})
         wait_for(lambda: all(int(reflector.resource_version) > listed[reflector.kind]
                              for reflector in informer.reflectors), what="a bookmark on each watch: they are open")
-        assert informer.calls() == {"list": 3, "watch": 3}
+        assert informer.calls() == {"list": 4, "watch": 4}  # pods, Jobs, Deployments, Services
         labels = {"app.kubernetes.io/managed-by": "kaos", "kaos.io/platform": platform_id(platform.data)}
         platform.cluster.disconnect_watches()
         platform.cluster.store.create(JOBS, "kaos", _job("while-cut", labels))
         wait_for(lambda: informer.jobs.get("while-cut"), what="the change made while the watch was cut")
-        wait_for(lambda: informer.calls()["watch"] >= 6, what="the three watches resumed")
-        assert informer.calls()["list"] == 3
+        wait_for(lambda: informer.calls()["watch"] >= 8, what="the four watches resumed")
+        assert informer.calls()["list"] == 4
         platform.cluster.store.create(CONFIGMAPS, "kaos", {"metadata": {"name": "unwatched"}})  # moves the version
         platform.cluster.compact()
         platform.cluster.store.delete(JOBS, "kaos", "while-cut", "Background")  # gone from the history as well
         platform.cluster.disconnect_watches()
-        wait_for(lambda: informer.calls()["list"] == 6, what="a list after 410")
+        wait_for(lambda: informer.calls()["list"] == 8, what="a list after 410")
         wait_for(lambda: informer.jobs.get("while-cut") is None, what="the deleted Job gone from the cache")
     finally:
         informer.stop()
