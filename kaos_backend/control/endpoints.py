@@ -167,10 +167,10 @@ class EndpointController(Controller):
     def _probe(self, endpoint: Endpoint, executor: Executor) -> None:
         """Is the starting endpoint ready yet? RUNNING when it is; the reason says what it waits for; a failed
         start when it is not ready `endpoint_start_timeout` seconds after its start (KAOS_ENDPOINT_START_TIMEOUT)."""
-        if not self.probes.due(endpoint.name):
+        standing = executor.standing()  # every tick: what the infrastructure says is no probe to space out
+        if not (standing is not None and standing.waiting) and not self.probes.due(endpoint.name):
             return
         started = _aware(endpoint.started_at).timestamp() if endpoint.started_at else 0.0
-        standing = executor.standing()
         if standing is not None and standing.waiting:  # its infrastructure knows why (no node fits it): no probe
             waiting = standing.waiting
         else:

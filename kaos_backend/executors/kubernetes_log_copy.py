@@ -28,9 +28,8 @@ class PodLogCopy:
         if progress["pod"] != uid:
             if progress["pod"] is not None:  # a Deployment replaced its pod (evicted, a node drained, deleted)
                 how = self._gone_how(next((old for old in pods if old["metadata"]["uid"] == progress["pod"]), None))
-                if self.main not in progress["done"]:
-                    self._note(f"kaos: the pod {progress.get('pod_name')} " + (
-                        f"ended ({how})" if how else "was deleted") + ": its log ends here")
+                self._note(f"kaos: the pod {progress.get('pod_name')} " + (
+                    f"ended ({how})" if how else "was deleted") + ": its log ends here")
                 self._note(f"kaos: the {self.state['object']} {self.state['name']} made another pod, {name}")
                 progress.update(replaced=progress.get("replaced", 0) + 1, last_replaced=how or "deleted")
             progress.update(pod=uid, pod_name=name, cursors={}, done=[])
@@ -57,9 +56,11 @@ class PodLogCopy:
 
     def _gone_how(self, pod: Optional[dict]) -> Optional[str]:
         """How the replaced pod `pod` (still listed; None: gone) ended, in words; None when it is gone or did not
-        end by itself (deleted)."""
+        end by itself (deleted: its containers' ends are the deletion's)."""
         record = status.ended(pod, self.main, False, None, {}) if pod is not None else None
-        return status.describe(record) if record is not None else None
+        if record is None or (pod["metadata"].get("deletionTimestamp") and not record.get("error")):
+            return None
+        return status.describe(record)
 
     def _copy_container(self, pod: dict, container: str, follow: bool) -> bool:
         """Copy the container's log (following it when `follow`); False when there is none to read (yet)."""

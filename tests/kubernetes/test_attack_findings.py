@@ -330,7 +330,9 @@ def test_an_endpoint_whose_pod_cannot_be_scheduled_yet_says_why_in_the_list(plat
         name = serve(platform, tmp_path, workspace)
         wait_for(lambda: "kaos: the endpoint waits: its pod cannot be scheduled" in
                  platform.kaos("serve", "logs", "-e", name).out, WAIT, what="the endpoint to wait")
-        endpoint = platform.endpoint(workspace, name)
+        # the list follows the log within a tick of the scheduler: waited for (bounded), not read at once
+        endpoint = wait_for(lambda: (lambda e: e if "cannot be scheduled" in (e["reason"] or "") else None)(
+            platform.endpoint(workspace, name)), 30, what="the reason in the list")
     finally:
         platform.cluster.faults.remove(knob)
         assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
