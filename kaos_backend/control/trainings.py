@@ -16,7 +16,7 @@ from kaos_backend.control.train_metrics import read_metrics
 from kaos_backend.control.train_schedule import schedule
 from kaos_backend.errors import InvalidBundle, PayloadTooLarge
 from kaos_backend.executors import make_executor
-from kaos_backend.executors.base import (Artifact, ArtifactMissing, Executor, Hyperparameters, WorkloadSpec,
+from kaos_backend.executors.base import (Standing, Artifact, ArtifactMissing, Executor, Hyperparameters, WorkloadSpec,
                                          job_log_name)
 from kaos_backend.models import Bundle, Job, Partition, Workspace
 from kaos_backend.services.train import BUILD_KIND
@@ -85,6 +85,9 @@ class TrainController(Controller):
         job_changes: Dict = {}
         if job.state == JobState.JOB_STARTING.value and running:
             job_changes.update(state=JobState.JOB_RUNNING.value, started_at=now())
+        waiting = _job_waiting(job, partitions, changes, states)
+        if waiting is not False:
+            job_changes["reason"] = waiting
         if all(state not in RUNNING_STATES for state in states.values()):
             failed = [p for p in partitions if states[p.id] != JobState.JOB_SUCCESS.value]
             reasons = {p.index: changes.get(p.id, {}).get("reason", p.reason) for p in failed}
@@ -145,7 +148,7 @@ class TrainController(Controller):
         executor = reattached(self.config, partition.executor_state)
         code = executor.poll() if executor is not None else VANISHED
         if code is None:
-            return {}
+            return _waiting_changes(partition, executor.standing())
         reason = end_reason(executor, code)
         if code == VANISHED:
             job_log.append_log(f"kaos: the training ended: {reason}")
@@ -203,6 +206,31 @@ class TrainController(Controller):
     def _failed_start(job_log: Executor, reason: str) -> Dict:
         job_log.append_log(reason)
         return {"started_at": now(), **finished(JobState.JOB_FAILURE, reason)}
+
+
+WAITING = "waiting to start: "  # a running partition's (and its job's) reason while its infrastructure holds it
+
+
+def _waiting_changes(partition: Partition, standing: Optional[Standing]) -> Dict:
+    """A running partition's reason while its infrastructure says what it waits for (Executor.standing: on
+    Kubernetes, a pod that cannot be scheduled or pull its image), cleared once it waits no more."""
+    reason = f"{WAITING}{standing.waiting}"[:1000] if standing is not None and standing.waiting else None
+    if reason == partition.reason or (reason is None and not (partition.reason or "").startswith(WAITING)):
+        return {}
+    return {"reason": reason}
+
+
+def _job_waiting(job: Job, partitions: List[Partition], changes: Dict[int, Dict], states: Dict[int, str]):
+    """The running job's reason from its waiting partitions (the first one's, with its index when the job has
+    several), None to clear a waiting reason it had, False to leave its reason as it is."""
+    waiting = [(p.index, changes.get(p.id, {}).get("reason", p.reason)) for p in partitions
+               if states[p.id] == JobState.JOB_RUNNING.value]
+    waiting = [(index, reason) for index, reason in waiting if (reason or "").startswith(WAITING)]
+    if waiting:
+        index, reason = waiting[0]
+        reason = reason if len(partitions) == 1 else f"partition #{index} {reason}"
+        return reason if reason != job.reason else False
+    return None if WAITING in (job.reason or "") else False
 
 
 def model_hex6(partition: Partition) -> str:

@@ -340,6 +340,24 @@ def test_an_endpoint_whose_pod_cannot_be_scheduled_yet_says_why_in_the_list(plat
     assert "cannot be scheduled" in (endpoint["reason"] or ""), endpoint
 
 
+def test_a_training_whose_pod_cannot_be_scheduled_yet_says_why_in_the_list_then_runs(platform, tmp_path):
+    """A waiting training was JOB_RUNNING with no reason: its reason in `train list` is what its pod waits on
+    (Executor.standing), cleared once the pod is scheduled; the training then ends as it would have."""
+    workspace = platform.workspace("waits-train")
+    knob = platform.cluster.faults.add("Unschedulable", pods={"kaos.io/workspace": workspace})
+    try:
+        job_id = platform.train(workspace, tmp_path)
+        job = wait_for(lambda: (lambda j: j if "cannot be scheduled" in (j.get("reason") or "") else None)(
+            platform.job(workspace, job_id)), WAIT, what="the reason in the list")
+        assert job["state"] == "JOB_RUNNING" and job["reason"].startswith("waiting to start: its pod cannot"), job
+        listed = platform.kaos("train", "list")
+        assert listed.code == 0 and "cannot be scheduled" in listed.out, listed.out
+    finally:
+        platform.cluster.faults.remove(knob)
+    ended = platform.terminal(workspace, job_id)
+    assert ended["state"] == "JOB_SUCCESS" and not ended.get("reason"), ended
+
+
 def test_an_endpoint_evicted_after_it_started_says_why_in_the_list(platform, tmp_path):
     """(Its Deployment makes another pod; the log says so, as for a deleted pod: what is missing is the list.)"""
     workspace = platform.workspace("evicted-endpoint")
