@@ -107,6 +107,33 @@ def validate_resources(cpu: Any = None, memory: Any = None, gpu: Any = None, max
     return Resources(cpu_value, memory_text, memory_bytes, gpu_value)
 
 
+def check_fits_one(request: Resources, nodes) -> None:
+    """Refuse `request` when no node of `nodes` (Capacity.nodes: each one's (cpu, memory_gi, gpu), None where not
+    known) has all of it at once: a workload runs on one node. No nodes (not known): nothing refused.
+    CpuRequestError (or MemoryRequestError, GpuRequestError: the first of them asked for) says so."""
+    asked = [(name, value) for name, value in (("cpu", request.cpu), ("memory", request.memory_bytes),
+                                                 ("gpu", request.gpu)) if value]
+    if not nodes or len(asked) < 2:
+        return  # one resource alone: validate_resources compared it with the largest node's
+    wanted = {"cpu": request.cpu, "memory": (request.memory_bytes or 0) / GI, "gpu": request.gpu or 0}
+
+    def fits(node) -> bool:
+        offered = dict(zip(("cpu", "memory", "gpu"), node))
+        return all(offered[name] is None or offered[name] >= wanted[name] for name, _ in asked)
+    if any(fits(node) for node in nodes):
+        return
+    shown = {"cpu": f"{request.cpu:g} CPUs" if request.cpu else "", "memory": f"{request.memory} of memory",
+             "gpu": f"{request.gpu} GPUs"}
+    offers = "; ".join(", ".join(part for part in (f"{cpu:g} CPUs" if cpu is not None else "",
+                                                   f"{memory:.4g}Gi" if memory is not None else "",
+                                                   f"{gpu} GPUs" if gpu else "") if part)
+                       for cpu, memory, gpu in list(nodes)[:5])
+    message = (f"No node has {' and '.join(shown[name] for name, _ in asked)} at once (a workload runs on one "
+               f"node; the nodes offer: {offers})")
+    error = {"cpu": CpuRequestError, "memory": MemoryRequestError, "gpu": GpuRequestError}[asked[0][0]]
+    raise error(message)
+
+
 def _given(value: Any) -> bool:
     return value is not None and str(value).strip() not in ("", "None")
 

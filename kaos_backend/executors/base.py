@@ -130,6 +130,9 @@ class Capacity(NamedTuple):
     cpu: Optional[float] = None        # cores
     memory_gi: Optional[float] = None  # GiB
     gpu: Optional[int] = None          # 0: no GPUs at all
+    # each machine's own (cpu, memory_gi, gpu), None where not known, when the workloads run on several: one
+    # workload runs on one of them, so a request must fit one whole (the largest of each alone is not enough)
+    nodes: Tuple[Tuple[Optional[float], Optional[float], Optional[int]], ...] = ()
 
 
 class Standing(NamedTuple):

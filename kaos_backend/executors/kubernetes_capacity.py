@@ -36,23 +36,27 @@ def schedulable(node: dict) -> bool:
 
 def node_capacity(nodes) -> Capacity:
     """The largest allocatable cpu (cores), memory (GiB) and GPUs of the nodes among `nodes` (the API's JSON dicts)
-    that kaos's pods can be scheduled on (`schedulable`); (None, None, None) when there is none."""
+    that kaos's pods can be scheduled on (`schedulable`), and each such node's (Capacity.nodes); (None, None, None,
+    ()) when there is none."""
     from kaos_backend.resources import memory_to_bytes, parse_cpu
-    cpus, memories, gpus = [], [], []
+    each = []
     for node in nodes:
         if not schedulable(node):
             continue
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         try:
-            if allocatable.get("cpu"):
-                cpus.append(parse_cpu(str(allocatable["cpu"])))
-            if allocatable.get("memory"):
-                memories.append(memory_to_bytes(str(allocatable["memory"])) / GI)
-            gpus.append(int(allocatable.get(GPU_RESOURCE) or 0))
+            each.append((parse_cpu(str(allocatable["cpu"])) if allocatable.get("cpu") else None,
+                         memory_to_bytes(str(allocatable["memory"])) / GI if allocatable.get("memory") else None,
+                         int(allocatable.get(GPU_RESOURCE) or 0)))
         except (ValueError, ArithmeticError) as error:  # a quantity this kaos cannot read: that node is skipped
             log.warning("Node %s: allocatable %s not understood: %s", (node.get("metadata") or {}).get("name"),
                         allocatable, error)
-    return Capacity(max(cpus) if cpus else None, max(memories) if memories else None, max(gpus) if gpus else None)
+
+    def largest(values):
+        known = [value for value in values if value is not None]
+        return max(known) if known else None
+    return Capacity(largest(node[0] for node in each), largest(node[1] for node in each),
+                    largest(node[2] for node in each), tuple(each))
 
 
 def cluster_capacity(config) -> Optional[Capacity]:

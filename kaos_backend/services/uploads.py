@@ -13,7 +13,7 @@ from kaos_backend.config import Config
 from kaos_backend.db import Database
 from kaos_backend.errors import BadRequest, BlobNotFound, InvalidHyperparams
 from kaos_backend.models import MAX_USER, Blob, Bundle
-from kaos_backend.resources import Resources, validate_resources
+from kaos_backend.resources import Resources, check_fits_one, validate_resources
 from kaos_backend.services.blobs import BlobService
 from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.storage import BlobInfo, BlobStore, check_digest
@@ -61,6 +61,7 @@ class UploadService:
         """The checked request: against KAOS_MAX_* where set, else what the executor's infrastructure can give
         one workload, read live (Kubernetes: its largest node), asked only when something is requested."""
         maxima = {"max_cpu": self.config.max_cpu, "max_memory": self.config.max_memory, "max_gpu": self.config.max_gpu}
+        live = None
         if any(value is None for value in maxima.values()) and any(
                 value is not None and str(value).strip() not in ("", "None", "0") for value in (cpu, memory, gpu)):
             live = self._capacity()
@@ -68,7 +69,10 @@ class UploadService:
                 for name, value in zip(("max_cpu", "max_memory", "max_gpu"), live):
                     if maxima[name] is None:
                         maxima[name] = value
-        return validate_resources(cpu, memory, gpu, **maxima)
+        request = validate_resources(cpu, memory, gpu, **maxima)
+        if live is not None:
+            check_fits_one(request, live.nodes)  # the largest of each on its own is not one node's
+        return request
 
     def _capacity(self):
         from kaos_backend.executors.registry import ExecutorNotAvailable, executor_class

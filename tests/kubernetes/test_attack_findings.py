@@ -517,34 +517,25 @@ def deploy_refused(platform, tmp_path, workspace: str, *options):
     return result
 
 
-def test_a_request_only_a_tainted_node_could_meet_is_refused(platform, tmp_path):
-    """Finding: the capacity check counted every node that was not cordoned, so a request only the control plane
+def test_a_request_only_a_tainted_node_or_no_single_node_could_meet_is_refused(platform, tmp_path):
+    """Findings: the capacity check counted every node that was not cordoned, so a request only the control plane
     (tainted NoSchedule: kaos's pods tolerate no taint) could hold was accepted and then waited Unschedulable
-    until the pending timeout. Tainted nodes no longer count. (The backend's API workers read the nodes on
-    their first check, which is this module's first request with resources: after the Node is made.)"""
+    until the pending timeout; and it compared each resource with the largest of any node on its own, so 3 cpus
+    with 16Gi passed when one node has 4 cpus and 8Gi and another 2 cpus and 64Gi. Tainted nodes no longer count,
+    and a request must fit one node whole. (The backend's API workers read the nodes on their first check, which is
+    this module's first request with resources, and keep them 30 s: both Nodes are made before it.)"""
     add_node(platform, "control-plane", {"cpu": "32", "memory": "128Gi"},
              [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
-    try:
-        refused = deploy_refused(platform, tmp_path, "tainted", "--cpu", "8")
-    finally:
-        platform.core.delete_node("control-plane")
-    assert (refused.code, refused.err.strip()) == (1, "Error - CPU request 8.0 too high. Maximum allowed is 4."), \
-        refused
-
-
-@pytest.mark.xfail(strict=True, reason="the capacity check compares a request with the largest cpu, memory and "
-                                       "GPUs of any node, each on its own: 3 cpus with 16Gi passes when one node has "
-                                       "4 cpus and 8Gi and another 2 cpus and 64Gi, though no node has both, and "
-                                       "the training waits Unschedulable until the pending timeout. Capacity "
-                                       "(executors/base.py) and its check (kaos_backend/resources) should hold "
-                                       "each node's triple and refuse a request that fits none: 'no node has ...'")
-def test_a_request_no_single_node_can_meet_is_refused(platform, tmp_path):
     add_node(platform, "memory-heavy", {"cpu": "2", "memory": "64Gi"})
     try:
-        refused = deploy_refused(platform, tmp_path, "no-single-node", "--cpu", "3", "--memory", "16Gi")
+        tainted = deploy_refused(platform, tmp_path / "tainted", "tainted", "--cpu", "8")
+        split = deploy_refused(platform, tmp_path / "split", "no-single-node", "--cpu", "3", "--memory", "16Gi")
     finally:
+        platform.core.delete_node("control-plane")
         platform.core.delete_node("memory-heavy")
-    assert refused.code == 1 and "no node" in refused.err, refused
+    assert (tainted.code, tainted.err.strip()) == (1, "Error - CPU request 8.0 too high. Maximum allowed is 4."), \
+        tainted
+    assert split.code == 1 and split.err.startswith("Error - No node has 3 CPUs and 16Gi of memory at once"), split
 
 
 # -- the sysadmin's side --------------------------------------------------------------------------------------

@@ -247,14 +247,15 @@ def test_the_capacity_one_workload_can_get_is_the_largest_node_s(platform):
     no GPU (0: GPUs are not enabled)."""
     from kaos_backend.executors.base import Capacity
     from kaos_backend.executors.kubernetes_capacity import node_capacity
-    assert registry.executor_class("kubernetes").capacity(platform.config) == Capacity(4.0, 8.0, 0)
+    assert registry.executor_class("kubernetes").capacity(platform.config) == Capacity(4.0, 8.0, 0, ((4.0, 8.0, 0),))
     nodes = [{"status": {"allocatable": {"cpu": "3900m", "memory": "16318836Ki", "nvidia.com/gpu": "2"}}},
              {"status": {"allocatable": {"cpu": "8", "memory": "7Gi"}}, "spec": {"unschedulable": True}},
              {"status": {"allocatable": {"cpu": "64", "memory": "256Gi"}}, "spec": {"taints": [
                  {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}},
              {"status": {"allocatable": {"cpu": "2", "memory": "32G"}}, "spec": {"taints": [
                  {"key": "example.com/prefer-not", "effect": "PreferNoSchedule"}]}}]
-    assert node_capacity(nodes) == Capacity(3.9, 32e9 / 2 ** 30, 2)
+    each = ((3.9, 16318836 / 2 ** 20, 2), (2.0, 32e9 / 2 ** 30, 0))  # the schedulable nodes' own
+    assert node_capacity(nodes) == Capacity(3.9, 32e9 / 2 ** 30, 2, each)
 
 
 def _used(history) -> Set[Tuple[str, str, str]]:
