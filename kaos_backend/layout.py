@@ -126,7 +126,10 @@ class DataLayout:
 
     @property
     def envs_dir(self) -> Path:
-        return self.data_dir / "envs"
+        """Where the LOCAL images (virtualenvs) live: <data>/envs, resolved when it is a symbolic link (to another
+        disk, say): a sandboxed build binds its image's real path back into its view (executors/sandbox.py), and
+        an image reference names the path that the build made."""
+        return Path(os.path.realpath(self.data_dir / "envs"))
 
     @property
     def extracted_dir(self) -> Path:

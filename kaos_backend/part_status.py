@@ -17,7 +17,8 @@ or "stopping". The scheduler is also "down" while its process exists but its hea
 every tick) is older than HEARTBEAT_STALE_SECONDS.
 
 The scheduler also writes `engine.json` beside its heartbeat when the executor runs workloads on an engine (the
-Docker engine): `{"state": "up"|"down", "name": "the Docker engine", "since": <epoch seconds>, "reason", "error"}`,
+Docker engine, the Kubernetes API server):
+`{"state": "up"|"down", "name": "the Docker engine", "since": <epoch seconds>, "reason", "error"}`,
 shown as the part `engine` while the scheduler is up; "down" makes the health unhealthy, naming it.
 
 The heartbeat holds the scheduler's role among the replicas of a backend (kaos_backend.leadership), shown as the

@@ -1,4 +1,4 @@
-"""Whether the engine the workloads run on answers (the Docker engine, for the docker executor), as the scheduler
+"""Whether the engine the workloads run on answers (the Docker engine, the Kubernetes API server), as the scheduler
 sees it, and what it does while it does not.
 
 The scheduler asks the executor's kind (`Executor.engine_problem`) about once a second. While the engine does not

@@ -52,6 +52,7 @@ STOP_GRACE = 10          # seconds a workload gets after SIGTERM when stop() is 
 
 class KubernetesExecutor(DataDirLog, Executor):
     kind = "kubernetes"
+    engine_name = "the Kubernetes API server"
 
     def __init__(self, config):
         self.config = config
@@ -83,6 +84,13 @@ class KubernetesExecutor(DataDirLog, Executor):
         """The largest node's allocatable cpu, memory and GPUs (kubernetes_capacity.py), or None."""
         from kaos_backend.executors.kubernetes_capacity import cluster_capacity
         return cluster_capacity(config)
+
+    @classmethod
+    def engine_problem(cls, config) -> Optional[str]:
+        """Whether the API server answers GET /version (kubernetes_client.api_server_problem): while it does not
+        (a control plane's restart, an upgrade), the scheduler holds the workloads, their reason saying so."""
+        from kaos_backend.executors.kubernetes_client import api_server_problem
+        return api_server_problem(config)
 
     @classmethod
     def remove_notebook_work(cls, config, workspace: Optional[str]) -> bool:

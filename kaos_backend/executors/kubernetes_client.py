@@ -10,12 +10,14 @@ The client is imported here, on first use: the API and the CLI never need it. Er
 the client is missing or no configuration can be loaded."""
 import os
 import threading
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 POOL_SIZE = 256             # connections kept to the API server (followed logs, watches, requests)
+PROBE_TIMEOUT = (2, 3)      # seconds to connect, to read: the scheduler's look at whether the API server answers
 
 _lock = threading.Lock()
 _clients: Dict[Tuple, object] = {}
+_probes: Dict[Tuple, object] = {}
 
 
 class ClusterUnavailable(RuntimeError):
@@ -65,6 +67,33 @@ def api_client(config):
         return found
 
 
+def api_server_problem(config) -> Optional[str]:
+    """None when the API server of `config`'s cluster answers `GET /version` (any answer, an error status
+    included: it is there; the body is not read); else where it was asked and what the connection met, in one
+    line (or why no configuration loads). One try, at most PROBE_TIMEOUT seconds (the probe's own client: no
+    retries). Never raises."""
+    key = (os.getpid(), config.kubeconfig, config.kube_context, os.environ.get("KUBECONFIG", ""))
+    try:
+        with _lock:
+            probe = _probes.get(key)
+            if probe is None:
+                import kubernetes.client
+                configuration = _configuration(config.kubeconfig, config.kube_context)
+                configuration.retries = False  # urllib3: a refused connection is an answer, not tried 3 times more
+                probe = _probes[key] = kubernetes.client.VersionApi(kubernetes.client.ApiClient(configuration))
+    except ClusterUnavailable as error:
+        return str(error)
+    host = probe.api_client.configuration.host
+    try:
+        probe.get_code(_request_timeout=PROBE_TIMEOUT, _preload_content=False).release_conn()  # not read: any
+    except Exception as error:  # noqa: BLE001 - whatever the connection met is the answer
+        said = as_cluster_error(error, host, "to answer GET /version")
+        if isinstance(said, ClusterRefused):
+            return None
+        return f"at {host}: {_connection_text(error)}"
+    return None
+
+
 def apis(config):
     """(CoreV1Api, BatchV1Api, AppsV1Api) on `config`'s cluster."""
     import kubernetes.client
@@ -96,10 +125,19 @@ def as_cluster_error(error: BaseException, host: str, what: str):
         error = error.reason
     if not isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
         return None
+    return ClusterUnavailable(f"the Kubernetes API server at {host} cannot be reached ({what}): "
+                              f"{_connection_text(error)}")
+
+
+def _connection_text(error: BaseException) -> str:
+    """What a failed connection met, in one line of at most 300 characters, without urllib3's connection object."""
+    import urllib3.exceptions
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     if "): " in text and text.startswith(("HTTPConnection(", "HTTPSConnection(", "<urllib3")):
         text = text.split("): ", 1)[1]   # urllib3 names the connection object first: the host says it already
-    return ClusterUnavailable(f"the Kubernetes API server at {host} cannot be reached ({what}): {text[:300]}")
+    return text[:300]
 
 
 def message_of(error: BaseException) -> str:

@@ -70,7 +70,8 @@ class LocalVenvImages:
         return venv_reference(self.builder().image_for(spec))
 
     def is_image_ready(self, image: str) -> bool:
-        return self.builder().is_image_ready(str(self.config.data_dir / "envs" / image.rpartition(":")[2]))
+        from kaos_backend.layout import DataLayout
+        return self.builder().is_image_ready(str(DataLayout(self.config.data_dir).envs_dir / image.rpartition(":")[2]))
 
 
 def venv_reference(environment: str) -> str:

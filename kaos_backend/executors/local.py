@@ -34,6 +34,7 @@ from kaos_backend.executors.local_process import (RUNNER_ENV_NAMES, SYSTEM_PATH,
 from kaos_backend.executors.local_staging import Staging
 from kaos_backend.executors.notebook_command import listen_arguments
 from kaos_backend.executors.registry import register
+from kaos_backend.layout import DataLayout
 
 VENV_BUILDER = str(Path(__file__).with_name("venv_builder.py"))
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # kaos_backend/: the runner, builder and ingestion scripts
@@ -50,7 +51,7 @@ class LocalExecutor(DataDirLog, Executor):
                  notify: Optional[str] = None, max_log_bytes: Optional[int] = None,
                  max_bundle_bytes: Optional[int] = None):
         self.data_dir = Path(data_dir)
-        self.envs_dir = self.data_dir / "envs"
+        self.envs_dir = DataLayout(self.data_dir).envs_dir
         self.staging = Staging(self.data_dir, max_bundle_bytes)
         self.host = host
         self.containment_mode = containment_mode

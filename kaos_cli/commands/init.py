@@ -14,6 +14,7 @@ REMOTE = "remote"
 def init(endpoint, token, force):
     """Initialize the kaos environment: check ENDPOINT and TOKEN, then make them the active context."""
     from kaos_cli.client import KaosClient
+    from kaos_cli.errors import PlatformUnhealthy
 
     config = Config.load()
     if state_dir().exists() and config.exists:
@@ -22,7 +23,10 @@ def init(endpoint, token, force):
         else:
             render.confirm("kaos is already initialized in this directory. Do you want to overwrite?", abort=True)
     user = config.user if config.has_user else default_user()
-    KaosClient(endpoint, token, user).health()  # unreachable / invalid / 401 → one line, exit 1
+    try:
+        KaosClient(endpoint, token, user).health()  # unreachable / invalid / 401 → one line, exit 1
+    except PlatformUnhealthy as error:  # it answered, the token holds: a part that is down is said, not refused
+        render.warning(str(error))
 
     ensure_state_dir()
     if not config.has_user:

@@ -40,6 +40,19 @@ def test_init_prompts_for_a_hidden_token(kaos, server):
     assert Config.load().context("remote")["token"] == "secret"
 
 
+def test_init_against_a_platform_with_a_part_down_connects_and_says_it(kaos, project, server):
+    """The backend answered and took the token, but a part of it is down (here the engine its workloads run on:
+    a Kubernetes API server that cannot be reached): init writes the context (nothing is wrong with it) and says
+    what is down, instead of refusing to connect until the platform is whole again."""
+    down = "The Kubernetes API server does not answer since 2026-12-01 04:16:32 UTC (at http://10.0.0.1:6443: ...)"
+    server.route("GET", "health", 503, {"error_code": "PLATFORM_UNHEALTHY", "message": down, "part": "engine",
+                                         "status": "degraded"})
+    result = kaos("init", "-e", server.url, "-t", "secret")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"Warning - {down}", f"Info - kaos successfully connected to {server.url}"]
+    assert Config.load().context("remote") == {"url": server.url, "token": "secret", "kind": "remote"}
+
+
 def test_init_unreachable_writes_nothing(kaos, project, unused_port):
     url = f"http://127.0.0.1:{unused_port}/api/"
     assert one_line(kaos("init", "-e", url, "-t", "x")) == \

@@ -252,6 +252,25 @@ setup(name='pkg', version='1', py_modules=[])
     assert executor.image_for(changed) != image  # requirements naming local files: their content is in the key
 
 
+@needs_root
+def test_a_build_whose_envs_directory_is_a_link_elsewhere_builds(tmp_path):
+    """An operator who puts the images (<data>/envs) on another disk links them there: a sandboxed build bound the
+    linked path back into its view, where the link led nowhere ("PermissionError: [Errno 13] Permission denied:
+    '<data>/envs'", found when a test shared one backend's envs with another's). The real path is bound now."""
+    data, elsewhere = tmp_path / "data", tmp_path / "another-disk" / "envs"
+    elsewhere.mkdir(parents=True)
+    data.mkdir()
+    (data / "envs").symlink_to(elsewhere, target_is_directory=True)
+    executor = LocalExecutor(data)
+    image = executor.build(_build_spec(data, "from setuptools import setup\nsetup(name='pkg', version='1')\n"))
+    deadline = time.monotonic() + 300
+    while executor.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert executor.poll() == 0, "\n".join(executor.logs())
+    assert executor.is_image_ready(image) and Path(image).parent == elsewhere
+
+
 def _build_spec(data: Path, setup_py: str) -> WorkloadSpec:
     """A build of a bundle whose requirements.txt names its own package (`./pkg`, with `setup_py`), stored."""
     bundle = io.BytesIO()

@@ -38,7 +38,9 @@ class BackendProcess:
     def url(self) -> str:
         return f"{self.root}/api/"
 
-    def start(self, timeout: float = 60.0) -> "BackendProcess":
+    def start(self, timeout: float = 60.0, engine_down: bool = False) -> "BackendProcess":
+        """Start it and wait until its health is ok (`engine_down`: or says that only the engine the workloads run
+        on does not answer, as a backend whose cluster cannot be reached does). Raises RuntimeError."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, KAOS_TOKEN=self.token, **self.extra_env)
         log = open(self.log_path, "ab")
@@ -51,7 +53,8 @@ class BackendProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"backend exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.url + "health", headers={"X-Token": self.token}, timeout=1).ok:
+                health = requests.get(self.url + "health", headers={"X-Token": self.token}, timeout=1)
+                if health.ok or (engine_down and health.status_code == 503 and health.json()["part"] == "engine"):
                     return self
             except requests.RequestException:
                 pass
