@@ -5,7 +5,7 @@ import math
 from typing import Any, Dict, List
 
 from kaos_backend.errors import BadRequest, InvalidHyperparams
-from kaos_backend.whole_numbers import plain_whole_number
+from kaos_model.whole_numbers import plain_whole_number
 
 MAX_PARAMS_BYTES = 1024 * 1024
 MAX_COMBINATIONS = 10_000

@@ -162,8 +162,8 @@ class KaosClient(Transport, Waits):
         self._request("DELETE", "internal/resources")
 
     # -- train -----------------------------------------------------------------------------------------------
-    def upload_train_source(self, workspace: str, zip_file, cpu: Optional[float] = None,
-                            memory: Optional[str] = None, gpu: Optional[int] = None,
+    def upload_train_source(self, workspace: str, zip_file, cpu: Optional[Union[str, float]] = None,
+                            memory: Optional[str] = None, gpu: Optional[Union[str, int]] = None,
                             digest: Optional[str] = None, inputs_follow: bool = False) -> BundleUpload:
         """`POST /train/<ws>` with a train source bundle zip (skipped by digest when the backend has it) →
         BundleUpload (`glob_name` "mnist:1909d", `job_id` the build job, None when the image is already built).
@@ -258,8 +258,8 @@ class KaosClient(Transport, Waits):
 
     # -- inference -------------------------------------------------------------------------------------------
     def upload_serve_source(self, workspace: str, zip_file, model_id: Optional[str] = None,
-                            cpu: Optional[float] = None, memory: Optional[str] = None,
-                            gpu: Optional[int] = None, digest: Optional[str] = None) -> BundleUpload:
+                            cpu: Optional[Union[str, float]] = None, memory: Optional[str] = None,
+                            gpu: Optional[Union[str, int]] = None, digest: Optional[str] = None) -> BundleUpload:
         """`POST /inference/<ws>/<model_id>` (the literal `None` without a model) with a serve source bundle zip
         (skipped by digest when the backend has it) → BundleUpload (`glob_name` "mnist:e39c0", `endpoint`
         "serve-<ws>-<hex6>", `job_id` the build job or None). Every call creates a new endpoint.
@@ -313,7 +313,7 @@ class KaosClient(Transport, Waits):
 
     # -- notebook --------------------------------------------------------------------------------------------
     def notebook_deploy(self, workspace: str, zip_file=None, data=(), model_id: Optional[str] = None,
-                        cpu: Optional[float] = None, memory: Optional[str] = None, gpu: Optional[int] = None,
+                        cpu: Optional[Union[str, float]] = None, memory: Optional[str] = None, gpu: Optional[Union[str, int]] = None,
                         digest: Optional[str] = None) -> BundleUpload:
         """`POST /notebook/<ws>` with a notebook source bundle zip (Dockerfile + model/), or with none (`zip_file`
         and `digest` None: the default JupyterLab bundle) → BundleUpload (`glob_name`, and `.extra`'s `notebook`

@@ -1,4 +1,4 @@
-"""Option conventions (reference §3.4): mutually exclusive name-or-index pairs."""
+"""Option conventions (reference §3.4): mutually exclusive name-or-index pairs; the resources of a deploy."""
 from typing import Optional, Sequence
 
 import click
@@ -43,3 +43,26 @@ def name_option(*decls, other: str = "ind", **kwargs):
 def index_option(other: str = "name", help: str = "Index from the last list output"):
     return click.option("-i", "--ind", type=int, cls=MutuallyExclusiveOption, mutually_exclusive=[other],
                         help=help)
+
+
+def resource_options(what: str, memory_default: Optional[str] = None):
+    """The --cpu, --memory and --gpu options of a deploy, `what` in their help ("per job", "of the endpoint"), taken
+    as text: `check_resources` checks them before anything is uploaded, the backend again with its maxima."""
+    cpu = click.option("--cpu", metavar="CORES", help=f"CPU cores {what}, e.g. 0.5, 2 or 500m")
+    memory = click.option("--memory", metavar="QUANTITY", default=memory_default,
+                          show_default=memory_default is not None, help=f"Memory {what}, e.g. 512Mi or 2Gi")
+    gpu = click.option("--gpu", metavar="INTEGER", default="0", show_default=True, help=f"GPUs {what}")
+
+    def decorate(command):
+        return cpu(memory(gpu(command)))
+    return decorate
+
+
+def check_resources(cpu: Optional[str], memory: Optional[str], gpu: Optional[str]) -> None:
+    """A request the backend would refuse for its grammar or its minimums (kaos_model.resources) → one line, exit 1
+    (`Error - Incorrect CPU request 500x. Give a number of cores such as 0.5, 2 or 500m.`), before any upload."""
+    from kaos_model.resources import ResourceRequestError, parse_resources
+    try:
+        parse_resources(cpu, memory, gpu)
+    except ResourceRequestError as error:
+        raise KaosError(str(error)) from None

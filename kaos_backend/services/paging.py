@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from sqlalchemy import and_, or_
 
 from kaos_backend.errors import BadRequest
-from kaos_backend.whole_numbers import plain_whole_number
+from kaos_model.whole_numbers import plain_whole_number
 
 MAX_LIMIT = 1000  # items per list and page; also the page size when only `continue` is given
 TOKEN_VERSION = 1

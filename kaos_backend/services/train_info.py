@@ -11,7 +11,7 @@ from kaos_backend.errors import BadRequest, MetricNotFound, PageError
 from kaos_backend.models import Bundle, Job, Partition
 from kaos_backend.services.descriptors import bundle_descriptor, image_descriptor, output_descriptor
 from kaos_backend.services.jobs import find_job, seconds_between
-from kaos_backend.whole_numbers import plain_whole_number
+from kaos_model.whole_numbers import plain_whole_number
 
 PAGE_SIZE = 10
 MAX_FAILED_SHOWN = 20  # failed partitions listed by `train info`; `failed_count` says how many failed in all

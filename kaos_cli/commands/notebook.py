@@ -8,7 +8,7 @@ from kaos_cli.completion import complete_models
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
-from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
 from kaos_cli.output import emit, list_pages, output_option, progress_wanted
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, resolve_index, write_cache
@@ -94,9 +94,7 @@ def list_notebooks(limit, show_all, show_token):
               help="A data bundle of the workspace to attach read-only, e.g. features:9fd9d (repeatable)")
 @click.option("--model", "model_id", help="A model id: its files and the data its training read, read-only",
               shell_complete=complete_models)
-@click.option("--cpu", metavar="CORES", help="CPU cores of the notebook, e.g. 0.5, 2 or 500m")
-@click.option("--memory", type=str, default=DEFAULT_MEMORY, show_default=True, help="Memory of the notebook")
-@click.option("--gpu", metavar="INTEGER", default="0", show_default=True, help="GPUs of the notebook")
+@resource_options("of the notebook", memory_default=DEFAULT_MEMORY)
 @output_option
 def deploy(source_bundle, data_bundle, data_refs, model_id, cpu, memory, gpu):
     """Deploy your notebook of the current workspace (one per workspace and user): JupyterLab at
@@ -107,6 +105,7 @@ def deploy(source_bundle, data_bundle, data_refs, model_id, cpu, memory, gpu):
 
     if model_id is not None and not model_id.strip():
         raise KaosError("--model must not be empty")
+    check_resources(cpu, memory, gpu)
     for directory in (source_bundle, data_bundle):
         if directory:
             check_bundle_directory(directory)

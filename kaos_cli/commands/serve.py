@@ -10,7 +10,7 @@ from kaos_cli.completion import complete_endpoints, complete_models, complete_se
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
-from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
 from kaos_cli.output import emit, list_pages, output_option, progress_wanted
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, resolve_index, write_cache
@@ -86,9 +86,7 @@ def list_endpoints(limit, show_all):
               help="Directory of the serve source bundle (Dockerfile and model/ with serve)")
 @click.option("-m", "--model_id", help="Trained model to serve (a Model ID of `kaos train info`)",
               shell_complete=complete_models)
-@click.option("--cpu", type=float, help="CPU cores of the endpoint")
-@click.option("--memory", type=str, help="Memory of the endpoint, e.g. 512Mi")
-@click.option("--gpu", type=int, default=0, show_default=True, help="GPUs of the endpoint")
+@resource_options("of the endpoint")
 @output_option
 def deploy(source_bundle, model_id, cpu, memory, gpu):
     """Deploy a new endpoint serving a source bundle, with a trained model's files in its model/ directory.
@@ -98,6 +96,7 @@ def deploy(source_bundle, model_id, cpu, memory, gpu):
 
     if model_id is not None and not model_id.strip():
         raise KaosError("--model_id must not be empty")
+    check_resources(cpu, memory, gpu)
     check_bundle_directory(source_bundle)
     client, workspace = workspace_session()
     warn_when_unhealthy(client)

@@ -12,7 +12,7 @@ from kaos_cli.completion import (complete_models, complete_train_and_build_jobs,
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import show_logs
-from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
 from kaos_cli.output import emit, list_pages, output_option, progress_wanted
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import resolve_index, write_cache
@@ -196,9 +196,7 @@ def inputs_row(inputs) -> list:
               help="JSON file of hyperparameter lists; every combination is trained")
 @click.option("-p", "--parallelism", type=click.IntRange(min=1),
               help="How many hyperparameter combinations train at once")
-@click.option("--cpu", type=float, help="CPU cores per job")
-@click.option("--memory", type=str, help="Memory per job, e.g. 512Mi")
-@click.option("--gpu", type=int, default=0, show_default=True, help="GPUs per job")
+@resource_options("per job")
 @output_option
 def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, cpu, memory, gpu):
     """Set the inputs of the workspace's training: source, data (bundle or manifest), hyperparameters.
@@ -208,6 +206,7 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
         raise click.UsageError(DATA_EXCLUSIVE, ctx=click.get_current_context())
     if not any((source_bundle, data_bundle, data_manifest, hyperparams)):
         raise KaosError(NOTHING_TO_DEPLOY, level="Warning")
+    check_resources(cpu, memory, gpu)
     from kaos_cli.bundles import check_bundle_directory
 
     for folder in (source_bundle, data_bundle):

@@ -217,7 +217,7 @@ def test_an_endpoint_whose_pod_cannot_be_scheduled_is_a_pipeline_failure_with_th
 
 
 @pytest.mark.parametrize("option, error", [
-    (("--cpu", "5"), "CPU request 5.0 too high. Maximum allowed is 4."),  # the CLI sends a float
+    (("--cpu", "5"), "CPU request 5 too high. Maximum allowed is 4."),
     (("--memory", "9Gi"), "Memory request 9Gi too high. Maximum allowed is 8Gi."),
     (("--gpu", "1"), "GPUs are not enabled"),
 ])
