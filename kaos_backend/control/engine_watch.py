@@ -77,6 +77,12 @@ class EngineWatch:
         elif problem is None and self.down_since is not None:
             log.info("%s answers again (after %.0f s)", self.kind.engine_name, time.time() - self.down_since)
             self.down_since = None
+            answers_again = getattr(self.kind, "engine_answers_again", None)  # connections to make again
+            if answers_again is not None:
+                try:
+                    answers_again(self.config)
+                except Exception:  # noqa: BLE001 - a bug there must not stop the release of the workloads
+                    log.exception("%s answers again: reconnecting failed", self.kind.engine_name)
             self._write_status(None)
         elif not self._written:
             self._write_status(problem)

@@ -93,37 +93,23 @@ class KubernetesExecutor(DataDirLog, Executor):
         return api_server_problem(config)
 
     @classmethod
+    def engine_answers_again(cls, config) -> None:
+        """The scheduler saw the API server answer again after it did not: the shared watches and the followed
+        logs of this process connect again (kubernetes_cluster.reconnect_all), rather than wait minutes on
+        connections that may have died without a word; the notebook claims whose removal failed meanwhile (a
+        workspace killed) are removed."""
+        from kaos_backend.executors.kubernetes_cluster import reconnect_all
+        reconnect_all()
+        from kaos_backend.executors.kubernetes_claims import remove_owed_work_claims
+        remove_owed_work_claims(config)
+
+    @classmethod
     def remove_notebook_work(cls, config, workspace: Optional[str]) -> bool:
         """Delete the PersistentVolumeClaims of the work directories of this platform's notebooks of `workspace`
-        (every workspace's when None): those labelled so (kubernetes_names.workload_labels); False, logged, when
-        the cluster could not be asked or refused a deletion."""
-        from kaos_backend.executors.kubernetes_client import is_status
-        from kaos_backend.executors.kubernetes_cluster import cluster_for
-        from kaos_backend.executors.kubernetes_spec import KubeSettings
-        selector = {kubernetes_names.KIND: "notebook",
-                    kubernetes_names.PLATFORM: kubernetes_names.label_value(
-                        KubeSettings.from_config(config, os.environ).platform)}
-        if workspace is not None:
-            selector[kubernetes_names.WORKSPACE] = kubernetes_names.label_value(workspace)
-        label_selector = ",".join(f"{key}={value}" for key, value in selector.items())
-        try:
-            cluster = cluster_for(config)
-            claims = cluster.core.list_namespaced_persistent_volume_claim(cluster.namespace,
-                                                                          label_selector=label_selector).items
-        except Exception as error:  # noqa: BLE001
-            log.warning("Notebook work directories (claims %s) stay: the cluster did not list them (%s)",
-                        label_selector, error)
-            return False
-        removed = True
-        for claim in claims:
-            try:
-                cluster.core.delete_namespaced_persistent_volume_claim(claim.metadata.name, cluster.namespace,
-                                                                       _preload_content=False)
-            except Exception as error:  # noqa: BLE001
-                if not is_status(error, 404):
-                    log.warning("The notebook work directory claim %s stays: %s", claim.metadata.name, error)
-                    removed = False
-        return removed
+        (every workspace's when None); False, logged, when the cluster could not be asked or refused a deletion:
+        then the removal is owed, and done once the API server answers again (kubernetes_claims.py)."""
+        from kaos_backend.executors.kubernetes_claims import remove_work_claims
+        return remove_work_claims(config, workspace)
 
     # -- building -------------------------------------------------------------------------------------------
     def image_for(self, spec: WorkloadSpec) -> str:

@@ -14,6 +14,9 @@ from typing import Dict, Optional, Tuple
 
 POOL_SIZE = 256             # connections kept to the API server (followed logs, watches, requests)
 PROBE_TIMEOUT = (2, 3)      # seconds to connect, to read: the scheduler's look at whether the API server answers
+REQUEST_TIMEOUT = (10, 30)  # seconds to connect, to read, of every request that gives none of its own (a create, a
+#                             delete, a get): without one, an API server that accepts and never answers (its etcd
+#                             wedged: GET /version still answers) held the scheduler's tick for good
 
 _lock = threading.Lock()
 _clients: Dict[Tuple, object] = {}
@@ -61,10 +64,19 @@ def api_client(config):
     with _lock:
         found = _clients.get(key)
         if found is None:
-            import kubernetes.client
-            found = _clients[key] = kubernetes.client.ApiClient(_configuration(config.kubeconfig,
-                                                                               config.kube_context))
+            found = _clients[key] = _bounded_client_class()(_configuration(config.kubeconfig, config.kube_context))
         return found
+
+
+def _bounded_client_class():
+    """kubernetes.client.ApiClient whose requests without a `_request_timeout` get REQUEST_TIMEOUT."""
+    import kubernetes.client
+
+    class BoundedApiClient(kubernetes.client.ApiClient):
+        def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
+            return super().call_api(method, url, header_params, body, post_params,
+                                    _request_timeout=_request_timeout or REQUEST_TIMEOUT)
+    return BoundedApiClient
 
 
 def api_server_problem(config) -> Optional[str]:

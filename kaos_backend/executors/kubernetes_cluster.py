@@ -75,6 +75,20 @@ def cluster_for(config) -> Cluster:
         return cluster
 
 
+def reconnect_all() -> None:
+    """The API server answers again after it was away: every shared watch of this process is made again and every
+    followed log read again (kubernetes_watch.Informer.reconnect, kubernetes_follower.interrupt_all), for their
+    connections may be dead without a word (its host powered off or rebooted), which nothing would notice for
+    minutes (the reads' timeouts). Resumed from where each got to: nothing is listed or copied twice."""
+    from kaos_backend.executors import kubernetes_follower
+    with _lock:
+        clusters = [cluster for key, cluster in _clusters.items() if key[0] == os.getpid()]
+    for cluster in clusters:
+        if cluster.watching():
+            cluster._informer.reconnect()
+    kubernetes_follower.interrupt_all()
+
+
 def close_all() -> None:
     """Stop every shared watch of this process and forget them (a test whose fake cluster goes)."""
     with _lock:
@@ -84,4 +98,4 @@ def close_all() -> None:
         cluster.close()
 
 
-__all__ = ["Cluster", "ClusterUnavailable", "cluster_for", "close_all"]
+__all__ = ["Cluster", "ClusterUnavailable", "cluster_for", "close_all", "reconnect_all"]

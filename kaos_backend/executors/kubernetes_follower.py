@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import List, Optional
 
@@ -34,6 +35,14 @@ log = logging.getLogger("kaos_backend.executors.kubernetes")
 LOOK_SECONDS = 1.0        # a follower looks again this often unwoken (a pending timeout, a deleted Job's pods)
 RETRY_SECONDS = 2.0       # after an API error
 RENEW_SECONDS = 3600      # a workload's artifact token is renewed this often (it is good for 24 hours)
+_running: "weakref.WeakSet[Follower]" = weakref.WeakSet()   # this process's followers that follow
+
+
+def interrupt_all() -> None:
+    """End the log follow each follower of this process is blocked in (it looks again at once, and resumes the
+    copy where it got to): after the API server was away, a follow's connection may be dead without a word."""
+    for follower in list(_running):
+        follower.interrupt_copy()
 
 
 class Follower(PodLogCopy):
@@ -90,6 +99,7 @@ class Follower(PodLogCopy):
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self, lock_fd: int) -> None:
+        _running.add(self)
         try:
             self.writer = LogWriter(str(self.log_file), self.max_log_bytes)
             informer = self.cluster.informer()
@@ -112,6 +122,7 @@ class Follower(PodLogCopy):
         except Exception:  # noqa: BLE001 - a bug: the next poll starts another follower
             log.exception("The follower of %s failed", self.state["workload"])
         finally:
+            _running.discard(self)
             os.close(lock_fd)
 
     def _look(self, informer) -> Optional[dict]:

@@ -46,6 +46,7 @@ class Reflector:
         self.synced = threading.Event()
         self.calls = {"list": 0, "watch": 0}    # requests made (what a benchmark counts)
         self._stopped = threading.Event()
+        self._retry = threading.Event()   # set: the back-off after a failure ends at once
         self._response = None
         self._thread = threading.Thread(target=self._run, name=f"kaos-kube-watch-{kind}", daemon=True)
 
@@ -54,13 +55,24 @@ class Reflector:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._retry.set()
+        self._end_stream()
+        self._thread.join(timeout=5)
+
+    def reconnect(self) -> None:
+        """End the current watch (it is resumed from the last resourceVersion seen) and any back-off: after the
+        API server was away, a connection it held may be dead without a word (its host powered off or rebooted:
+        nothing more arrives until the read timeout, minutes), and the back-off may have grown to RETRY_SECONDS[1]."""
+        self._retry.set()
+        self._end_stream()
+
+    def _end_stream(self) -> None:
         response = self._response
         if response is not None:
-            try:
-                response.close()
+            try:  # urllib3 2.3's `shutdown` wakes a read blocked on the socket; `close` is what older ones have
+                (getattr(response, "shutdown", None) or response.close)()
             except Exception:  # noqa: BLE001 - closing a stream another thread reads: best effort
                 pass
-        self._thread.join(timeout=5)
 
     def get(self, name: str) -> Optional[dict]:
         with self.changed:
@@ -90,8 +102,11 @@ class Reflector:
                     continue
                 log.warning("The watch of %s in %s failed (%s: %s): again in %.1fs", self.kind, self.namespace,
                             type(error).__name__, str(error).splitlines()[0][:300] if str(error) else "", delay)
-                self._stopped.wait(delay)
-                delay = min(RETRY_SECONDS[1], delay * 2)
+                if self._retry.wait(delay):
+                    delay = RETRY_SECONDS[0]
+                else:
+                    delay = min(RETRY_SECONDS[1], delay * 2)
+                self._retry.clear()
 
     def _list(self) -> None:
         self.calls["list"] += 1
@@ -168,6 +183,11 @@ class Informer:
     def stop(self) -> None:
         for reflector in self.reflectors:
             reflector.stop()
+
+    def reconnect(self) -> None:
+        """Every kind's watch made again at once (Reflector.reconnect), its cache kept meanwhile."""
+        for reflector in self.reflectors:
+            reflector.reconnect()
 
     def wait_synced(self, timeout: float) -> bool:
         """Every kind listed once (within `timeout` seconds)."""
