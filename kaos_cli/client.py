@@ -313,8 +313,8 @@ class KaosClient(Transport, Waits):
 
     # -- notebook --------------------------------------------------------------------------------------------
     def notebook_deploy(self, workspace: str, zip_file=None, data=(), model_id: Optional[str] = None,
-                        cpu: Optional[Union[str, float]] = None, memory: Optional[str] = None, gpu: Optional[Union[str, int]] = None,
-                        digest: Optional[str] = None) -> BundleUpload:
+                        cpu: Optional[Union[str, float]] = None, memory: Optional[str] = None,
+                        gpu: Optional[Union[str, int]] = None, digest: Optional[str] = None) -> BundleUpload:
         """`POST /notebook/<ws>` with a notebook source bundle zip (Dockerfile + model/), or with none (`zip_file`
         and `digest` None: the default JupyterLab bundle) → BundleUpload (`glob_name`, and `.extra`'s `notebook`
         "notebook-<ws>-<user>", `job_id` its build or None, `token` shown this once, `url`). `data`: data bundle

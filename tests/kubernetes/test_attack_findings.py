@@ -542,7 +542,7 @@ def test_a_request_only_a_tainted_node_or_no_single_node_could_meet_is_refused(p
     finally:
         platform.core.delete_node("control-plane")
         platform.core.delete_node("memory-heavy")
-    assert (tainted.code, tainted.err.strip()) == (1, "Error - CPU request 8.0 too high. Maximum allowed is 4."), \
+    assert (tainted.code, tainted.err.strip()) == (1, "Error - CPU request 8 too high. Maximum allowed is 4."), \
         tainted
     assert split.code == 1 and split.err.startswith("Error - No node has 3 CPUs and 16Gi of memory at once"), split
 
