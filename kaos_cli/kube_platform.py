@@ -36,6 +36,13 @@ HEALTH_WAIT = 15.0                     # seconds for the chosen URL to answer on
 DEPLOYMENT = ObjectRef("apps/v1", "Deployment", BACKEND)
 SERVICE = ObjectRef("v1", "Service", BACKEND)
 KEPT = {"PersistentVolumeClaim"}       # created once, never replaced: their spec is immutable, their data stays
+# The backend's settings (kaos_backend/config.py) that the environment of `kaos build deploy` hands to the cluster's
+# backend, as the LOCAL and DOCKER backends inherit them: written into its ConfigMap when set (and not empty).
+# Not those the manifests own (KAOS_EXECUTOR, KAOS_DATA_DIR, KAOS_NAMESPACE, KAOS_TOKEN, KAOS_DATABASE_URL, the
+# internal port and URL) nor those naming this machine (KAOS_KUBECONFIG, KAOS_KUBE_CONTEXT).
+CLUSTER_SETTINGS = ("KAOS_MAX_CPU", "KAOS_MAX_MEMORY", "KAOS_MAX_GPU", "KAOS_MAX_UPLOAD_MB", "KAOS_MAX_BUNDLE_MB",
+                    "KAOS_MAX_LOG_MB", "KAOS_ENDPOINT_START_TIMEOUT", "KAOS_NOTEBOOK_IDLE_TIMEOUT",
+                    "KAOS_NOTEBOOK_STORAGE", "KAOS_POD_PENDING_TIMEOUT", "KAOS_IMAGE_PULL_POLICY", "KAOS_BASE_IMAGE")
 
 
 def kube_context_for(cloud: str, given: Optional[str]) -> Optional[str]:
@@ -85,8 +92,19 @@ def deploy(cloud: str, kube_context: Optional[str], namespace: Optional[str], im
         cluster.close()
 
 
+def cluster_settings(environ, registry: Optional[str]) -> Dict[str, str]:
+    """The ConfigMap entries of the cluster's backend that this deploy sets: the CLUSTER_SETTINGS given (not empty)
+    in `environ`, and KAOS_REGISTRY when `registry` is."""
+    settings = {name: environ[name] for name in CLUSTER_SETTINGS if environ.get(name, "").strip()}
+    if registry:
+        settings["KAOS_REGISTRY"] = registry
+    return settings
+
+
 def _deploy(cluster, cloud, namespace, image, url, postgres, timeout, force, yes, verbose, kubeconfig,
             registry=None) -> None:
+    import os
+
     from kaos_cli import kube_rollout
 
     config = Config.load()
@@ -104,13 +122,16 @@ def _deploy(cluster, cloud, namespace, image, url, postgres, timeout, force, yes
     if elsewhere:
         render.warning(f"The backend in namespace {existing.get('namespace')} of kube context "
                        f"{existing.get('kube_context')} stays: kaos destroy -c {cloud} will not know it")
+    if not registry and cloud == KUBERNETES:
+        render.warning("No --registry (nor KAOS_REGISTRY): the workloads' images stay on the backend's Docker engine, "
+                       "which the nodes cannot pull from (that suits a single-node cluster sharing that engine only)")
     if not yes:
         render.confirm(f"Are you sure about building kaos backend in {cloud}?", abort=True)
 
     target = manifests.target(cloud, postgres)
     deployed_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     objects = manifests.prepare(manifests.load(target), namespace, image, deployed_at,
-                                {"KAOS_REGISTRY": registry} if registry else None)
+                                cluster_settings(os.environ, registry))
     token = secrets.token_hex(24)
     made = [manifests.secret(BACKEND, namespace, manifests.TOKEN_KEY, token)]
     if manifests.uses_postgres(objects):  # hex: it goes into the database URL as it is

@@ -298,15 +298,13 @@ def test_a_workspace_killed_while_the_api_server_is_away_loses_its_notebooks_cla
 
 
 # -- as a sysadmin: kaos build deploy -c KUBERNETES, following the README ------------------------------------
-@pytest.mark.xfail(strict=True, reason="Finding: the README (Notebooks) says KAOS_NOTEBOOK_IDLE_TIMEOUT 'in the "
-                   "environment of kaos build deploy sets the idle time after which a notebook is culled'; true for "
-                   "the local and DOCKER backends (they inherit the CLI's environment), but -c KUBERNETES writes only "
-                   "KAOS_REGISTRY into the backend's ConfigMap (kaos_cli/kube_platform.py), so the cluster's backend "
-                   "keeps 8 h, and no other KAOS_* setting (KAOS_POD_PENDING_TIMEOUT, KAOS_NOTEBOOK_STORAGE) can be "
-                   "given at all: a ConfigMap edited by hand is replaced by the next deploy -f. To do: pass the "
-                   "KAOS_* settings of the CLI's environment that the backend reads (or a --set KEY=VALUE option) "
-                   "into that ConfigMap, and say so in infrastructure/kubernetes/README.md")
 def test_the_notebook_idle_timeout_given_to_the_deploy_reaches_the_cluster_s_backend(fake, project):  # noqa: F811
+    """Finding (fixed): the README (Notebooks) says KAOS_NOTEBOOK_IDLE_TIMEOUT 'in the environment of kaos build
+    deploy sets the idle time after which a notebook is culled'; true for the local and DOCKER backends (they
+    inherit the CLI's environment), but -c KUBERNETES writes only KAOS_REGISTRY into the backend's ConfigMap
+    (kaos_cli/kube_platform.py), so the cluster's backend keeps 8 h, and no other KAOS_* setting
+    (KAOS_POD_PENDING_TIMEOUT, KAOS_NOTEBOOK_STORAGE) can be given at all: a ConfigMap edited by hand is
+    replaced by the next deploy -f."""
     cluster = fake()
     deployed = kaos(project, "build", "deploy", "-y", "-c", "KUBERNETES", "--namespace", NAMESPACE, "--image",
                     BACKEND_IMAGE, env={"KUBECONFIG": str(project.parent / "kubeconfig"),
@@ -319,14 +317,12 @@ def test_the_notebook_idle_timeout_given_to_the_deploy_reaches_the_cluster_s_bac
     assert settings.get("KAOS_NOTEBOOK_IDLE_TIMEOUT") == "120", settings
 
 
-@pytest.mark.xfail(strict=True, reason="Finding: infrastructure/kubernetes/README.md's own example, `kaos build "
-                   "deploy -c KUBERNETES --image ... -y`, gives no --registry, and the deploy says nothing: the "
-                   "backend then builds the workloads' images on its own engine, which no node can pull from, and "
-                   "every training fails KAOS_POD_PENDING_TIMEOUT (300 s) later with 'cannot pull the image'. The "
-                   "main README says 'Without a registry ... that suits MINIKUBE only'. To do: -c KUBERNETES "
-                   "without --registry (nor KAOS_REGISTRY) warns in one line (or refuses without -f), and the "
-                   "example gives --registry")
 def test_a_kubernetes_deploy_without_a_registry_says_the_pods_cannot_pull_their_images(fake, project):  # noqa: F811
+    """Finding (fixed): infrastructure/kubernetes/README.md's own example, `kaos build deploy -c KUBERNETES
+    --image ... -y`, gives no --registry, and the deploy says nothing: the backend then builds the workloads'
+    images on its own engine, which no node can pull from, and every training fails KAOS_POD_PENDING_TIMEOUT
+    (300 s) later with 'cannot pull the image'. The main README says 'Without a registry ... that suits MINIKUBE
+    only'."""
     fake()
     deployed = kaos(project, "build", "deploy", "-y", "-c", "KUBERNETES", "--namespace", NAMESPACE, "--image",
                     BACKEND_IMAGE, env={"KUBECONFIG": str(project.parent / "kubeconfig")}, timeout=180)

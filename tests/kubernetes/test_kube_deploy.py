@@ -191,7 +191,7 @@ def test_an_image_the_cluster_cannot_pull_fails_in_one_line_and_destroy_removes_
 
 def test_a_backend_no_node_can_hold_is_reported_with_the_scheduler_s_message(fake, project):
     fake(memory="256Mi")  # the backend requests 512Mi
-    failed = deploy(project, "-c", "KUBERNETES", "--image", BACKEND_IMAGE, "--timeout", "2")
+    failed = deploy(project, "-c", "KUBERNETES", "--image", BACKEND_IMAGE, "--timeout", "2", "--registry", "r.test")
     assert_one_line_failure(failed)
     assert "environment: not available after 2 s: pod kaos-backend-" in failed.err, failed
     assert " is Unschedulable: 0/1 nodes are available: 1 Insufficient memory." in failed.err
@@ -199,7 +199,7 @@ def test_a_backend_no_node_can_hold_is_reported_with_the_scheduler_s_message(fak
 
 def test_a_backend_that_keeps_crashing_is_reported_with_what_it_logged(fake, project):
     fake()
-    failed = deploy(project, "-c", "KUBERNETES", "--image", CRASHING_IMAGE)
+    failed = deploy(project, "-c", "KUBERNETES", "--image", CRASHING_IMAGE, "--registry", "registry.test")
     assert_one_line_failure(failed)
     assert ": container backend: CrashLoopBackOff (exit code 3, Error): cannot open the database: it is on fire - " \
            "kaos destroy -c KUBERNETES removes what was made" in failed.err, failed
