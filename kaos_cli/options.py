@@ -4,6 +4,7 @@ from typing import Optional, Sequence
 import click
 
 from kaos_cli.errors import KaosError
+from kaos_cli.state import resolve_index
 
 
 def _flag(name: str) -> str:
@@ -34,6 +35,13 @@ def require_one(first_name: str, first: Optional[object], second_name: str, seco
     """Neither of a name-or-index pair given → one line, exit 1."""
     if first is None and second is None:
         raise KaosError(f"Missing either {_flag(first_name)} or {_flag(second_name)} as arguments")
+
+
+def name_or_index(name_flag: str, name: Optional[str], ind: Optional[int], cache: str) -> str:
+    """The name given by `--<name_flag>`, or the one at index `ind` of the index cache `cache` (the table of the
+    last `kaos … list`). Raises KaosError when neither is given or the index is not in the cache."""
+    require_one(name_flag, name, "ind", ind)
+    return name if ind is None else resolve_index(cache, ind)
 
 
 def name_option(*decls, other: str = "ind", **kwargs):

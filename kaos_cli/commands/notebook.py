@@ -7,11 +7,11 @@ from kaos_cli import notebook_tokens, render
 from kaos_cli.completion import complete_models
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import show_logs
-from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
+from kaos_cli.job_logs import add_build_logs, follow_option, out_dir_option, show_logs
+from kaos_cli.options import check_resources, index_option, name_option, name_or_index, resource_options
 from kaos_cli.output import emit, list_pages, output_option, progress_wanted
 from kaos_cli.paging import more_hint, size_options, wanted
-from kaos_cli.state import delete_caches, resolve_index, write_cache
+from kaos_cli.state import delete_caches, write_cache
 
 NO_NOTEBOOKS = "There are currently no active notebooks - first run kaos notebook deploy"
 BUILDING_COLUMNS = ("duration", "job_id", "started", "state")
@@ -21,8 +21,7 @@ DEFAULT_MEMORY = "512Mi"  # 1.x's default for a notebook
 
 def _notebook(name, ind) -> str:
     """The notebook named by -n or by -i (the last `kaos notebook list`); it also names a local file."""
-    require_one("name", name, "ind", ind)
-    name = name if ind is None else resolve_index("notebook", ind)
+    name = name_or_index("name", name, ind, "notebook")
     if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
         raise KaosError(f"Invalid notebook name {name!r}")
     return name
@@ -143,17 +142,10 @@ def deploy(source_bundle, data_bundle, data_refs, model_id, cpu, memory, gpu):
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
-def _out_dir_option(command):
-    return click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
-                        show_default=True,
-                        help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
-
-
 @notebook.command(short_help="Show the log of a notebook")
 @_notebook_options
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the notebook ends (killed, culled when idle) or Ctrl-C")
+@out_dir_option
+@follow_option("the notebook ends (killed, culled when idle) or Ctrl-C")
 def logs(name, ind, out_dir, follow):
     """Print the log of a notebook's Jupyter server and save it to <out_dir>/<workspace>/logs/<name>.log."""
     name = _notebook(name, ind)
@@ -162,19 +154,9 @@ def logs(name, ind, out_dir, follow):
               interrupt_ends=True)
 
 
-@notebook.command("build-logs", short_help="Show the log of a notebook's image build")
-@name_option("-j", "--job_id", help="Build job id")
-@index_option(other="job_id", help="Index of the BUILDING table of `kaos notebook list`")
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the build ends; exit 1 unless it succeeded")
-def build_logs(job_id, ind, out_dir, follow):
-    """Print the log of a build-notebook job and save it to <out_dir>/<workspace>/logs/build-notebook-<job>.log."""
-    require_one("job_id", job_id, "ind", ind)
-    job_id = job_id if ind is None else resolve_index("build-notebook", ind)
-    client, workspace = workspace_session()
-    show_logs(client.notebook_build_logs, workspace, job_id, out_dir, follow, f"build-notebook-{job_id}.log",
-              f"Retrieving build logs from {job_id}", client.job_state)
+add_build_logs(notebook, "notebook", "notebook_build_logs", "Show the log of a notebook's image build",
+               "Print the log of a build-notebook job and save it to "
+               "<out_dir>/<workspace>/logs/build-notebook-<job>.log.")
 
 
 # -- kill ------------------------------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from kaos_cli import render
 from kaos_cli.completion import complete_endpoints, complete_models, complete_serve_builds
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import show_logs
-from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
+from kaos_cli.job_logs import add_build_logs, follow_option, out_dir_option, show_logs
+from kaos_cli.options import check_resources, index_option, name_option, name_or_index, resource_options
 from kaos_cli.output import emit, list_pages, output_option, progress_wanted
 from kaos_cli.paging import more_hint, size_options, wanted
-from kaos_cli.state import delete_caches, resolve_index, write_cache
+from kaos_cli.state import delete_caches, write_cache
 
 NO_ENDPOINTS = "There are currently no running endpoints - first run kaos serve deploy"
 BUILDING_COLUMNS = ("duration", "job_id", "started", "state")
@@ -23,8 +23,7 @@ ENDPOINT_INDEX_HELP = "Index of the RUNNING table of `kaos serve list`"
 
 def _endpoint(endpoint, ind) -> str:
     """The endpoint named by -e or by -i (the last `kaos serve list`); it also names local files."""
-    require_one("endpoint", endpoint, "ind", ind)
-    name = endpoint if ind is None else resolve_index("serve", ind)
+    name = name_or_index("endpoint", endpoint, ind, "serve")
     if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
         raise KaosError(f"Invalid endpoint name {name!r}")
     return name
@@ -167,17 +166,10 @@ def get(endpoint, ind, out_dir):
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
-def _out_dir_option(command):
-    return click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
-                        show_default=True,
-                        help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
-
-
 @serve.command(short_help="Show the log of an endpoint")
 @_endpoint_options
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the endpoint is killed (Ctrl-C stops following)")
+@out_dir_option
+@follow_option("the endpoint is killed (Ctrl-C stops following)")
 def logs(endpoint, ind, out_dir, follow):
     """Print the log of an endpoint's server and save it to <out_dir>/<workspace>/logs/<endpoint>.log."""
     endpoint = _endpoint(endpoint, ind)
@@ -186,19 +178,9 @@ def logs(endpoint, ind, out_dir, follow):
               f"Retrieving logs from {endpoint}", interrupt_ends=True)
 
 
-@serve.command("build-logs", short_help="Show the log of an endpoint's image build")
-@name_option("-j", "--job_id", help="Build job id", shell_complete=complete_serve_builds)
-@index_option(other="job_id", help="Index of the BUILDING table of `kaos serve list`")
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the build ends; exit 1 unless it succeeded")
-def build_logs(job_id, ind, out_dir, follow):
-    """Print the log of a build-serve job and save it to <out_dir>/<workspace>/logs/build-serve-<job_id>.log."""
-    require_one("job_id", job_id, "ind", ind)
-    job_id = job_id if ind is None else resolve_index("build-serve", ind)
-    client, workspace = workspace_session()
-    show_logs(client.serve_build_logs, workspace, job_id, out_dir, follow, f"build-serve-{job_id}.log",
-              f"Retrieving build logs from {job_id}", client.job_state)
+add_build_logs(serve, "serve", "serve_build_logs", "Show the log of an endpoint's image build",
+               "Print the log of a build-serve job and save it to "
+               "<out_dir>/<workspace>/logs/build-serve-<job_id>.log.", complete_job_ids=complete_serve_builds)
 
 
 # -- kill ------------------------------------------------------------------------------------------------------

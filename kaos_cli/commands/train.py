@@ -11,11 +11,11 @@ from kaos_cli.completion import (complete_models, complete_train_and_build_jobs,
                                  complete_train_jobs, complete_unfinished_jobs)
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import show_logs
-from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
+from kaos_cli.job_logs import add_build_logs, job_log_options, show_logs
+from kaos_cli.options import check_resources, index_option, name_option, name_or_index, resource_options
 from kaos_cli.output import emit, list_pages, output_option, progress_wanted
 from kaos_cli.paging import more_hint, size_options, wanted
-from kaos_cli.state import resolve_index, write_cache
+from kaos_cli.state import write_cache
 
 PAGE_SIZE = 10  # partitions per `train info` page (the backend's page size)
 MAX_FAILED_ROWS = 20  # failed partitions shown by `train info` (the backend lists no more)
@@ -33,9 +33,8 @@ LISTINGS = (
 )
 
 
-def _job_id(job_id, ind, cache: str = "train") -> str:
-    require_one("job_id", job_id, "ind", ind)
-    return job_id if ind is None else resolve_index(cache, ind)
+def _job_id(job_id, ind) -> str:
+    return name_or_index("job_id", job_id, ind, "train")
 
 
 @click.group(short_help="Run training jobs with ready-made features")
@@ -386,22 +385,8 @@ def provenance(model_id, out_dir):
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
-def _log_options(index_help: str, complete_job_ids):
-    """-j/--job_id (completed by `complete_job_ids`) ↔ -i/--ind, -o/--out_dir, -f/--follow."""
-    def decorate(command):
-        command = click.option("-f", "--follow", is_flag=True,
-                               help="Print the log as it is written until the job ends; exit 1 unless it "
-                                    "succeeded")(command)
-        command = click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
-                               show_default=True,
-                               help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
-        command = index_option(other="job_id", help=index_help)(command)
-        return name_option("-j", "--job_id", help="Job id", shell_complete=complete_job_ids)(command)
-    return decorate
-
-
 @train.command(short_help="Show the log of a training (or build) job")
-@_log_options("Index of the TRAINING table of `kaos train list`", complete_train_and_build_jobs)
+@job_log_options("Index of the TRAINING table of `kaos train list`", complete_job_ids=complete_train_and_build_jobs)
 def logs(job_id, ind, out_dir, follow):
     """Print the log of a training job (build job ids work too) and save it to
     <out_dir>/<workspace>/logs/train-<job_id>.log."""
@@ -411,14 +396,9 @@ def logs(job_id, ind, out_dir, follow):
               f"Retrieving logs from {job_id}", client.job_state)
 
 
-@train.command("build-logs", short_help="Show the log of an image build")
-@_log_options("Index of the BUILDING table of `kaos train list`", complete_train_builds)
-def build_logs(job_id, ind, out_dir, follow):
-    """Print the log of a build job and save it to <out_dir>/<workspace>/logs/build-train-<job_id>.log."""
-    job_id = _job_id(job_id, ind, cache="build-train")
-    client, workspace = workspace_session()
-    show_logs(client.train_build_logs, workspace, job_id, out_dir, follow, f"build-train-{job_id}.log",
-              f"Retrieving build logs from {job_id}", client.job_state)
+add_build_logs(train, "train", "train_build_logs", "Show the log of an image build",
+               "Print the log of a build job and save it to <out_dir>/<workspace>/logs/build-train-<job_id>.log.",
+               job_id_help="Job id", complete_job_ids=complete_train_builds, until="the job ends")
 
 
 # -- kill ------------------------------------------------------------------------------------------------------
