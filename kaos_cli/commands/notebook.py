@@ -63,18 +63,10 @@ def list_notebooks(limit, show_all, show_token):
     if show_token:  # only a token saved here, of a notebook of this user, that is its current one
         tokens = {item.name: notebook_tokens.token_of(client.url, item.name, item.extra.get("token_fingerprint"))
                   for item in notebooks if item.user == client.user}
-    tables = []
-    for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", notebooks, RUNNING_COLUMNS)):
-        if items:
-            columns = columns + (("reason",) if any(item.reason for item in items) else ())
-            extra = ("token",) if title == "RUNNING" and show_token else ()
-            rows = [[index] + [render.wrapped(getattr(item, column)) for column in columns]
-                    + ([tokens.get(item.name) or "-"] if extra else []) for index, item in enumerate(items)]
-            tables.append(render.titled_table(title, ("ind",) + columns + extra, rows))
-    if not tables:
-        render.warning(NO_NOTEBOOKS)
+    token_column = {"RUNNING": ("token", lambda item: tokens.get(item.name) or "-")} if show_token else None
+    sections = (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", notebooks, RUNNING_COLUMNS))
+    if not render.print_listing(sections, NO_NOTEBOOKS, token_column):
         return
-    render.echo("\n\n".join(tables))
     if show_token and not any(tokens.values()):
         render.warning("No token of a notebook of yours is saved in this directory: kaos notebook deploy shows a "
                        "notebook's token once, and saves it where it ran")

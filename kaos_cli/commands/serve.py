@@ -64,18 +64,8 @@ def list_endpoints(limit, show_all):
         if more:
             render.info(more_hint("serve", f"the newest {limit} of each list"), err=True)
         return
-    tables = []
-    for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS)):
-        if items:
-            columns = columns + (("reason",) if any(item.reason for item in items) else ())
-            rows = [[index] + [render.wrapped(getattr(item, column)) for column in columns]
-                    for index, item in enumerate(items)]
-            tables.append(render.titled_table(title, ("ind",) + columns, rows))
-    if not tables:
-        render.warning(NO_ENDPOINTS)
-        return
-    render.echo("\n\n".join(tables))
-    if more:
+    sections = (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS))
+    if render.print_listing(sections, NO_ENDPOINTS) and more:
         render.info(more_hint("serve", f"the newest {limit} of each table"), err=True)
 
 

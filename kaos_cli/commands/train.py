@@ -65,19 +65,8 @@ def list_jobs(limit, show_all):
         if more:
             render.info(more_hint("train", f"the newest {limit} jobs of each list"), err=True)
         return
-    tables = []
-    for title, key, columns, _ in LISTINGS:
-        jobs = listing[key]
-        if jobs:
-            columns = columns + (("reason",) if any(job.reason for job in jobs) else ())
-            rows = [[index] + [render.wrapped(getattr(job, column)) for column in columns]
-                    for index, job in enumerate(jobs)]
-            tables.append(render.titled_table(title, ("ind",) + columns, rows))
-    if not tables:
-        render.warning(NO_JOBS)
-        return
-    render.echo("\n\n".join(tables))
-    if more:
+    sections = ((title, listing[key], columns) for title, key, columns, _ in LISTINGS)
+    if render.print_listing(sections, NO_JOBS) and more:
         render.info(more_hint("train", f"the newest {limit} jobs of each table"), err=True)
 
 
