@@ -47,32 +47,28 @@ def check_hyperparams(path) -> None:
                         'like {"lr": [0.1, 0.01], "depth": [3, 5]}')
 
 
-def _submit_source(client, workspace, source_bundle, resources, inputs_follow=False):
+def _submit_folder(label: str, folder, upload, builds: bool = False):
+    """Zip and upload the bundle directory `folder` ("source bundle" or "data bundle"): `upload(zip_path, digest)`
+    returns the BundleUpload; `builds` says whether an image build it started is reported."""
     from kaos_cli.folder_upload import upload_folder
 
-    render.info(f"Submitting source bundle: {source_bundle}")
-    answer = upload_folder(source_bundle, "source.zip", "source bundle", lambda zip_path, digest:
-                           client.upload_train_source(workspace, zip_path, digest=digest,
-                                                      inputs_follow=inputs_follow, **resources),
-                           progress=progress_wanted())
-    render.success(f"Setting source bundle: /{answer.glob_name}")
-    if answer.job_id:
+    render.info(f"Submitting {label}: {folder}")
+    answer = upload_folder(folder, f"{label.split()[0]}.zip", label, upload, progress=progress_wanted())
+    render.success(f"Setting {label}: /{answer.glob_name}")
+    if builds and answer.job_id:
         render.success(f"Building image: job {answer.job_id}")
     render.echo()
     return answer
 
 
-def _submit_data(client, workspace, data_bundle, resources, inputs_follow=False):
-    from kaos_cli.folder_upload import upload_folder
+def _submit_source(client, workspace, source_bundle, resources, inputs_follow=False):
+    return _submit_folder("source bundle", source_bundle, lambda zip_path, digest: client.upload_train_source(
+        workspace, zip_path, digest=digest, inputs_follow=inputs_follow, **resources), builds=True)
 
-    render.info(f"Submitting data bundle: {data_bundle}")
-    answer = upload_folder(data_bundle, "data.zip", "data bundle", lambda zip_path, digest:
-                           client.upload_features(workspace, zip_path, digest=digest,
-                                                  inputs_follow=inputs_follow, **resources),
-                           progress=progress_wanted())
-    render.success(f"Setting data bundle: /{answer.glob_name}")
-    render.echo()
-    return answer
+
+def _submit_data(client, workspace, data_bundle, resources, inputs_follow=False):
+    return _submit_folder("data bundle", data_bundle, lambda zip_path, digest: client.upload_features(
+        workspace, zip_path, digest=digest, inputs_follow=inputs_follow, **resources))
 
 
 def _submit_manifest(client, workspace, data_manifest, resources, inputs_follow=False):
