@@ -1,6 +1,4 @@
 """`kaos serve list|deploy|get|provenance|logs|build-logs|kill`: the current workspace's endpoints."""
-import tempfile
-import zipfile
 from pathlib import Path
 
 import click
@@ -136,23 +134,13 @@ def provenance(endpoint, ind, out_dir):
               help="Directory to extract the bundle under (<out_dir>/<workspace>/<endpoint>/)")
 def get(endpoint, ind, out_dir):
     """Download an endpoint's bundle (its code with the model's files) into <out_dir>/<workspace>/<endpoint>/."""
-    from kaos_cli.bundles import UnsafeArchiveError, extract_zip
+    from kaos_cli.bundle_download import download_and_extract
 
     endpoint = _endpoint(endpoint, ind)
     client, workspace = workspace_session()
     target = Path(out_dir) / workspace / endpoint
-    with tempfile.TemporaryDirectory(prefix="kaos-serve-") as download_dir:
-        zip_path = client.serve_bundle(workspace, endpoint, Path(download_dir) / "bundle.zip")
-        render.info(f"Extracting serve bundle: {target}")
-        try:
-            extract_zip(zip_path, target, "serve bundle", progress=progress_wanted())
-        except UnsafeArchiveError as exc:
-            raise KaosError(f"Refused the serve bundle of {endpoint}: its member {exc.member!r} would be written "
-                            f"outside {target} (nothing was extracted)") from None
-        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise KaosError(f"The serve bundle of {endpoint} is not a valid zip archive: {exc}") from None
-        except OSError as exc:
-            raise KaosError(f"Cannot extract the serve bundle into {target}: {exc.strerror or exc}") from None
+    download_and_extract(lambda zip_path: client.serve_bundle(workspace, endpoint, zip_path), target, "serve",
+                         endpoint)
 
 
 # -- logs ------------------------------------------------------------------------------------------------------

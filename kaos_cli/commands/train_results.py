@@ -1,6 +1,4 @@
 """`kaos train info|get|provenance`: what a training job made, its models with their metrics and provenance."""
-import tempfile
-import zipfile
 from pathlib import Path
 
 import click
@@ -10,7 +8,7 @@ from kaos_cli.completion import complete_models, complete_train_jobs
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import workspace_session
 from kaos_cli.options import index_option, name_option, name_or_index
-from kaos_cli.output import emit, output_option, progress_wanted
+from kaos_cli.output import emit, output_option
 
 PAGE_SIZE = 10  # partitions per `train info` page (the backend's page size)
 MAX_FAILED_ROWS = 20  # failed partitions shown by `train info` (the backend lists no more)
@@ -110,7 +108,7 @@ def get(job_id, ind, out_dir, include_code, include_data, include_model, model_i
     """Download a finished training job into <out_dir>/<workspace>/<job_id>/: code/<bundle:hash>/,
     data/<data:hash>/ and models/<hex6>/ (model/, metrics/ and, for hyperparameter models, the combination's
     <hash>/<combination>.json). Without -c, -d or -m: code and models."""
-    from kaos_cli.bundles import UnsafeArchiveError, extract_zip
+    from kaos_cli.bundle_download import download_and_extract
 
     job_id = _file_name("job id", name_or_index("job_id", job_id, ind, "train"))
     if model_id is not None and not model_id.strip():
@@ -119,20 +117,9 @@ def get(job_id, ind, out_dir, include_code, include_data, include_model, model_i
         include_code = include_model = True
     client, workspace = workspace_session()
     target = Path(out_dir) / workspace / job_id
-    with tempfile.TemporaryDirectory(prefix="kaos-train-") as download_dir:
-        zip_path = client.train_bundle(workspace, job_id, Path(download_dir) / "bundle.zip",
-                                       include_code=include_code, include_data=include_data,
-                                       include_model=include_model, model_id=model_id)
-        render.info(f"Extracting train bundle: {target}")
-        try:
-            extract_zip(zip_path, target, "train bundle", progress=progress_wanted())
-        except UnsafeArchiveError as exc:
-            raise KaosError(f"Refused the train bundle of {job_id}: its member {exc.member!r} would be written "
-                            f"outside {target} (nothing was extracted)") from None
-        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise KaosError(f"The train bundle of {job_id} is not a valid zip archive: {exc}") from None
-        except OSError as exc:
-            raise KaosError(f"Cannot extract the train bundle into {target}: {exc.strerror or exc}") from None
+    download_and_extract(lambda zip_path: client.train_bundle(
+        workspace, job_id, zip_path, include_code=include_code, include_data=include_data,
+        include_model=include_model, model_id=model_id), target, "train", job_id)
     if include_model and not (target / "models").is_dir():
         render.warning(f"Job {job_id} has no trained model")
 
