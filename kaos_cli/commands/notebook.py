@@ -9,7 +9,7 @@ from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import add_build_logs, follow_option, out_dir_option, show_logs
 from kaos_cli.options import check_resources, index_option, name_option, name_or_index, resource_options
-from kaos_cli.output import emit, list_pages, output_option, progress_wanted
+from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, write_cache
 
@@ -49,11 +49,7 @@ def list_notebooks(limit, show_all, show_token):
     limit = wanted(limit, show_all)
     client, workspace = workspace_session()
 
-    def fetch(size, token):
-        page = client.notebook_list(workspace, limit=size, continue_token=token)
-        return {key: getattr(page, key) for key in ("building", "notebooks")}, page.continue_token
-
-    listing, more, token = list_pages(fetch, ("building", "notebooks"), limit)
+    listing, more, token = workspace_pages(client.notebook_list, workspace, ("building", "notebooks"), limit)
     building, notebooks = listing["building"], listing["notebooks"]
     write_cache("build-notebook", [job.job_id for job in building])
     write_cache("notebook", [item.name for item in notebooks])

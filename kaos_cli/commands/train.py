@@ -10,7 +10,7 @@ from kaos_cli.completion import complete_train_and_build_jobs, complete_train_bu
 from kaos_cli.guards import workspace_session
 from kaos_cli.job_logs import add_build_logs, job_log_options, show_logs
 from kaos_cli.options import index_option, name_option, name_or_index
-from kaos_cli.output import emit, list_pages, output_option
+from kaos_cli.output import emit, output_option, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import write_cache
 
@@ -48,11 +48,7 @@ def list_jobs(limit, show_all):
     limit = wanted(limit, show_all)
     client, workspace = workspace_session()
 
-    def fetch(size, token):
-        page = client.train_list(workspace, limit=size, continue_token=token)
-        return {key: getattr(page, key) for key in [key for _, key, _, _ in LISTINGS]}, page.continue_token
-
-    listing, more, token = list_pages(fetch, [key for _, key, _, _ in LISTINGS], limit)
+    listing, more, token = workspace_pages(client.train_list, workspace, [key for _, key, _, _ in LISTINGS], limit)
     for _, key, _, cache in LISTINGS:
         if cache:
             write_cache(cache, [job.job_id for job in listing[key]])
