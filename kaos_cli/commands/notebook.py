@@ -1,5 +1,4 @@
 """`kaos notebook list|deploy|logs|build-logs|kill`: the current workspace's notebooks (one per user)."""
-from pathlib import Path
 
 import click
 
@@ -8,7 +7,7 @@ from kaos_cli.completion import complete_models
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import add_build_logs, follow_option, out_dir_option, show_logs
-from kaos_cli.options import check_resources, index_option, name_option, name_or_index, resource_options
+from kaos_cli.options import check_resources, index_option, local_name, name_option, resource_options
 from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, write_cache
@@ -21,10 +20,7 @@ DEFAULT_MEMORY = "512Mi"  # 1.x's default for a notebook
 
 def _notebook(name, ind) -> str:
     """The notebook named by -n or by -i (the last `kaos notebook list`); it also names a local file."""
-    name = name_or_index("name", name, ind, "notebook")
-    if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
-        raise KaosError(f"Invalid notebook name {name!r}")
-    return name
+    return local_name("notebook", "name", name, ind, "notebook")
 
 
 def _notebook_options(command):

@@ -8,7 +8,7 @@ from kaos_cli.completion import complete_endpoints, complete_models, complete_se
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.job_logs import add_build_logs, follow_option, out_dir_option, show_logs
-from kaos_cli.options import check_resources, index_option, name_option, name_or_index, resource_options
+from kaos_cli.options import check_resources, index_option, local_name, name_option, resource_options
 from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, write_cache
@@ -21,10 +21,7 @@ ENDPOINT_INDEX_HELP = "Index of the RUNNING table of `kaos serve list`"
 
 def _endpoint(endpoint, ind) -> str:
     """The endpoint named by -e or by -i (the last `kaos serve list`); it also names local files."""
-    name = name_or_index("endpoint", endpoint, ind, "serve")
-    if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
-        raise KaosError(f"Invalid endpoint name {name!r}")
-    return name
+    return local_name("endpoint", "endpoint", endpoint, ind, "serve")
 
 
 def _endpoint_options(command):
