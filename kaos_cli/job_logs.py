@@ -1,10 +1,15 @@
 """Show a job's log: the records on stdout (Info lines on stderr, so `kaos … logs > file` stays clean), a copy
-under `<out_dir>/<workspace>/logs/`, and with follow an exit status that says how the job ended."""
+under `<out_dir>/<workspace>/logs/`, and with follow an exit status that says how the job ended. Also the options
+that the `logs` and `build-logs` commands of train, serve and notebook share, and the `build-logs` command itself."""
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
+import click
+
 from kaos_cli import render
 from kaos_cli.errors import KaosError
+from kaos_cli.guards import workspace_session
+from kaos_cli.options import index_option, name_option, name_or_index
 
 Fetch = Callable[..., Union[str, Iterator[str]]]  # fetch(workspace, job_id, follow=False)
 
@@ -79,3 +84,46 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
     if state in ("JOB_FAILURE", "JOB_KILLED"):
         raise KaosError(f"Job {job_id} ended in state {state}")
     raise KaosError(f"The log stream of job {job_id} ended while the job is {state}")
+
+
+# -- the click side: the options of `… logs` and `… build-logs`, and the `build-logs` command ----------------------
+def out_dir_option(command):
+    """-o/--out_dir: the existing directory the log is saved under (`<out_dir>/<workspace>/logs/`), default `.`."""
+    return click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
+                        show_default=True,
+                        help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
+
+
+def follow_option(until: str):
+    """-f/--follow, its help `Print the log as it is written until <until>`."""
+    return click.option("-f", "--follow", is_flag=True, help=f"Print the log as it is written until {until}")
+
+
+def job_log_options(index_help: str, job_id_help: str = "Job id", complete_job_ids=None,
+                    until: str = "the job ends"):
+    """The options of a job's log command, in this order: -j/--job_id (completed by `complete_job_ids`) ↔ -i/--ind
+    (`index_help`), -o/--out_dir, -f/--follow (until `until`; exit 1 unless the job succeeded)."""
+    def decorate(command):
+        command = follow_option(f"{until}; exit 1 unless it succeeded")(command)
+        command = out_dir_option(command)
+        command = index_option(other="job_id", help=index_help)(command)
+        return name_option("-j", "--job_id", help=job_id_help, shell_complete=complete_job_ids)(command)
+    return decorate
+
+
+def add_build_logs(group: click.Group, kind: str, logs_method: str, short_help: str, help: str,
+                   job_id_help: str = "Build job id", complete_job_ids=None, until: str = "the build ends"):
+    """Add `kaos <kind> build-logs` to `group`: the log of the build job named by -j or by -i (the BUILDING table of
+    `kaos <kind> list`, index cache `build-<kind>`), fetched by the client's method `logs_method`
+    (`fetch(workspace, job_id, follow=False)`), saved as `<out_dir>/<workspace>/logs/build-<kind>-<job_id>.log`;
+    with -f the exit status says how the build ended. Returns the command."""
+    cache = f"build-{kind}"
+
+    @group.command("build-logs", short_help=short_help, help=help)
+    @job_log_options(f"Index of the BUILDING table of `kaos {kind} list`", job_id_help, complete_job_ids, until)
+    def build_logs(job_id, ind, out_dir, follow):
+        job_id = name_or_index("job_id", job_id, ind, cache)
+        client, workspace = workspace_session()
+        show_logs(getattr(client, logs_method), workspace, job_id, out_dir, follow, f"{cache}-{job_id}.log",
+                  f"Retrieving build logs from {job_id}", client.job_state)
+    return build_logs

@@ -1,9 +1,11 @@
 """Option conventions (reference §3.4): mutually exclusive name-or-index pairs; the resources of a deploy."""
+from pathlib import Path
 from typing import Optional, Sequence
 
 import click
 
 from kaos_cli.errors import KaosError
+from kaos_cli.state import resolve_index
 
 
 def _flag(name: str) -> str:
@@ -34,6 +36,22 @@ def require_one(first_name: str, first: Optional[object], second_name: str, seco
     """Neither of a name-or-index pair given → one line, exit 1."""
     if first is None and second is None:
         raise KaosError(f"Missing either {_flag(first_name)} or {_flag(second_name)} as arguments")
+
+
+def name_or_index(name_flag: str, name: Optional[str], ind: Optional[int], cache: str) -> str:
+    """The name given by `--<name_flag>`, or the one at index `ind` of the index cache `cache` (the table of the
+    last `kaos … list`). Raises KaosError when neither is given or the index is not in the cache."""
+    require_one(name_flag, name, "ind", ind)
+    return name if ind is None else resolve_index(cache, ind)
+
+
+def local_name(what: str, name_flag: str, name: Optional[str], ind: Optional[int], cache: str) -> str:
+    """`name_or_index`, for a name that also names local files (`<name>.log`, `<out_dir>/<ws>/<name>/`): raises
+    KaosError `Invalid <what> name '<name>'` when it is empty, hidden (a leading dot) or holds a path separator."""
+    name = name_or_index(name_flag, name, ind, cache)
+    if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
+        raise KaosError(f"Invalid {what} name {name!r}")
+    return name
 
 
 def name_option(*decls, other: str = "ind", **kwargs):

@@ -120,3 +120,14 @@ def list_pages(fetch: Callable[[int, Optional[str]], Tuple[Lists, Optional[str]]
     lists, more = first_items(counting, keys, limit)
     cut = limit is not None and any(count > limit for count in fetched.values())
     return lists, more, last["token"] if more and not cut else None
+
+
+def workspace_pages(list_call: Callable[..., Any], workspace: str, keys: Sequence[str],
+                    limit: Optional[int]) -> Tuple[Lists, bool, Optional[str]]:
+    """`list_pages` over a client's workspace listing: `list_call(workspace, limit=<size>, continue_token=<token>)`
+    answers a page with the lists `keys` as attributes and its `continue_token`."""
+    def fetch(size: int, token: Optional[str]):
+        page = list_call(workspace, limit=size, continue_token=token)
+        return {key: getattr(page, key) for key in keys}, page.continue_token
+
+    return list_pages(fetch, keys, limit)

@@ -1,7 +1,7 @@
 """How the CLI talks to a person: `Info/Warning/Error -` lines, tables and the state marks. With `-o json|yaml`
 (`kaos_cli.output`) stdout holds the data alone: what would go to stdout is left out (the data says it), what
 goes to stderr (warnings, errors, hints) still does, without colours."""
-from typing import Iterable, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import click
 
@@ -85,6 +85,28 @@ def titled_table(title: str, headers: Sequence[str], rows: Iterable[Sequence], j
     width = len(body.splitlines()[0])
     border = "+" + "-" * (width - 2) + "+"
     return f"{border}\n|{title.center(width - 2)}|\n{body}"
+
+
+def print_listing(sections: Iterable[Tuple[str, Sequence, Sequence[str]]], empty: str,
+                  extra: Optional[Dict[str, Tuple[str, Callable[[Any], Any]]]] = None) -> bool:
+    """Print the titled tables of a `kaos … list` and return True, or warn `empty` and return False when every
+    section is empty. A section `(title, items, columns)` with items gives a table: `ind`, the attributes
+    `columns` of each item (long text wrapped), `reason` when an item has one, and the column `extra[title]`
+    (`(header, cell of an item)`) when given."""
+    tables = []
+    for title, items, columns in sections:
+        if not items:
+            continue
+        columns = tuple(columns) + (("reason",) if any(item.reason for item in items) else ())
+        header, cell = (extra or {}).get(title, (None, None))
+        rows = [[index] + [wrapped(getattr(item, column)) for column in columns] + ([cell(item)] if cell else [])
+                for index, item in enumerate(items)]
+        tables.append(titled_table(title, ("ind",) + columns + ((header,) if cell else ()), rows))
+    if not tables:
+        warning(empty)
+        return False
+    echo("\n\n".join(tables))
+    return True
 
 
 def success(message: str) -> None:

@@ -1,5 +1,4 @@
 """`kaos notebook list|deploy|logs|build-logs|kill`: the current workspace's notebooks (one per user)."""
-from pathlib import Path
 
 import click
 
@@ -7,11 +6,11 @@ from kaos_cli import notebook_tokens, render
 from kaos_cli.completion import complete_models
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import show_logs
-from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
-from kaos_cli.output import emit, list_pages, output_option, progress_wanted
+from kaos_cli.job_logs import add_build_logs, follow_option, out_dir_option, show_logs
+from kaos_cli.options import check_resources, index_option, local_name, name_option, resource_options
+from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
-from kaos_cli.state import delete_caches, resolve_index, write_cache
+from kaos_cli.state import delete_caches, write_cache
 
 NO_NOTEBOOKS = "There are currently no active notebooks - first run kaos notebook deploy"
 BUILDING_COLUMNS = ("duration", "job_id", "started", "state")
@@ -21,11 +20,7 @@ DEFAULT_MEMORY = "512Mi"  # 1.x's default for a notebook
 
 def _notebook(name, ind) -> str:
     """The notebook named by -n or by -i (the last `kaos notebook list`); it also names a local file."""
-    require_one("name", name, "ind", ind)
-    name = name if ind is None else resolve_index("notebook", ind)
-    if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
-        raise KaosError(f"Invalid notebook name {name!r}")
-    return name
+    return local_name("notebook", "name", name, ind, "notebook")
 
 
 def _notebook_options(command):
@@ -50,11 +45,7 @@ def list_notebooks(limit, show_all, show_token):
     limit = wanted(limit, show_all)
     client, workspace = workspace_session()
 
-    def fetch(size, token):
-        page = client.notebook_list(workspace, limit=size, continue_token=token)
-        return {key: getattr(page, key) for key in ("building", "notebooks")}, page.continue_token
-
-    listing, more, token = list_pages(fetch, ("building", "notebooks"), limit)
+    listing, more, token = workspace_pages(client.notebook_list, workspace, ("building", "notebooks"), limit)
     building, notebooks = listing["building"], listing["notebooks"]
     write_cache("build-notebook", [job.job_id for job in building])
     write_cache("notebook", [item.name for item in notebooks])
@@ -64,18 +55,10 @@ def list_notebooks(limit, show_all, show_token):
     if show_token:  # only a token saved here, of a notebook of this user, that is its current one
         tokens = {item.name: notebook_tokens.token_of(client.url, item.name, item.extra.get("token_fingerprint"))
                   for item in notebooks if item.user == client.user}
-    tables = []
-    for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", notebooks, RUNNING_COLUMNS)):
-        if items:
-            columns = columns + (("reason",) if any(item.reason for item in items) else ())
-            extra = ("token",) if title == "RUNNING" and show_token else ()
-            rows = [[index] + [render.wrapped(getattr(item, column)) for column in columns]
-                    + ([tokens.get(item.name) or "-"] if extra else []) for index, item in enumerate(items)]
-            tables.append(render.titled_table(title, ("ind",) + columns + extra, rows))
-    if not tables:
-        render.warning(NO_NOTEBOOKS)
+    token_column = {"RUNNING": ("token", lambda item: tokens.get(item.name) or "-")} if show_token else None
+    sections = (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", notebooks, RUNNING_COLUMNS))
+    if not render.print_listing(sections, NO_NOTEBOOKS, token_column):
         return
-    render.echo("\n\n".join(tables))
     if show_token and not any(tokens.values()):
         render.warning("No token of a notebook of yours is saved in this directory: kaos notebook deploy shows a "
                        "notebook's token once, and saves it where it ran")
@@ -143,17 +126,10 @@ def deploy(source_bundle, data_bundle, data_refs, model_id, cpu, memory, gpu):
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
-def _out_dir_option(command):
-    return click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
-                        show_default=True,
-                        help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
-
-
 @notebook.command(short_help="Show the log of a notebook")
 @_notebook_options
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the notebook ends (killed, culled when idle) or Ctrl-C")
+@out_dir_option
+@follow_option("the notebook ends (killed, culled when idle) or Ctrl-C")
 def logs(name, ind, out_dir, follow):
     """Print the log of a notebook's Jupyter server and save it to <out_dir>/<workspace>/logs/<name>.log."""
     name = _notebook(name, ind)
@@ -162,19 +138,9 @@ def logs(name, ind, out_dir, follow):
               interrupt_ends=True)
 
 
-@notebook.command("build-logs", short_help="Show the log of a notebook's image build")
-@name_option("-j", "--job_id", help="Build job id")
-@index_option(other="job_id", help="Index of the BUILDING table of `kaos notebook list`")
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the build ends; exit 1 unless it succeeded")
-def build_logs(job_id, ind, out_dir, follow):
-    """Print the log of a build-notebook job and save it to <out_dir>/<workspace>/logs/build-notebook-<job>.log."""
-    require_one("job_id", job_id, "ind", ind)
-    job_id = job_id if ind is None else resolve_index("build-notebook", ind)
-    client, workspace = workspace_session()
-    show_logs(client.notebook_build_logs, workspace, job_id, out_dir, follow, f"build-notebook-{job_id}.log",
-              f"Retrieving build logs from {job_id}", client.job_state)
+add_build_logs(notebook, "notebook", "notebook_build_logs", "Show the log of a notebook's image build",
+               "Print the log of a build-notebook job and save it to "
+               "<out_dir>/<workspace>/logs/build-notebook-<job>.log.")
 
 
 # -- kill ------------------------------------------------------------------------------------------------------

@@ -1,6 +1,4 @@
 """`kaos serve list|deploy|get|provenance|logs|build-logs|kill`: the current workspace's endpoints."""
-import tempfile
-import zipfile
 from pathlib import Path
 
 import click
@@ -9,11 +7,11 @@ from kaos_cli import render
 from kaos_cli.completion import complete_endpoints, complete_models, complete_serve_builds
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import show_logs
-from kaos_cli.options import check_resources, index_option, name_option, require_one, resource_options
-from kaos_cli.output import emit, list_pages, output_option, progress_wanted
+from kaos_cli.job_logs import add_build_logs, follow_option, out_dir_option, show_logs
+from kaos_cli.options import check_resources, index_option, local_name, name_option, resource_options
+from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
-from kaos_cli.state import delete_caches, resolve_index, write_cache
+from kaos_cli.state import delete_caches, write_cache
 
 NO_ENDPOINTS = "There are currently no running endpoints - first run kaos serve deploy"
 BUILDING_COLUMNS = ("duration", "job_id", "started", "state")
@@ -23,11 +21,7 @@ ENDPOINT_INDEX_HELP = "Index of the RUNNING table of `kaos serve list`"
 
 def _endpoint(endpoint, ind) -> str:
     """The endpoint named by -e or by -i (the last `kaos serve list`); it also names local files."""
-    require_one("endpoint", endpoint, "ind", ind)
-    name = endpoint if ind is None else resolve_index("serve", ind)
-    if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
-        raise KaosError(f"Invalid endpoint name {name!r}")
-    return name
+    return local_name("endpoint", "endpoint", endpoint, ind, "serve")
 
 
 def _endpoint_options(command):
@@ -53,11 +47,7 @@ def list_endpoints(limit, show_all):
     limit = wanted(limit, show_all)
     client, workspace = workspace_session()
 
-    def fetch(size, token):
-        page = client.serve_list(workspace, limit=size, continue_token=token)
-        return {key: getattr(page, key) for key in ("building", "endpoints")}, page.continue_token
-
-    listing, more, token = list_pages(fetch, ("building", "endpoints"), limit)
+    listing, more, token = workspace_pages(client.serve_list, workspace, ("building", "endpoints"), limit)
     building, endpoints = listing["building"], listing["endpoints"]
     write_cache("build-serve", [job.job_id for job in building])
     write_cache("serve", [endpoint.name for endpoint in endpoints])
@@ -65,18 +55,8 @@ def list_endpoints(limit, show_all):
         if more:
             render.info(more_hint("serve", f"the newest {limit} of each list"), err=True)
         return
-    tables = []
-    for title, items, columns in (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS)):
-        if items:
-            columns = columns + (("reason",) if any(item.reason for item in items) else ())
-            rows = [[index] + [render.wrapped(getattr(item, column)) for column in columns]
-                    for index, item in enumerate(items)]
-            tables.append(render.titled_table(title, ("ind",) + columns, rows))
-    if not tables:
-        render.warning(NO_ENDPOINTS)
-        return
-    render.echo("\n\n".join(tables))
-    if more:
+    sections = (("BUILDING", building, BUILDING_COLUMNS), ("RUNNING", endpoints, RUNNING_COLUMNS))
+    if render.print_listing(sections, NO_ENDPOINTS) and more:
         render.info(more_hint("serve", f"the newest {limit} of each table"), err=True)
 
 
@@ -147,37 +127,20 @@ def provenance(endpoint, ind, out_dir):
               help="Directory to extract the bundle under (<out_dir>/<workspace>/<endpoint>/)")
 def get(endpoint, ind, out_dir):
     """Download an endpoint's bundle (its code with the model's files) into <out_dir>/<workspace>/<endpoint>/."""
-    from kaos_cli.bundles import UnsafeArchiveError, extract_zip
+    from kaos_cli.bundle_download import download_and_extract
 
     endpoint = _endpoint(endpoint, ind)
     client, workspace = workspace_session()
     target = Path(out_dir) / workspace / endpoint
-    with tempfile.TemporaryDirectory(prefix="kaos-serve-") as download_dir:
-        zip_path = client.serve_bundle(workspace, endpoint, Path(download_dir) / "bundle.zip")
-        render.info(f"Extracting serve bundle: {target}")
-        try:
-            extract_zip(zip_path, target, "serve bundle", progress=progress_wanted())
-        except UnsafeArchiveError as exc:
-            raise KaosError(f"Refused the serve bundle of {endpoint}: its member {exc.member!r} would be written "
-                            f"outside {target} (nothing was extracted)") from None
-        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise KaosError(f"The serve bundle of {endpoint} is not a valid zip archive: {exc}") from None
-        except OSError as exc:
-            raise KaosError(f"Cannot extract the serve bundle into {target}: {exc.strerror or exc}") from None
+    download_and_extract(lambda zip_path: client.serve_bundle(workspace, endpoint, zip_path), target, "serve",
+                         endpoint)
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
-def _out_dir_option(command):
-    return click.option("-o", "--out_dir", type=click.Path(exists=True, file_okay=False), default=".",
-                        show_default=True,
-                        help="Directory to save the log under (<out_dir>/<workspace>/logs/)")(command)
-
-
 @serve.command(short_help="Show the log of an endpoint")
 @_endpoint_options
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the endpoint is killed (Ctrl-C stops following)")
+@out_dir_option
+@follow_option("the endpoint is killed (Ctrl-C stops following)")
 def logs(endpoint, ind, out_dir, follow):
     """Print the log of an endpoint's server and save it to <out_dir>/<workspace>/logs/<endpoint>.log."""
     endpoint = _endpoint(endpoint, ind)
@@ -186,19 +149,9 @@ def logs(endpoint, ind, out_dir, follow):
               f"Retrieving logs from {endpoint}", interrupt_ends=True)
 
 
-@serve.command("build-logs", short_help="Show the log of an endpoint's image build")
-@name_option("-j", "--job_id", help="Build job id", shell_complete=complete_serve_builds)
-@index_option(other="job_id", help="Index of the BUILDING table of `kaos serve list`")
-@_out_dir_option
-@click.option("-f", "--follow", is_flag=True,
-              help="Print the log as it is written until the build ends; exit 1 unless it succeeded")
-def build_logs(job_id, ind, out_dir, follow):
-    """Print the log of a build-serve job and save it to <out_dir>/<workspace>/logs/build-serve-<job_id>.log."""
-    require_one("job_id", job_id, "ind", ind)
-    job_id = job_id if ind is None else resolve_index("build-serve", ind)
-    client, workspace = workspace_session()
-    show_logs(client.serve_build_logs, workspace, job_id, out_dir, follow, f"build-serve-{job_id}.log",
-              f"Retrieving build logs from {job_id}", client.job_state)
+add_build_logs(serve, "serve", "serve_build_logs", "Show the log of an endpoint's image build",
+               "Print the log of a build-serve job and save it to "
+               "<out_dir>/<workspace>/logs/build-serve-<job_id>.log.", complete_job_ids=complete_serve_builds)
 
 
 # -- kill ------------------------------------------------------------------------------------------------------
