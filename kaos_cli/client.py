@@ -219,12 +219,12 @@ class KaosClient(Transport, Waits):
         """`GET /train/<ws>/build/<job_id>/logs`: like `train_logs`, for build-train job ids only."""
         return self._logs(f"train/{quote(workspace, safe='')}/build/{quote(job_id, safe='')}/logs", follow)
 
-    def train_kill(self, workspace: str, job_id: str) -> None:
-        """`DELETE /train/<ws>/<job_id>`: kill a running train or build job; returns once it is JOB_KILLED (the
-        backend waits up to 30 s). 400 JOB_NOT_RUNNING "Job is not running, id: X", 404 JOB_NOT_FOUND
-        "There is no job with id: X"."""
-        self._request("DELETE", f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}",
-                      timeout=KILL_READ_TIMEOUT)
+    def train_kill(self, workspace: str, job_id: str) -> Optional[str]:
+        """`DELETE /train/<ws>/<job_id>`: kill a running train or build job; None once it is JOB_KILLED (the
+        backend waits up to 30 s), else (202) the message that the kill is asked but not done yet, and why.
+        400 JOB_NOT_RUNNING "Job is not running, id: X", 404 JOB_NOT_FOUND "There is no job with id: X"."""
+        return _pending(self._request("DELETE", f"train/{quote(workspace, safe='')}/{quote(job_id, safe='')}",
+                                      timeout=KILL_READ_TIMEOUT))
 
     def train_bundle(self, workspace: str, job_id: str, dest=None, include_code: bool = True,
                      include_data: bool = False, include_model: bool = True,
@@ -305,11 +305,12 @@ class KaosClient(Transport, Waits):
             body = body["response"]
         return "" if body is None else str(body)
 
-    def serve_kill(self, workspace: str, endpoint: str) -> None:
-        """`DELETE /inference/<ws>/<endpoint>`: returns once the endpoint's processes are gone.
-        404 PIPELINE_NOT_FOUND "Pipeline X not found" for anything that is not an endpoint of the workspace."""
-        self._request("DELETE", f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}",
-                      timeout=KILL_READ_TIMEOUT)
+    def serve_kill(self, workspace: str, endpoint: str) -> Optional[str]:
+        """`DELETE /inference/<ws>/<endpoint>`: None once the endpoint's processes are gone, else (202, after 30 s)
+        the message that the kill is asked but not done yet, and why. 404 PIPELINE_NOT_FOUND "Pipeline X not found"
+        for anything that is not an endpoint of the workspace."""
+        return _pending(self._request("DELETE", f"inference/{quote(workspace, safe='')}/{quote(endpoint, safe='')}",
+                                      timeout=KILL_READ_TIMEOUT))
 
     # -- notebook --------------------------------------------------------------------------------------------
     def notebook_deploy(self, workspace: str, zip_file=None, data=(), model_id: Optional[str] = None,
@@ -346,11 +347,17 @@ class KaosClient(Transport, Waits):
         """`GET /notebook/<ws>/build/<job_id>/logs`: like `train_logs`, for build-notebook job ids."""
         return self._logs(f"notebook/{quote(workspace, safe='')}/build/{quote(job_id, safe='')}/logs", follow)
 
-    def notebook_kill(self, workspace: str, name: str) -> None:
-        """`DELETE /notebook/<ws>/<name>`: returns once the notebook's processes (or container) are gone; its
-        work directory is kept for the user's next notebook. 404 PIPELINE_NOT_FOUND."""
-        self._request("DELETE", f"notebook/{quote(workspace, safe='')}/{quote(name, safe='')}",
-                      timeout=KILL_READ_TIMEOUT)
+    def notebook_kill(self, workspace: str, name: str) -> Optional[str]:
+        """`DELETE /notebook/<ws>/<name>`: None once the notebook's processes (or container) are gone, else (202,
+        after 30 s) the message that the kill is asked but not done yet, and why; its work directory is kept for
+        the user's next notebook. 404 PIPELINE_NOT_FOUND."""
+        return _pending(self._request("DELETE", f"notebook/{quote(workspace, safe='')}/{quote(name, safe='')}",
+                                      timeout=KILL_READ_TIMEOUT))
+
+
+def _pending(answer) -> Optional[str]:
+    """A kill's answer: None when done (200, `null`), else the 202's message (the kill asked, not done yet)."""
+    return str(answer.get("message") or "The kill is asked but not done yet") if isinstance(answer, dict) else None
 
 
 def _follow(params: dict, inputs_follow: bool) -> dict:

@@ -48,5 +48,5 @@ def provenance(workspace, endpoint):
 @bp.delete("/inference/<workspace>/<other_than(logs):endpoint>")
 @bp.delete("/inference/<endpoint>", defaults={"workspace": None})
 def kill(endpoint, workspace):
-    services().inference.kill(workspace, endpoint)
-    return respond(None)
+    pending = services().inference.kill(workspace, endpoint)
+    return respond(None) if pending is None else respond(pending.to_dict(), 202)

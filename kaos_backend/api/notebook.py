@@ -50,5 +50,5 @@ def logs(workspace, name):
 @bp.delete("/notebook/<workspace>/<name>")
 @bp.delete("/notebook/<name>", defaults={"workspace": None})
 def kill(name, workspace):
-    services().notebooks.kill(workspace, name)
-    return respond(None)
+    pending = services().notebooks.kill(workspace, name)
+    return respond(None) if pending is None else respond(pending.to_dict(), 202)

@@ -69,5 +69,5 @@ def build_logs(workspace, job_id):
 
 @bp.delete("/train/<workspace>/<other_than(inspect):job_id>")
 def kill(workspace, job_id):
-    services().jobs.kill(workspace, job_id, TRAIN_KINDS)
-    return respond(None)
+    pending = services().jobs.kill(workspace, job_id, TRAIN_KINDS)
+    return respond(None) if pending is None else respond(pending.to_dict(), 202)

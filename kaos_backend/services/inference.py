@@ -1,5 +1,4 @@
 """Endpoints as the API sees them: deploy (record the desired endpoint), list, logs, bundle, provenance, kill."""
-import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -16,6 +15,7 @@ from kaos_backend.layout import DataLayout
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
 from kaos_backend.services.descriptors import bundle_descriptor, image_name, model_info
 from kaos_backend.services.jobs import local_text
+from kaos_backend.services.kill_wait import KILL_WAIT_SECONDS, KillPending, wait_for_kill
 from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
 from kaos_backend.services.provenance import model_graph, model_parts
 from kaos_backend.services.train import find_model, request_build
@@ -25,7 +25,6 @@ from kaos_backend.wakeup import socket_name, wake
 from kaos_backend.zipstream import StreamedZip, tree_entries
 
 BUILD_KIND = "build-serve"
-KILL_WAIT_SECONDS = 30.0
 
 
 def endpoint_dir(data_dir: Path, name: str) -> Path:
@@ -152,17 +151,15 @@ class InferenceService:
             endpoint = session.get(Endpoint, name)
             return endpoint is None or endpoint.desired == "kill"
 
-    def kill(self, workspace: Optional[str], name: str, wait: float = KILL_WAIT_SECONDS) -> None:
-        """Ask the scheduler to remove the endpoint; return once its row (and so its processes) are gone."""
+    def kill(self, workspace: Optional[str], name: str, wait: float = KILL_WAIT_SECONDS) -> Optional[KillPending]:
+        """Ask the scheduler to remove the endpoint; None once its row (and so its processes) are gone, a
+        KillPending when `wait` seconds passed first (the kill stays asked)."""
         with self.db.session_scope() as session:
             find_endpoint(session, workspace, name).desired = "kill"
         wake(socket_name(self.config.data_dir))
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            with self.db.read_scope() as session:
-                if session.get(Endpoint, name) is None:
-                    return
-            time.sleep(0.1)
+        return wait_for_kill(self.db, lambda session: session.get(Endpoint, name) is None,
+                             lambda session: getattr(session.get(Endpoint, name), "reason", None), f"endpoint {name}",
+                             wait)
 
     def bundle(self, workspace: str, name: str) -> StreamedZip:
         """The endpoint's code as deployed (`code/<bundle:hash>/…`) with the model's files in its model/,

@@ -1,5 +1,4 @@
 """Jobs as the API shows them: lookup within a workspace, listing rows, state, kill requests, logs."""
-import time
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Iterator, List, Optional, Tuple
@@ -14,13 +13,13 @@ from kaos_backend.executors import log_of
 from kaos_backend.executors.base import job_log_name
 from kaos_backend.layout import DataLayout
 from kaos_backend.models import Bundle, Job, Partition
+from kaos_backend.services.kill_wait import KILL_WAIT_SECONDS, KillPending, wait_for_kill
 from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
 from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.wakeup import socket_name, wake
 
 TERMINAL = {state.value for state in JobState if state.is_terminal}
 FAILED = {JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value}
-KILL_WAIT_SECONDS = 30.0
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -149,20 +148,17 @@ class JobService:
                              duration=seconds_between(job.started_at, job.finished_at) if job.started_at else 0,
                              reason=job.reason).to_dict()
 
-    def kill(self, workspace: str, job_id: str, kinds=None, wait: float = KILL_WAIT_SECONDS) -> None:
-        """Ask the scheduler to kill the job, and wait until it has (or `wait` seconds passed)."""
+    def kill(self, workspace: str, job_id: str, kinds=None, wait: float = KILL_WAIT_SECONDS) -> Optional[KillPending]:
+        """Ask the scheduler to kill the job, and wait until it has: None; a KillPending when `wait` seconds passed
+        first (the kill stays asked)."""
         with self.db.session_scope() as session:
             job = find_job(session, workspace, job_id, kinds)
             if job.state in TERMINAL:
                 raise JobNotRunning(f"Job is not running, id: {job_id}")
             job.desired = "kill"
         wake(socket_name(self.layout.data_dir))
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            with self.db.read_scope() as session:
-                if session.get(Job, job_id).state in TERMINAL:
-                    return
-            time.sleep(0.1)
+        return wait_for_kill(self.db, lambda session: session.get(Job, job_id).state in TERMINAL,
+                             lambda session: session.get(Job, job_id).reason, f"job {job_id}", wait)
 
     def is_finished(self, job_id: str) -> bool:
         with self.db.read_scope() as session:

@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import secrets
-import time
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -36,6 +35,7 @@ from kaos_backend.layout import DataLayout
 from kaos_backend.models import MAX_USER, Bundle, Job, Notebook
 from kaos_backend.services.descriptors import bundle_descriptor, image_name
 from kaos_backend.services.jobs import local_text
+from kaos_backend.services.kill_wait import KILL_WAIT_SECONDS, KillPending, wait_for_kill
 from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
 from kaos_backend.services.train import find_model, request_build
 from kaos_backend.services.uploads import UploadBody, UploadService, body_from_bytes
@@ -47,7 +47,6 @@ DEFAULT_TEMPLATE, GPU_TEMPLATE = "notebook", "notebook-gpu"
 SOURCE_KIND = "source-notebook"
 DATA_KINDS = ("features", "manifest", "data-notebook")
 REPLACEABLE = (PipelineState.PIPELINE_STANDBY.value, PipelineState.PIPELINE_FAILURE.value)
-KILL_WAIT_SECONDS = 30.0
 FINGERPRINT_HEX = 16
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -265,18 +264,16 @@ class NotebookService:
             notebook = session.get(Notebook, name)
             return notebook_ended(notebook.desired if notebook else None, notebook.state if notebook else None)
 
-    def kill(self, workspace: Optional[str], name: str, wait: float = KILL_WAIT_SECONDS) -> None:
-        """Ask the scheduler to remove the notebook; return once its row (and so its processes or container) are
-        gone. Its work directory stays for the next notebook of the same workspace and user."""
+    def kill(self, workspace: Optional[str], name: str, wait: float = KILL_WAIT_SECONDS) -> Optional[KillPending]:
+        """Ask the scheduler to remove the notebook; None once its row (and so its processes or container) are
+        gone, a KillPending when `wait` seconds passed first (the kill stays asked). Its work directory stays for
+        the next notebook of the same workspace and user."""
         with self.db.session_scope() as session:
             find_notebook(session, workspace, name).desired = "kill"
         wake(socket_name(self.config.data_dir))
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            with self.db.read_scope() as session:
-                if session.get(Notebook, name) is None:
-                    return
-            time.sleep(0.1)
+        return wait_for_kill(self.db, lambda session: session.get(Notebook, name) is None,
+                             lambda session: getattr(session.get(Notebook, name), "reason", None), f"notebook {name}",
+                             wait)
 
 
 def _latest_successful_build(session, bundle_id: int) -> Optional[str]:

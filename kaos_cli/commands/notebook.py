@@ -154,7 +154,10 @@ def kill(name, ind, yes):
     client, workspace = workspace_session()
     if not yes and not render.confirm(f"Are you sure about killing notebook {name}?"):
         raise KaosError(f"Kill of notebook {name} aborted", level="Info")
-    client.notebook_kill(workspace, name)
+    pending = client.notebook_kill(workspace, name)
+    if pending:
+        render.warning(pending)
+        return
     notebook_tokens.forget(client.url, name)
     delete_caches(["notebook", "build-notebook"])
     render.info(f"Successfully killed notebook {name}")

@@ -164,6 +164,9 @@ def kill(endpoint, ind, yes):
     client, workspace = workspace_session()
     if not yes and not render.confirm(f"Are you sure about killing endpoint {endpoint}?"):
         raise KaosError(f"Kill of endpoint {endpoint} aborted", level="Info")
-    client.serve_kill(workspace, endpoint)
+    pending = client.serve_kill(workspace, endpoint)
+    if pending:
+        render.warning(pending)
+        return
     delete_caches(["serve"])
     render.info(f"Successfully killed endpoint {endpoint}")

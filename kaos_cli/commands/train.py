@@ -86,5 +86,8 @@ def kill(job_id, ind):
     """Kill a running training or build job."""
     job_id = _job_id(job_id, ind)
     client, workspace = workspace_session()
-    client.train_kill(workspace, job_id)
-    render.info(f"Job {job_id} successfully killed")
+    pending = client.train_kill(workspace, job_id)
+    if pending:
+        render.warning(pending)
+    else:
+        render.info(f"Job {job_id} successfully killed")
