@@ -136,6 +136,11 @@ class FakeCluster:
         """End every open watch stream now, as an API server restart would."""
         self.store.disconnect_watches()
 
+    def expire_watches(self) -> int:
+        """Every open watch ended with its resourceVersion expired (its resume gets 410 Gone), atomically
+        (Store.expire_watches); the compacted resourceVersion."""
+        return self.store.expire_watches()
+
     def compact(self) -> int:
         """Forget the change history (a watch from an older resourceVersion gets 410 Gone); the current one."""
         return self.store.compact()

@@ -275,6 +275,16 @@ class Store:
             self.compacted = self.rv
             return self.rv
 
+    def expire_watches(self) -> int:
+        """At once, under the lock (no watch event nor bookmark in between): a change no watch sees, the history
+        forgotten past it, every watch ended; each watcher's resourceVersion is then older than the history kept,
+        so its resumed watch gets 410 Gone, whatever bookmarks it had. The compacted resourceVersion."""
+        with self.lock:
+            self.rv += 1
+            compacted = self.compact()
+            self.disconnect_watches()
+            return compacted
+
     def disconnect_watches(self) -> None:
         """End every open watch, as an API server restart or a load balancer's idle timeout would."""
         with self.lock:
