@@ -59,14 +59,7 @@ class PatientPlatform(KubePlatform):
                                pod_pending_timeout=PENDING_TIMEOUT, max_upload_mb=MAX_UPLOAD_MB),
                     "KAOS_INTERNAL_PORT": str(internal)}
         self.internal_url = f"http://127.0.0.1:{internal}"
-        self.backend = BackendProcess(data, env=self.env).start()
-        self.project = root / "project"
-        self.project.mkdir()
-        assert self.kaos("init", "-e", self.backend.url, "-t", self.backend.token).code == 0
-        import kubernetes.client
-        self.api = cluster.api_client()
-        self.core, self.batch = kubernetes.client.CoreV1Api(self.api), kubernetes.client.BatchV1Api(self.api)
-        self.apps = kubernetes.client.AppsV1Api(self.api)
+        self._connect(data)
 
     def _images(self, venvs):
         hold = self.hold

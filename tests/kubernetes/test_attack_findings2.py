@@ -53,14 +53,7 @@ class RelayedPlatform(KubePlatform):
                     "KAOS_INTERNAL_PORT": str(internal)}
         kubeconfig = Path(self.env["KAOS_KUBECONFIG"])
         kubeconfig.write_text(kubeconfig.read_text().replace(cluster.url, self.relay.url))
-        self.backend = BackendProcess(data, env=self.env).start()
-        self.project = root / "project"
-        self.project.mkdir()
-        assert self.kaos("init", "-e", self.backend.url, "-t", self.backend.token).code == 0
-        import kubernetes.client
-        self.api = cluster.api_client()
-        self.core, self.batch = kubernetes.client.CoreV1Api(self.api), kubernetes.client.BatchV1Api(self.api)
-        self.apps = kubernetes.client.AppsV1Api(self.api)
+        self._connect(data)
 
     def reason(self, workspace: str, job_id: str) -> str:
         return self.job(workspace, job_id)["reason"] or ""

@@ -44,12 +44,17 @@ class KubePlatform:
         self.env = {**kube_env(cluster, root / "kubeconfig", f"http://127.0.0.1:{internal}",
                                pod_pending_timeout=0, **settings),  # a pod that cannot start fails at once
                     "KAOS_INTERNAL_PORT": str(internal)}
+        self._connect(data)
+
+    def _connect(self, data: Path) -> None:
+        """Start the backend on `data` with `self.env`, connect a kaos project to it, and make the test's own API
+        clients of the cluster (`core`, `batch`, `apps`)."""
         self.backend = BackendProcess(data, env=self.env).start()
-        self.project = root / "project"
+        self.project = self.root / "project"
         self.project.mkdir()
         assert self.kaos("init", "-e", self.backend.url, "-t", self.backend.token).code == 0
         import kubernetes.client
-        self.api = cluster.api_client()
+        self.api = self.cluster.api_client()
         self.core, self.batch = kubernetes.client.CoreV1Api(self.api), kubernetes.client.BatchV1Api(self.api)
         self.apps = kubernetes.client.AppsV1Api(self.api)
 
