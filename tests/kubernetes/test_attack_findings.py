@@ -364,8 +364,10 @@ def test_an_endpoint_evicted_after_it_started_says_why_in_the_list(platform, tmp
         logs = platform.kaos("serve", "logs", "-e", name).out
         assert re.search(r"kaos: the pod serve-evicted-endpoint-\S+ ended \(evicted: The node was low on resource: "
                          r"memory\.", logs), logs
-        endpoint = wait_for(lambda: (lambda e: e if e["state"] in ("PIPELINE_RUNNING", "PIPELINE_FAILURE") else None)(
-            platform.endpoint(workspace, name)), WAIT, what="the endpoint running")
+        # the log says so as the follower sees it; the list, at the scheduler's next look at the running endpoint
+        endpoint = wait_for(lambda: (lambda e: e if e["state"] == "PIPELINE_FAILURE" or (
+            e["state"] == "PIPELINE_RUNNING" and "replaced by its infrastructure" in (e["reason"] or "")) else None)(
+            platform.endpoint(workspace, name)), WAIT, what="the endpoint running, its list saying it was replaced")
     finally:
         platform.cluster.faults.remove(knob)
         assert platform.kaos("serve", "kill", "-e", name, input="y\n").code == 0
