@@ -189,7 +189,10 @@ def test_kill_deletes_the_training_s_job_and_its_pod(platform, tmp_path):
 ])
 def test_a_pod_the_cluster_fails_is_a_failed_job_with_the_reason(platform, tmp_path, fault, options, reason):
     workspace = platform.workspace(f"fault-{fault.lower()}")
-    knob = platform.cluster.faults.add(fault, pods={"kaos.io/workspace": workspace}, after=0.5)
+    # the training's own process runs out of memory (not the fetch of its inputs, which a loaded machine can make
+    # last past `after`: "could not fetch its inputs: out of memory ..." is another test's)
+    knob = platform.cluster.faults.add(fault, pods={"kaos.io/workspace": workspace}, after=0.5,
+                                       container="train" if fault == "OOMKilled" else None)
     try:
         job_id = platform.train(workspace, tmp_path, "import time\ntime.sleep(60)\n", *options)
         job = platform.terminal(workspace, job_id)
