@@ -3,24 +3,19 @@ test_contract.py): a build's output in its log as the engine sends it, the engin
 reason, kaos's labels and the layer cache, a cancelled build; a training's container with the limits and the /pfs
 mounts it asked for, removed once it ended; out of memory; a GPU the engine cannot give; a watcher that died
 replaced without losing or repeating a line."""
-import io
 import os
 import signal
 import socket
 import time
 import uuid
-import zipfile
-from typing import Dict
 
 import pytest
 
 from kaos_backend.config import Config, platform_id
-from kaos_backend.executors import registry
 from kaos_backend.executors.base import Artifact, Hyperparameters, WorkloadSpec
 from kaos_backend.executors.docker_client import platform_filter, remove_platform_containers
 from kaos_backend.images import labels
-from kaos_backend.layout import DataLayout
-from kaos_backend.storage import BlobStore
+from tests.support.executor_platform import ExecutorPlatform
 
 pytestmark = pytest.mark.docker
 
@@ -40,27 +35,12 @@ sys.exit(1)
 WAITING_STEP = "RUN echo 'step started' && python3 gate.py {port}\n"
 
 
-class Platform:
+class Platform(ExecutorPlatform):
     def __init__(self, config: Config, engine):
-        self.config = config
+        super().__init__(config)
         self.engine = engine
         self.platform = platform_id(config.data_dir)
-        self.store = BlobStore(config.blob_dir)
-        self.layout = DataLayout(config.data_dir)
         self.features = self.bundle({"features/training/a.csv": "1,2,3\n"}, "features")
-        self.image = None
-
-    def executor(self):
-        return registry.make_executor(self.config)
-
-    def bundle(self, files: Dict[str, str], root: str) -> Artifact:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            for name, text in files.items():
-                archive.writestr(name, text)
-        buffer.seek(0)
-        digest = self.store.put_stream(buffer).digest
-        return Artifact(Artifact.BUNDLE, digest, root, f"{root}:{digest[:5]}")
 
     def source(self, dockerfile: str = DOCKERFILE, train: str = "") -> Artifact:
         files = {"bundle/Dockerfile": dockerfile, "bundle/model/requirements.txt": "", "bundle/model/gate.py": GATE}

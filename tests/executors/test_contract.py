@@ -10,13 +10,11 @@ and what to clean up after a test.
 Whether a workload's processes still run is read from heartbeats: each process appends to a file of its own in
 the training's output through a descriptor it opened once, so nothing but its end stops it."""
 import http.client
-import io
 import json
 import os
 import signal
 import time
 import uuid
-import zipfile
 from dataclasses import dataclass
 from typing import Callable, Dict, Set
 
@@ -26,8 +24,7 @@ from kaos_backend.config import Config, platform_id
 from kaos_backend.executors import registry
 from kaos_backend.executors.base import VANISHED, Artifact, ArtifactMissing, Hyperparameters, WorkloadSpec
 from kaos_backend.executors.containment import stop_platform
-from kaos_backend.layout import DataLayout
-from kaos_backend.storage import BlobStore
+from tests.support.executor_platform import ExecutorPlatform
 from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture: the kubernetes kind's)
 
 WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
@@ -121,28 +118,13 @@ PARAMS = [pytest.param((kind, variant), id=f"{kind}-{variant}")
           for kind in registry.kinds() for variant in KINDS[kind].variants]  # a kind without an entry fails here
 
 
-class Platform:
+class Platform(ExecutorPlatform):
     """One kind of executor over a data directory of its own, and the image the test's workloads run in."""
 
     def __init__(self, config: Config, kind: Kind):
-        self.config = config
+        super().__init__(config)
         self.kind = kind
-        self.store = BlobStore(config.blob_dir)
-        self.layout = DataLayout(config.data_dir)
-        self.image = None
         self.features = self.bundle({"features/training/a.csv": "1,2,3\n"}, "features")
-
-    def executor(self):
-        return registry.make_executor(self.config)
-
-    def bundle(self, files: Dict[str, str], root: str) -> Artifact:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            for name, text in files.items():
-                archive.writestr(name, text)
-        buffer.seek(0)
-        digest = self.store.put_stream(buffer).digest
-        return Artifact(Artifact.BUNDLE, digest, root, f"{root}:{digest[:5]}")
 
     def source(self, script: str = "", name: str = "train") -> Artifact:
         files = {"bundle/Dockerfile": "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\n",

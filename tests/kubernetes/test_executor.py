@@ -5,14 +5,12 @@ executor made in this module, as verbs on kinds, is exactly what kubernetes_spec
 itself reads the cluster through the fake's store, not its API, so that only the executor's requests count),
 with the nodes' list of the capacity check (NODE_RBAC_RULES)."""
 import base64
-import io
 import os
 import re
 import shutil
 import time
 import uuid
-import zipfile
-from typing import Dict, Set, Tuple
+from typing import Set, Tuple
 
 import pytest
 
@@ -20,7 +18,7 @@ from kaos_backend.config import Config
 from kaos_backend.executors import kubernetes_spec, registry
 from kaos_backend.executors.base import Artifact, WorkloadSpec
 from kaos_backend.layout import DataLayout
-from kaos_backend.storage import BlobStore
+from tests.support.executor_platform import ExecutorPlatform
 from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture)
 from tests.support.kube.kinds import _BY_URL, DEPLOYMENTS, JOBS, SECRETS, SERVICES
 from tests.support.kube_platform import ArtifactServer, kube_config, pod_of, venv_images
@@ -40,7 +38,7 @@ def wait_for(predicate, timeout: float = WAIT, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Platform:
+class Platform(ExecutorPlatform):
     """A data directory, its artifact routes, and kubernetes executors on the module's fake cluster."""
 
     def __init__(self, cluster, root):
@@ -48,27 +46,14 @@ class Platform:
         self.data = root / "data"
         cluster.kubelet.images = venv_images(self.data)
         self.server = ArtifactServer(Config.from_env({}, data_dir=self.data))
-        self.config = Config.from_env({}, data_dir=self.data, **kube_config(cluster, root / "kubeconfig",
-                                                                           self.server.url, pod_pending_timeout=1))
-        self.store = BlobStore(self.config.blob_dir)
+        super().__init__(Config.from_env({}, data_dir=self.data, **kube_config(
+            cluster, root / "kubeconfig", self.server.url, pod_pending_timeout=1)))
         self.features = self.bundle({"features/training/a.csv": "1\n"}, "features")
         build = WorkloadSpec(job_id="b" * 32, kind="build", log=f"jobs/{'b' * 32}", source=self.source("", "train"),
                              requirements=["requirements.txt"])
         builder = self.executor()
         self.image = builder.build(build)
         assert wait_for(lambda: builder.poll() is not None, 300) and builder.poll() == 0, list(builder.logs())
-
-    def executor(self):
-        return registry.make_executor(self.config)
-
-    def bundle(self, files: Dict[str, str], root: str) -> Artifact:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            for name, text in files.items():
-                archive.writestr(name, text)
-        buffer.seek(0)
-        digest = self.store.put_stream(buffer).digest
-        return Artifact(Artifact.BUNDLE, digest, root, f"{root}:{digest[:5]}")
 
     def source(self, script: str, name: str) -> Artifact:
         files = {"bundle/Dockerfile": "FROM python:3.11-slim\n", "bundle/model/requirements.txt": ""}
