@@ -24,9 +24,10 @@ The timing knobs of the PostgreSQL connection, and why:
 A connection pooler in transaction mode (PgBouncer) cannot carry a session lock: point the backend at
 PostgreSQL itself, or at a pooler in session mode.
 """
-import fcntl
 import os
 from typing import NamedTuple, Optional
+
+from kaos_backend.file_locks import try_lock
 
 # "kaosSCHD" in ASCII: no other lock of kaos uses it (migrations: kaos_backend.migrations.upgrade.POSTGRES_LOCK_KEY).
 SCHEDULER_LOCK_KEY = int.from_bytes(b"kaosSCHD", "big")
@@ -69,11 +70,8 @@ class FileLock:
         """True when this process now holds the lock (or did already); False when another does."""
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by what the scheduler starts
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self.path)  # not inherited by what the scheduler starts
+        if fd is None:
             return False
         os.ftruncate(fd, 0)
         os.pwrite(fd, self.identity.encode("utf-8", "replace"), 0)

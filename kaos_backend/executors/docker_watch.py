@@ -10,7 +10,6 @@ id, the watcher's pid, the paths of its files) and the files beside its log, `<l
 its container on the engine, and its watcher process: started in a session of its own with the lock taken here and
 handed on, so "it runs" is "its lock is held" from the first moment, whoever asks (another executor, after a
 backend restart)."""
-import fcntl
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from typing import Optional
 
 from kaos_backend.executors import docker_client, outcome
 from kaos_backend.executors.local_process import RUNNER_ENV_NAMES, is_running, start_ticks
+from kaos_backend.file_locks import lock_held, try_lock
 
 SUFFIXES = {"exit_path": ".exit", "stop_path": ".stop", "cursor_path": ".cursor", "watch_path": ".watch.json",
             "lock_path": ".watch.lock", "errors_path": ".watch.err", "respawns_path": ".respawns"}
@@ -93,12 +93,10 @@ class WatchedWorkload:
 
     def spawn(self) -> bool:
         """Start the watcher of the spec written by `watch` (False when one runs already)."""
-        fd = os.open(self.state["lock_path"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = try_lock(self.state["lock_path"])
+        if fd is None:
+            return False
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
             env = {key: os.environ[key] for key in RUNNER_ENV_NAMES if key in os.environ}
             env.update(docker_client.engine_environment())
             watch_path = Path(self.state["watch_path"])
@@ -116,17 +114,7 @@ class WatchedWorkload:
         """The watcher runs (its lock is held)."""
         if self.process is not None:
             self.process.poll()  # reap it once it ended
-        try:
-            fd = os.open(self.state["lock_path"], os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # releases the lock this look took, if it took it
-        return False
+        return lock_held(self.state["lock_path"])
 
     def signal(self, number: int) -> None:
         """Send the watcher signal `number`, if it runs (the pid checked against its start time)."""

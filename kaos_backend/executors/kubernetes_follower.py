@@ -10,7 +10,6 @@ follower watches for that while the follower follows the log: the endpoint contr
 included). A follower that dies (a crash of its process)
 is started again by the next `poll`, and resumes the log copy where it got to.
 """
-import fcntl
 import json
 import logging
 import os
@@ -28,8 +27,8 @@ from kaos_backend.executors.base import VANISHED
 from kaos_backend.executors.docker_output import LogWriter
 from kaos_backend.executors.kubernetes_client import is_status, message_of
 from kaos_backend.executors.kubernetes_log_copy import PodLogCopy
-from kaos_backend.executors.kubernetes_state import START_LABEL, WHAT, delete_owner, delete_pod, read_record, \
-    requested
+from kaos_backend.executors.kubernetes_state import START_LABEL, WHAT, delete_owner, delete_pod, read_record, requested
+from kaos_backend.file_locks import try_lock
 
 log = logging.getLogger("kaos_backend.executors.kubernetes")
 LOOK_SECONDS = 1.0        # a follower looks again this often unwoken (a pending timeout, a deleted Job's pods)
@@ -70,11 +69,8 @@ class Follower(PodLogCopy):
     def spawn(cls, *args, **kwargs) -> bool:
         """Start a follower thread unless one holds the workload's lock already (False then)."""
         follower = cls(*args, **kwargs)
-        fd = os.open(follower.state["lock_path"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(follower.state["lock_path"])
+        if fd is None:
             return False
         threading.Thread(target=follower.run, args=(fd,), name=f"kaos-kube-follow-{follower.state['workload']}",
                          daemon=True).start()

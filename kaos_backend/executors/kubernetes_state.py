@@ -11,14 +11,13 @@ its log, `<log's directory>/<workload>.*`:
                 "it is held", across threads and processes
 
 and the deletes of its objects that the executor and its follower both make."""
-import fcntl
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 from kaos_backend.executors import outcome
 from kaos_backend.executors.kubernetes_client import is_status
+from kaos_backend.file_locks import lock_held
 
 SUFFIXES = {"exit_path": ".exit", "stop_path": ".stop", "follow_path": ".follow", "lock_path": ".lock"}
 WHAT = {"train": "training", "serve": "endpoint", "notebook": "notebook"}
@@ -62,17 +61,7 @@ def request_stop(state: dict, grace: int) -> None:
 
 def followed(state: dict) -> bool:
     """A follower holds the workload's lock (in this process or another)."""
-    try:
-        fd = os.open(state["lock_path"], os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_held(state["lock_path"])
 
 
 def delete_owner(cluster, state: dict) -> None:

@@ -15,12 +15,13 @@ it. A workload that runs once (a build, an ingestion, a training partition) is a
 exit record tells how); an endpoint or a notebook (`restartable`) is started anew once its runner is gone, as a
 restart is a new workload under the same name. Standard library only.
 """
-import fcntl
 import json
 import os
 import time
 from pathlib import Path
 from typing import Optional, Tuple
+
+from kaos_backend.file_locks import try_lock
 
 CLAIM_WAIT_SECONDS = 30.0
 
@@ -55,11 +56,8 @@ class StartClaim:
         self.claim_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait
         while True:
-            fd = os.open(self.claim_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fd = try_lock(self.claim_path)
+            if fd is None:
                 self.adopted = self._recorded()
                 if self.adopted is not None:  # its runner (alive: it holds the claim)
                     return self

@@ -21,7 +21,6 @@ without CAP_SYS_ADMIN) the user still changes and the log says the files are not
 Standard library only (ctypes for unshare(2) and mount(2)).
 """
 import ctypes
-import fcntl
 import hashlib
 import os
 import pwd
@@ -29,6 +28,8 @@ import shutil
 import stat
 import subprocess
 from typing import Iterable, List, NamedTuple, Optional, Tuple
+
+from kaos_backend.file_locks import try_lock
 
 DEFAULT_USER = "kaos"
 FALLBACK_USER = "nobody"
@@ -97,13 +98,9 @@ def claim_identity(seed: str, user: str = DEFAULT_USER, claims: str = UID_CLAIMS
     start = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16) % UID_SLOTS
     for offset in range(UID_SLOTS):
         uid = UID_BASE + (start + offset) % UID_SLOTS
-        fd = os.open(os.path.join(claims, str(uid)), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return Identity(user, uid, uid), fd
+        fd = try_lock(os.path.join(claims, str(uid)))
+        if fd is not None:
+            return Identity(user, uid, uid), fd
     raise RuntimeError("every workload uid is taken")
 
 
