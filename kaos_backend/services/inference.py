@@ -16,7 +16,7 @@ from kaos_backend.models import Bundle, Endpoint, Job, Partition, Workspace
 from kaos_backend.services.descriptors import bundle_descriptor, image_name, model_info
 from kaos_backend.services.jobs import local_text
 from kaos_backend.services.kill_wait import KILL_WAIT_SECONDS, KillPending, wait_for_kill
-from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
+from kaos_backend.services.paging import Cursor, moment_key, newest_first_page, split_page
 from kaos_backend.services.provenance import model_graph, model_parts
 from kaos_backend.services.train import find_model, request_build
 from kaos_backend.services.uploads import UploadBody, UploadService
@@ -97,11 +97,7 @@ class InferenceService:
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             query = select(Endpoint).where(Endpoint.workspace_id == workspace_row.id, Endpoint.desired == "run")
-            if after is not None:
-                query = query.where(newest_first_after(Endpoint.created_at, Endpoint.name, after))
-            query = query.order_by(Endpoint.created_at.desc(), Endpoint.name.desc())
-            if limit is not None:
-                query = query.limit(limit + 1)
+            query = newest_first_page(query, Endpoint.created_at, Endpoint.name, limit, after)
             endpoints, next_cursor = split_page(list(session.scalars(query)), limit,
                                                 lambda e: (moment_key(e.created_at), e.name))
             bundles = {bundle.id: bundle for bundle in session.scalars(select(Bundle).where(

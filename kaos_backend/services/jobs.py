@@ -14,7 +14,7 @@ from kaos_backend.executors.base import job_log_name
 from kaos_backend.layout import DataLayout
 from kaos_backend.models import Bundle, Job, Partition
 from kaos_backend.services.kill_wait import KILL_WAIT_SECONDS, KillPending, wait_for_kill
-from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
+from kaos_backend.services.paging import Cursor, moment_key, newest_first_page, split_page
 from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.wakeup import socket_name, wake
 
@@ -98,11 +98,7 @@ class JobService:
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             query = select(*columns).where(Job.workspace_id == workspace_row.id, Job.kind == kind)
-            if after is not None:
-                query = query.where(newest_first_after(Job.created_at, Job.id, after))
-            query = query.order_by(Job.created_at.desc(), Job.id.desc())
-            if limit is not None:
-                query = query.limit(limit + 1)
+            query = newest_first_page(query, Job.created_at, Job.id, limit, after)
             if kind == "train":
                 query = _with_partition_counts(query)
             rows, next_cursor = split_page(session.execute(query).all(), limit,

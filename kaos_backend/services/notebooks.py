@@ -36,7 +36,7 @@ from kaos_backend.models import MAX_USER, Bundle, Job, Notebook
 from kaos_backend.services.descriptors import bundle_descriptor, image_name
 from kaos_backend.services.jobs import local_text
 from kaos_backend.services.kill_wait import KILL_WAIT_SECONDS, KillPending, wait_for_kill
-from kaos_backend.services.paging import Cursor, moment_key, newest_first_after, split_page
+from kaos_backend.services.paging import Cursor, moment_key, newest_first_page, split_page
 from kaos_backend.services.train import find_model, request_build
 from kaos_backend.services.uploads import UploadBody, UploadService, body_from_bytes
 from kaos_backend.services.workspaces import find_workspace
@@ -217,11 +217,7 @@ class NotebookService:
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             query = select(Notebook).where(Notebook.workspace_id == workspace_row.id, Notebook.desired == "run")
-            if after is not None:
-                query = query.where(newest_first_after(Notebook.created_at, Notebook.name, after))
-            query = query.order_by(Notebook.created_at.desc(), Notebook.name.desc())
-            if limit is not None:
-                query = query.limit(limit + 1)
+            query = newest_first_page(query, Notebook.created_at, Notebook.name, limit, after)
             notebooks, next_cursor = split_page(list(session.scalars(query)), limit,
                                                 lambda n: (moment_key(n.created_at), n.name))
             wanted = {n.source_bundle_id for n in notebooks} | {i for n in notebooks for i in n.data_bundle_ids or []}

@@ -142,6 +142,16 @@ def _moment(text: str) -> datetime:
     return moment
 
 
+def newest_first_page(query, created_column, key_column, limit: Optional[int], after: Optional[Cursor]):
+    """`query` ordered `created_at DESC, key DESC` from after the cursor `after` (None: from the newest), with
+    `LIMIT limit + 1` (none for `limit` None) so that `split_page` can tell whether more follow. Raises
+    BadRequest for a cursor of the wrong shape or time."""
+    if after is not None:
+        query = query.where(newest_first_after(created_column, key_column, after))
+    query = query.order_by(created_column.desc(), key_column.desc())
+    return query if limit is None else query.limit(limit + 1)
+
+
 def newest_first_after(created_column, key_column, cursor: Cursor):
     """The rows after `cursor` (created_at, key) in the order `created_at DESC, key DESC`: a range on the
     listing index (the `created_at <=` term lets the database seek instead of filtering)."""
