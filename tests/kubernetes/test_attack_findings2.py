@@ -8,9 +8,10 @@ workload with the reason "the Kubernetes API server does not answer since <UTC>"
 test is one phase of that, or one finding: a training that ends while it is away (its log, its end once it is
 back: recorded minutes late when the connections died without a word), a kill asked meanwhile, an endpoint that
 serves through the gateway meanwhile, a backend restarted meanwhile, an API server that hangs (whole, or on
-writes: a create without a timeout held the scheduler for good), a workspace killed meanwhile (its notebooks'
-claims stayed for good), and a sysadmin's `kaos build deploy -c KUBERNETES` as the READMEs tell it. Findings whose
-fix lies outside the kubernetes executor and the engine watch are `xfail(strict=True)` with what to do."""
+writes: a create without a timeout held the scheduler for good, and within its timeout stopped the scheduler's
+heartbeat, the health naming the scheduler), a workspace killed meanwhile (its notebooks' claims stayed for
+good), and a sysadmin's `kaos build deploy -c KUBERNETES` as the READMEs tell it. Every finding is fixed: no
+xfail remains."""
 import os
 import re
 import sqlite3
