@@ -13,41 +13,25 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from kaos_model.ids import new_job_id
-
 from kaos_backend import part_status
 from kaos_backend.control import engine_watch
 from kaos_backend.control.common import Retries, advance_each
 from kaos_backend.control.engine_watch import EngineWatch
 from kaos_backend.executors import engine_requests
-from kaos_backend.executors.local import LocalExecutor
-from kaos_backend.models import Job, Workspace
+from tests.backend.test_engine_watch import _reasons, _rows, watching
+from tests.backend.test_engine_watch import engine  # noqa: F401 (a fixture)
 
 BOUND = 60.0  # a bound against hanging
 
 
 @pytest.fixture(autouse=True)
-def forgotten():
+def forgotten(monkeypatch):
+    """Nothing tracked from a test before; the engine watch's thread quick."""
+    monkeypatch.setattr(engine_watch, "NOTICE_SECONDS", 0.2)
+    monkeypatch.setattr(engine_watch, "WATCH_SECONDS", 0.05)
     engine_requests.reset()
     yield
     engine_requests.reset()
-
-
-class Engine:
-    problem = None
-
-
-@pytest.fixture
-def engine(monkeypatch):
-    """The local executor made to run on "the test engine", which answers its look unless `engine.problem` is
-    set."""
-    made = Engine()
-    monkeypatch.setattr(LocalExecutor, "engine_name", "the test engine")
-    monkeypatch.setattr(LocalExecutor, "engine_problem", classmethod(lambda cls, config: made.problem))
-    monkeypatch.setattr(engine_watch, "CHECK_SECONDS", 0.0)
-    monkeypatch.setattr(engine_watch, "NOTICE_SECONDS", 0.2)
-    monkeypatch.setattr(engine_watch, "WATCH_SECONDS", 0.05)
-    return made
 
 
 class Hanging:
@@ -189,7 +173,8 @@ def _supervised(run_dir):
     part_status.write_heartbeat(run_dir / part_status.HEARTBEAT_FILE, {"role": "leader"})
 
 
-def test_a_request_the_engine_does_not_answer_names_the_engine_not_the_scheduler(services, engine, tmp_path):
+@pytest.mark.usefixtures("engine")
+def test_a_request_the_engine_does_not_answer_names_the_engine_not_the_scheduler(services, tmp_path):
     _supervised(tmp_path)
     watch = EngineWatch(services.config, services, tmp_path / part_status.ENGINE_FILE)
     watch.tick()
@@ -233,26 +218,19 @@ def _timed_out(what="POST /api/v1/namespaces/kaos/jobs"):
             raise socket.timeout("read timed out")
 
 
-def test_a_request_that_timed_out_holds_the_workloads_with_a_back_off(services, engine, tmp_path, monkeypatch):
-    with services.db.session_scope() as session:
-        workspace = Workspace(name="ws", user="me")
-        session.add(workspace)
-        session.flush()
-        job = new_job_id()
-        session.add(Job(id=job, workspace_id=workspace.id, kind="train", state="JOB_RUNNING", user="me"))
-    status = tmp_path / part_status.ENGINE_FILE
-    watch = EngineWatch(services.config, services, status)
-    ran = []
-    task = watch.gated(lambda: ran.append(1))
+@pytest.mark.usefixtures("engine")
+def test_a_request_that_timed_out_holds_the_workloads_with_a_back_off(services, tmp_path, monkeypatch):
+    running, ended = _rows(services)
+    watch, status, ran, task = watching(services, tmp_path)
     watch.tick()
     _timed_out()
     task()
     assert ran == []  # the rest of the round waits too
 
     watch.tick()
-    with services.db.session_scope() as session:
-        reason = session.get(Job, job).reason
-    assert reason == watch.reason() and reason.startswith("the test engine does not answer since ")
+    reason = watch.reason()
+    assert reason.startswith("the test engine does not answer since ")
+    assert _reasons(services, running, ended) == (reason, None, reason)
     down = part_status.read_status(status)
     assert down["state"] == "down" and "did not answer POST /api/v1/namespaces/kaos/jobs within 30 s" in down["error"]
     assert watch._hold_seconds == engine_watch.HOLD_SECONDS
@@ -268,8 +246,7 @@ def test_a_request_that_timed_out_holds_the_workloads_with_a_back_off(services, 
     watch.tick()
     task()
     assert ran == [1] and part_status.read_status(status)["state"] == "up"
-    with services.db.session_scope() as session:
-        assert session.get(Job, job).reason is None
+    assert _reasons(services, running, ended) == (None, None, None)
 
 
 def test_a_timed_out_try_ends_the_round_and_is_not_counted(caplog):

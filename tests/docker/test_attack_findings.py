@@ -231,17 +231,28 @@ class ProxiedPlatform(DockerPlatform):
         return self.terminal(workspace, job["job_id"])
 
 
+@contextlib.contextmanager
+def proxied_platform(docker_engine, base_image: str, project: Path):
+    """A ProxiedPlatform deployed in `project`, behind an EngineProxy of its own; destroyed at the end (the proxy
+    answering again first) and its leftovers removed from the engine."""
+    engine_proxy = EngineProxy().start()
+    made = ProxiedPlatform(project, base_image, engine_proxy)
+    made.deploy()
+    try:
+        yield made
+    finally:
+        engine_proxy.hang_creates = engine_proxy.refuse_removals = False
+        if engine_proxy._listener is None:
+            engine_proxy.start()
+        made.destroy()
+        remove_platform(docker_engine, made.platform)
+        engine_proxy.remove()
+
+
 @pytest.fixture(scope="module")
 def cli_platform(docker_engine, base_image, tmp_path_factory):
-    engine_proxy = EngineProxy().start()
-    made = ProxiedPlatform(tmp_path_factory.mktemp("attack-project"), base_image, engine_proxy)
-    made.deploy()
-    yield made
-    if engine_proxy._listener is None:
-        engine_proxy.start()
-    made.destroy()
-    remove_platform(docker_engine, made.platform)
-    engine_proxy.remove()
+    with proxied_platform(docker_engine, base_image, tmp_path_factory.mktemp("attack-project")) as made:
+        yield made
 
 
 WRITES_A_MODEL = "import os, sys\nprint('trained', flush=True)\nos.makedirs(os.path.join(sys.argv[1], 'model'))\n"

@@ -6,10 +6,8 @@ import time
 
 import pytest
 
-from kaos_backend.executors.docker_client import remove_platform
-from tests.docker.test_attack_findings import WRITES_A_MODEL, ProxiedPlatform
+from tests.docker.test_attack_findings import WRITES_A_MODEL, proxied_platform
 from tests.docker.test_platform import tiny_code
-from tests.support.docker_proxy import EngineProxy
 from tests.support.platform import tiny_data_bundle, wait_for
 
 pytestmark = pytest.mark.docker
@@ -19,14 +17,8 @@ WAIT_LIMIT = 120.0  # seconds: a bound against hanging, never a speed claim
 
 @pytest.fixture(scope="module")
 def hanging_platform(docker_engine, base_image, tmp_path_factory):
-    engine_proxy = EngineProxy().start()
-    made = ProxiedPlatform(tmp_path_factory.mktemp("hang-project"), base_image, engine_proxy)
-    made.deploy()
-    yield made
-    engine_proxy.hang_creates = False
-    made.destroy()
-    remove_platform(docker_engine, made.platform)
-    engine_proxy.remove()
+    with proxied_platform(docker_engine, base_image, tmp_path_factory.mktemp("hang-project")) as made:
+        yield made
 
 
 def test_an_engine_that_never_answers_a_create_does_not_stall_the_scheduler(hanging_platform, tmp_path):
