@@ -114,11 +114,19 @@ def is_timeout(error: Optional[BaseException]) -> bool:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, (socket.timeout, TimeoutError)) or "Timeout" in type(error).__name__:
-            return True
-        error = getattr(error, "reason", None) if isinstance(getattr(error, "reason", None), BaseException) \
-            else (error.__cause__ or error.__context__ or (error.args[0] if error.args and isinstance(
-                error.args[0], BaseException) else None))
+            return True  # urllib3's ReadTimeoutError, ConnectTimeoutError; requests' ReadTimeout, ConnectTimeout
+        error = _wrapped(error)
     return False
+
+
+def _wrapped(error: BaseException) -> Optional[BaseException]:
+    """What `error` wraps: urllib3's `reason`, the cause or context, requests' first argument."""
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, BaseException):
+        return reason
+    if error.__cause__ is not None or error.__context__ is not None:
+        return error.__cause__ or error.__context__
+    return error.args[0] if error.args and isinstance(error.args[0], BaseException) else None
 
 
 def reset() -> None:
