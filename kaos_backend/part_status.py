@@ -18,8 +18,12 @@ every tick) is older than HEARTBEAT_STALE_SECONDS.
 
 The scheduler also writes `engine.json` beside its heartbeat when the executor runs workloads on an engine (the
 Docker engine, the Kubernetes API server):
-`{"state": "up"|"down", "name": "the Docker engine", "since": <epoch seconds>, "reason", "error"}`,
-shown as the part `engine` while the scheduler is up; "down" makes the health unhealthy, naming it.
+`{"state": "up"|"down"|"waiting", "name": "the Docker engine", "since": <epoch seconds>, "reason", "error"}`,
+shown as the part `engine` while the scheduler is up; "down" makes the health unhealthy, naming it. "waiting"
+(control/engine_watch.py) says that a request of the scheduler's tick has not been answered yet, with
+`"waiting": {"what": "POST /api/v1/namespaces/kaos/secrets", "since": <epoch seconds>, "bound": <seconds the
+client waits at most>}`: the health names the engine, and the scheduler, whose heartbeat stops while it waits, is
+up with `waiting_on: "engine"` for as long as the request may take and WAITING_GRACE_SECONDS more.
 
 The heartbeat holds the scheduler's role among the replicas of a backend (kaos_backend.leadership), shown as the
 scheduler part's `role` ("leader" or "standby") and `leader` (who leads, when known: on the leader, itself). A
@@ -38,6 +42,7 @@ STATUS_FILE = "parts.json"
 HEARTBEAT_FILE = "scheduler.heartbeat"
 ENGINE_FILE = "engine.json"  # the engine the workloads run on, as the scheduler sees it (control/engine_watch.py)
 NO_LEADER_SECONDS = 15.0  # kaos_backend.scheduler_lock.TAKEOVER_SECONDS
+WAITING_GRACE_SECONDS = 10.0  # past a waiting request's bound: the scheduler is down (it should have ended it)
 
 
 class Health(NamedTuple):
@@ -95,23 +100,37 @@ def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
     if status is None or not isinstance(status.get("parts"), dict):
         return Health(False, {}, "The kaos backend's supervisor status is unavailable", "supervisor")
     parts = {}
+    engine = read_status(run_dir / ENGINE_FILE)
     for name in PART_NAMES:
         part = dict(status["parts"].get(name) or {"state": "down"})
         if name == "scheduler":
             age = heartbeat_age(run_dir / HEARTBEAT_FILE, now)
             part["heartbeat_age"] = None if age is None else round(age, 2)
             if part.get("state") == "up" and (age is None or age > HEARTBEAT_STALE_SECONDS):
-                part["state"] = "down"
-                part["reason"] = (f"no heartbeat for {age:.0f} s" if age is not None else "no heartbeat")
+                if waits_on_engine(engine, time.time() if now is None else now):
+                    part["waiting_on"] = "engine"
+                else:
+                    part["state"] = "down"
+                    part["reason"] = (f"no heartbeat for {age:.0f} s" if age is not None else "no heartbeat")
             _add_role(part, read_status(run_dir / HEARTBEAT_FILE) or {}, time.time() if now is None else now)
         parts[name] = part
-    engine = read_status(run_dir / ENGINE_FILE)
     if engine is not None and parts["scheduler"].get("state") == "up":  # else nobody looks at the engine
         parts["engine"] = engine
     for name, part in parts.items():
         if part.get("state") != "up":
             return Health(False, parts, describe(name, part), name)
     return Health(True, parts, None, None)
+
+
+def waits_on_engine(engine: Optional[dict], now: float) -> bool:
+    """The engine's status says that the scheduler's tick waits for its answer, within the request's bound and
+    WAITING_GRACE_SECONDS more."""
+    if not isinstance(engine, dict) or engine.get("state") != "waiting" or not isinstance(engine.get("waiting"), dict):
+        return False
+    since, bound = engine["waiting"].get("since"), engine["waiting"].get("bound")
+    if not isinstance(since, (int, float)) or not isinstance(bound, (int, float)):
+        return False
+    return now <= since + bound + WAITING_GRACE_SECONDS
 
 
 def _add_role(part: dict, role: dict, now: float) -> None:
@@ -130,6 +149,10 @@ def _add_role(part: dict, role: dict, now: float) -> None:
 
 def describe(name: str, part: dict) -> str:
     """One sentence on a part that is not up, with how it ended and what happens next."""
+    if name == "engine" and part.get("state") == "waiting":
+        reason = part.get("reason") or f"{part.get('name') or 'the engine'} has not answered the scheduler"
+        return (f"{reason[:1].upper()}{reason[1:]} ({part.get('error') or 'no answer yet'}): no workload is "
+                "started, watched or stopped meanwhile")
     if name == "engine":
         reason = part.get("reason") or f"{part.get('name') or 'the engine'} does not answer"
         return (f"{reason[:1].upper()}{reason[1:]} ({part.get('error') or 'no answer'}): no workload is started, "

@@ -21,6 +21,7 @@ from typing import Callable, List, Optional
 
 from kaos_backend import wakeup
 from kaos_backend.config import Config, ConfigError
+from kaos_backend.executors import engine_requests
 from kaos_backend.leadership import RETRY_SECONDS, Leadership, scheduler_identity
 from kaos_backend.part_status import ENGINE_FILE, write_heartbeat
 from kaos_backend.scheduler_lock import scheduler_lock
@@ -43,12 +44,17 @@ class Scheduler:
         self._last_beat: Optional[dict] = None
 
     def tick(self) -> None:
-        """One pass over every task; a failing task is logged and does not stop the others."""
-        for task in list(self.tasks):
-            try:
-                task()
-            except Exception:
-                log.exception("Scheduler task %s failed", getattr(task, "__name__", task))
+        """One pass over every task; a failing task is logged and does not stop the others. The tasks' engine
+        requests are tracked while in flight (executors/engine_requests.py)."""
+        with engine_requests.ticking():
+            for task in list(self.tasks):
+                try:
+                    task()
+                except Exception as error:
+                    if isinstance(error, engine_requests.EngineError) or engine_requests.is_timeout(error):
+                        log.error("Scheduler task %s failed: %s", getattr(task, "__name__", task), error)
+                    else:
+                        log.exception("Scheduler task %s failed", getattr(task, "__name__", task))
 
     def stop(self) -> None:
         self._stop.set()

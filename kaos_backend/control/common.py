@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 from kaos_model import JobState
 from sqlalchemy.orm.exc import StaleDataError
 
-from kaos_backend.executors import log_of, make_executor
+from kaos_backend.executors import engine_requests, log_of, make_executor
 from kaos_backend.executors.base import VANISHED, Artifact, Executor
 from kaos_backend.executors.preamble import Preamble, processing
 from kaos_backend.executors.outcome import VANISHED_REASON
@@ -123,19 +123,28 @@ class Controller:
 def advance_each(keys: List[str], advance: Callable[[str], None], retries: Retries, give_up: Callable,
                  logger: logging.Logger, what: str) -> None:
     """`advance(key)` for each key that is due; one that raises is logged once per try and retried with
-    backoff; after `retries.max_tries` failures `give_up(key, error_text)` ends it with the error as reason."""
+    backoff; after `retries.max_tries` failures `give_up(key, error_text)` ends it with the error as reason.
+    One whose engine request timed out (engine_requests.timed_out: the engine did not answer) ends the round, the
+    try not counted: the engine watch holds the workloads until the engine is asked again."""
     retries.forget_all_but(keys)
     for key in keys:
         if not retries.due(key):
             continue
+        before = engine_requests.timed_out()
         try:
             advance(key)
             retries.succeeded(key)
         except Exception as error:  # noqa: BLE001 - one job's trouble must not hold up the others
+            timed_out = engine_requests.timed_out()
+            if timed_out is not None and timed_out is not before:
+                logger.warning("%s %s waits: the engine did not answer %s within %.0f s (%s); tried again once it "
+                               "is asked again", what, key, timed_out.what, timed_out.bound, timed_out.error)
+                return
             count = retries.failed(key)
             final = count >= retries.max_tries
             logger.error("%s %s could not advance (try %d of %d%s): %s", what, key, count, retries.max_tries,
-                         ", giving up" if final else "", _traceback(error))
+                         ", giving up" if final else "",
+                         error if isinstance(error, engine_requests.EngineError) else _traceback(error))
             if final:
                 retries.succeeded(key)
                 text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

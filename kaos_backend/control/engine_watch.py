@@ -9,8 +9,17 @@ has not failed and every notebook that runs, gets the reason "the Docker engine 
 cleared once it answers again; the backend log gets one line when it stops answering and one when it answers again;
 and the status file `engine.json` in the runtime directory (kaos_backend.part_status) makes GET /api/health report
 the engine as a part that is down. Ingestions run on the backend's machine and go on.
+
+An engine that answers the scheduler's look but not one of the tick's requests (an API server whose etcd is
+wedged: GET /version answers, a create does not) holds the tick until the request's timeout
+(executors/engine_requests.py). Meanwhile a thread of the watch writes the engine's state `waiting` (what was
+asked, since when, how long the client waits at most) once the request has been in flight for NOTICE_SECONDS: the
+health names the engine, and the scheduler, whose heartbeat stops meanwhile, stays up (kaos_backend.part_status).
+A request that timed out holds the workloads as while the engine does not answer, for HOLD_SECONDS at first, twice
+as long at each timeout that follows within RESET_SECONDS, MAX_HOLD_SECONDS at most; then they are tried again.
 """
 import logging
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +27,7 @@ from typing import Callable, Optional
 
 from sqlalchemy import or_, update
 
+from kaos_backend.executors import engine_requests
 from kaos_backend.executors.registry import executor_class
 from kaos_backend.models import Endpoint, Job, Notebook
 from kaos_backend.part_status import write_status
@@ -28,6 +38,11 @@ CHECK_SECONDS = 1.0
 HELD_KINDS = ("build-train", "build-serve", "build-notebook", "train")
 DOES_NOT_ANSWER = "does not answer since"
 ENDED_NOTEBOOK_STATES = ("PIPELINE_FAILURE", "PIPELINE_STANDBY")  # nothing runs: nothing to hold
+NOTICE_SECONDS = 2.0     # a tick's request in flight this long is said in the engine's status
+WATCH_SECONDS = 0.5      # how often the watch's thread looks at the tick's requests
+HOLD_SECONDS = 5.0       # the workloads held after a request timed out, at first
+MAX_HOLD_SECONDS = 60.0
+RESET_SECONDS = 300.0    # a timeout this long after the last one holds for HOLD_SECONDS again
 
 
 class EngineWatch:
@@ -43,10 +58,15 @@ class EngineWatch:
         self._next_check = 0.0
         self._held = True   # the first look clears what a scheduler before this one wrote
         self._written = False
-
-    @property
-    def answering(self) -> bool:
-        return self.down_since is None
+        self._status_lock = threading.Lock()
+        self._status: Optional[dict] = None            # as the tick last said it
+        self._shown: Optional[engine_requests.Request] = None  # the request in flight the status file says
+        self._watcher: Optional[threading.Thread] = None
+        self._hold_until = 0.0      # monotonic: the workloads held after a request timed out, until then
+        self._hold_seconds = 0.0
+        self._last_timeout = None   # monotonic
+        self._timeout_problem: Optional[str] = None
+        self._problem: Optional[str] = None
 
     def reason(self) -> Optional[str]:
         """"the Docker engine does not answer since 2026-12-01 01:02:03 UTC" while it does not; else None."""
@@ -62,23 +82,38 @@ class EngineWatch:
         run_while_answering.__name__ = getattr(task, "__qualname__", "task")
         return run_while_answering
 
+    @property
+    def answering(self) -> bool:
+        """The engine answers, and none of this tick's requests timed out."""
+        return self.down_since is None and engine_requests.timed_out() is None
+
     def tick(self) -> None:
         """Ask the engine (at most once every CHECK_SECONDS); on a change, say so in the backend log and the
-        status file; hold the workloads' reasons while it does not answer, clear them once it does."""
-        if self.kind.engine_name is None or time.monotonic() < self._next_check:
+        status file; hold the workloads' reasons while it does not answer (or after one of the tick's requests
+        timed out), clear them once it does."""
+        timed_out = engine_requests.take_timed_out()
+        if self.kind.engine_name is None:
             return
+        if timed_out is not None:
+            self._hold_after(timed_out)
+        elif time.monotonic() < self._next_check:
+            return
+        self._start_watching()
         self._next_check = time.monotonic() + CHECK_SECONDS
-        problem = self.kind.engine_problem(self.config)
+        held = time.monotonic() < self._hold_until
+        problem = self._timeout_problem if held else self.kind.engine_problem(self.config)
         if problem is not None and self.down_since is None:
             self.down_since = time.time()
             log.error("%s does not answer (%s): no workload is started, watched or stopped until it does",
                       self.kind.engine_name, problem)
             self._write_status(problem)
+        elif problem is not None and problem != self._problem:
+            self._write_status(problem)   # down still, for another cause
         elif problem is None and self.down_since is not None:
             log.info("%s answers again (after %.0f s)", self.kind.engine_name, time.time() - self.down_since)
             self.down_since = None
             answers_again = getattr(self.kind, "engine_answers_again", None)  # connections to make again
-            if answers_again is not None:
+            if answers_again is not None and self._problem != self._timeout_problem:
                 try:
                     answers_again(self.config)
                 except Exception:  # noqa: BLE001 - a bug there must not stop the release of the workloads
@@ -91,17 +126,61 @@ class EngineWatch:
         elif self._held:
             self._release()
 
+    def _hold_after(self, timed_out: engine_requests.TimedOut) -> None:
+        """The workloads held after a request of the tick timed out: HOLD_SECONDS, doubled at each timeout within
+        RESET_SECONDS of the last, MAX_HOLD_SECONDS at most."""
+        moment = time.monotonic()
+        recent = self._last_timeout is not None and moment - self._last_timeout < RESET_SECONDS
+        self._hold_seconds = min(self._hold_seconds * 2, MAX_HOLD_SECONDS) if recent and self._hold_seconds \
+            else HOLD_SECONDS
+        self._last_timeout, self._hold_until = moment, moment + self._hold_seconds
+        self._timeout_problem = (f"it did not answer {timed_out.what} within {timed_out.bound:.0f} s "
+                                 f"({timed_out.error}); asked again in {self._hold_seconds:.0f} s")
+        log.error("%s did not answer %s within %.0f s (%s): the workloads are held for %.0f s",
+                  self.kind.engine_name, timed_out.what, timed_out.bound, timed_out.error, self._hold_seconds)
+
     def _write_status(self, problem: Optional[str]) -> None:
         self._written = True
-        if self.status_file is None:
-            return
+        self._problem = problem
         status = {"state": "up", "name": self.kind.engine_name, "since": time.time()}
         if problem is not None:
             status.update(state="down", since=self.down_since, reason=self.reason(), error=problem)
+        with self._status_lock:
+            self._status = status
+            self._write_file()
+
+    def _write_file(self) -> None:
+        """The status file: the tick's status, or `waiting` while one of its requests has been in flight for
+        NOTICE_SECONDS. Under the status lock."""
+        if self.status_file is None or self._status is None:
+            return
+        status, request = self._status, self._shown
+        if request is not None:
+            moment = datetime.fromtimestamp(request.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            status = {"state": "waiting", "name": self.kind.engine_name, "since": request.since,
+                      "reason": f"{self.kind.engine_name} has not answered {request.what} since {moment}",
+                      "error": f"the scheduler waits for its answer {request.bound:.0f} s at most",
+                      "waiting": {"what": request.what, "since": request.since, "bound": request.bound}}
         try:
             write_status(self.status_file, status)
         except OSError as error:
             log.error("Cannot write the engine's status %s: %s", self.status_file, error)
+
+    def _start_watching(self) -> None:
+        """The thread that says in the status file when a request of the tick waits (once, with a status file)."""
+        if self._watcher is None and self.status_file is not None:
+            self._watcher = threading.Thread(target=self._watch_requests, name="engine-requests", daemon=True)
+            self._watcher.start()
+
+    def _watch_requests(self) -> None:
+        while True:
+            time.sleep(WATCH_SECONDS)
+            request = engine_requests.waiting(NOTICE_SECONDS)
+            if request == self._shown:
+                continue
+            with self._status_lock:
+                self._shown = request
+                self._write_file()
 
     def _hold(self, reason: str) -> None:
         """The reason on every held workload that does not have it yet."""

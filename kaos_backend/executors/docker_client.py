@@ -5,40 +5,57 @@ import os
 import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
+from urllib.parse import urlsplit
 
+from kaos_backend.executors.engine_requests import EngineError, tracked
 from kaos_backend.images import labels
 from kaos_backend.images.base_image import DEFAULT_TAG as KAOS_BASE_IMAGE
 
 # A build step can be silent for minutes (pip unpacking a big wheel on a busy machine), and a followed log for
-# as long as its workload prints nothing: the SDK's default read timeout (60 s) would cut both.
-CLIENT_TIMEOUT = 900
+# as long as its workload prints nothing: the SDK's default read timeout (60 s) would cut both. The watchers'
+# client (docker_watcher.py) waits so long.
+STREAM_TIMEOUT = 900
+# The scheduler's tick makes its requests (a create, an inspect, a stop) with a client of its own: one that the
+# engine never answers holds every controller until then (engine_requests; the engine watch says so meanwhile).
+TICK_TIMEOUT = 120
 QUICK_TIMEOUT = 5  # seconds, for what an API request asks the engine
 # What of the backend's environment reaches a watcher: how to find the engine, and how to run Python.
 ENGINE_ENV_NAMES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG")
 
 _lock = threading.Lock()
-_client = None
-_client_pid = None
+_clients: Dict[tuple, object] = {}
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(EngineError):
     """No Docker engine answers (or the docker SDK is not installed); the message says which."""
 
 
-def engine():
-    """This process's docker.DockerClient (made on first use; a forked child makes its own). Raises
-    EngineUnavailable when the docker SDK is missing."""
-    global _client, _client_pid
+def engine(timeout: float = TICK_TIMEOUT):
+    """This process's docker.DockerClient whose read timeout is `timeout` seconds (made on first use; a forked
+    child makes its own); its requests are tracked while the scheduler's tick makes them (engine_requests).
+    Raises EngineUnavailable when the docker SDK is missing."""
+    key = (os.getpid(), timeout)
     with _lock:
-        if _client is None or _client_pid != os.getpid():
+        if key not in _clients:
             try:
                 import docker
             except ImportError:
                 raise EngineUnavailable("the docker executor needs the docker SDK: pip install 'kaos[docker]'") \
                     from None
-            _client = docker.from_env(timeout=CLIENT_TIMEOUT)
-            _client_pid = os.getpid()
-        return _client
+            client = docker.from_env(timeout=timeout)
+            _track(client.api, timeout)
+            _clients[key] = client
+        return _clients[key]
+
+
+def _track(api, timeout: float) -> None:
+    """Each request `api` (a docker.APIClient: a requests.Session) sends, tracked (engine_requests)."""
+    send = api.send
+
+    def tracked_send(request, **kwargs):
+        with tracked(f"{request.method} {urlsplit(request.url).path}", timeout):
+            return send(request, **kwargs)
+    api.send = tracked_send
 
 
 def engine_address() -> str:

@@ -60,7 +60,7 @@ class Watcher:
         self.away = False  # the engine did not answer the last time it was asked (the log said so once)
         # Started again while the engine restarts (its socket gone), the watcher waits for it here as it does for a
         # broken log stream: failing at once would spend the executor's respawns in a second.
-        self.client = self.patiently(docker_client.engine)
+        self.client = self.patiently(lambda: docker_client.engine(docker_client.STREAM_TIMEOUT))
 
     def run(self) -> int:
         return self.watch_build() if self.spec["mode"] == "build" else self.watch_container()

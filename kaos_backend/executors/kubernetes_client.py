@@ -11,6 +11,9 @@ the client is missing or no configuration can be loaded."""
 import os
 import threading
 from typing import Dict, Optional, Tuple
+from urllib.parse import urlsplit
+
+from kaos_backend.executors.engine_requests import EngineError, tracked
 
 POOL_SIZE = 256             # connections kept to the API server (followed logs, watches, requests)
 PROBE_TIMEOUT = (2, 3)      # seconds to connect, to read: the scheduler's look at whether the API server answers
@@ -23,7 +26,7 @@ _clients: Dict[Tuple, object] = {}
 _probes: Dict[Tuple, object] = {}
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(EngineError):
     """No Kubernetes API can be reached with this configuration (the client missing, no kubeconfig, the API server
     down or refusing connections); the message says which."""
 
@@ -54,6 +57,9 @@ def _configuration(kubeconfig: str, context: str):
     # Each followed workload holds a connection (its pod's log, followed) and the shared watch three: beyond the
     # client's default pool (5 per CPU) every further request opens a connection and drops it with a warning.
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, POOL_SIZE)
+    # urllib3 tries a request that timed out again (a GET, a DELETE): each try as long again, the scheduler's tick
+    # waiting on all of them. One try; the scheduler tries again at its next round.
+    configuration.retries = False
     return configuration
 
 
@@ -69,14 +75,21 @@ def api_client(config):
 
 
 def _bounded_client_class():
-    """kubernetes.client.ApiClient whose requests without a `_request_timeout` get REQUEST_TIMEOUT."""
+    """kubernetes.client.ApiClient whose requests without a `_request_timeout` get REQUEST_TIMEOUT, each tracked
+    while in flight when the scheduler's tick makes it (engine_requests)."""
     import kubernetes.client
 
     class BoundedApiClient(kubernetes.client.ApiClient):
         def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
-            return super().call_api(method, url, header_params, body, post_params,
-                                    _request_timeout=_request_timeout or REQUEST_TIMEOUT)
+            timeout = _request_timeout or REQUEST_TIMEOUT
+            with tracked(f"{method} {urlsplit(url).path}", _bound(timeout)):
+                return super().call_api(method, url, header_params, body, post_params, _request_timeout=timeout)
     return BoundedApiClient
+
+
+def _bound(timeout) -> float:
+    """The longest a request with the client's `_request_timeout` (seconds, or (connect, read)) waits, in seconds."""
+    return float(sum(timeout)) if isinstance(timeout, (tuple, list)) else float(timeout)
 
 
 def api_server_problem(config) -> Optional[str]:

@@ -52,12 +52,17 @@ def _reasons(services, running, ended):
                 session.get(Endpoint, "serve-ws-abcdef").reason)
 
 
-def test_while_the_engine_does_not_answer_workloads_are_held_and_say_so(services, engine, tmp_path, caplog):
-    running, ended = _rows(services)
+def watching(services, tmp_path):
+    """(an EngineWatch writing its status file in `tmp_path`, that file, the runs of its gated task, that task)"""
     status = tmp_path / part_status.ENGINE_FILE
     watch = EngineWatch(services.config, services, status)
     ticks = []
-    task = watch.gated(lambda: ticks.append(1))
+    return watch, status, ticks, watch.gated(lambda: ticks.append(1))
+
+
+def test_while_the_engine_does_not_answer_workloads_are_held_and_say_so(services, engine, tmp_path, caplog):
+    running, ended = _rows(services)
+    watch, status, ticks, task = watching(services, tmp_path)
 
     watch.tick()
     task()

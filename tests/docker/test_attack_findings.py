@@ -5,19 +5,15 @@ fixed.
 
 Two platforms are used: the docker executor driven directly (`engine_platform`, as tests/docker/test_executor.py
 does), and a DOCKER platform stood up by the real CLI (`cli_platform`) whose backend and watchers reach the engine
-through `EngineProxy`, a unix socket of this test that passes every byte on to the engine's own: stopping it is
-"the engine stopped answering" for that platform alone, without touching the engine other tests and developers
-share."""
+through `EngineProxy` (tests/support/docker_proxy.py), a unix socket of this test that passes every byte on to
+the engine's own: stopping it is "the engine stopped answering" for that platform alone, without touching the
+engine other tests and developers share."""
 import contextlib
 import os
-import shutil
 import signal
 import socket
-import tempfile
-import threading
 import uuid
 from pathlib import Path
-from typing import Optional, Set
 
 import pytest
 
@@ -30,115 +26,12 @@ from tests.docker.test_executor import Platform as ExecutorPlatform
 from tests.docker.test_executor import _ended, _texts, _wait_for
 from tests.docker.test_platform import WAITS_FOR_GO as WAITS_FOR_GO_ARGV
 from tests.docker.test_platform import DockerPlatform, tiny_code
+from tests.support.docker_proxy import EngineProxy
 from tests.support.platform import tiny_data_bundle, wait_for
 
 pytestmark = pytest.mark.docker
 
 WAIT_LIMIT = 120.0  # seconds: a bound against hanging, never a speed claim
-
-
-# -- the engine, through a socket of the test's own --------------------------------------------------------------
-
-def _engine_socket() -> str:
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if not host.startswith("unix://"):
-        pytest.skip(f"the engine is not on a unix socket ({host}): EngineProxy cannot stand in front of it")
-    return host[len("unix://"):]
-
-
-class EngineProxy:
-    """A unix socket whose connections are passed on, byte for byte, to the engine's socket. `stop()` closes it and
-    every connection through it (the engine stops answering, as when dockerd stops); `start()` opens it again.
-    With `refuse_removals`, a request to remove a container (`DELETE /.../containers/...`) is answered by closing
-    its connection (as an engine that goes away just then), counted in `refused`."""
-
-    def __init__(self):
-        self.directory = tempfile.mkdtemp(prefix="kaos-engine-proxy-", dir="/tmp")  # a unix socket path is short
-        self.path = os.path.join(self.directory, "docker.sock")
-        self.target = _engine_socket()
-        self.refuse_removals = False
-        self.refused = 0
-        self._listener: Optional[socket.socket] = None
-        self._open: Set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    @property
-    def docker_host(self) -> str:
-        return f"unix://{self.path}"
-
-    def start(self) -> "EngineProxy":
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.path)
-        listener.listen(128)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        with self._lock:
-            for sock in list(self._open):
-                _close(sock)
-            self._open.clear()
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # stopped
-            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
-
-    def _connect(self, client: socket.socket) -> None:
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            upstream.connect(self.target)
-        except OSError:
-            _close(client)
-            return
-        with self._lock:
-            self._open.update((client, upstream))
-        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-        self._pump(client, upstream, True)
-
-    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if requests and self.refuse_removals and _removes_a_container(data):
-                    self.refused += 1
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                _close(sock)
-                with self._lock:
-                    self._open.discard(sock)
-
-
-def _removes_a_container(data: bytes) -> bool:
-    request_line = data.split(b"\r\n", 1)[0]
-    return request_line.startswith(b"DELETE ") and b"/containers/" in request_line
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 @pytest.fixture
@@ -338,17 +231,28 @@ class ProxiedPlatform(DockerPlatform):
         return self.terminal(workspace, job["job_id"])
 
 
+@contextlib.contextmanager
+def proxied_platform(docker_engine, base_image: str, project: Path):
+    """A ProxiedPlatform deployed in `project`, behind an EngineProxy of its own; destroyed at the end (the proxy
+    answering again first) and its leftovers removed from the engine."""
+    engine_proxy = EngineProxy().start()
+    made = ProxiedPlatform(project, base_image, engine_proxy)
+    made.deploy()
+    try:
+        yield made
+    finally:
+        engine_proxy.hang_creates = engine_proxy.refuse_removals = False
+        if engine_proxy._listener is None:
+            engine_proxy.start()
+        made.destroy()
+        remove_platform(docker_engine, made.platform)
+        engine_proxy.remove()
+
+
 @pytest.fixture(scope="module")
 def cli_platform(docker_engine, base_image, tmp_path_factory):
-    engine_proxy = EngineProxy().start()
-    made = ProxiedPlatform(tmp_path_factory.mktemp("attack-project"), base_image, engine_proxy)
-    made.deploy()
-    yield made
-    if engine_proxy._listener is None:
-        engine_proxy.start()
-    made.destroy()
-    remove_platform(docker_engine, made.platform)
-    engine_proxy.remove()
+    with proxied_platform(docker_engine, base_image, tmp_path_factory.mktemp("attack-project")) as made:
+        yield made
 
 
 WRITES_A_MODEL = "import os, sys\nprint('trained', flush=True)\nos.makedirs(os.path.join(sys.argv[1], 'model'))\n"
