@@ -10,8 +10,8 @@ from tests.support.backend import BackendProcess
 IN_CI = bool(os.environ.get("CI"))
 
 # The Docker engine and base image fixtures, shared by every test that needs a Docker engine; a real
-# container registry for the pushes of images built for Kubernetes.
-pytest_plugins = ["tests.support.docker_engine", "tests.support.container_registry"]
+# container registry for the pushes of images built for Kubernetes; how the tests are grouped on parallel workers.
+pytest_plugins = ["tests.support.docker_engine", "tests.support.container_registry", "tests.support.parallel"]
 
 
 @pytest.hookimpl(hookwrapper=True)
