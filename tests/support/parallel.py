@@ -12,29 +12,35 @@ collection order: xdist hands the groups out in that order (with --no-loadscope-
 groups with most tests first), so the longest ones do not start last and leave one worker alone at the end.
 A serial run (no xdist) is left as it is.
 
-On a worker, a check after xdist's own hook makes sure the groups reached xdist: pytest 9.2 ignores how
+When the workers have collected, a check on the controller makes sure the groups reached xdist: pytest 9.2 ignores how
 pytest-xdist 3.8 tags a test with its group (github.com/pytest-dev/pytest-xdist/issues/1386: every test is
 then scheduled alone, and module fixtures are made on both workers), and its test items made by schemathesis
 all have one node id; either would otherwise pass unnoticed (hence `pytest<9.2` in requirements-dev.txt).
 """
 import os
 from collections import Counter
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
 # A session fixture that is worth making once: the files that use it (directly or through other fixtures) are
 # one group. The group is named after the fixtures it holds.
 SHARED_FIXTURES = ("notebook_platform", "front_backend", "dists", "template_layers")
-# Groups known to take longest (minutes each, most of it waiting on builds, notebooks and culling), slowest
-# first. Only an order: a group missing here runs after them, in collection order.
+# The groups that take longest, longest first (a CI run's sums of their tests' durations, under load: 11, 7, 5,
+# then 3 to 2 minutes each; most of it waiting on builds, notebooks and culling). Only an order: a group missing
+# here runs after them, in collection order.
 SLOW_FIRST = (
-    "tests/kubernetes/test_notebooks.py",
     "template_layers",
-    "notebook_platform",
-    "tests/notebooks/test_idle_culling.py",
     "dists",
+    "notebook_platform",
+    "tests/e2e/test_serve.py",
+    "tests/kubernetes/test_notebooks.py",
     "tests/docker/test_base_image.py",
+    "tests/notebooks/test_idle_culling.py",
+    "tests/kubernetes/test_attack_findings2.py",
+    "tests/backend/test_supervision.py",
+    "tests/e2e/test_train.py",
+    "tests/cli/test_redeploy.py",
 )
 GROUP_MARK = "xdist_group"
 
@@ -82,24 +88,23 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: (_rank(group_of[_file(item)]), order[id(item)]))
 
 
-class SchedulingCheck:
-    """After xdist's hook (trylast): every node id unique, and with --dist loadgroup carrying its group."""
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, config, items):
-        duplicated = [nodeid for nodeid, count in Counter(item.nodeid for item in items).items() if count > 1]
-        if duplicated:
-            raise pytest.UsageError(f"{len(duplicated)} node ids are not unique, which xdist cannot schedule (e.g. "
-                                    f"{duplicated[0]}): is pytest 9.2 installed? (see requirements-dev.txt)")
-        if config.getoption("dist", None) == "loadgroup":
-            ungrouped = [item.nodeid for item in items if "@" not in item.nodeid.rsplit("]", 1)[-1]]
-            if ungrouped:
-                raise pytest.UsageError(
-                    f"xdist did not tag {len(ungrouped)} tests with their group (e.g. {ungrouped[0]}), so --dist "
-                    "loadgroup would split files: pytest 9.2 with pytest-xdist 3.8 does so "
-                    "(github.com/pytest-dev/pytest-xdist/issues/1386; see requirements-dev.txt)")
+def scheduling_problem(ids: List[str], loadgroup: bool) -> Optional[str]:
+    """What would make xdist run the tests of a worker's collection (its node ids) wrongly, or None."""
+    duplicated = [nodeid for nodeid, count in Counter(ids).items() if count > 1]
+    if duplicated:
+        return (f"{len(duplicated)} node ids are not unique, so xdist would run one of those tests in place of the "
+                f"others (e.g. {duplicated[0]}): pytest 9.2 does that to schemathesis' tests; see requirements-dev.txt")
+    ungrouped = [nodeid for nodeid in ids if "@" not in nodeid.rsplit("]", 1)[-1]]
+    if loadgroup and ungrouped:
+        return (f"xdist did not tag {len(ungrouped)} tests with their xdist_group (e.g. {ungrouped[0]}), so "
+                "--dist loadgroup would split test files: pytest 9.2 with pytest-xdist 3.8 does that "
+                "(github.com/pytest-dev/pytest-xdist/issues/1386); see requirements-dev.txt")
+    return None
 
 
-def pytest_configure(config):
-    if _on_worker():
-        config.pluginmanager.register(SchedulingCheck(), "kaos-xdist-scheduling-check")
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """On xdist's controller, each worker's collection: a problem stops the run before any test runs."""
+    problem = scheduling_problem(ids, node.config.getoption("dist") == "loadgroup")
+    if problem:
+        pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
