@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?= --durations=40
+# Two worker processes (pytest-xdist; tests/support/parallel.py says how tests are grouped); `make test
+# PYTEST_ARGS=--durations=40` runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder --durations=40
 # `make demo` runs kaos as a user installs it: the wheel, not this checkout, in a virtualenv of its own.
 DIST := build/dist
 DEMO_VENV ?= build/demo-venv

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import packaging
 from tests.support.backend import BackendProcess
 
 IN_CI = bool(os.environ.get("CI"))
 
 # The Docker engine and base image fixtures, shared by every test that needs a Docker engine; a real
-# container registry for the pushes of images built for Kubernetes.
-pytest_plugins = ["tests.support.docker_engine", "tests.support.container_registry"]
+# container registry for the pushes of images built for Kubernetes; how the tests are grouped on parallel workers.
+pytest_plugins = ["tests.support.docker_engine", "tests.support.container_registry", "tests.support.parallel"]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -25,6 +26,13 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI, which must run everything: {reason}"
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory):
+    """The sdist and the wheel of this checkout: {"sdist": Path, "wheel": Path}, built once a session (the only
+    build in the checkout: two at once, on two xdist workers, would share its build/ and kaos.egg-info)."""
+    return packaging.build(packaging.REPO, tmp_path_factory.mktemp("dist") / "out")
 
 
 @pytest.fixture

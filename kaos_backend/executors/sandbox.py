@@ -85,6 +85,11 @@ def shared_identity(name: str = DEFAULT_USER) -> Tuple[Identity, Optional[str]]:
         entry = pwd.getpwnam(name)
         return Identity(entry.pw_name, entry.pw_uid, entry.pw_gid), None
     except (OSError, subprocess.SubprocessError, KeyError) as error:
+        try:  # another backend starting on this machine created it meanwhile (useradd: user already exists)
+            entry = pwd.getpwnam(name)
+            return Identity(entry.pw_name, entry.pw_uid, entry.pw_gid), None
+        except KeyError:
+            pass
         note = f"cannot create the user {name} ({error}); workloads run as {FALLBACK_USER}"
     entry = pwd.getpwnam(FALLBACK_USER)
     return Identity(entry.pw_name, entry.pw_uid, entry.pw_gid), note

@@ -2,6 +2,7 @@
 meanwhile; a part that cannot start stops the backend; no secret on a command line; stale runtime directories
 go. A real backend on 127.0.0.1 (tests/support/backend.py), real signals."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,25 +173,31 @@ def test_sigterm_to_the_supervisor_alone_stops_every_part(server):
     assert "did not stop" not in log and "was sent SIGKILL" not in log, log
 
 
-def _owned_dir(owner: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=runtime.PREFIX))
+def _owned_dir(root: Path, owner: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=runtime.PREFIX, dir=root))
     (path / runtime.OWNER_FILE).write_text(owner)
     return path
 
 
 def test_start_removes_runtime_directories_of_dead_backends(tmp_path):
+    # The backends' TMPDIR is a root of this test's (short: their API socket lives there): in the machine's /tmp,
+    # a backend another test starts meanwhile (another xdist worker's) would remove the crashed backend's
+    # directory before the second backend here could.
+    root = Path(tempfile.mkdtemp(prefix="kaos-rt-"))
+    env = {"TMPDIR": str(root)}
     mine = runtime.process_start_ticks(os.getpid())
-    dead = _owned_dir("999999999 1\n")                     # no such process
-    recycled = _owned_dir(f"{os.getpid()} {mine + 1}\n")    # this pid, but not the process that wrote it
-    living = _owned_dir(f"{os.getpid()} {mine}\n")
+    dead = _owned_dir(root, "999999999 1\n")                     # no such process
+    recycled = _owned_dir(root, f"{os.getpid()} {mine + 1}\n")    # this pid, but not the process that wrote it
+    living = _owned_dir(root, f"{os.getpid()} {mine}\n")
     try:
-        first = BackendProcess(tmp_path / "data").start()
+        first = BackendProcess(tmp_path / "data", env=env).start()
         crashed_dir = runtime_dir(first.log())
+        assert crashed_dir.parent == root
         assert crashed_dir.is_dir() and runtime.owner_alive(crashed_dir)
         first.stop(signal.SIGKILL)                         # a crash: nobody removes its directory
         assert crashed_dir.is_dir()
         assert not dead.exists() and not recycled.exists() and living.is_dir()
-        second = BackendProcess(tmp_path / "data").start()
+        second = BackendProcess(tmp_path / "data", env=env).start()
         try:
             assert not crashed_dir.exists()
             assert f"Removed the runtime directory of a backend that is gone: {crashed_dir}" in second.log()
@@ -198,7 +205,7 @@ def test_start_removes_runtime_directories_of_dead_backends(tmp_path):
         finally:
             second.stop()
     finally:
-        runtime.remove(living)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_scheduler_heartbeat_after_every_tick(tmp_path):

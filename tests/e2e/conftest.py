@@ -1,16 +1,10 @@
-"""The distributions of this checkout and the quick start run from an install of its wheel, made once per session:
-test_packaging.py checks both, test_quickstart.py checks the quick start's output (what `make demo` runs)."""
+"""The quick start run from an install of this checkout's wheel (`dists`, tests/conftest.py), made once per session:
+test_packaging.py checks it, test_quickstart.py checks the quick start's output (what `make demo` runs)."""
 from types import SimpleNamespace
 
 import pytest
 
 from tests.support import packaging
-
-
-@pytest.fixture(scope="session")
-def dists(tmp_path_factory):
-    """The sdist and the wheel of this checkout: {"sdist": Path, "wheel": Path}."""
-    return packaging.build(packaging.REPO, tmp_path_factory.mktemp("dist") / "out")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import pytest
 from tests.front import express_fuzz
 from tests.front.fuzz_world import CLOSE, FuzzFront, plain
 
+ATTEMPTS = 20  # sends of a request until the path a test wants took it (a bound, under load)
 G = b"GET /serve-ws-aaaaaa/invocations HTTP/1.1\r\nHost: front\r\n\r\n"
 
 
@@ -95,9 +96,14 @@ def test_an_idle_connection_keeps_no_request_in_its_lane(lane_front):
             sock.sendall(G)
             assert answers(sock, 1)
             for request, taken in ((post, 1), (declined, 0)):
-                counts.reset()
-                sock.sendall(request)
-                assert plain()[-12:] in answers(sock, 1)
+                # the lane takes the POST only when it arrives in one read and a kept connection to the endpoint
+                # is back in the pool: under load either can miss, and the general path answers it (declined)
+                for _ in range(ATTEMPTS):
+                    counts.reset()
+                    sock.sendall(request)
+                    assert plain()[-12:] in answers(sock, 1)
+                    if counts.taken == taken:
+                        break
                 assert (counts.taken, counts.declined) == (taken, 1 - taken)
                 held = lane_front.call(lambda: _bytes_held(next(iter(lane_front.front.clients)).express))
                 assert held < 1000, (request[:40], held)
