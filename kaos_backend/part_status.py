@@ -23,7 +23,8 @@ shown as the part `engine` while the scheduler is up; "down" makes the health un
 (control/engine_watch.py) says that a request of the scheduler's tick has not been answered yet, with
 `"waiting": {"what": "POST /api/v1/namespaces/kaos/secrets", "since": <epoch seconds>, "bound": <seconds the
 client waits at most>}`: the health names the engine, and the scheduler, whose heartbeat stops while it waits, is
-up with `waiting_on: "engine"` for as long as the request may take and WAITING_GRACE_SECONDS more.
+up with `waiting_on: "engine"` for as long as the request may take and WAITING_GRACE_SECONDS more (a scheduler
+still starting too: its first tick, which its first heartbeat follows, waits on the engine).
 
 The heartbeat holds the scheduler's role among the replicas of a backend (kaos_backend.leadership), shown as the
 scheduler part's `role` ("leader" or "standby") and `leader` (who leads, when known: on the leader, itself). A
@@ -112,6 +113,9 @@ def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
                 else:
                     part["state"] = "down"
                     part["reason"] = (f"no heartbeat for {age:.0f} s" if age is not None else "no heartbeat")
+            elif part.get("state") == "starting" and waits_on_engine(engine, time.time() if now is None else now) \
+                    and engine["waiting"]["since"] >= (part.get("since") or 0):  # this start's, not one before
+                part["state"], part["waiting_on"] = "up", "engine"  # its first tick waits on the engine
             _add_role(part, read_status(run_dir / HEARTBEAT_FILE) or {}, time.time() if now is None else now)
         parts[name] = part
     if engine is not None and parts["scheduler"].get("state") == "up":  # else nobody looks at the engine

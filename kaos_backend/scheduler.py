@@ -45,16 +45,26 @@ class Scheduler:
 
     def tick(self) -> None:
         """One pass over every task; a failing task is logged and does not stop the others. The tasks' engine
-        requests are tracked while in flight (executors/engine_requests.py)."""
+        requests are tracked while in flight (executors/engine_requests.py); a task whose request went unanswered
+        (its controller's round ended, the ones after it skipped: the engine watch holds the workloads) goes last
+        from the next tick on, so that one workload the engine hangs on does not starve the other controllers'.
+        The first task (the engine watch's look, which takes the unanswered request) keeps its place."""
+        waited = []
         with engine_requests.ticking():
-            for task in list(self.tasks):
+            for index, task in enumerate(list(self.tasks)):
+                before = engine_requests.timed_out()
                 try:
                     task()
                 except Exception as error:
-                    if isinstance(error, engine_requests.EngineError) or engine_requests.is_timeout(error):
+                    if isinstance(error, engine_requests.EngineError) or engine_requests.is_timeout(error) \
+                            or engine_requests.is_dropped(error):
                         log.error("Scheduler task %s failed: %s", getattr(task, "__name__", task), error)
                     else:
                         log.exception("Scheduler task %s failed", getattr(task, "__name__", task))
+                if index and engine_requests.timed_out() not in (None, before):
+                    waited.append(task)
+        if waited:
+            self.tasks = [task for task in self.tasks if task not in waited] + waited
 
     def stop(self) -> None:
         self._stop.set()

@@ -79,8 +79,9 @@ def health_answers(url: str, token: Optional[str], timeout: float = 2.0) -> bool
 
 
 def wait_until_up(process: subprocess.Popen, url: str, token: str, timeout: float = START_TIMEOUT) -> Optional[str]:
-    """Poll health until it answers 200, every part of the backend up (None); else, once the process has
-    exited or `timeout` has passed, what was wrong last (the exit, or the health route's message)."""
+    """Poll health until it answers 200, every part of the backend up, or 503 naming only the engine its workloads
+    run on (the backend is up; `engine_warning` says what of the engine): None; else, once the process has exited
+    or `timeout` has passed, what was wrong last (the exit, or the health route's message)."""
     deadline = time.monotonic() + timeout
     problem = "it did not answer"
     while time.monotonic() < deadline:
@@ -88,12 +89,19 @@ def wait_until_up(process: subprocess.Popen, url: str, token: str, timeout: floa
         if code is not None:
             return f"the backend exited with code {code}"
         error = health_problem(url, token)
-        if error is None:
+        if error is None or getattr(error, "part", None) == "engine":
             return None
         if getattr(error, "status", None) == 503:
             problem = error.message
         time.sleep(0.2)
     return f"not up after {timeout:.0f} s: {problem}"
+
+
+def engine_warning(url: str, token: Optional[str]) -> Optional[str]:
+    """The health's message when the only part of an up backend that is not up is the engine its workloads run on
+    ("The Docker engine has not answered POST ... since ..."), else None."""
+    error = health_problem(url, token)
+    return error.message if error is not None and getattr(error, "part", None) == "engine" else None
 
 
 def _reap(pid: int) -> bool:

@@ -15,6 +15,19 @@ def respond(payload, status: int = 200):
     return response
 
 
+def kill_answer(pending):
+    """200 `null` once the kill is done (`pending` None); else 202 with what `pending` (services/kill_wait.py)
+    says, and, when its workload has no reason of its own, why the health says the backend is not healthy (the
+    engine has not answered the scheduler's request, the scheduler is down)."""
+    if pending is None:
+        return respond(None)
+    evaluate = current_app.extensions.get("kaos_parts") if not pending.reason else None
+    verdict = evaluate() if evaluate is not None else None
+    if verdict is not None and not verdict.healthy:
+        pending = pending.because(verdict.message)
+    return respond(pending.to_dict(), 202)
+
+
 def blueprints():
     from kaos_backend.api import (blobs, data, health, inference, internal, jobs, notebook, openapi, train,
                                   workspace)

@@ -2,7 +2,7 @@ from functools import partial
 
 from flask import Blueprint, Response, request
 
-from kaos_backend.api import respond, services
+from kaos_backend.api import kill_answer, respond, services
 from kaos_backend.api.listing import list_response
 from kaos_backend.api.logs import endpoint_log_response, log_response
 from kaos_backend.api.request_parsing import resource_args, upload_body, user_arg
@@ -49,4 +49,4 @@ def provenance(workspace, endpoint):
 @bp.delete("/inference/<endpoint>", defaults={"workspace": None})
 def kill(endpoint, workspace):
     pending = services().inference.kill(workspace, endpoint)
-    return respond(None) if pending is None else respond(pending.to_dict(), 202)
+    return kill_answer(pending)

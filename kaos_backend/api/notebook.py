@@ -3,7 +3,7 @@ from functools import partial
 
 from flask import Blueprint, request
 
-from kaos_backend.api import respond, services
+from kaos_backend.api import kill_answer, respond, services
 from kaos_backend.api.listing import list_response
 from kaos_backend.api.logs import log_response, notebook_log_response
 from kaos_backend.api.request_parsing import resource_args, upload_body, user_arg
@@ -51,4 +51,4 @@ def logs(workspace, name):
 @bp.delete("/notebook/<name>", defaults={"workspace": None})
 def kill(name, workspace):
     pending = services().notebooks.kill(workspace, name)
-    return respond(None) if pending is None else respond(pending.to_dict(), 202)
+    return kill_answer(pending)

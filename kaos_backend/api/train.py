@@ -2,7 +2,7 @@ from functools import partial
 
 from flask import Blueprint, Response, request
 
-from kaos_backend.api import respond, services
+from kaos_backend.api import kill_answer, respond, services
 from kaos_backend.api.listing import list_response
 from kaos_backend.api.logs import log_response
 from kaos_backend.api.request_parsing import flag_arg, inputs_follow_arg, resource_args, upload_body, user_arg
@@ -70,4 +70,4 @@ def build_logs(workspace, job_id):
 @bp.delete("/train/<workspace>/<other_than(inspect):job_id>")
 def kill(workspace, job_id):
     pending = services().jobs.kill(workspace, job_id, TRAIN_KINDS)
-    return respond(None) if pending is None else respond(pending.to_dict(), 202)
+    return kill_answer(pending)

@@ -87,6 +87,18 @@ class Retries:
         self.max_tries = max_tries
         self.delays = delays
         self._failures: Dict[str, tuple] = {}  # key -> (failures so far, monotonic time of the next try)
+        self._waited: Dict[str, None] = {}     # keys whose engine request went unanswered (in that order)
+
+    def in_turn(self, keys: Iterable[str]) -> List[str]:
+        """`keys`, those whose engine request went unanswered last: one workload the engine hangs on (a container
+        whose stop never ends) must not hold the others behind it round after round."""
+        keys = list(keys)
+        return [key for key in keys if key not in self._waited] + [key for key in self._waited if key in keys]
+
+    def waited(self, key: str) -> None:
+        """`key`'s engine request went unanswered: it goes last (`in_turn`) until it advances."""
+        self._waited.pop(key, None)
+        self._waited[key] = None
 
     def due(self, key: str) -> bool:
         entry = self._failures.get(key)
@@ -94,6 +106,7 @@ class Retries:
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
+        self._waited.pop(key, None)
 
     def failed(self, key: str) -> int:
         """Count a failure; the number of failures so far (`max_tries` or more: give up)."""
@@ -107,6 +120,9 @@ class Retries:
         for key in list(self._failures):
             if key not in keep:
                 del self._failures[key]
+        for key in list(self._waited):
+            if key not in keep:
+                del self._waited[key]
 
 
 class Controller:
@@ -124,10 +140,11 @@ def advance_each(keys: List[str], advance: Callable[[str], None], retries: Retri
                  logger: logging.Logger, what: str) -> None:
     """`advance(key)` for each key that is due; one that raises is logged once per try and retried with
     backoff; after `retries.max_tries` failures `give_up(key, error_text)` ends it with the error as reason.
-    One whose engine request timed out (engine_requests.timed_out: the engine did not answer) ends the round, the
-    try not counted: the engine watch holds the workloads until the engine is asked again."""
+    One whose engine request timed out, or lost its connection unanswered (engine_requests.timed_out: the engine
+    did not answer), ends the round, the try not counted: the engine watch holds the workloads until the engine
+    is asked again, and that key comes last in the rounds that follow until it advances (Retries.in_turn)."""
     retries.forget_all_but(keys)
-    for key in keys:
+    for key in retries.in_turn(keys):
         if not retries.due(key):
             continue
         before = engine_requests.timed_out()
@@ -137,8 +154,9 @@ def advance_each(keys: List[str], advance: Callable[[str], None], retries: Retri
         except Exception as error:  # noqa: BLE001 - one job's trouble must not hold up the others
             timed_out = engine_requests.timed_out()
             if timed_out is not None and timed_out is not before:
-                logger.warning("%s %s waits: the engine did not answer %s within %.0f s (%s); tried again once it "
-                               "is asked again", what, key, timed_out.what, timed_out.bound, timed_out.error)
+                logger.warning("%s %s waits: the engine %s (%s); tried again once it is asked again", what, key,
+                               timed_out.said(), timed_out.error)
+                retries.waited(key)
                 return
             count = retries.failed(key)
             final = count >= retries.max_tries

@@ -15,8 +15,9 @@ wedged: GET /version answers, a create does not) holds the tick until the reques
 (executors/engine_requests.py). Meanwhile a thread of the watch writes the engine's state `waiting` (what was
 asked, since when, how long the client waits at most) once the request has been in flight for NOTICE_SECONDS: the
 health names the engine, and the scheduler, whose heartbeat stops meanwhile, stays up (kaos_backend.part_status).
-A request that timed out holds the workloads as while the engine does not answer, for HOLD_SECONDS at first, twice
-as long at each timeout that follows within RESET_SECONDS, MAX_HOLD_SECONDS at most; then they are tried again.
+A request that timed out (or whose connection the engine closed without an answer) holds the workloads as while
+the engine does not answer, for HOLD_SECONDS at first, twice as long at each timeout that follows within
+RESET_SECONDS, MAX_HOLD_SECONDS at most; then they are tried again.
 """
 import logging
 import threading
@@ -113,7 +114,7 @@ class EngineWatch:
             log.info("%s answers again (after %.0f s)", self.kind.engine_name, time.time() - self.down_since)
             self.down_since = None
             answers_again = getattr(self.kind, "engine_answers_again", None)  # connections to make again
-            if answers_again is not None and self._problem != self._timeout_problem:
+            if answers_again is not None:  # after a hold for a dropped connection too: owed work (claims)
                 try:
                     answers_again(self.config)
                 except Exception:  # noqa: BLE001 - a bug there must not stop the release of the workloads
@@ -134,10 +135,10 @@ class EngineWatch:
         self._hold_seconds = min(self._hold_seconds * 2, MAX_HOLD_SECONDS) if recent and self._hold_seconds \
             else HOLD_SECONDS
         self._last_timeout, self._hold_until = moment, moment + self._hold_seconds
-        self._timeout_problem = (f"it did not answer {timed_out.what} within {timed_out.bound:.0f} s "
-                                 f"({timed_out.error}); asked again in {self._hold_seconds:.0f} s")
-        log.error("%s did not answer %s within %.0f s (%s): the workloads are held for %.0f s",
-                  self.kind.engine_name, timed_out.what, timed_out.bound, timed_out.error, self._hold_seconds)
+        self._timeout_problem = (f"it {timed_out.said()} ({timed_out.error}); asked again in "
+                                 f"{self._hold_seconds:.0f} s")
+        log.error("%s %s (%s): the workloads are held for %.0f s", self.kind.engine_name, timed_out.said(),
+                  timed_out.error, self._hold_seconds)
 
     def _write_status(self, problem: Optional[str]) -> None:
         self._written = True

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
-from kaos_backend.executors.engine_requests import EngineError, tracked
+from kaos_backend.executors.engine_requests import EngineError, bound_of, tracked
 from kaos_backend.images import labels
 from kaos_backend.images.base_image import DEFAULT_TAG as KAOS_BASE_IMAGE
 
@@ -49,11 +49,12 @@ def engine(timeout: float = TICK_TIMEOUT):
 
 
 def _track(api, timeout: float) -> None:
-    """Each request `api` (a docker.APIClient: a requests.Session) sends, tracked (engine_requests)."""
+    """Each request `api` (a docker.APIClient: a requests.Session) sends, tracked (engine_requests) with the
+    timeout it is sent with as its bound (a stop's is the client's `timeout` and the stop's grace)."""
     send = api.send
 
     def tracked_send(request, **kwargs):
-        with tracked(f"{request.method} {urlsplit(request.url).path}", timeout):
+        with tracked(f"{request.method} {urlsplit(request.url).path}", bound_of(kwargs.get("timeout"), timeout)):
             return send(request, **kwargs)
     api.send = tracked_send
 

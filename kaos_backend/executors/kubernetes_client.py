@@ -13,7 +13,7 @@ import threading
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
-from kaos_backend.executors.engine_requests import EngineError, tracked
+from kaos_backend.executors.engine_requests import EngineError, bound_of, tracked
 
 POOL_SIZE = 256             # connections kept to the API server (followed logs, watches, requests)
 PROBE_TIMEOUT = (2, 3)      # seconds to connect, to read: the scheduler's look at whether the API server answers
@@ -82,14 +82,9 @@ def _bounded_client_class():
     class BoundedApiClient(kubernetes.client.ApiClient):
         def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
             timeout = _request_timeout or REQUEST_TIMEOUT
-            with tracked(f"{method} {urlsplit(url).path}", _bound(timeout)):
+            with tracked(f"{method} {urlsplit(url).path}", bound_of(timeout)):
                 return super().call_api(method, url, header_params, body, post_params, _request_timeout=timeout)
     return BoundedApiClient
-
-
-def _bound(timeout) -> float:
-    """The longest a request with the client's `_request_timeout` (seconds, or (connect, read)) waits, in seconds."""
-    return float(sum(timeout)) if isinstance(timeout, (tuple, list)) else float(timeout)
 
 
 def api_server_problem(config) -> Optional[str]:

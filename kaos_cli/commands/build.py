@@ -175,6 +175,9 @@ def deploy_platform(context: str, port: int, force: bool, yes: bool, verbose: bo
     config.save()
     render.info(f"Endpoint successfully set to {url}")
     render.info("Successfully built kaos environment")
+    engine = local_platform.engine_warning(url, token)
+    if engine is not None:
+        render.warning(engine)
 
 
 def _refuse_if_running(context: str, existing: dict) -> None:

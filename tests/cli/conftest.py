@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner
 
+from tests.support.ports import free_port
+
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
@@ -182,14 +184,6 @@ def ws(connected, project):
         config.write("\n[workspace]\nname = mnist\n")
     connected.route("GET", "workspace", body={"names": ["mnist"]})
     return connected
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

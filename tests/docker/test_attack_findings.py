@@ -216,6 +216,16 @@ class ProxiedPlatform(DockerPlatform):
         kwargs["env"] = dict(kwargs.get("env") or {}, DOCKER_HOST=self.proxy.docker_host)
         return super().kaos(*args, **kwargs)
 
+    def trained_in(self, workspace: str, tmp_path: Path, name: str, script: str) -> str:
+        """The id of a training of `script` (its code and data in `tmp_path`/`name`) deployed in `workspace`."""
+        code = tiny_code(tmp_path / f"code-{name}", script)
+        data = tiny_data_bundle(tmp_path / f"data-{name}", marker=uuid.uuid4().hex)
+        before = {job["job_id"] for job in self.kind(workspace, "training")}
+        deployed = self.kaos("train", "deploy", "-s", str(code), "-d", str(data))
+        assert deployed.code == 0, deployed
+        return wait_for(lambda: next((job["job_id"] for job in self.kind(workspace, "training")
+                                      if job["job_id"] not in before), None), what="a new training")
+
     def trained(self, workspace: str, tmp_path: Path, script: str, *options: str) -> dict:
         """The training of `script` on new data in `workspace` (made when missing), once it ended."""
         if self.kaos("workspace", "set", "-n", workspace).code != 0:
@@ -242,6 +252,7 @@ def proxied_platform(docker_engine, base_image: str, project: Path):
         yield made
     finally:
         engine_proxy.hang_creates = engine_proxy.refuse_removals = False
+        engine_proxy.hang_matching = engine_proxy.lose_answers = None
         if engine_proxy._listener is None:
             engine_proxy.start()
         made.destroy()

@@ -1,6 +1,5 @@
 """A real kaos backend process on 127.0.0.1 for tests: `python -m kaos_backend serve` on a free port."""
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -8,13 +7,9 @@ from pathlib import Path
 
 import requests
 
+from tests.support.ports import free_port  # noqa: F401 - tests import it from here too
+
 TEST_TOKEN = "test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class BackendProcess:

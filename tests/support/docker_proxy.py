@@ -25,7 +25,12 @@ class EngineProxy:
     With `refuse_removals`, a request to remove a container (`DELETE /.../containers/...`) is answered by closing
     its connection (as an engine that goes away just then), counted in `refused`. With `hang_creates`, a request
     to create a container (`POST /.../containers/create`) is read and never answered (as an engine stuck on it),
-    counted in `hung`; its connection is closed once `hang_creates` is cleared (or the proxy stops)."""
+    counted in `hung`; its connection is closed once `hang_creates` is cleared (or the proxy stops). With
+    `hang_matching` (bytes), so is every request whose request line has those bytes (a container's id: a container
+    whose stop, kill and removal the engine never answers, its process stuck in the kernel); with `release_after`
+    (seconds), such a connection is closed that long after (a timeout, cut short). With `lose_answers` (bytes), a
+    request whose request line has those bytes is passed on and its answer lost (the engine did it, and its
+    answer never came): its connection is closed once the engine answers, counted in `lost`."""
 
     def __init__(self):
         self.directory = tempfile.mkdtemp(prefix="kaos-engine-proxy-", dir="/tmp")  # a unix socket path is short
@@ -34,6 +39,11 @@ class EngineProxy:
         self.refuse_removals = False
         self.refused = 0
         self.hang_creates = False
+        self.hang_matching: Optional[bytes] = None
+        self.release_after: Optional[float] = None
+        self.lose_answers: Optional[bytes] = None
+        self._muted: Set[socket.socket] = set()   # the engine's ends whose answers are lost
+        self.lost = 0   # answers lost
         self.hung = 0
         self._listener: Optional[socket.socket] = None
         self._open: Set[socket.socket] = set()
@@ -95,11 +105,15 @@ class EngineProxy:
                 if requests and self.refuse_removals and _removes_a_container(data):
                     self.refused += 1
                     break
-                if requests and self.hang_creates and _creates_a_container(data):
-                    self.hung += 1
-                    while self.hang_creates and self._listener is not None:
-                        time.sleep(0.1)
+                if requests and self._hangs(data):
+                    self._hold(lambda: self._hangs(data))
                     break
+                if requests and _matches(self.lose_answers, data):
+                    with self._lock:
+                        self._muted.add(sink)   # the rest of the request (its body) passed on as it comes
+                if not requests and source in self._muted:
+                    self.lost += 1
+                    break  # the answer lost: the connection closed
                 sink.sendall(data)
         except OSError:
             pass
@@ -108,6 +122,21 @@ class EngineProxy:
                 _close(sock)
                 with self._lock:
                     self._open.discard(sock)
+                    self._muted.discard(sock)
+
+    def _hangs(self, data: bytes) -> bool:
+        return (self.hang_creates and _creates_a_container(data)) or _matches(self.hang_matching, data)
+
+    def _hold(self, still) -> None:
+        """A request hung (counted in `hung`) while `still()`, the proxy runs, and `release_after` has not passed."""
+        self.hung += 1
+        until = time.monotonic() + self.release_after if self.release_after is not None else None
+        while still() and self._listener is not None and (until is None or time.monotonic() < until):
+            time.sleep(0.1)
+
+
+def _matches(matching: Optional[bytes], data: bytes) -> bool:
+    return matching is not None and matching in data.split(b"\r\n", 1)[0]
 
 
 def _removes_a_container(data: bytes) -> bool:

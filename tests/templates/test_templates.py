@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import joblib
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
@@ -67,12 +68,6 @@ def run_train(bundle_model_dir, work_dir, output_dir, data_dir, hyper_dir, argv=
     env = script_env(KAOS_TRAIN_DATA=data_dir, KAOS_TRAIN_HYPER=hyper_dir, KAOS_TRAIN_OUTPUT=output_dir)
     command = ["./train", str(output_dir)] if argv else ["./train"]
     return subprocess.run(command, cwd=work_dir, env=env, capture_output=True, text=True, timeout=120)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http(method, url, body=None):

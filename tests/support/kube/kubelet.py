@@ -9,9 +9,10 @@ and the Services reach it there (`Kubelet.published`, `FakeCluster.service_addre
 port from its environment (kaos's serve contract: $PORT) works unchanged; one with a port written in its code
 or its arguments does not.
 """
-import socket
 import threading
 from typing import Dict, Optional
+
+from tests.support.ports import free_port
 
 from . import clock
 from .faults import Faults
@@ -22,12 +23,6 @@ from .podlogs import PodLogs
 from .podworker import PodWorker
 from .store import Store
 from .volumes import Volumes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Kubelet:

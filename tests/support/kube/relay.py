@@ -15,6 +15,8 @@ import struct
 import threading
 from typing import List, Optional
 
+from tests.support.ports import free_port
+
 
 WRITES = (b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
 
@@ -22,10 +24,7 @@ WRITES = (b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
 class ApiServerRelay:
     def __init__(self, target_port: int, host: str = "127.0.0.1"):
         self.host, self.target_port = host, target_port
-        probe = socket.socket()
-        probe.bind((host, 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port(host)
         self.mode = "up"
         self._lock = threading.Lock()
         self._listener: Optional[socket.socket] = None
