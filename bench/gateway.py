@@ -23,9 +23,9 @@ Lopsided runs: gunicorn's gthread workers each accept from the shared listener a
 connections of a run are split between the two workers by a lottery (a known gunicorn behaviour: benoitc/gunicorn
 #2817, #3433), and when one worker takes nearly all of them the endpoint runs on one core at half its throughput,
 whichever path the run took (seen here in about a third of the runs, direct and front alike: 840 against 2,100
-req/s). Each run counts the connections each worker took (new sockets in /proc/<worker>/fd, sampled halfway) and
-prints the split; a run in which a worker took fewer than MIN_WORKER_SHARE is printed and run again (up to
-RUNS_PER_PATH runs in all), the same rule for every path: the verdict reads the front's cost, not the lottery.
+req/s). Each run reads each worker's CPU time before and after and prints their shares; a run in which a worker
+did less than MIN_WORKER_SHARE of the workers' work is printed and run again (up to RUNS_PER_PATH runs in all), the
+same rule for every path: the verdict reads the front's cost, not the lottery.
 Rounds rotate which path goes first; each prints req/s, median and p99 latency, and for the front and the floor
 the process's CPU seconds (utime + stime from /proc/<pid>/stat) per request. The verdicts use the median over
 rounds of the per-round ratio and of the per-round medians. Client, front and endpoint share the machine's CPUs:
@@ -40,9 +40,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from _endpoint import (ENDPOINT, PAYLOAD, REPO, BenchFailure, cpu_seconds, endpoint_database,  # noqa: F401
                        free_port, post_script, start, start_endpoint, start_front, stop, template_env, trained_model,
@@ -52,7 +51,7 @@ ROUNDS = 6
 SECONDS = 5              # per wrk run
 CONNECTIONS = 8
 RUNS_PER_PATH = 6        # a lopsided run (below) is run again, up to this many times in all
-MIN_WORKER_SHARE = 2     # connections of the run each endpoint worker must hold for the run to count
+MIN_WORKER_SHARE = 0.3   # of the endpoint workers' CPU in a run, each worker's at least, for the run to count
 TARGET_RATIO = 0.9
 TARGET_ADDED_MS = 0.5
 
@@ -65,63 +64,34 @@ def _seconds(text: str) -> float:
     return float(number) * UNITS[unit]
 
 
-def _sockets(pid: int) -> set:
-    """The socket inodes `pid` holds open."""
-    found = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:"):
-                found.add(target)
-    except OSError:
-        pass
-    return found
-
-
-def worker_sockets(arbiter: int) -> Dict[int, set]:
-    """The sockets each gunicorn worker of `arbiter` holds open but the listeners it inherited from the arbiter."""
-    listeners = _sockets(arbiter)
-    return {pid: _sockets(pid) - listeners for pid in tree(arbiter) if pid != arbiter}
-
-
-def _split(before: Dict[int, set], now: Dict[int, set]) -> List[int]:
-    """How many connections each worker took since `before` (new sockets), largest first."""
-    return sorted((len(sockets - before.get(pid, set())) for pid, sockets in now.items()), reverse=True)
-
-
-def wrk(url: str, script: Path, arbiter: Optional[int] = None) -> dict:
-    """One wrk run: requests, req/s, median and p99 seconds, and (given the endpoint's gunicorn `arbiter`) `split`,
-    the connections each worker took of the run, halfway through. Raises BenchFailure on any non-2xx or error."""
-    before = worker_sockets(arbiter) if arbiter is not None else {}
-    process = subprocess.Popen(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", str(script),
-                                url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    split = None
-    try:
-        if arbiter is not None:
-            time.sleep(SECONDS / 2)
-            split = _split(before, worker_sockets(arbiter))
-        out, _ = process.communicate(timeout=SECONDS + 60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    if process.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
+def wrk(url: str, script: Path) -> dict:
+    """One wrk run: requests, req/s, median and p99 seconds. Raises BenchFailure on any non-2xx or error."""
+    result = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", str(script), url],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=SECONDS + 60)
+    out = result.stdout
+    if result.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
         raise BenchFailure(f"wrk {url}:\n{out}")
     latency = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
     return {"requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "median": _seconds(latency["50"]), "p99": _seconds(latency["99"]), "split": split}
+            "median": _seconds(latency["50"]), "p99": _seconds(latency["99"])}
+
+
+def worker_shares(before: Dict[int, float], after: Dict[int, float]) -> List[float]:
+    """Each endpoint worker's share of the CPU its workers spent between two readings (pid -> CPU seconds),
+    largest first; [] when they spent none."""
+    spent = [after[pid] - before.get(pid, 0.0) for pid in after]
+    total = sum(spent)
+    return sorted((part / total for part in spent), reverse=True) if total > 0 else []
 
 
 def measure_rounds(urls: Dict[str, str], relays: Dict[str, subprocess.Popen], endpoint_pids, script: Path,
-                   rounds: int = ROUNDS, arbiter: Optional[int] = None):
+                   rounds: int = ROUNDS, workers=lambda: []):
     """Every path warmed (unmeasured), then `rounds` rounds of one wrk run per path, the order rotating; each run
     printed. `relays` maps a label to the process relaying it (its CPU per request is measured);
-    `endpoint_pids()` gives the endpoint's processes. Returns (results: label -> wrk results, relay_cpu: label
-    -> CPU seconds per request)."""
+    `endpoint_pids()` gives the endpoint's processes, `workers()` its worker processes (a run in which one did
+    less than MIN_WORKER_SHARE of their work is run again, up to RUNS_PER_PATH runs). Returns (results: label ->
+    wrk results, relay_cpu: label -> CPU seconds per request)."""
     for url in urls.values():  # warm every path, unmeasured
         wrk(url, script)
     labels = list(urls)
@@ -135,16 +105,18 @@ def measure_rounds(urls: Dict[str, str], relays: Dict[str, subprocess.Popen], en
             for attempt in range(1, RUNS_PER_PATH + 1):
                 before = cpu_seconds([relay.pid]) if relay else 0.0
                 endpoint_before = cpu_seconds(endpoint_pids())
-                result = wrk(urls[label], script, arbiter)
+                workers_before = {pid: cpu_seconds([pid]) for pid in workers()}
+                result = wrk(urls[label], script)
+                shares = worker_shares(workers_before, {pid: cpu_seconds([pid]) for pid in workers()})
                 spent = cpu_seconds([relay.pid]) - before if relay else 0.0
                 endpoint_spent = cpu_seconds(endpoint_pids()) - endpoint_before
-                lopsided = result["split"] is not None and min(result["split"], default=0) < MIN_WORKER_SHARE
+                lopsided = len(shares) > 1 and shares[-1] < MIN_WORKER_SHARE
                 extra = f", {label} CPU {spent / result['requests'] * 1e6:.0f} µs/request" if relay else ""
                 print(f"round {round_number}: {label:7} {result['rate']:7.1f} req/s, median "
                       f"{result['median'] * 1000:.2f} ms, p99 {result['p99'] * 1000:.2f} ms "
                       f"({result['requests']} requests; endpoint CPU "
-                      f"{endpoint_spent / result['requests'] * 1e6:.0f} µs/request{extra}; connections per worker "
-                      f"{'/'.join(map(str, result['split'] or []))})"
+                      f"{endpoint_spent / result['requests'] * 1e6:.0f} µs/request{extra}; its workers' shares "
+                      f"{'/'.join(f'{share:.0%}' for share in shares)})"
                       f"{' -> lopsided, run again' if lopsided and attempt < RUNS_PER_PATH else ''}", flush=True)
                 if not lopsided or attempt == RUNS_PER_PATH:
                     break
@@ -223,7 +195,7 @@ def main() -> int:
                 relays["floor"] = floor
                 wait_for_answer(floor_port, "/invocations", body)
             results, relay_cpu = measure_rounds(urls, relays, lambda: tree(endpoint.pid), script,
-                                                arbiter=endpoint.pid)
+                                                workers=lambda: tree(endpoint.pid)[1:])  # (the arbiter first)
         finally:
             stop(floor)
             stop(general)
