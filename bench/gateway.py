@@ -72,6 +72,8 @@ def wrk(url: str, script: Path) -> dict:
     if result.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
         raise BenchFailure(f"wrk {url}:\n{out}")
     latency = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    if int(re.search(r"(\d+) requests in", out).group(1)) == 0 or "50" not in latency:
+        raise BenchFailure(f"wrk {url}: no request answered:\n{out}")
     return {"requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "median": _seconds(latency["50"]), "p99": _seconds(latency["99"])}
