@@ -32,6 +32,10 @@ class FrontConfig:
     upstream_keepalive: int = 32          # idle kept-alive connections to one endpoint (nginx: keepalive)
     upstream_keepalive_total: int = 512   # ... and to all endpoints together
     upstream_keepalive_timeout: float = 1.5  # an idle one is closed after this (below gunicorn's own 2 s)
+    # a connection is closed after this many responses (nginx: keepalive_requests), so that an endpoint whose
+    # workers each accept from one listener (gunicorn's) gets its connections dealt again now and then: one worker
+    # that took them all in a burst would otherwise serve every request on one core while the others wait
+    upstream_keepalive_requests: int = 100
     tunnel_idle_timeout: float = 300.0    # an upgraded (WebSocket) connection with no byte either way is closed
     api_start_timeout: float = 10.0       # a request waits this long for the API's socket while it (re)starts
     # a response head waits this long for its body's first bytes, to go out with them in one write (nginx:

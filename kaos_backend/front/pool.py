@@ -5,7 +5,12 @@ A connection goes back to the pool only after a complete response that the serve
 Bounds: at most `per_address` idle connections to one address and `total` in all (past either a connection is
 closed rather than kept), each kept at most `idle_seconds` (shorter than common servers' own keep-alive timeouts,
 e.g. gunicorn's 2 s, so the front is rarely the one to find a connection the server has just closed; `upstream`
-retries that case once for a request that is safe to resend).
+retries that case once for a request that is safe to resend), and each used for at most `max_requests` responses
+(nginx's keepalive_requests). That last bound deals an endpoint's connections again now and then: gunicorn's
+workers each accept from the one listener as they wake, so the connections the front opens in a burst can all
+land on one worker (benoitc/gunicorn#2817, #3433), which then serves every request on one core while the other
+workers idle, for as long as the connections live; the connection that replaces a closed one goes to a worker
+waiting in accept, that is, an idle one.
 
 A server that speaks out of turn (bytes while its connection is idle, or behind a complete response) is not
 pooled again for DISTRUST_SECONDS: bytes it sends late could otherwise arrive just as its connection carries the
@@ -28,7 +33,7 @@ class Link(asyncio.Protocol):
     is the connection's response parser (parsing.ResponseReader), reset for each request. Changing the transport's
     protocol instead (set_protocol) makes uvloop stop and start reading: two epoll changes (system calls) at each
     of a request's two hand-overs, and an object made per request."""
-    __slots__ = ("target", "reader", "pool", "address", "transport")
+    __slots__ = ("target", "reader", "pool", "address", "transport", "responses")
 
     def __init__(self, target: Optional[asyncio.BaseProtocol], reader=None):
         self.target = target
@@ -36,6 +41,7 @@ class Link(asyncio.Protocol):
         self.pool: Optional["Pool"] = None      # while idle: the pool holding the connection, under `address`
         self.address: Hashable = None
         self.transport: Optional[asyncio.Transport] = None
+        self.responses = 0                      # complete responses the connection carried (counted by the pool)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -78,10 +84,11 @@ class Pool:
     """`take(address)` -> an idle transport or None; `give(address, transport)` after a complete response. The
     transports are those of connections made with a `Link` protocol: `take`'s caller sets the link's target."""
 
-    def __init__(self, per_address: int = 32, total: int = 512, idle_seconds: float = 1.5):
+    def __init__(self, per_address: int = 32, total: int = 512, idle_seconds: float = 1.5, max_requests: int = 100):
         self.per_address = per_address
         self.total = total
         self.idle_seconds = idle_seconds
+        self.max_requests = max_requests
         self.idle: Dict[Hashable, Deque[Tuple[float, asyncio.Transport]]] = {}
         self.count = 0
         self.distrusted: "OrderedDict[Hashable, float]" = OrderedDict()  # address -> until (monotonic)
@@ -101,17 +108,20 @@ class Pool:
         return None
 
     def give(self, address: Hashable, transport: asyncio.Transport) -> None:
-        """Keep `transport` (its response complete, the server keeping it alive) for the next request."""
+        """Keep `transport` (its response complete, the server keeping it alive) for the next request, unless it has
+        carried `max_requests` responses."""
+        link = transport.get_protocol()
+        link.responses += 1
         if self.distrusted and self._distrusted(address):
             transport.close()
             return
         queue = self.idle.get(address)
         if queue is None:
             queue = self.idle[address] = deque()
-        if len(queue) >= self.per_address or self.count >= self.total or transport.is_closing():
+        if (len(queue) >= self.per_address or self.count >= self.total or link.responses >= self.max_requests
+                or transport.is_closing()):
             transport.close()
             return
-        link = transport.get_protocol()
         link.target, link.pool, link.address, link.transport = None, self, address, transport
         queue.append((time.monotonic(), transport))
         self.count += 1

@@ -33,7 +33,7 @@ class Front:
         self.clients = set()
         self.holds = HeadHolds(loop, self.config.head_hold_seconds)  # the express lane's held response heads
         self.pool = Pool(self.config.upstream_keepalive, self.config.upstream_keepalive_total,
-                         self.config.upstream_keepalive_timeout)
+                         self.config.upstream_keepalive_timeout, self.config.upstream_keepalive_requests)
         # the API's token (KAOS_TOKEN): an API request with a body and without it is refused before its body is
         # read (the API would refuse it after: the front would have buffered up to the upload limit for nothing)
         self.token: Optional[bytes] = None

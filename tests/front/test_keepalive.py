@@ -126,3 +126,16 @@ def test_a_server_that_speaks_out_of_turn_is_not_pooled_again(front_backend, str
     assert all(answer.status_code == 200 and answer.json()["count"] == 1 for answer in answers), [
         answer.text for answer in answers]
     assert len({answer.json()["port"] for answer in answers}) == 3
+
+
+def test_a_connection_carries_at_most_upstream_keepalive_requests_responses(front_backend, keepalive_endpoint):
+    """After 100 responses (KAOS_FRONT_UPSTREAM_KEEPALIVE_REQUESTS) the front closes its connection to the endpoint
+    and the next request goes on a new one: a gunicorn endpoint whose connections a burst dealt all to one worker
+    gets them dealt again."""
+    with requests.Session() as session:
+        answers = [session.get(f"http://127.0.0.1:{front_backend.port}/{keepalive_endpoint}/conn", timeout=20).json()
+                   for _ in range(250)]
+    assert max(answer["count"] for answer in answers) <= 100, answers
+    ports = [answer["port"] for answer in answers]
+    changes = sum(1 for before, after in zip(ports, ports[1:]) if before != after)
+    assert 2 <= changes <= 3, ports  # every 100th response at the most (the first connection may have served some)

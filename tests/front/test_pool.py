@@ -83,3 +83,14 @@ def test_an_address_that_spoke_out_of_turn_is_not_pooled_for_a_while():
     other = Transport()
     pool.give("b", other)
     assert not other.closed and pool.take("b") is other
+
+
+def test_a_connection_is_closed_once_it_has_carried_max_requests_responses():
+    """nginx's keepalive_requests: the connection that replaces it is accepted by whichever endpoint worker waits in
+    accept, so connections a burst dealt to one worker are dealt again."""
+    pool, transport = Pool(max_requests=3), Transport()
+    for _ in range(2):
+        pool.give("a", transport)
+        assert pool.take("a") is transport and not transport.closed
+    pool.give("a", transport)  # its third response
+    assert transport.closed and pool.take("a") is None and pool.count == 0
