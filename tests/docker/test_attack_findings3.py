@@ -198,13 +198,12 @@ def test_a_backend_restarted_while_the_engine_hangs_on_a_create_is_deployed_and_
     assert len(events) == 1, events
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Finding: while the engine has not answered a request of the scheduler's tick (up to 120 s; the health 503 "
-    "naming it, `waiting`), `kaos train list` (and serve list, notebook list) shows the workloads it holds with no "
-    "reason: a data scientist sees a training pending and nothing of why, until the request times out. To do: the "
-    "lists (services' newest-first pages) give a workload without a reason of its own the engine's waiting reason "
-    "('the Docker engine has not answered POST ... since ...') while part_status says the engine is waiting."))
 def test_a_training_the_engine_holds_by_not_answering_says_so_in_the_list(hanging_platform, tmp_path):  # noqa: F811
+    """Finding: while the engine had not answered a request of the scheduler's tick (up to 120 s; the health 503
+    naming it, `waiting`), `kaos train list` (and serve list, notebook list) showed the workloads it holds with no
+    reason: a data scientist saw a training pending and nothing of why. Now the engine watch gives each held
+    workload without a reason of its own the engine's waiting reason ('the Docker engine has not answered POST
+    ... since ...'), and takes it off once the request ended."""
     platform, proxy = hanging_platform, hanging_platform.proxy
     platform.workspace("listed")
     hung = proxy.hung
