@@ -213,8 +213,10 @@ class DockerExecutor(DataDirLog, Executor):
         self._begin(spec, home, spec.image, fresh=False)
         self._workload.state["container"] = container.id
         runs = "runs" if container.status in RUNS else "ran"
-        self.append_log(f"kaos: the {WHAT[spec.kind]} {runs} already in the container {container.name} (a start "
-                        "made twice): following it")
+        # No watcher was ever started for it (its start's answer was lost): the log has none of its records yet.
+        first = [] if Path(self._workload.state["watch_path"]).exists() else spec.preamble
+        self.append_log(*first, f"kaos: the {WHAT[spec.kind]} {runs} already in the container {container.name} (a "
+                        "start made twice): following it")
         self._watch(spec, {"mode": "container", "container": container.id})
         port = docker_spec.published(container.attrs) if spec.kind in ("serve", "notebook") else None
         if port is None:

@@ -313,6 +313,7 @@ def test_a_start_whose_answer_never_came_is_followed_once_its_container_ended_no
     assert _ended(again) == 0, _texts(again)[-5:]
     texts = _texts(again)
     assert texts.count("ran") == 1 and "(a start made twice): following it" in texts[-3], texts
+    assert texts[0] == spec.preamble[0], texts
     assert texts[-1] == "kaos: the training ended: exit code 0", texts
     assert platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
 
