@@ -193,6 +193,20 @@ def reattached(config, state: Optional[dict]) -> Optional[Executor]:
     return executor
 
 
+def remove_unrecorded(config, log: str, workloads: List[str], tolerant: bool = False) -> None:
+    """Remove what starts of `workloads` (of the log `log`) whose answer never came left, that no row records
+    (Executor.remove_unrecorded); with `tolerant`, an error is logged, not raised (a give-up goes on)."""
+    if not workloads:
+        return
+    try:
+        make_executor(config).remove_unrecorded(log, workloads)
+    except Exception as error:  # noqa: BLE001
+        if not tolerant:
+            raise
+        logging.getLogger("kaos_backend.control").warning("%s: %s could not be removed: %s", log,
+                                                          ", ".join(workloads), error)
+
+
 def end_reason(executor: Optional[Executor], code: int) -> str:
     """How a finished workload ended, in words (the executor's account, else the bare exit code)."""
     reason = executor.reason() if executor is not None else None
@@ -207,4 +221,4 @@ def exit_state(code: int) -> JobState:
 
 __all__ = ["VANISHED", "KILLED_REASON", "Controller", "Preamble", "Retries", "advance_each", "bundle_artifact",
            "data_artifact", "end_reason", "exit_state", "finished", "load", "log_of", "now", "processing", "reading",
-           "reattached", "unfinished_job_ids", "update"]
+           "reattached", "remove_unrecorded", "unfinished_job_ids", "update"]

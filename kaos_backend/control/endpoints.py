@@ -31,7 +31,8 @@ from kaos_model import JobState, PipelineState
 from sqlalchemy import select
 
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, end_reason, load,
-                                         log_of, now, processing, reading, reattached, update)
+                                         log_of, now, processing, reading, reattached, remove_unrecorded,
+                                         update)
 from kaos_backend.control.images import check_image, waiting_changes
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
@@ -209,6 +210,8 @@ class EndpointController(Controller):
     def _remove(self, endpoint: Endpoint, executor: Optional[Executor]) -> None:
         if executor is not None:
             executor.stop()
+        else:  # a start whose answer never came may have left it
+            remove_unrecorded(self.config, endpoint_log_name(endpoint.name), [endpoint.name])
         with self.services.db.session_scope() as session:
             row = session.get(Endpoint, endpoint.name)
             if row is not None:

@@ -15,6 +15,10 @@ wedged: GET /version answers, a create does not) holds the tick until the reques
 (executors/engine_requests.py). Meanwhile a thread of the watch writes the engine's state `waiting` (what was
 asked, since when, how long the client waits at most) once the request has been in flight for NOTICE_SECONDS: the
 health names the engine, and the scheduler, whose heartbeat stops meanwhile, stays up (kaos_backend.part_status).
+The same thread gives every held workload that has no reason of its own the engine's: "the Docker engine has not
+answered POST /v1.41/containers/create since <UTC time>" (what the health says), shown by the lists, taken off
+once the request ended. It writes from its own thread while the tick waits on the engine: no tick holds a write
+transaction across an engine request (control/common.py's rule), so that write never waits on the tick.
 A request that timed out (or whose connection the engine closed without an answer) holds the workloads as while
 the engine does not answer, for HOLD_SECONDS at first, twice as long at each timeout that follows within
 RESET_SECONDS, MAX_HOLD_SECONDS at most; then they are tried again.
@@ -26,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, true, update
 
 from kaos_backend.executors import engine_requests
 from kaos_backend.executors.registry import executor_class
@@ -38,6 +42,7 @@ log = logging.getLogger("kaos_backend.control.engine_watch")
 CHECK_SECONDS = 1.0
 HELD_KINDS = ("build-train", "build-serve", "build-notebook", "train")
 DOES_NOT_ANSWER = "does not answer since"
+HAS_NOT_ANSWERED = "has not answered"  # "<engine> has not answered <request> since <time>": a request waiting
 ENDED_NOTEBOOK_STATES = ("PIPELINE_FAILURE", "PIPELINE_STANDBY")  # nothing runs: nothing to hold
 NOTICE_SECONDS = 2.0     # a tick's request in flight this long is said in the engine's status
 WATCH_SECONDS = 0.5      # how often the watch's thread looks at the tick's requests
@@ -157,9 +162,8 @@ class EngineWatch:
             return
         status, request = self._status, self._shown
         if request is not None:
-            moment = datetime.fromtimestamp(request.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
             status = {"state": "waiting", "name": self.kind.engine_name, "since": request.since,
-                      "reason": f"{self.kind.engine_name} has not answered {request.what} since {moment}",
+                      "reason": self._waiting_reason(request),
                       "error": f"the scheduler waits for its answer {request.bound:.0f} s at most",
                       "waiting": {"what": request.what, "since": request.since, "bound": request.bound}}
         try:
@@ -173,36 +177,68 @@ class EngineWatch:
             self._watcher = threading.Thread(target=self._watch_requests, name="engine-requests", daemon=True)
             self._watcher.start()
 
+    def _waiting_reason(self, request: engine_requests.Request) -> str:
+        """"the Docker engine has not answered POST /containers/create since 2026-12-01 01:02:03 UTC"."""
+        moment = datetime.fromtimestamp(request.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{self.kind.engine_name} {HAS_NOT_ANSWERED} {request.what} since {moment}"
+
+    def _waiting_pattern(self) -> str:
+        """What `_waiting_reason`s are like (SQL LIKE)."""
+        return f"{self.kind.engine_name} {HAS_NOT_ANSWERED} % since %"
+
     def _watch_requests(self) -> None:
+        said = None  # the request whose waiting reason the workloads have
         while True:
             time.sleep(WATCH_SECONDS)
             request = engine_requests.waiting(NOTICE_SECONDS)
-            if request == self._shown:
-                continue
-            with self._status_lock:
-                self._shown = request
-                self._write_file()
+            if request != self._shown:
+                with self._status_lock:
+                    self._shown = request
+                    self._write_file()
+            if request != said:
+                try:
+                    self._say_waiting(request)
+                    said = request
+                except Exception as error:  # noqa: BLE001 - tried again at the next look
+                    log.warning("The workloads' reasons could not say that %s waits: %s", self.kind.engine_name,
+                                error)
+
+    def _say_waiting(self, request: Optional[engine_requests.Request]) -> None:
+        """The reason of a request waiting off the workloads that have it, `request`'s on every held workload that
+        has no reason (None: none)."""
+        with self.services.db.session_scope() as session:
+            self._clear(session, self._waiting_pattern(), finished_too=True)
+            if request is not None:
+                self._give(session, self._waiting_reason(request), lambda column: column.is_(None))
 
     def _hold(self, reason: str) -> None:
         """The reason on every held workload that does not have it yet."""
         with self.services.db.session_scope() as session:
-            session.execute(update(Job).where(
-                Job.kind.in_(HELD_KINDS), Job.finished_at.is_(None),
-                or_(Job.reason.is_(None), Job.reason != reason)).values(reason=reason))
-            session.execute(update(Endpoint).where(
-                Endpoint.state != "PIPELINE_FAILURE", or_(Endpoint.reason.is_(None), Endpoint.reason != reason))
-                .values(reason=reason))
-            session.execute(update(Notebook).where(
-                Notebook.state.notin_(ENDED_NOTEBOOK_STATES), or_(Notebook.reason.is_(None), Notebook.reason != reason))
-                .values(reason=reason))
+            self._give(session, reason, lambda column: or_(column.is_(None), column != reason))
         self._held = True
 
+    @staticmethod
+    def _give(session, reason: str, wanted: Callable) -> None:
+        """`reason` on every held workload whose reason column is `wanted`."""
+        session.execute(update(Job).where(Job.kind.in_(HELD_KINDS), Job.finished_at.is_(None), wanted(Job.reason))
+                        .values(reason=reason))
+        session.execute(update(Endpoint).where(Endpoint.state != "PIPELINE_FAILURE", wanted(Endpoint.reason))
+                        .values(reason=reason))
+        session.execute(update(Notebook).where(Notebook.state.notin_(ENDED_NOTEBOOK_STATES), wanted(Notebook.reason))
+                        .values(reason=reason))
+
     def _release(self) -> None:
-        """The engine's reason off every workload that still has it."""
-        pattern = f"{self.kind.engine_name} {DOES_NOT_ANSWER} %"
+        """The engine's reasons (it does not answer; a request waits) off every workload that still has them."""
         with self.services.db.session_scope() as session:
-            session.execute(update(Job).where(Job.finished_at.is_(None), Job.reason.like(pattern))
-                            .values(reason=None))
-            session.execute(update(Endpoint).where(Endpoint.reason.like(pattern)).values(reason=None))
-            session.execute(update(Notebook).where(Notebook.reason.like(pattern)).values(reason=None))
+            self._clear(session, f"{self.kind.engine_name} {DOES_NOT_ANSWER} %")
+            self._clear(session, self._waiting_pattern(), finished_too=True)
         self._held = False
+
+    @staticmethod
+    def _clear(session, pattern: str, finished_too: bool = False) -> None:
+        """The reasons like `pattern` off the workloads (the jobs that ended too with `finished_too`: one may end
+        between its engine's answer and the look that takes the waiting reason off)."""
+        ended = true() if finished_too else Job.finished_at.is_(None)
+        session.execute(update(Job).where(ended, Job.reason.like(pattern)).values(reason=None))
+        session.execute(update(Endpoint).where(Endpoint.reason.like(pattern)).values(reason=None))
+        session.execute(update(Notebook).where(Notebook.reason.like(pattern)).values(reason=None))

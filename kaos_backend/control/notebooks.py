@@ -21,7 +21,8 @@ from kaos_model import JobState, PipelineState
 from sqlalchemy import select
 
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, data_artifact,
-                                         end_reason, load, log_of, now, processing, reading, reattached, update)
+                                         end_reason, load, log_of, now, processing, reading, reattached,
+                                         remove_unrecorded, update)
 from kaos_backend.control.images import check_image, waiting_changes
 from kaos_backend.control.endpoints import MAX_BACKOFF_SECONDS, MAX_FAILURES, PROBE_TIMEOUT, Probes, _aware
 from kaos_backend.executors import make_executor
@@ -134,6 +135,8 @@ class NotebookController(Controller):
     def _remove(self, notebook: Notebook, executor: Optional[Executor]) -> None:
         if executor is not None:
             executor.stop()
+        else:  # a start whose answer never came may have left it
+            remove_unrecorded(self.config, notebook_log_name(notebook.name), [notebook.name])
         with self.services.db.session_scope() as session:
             row = session.get(Notebook, notebook.name)
             if row is not None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from kaos_backend.control.common import (KILLED_REASON, VANISHED, Controller, advance_each, bundle_artifact,
                                          data_artifact, end_reason, exit_state, finished, log_of, now, processing,
-                                         reading, reattached, unfinished_job_ids, update)
+                                         reading, reattached, remove_unrecorded, unfinished_job_ids, update)
 from kaos_backend.control.images import ImageCheck, check_image
 from kaos_backend.control.train_metrics import read_metrics
 from kaos_backend.control.train_schedule import schedule
@@ -120,13 +120,7 @@ class TrainController(Controller):
         return True
 
     def _kill(self, job: Job, partitions: List[Partition], job_log: Executor) -> None:
-        changes = {}
-        for partition in partitions:
-            if partition.state in RUNNING_STATES:
-                executor = reattached(self.config, partition.executor_state)
-                if executor is not None:
-                    executor.stop()
-                changes[partition.id] = finished(JobState.JOB_KILLED, KILLED_REASON)
+        changes = self._stop_all(job.id, partitions, JobState.JOB_KILLED, KILLED_REASON)
         job_log.append_log(f"kaos: job {job.id} killed on request")
         self._apply(job.id, changes, finished(JobState.JOB_KILLED, KILLED_REASON))
 
@@ -134,15 +128,25 @@ class TrainController(Controller):
         """The job's controller kept raising: stop what runs, fail it with the error as its reason."""
         with reading(self.services) as session:
             partitions = list(session.scalars(select(Partition).where(Partition.job_id == job_id)))
-        changes = {}
+        changes = self._stop_all(job_id, partitions, JobState.JOB_FAILURE, reason, now=True)
+        log_of(self.config, job_log_name(job_id)).append_log(reason)
+        self._apply(job_id, changes, finished(JobState.JOB_FAILURE, reason))
+
+    def _stop_all(self, job_id: str, partitions: List[Partition], state: JobState, reason: str,
+                  now: bool = False) -> Dict[int, Dict]:
+        """Stop the job's starting and running partitions (those whose start was never recorded, found by their
+        name: a start whose answer never came may have left them running); their changes to `state`."""
+        changes, unrecorded = {}, []
         for partition in partitions:
             if partition.state in RUNNING_STATES:
                 executor = reattached(self.config, partition.executor_state)
                 if executor is not None:
-                    executor.stop(now=True)
-                changes[partition.id] = finished(JobState.JOB_FAILURE, reason)
-        log_of(self.config, job_log_name(job_id)).append_log(reason)
-        self._apply(job_id, changes, finished(JobState.JOB_FAILURE, reason))
+                    executor.stop(now=now)
+                else:
+                    unrecorded.append(partition_workload(job_id, partition.index))
+                changes[partition.id] = finished(state, reason)
+        remove_unrecorded(self.config, job_log_name(job_id), unrecorded, tolerant=state != JobState.JOB_KILLED)
+        return changes
 
     def _poll(self, partition: Partition, job_log: Executor) -> Dict:
         executor = reattached(self.config, partition.executor_state)
@@ -187,7 +191,8 @@ class TrainController(Controller):
         hyperparameters = Hyperparameters(partition.hyper_file, partition.hyperparams) if partition.hyper_file \
             else None
         spec = WorkloadSpec(
-            job_id=f"{job.id}-{partition.index}", kind="train", log=job_log.log_name, preamble=processing(job.id),
+            job_id=partition_workload(job.id, partition.index), kind="train", log=job_log.log_name,
+            preamble=processing(job.id),
             source=bundle_artifact(source), data=data_artifact(data), hyperparameters=hyperparameters,
             output=Artifact.output_of(job.id, model_hex6(partition)), image=image,
             env={"KAOS_JOB_ID": job.id, "KAOS_WORKSPACE": workspace.name, "KAOS_MODEL_ID": partition.model_id},
@@ -231,6 +236,11 @@ def _job_waiting(job: Job, partitions: List[Partition], changes: Dict[int, Dict]
         reason = reason if len(partitions) == 1 else f"partition #{index} {reason}"
         return reason if reason != job.reason else False
     return None if WAITING in (job.reason or "") else False
+
+
+def partition_workload(job_id: str, index: int) -> str:
+    """The name of a partition's workload (its WorkloadSpec.job_id): `<job id>-<index>`."""
+    return f"{job_id}-{index}"
 
 
 def model_hex6(partition: Partition) -> str:

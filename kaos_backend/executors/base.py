@@ -255,6 +255,14 @@ class Executor(abc.ABC):
     def stop(self, now: bool = False, timeout: float = 10.0) -> None:
         """End the workload: politely, then by force after `timeout` seconds (at once when `now`)."""
 
+    def remove_unrecorded(self, log: str, workloads: List[str]) -> None:
+        """Remove what starts of `workloads` (their WorkloadSpec.job_id; their log named `log`) left running, or
+        ended, that no row records: a start the infrastructure carried out but whose answer never came (timed out,
+        its connection closed) leaves its workload for the next start to adopt; a kill (or a give-up) of a
+        workload that has no state yet finds it so. Nothing there is not an error. Default: nothing (a start of
+        this executor is no request left unanswered)."""
+        return None
+
     @abc.abstractmethod
     def get_state(self) -> dict:
         """What `load_state` needs to find the workload again, as a JSON-able dict."""

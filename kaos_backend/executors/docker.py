@@ -33,8 +33,8 @@ from kaos_backend.executors import docker_client, docker_spec, outcome
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
 from kaos_backend.executors.data_dir_log import DataDirLog
 from kaos_backend.executors.docker_bases import missing_base, missing_base_reason
-from kaos_backend.executors.docker_containers import (engine_words, existing_container, image_workdir,
-                                                      start_container)
+from kaos_backend.executors.docker_containers import (RUNS, engine_words, existing_container, image_workdir,
+                                                      remove_unrecorded, start_container)
 from kaos_backend.executors.docker_staging import DockerStaging, StagedContainer
 from kaos_backend.executors.docker_watch import WatchedWorkload
 from kaos_backend.executors.docker_watcher import describe
@@ -157,7 +157,8 @@ class DockerExecutor(DataDirLog, Executor):
     def start(self, spec: WorkloadSpec) -> Optional[Address]:
         """Stage the workload (docker_staging.py), create its container, copy its code in, start it, then its
         watcher. The container is named after the workload (docker_spec.container_name): a start made twice (the
-        scheduler ended before it recorded the first) follows the container the first one started. A container
+        scheduler ended before it recorded the first; the engine carried out the first's start and its answer never
+        came) follows the container the first one started, running or ended. A container
         the engine refuses (no such image, no GPU driver, a cpu limit over the machine's)
         ends at once, the engine's words as its reason. Raises ArtifactMissing, InvalidBundle, PayloadTooLarge."""
         if spec.kind == "ingestion":
@@ -166,9 +167,10 @@ class DockerExecutor(DataDirLog, Executor):
         home = self._home(spec.log)
         name = docker_spec.container_name(self.platform, spec.job_id)
         client = docker_client.engine()
-        running = existing_container(client, name, self.platform, spec.job_id)
-        if running is not None:
-            return self._adopt(spec, home, running)
+        started = existing_container(client, name, self.platform, spec.job_id,
+                                     adopt_ended=not WatchedWorkload.ended_before(home, spec.job_id))
+        if started is not None:
+            return self._adopt(spec, home, started)
         preamble = Preamble(spec.preamble)
         container = refused = None
         with preamble.downloading():
@@ -205,12 +207,16 @@ class DockerExecutor(DataDirLog, Executor):
         return None
 
     def _adopt(self, spec: WorkloadSpec, home: Path, container) -> Optional[Address]:
-        """Follow the workload's container that runs already (started before, its start never recorded) instead
-        of starting a second one; where it listens, as `start` says it."""
+        """Follow the workload's container that runs already, or ran (started before, its start never recorded),
+        instead of starting a second one: its watcher copies its output and how it ended as for any container;
+        where it listens, as `start` says it."""
         self._begin(spec, home, spec.image, fresh=False)
         self._workload.state["container"] = container.id
-        self.append_log(f"kaos: the {WHAT[spec.kind]} runs already in the container {container.name} (a start "
-                        "made twice): following it")
+        runs = "runs" if container.status in RUNS else "ran"
+        # No watcher was ever started for it (its start's answer was lost): the log has none of its records yet.
+        first = [] if Path(self._workload.state["watch_path"]).exists() else spec.preamble
+        self.append_log(*first, f"kaos: the {WHAT[spec.kind]} {runs} already in the container {container.name} (a "
+                        "start made twice): following it")
         self._watch(spec, {"mode": "container", "container": container.id})
         port = docker_spec.published(container.attrs) if spec.kind in ("serve", "notebook") else None
         if port is None:
@@ -326,6 +332,11 @@ class DockerExecutor(DataDirLog, Executor):
             self.append_log(f"kaos: the {WHAT.get(workload.kind)} ended: killed on request")
             workload.write_record(outcome.record_for(-signal.SIGKILL, requested=True))
         return None
+
+    def remove_unrecorded(self, log: str, workloads: List[str]) -> None:
+        """Remove the containers of `workloads` (of the log `log`) that starts whose answer never came left."""
+        if workloads:
+            remove_unrecorded(docker_client.engine(), self.platform, check_log_name(log).split("/", 1)[1], workloads)
 
     # -- state ----------------------------------------------------------------------------------------------
     def get_state(self) -> dict:

@@ -3,7 +3,7 @@ copied into its working directory, started (docker_spec.py says what, docker_sta
 import os
 import time
 
-from kaos_backend.executors import docker_spec
+from kaos_backend.executors import docker_client, docker_spec, engine_requests
 from kaos_backend.executors.base import WorkloadSpec
 from kaos_backend.executors.docker_staging import StagedContainer
 from kaos_backend.executors.workload_env import workload_env
@@ -14,7 +14,10 @@ def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: s
     """Create the container of the staged workload `spec` (named `name`, labelled as `platform`'s) from its image,
     in the image's working directory (DEFAULT_WORKDIR when it has none), copy the staged files in, start it; the
     container (removed again when it could not start). Raises docker.errors.APIError (ImageNotFound, the engine's
-    refusals: no GPU driver, a cpu limit over the machine's, ...)."""
+    refusals: no GPU driver, a cpu limit over the machine's, ...). A request the engine did not answer (timed
+    out, or its connection closed: engine_requests.is_timeout/is_dropped) leaves the container as it is: the
+    engine may have started it, and the next start's `existing_container` adopts it (or removes it when it never
+    started), so that the workload's code never runs twice."""
     import docker.errors
 
     from kaos_backend.resources import memory_to_bytes
@@ -37,47 +40,82 @@ def start_container(client, spec: WorkloadSpec, staged: StagedContainer, name: s
             container.put_archive(workdir, staged.archive)
         container.start()
         container.reload()
-    except BaseException:
-        client.api.remove_container(container.id, force=True, v=True)
+    except BaseException as error:
+        if not (engine_requests.is_timeout(error) or engine_requests.is_dropped(error)):
+            client.api.remove_container(container.id, force=True, v=True)
         raise
     return container
 
 
 RUNS = ("running", "restarting", "paused")
+ENDED = "exited"
 GONE_WAIT = 30.0  # seconds for the engine to remove an ended container of the same name
 
 
-def existing_container(client, name: str, platform: str, workload: str):
-    """The container `name` when it is this platform's `workload` and runs: it was started already (the scheduler
-    ended between a start and its record, and starts it again), so it is followed, not started twice. None when
-    there is none; a container of the workload that ended, or never started (a start cut short between its
-    creation and its start), is removed first. Another's container of that name is left alone (the creation
-    then fails with the engine's words)."""
-    import docker.errors
-
-    try:
-        found = client.containers.get(name)
-    except docker.errors.NotFound:
+def existing_container(client, name: str, platform: str, workload: str, adopt_ended: bool = True):
+    """The container `name` when it is this platform's `workload` and was started: it is followed, not started
+    again. It runs (the scheduler ended between a start and its record), or runs or ended after a start whose
+    answer never came (`start_container`); an ended one is adopted only with `adopt_ended` (not when the
+    workload's end was recorded already: an earlier run's container its watcher could not remove). None when
+    there is none; one of the workload that never started (a start cut short between its creation and its
+    start), or ended and not adopted, is removed first. Another's container of that name is left alone (the
+    creation then fails with the engine's words)."""
+    found = _own_container(client, name, platform, workload)
+    if found is None:
         return None
-    if (found.labels.get(labels.PLATFORM), found.labels.get(labels.WORKLOAD)) != (platform, workload):
-        return None
-    if found.status in RUNS:
+    if found.status in RUNS or (adopt_ended and found.status == ENDED and _started(found)):
         return found
-    try:
-        client.api.remove_container(found.id, force=True, v=True)
-    except docker.errors.NotFound:
+    if not _remove(client, found.id):
         return None
-    except docker.errors.APIError as error:  # "removal already in progress": its watcher removes it
-        if "in progress" not in str(error):
-            raise
     deadline = time.monotonic() + GONE_WAIT
     while time.monotonic() < deadline:
         try:
             client.api.inspect_container(found.id)
-        except docker.errors.NotFound:
+        except docker_client.errors().NotFound:
             return None
         time.sleep(0.05)
     return None  # still there: the creation says so
+
+
+def remove_unrecorded(client, platform: str, job: str, workloads) -> int:
+    """Remove the containers of this platform's `job` (labels.JOB: the job's id, an endpoint's or a notebook's
+    name) whose workload is one of `workloads`, running or not: left by starts whose answer never came, that no
+    row records. How many were found."""
+    found = client.api.containers(all=True, filters={"label": [f"{labels.PLATFORM}={platform}",
+                                                               f"{labels.JOB}={job}"]})
+    mine = [container["Id"] for container in found
+            if (container.get("Labels") or {}).get(labels.WORKLOAD) in set(workloads)]
+    for container in mine:
+        _remove(client, container)
+    return len(mine)
+
+
+def _own_container(client, name: str, platform: str, workload: str):
+    """The container `name` when it is this platform's `workload`, else None."""
+    try:
+        found = client.containers.get(name)
+    except docker_client.errors().NotFound:
+        return None
+    if (found.labels.get(labels.PLATFORM), found.labels.get(labels.WORKLOAD)) != (platform, workload):
+        return None
+    return found
+
+
+def _started(container) -> bool:
+    """The engine started `container` once (an ended container that never ran says the zero time)."""
+    return not str((container.attrs.get("State") or {}).get("StartedAt") or "0001-").startswith("0001-")
+
+
+def _remove(client, container_id: str) -> bool:
+    """Remove the container (killed if it runs); False when it is gone already."""
+    try:
+        client.api.remove_container(container_id, force=True, v=True)
+    except docker_client.errors().NotFound:
+        return False
+    except docker_client.errors().APIError as error:  # "removal already in progress": its watcher removes it
+        if "in progress" not in str(error):
+            raise
+    return True
 
 
 def image_workdir(image) -> str:

@@ -45,6 +45,11 @@ class WatchedWorkload:
             Path(state[key]).unlink(missing_ok=True)
         return cls(state)
 
+    @staticmethod
+    def ended_before(home: Path, workload: str) -> bool:
+        """An earlier workload named `workload` ended, its end recorded (its files not cleared by a start since)."""
+        return (home / f"{workload}{SUFFIXES['exit_path']}").exists()
+
     @property
     def kind(self) -> str:
         return self.state["kind"]

@@ -159,7 +159,12 @@ class KubernetesExecutor(DataDirLog, Executor):
                 raise
             raise said from None
         self.append_log(*spec.preamble)  # once created: a start the scheduler tries again writes it once
-        state.update(uid=created.uid, service=created.service, notes=hints + [self._runs_note(spec, name)])
+        notes = hints + [self._runs_note(spec, name)]
+        if created.adopted:  # an earlier start's, whose answers were lost: followed, not run again
+            state["start"] = created.adopted
+            notes.append(f"kaos: the {kubernetes_state.WHAT[spec.kind]} runs already in the Job {name} (a start "
+                         "made twice): following it")
+        state.update(uid=created.uid, service=created.service, notes=notes)
         self._state = state
         self._follow()
         if spec.kind == "train":
@@ -274,6 +279,25 @@ class KubernetesExecutor(DataDirLog, Executor):
             except Exception:  # noqa: BLE001 - it expires by itself
                 pass
         return None
+
+    def remove_unrecorded(self, log: str, workloads: List[str]) -> None:
+        """Delete the Jobs (Deployments) of `workloads` (of the log `log`) that starts whose answers were lost
+        made (found by their job's label), and revoke their tokens."""
+        if not workloads:
+            return
+        kind = {"jobs": "train", "endpoints": "serve", "notebooks": "notebook"}[check_log_name(log).split("/")[0]]
+        from kaos_backend.executors.kubernetes_cluster import cluster_for
+        cluster = cluster_for(self.config)
+        selector = f"{cluster.selector},{kubernetes_names.JOB}={kubernetes_names.label_value(log.split('/', 1)[1])}"
+        listed = (cluster.batch.list_namespaced_job if kind == "train" else cluster.apps.list_namespaced_deployment)(
+            cluster.namespace, label_selector=selector)
+        wanted = {kubernetes_names.label_value(workload): workload for workload in workloads}
+        for found in listed.items:
+            workload = wanted.get((found.metadata.labels or {}).get(kubernetes_names.WORKLOAD))
+            if workload is not None:
+                kubernetes_state.delete_owner(cluster, {"object": "Job" if kind == "train" else "Deployment",
+                                                        "name": found.metadata.name, "uid": found.metadata.uid})
+                cluster.tokens.revoke(workload)
 
     # -- state ----------------------------------------------------------------------------------------------
     def get_state(self) -> dict:

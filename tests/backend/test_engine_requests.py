@@ -212,6 +212,58 @@ def test_a_request_the_engine_does_not_answer_names_the_engine_not_the_scheduler
         time.sleep(0.05)
 
 
+def _wait_until(predicate, what: str):
+    deadline = time.monotonic() + BOUND
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.usefixtures("engine")
+def test_while_a_request_waits_the_held_workloads_without_a_reason_of_their_own_say_so(services, tmp_path):
+    """The lists show a held workload's reason: while the tick waits on the engine, those without one of their own
+    get the engine's ('the test engine has not answered POST ... since ...', as the health says it), taken off once
+    the request ended, and off what a scheduler before this one left."""
+    from kaos_backend.models import Job
+    running, ended = _rows(services)
+    with services.db.session_scope() as session:
+        own = session.get(Job, running)
+        own.reason = "waiting to start: its pod cannot be scheduled"
+        other = Job(id=f"{running[:-1]}x", workspace_id=own.workspace_id, kind="build-train", state="JOB_RUNNING",
+                    user="me")
+        session.add(other)
+    watch = EngineWatch(services.config, services, tmp_path / part_status.ENGINE_FILE)
+    watch.tick()
+    answer = threading.Event()
+
+    def tick():
+        with engine_requests.ticking(), engine_requests.tracked("POST /containers/create", 120):
+            answer.wait(BOUND)
+
+    def other_reason():
+        with services.db.read_scope() as session:
+            return session.get(Job, other.id).reason
+    ticking = threading.Thread(target=tick, daemon=True)
+    ticking.start()
+    try:
+        _wait_until(lambda: other_reason() is not None, "the held build never said why")
+        said = other_reason()
+        assert said.startswith("the test engine has not answered POST /containers/create since ") \
+            and said.endswith(" UTC"), said
+        assert said == part_status.read_status(tmp_path / part_status.ENGINE_FILE)["reason"]
+        assert _reasons(services, running, ended) == ("waiting to start: its pod cannot be scheduled", None, said)
+    finally:
+        answer.set()
+        ticking.join(BOUND)
+    _wait_until(lambda: other_reason() is None, "the held build's waiting reason stayed")
+    assert _reasons(services, running, ended) == ("waiting to start: its pod cannot be scheduled", None, None)
+
+    with services.db.session_scope() as session:  # left by a scheduler that ended while a request waited
+        session.get(Job, other.id).reason = said
+    EngineWatch(services.config, services, None).tick()
+    assert other_reason() is None
+
+
 def _timed_out(what="POST /api/v1/namespaces/kaos/jobs"):
     with engine_requests.ticking(), pytest.raises(socket.timeout):
         with engine_requests.tracked(what, 30):

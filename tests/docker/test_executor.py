@@ -279,6 +279,63 @@ def test_a_container_is_removed_once_it_ended(platform):
     assert platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
 
 
+def _answer_lost(platform, spec: WorkloadSpec, monkeypatch, error: Exception):
+    """`spec` started by an executor whose start the engine carries out and whose answer never comes (`error`
+    raised once the container started, as the docker SDK raises a read timeout or a connection the engine
+    closed); the executor's own error."""
+    from docker.models.containers import Container
+    started = Container.start
+
+    def start_lost(container, *args, **kwargs):
+        started(container, *args, **kwargs)
+        raise error
+
+    monkeypatch.setattr(Container, "start", start_lost)
+    try:
+        with pytest.raises(type(error)) as raised:
+            platform.executor().start(spec)
+    finally:
+        monkeypatch.setattr(Container, "start", started)
+    return raised.value
+
+
+def test_a_start_whose_answer_never_came_is_followed_once_its_container_ended_not_run_again(platform, monkeypatch):
+    """A start the engine carried out and never answered (timed out) leaves the container: the next start follows
+    it, ended meanwhile, its output and exit code copied as for any container: the training ran once."""
+    import requests
+    spec = platform.training("print('ran', flush=True)\nimport os, sys\nos.makedirs(sys.argv[1] + '/model')\n")
+    _answer_lost(platform, spec, monkeypatch, requests.exceptions.ReadTimeout("Read timed out. (read timeout=120)"))
+    [container] = platform.containers(**{labels.WORKLOAD: spec.job_id})
+    _wait_for(lambda: container.reload() or container.status == "exited")
+    again = platform.executor()
+    again.start(spec)
+    assert again.get_state()["container"] == container.id
+    assert _ended(again) == 0, _texts(again)[-5:]
+    texts = _texts(again)
+    assert texts.count("ran") == 1 and "(a start made twice): following it" in texts[-3], texts
+    assert texts[0] == spec.preamble[0], texts
+    assert texts[-1] == "kaos: the training ended: exit code 0", texts
+    assert platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
+
+
+def test_a_container_a_start_left_unanswered_is_removed_by_name_on_request(platform, monkeypatch):
+    """A start whose connection the engine closed without an answer leaves the container running, recorded
+    nowhere: a kill of its workload, which has no state yet, finds it by its name and removes it."""
+    import requests
+    from http.client import RemoteDisconnected
+    from urllib3.exceptions import ProtocolError
+    spec = platform.training(WAITS_FOR_GO)
+    dropped = requests.exceptions.ConnectionError(ProtocolError("Connection aborted.", RemoteDisconnected(
+        "Remote end closed connection without response")))
+    _answer_lost(platform, spec, monkeypatch, dropped)
+    [container] = platform.containers(**{labels.WORKLOAD: spec.job_id})
+    assert container.status == "running"
+    platform.executor().remove_unrecorded(spec.log, [f"{spec.job_id}-other"])  # another workload of the job's
+    assert platform.containers(**{labels.WORKLOAD: spec.job_id}) != []
+    platform.executor().remove_unrecorded(spec.log, [spec.job_id])
+    assert platform.containers(**{labels.WORKLOAD: spec.job_id}) == []
+
+
 GREEDY = """
 chunks = []
 for step in range(400):

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from tests.kubernetes.test_attack_findings2 import WAIT, platform, relay  # noqa: F401 (fixtures)
+from tests.kubernetes.test_platform import WAITS_FOR_GO
 from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture)
 from tests.support.platform import tiny_data_bundle, wait_for
 from tests.support.tiny_bundles import train_source
@@ -40,3 +41,31 @@ def test_a_write_the_api_server_ends_by_closing_the_connection_does_not_fail_the
     relay.back()
     job = platform.terminal(workspace, job_id)
     assert job["state"] == "JOB_SUCCESS", job
+
+
+def test_a_training_whose_objects_the_api_server_made_but_never_answered_runs_once(
+        platform, relay, tmp_path):  # noqa: F811
+    """Finding: the create of a training's token Secret that the API server carried out but never answered (timed
+    out, or its connection closed) made create_workload delete the Job, whose pod had begun the training with that
+    Secret, and the next try create it again: the training's code ran twice. Now a create not answered leaves what
+    it made; the next try finds the Job with its Secret, adopts it (its start label, its uid) and follows it."""
+    from tests.support.platform import tiny_train_bundle
+    runs = tmp_path / "runs"
+    script = (f"open({str(runs)!r}, 'a').write('ran\\n')\n" + WAITS_FOR_GO)
+    workspace = platform.workspace("lost-secret")
+    relay.lost_when, lost = runs.exists, relay.lost  # the answer held until the training runs, then lost
+    relay.lose_answers = b"/secrets"
+    try:
+        code, data = tiny_train_bundle(tmp_path / "code", script), tiny_data_bundle(tmp_path / "data")
+        assert platform.kaos("train", "deploy", "-s", str(code), "-d", str(data)).code == 0
+        wait_for(lambda: relay.lost > lost, WAIT, what="the answer to its Secret's create lost")
+    finally:
+        relay.lose_answers = relay.lost_when = None
+    job_id = wait_for(lambda: next(iter(platform.job_ids(workspace, "training")), None), WAIT, what="the job")
+    platform.started(workspace, job_id)
+    platform.go(job_id)
+    job = platform.terminal(workspace, job_id)
+    texts = platform.log_texts(job_id, workspace)
+    assert job["state"] == "JOB_SUCCESS", (job, texts[-5:])
+    assert runs.read_text() == "ran\n", texts
+    assert texts.count("before") == 1 and any("(a start made twice): following it" in text for text in texts), texts

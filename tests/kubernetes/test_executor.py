@@ -189,6 +189,21 @@ def test_a_stopped_training_and_a_vanished_one(platform):
     assert pod_of(platform.cluster, spec.job_id) is None
 
 
+def test_a_training_no_state_records_is_deleted_by_its_name_on_request(platform):
+    """A start whose answers were lost (its Job made, the answer never come) leaves a Job no row records: a kill of
+    its workload, which has no state, finds it by its job's label and deletes it; another workload's is left."""
+    started = platform.executor()
+    spec = platform.training(SLEEPS)
+    started.start(spec)
+    wait_for(lambda: "running" in texts(started), what="it to run")
+    job_id = spec.job_id.rsplit("-", 1)[0]
+    platform.executor().remove_unrecorded(spec.log, [f"{job_id}-1"])  # another partition of the job
+    assert platform.cluster.store.find(JOBS, "kaos", f"train-{spec.job_id}") is not None
+    platform.executor().remove_unrecorded(spec.log, [spec.job_id])
+    wait_for(lambda: platform.cluster.store.find(JOBS, "kaos", f"train-{spec.job_id}") is None, what="it deleted")
+    assert ended(started).startswith("vanished: its Job")
+
+
 def test_the_shared_watch_resumes_after_a_disconnect_and_lists_again_after_410(platform):
     """kubernetes_watch.Informer on its own: a cut watch is resumed from its resourceVersion (no new list, and a
     change made meanwhile arrives); a watch whose resourceVersion the server forgot (410) lists again."""

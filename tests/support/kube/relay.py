@@ -6,6 +6,9 @@
     relay.away(clean=False)   # ... its open connections go silent and stay so (its host powered off, rebooted)
     relay.hang()       # it accepts connections and never answers (an overloaded or wedged API server)
     relay.hang_writes()   # it answers reads and never a create, update or delete (its etcd wedged)
+    relay.lose_answers = b"/secrets"   # a write whose request line has those bytes is carried out, its answer
+                                       # lost (its connection closed once the server answered, and once
+                                       # `relay.lost_when()` holds, when set: a timeout cut short); counted in `lost`
     relay.back()       # it answers again (on the same port)
     relay.stop()
 
@@ -13,12 +16,14 @@ The pods, the store and the controllers of the fake go on meanwhile; only the AP
 import socket
 import struct
 import threading
-from typing import List, Optional
+import time
+from typing import Callable, List, Optional
 
 from tests.support.ports import free_port
 
 
 WRITES = (b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
+LOST_WAIT = 25.0  # seconds a lost answer's connection is held at most (within the client's 30 s read timeout)
 
 
 class ApiServerRelay:
@@ -28,7 +33,10 @@ class ApiServerRelay:
         self.mode = "up"
         self._lock = threading.Lock()
         self._listener: Optional[socket.socket] = None
-        self._pairs: List[dict] = []   # {"sockets": [client, upstream or None], "silent": bool}
+        self._pairs: List[dict] = []   # {"sockets": [client, upstream or None], "silent": bool, "lose": bool}
+        self.lose_answers: Optional[bytes] = None
+        self.lost_when: Optional[Callable[[], bool]] = None
+        self.lost = 0
 
     @property
     def url(self) -> str:
@@ -76,6 +84,15 @@ class ApiServerRelay:
                     break
                 if self.mode == "hang-writes" and source is pair["sockets"][0] and data.startswith(WRITES):
                     pair["silent"] = True  # this request, and the connection it came on, never answered
+                if source is pair["sockets"][0] and self.lose_answers is not None and data.startswith(WRITES) \
+                        and self.lose_answers in data.split(b"\r\n", 1)[0]:
+                    pair["lose"] = True
+                elif source is not pair["sockets"][0] and pair.get("lose"):
+                    deadline = time.monotonic() + LOST_WAIT
+                    while self.lost_when is not None and not self.lost_when() and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    self.lost += 1
+                    break  # the answer lost: the connection closed
                 if not pair["silent"]:
                     sink.sendall(data)
                 elif source is pair["sockets"][0] and self.mode == "up":  # to a rebooted host: it answers RST
