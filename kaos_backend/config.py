@@ -56,6 +56,8 @@ class Config:
                                          # "local-venv" (tests against a fake cluster whose pods run here)
     pod_pending_timeout: float = 300     # kubernetes: seconds a pod may stay unschedulable or unable to pull its
                                          # image before its workload fails with that reason
+    scheduler_hung_timeout: float = 120  # seconds the scheduler may go without a heartbeat (its tick not waiting
+                                         # on its engine) before the supervisor kills it, to start it again; 0: never
     notebook_storage: str = "10Gi"       # kubernetes: the size of a notebook's work directory, a
                                          # PersistentVolumeClaim that outlives kills and culling; "" = an emptyDir
 
@@ -109,6 +111,8 @@ class Config:
             "internal_port": _number("internal_port", raw("internal_port"), int, minimum=1),
             "image_builder": _choice("image_builder", raw("image_builder") or "docker", IMAGE_BUILDERS),
             "pod_pending_timeout": _number("pod_pending_timeout", raw("pod_pending_timeout"), float, default=300.0),
+            "scheduler_hung_timeout": _number("scheduler_hung_timeout", raw("scheduler_hung_timeout"), float,
+                                              default=120.0, minimum=0),
         }
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user", "internal_url",
                      "image_pull_policy", "kubeconfig", "kube_context", "notebook_storage"):

@@ -7,7 +7,11 @@ descriptors) and how it tells that the part is up.
   the front restarts wait in the backlog instead of being refused.
 - api: `python -m kaos_backend.api_server` (gunicorn) on a unix socket; up when a worker answers HTTP there.
 - scheduler: `python -m kaos_backend.scheduler`; up once it has written its heartbeat (after a whole tick, or a
-  try for the scheduler lock while another replica's scheduler leads); named after the public address.
+  try for the scheduler lock while another replica's scheduler leads); named after the public address. Hung (the
+  supervisor kills it, to start it again) when its heartbeat is older than KAOS_SCHEDULER_HUNG_TIMEOUT (120 s)
+  and its tick is not waiting on its engine within that request's bound (kaos_backend.part_status): a process
+  that lives but no longer ticks (a deadlock, a stopped process, a call that never returns) would otherwise hold
+  every workload still, the health saying "down" and nobody acting on it.
 
 Secrets (the token, the database URL) go by environment (`KAOS_TOKEN`, `KAOS_DATABASE_URL`; /proc/<pid>/environ
 is readable by the owner only), never in argv, which every user can read with `ps`.
@@ -15,12 +19,13 @@ is readable by the owner only), never in argv, which every user can read with `p
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from kaos_backend.config import Config
-from kaos_backend.part_status import HEARTBEAT_FILE
+from kaos_backend.part_status import ENGINE_FILE, HEARTBEAT_FILE, heartbeat_age, read_status, waits_on_engine
 from kaos_backend.runtime_dir import API_SOCKET
 
 START_SECONDS = 60.0  # the front and the API are up within this, or their start failed
@@ -30,7 +35,9 @@ START_SECONDS = 60.0  # the front and the API are up within this, or their start
 class Launch:
     """One start of a part: what to pass to Popen, and `is_up()` to ask (cheaply, without blocking long)
     whether it is up yet; `ready_fd`, when set, becomes readable when it may be (the supervisor asks at once
-    instead of at its next tick). `close()` releases what the supervisor kept for this start."""
+    instead of at its next tick). `close()` releases what the supervisor kept for this start. `hung()`, asked of
+    a part that is up, says why it is alive but no longer working (the supervisor kills it), None while it works
+    (Kubernetes' liveness probe, for a part that has one)."""
     argv: List[str]
     env: Dict[str, str]
     pass_fds: Tuple[int, ...] = ()
@@ -38,6 +45,7 @@ class Launch:
     close: Callable[[], None] = lambda: None
     after_spawn: Callable[[], None] = lambda: None
     ready_fd: Optional[int] = None
+    hung: Callable[[], Optional[str]] = lambda: None
 
 
 @dataclass
@@ -83,9 +91,23 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
             pass
         argv = python + ["kaos_backend.scheduler", "--data-dir", str(config.data_dir), "--heartbeat", str(heartbeat),
                          "--poll-interval", str(poll_interval), "--replica", public_address(listener)]
-        return Launch(argv, env, is_up=heartbeat.exists)
+        return Launch(argv, env, is_up=heartbeat.exists,
+                      hung=lambda: scheduler_hung(run_dir, config.scheduler_hung_timeout))
 
     return [PartSpec("api", api), PartSpec("scheduler", scheduler, start_seconds=None), PartSpec("front", front)]
+
+
+def scheduler_hung(run_dir: Path, timeout: float, now: Optional[float] = None) -> Optional[str]:
+    """"no heartbeat for 125 s" when the scheduler's heartbeat in `run_dir` is older than `timeout` seconds and its
+    tick is not waiting on its engine (part_status.waits_on_engine), else None (and always None for a `timeout` of
+    0). `now`: time.time()."""
+    if not timeout:
+        return None
+    now = time.time() if now is None else now
+    age = heartbeat_age(run_dir / HEARTBEAT_FILE, now)
+    if age is None or age <= timeout or waits_on_engine(read_status(run_dir / ENGINE_FILE), now):
+        return None
+    return f"no heartbeat for {age:.0f} s"
 
 
 def public_address(listener: socket.socket) -> str:

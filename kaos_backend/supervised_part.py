@@ -38,6 +38,8 @@ class Part:
         self.failed_starts = 0       # deaths before up, in a row
         self.restart_at: Optional[float] = time.monotonic()
         self.last_exit: Optional[str] = None
+        self.hung: Optional[str] = None  # why it was killed as hung, until its death is taken
+        self.hung_checked_at = 0.0       # time.monotonic() of the last look
         self.stderr = deque(maxlen=20)
         self.partial = b""
 

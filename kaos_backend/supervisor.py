@@ -7,6 +7,9 @@ restarts a part that dies, and stops them all on SIGTERM/SIGINT/SIGHUP.
   row cannot start: the supervisor logs "The <part> cannot start: <its last error line>", stops the others and
   `run()` returns 1. Each part's stderr passes through the supervisor (to its own stderr), so that the error
   line (an ImportError, say) is known.
+- A part that is up but hung (its Launch's `hung()` says why: the scheduler's heartbeat stopped) is killed
+  (SIGKILL) and so restarted as above; the log says why ("The scheduler is hung: no heartbeat for 125 s: killing
+  it"), and its `last_exit` too ("killed by signal 9 (SIGKILL): hung, no heartbeat for 125 s").
 - The state of every part is kept in the status file (kaos_backend.part_status), read by the health route.
 
 Written here rather than taken from supervisord or circus: both are daemons of their own (ini files, an RPC
@@ -35,6 +38,7 @@ STABLE_SECONDS = 10.0
 START_ATTEMPTS = 3
 STOP_SECONDS = 12.0  # the API's graceful timeout and a little: before `kaos destroy` gives up (15 s)
 TICK_SECONDS = 0.1
+HUNG_CHECK_SECONDS = 1.0  # how often a part that is up is asked whether it is hung
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -116,8 +120,15 @@ class Supervisor:
                 log.error("The %s is not up after %.0f s: killing it", part.name, part.spec.start_seconds)
                 part.stderr.append(f"not up after {part.spec.start_seconds:.0f} s")
                 part.process.kill()
-        elif part.state == "up" and part.deaths_in_a_row and now - part.up_at > STABLE_SECONDS:
-            part.deaths_in_a_row = 0
+        elif part.state == "up":
+            if part.deaths_in_a_row and now - part.up_at > STABLE_SECONDS:
+                part.deaths_in_a_row = 0
+            if part.hung is None and now - part.hung_checked_at >= HUNG_CHECK_SECONDS:
+                part.hung_checked_at = now
+                part.hung = part.launch.hung()
+                if part.hung is not None:
+                    log.error("The %s is hung: %s: killing it", part.name, part.hung)
+                    part.process.kill()
 
     # -- one part's life -------------------------------------------------------------------------------------
     def _start(self, part: Part, now: float) -> None:
@@ -151,6 +162,8 @@ class Supervisor:
             part.launch.close()
         was_up = part.state == "up"
         how = describe_exit(code) if spawned else "could not be started"
+        if part.hung is not None:
+            how, part.hung = f"{how}: hung, {part.hung}", None
         part.process, part.launch, part.state, part.last_exit = None, None, "down", how
         part.deaths_in_a_row += 1
         if was_up:

@@ -2,6 +2,7 @@
 meanwhile; a part that cannot start stops the backend; no secret on a command line; stale runtime directories
 go. A real backend on 127.0.0.1 (tests/support/backend.py), real signals."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,6 +84,45 @@ def test_killed_scheduler_is_down_then_back(server):
     assert parts(server)["scheduler"]["restarts"] == 1
     assert "The scheduler ended: killed by signal 9 (SIGKILL)" in server.log()
     assert alive(new) and not alive(old)
+
+
+def test_a_scheduler_that_lives_but_no_longer_ticks_is_killed_and_started_again(tmp_path):
+    """A stopped process (SIGSTOP) stands for any scheduler that lives but no longer ticks (a deadlock, a call that
+    never returns): past KAOS_SCHEDULER_HUNG_TIMEOUT without a heartbeat the supervisor kills it and starts it
+    again, and says why. Without it the scheduler stayed stopped, every workload with it."""
+    backend = BackendProcess(tmp_path / "data", env={"KAOS_SCHEDULER_HUNG_TIMEOUT": "3"}).start()
+    try:
+        old = parts(backend)["scheduler"]["pid"]
+        os.kill(old, signal.SIGSTOP)
+        def replaced():
+            status, body = health(backend)
+            return status == 200 and body["parts"]["scheduler"]["pid"] != old and body["parts"]["scheduler"]
+        scheduler = wait_for(replaced, 60, "the hung scheduler to be replaced")
+        assert not alive(old)
+        assert scheduler["restarts"] == 1 and scheduler["state"] == "up", scheduler
+        assert scheduler["last_exit"].startswith("killed by signal 9 (SIGKILL): hung, no heartbeat for "), scheduler
+        assert "The scheduler is hung: no heartbeat for " in backend.log()
+    finally:
+        backend.stop()
+
+
+def test_a_scheduler_is_not_killed_as_hung_when_the_timeout_is_0(tmp_path):
+    """KAOS_SCHEDULER_HUNG_TIMEOUT=0: a stopped scheduler is left alone (the health says it is down)."""
+    backend = BackendProcess(tmp_path / "data", env={"KAOS_SCHEDULER_HUNG_TIMEOUT": "0"}).start()
+    try:
+        old = parts(backend)["scheduler"]["pid"]
+        os.kill(old, signal.SIGSTOP)
+        body = wait_for(lambda: (lambda answer: answer[0] == 503 and answer[1])(health(backend)), 30,
+                        "the health to say the scheduler is down")
+        assert body["part"] == "scheduler" and "no heartbeat for" in body["message"], body
+        def beatless_for():
+            found = re.search(r"no heartbeat for (\d+) s", health(backend)[1].get("message", ""))
+            return found is not None and int(found.group(1)) >= 6
+        wait_for(beatless_for, 30, "6 s without a heartbeat")
+        assert alive(old) and "is hung" not in backend.log()
+        os.kill(old, signal.SIGCONT)
+    finally:
+        backend.stop()
 
 
 def test_killed_front_is_restarted(server):
@@ -253,3 +293,20 @@ def test_sigterm_to_the_group_is_a_stop_not_deaths(tmp_path):
         log = server.log()
         assert " ended: " not in log and "Restarting" not in log, log
         assert log.count("stopped (") == 3, log
+
+
+def test_a_scheduler_waiting_on_its_engine_within_the_bound_is_not_hung(tmp_path):
+    """parts.scheduler_hung: an old heartbeat is hung unless the tick waits on its engine within that request's
+    bound (and part_status.WAITING_GRACE_SECONDS); a timeout of 0 never says hung."""
+    from kaos_backend.part_status import ENGINE_FILE, HEARTBEAT_FILE, write_status
+    from kaos_backend.parts import scheduler_hung
+    heartbeat = tmp_path / HEARTBEAT_FILE
+    heartbeat.write_text("{}")
+    beat = heartbeat.stat().st_mtime
+    assert scheduler_hung(tmp_path, 60, now=beat + 30) is None
+    assert scheduler_hung(tmp_path, 60, now=beat + 90) == "no heartbeat for 90 s"
+    assert scheduler_hung(tmp_path, 0, now=beat + 9000) is None
+    write_status(tmp_path / ENGINE_FILE, {"state": "waiting", "waiting": {"what": "POST /containers/create",
+                                                                          "since": beat, "bound": 120}})
+    assert scheduler_hung(tmp_path, 60, now=beat + 90) is None            # within 120 s + the grace
+    assert scheduler_hung(tmp_path, 60, now=beat + 200) == "no heartbeat for 200 s"
