@@ -50,6 +50,8 @@ def list_notebooks(limit, show_all, show_token):
     write_cache("build-notebook", [job.job_id for job in building])
     write_cache("notebook", [item.name for item in notebooks])
     if emit({"response": {"notebooks": notebooks, "building": building}, "continue": token}):
+        if more:
+            render.info(more_hint("notebook", f"the newest {limit} of each list"), err=True)
         return
     tokens = {}
     if show_token:  # only a token saved here, of a notebook of this user, that is its current one

@@ -135,6 +135,21 @@ def test_serve_list_pages(workspace_with):
     assert cache(project, "build-serve") == seeded["serve-building"]
 
 
+@pytest.mark.parametrize("command", ["train", "serve", "notebook"])
+def test_a_list_as_json_says_on_stderr_that_there_are_more(backend, tmp_path, command):
+    """stdout stays the API's JSON answer (its `continue` token set); the hint goes to stderr, as for the tables."""
+    workspace = f"ws-{uuid.uuid4().hex[:8]}"
+    project = project_for(tmp_path, backend, workspace)
+    if command == "train":
+        seed_jobs(database_url(backend), workspace, "train", 52)
+    else:
+        seed_endpoints(database_url(backend), workspace, 52, kind="serve" if command == "serve" else "notebook")
+    result = listed(project, command, "list", "-o", "json")
+    assert json.loads(result.out)["continue"], result.out
+    shown = "the newest 50 jobs of each list" if command == "train" else "the newest 50 of each list"
+    assert result.err.strip() == hint(command, shown)
+
+
 def test_workspace_list_pages(backend, tmp_path):
     names = [f"w{index:03d}" for index in range(55)]
     seed_workspaces(database_url(backend), names[::-1])

@@ -55,22 +55,23 @@ def seed_jobs(database_url: str, workspace: str, kind: str, count: int, start: d
 
 
 def seed_endpoints(database_url: str, workspace: str, count: int, start: datetime = START,
-                   step: timedelta = timedelta(seconds=1)) -> List[str]:
-    """`count` endpoints that failed for good (the scheduler leaves them alone), created `step` apart. Their
-    names, newest first as the API lists them (`created_at`, then name)."""
+                   step: timedelta = timedelta(seconds=1), kind: str = "serve") -> List[str]:
+    """`count` endpoints (or with `kind` "notebook", notebooks) that failed for good (the scheduler leaves them
+    alone), created `step` apart. Their names, newest first as the API lists them (`created_at`, then name)."""
     from sqlalchemy import insert
 
-    from kaos_backend.models import Endpoint
+    from kaos_backend.models import Endpoint, Notebook
 
     database = connect(database_url)
     try:
         with database.session_scope() as session:
             owner = workspace_id(session, workspace)
-            rows = [dict(name=f"serve-{workspace}-{new_hex6()}", workspace_id=owner, user="seed",
-                         state="PIPELINE_FAILURE", desired="run", failures=5, created_at=start + step * index)
+            extra = {"token_sha256": "0" * 64} if kind == "notebook" else {}
+            rows = [dict(name=f"{kind}-{workspace}-{new_hex6()}", workspace_id=owner, user="seed",
+                         state="PIPELINE_FAILURE", desired="run", failures=5, created_at=start + step * index, **extra)
                     for index in range(count)]
             if rows:
-                session.execute(insert(Endpoint), rows)
+                session.execute(insert(Notebook if kind == "notebook" else Endpoint), rows)
     finally:
         database.dispose()
     return [row["name"] for row in sorted(rows, key=lambda row: (row["created_at"], row["name"]), reverse=True)]
