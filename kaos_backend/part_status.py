@@ -97,6 +97,7 @@ def heartbeat_age(path: Path, now: Optional[float] = None) -> Optional[float]:
 def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
     """The health of a supervised backend from the status file and heartbeat in `run_dir`."""
     run_dir = Path(run_dir)
+    now = time.time() if now is None else now
     status = read_status(run_dir / STATUS_FILE)
     if status is None or not isinstance(status.get("parts"), dict):
         return Health(False, {}, "The kaos backend's supervisor status is unavailable", "supervisor")
@@ -108,15 +109,15 @@ def evaluate(run_dir: Path, now: Optional[float] = None) -> Health:
             age = heartbeat_age(run_dir / HEARTBEAT_FILE, now)
             part["heartbeat_age"] = None if age is None else round(age, 2)
             if part.get("state") == "up" and (age is None or age > HEARTBEAT_STALE_SECONDS):
-                if waits_on_engine(engine, time.time() if now is None else now):
+                if waits_on_engine(engine, now):
                     part["waiting_on"] = "engine"
                 else:
                     part["state"] = "down"
                     part["reason"] = (f"no heartbeat for {age:.0f} s" if age is not None else "no heartbeat")
-            elif part.get("state") == "starting" and waits_on_engine(engine, time.time() if now is None else now) \
+            elif part.get("state") == "starting" and waits_on_engine(engine, now) \
                     and engine["waiting"]["since"] >= (part.get("since") or 0):  # this start's, not one before
                 part["state"], part["waiting_on"] = "up", "engine"  # its first tick waits on the engine
-            _add_role(part, read_status(run_dir / HEARTBEAT_FILE) or {}, time.time() if now is None else now)
+            _add_role(part, read_status(run_dir / HEARTBEAT_FILE) or {}, now)
         parts[name] = part
     if engine is not None and parts["scheduler"].get("state") == "up":  # else nobody looks at the engine
         parts["engine"] = engine

@@ -108,8 +108,8 @@ def waiting(after: float = 0.0, now: Optional[float] = None) -> Optional[Request
     """The oldest of the tick's requests in flight for more than `after` seconds, else None."""
     now = time.time() if now is None else now
     with _lock:
-        requests = sorted(_in_flight.values(), key=lambda request: request.since)
-    return next((request for request in requests if now - request.since > after), None)
+        oldest = min(_in_flight.values(), key=lambda request: request.since, default=None)
+    return oldest if oldest is not None and now - oldest.since > after else None
 
 
 def timed_out() -> Optional[TimedOut]:
