@@ -11,7 +11,7 @@ own API and WebSockets, in bounded loops on 127.0.0.1:
 - fixed since: two workspaces' notebooks had one name (and on Kubernetes one work claim) when the user's name
   holds a '-' (kaos_model.ids.notebook_name);
 - a bundle without jupyter failed five times with "exit code 127" as its reason (now at once, saying why);
-- findings open (xfail strict): Jupyter compares the token with `==`.
+- fixed since: Jupyter compared the token with `==` (the template's Jupyter config makes it constant-time).
 
 It shares the session's LOCAL platform (tests/notebooks/conftest.py): the default notebook's environment is built
 once. Waits are bounds against hanging, never speed claims."""
@@ -271,19 +271,22 @@ def test_a_bundle_without_jupyter_says_so_in_the_list(notebook_platform):
 
 
 TOKEN_CHECK = """
-import inspect
-from jupyter_server.auth.identity import IdentityProvider
-source = inspect.getsource(IdentityProvider.get_user_token) + inspect.getsource(IdentityProvider.process_login_form)
-print("CONSTANT-TIME" if "compare_digest" in source and "== token" not in source else "PLAIN ==")
+import hmac, os
+from unittest import mock
+from traitlets.config.loader import PyFileConfigLoader
+config = PyFileConfigLoader("jupyter_notebook_config.py", path=os.environ["JUPYTER_CONFIG_DIR"]).load_config()
+provider = config.ServerApp.identity_provider_class(token="t" * 48)
+with mock.patch("hmac.compare_digest", wraps=hmac.compare_digest) as spy:
+    wrong = [provider.token == "x" * 48, "x" * 48 == provider.token, provider.token != "t" * 48]
+    right = [provider.token == "t" * 48, "t" * 48 == provider.token, provider.token != "x" * 48]
+print("CONSTANT-TIME" if spy.call_count == 6 and not any(wrong) and all(right) else f"PLAIN == {spy.call_count}")
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Jupyter Server compares the notebook's token with == (IdentityProvider.get_user_token, process_login_form), "
-    "not hmac.compare_digest; a 256-bit random token over the network makes this hard to exploit, but kaos ships "
-    "the notebook's Jupyter config: to do, set ServerApp.identity_provider_class to a subclass that compares "
-    "in constant time (templates/notebook/.jupyter), or fix it upstream."))
 def test_the_token_is_compared_in_constant_time(notebook_platform, gateway):
+    """jupyter_server compares the token with == (IdentityProvider.get_user_token, process_login_form); the
+    template's Jupyter config (the server's, JUPYTER_CONFIG_DIR) sets an identity provider whose token compares in
+    constant time from either side of ==, and the notebook still takes its token (this very request)."""
     platform = notebook_platform
     workspace = platform.workspace("timing")
     name = f"notebook-{workspace}-tester"
