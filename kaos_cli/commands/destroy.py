@@ -22,8 +22,6 @@ def destroy(cloud, env, verbose, yes):
     if cloud in KUBE:
         _destroy_kube(cloud, env, verbose, yes)
         return
-    import shutil
-
     from kaos_cli import docker_platform, local_platform
 
     config = Config.load()
@@ -52,7 +50,7 @@ def destroy(cloud, env, verbose, yes):
     removal = docker_platform.remove_engine_objects(data_dir) if cloud == DOCKER else None
     if verbose and removal is not None and removal.info:
         render.info(f"Docker engine: {removal.info}")
-    shutil.rmtree(home, ignore_errors=True)
+    _remove_telling(home)
     if removal is not None and removal.problem:
         docker_platform.write_leftovers(home, data_dir)  # what the next `kaos destroy -c DOCKER` finishes
     elif verbose:
@@ -81,3 +79,22 @@ def _destroy_kube(cloud: str, env, verbose: bool, yes: bool) -> None:
         render.confirm(f"Are you sure about destroying kaos backend in {cloud}?", abort=True)
     kube_destroy.destroy(cloud, fields, verbose)
     render.info("Successfully destroyed kaos environment")
+
+
+TELL_AFTER_SECONDS = 2.0  # a removal still going after this is said (a platform's virtualenvs take a while)
+
+
+def _remove_telling(home) -> None:
+    """Remove the platform's directory `home` (its data: virtualenvs, bundles, models, logs), saying so on stderr
+    when it takes longer than TELL_AFTER_SECONDS: the backend is stopped by then, and hundreds of MB of virtualenvs
+    can take half a minute to delete."""
+    import shutil
+    import threading
+
+    removal = threading.Thread(target=shutil.rmtree, args=(home,), kwargs={"ignore_errors": True}, daemon=True)
+    removal.start()
+    removal.join(TELL_AFTER_SECONDS)
+    if removal.is_alive():
+        render.info(f"The backend is stopped; removing its data ({home}: virtualenvs, bundles, models, logs)...",
+                    err=True)
+        removal.join()

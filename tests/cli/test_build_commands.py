@@ -363,3 +363,30 @@ def test_no_builds(kaos, project):
     assert kaos("build", "active").output.strip() == message
     assert one_line(kaos("build", "set", "-c", "LOCAL")) == message
     assert not (project / ".kaos").exists()
+
+
+def test_destroy_says_it_removes_the_data_when_that_takes_a_while(tmp_path, monkeypatch, capsys):
+    """A platform's virtualenvs can take half a minute to delete once the backend is stopped: past
+    TELL_AFTER_SECONDS the removal is said on stderr (stdout keeps 1.x's one line), and it still completes."""
+    import shutil
+    import threading
+
+    from kaos_cli.commands import destroy as destroy_command
+
+    home = tmp_path / "LOCAL"
+    (home / "data").mkdir(parents=True)
+    released = threading.Event()
+    real_rmtree = shutil.rmtree
+
+    def slow_rmtree(path, ignore_errors=False):
+        released.wait(30)
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(shutil, "rmtree", slow_rmtree)
+    monkeypatch.setattr(destroy_command, "TELL_AFTER_SECONDS", 0.05)
+    threading.Timer(0.5, released.set).start()
+    destroy_command._remove_telling(home)
+    captured = capsys.readouterr()
+    assert not home.exists() and captured.out == ""
+    assert captured.err.strip() == (f"Info - The backend is stopped; removing its data ({home}: virtualenvs, bundles, "
+                                    "models, logs)...")
