@@ -77,6 +77,15 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+def parse_json(text) -> Any:
+    """`json.loads`, except that a document nested too deeply for the parser raises ValueError ("nested too
+    deeply"), as every other malformed JSON does, instead of RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def default_user() -> str:
     return os.environ.get("USER") or "kaos"
 
@@ -196,7 +205,7 @@ def write_cache(kind: str, items: List[Any]) -> None:
 def read_cache(kind: str) -> Optional[List[Any]]:
     path = cache_path(kind)
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return items if isinstance(items, list) else None
