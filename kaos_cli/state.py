@@ -90,18 +90,23 @@ def default_user() -> str:
     return os.environ.get("USER") or "kaos"
 
 
-class Config:
-    """The `.kaos/config` file; reading a missing section or option never raises."""
+class MalformedConfig(KaosError):
+    """`.kaos/config` is not an INI file of UTF-8 text; `kaos init -f` replaces it."""
 
-    def __init__(self, path: Optional[Path] = None):
+
+class Config:
+    """The `.kaos/config` file; reading a missing section or option never raises. `read=False`: an empty config
+    at `path`, whatever the file holds (what `kaos init -f` writes over a malformed one)."""
+
+    def __init__(self, path: Optional[Path] = None, read: bool = True):
         self.path = Path(path) if path else config_path()
         self._parser = configparser.ConfigParser(interpolation=None)
-        if self.path.exists():
+        if read and self.path.exists():
             try:
                 self._parser.read(self.path, encoding="utf-8")
-            except configparser.Error as exc:
-                first_line = str(exc).splitlines()[0]
-                raise KaosError(f"The kaos config {self.path} is malformed ({first_line}) - run kaos init -f")
+            except (configparser.Error, UnicodeDecodeError) as exc:
+                problem = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
+                raise MalformedConfig(f"The kaos config {self.path} is malformed ({problem}) - run kaos init -f")
 
     @classmethod
     def load(cls) -> "Config":

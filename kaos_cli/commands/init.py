@@ -2,7 +2,7 @@
 import click
 
 from kaos_cli import render
-from kaos_cli.state import Config, default_user, ensure_state_dir, state_dir
+from kaos_cli.state import Config, MalformedConfig, default_user, ensure_state_dir, state_dir
 
 REMOTE = "remote"
 
@@ -16,7 +16,12 @@ def init(endpoint, token, force):
     from kaos_cli.client import KaosClient
     from kaos_cli.errors import PlatformUnhealthy
 
-    config = Config.load()
+    try:
+        config = Config.load()
+    except MalformedConfig:
+        if not force:
+            raise
+        config = Config(read=False)  # what the malformed config's message advises: written anew
     if state_dir().exists() and config.exists:
         if force:
             render.warning("Force initialization of kaos")

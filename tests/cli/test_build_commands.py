@@ -363,3 +363,16 @@ def test_no_builds(kaos, project):
     assert kaos("build", "active").output.strip() == message
     assert one_line(kaos("build", "set", "-c", "LOCAL")) == message
     assert not (project / ".kaos").exists()
+
+
+def test_the_leftovers_record_reads_back_any_path(tmp_path):
+    """The record of an unfinished DOCKER destroy holds a path, which need not be UTF-8: read as text it once
+    raised UnicodeDecodeError out of `kaos destroy`."""
+    from kaos_cli import docker_platform
+
+    home = tmp_path / "home"
+    data_dir = tmp_path / "data-\udcff"  # a file name byte that is not UTF-8
+    docker_platform.write_leftovers(home, data_dir)
+    assert docker_platform.read_leftovers(home) == str(data_dir)
+    (home / docker_platform.LEFTOVERS).write_bytes(b"/srv/kaos-\xff\n")
+    assert docker_platform.read_leftovers(home) == "/srv/kaos-\udcff"

@@ -104,6 +104,21 @@ def test_no_config_file(kaos, project):
     assert one_line(kaos("workspace", "list")) == "Warning - ./.kaos/config does not exist - run kaos init"
 
 
+@pytest.mark.parametrize("content, problem", [(b"no section header\n", "File contains no section headers."),
+                                              (b"\xff\xfe\x00", "not UTF-8 text")])
+def test_a_malformed_config_is_one_line_and_init_f_replaces_it(kaos, project, server, content, problem):
+    (project / ".kaos").mkdir()
+    (project / ".kaos" / "config").write_bytes(content)
+    malformed = f"Error - The kaos config {project / '.kaos' / 'config'} is malformed ({problem}) - run kaos init -f"
+    assert one_line(kaos("workspace", "list")) == malformed
+    assert one_line(kaos("init", "-e", server.url, "-t", "secret")) == malformed  # not overwritten unasked
+    _health(server)
+    forced = kaos("init", "-e", server.url, "-t", "secret", "-f")  # what the message advises works
+    assert forced.exit_code == 0, forced.output
+    assert "Warning - Force initialization of kaos" in forced.output
+    assert Config.load().context("remote") == {"url": server.url, "token": "secret", "kind": "remote"}
+
+
 def test_no_active_context(kaos, project):
     write_config(project, "[contexts]\nenvironments = remote\n")
     assert one_line(kaos("workspace", "list")) == \
