@@ -158,13 +158,15 @@ def test_deploy_fails_and_stops_a_daemon_that_never_gets_healthy(kaos, project, 
     assert Config.load().context("LOCAL") is None
 
 
-def test_deploy_port_in_use(kaos, project, fake_backend):
+@pytest.mark.parametrize("context", ["LOCAL", "DOCKER"])
+def test_deploy_port_in_use_says_how_to_choose_another(kaos, project, fake_backend, engine_ready, context):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        assert one_line(_deploy(kaos, port, "-y")) == \
-            f"Warning - Network port {port} is used but is needed for building kaos backend in LOCAL"
+        assert one_line(kaos("build", "deploy", "-c", context, "--port", str(port), "-y")) == (
+            f"Warning - Network port {port} is used but is needed for building kaos backend in {context} - give it "
+            f"a free port with kaos build deploy -c {context} --port <port>")
     assert fake_backend == []
 
 
