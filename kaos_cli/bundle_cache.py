@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional
 
 from kaos_cli.bundles import Entry, shown_path
-from kaos_cli.state import state_dir, write_private
+from kaos_cli.state import parse_json, state_dir, write_private
 
 CACHE_NAME = "bundle-digests.json"
 CACHE_VERSION = 1
@@ -160,7 +160,7 @@ class DigestCache:
             problem = getattr(error, "strerror", None) or "not UTF-8 text"
             return self._ignored(report, problem)
         try:
-            content = json.loads(text)
+            content = parse_json(text)
         except ValueError:
             return self._ignored(report, "not valid JSON")
         folders = content.get("folders") if isinstance(content, dict) else None

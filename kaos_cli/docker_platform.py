@@ -69,13 +69,14 @@ def write_leftovers(home: Path, data_dir) -> None:
     """Remember, in the otherwise emptied `home`, the data directory whose platform's objects are still on the
     engine."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / LEFTOVERS).write_text(f"{os.path.realpath(str(data_dir))}\n")
+    (home / LEFTOVERS).write_text(f"{os.path.realpath(str(data_dir))}\n", encoding="utf-8",
+                                  errors="surrogateescape")  # any path, as the file system spells it
 
 
 def read_leftovers(home: Path) -> Optional[str]:
     """The data directory an unfinished destroy left on the engine, or None."""
     try:
-        return (home / LEFTOVERS).read_text().strip() or None
+        return (home / LEFTOVERS).read_text(encoding="utf-8", errors="surrogateescape").strip() or None
     except OSError:
         return None
 

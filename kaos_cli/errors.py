@@ -49,5 +49,6 @@ class IndexProblem(KaosError):
 
 
 class UnexpectedAnswer(KaosError):
-    """The backend answered a route with JSON that is not the object the route promises (a `kaos_model.wire`
-    class: a required field missing, a field of another type); the message names the route and the field."""
+    """The backend answered a route with something that is not JSON, or with JSON that is not the object the route
+    promises (a `kaos_model.wire` class: a required field missing, a field of another type); the message names the
+    route and the field."""

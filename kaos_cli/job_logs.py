@@ -2,16 +2,66 @@
 under `<out_dir>/<workspace>/logs/`, and with follow an exit status that says how the job ended. Also the options
 that the `logs` and `build-logs` commands of train, serve and notebook share, and the `build-logs` command itself."""
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import click
 
 from kaos_cli import render
-from kaos_cli.errors import KaosError
+from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import workspace_session
 from kaos_cli.options import index_option, name_option, name_or_index
 
 Fetch = Callable[..., Union[str, Iterator[str]]]  # fetch(workspace, job_id, follow=False)
+
+# each kind of job (JobRecord.kind) or workload: what it is called, and the command that shows its log
+LOG_OF = {
+    "train": ("a training job", "kaos train logs -j"),
+    "ingestion": ("a data ingestion job", "kaos train logs -j"),
+    "build-train": ("a build of a training image", "kaos train build-logs -j"),
+    "build-serve": ("a build of an endpoint's image", "kaos serve build-logs -j"),
+    "build-notebook": ("a build of a notebook's image", "kaos notebook build-logs -j"),
+    "endpoint": ("an endpoint", "kaos serve logs -e"),
+    "notebook": ("a notebook", "kaos notebook logs -n"),
+}
+TRAIN_KINDS = ("train", "build-train", "ingestion")  # what `kaos train logs` shows
+NOT_FOUND = ("JOB_NOT_FOUND", "PIPELINE_NOT_FOUND")
+
+
+def _kind_of(client, workspace: str, name: str) -> Optional[str]:
+    """`name`'s kind in LOG_OF: an endpoint or notebook by its name's shape, else the kind of the job it is (None
+    when there is no such job)."""
+    from kaos_model.ids import ENDPOINT_RE
+
+    if ENDPOINT_RE.match(name):
+        return "endpoint"
+    if name.startswith("notebook-"):
+        return "notebook"
+    try:
+        return client.job_state(workspace, name).kind
+    except KaosError:
+        return None
+
+
+def kind_checked(fetch: Fetch, client, accepted: Tuple[str, ...]) -> Fetch:
+    """`fetch` (of a log of the kinds `accepted`), except that "not found" for the name of another kind of job or
+    workload says what it is and which command shows its log, e.g. a training job given to `kaos train
+    build-logs`: "Job <id> is a training job, not a build of a training image: its log is shown by `kaos train
+    logs -j <id>`"."""
+    def fetch_checked(workspace: str, name: str, **options):
+        try:
+            return fetch(workspace, name, **options)
+        except RequestError as error:
+            if error.error_code not in NOT_FOUND:
+                raise
+            kind = _kind_of(client, workspace, name)
+            if kind not in LOG_OF or kind in accepted:
+                raise
+            what, command = LOG_OF[kind]
+            expected = [LOG_OF[other][0] for other in accepted]
+            expected = ", ".join(expected[:-1]) + " or " + expected[-1] if len(expected) > 1 else expected[0]
+            subject = name if kind in ("endpoint", "notebook") else f"Job {name}"
+            raise KaosError(f"{subject} is {what}, not {expected}: its log is shown by `{command} {name}`") from None
+    return fetch_checked
 
 
 def _check_name(file_name: str) -> None:
@@ -124,6 +174,7 @@ def add_build_logs(group: click.Group, kind: str, logs_method: str, short_help: 
     def build_logs(job_id, ind, out_dir, follow):
         job_id = name_or_index("job_id", job_id, ind, cache)
         client, workspace = workspace_session()
-        show_logs(getattr(client, logs_method), workspace, job_id, out_dir, follow, f"{cache}-{job_id}.log",
+        fetch = kind_checked(getattr(client, logs_method), client, (cache,))
+        show_logs(fetch, workspace, job_id, out_dir, follow, f"{cache}-{job_id}.log",
                   f"Retrieving build logs from {job_id}", client.job_state)
     return build_logs

@@ -15,6 +15,8 @@ from typing import Dict, List, NamedTuple, Optional
 
 import yaml
 
+from kaos_cli.state import parse_json
+
 TARGETS = ("kubernetes", "minikube", "kubernetes-postgres", "minikube-postgres")
 SHIPPED_NAMESPACE = "kaos"           # the namespace the overlays render into
 BACKEND = "kaos-backend"             # the backend's Deployment, its Service and container, the token's Secret
@@ -157,7 +159,7 @@ def dump_refs(refs: List[ObjectRef]) -> str:
 def parse_refs(text: Optional[str]) -> List[ObjectRef]:
     """The refs `dump_refs` wrote; [] for nothing or for text that is not its JSON."""
     try:
-        items = json.loads(text or "[]")
+        items = parse_json(text or "[]")
         return [ObjectRef(*map(str, item)) for item in items if isinstance(item, list) and len(item) == 3]
     except (TypeError, ValueError):
         return []

@@ -5,14 +5,14 @@ import hashlib
 import json
 from typing import Dict, Optional
 
-from kaos_cli.state import state_dir, write_private
+from kaos_cli.state import parse_json, state_dir, write_private
 
 FILE_NAME = "notebook-tokens.json"
 
 
 def _load() -> Dict[str, str]:
     try:
-        tokens = json.loads((state_dir() / FILE_NAME).read_text(encoding="utf-8"))
+        tokens = parse_json((state_dir() / FILE_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return {key: value for key, value in tokens.items() if isinstance(value, str)} if isinstance(tokens, dict) else {}

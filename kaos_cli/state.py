@@ -77,22 +77,36 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+def parse_json(text) -> Any:
+    """`json.loads`, except that a document nested too deeply for the parser raises ValueError ("nested too
+    deeply"), as every other malformed JSON does, instead of RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def default_user() -> str:
     return os.environ.get("USER") or "kaos"
 
 
-class Config:
-    """The `.kaos/config` file; reading a missing section or option never raises."""
+class MalformedConfig(KaosError):
+    """`.kaos/config` is not an INI file of UTF-8 text; `kaos init -f` replaces it."""
 
-    def __init__(self, path: Optional[Path] = None):
+
+class Config:
+    """The `.kaos/config` file; reading a missing section or option never raises. `read=False`: an empty config
+    at `path`, whatever the file holds (what `kaos init -f` writes over a malformed one)."""
+
+    def __init__(self, path: Optional[Path] = None, read: bool = True):
         self.path = Path(path) if path else config_path()
         self._parser = configparser.ConfigParser(interpolation=None)
-        if self.path.exists():
+        if read and self.path.exists():
             try:
                 self._parser.read(self.path, encoding="utf-8")
-            except configparser.Error as exc:
-                first_line = str(exc).splitlines()[0]
-                raise KaosError(f"The kaos config {self.path} is malformed ({first_line}) - run kaos init -f")
+            except (configparser.Error, UnicodeDecodeError) as exc:
+                problem = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
+                raise MalformedConfig(f"The kaos config {self.path} is malformed ({problem}) - run kaos init -f")
 
     @classmethod
     def load(cls) -> "Config":
@@ -196,7 +210,7 @@ def write_cache(kind: str, items: List[Any]) -> None:
 def read_cache(kind: str) -> Optional[List[Any]]:
     path = cache_path(kind)
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return items if isinstance(items, list) else None

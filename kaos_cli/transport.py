@@ -170,7 +170,7 @@ class Transport:
         try:
             return response.json()
         except ValueError:
-            raise KaosError(f"The backend at {self.url} answered with something that is not JSON: "
+            raise UnexpectedAnswer(f"The backend at {self.url} answered with something that is not JSON: "
                             f"{_excerpt(response.text)}") from None
 
     def _raise_for(self, response) -> None:

@@ -42,7 +42,8 @@ def job_info(session, workspace: str, job_id: str, sort_by: Optional[str] = None
         rows = _sorted_by_metric(rows, sort_by, ascending)
     page_count = max(1, math.ceil(len(rows) / PAGE_SIZE))
     if page >= page_count:
-        raise PageError(f"Page {page} does not exist: there are {page_count} pages (from 0)")
+        pages = "there is 1 page" if page_count == 1 else f"there are {page_count} pages"
+        raise PageError(f"Page {page} does not exist: {pages} (from 0)")
     info = JobInfo(job_id=job.id, state=job.state, available_metrics=metrics,
                    process_time=seconds_between(job.started_at, job.finished_at),
                    partitions=rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE],

@@ -144,8 +144,8 @@ def deploy_platform(context: str, port: int, force: bool, yes: bool, verbose: bo
     if existing:
         local_platform.stop(_int(existing.get("pid")))
     if not local_platform.port_is_free(port):
-        raise KaosError(f"Network port {port} is used but is needed for building kaos backend in {context}",
-                        level="Warning")
+        raise KaosError(f"Network port {port} is used but is needed for building kaos backend in {context} - "
+                        f"give it a free port with kaos build deploy -c {context} --port <port>", level="Warning")
 
     home = local_platform.local_dir(ensure_state_dir(), context)
     data_dir, log_path = home / "data", home / "backend.log"

@@ -1,6 +1,5 @@
 """`kaos train deploy`: the inputs of the workspace's training (source, data bundle or manifest, hyperparameters),
 checked before anything is uploaded, then uploaded one after the other."""
-import json
 from pathlib import Path
 
 import click
@@ -10,6 +9,7 @@ from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
 from kaos_cli.options import check_resources, resource_options
 from kaos_cli.output import emit, output_option, progress_wanted
+from kaos_cli.state import parse_json
 
 NOTHING_TO_DEPLOY = ("--source_bundle and/or --data_bundle or --data_manifest and/or --hyperparams need to be "
                      "defined for training")
@@ -27,7 +27,7 @@ def check_manifest(path) -> None:
         if not text.strip():
             continue
         try:
-            entry = json.loads(text)
+            entry = parse_json(text)
         except ValueError:
             entry = None
         if not isinstance(entry, dict) or "url" not in entry or "path" not in entry:
@@ -38,7 +38,7 @@ def check_manifest(path) -> None:
 def check_hyperparams(path) -> None:
     """A JSON object of non-empty lists (`{}` clears the hyperparameters)."""
     try:
-        params = json.loads(Path(path).read_text(encoding="utf-8"))
+        params = parse_json(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise KaosError(f"The hyperparameters file {path} is not valid JSON: {first}") from None

@@ -2,10 +2,12 @@
 rows made directly, over SQLite and PostgreSQL (the `database_url` fixture runs both)."""
 from datetime import datetime, timezone
 
+import pytest
 from kaos_model import JobState
 from kaos_model.ids import new_job_id
 from sqlalchemy import insert
 
+from kaos_backend.errors import PageError
 from kaos_backend.models import Job, Partition, Workspace
 
 SUCCESS, FAILURE, KILLED = JobState.JOB_SUCCESS.value, JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value
@@ -59,3 +61,12 @@ def test_a_job_without_failures_lists_none(services):
     job_info = services.train.info("ws", train_job(services, [(SUCCESS, True)] * 3))["response"]
     assert job_info["failed_partitions"] == [] and job_info["failed_count"] == 0
     assert len(job_info["partitions"]) == 3
+
+
+
+@pytest.mark.parametrize("models, pages", [(3, "there is 1 page"), (12, "there are 2 pages")])
+def test_a_page_past_the_last_says_how_many_pages_there_are(services, models, pages):
+    job_id = train_job(services, [(SUCCESS, True)] * models)
+    with pytest.raises(PageError) as error:
+        services.train.info("ws", job_id, page_id=5)
+    assert error.value.message == f"Page 5 does not exist: {pages} (from 0)"

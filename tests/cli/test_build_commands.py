@@ -158,13 +158,15 @@ def test_deploy_fails_and_stops_a_daemon_that_never_gets_healthy(kaos, project, 
     assert Config.load().context("LOCAL") is None
 
 
-def test_deploy_port_in_use(kaos, project, fake_backend):
+@pytest.mark.parametrize("context", ["LOCAL", "DOCKER"])
+def test_deploy_port_in_use_says_how_to_choose_another(kaos, project, fake_backend, engine_ready, context):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        assert one_line(_deploy(kaos, port, "-y")) == \
-            f"Warning - Network port {port} is used but is needed for building kaos backend in LOCAL"
+        assert one_line(kaos("build", "deploy", "-c", context, "--port", str(port), "-y")) == (
+            f"Warning - Network port {port} is used but is needed for building kaos backend in {context} - give it "
+            f"a free port with kaos build deploy -c {context} --port <port>")
     assert fake_backend == []
 
 
@@ -390,3 +392,16 @@ def test_destroy_says_it_removes_the_data_when_that_takes_a_while(tmp_path, monk
     assert not home.exists() and captured.out == ""
     assert captured.err.strip() == (f"Info - The backend is stopped; removing its data ({home}: virtualenvs, bundles, "
                                     "models, logs)...")
+
+
+def test_the_leftovers_record_reads_back_any_path(tmp_path):
+    """The record of an unfinished DOCKER destroy holds a path, which need not be UTF-8: read as text it once
+    raised UnicodeDecodeError out of `kaos destroy`."""
+    from kaos_cli import docker_platform
+
+    home = tmp_path / "home"
+    data_dir = tmp_path / "data-\udcff"  # a file name byte that is not UTF-8
+    docker_platform.write_leftovers(home, data_dir)
+    assert docker_platform.read_leftovers(home) == str(data_dir)
+    (home / docker_platform.LEFTOVERS).write_bytes(b"/srv/kaos-\xff\n")
+    assert docker_platform.read_leftovers(home) == "/srv/kaos-\udcff"

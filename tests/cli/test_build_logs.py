@@ -63,3 +63,68 @@ def test_followed_build_logs_exit_by_the_build_state(kaos, ws, project, kind, fi
     if code:
         assert "Traceback" not in result.output
         assert result.stderr.splitlines()[-1] == f"Error - Job {BUILD_JOB} ended in state {final}"
+
+
+# -- a job or workload of another kind: said, with the command that shows its log ---------------------------------
+TRAIN_JOB = "8811746e3f6343d1bd6f3d520f7a54d0"
+ENDPOINT = "serve-mnist-53d3da"
+WHAT = {"train": "a build of a training image", "serve": "a build of an endpoint's image",
+        "notebook": "a build of a notebook's image"}
+
+
+def failure(result) -> str:
+    """The error line of a failed log command (after its "Retrieving ..." line): exit 1, no traceback, no log."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.stdout == ""
+    info, error = result.stderr.splitlines()
+    assert info.startswith("Info - Retrieving ")
+    return error
+
+
+def _no_job(job_id):
+    return 404, {"error_code": "JOB_NOT_FOUND", "message": f"There is no job with id: {job_id}"}, "application/json"
+
+
+@pytest.mark.parametrize("follow", [[], ["-f"]], ids=["whole", "follow"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_build_logs_of_a_training_job_say_it_is_one_and_which_command_shows_it(kaos, ws, kind, follow):
+    prefix, _ = KINDS[kind]
+    ws.route("GET", f"{prefix}/mnist/build/{TRAIN_JOB}/logs", *_no_job(TRAIN_JOB))
+    ws.route("GET", f"job/mnist/{TRAIN_JOB}", body=answers.job_record(TRAIN_JOB, "JOB_SUCCESS", "train"))
+    assert failure(kaos(kind, "build-logs", "-j", TRAIN_JOB, *follow)) == (
+        f"Error - Job {TRAIN_JOB} is a training job, not {WHAT[kind]}: its log is shown by "
+        f"`kaos train logs -j {TRAIN_JOB}`")
+
+
+PIPELINE_NOT_FOUND = (404, {"error_code": "PIPELINE_NOT_FOUND", "message": f"Pipeline {BUILD_JOB} not found"},
+                      "application/json")
+
+
+@pytest.mark.parametrize("args, route, reply, job_kind, expected", [
+    (["train", "build-logs", "-j", BUILD_JOB], f"train/mnist/build/{BUILD_JOB}/logs", _no_job(BUILD_JOB),
+     "build-serve", f"Error - Job {BUILD_JOB} is a build of an endpoint's image, not a build of a training image: "
+                    f"its log is shown by `kaos serve build-logs -j {BUILD_JOB}`"),
+    (["serve", "build-logs", "-j", ENDPOINT], f"inference/mnist/build/{ENDPOINT}/logs", _no_job(ENDPOINT), None,
+     f"Error - {ENDPOINT} is an endpoint, not a build of an endpoint's image: its log is shown by "
+     f"`kaos serve logs -e {ENDPOINT}`"),
+    (["train", "logs", "-j", BUILD_JOB], f"train/mnist/{BUILD_JOB}/logs", _no_job(BUILD_JOB), "build-notebook",
+     f"Error - Job {BUILD_JOB} is a build of a notebook's image, not a training job, a build of a training image or "
+     f"a data ingestion job: its log is shown by `kaos notebook build-logs -j {BUILD_JOB}`"),
+    (["serve", "logs", "-e", BUILD_JOB], f"inference/mnist/{BUILD_JOB}/logs", PIPELINE_NOT_FOUND, "build-serve",
+     f"Error - Job {BUILD_JOB} is a build of an endpoint's image, not an endpoint: its log is shown by "
+     f"`kaos serve build-logs -j {BUILD_JOB}`"),
+], ids=["train build-logs of a serve build", "serve build-logs of an endpoint", "train logs of a notebook build",
+        "serve logs of a serve build"])
+def test_logs_of_another_kind_name_the_command_that_shows_them(kaos, ws, args, route, reply, job_kind, expected):
+    ws.route("GET", route, *reply)
+    if job_kind:
+        ws.route("GET", f"job/mnist/{args[-1]}", body=answers.job_record(args[-1], "JOB_SUCCESS", job_kind))
+    assert failure(kaos(*args)) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_build_logs_of_no_job_at_all_keep_the_backends_message(kaos, ws, kind):
+    prefix, _ = KINDS[kind]
+    ws.route("GET", f"{prefix}/mnist/build/{TRAIN_JOB}/logs", *_no_job(TRAIN_JOB))
+    ws.route("GET", f"job/mnist/{TRAIN_JOB}", *_no_job(TRAIN_JOB))
+    assert failure(kaos(kind, "build-logs", "-j", TRAIN_JOB)) == f"Error - There is no job with id: {TRAIN_JOB}"

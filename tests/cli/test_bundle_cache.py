@@ -154,9 +154,9 @@ def test_the_least_recently_used_folders_go_first(tmp_path, cache_file, warnings
 
 @pytest.mark.parametrize("content", [b"not json{", b"\xff\xfe\x00", b"", b"[]", b'{"version": 2, "folders": {}}',
                                      b'{"version": 1, "folders": {"/x": {"digest": "nope"}}}',
-                                     b'{"version": 1, "folders": []}'],
+                                     b'{"version": 1, "folders": []}', b"[" * 100000 + b"]" * 100000],
                          ids=["garbage", "binary", "empty", "a list", "another version", "a bad entry",
-                              "folders not a map"])
+                              "folders not a map", "nested too deeply"])
 def test_a_corrupt_file_is_ignored_with_one_warning_and_rewritten(tmp_path, cache_file, warnings, content):
     cache_file.parent.mkdir()
     cache_file.write_bytes(content)

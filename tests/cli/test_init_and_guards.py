@@ -72,6 +72,31 @@ def test_init_invalid_url(kaos, project):
         "Warning - Please run kaos init with a valid URL - ftp://host/api/ is invalid!"
 
 
+@pytest.mark.parametrize("path, reply", [
+    ("", None),  # the backend's root: its own 404 NOT_FOUND JSON
+    ("serve-x/", (404, "<!doctype html>\n<html><body><h1>Not Found</h1>\n<p>nothing here</p></body></html>",
+                  "text/html")),
+    ("site/", (200, "<html><body>a web site</body></html>", "text/html")),
+    ("other/", (405, {"error_code": "METHOD_NOT_ALLOWED", "message": "Method GET is not allowed"},
+                "application/json")),
+], ids=["root", "html 404", "html 200", "405"])
+def test_init_with_an_endpoint_that_is_not_the_api_says_what_it_is(kaos, project, server, path, reply):
+    endpoint = f"http://127.0.0.1:{server.port}/{path}"
+    if reply:
+        server.routes[("GET", f"/{path}health")] = reply
+    assert one_line(kaos("init", "-e", endpoint, "-t", "secret")) == (
+        f"Error - No kaos backend API at {endpoint} - the endpoint is the backend's API URL, "
+        f"e.g. http://127.0.0.1:{server.port}/api/")
+    assert [request.path for request in server.requests] == [f"/{path}health"]
+    assert not (project / ".kaos").exists()
+
+
+def test_init_against_an_api_without_health_keeps_the_placeholder(kaos, project, server):
+    assert one_line(kaos("init", "-e", server.url, "-t", "secret")) == (
+        f"Error - No kaos backend API at {server.url} - the endpoint is the backend's API URL, "
+        "e.g. http://<host>:<port>/api/")
+
+
 def test_reinit_asks_and_keeps_other_contexts(kaos, project, server):
     _health(server)
     assert kaos("init", "-e", server.url, "-t", "secret").exit_code == 0
@@ -102,6 +127,21 @@ def test_no_kaos_dir(kaos, args):
 def test_no_config_file(kaos, project):
     (project / ".kaos").mkdir()
     assert one_line(kaos("workspace", "list")) == "Warning - ./.kaos/config does not exist - run kaos init"
+
+
+@pytest.mark.parametrize("content, problem", [(b"no section header\n", "File contains no section headers."),
+                                              (b"\xff\xfe\x00", "not UTF-8 text")])
+def test_a_malformed_config_is_one_line_and_init_f_replaces_it(kaos, project, server, content, problem):
+    (project / ".kaos").mkdir()
+    (project / ".kaos" / "config").write_bytes(content)
+    malformed = f"Error - The kaos config {project / '.kaos' / 'config'} is malformed ({problem}) - run kaos init -f"
+    assert one_line(kaos("workspace", "list")) == malformed
+    assert one_line(kaos("init", "-e", server.url, "-t", "secret")) == malformed  # not overwritten unasked
+    _health(server)
+    forced = kaos("init", "-e", server.url, "-t", "secret", "-f")  # what the message advises works
+    assert forced.exit_code == 0, forced.output
+    assert "Warning - Force initialization of kaos" in forced.output
+    assert Config.load().context("remote") == {"url": server.url, "token": "secret", "kind": "remote"}
 
 
 def test_no_active_context(kaos, project):

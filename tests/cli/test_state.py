@@ -108,6 +108,19 @@ def test_cache_round_trip_and_delete(project):
     assert state.read_cache("backend") == ["LOCAL"]
 
 
+def test_a_cache_or_token_file_nested_too_deeply_is_no_cache(project):
+    from kaos_cli import notebook_tokens
+
+    deep = "[" * 100000 + "]" * 100000
+    state.write_cache("train", ["a"])
+    state.cache_path("train").write_text(deep)
+    assert state.read_cache("train") is None
+    (project / ".kaos" / notebook_tokens.FILE_NAME).write_text(deep)
+    assert notebook_tokens.token_of("http://h/api/", "notebook-ws-x", "0" * 16) is None
+    with pytest.raises(ValueError, match="nested too deeply"):
+        state.parse_json(deep)
+
+
 def test_index_needs_a_cache(project):
     with pytest.raises(IndexProblem) as problem:
         state.resolve_index("workspace", 0)

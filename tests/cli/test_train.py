@@ -150,7 +150,8 @@ def test_deploy_manifest(kaos, ws, tmp_path):
     assert upload.body == manifest.read_bytes() and upload.headers["content-type"] == "application/octet-stream"
 
 
-@pytest.mark.parametrize("text", ['{"url": "https://e.com/a"}\n', "not json\n", '["url", "path"]\n'])
+@pytest.mark.parametrize("text", ['{"url": "https://e.com/a"}\n', "not json\n", '["url", "path"]\n',
+                                  pytest.param("[" * 100000 + "]" * 100000 + "\n", id="nested too deeply")])
 def test_invalid_manifest_is_refused_before_any_upload(kaos, ws, tmp_path, source_dir, text):
     manifest = tmp_path / "data.mf"
     manifest.write_text('{"url": "https://e.com/a", "path": "a"}\n' + text)
@@ -163,6 +164,7 @@ def test_invalid_manifest_is_refused_before_any_upload(kaos, ws, tmp_path, sourc
     ("{not json", "is not valid JSON"),
     ('["lr"]', "must hold a JSON object of non-empty lists"),
     ('{"lr": []}', "must hold a JSON object of non-empty lists"),
+    pytest.param("[" * 100000 + "]" * 100000, "is not valid JSON: nested too deeply", id="nested too deeply"),
 ])
 def test_bad_hyperparams_file_is_refused_before_any_upload(kaos, ws, tmp_path, source_dir, text, problem):
     params = tmp_path / "params.json"
