@@ -33,7 +33,8 @@ from kaos_backend.front.upstream import Upstream, tune
 class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "__weakref__")
+                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "half_closed",
+                 "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -59,6 +60,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         self.start_again = False
         self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
         self.draining = False                 # the active response is whole, writing paused: the rest waits
+        self.half_closed = False              # the client sent EOF after whole requests: answer them, then close
 
     # -- the transport's callbacks
     def connection_made(self, transport):
@@ -83,7 +85,17 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         self.backlog = bytearray()
 
     def eof_received(self):
-        return False  # the client left (nginx: client closed connection): drop everything at once
+        """The client shut its side. A client that half-closes after whole requests (`nc -N`, shutdown(SHUT_WR))
+        still reads: what it asked for is answered (relayed, as HAProxy does and nginx with
+        proxy_ignore_client_abort), then the connection is closed. EOF in the middle of a request, or with
+        nothing asked, is a client that left: everything is dropped at once. So is a log follow (an answer with
+        no end that only the client's leaving ends). A client that closed both ways is noticed at the first
+        write of its answer (a reset)."""
+        if (self.active is None or self.state != WAIT or self.reader.in_head or self.reader.request is not None
+                or self.backlog or self.refusal is not None or getattr(self.upstream, "ends_with_client", False)):
+            return False
+        self.half_closed = True
+        return True
 
     def pause_writing(self):
         self.write_paused = True
@@ -267,6 +279,9 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         if self.refusal is not None:
             self.refuse(self.refusal)
             return
+        if self.half_closed:  # nothing more can come: what was asked is answered
+            self.close()
+            return
         if self.reader.in_head:  # a pipelined request being read: its head or its body goes on
             self.arm(self.config.client_header_timeout, self._head_timeout)
         elif self.reader.request is not None:
@@ -286,7 +301,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         """The express lane's response is out (express.py): `response_finished`, shorter when nothing else waits
         (no request queued, being read, refused or held) and the client reads (writing not paused)."""
         if (self.queue or self.backlog or self.refusal is not None or self.reader.request is not None
-                or self.state == CLOSED or self.write_paused):
+                or self.state == CLOSED or self.write_paused or self.half_closed):
             self.response_finished()
             return
         self.active = self.upstream = None
