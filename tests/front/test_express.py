@@ -115,6 +115,8 @@ class Upstream:
             return False
         elif path == b"/chunked":
             send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        elif path == b"/gzip-chunked":  # a transfer coding the front cannot relay (its framing would go, the
+            send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")  # coding too)
         elif path == b"/until-close":
             send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nthe body ends with the connection")
             return False
@@ -229,6 +231,7 @@ CORPUS: Dict[str, tuple] = {
     "late body stalled": (request(b"/late-stall"), True, False),
     "chunked response": (request(b"/chunked"), True, True),
     "close-delimited response": (request(b"/until-close"), True, True),
+    "transfer coding other than chunked in the response": (request(b"/gzip-chunked"), True, True),
     "204": (request(b"/no-content"), True, True),
     "304": (request(b"/not-modified"), True, True),
     "100 then 200": (request(b"/continue"), True, True),
@@ -414,6 +417,13 @@ def test_a_half_closed_client_is_answered_the_same_either_way(fronts, lane_spy, 
             answers.append(answer)
     assert answers[0] == answers[1] and answers[0].startswith(b"HTTP/1.1 200 "), answers
     assert True in lane_spy[0]
+
+
+def test_a_response_with_a_transfer_coding_other_than_chunked_is_a_502(fronts):
+    for front in fronts:
+        answer = exchange(front.port, request(b"/gzip-chunked"), 1, True)
+        assert answer.startswith(b"HTTP/1.1 502 ") and b"ENDPOINT_ERROR" in answer and b"gzip" in answer, answer
+        assert b"hello" not in answer
 
 
 def test_the_lane_is_only_looked_at_for_workload_targets():
