@@ -24,7 +24,7 @@ from kaos_backend.front.client_lifetime import ConnectionLifetime
 from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.express import Express
 from kaos_backend.front.express import eligible as express_eligible
-from kaos_backend.front.heads import HttpError, end_to_end, request_head
+from kaos_backend.front.heads import FORWARDING, HttpError, end_to_end, forwarding, peer_address, request_head
 from kaos_backend.front.parsing import Request, RequestReader
 from kaos_backend.front.reading import BODY, CLOSED, HEAD, LINGER, TUNNEL, WAIT, RequestReading
 from kaos_backend.front.upstream import Upstream, tune
@@ -34,7 +34,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
                  "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "half_closed",
-                 "__weakref__")
+                 "forward", "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -61,6 +61,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
         self.draining = False                 # the active response is whole, writing paused: the rest waits
         self.half_closed = False              # the client sent EOF after whole requests: answer them, then close
+        self.forward: Optional[bytes] = None  # the forwarding headers of a request with none of its own, made once
 
     # -- the transport's callbacks
     def connection_made(self, transport):
@@ -178,8 +179,8 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
             if answer is not None:
                 self.answer_for(None, answer)
                 return
-            headers = end_to_end(request.headers, drop=(b"expect", *routing.API_HANDOFFS))
-            self._upstream(request, self.front.api_address, headers, [])
+            headers = end_to_end(request.headers, drop=(b"expect", *FORWARDING, *routing.API_HANDOFFS))
+            self._upstream(request, self.front.api_address, headers, [self.forwarding(request.headers)])
             return
         address = self.front.endpoints.cached(route.name)
         if address is UNKNOWN:  # a lookup (a query in a thread): in a task of its own
@@ -215,10 +216,12 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         # client's Host: Jupyter checks a WebSocket's Origin against it
         keeps_host = name.startswith("notebook-")
         headers = end_to_end(request.headers, drop=((b"x-token", b"expect") if keeps_host else
-                                                     (b"host", b"x-token", b"expect")) + tuple(routing.API_HANDOFFS))
+                                                     (b"host", b"x-token", b"expect")) + FORWARDING
+                             + tuple(routing.API_HANDOFFS))
         unix = address[3] if len(address) > 3 else None  # its unix socket: no TCP connect and close per request
+        forward = self.forwarding(request.headers)
         self._upstream(request, unix or (host, port), headers,
-                       [] if keeps_host else [b"Host: %s:%d" % (host.encode(), port)], self.front.pool)
+                       [forward] if keeps_host else [b"Host: %s:%d" % (host.encode(), port), forward], self.front.pool)
         return None
 
     def _upstream(self, request: Request, address, headers, extra, pool=None) -> None:
@@ -237,6 +240,18 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         head = request_head(request.method, request.route.target, headers, extra)
         self.upstream = Upstream(self, request, address, head, None if request.upgrade else pool)
         self.upstream.start()
+
+    def forwarding(self, headers, given: bool = True) -> bytes:
+        """The forwarding header lines (heads.forwarding) of a request with `headers` from this connection's
+        client; `given=False`: the request has no X-Forwarded-For of its own (the lines made once a connection)."""
+        forward = self.forward
+        if forward is None:
+            forward = self.forward = forwarding(peer_address(self.transport))
+        if given:
+            for header in headers:
+                if header[0] == b"x-forwarded-for":
+                    return forwarding(peer_address(self.transport), headers)
+        return forward
 
     # -- answers out
     def send(self, data) -> None:

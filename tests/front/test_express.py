@@ -216,6 +216,9 @@ CORPUS: Dict[str, tuple] = {
     "hop-by-hop and platform headers dropped": (request(b"/echo", headers=b"Keep-Alive: 5\r\nTE: trailers\r\n"
                                                         b"X-Token: secret\r\nProxy-Authorization: x\r\n"
                                                         b"Upgrade: websocket\r\nX-Test-Handoff: /x\r\n"), True, False),
+    "forwarding headers: the client's extended or replaced": (request(b"/echo", headers=(
+        b"X-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 6.6.6.6\r\nx-forwarded-for: 10.0.0.2, 10.0.0.3\r\n"
+        b"X-Forwarded-Proto: https\r\n")), True, False),
     "head in two reads": (request(b"/split"), True, False),
     "status without a reason": (request(b"/no-reason"), True, False),
     "other statuses": (request(b"/teapot"), True, False),
@@ -424,6 +427,20 @@ def test_a_response_with_a_transfer_coding_other_than_chunked_is_a_502(fronts):
         answer = exchange(front.port, request(b"/gzip-chunked"), 1, True)
         assert answer.startswith(b"HTTP/1.1 502 ") and b"ENDPOINT_ERROR" in answer and b"gzip" in answer, answer
         assert b"hello" not in answer
+
+
+@pytest.mark.parametrize("given, chain", [(b"", b"127.0.0.1"),
+                                          (b"X-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 6.6.6.6\r\n",
+                                           b"10.0.0.1, 127.0.0.1")])
+def test_the_endpoint_learns_the_client_from_the_forwarding_headers(fronts, lane_spy, given, chain):
+    for front in fronts:
+        before = len(front.upstream.requests)
+        exchange(front.port, request(b"/echo", headers=given), 1, True)
+        time.sleep(0.05)
+        sent = front.upstream.requests[before + 1]
+        forwarding = [line for line in sent.split(b"\r\n") if line.lower().startswith((b"x-forwarded", b"x-real"))]
+        assert forwarding == [b"X-Forwarded-For: " + chain, b"X-Real-IP: 127.0.0.1", b"X-Forwarded-Proto: http"]
+    assert True in lane_spy[0]
 
 
 def test_the_lane_is_only_looked_at_for_workload_targets():
