@@ -24,7 +24,7 @@ from kaos_backend.front.client_lifetime import ConnectionLifetime
 from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.express import Express
 from kaos_backend.front.express import eligible as express_eligible
-from kaos_backend.front.heads import HttpError, end_to_end, request_head
+from kaos_backend.front.heads import FORWARDING, HttpError, end_to_end, forwarding, peer_address, request_head
 from kaos_backend.front.parsing import Request, RequestReader
 from kaos_backend.front.reading import BODY, CLOSED, HEAD, LINGER, TUNNEL, WAIT, RequestReading
 from kaos_backend.front.upstream import Upstream, tune
@@ -33,7 +33,8 @@ from kaos_backend.front.upstream import Upstream, tune
 class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "__weakref__")
+                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "half_closed",
+                 "forward", "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -59,6 +60,8 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         self.start_again = False
         self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
         self.draining = False                 # the active response is whole, writing paused: the rest waits
+        self.half_closed = False              # the client sent EOF after whole requests: answer them, then close
+        self.forward: Optional[bytes] = None  # the forwarding headers of a request with none of its own, made once
 
     # -- the transport's callbacks
     def connection_made(self, transport):
@@ -83,7 +86,17 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         self.backlog = bytearray()
 
     def eof_received(self):
-        return False  # the client left (nginx: client closed connection): drop everything at once
+        """The client shut its side. A client that half-closes after whole requests (`nc -N`, shutdown(SHUT_WR))
+        still reads: what it asked for is answered (relayed, as HAProxy does and nginx with
+        proxy_ignore_client_abort), then the connection is closed. EOF in the middle of a request, or with
+        nothing asked, is a client that left: everything is dropped at once. So is a log follow (an answer with
+        no end that only the client's leaving ends). A client that closed both ways is noticed at the first
+        write of its answer (a reset)."""
+        if (self.active is None or self.state != WAIT or self.reader.in_head or self.reader.request is not None
+                or self.backlog or self.refusal is not None or getattr(self.upstream, "ends_with_client", False)):
+            return False
+        self.half_closed = True
+        return True
 
     def pause_writing(self):
         self.write_paused = True
@@ -166,8 +179,8 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
             if answer is not None:
                 self.answer_for(None, answer)
                 return
-            headers = end_to_end(request.headers, drop=(b"expect", *routing.API_HANDOFFS))
-            self._upstream(request, self.front.api_address, headers, [])
+            headers = end_to_end(request.headers, drop=(b"expect", *FORWARDING, *routing.API_HANDOFFS))
+            self._upstream(request, self.front.api_address, headers, [self.forwarding(request.headers)])
             return
         address = self.front.endpoints.cached(route.name)
         if address is UNKNOWN:  # a lookup (a query in a thread): in a task of its own
@@ -203,10 +216,12 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         # client's Host: Jupyter checks a WebSocket's Origin against it
         keeps_host = name.startswith("notebook-")
         headers = end_to_end(request.headers, drop=((b"x-token", b"expect") if keeps_host else
-                                                     (b"host", b"x-token", b"expect")) + tuple(routing.API_HANDOFFS))
+                                                     (b"host", b"x-token", b"expect")) + FORWARDING
+                             + tuple(routing.API_HANDOFFS))
         unix = address[3] if len(address) > 3 else None  # its unix socket: no TCP connect and close per request
+        forward = self.forwarding(request.headers)
         self._upstream(request, unix or (host, port), headers,
-                       [] if keeps_host else [b"Host: %s:%d" % (host.encode(), port)], self.front.pool)
+                       [forward] if keeps_host else [b"Host: %s:%d" % (host.encode(), port), forward], self.front.pool)
         return None
 
     def _upstream(self, request: Request, address, headers, extra, pool=None) -> None:
@@ -225,6 +240,18 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         head = request_head(request.method, request.route.target, headers, extra)
         self.upstream = Upstream(self, request, address, head, None if request.upgrade else pool)
         self.upstream.start()
+
+    def forwarding(self, headers, given: bool = True) -> bytes:
+        """The forwarding header lines (heads.forwarding) of a request with `headers` from this connection's
+        client; `given=False`: the request has no X-Forwarded-For of its own (the lines made once a connection)."""
+        forward = self.forward
+        if forward is None:
+            forward = self.forward = forwarding(peer_address(self.transport))
+        if given:
+            for header in headers:
+                if header[0] == b"x-forwarded-for":
+                    return forwarding(peer_address(self.transport), headers)
+        return forward
 
     # -- answers out
     def send(self, data) -> None:
@@ -267,6 +294,9 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         if self.refusal is not None:
             self.refuse(self.refusal)
             return
+        if self.half_closed:  # nothing more can come: what was asked is answered
+            self.close()
+            return
         if self.reader.in_head:  # a pipelined request being read: its head or its body goes on
             self.arm(self.config.client_header_timeout, self._head_timeout)
         elif self.reader.request is not None:
@@ -286,7 +316,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         """The express lane's response is out (express.py): `response_finished`, shorter when nothing else waits
         (no request queued, being read, refused or held) and the client reads (writing not paused)."""
         if (self.queue or self.backlog or self.refusal is not None or self.reader.request is not None
-                or self.state == CLOSED or self.write_paused):
+                or self.state == CLOSED or self.write_paused or self.half_closed):
             self.response_finished()
             return
         self.active = self.upstream = None

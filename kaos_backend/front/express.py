@@ -31,7 +31,7 @@ from kaos_backend.front import routing
 from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.express_exchange import ExpressExchange
 from kaos_backend.front.express_response import STOP, ResponseReading
-from kaos_backend.front.heads import FRAMING, HOP_BY_HOP, Header
+from kaos_backend.front.heads import FORWARDING, FRAMING, HOP_BY_HOP, Header
 from kaos_backend.front.reading import WAIT
 
 _PREFIXES = tuple(prefix[1:] for prefix in routing.WORKLOAD_PREFIXES)  # b"serve-", b"notebook-"
@@ -51,7 +51,7 @@ class Express(ExpressExchange):
     __slots__ = ("client", "front", "config", "request_parser", "skip", "small_head", "max_headers", "target",
                  "headers", "lines", "hosts", "payload", "messages", "complete", "method", "response", "raw",
                  "raw_size", "held", "head_sent", "paused", "transport", "link", "key", "head", "last", "read_timeout",
-                 "max_body", "on_read_timeout")
+                 "max_body", "on_read_timeout", "forwarded_for")
     body = None       # as a client's active request: no body.Body to close (the payload is bytes)
     upgrade = False   # ... and no tunnel to open
 
@@ -62,7 +62,8 @@ class Express(ExpressExchange):
         self.request_parser: Optional[httptools.HttpRequestParser] = None
         # the request headers not forwarded (as client._to_address drops them); hand-off names are registered at
         # the front's start, so by now
-        self.skip = HOP_BY_HOP | FRAMING | {b"host", b"x-token", b"expect"} | frozenset(routing.API_HANDOFFS)
+        self.skip = (HOP_BY_HOP | FRAMING | {b"host", b"x-token", b"expect", *FORWARDING}
+                     | frozenset(routing.API_HANDOFFS))
         # a head no longer than this is within every size bound (target, one field, the whole head): only a
         # longer one has its sizes counted. The head's bound counts 4 bytes a header besides its name and value,
         # one more than `name:value` CRLF takes: hence the margin of one byte a header
@@ -74,6 +75,7 @@ class Express(ExpressExchange):
         self.headers: List[Header] = []  # as parsing.Request keeps them, for a hand-over
         self.lines: List[bytes] = []     # the forwarded head's lines, built as the headers come
         self.hosts = 0
+        self.forwarded_for = 0              # the request's own X-Forwarded-For headers
         self.payload: List[bytes] = []
         self.messages = 0
         self.complete = False
@@ -104,7 +106,7 @@ class Express(ExpressExchange):
         self.headers = []
         self.lines = [b""]
         self.payload = []
-        self.hosts = self.messages = 0
+        self.hosts = self.messages = self.forwarded_for = 0
         self.complete = False
         try:
             parser.feed_data(data)
@@ -143,9 +145,12 @@ class Express(ExpressExchange):
         if transport is None:
             return self._decline()
         # taken: from here the request is the lane's
+        client = self.client
         lines = self.lines
         lines[0] = method + b" /" + rest.lstrip(b"/") + question + query + b" HTTP/1.1"
         lines.append(host_line)
+        lines.append(client.forward or client.forwarding(None, False) if not self.forwarded_for else
+                     client.forwarding(self.headers))
         if payload or method == b"POST" or method == b"PUT" or method == b"PATCH":
             lines.append(b"Content-Length: %d" % len(payload))
         lines.append(b"\r\n")
@@ -163,7 +168,6 @@ class Express(ExpressExchange):
         else:
             self.response.reset()
         transport.write(head + payload if payload else head)
-        client = self.client
         client.state = WAIT
         client.active = client.upstream = self
         client.keep_alive = True
@@ -191,6 +195,8 @@ class Express(ExpressExchange):
             self.lines.append(name + b": " + value)
         elif lowered == b"host":
             self.hosts += 1
+        elif lowered == b"x-forwarded-for":
+            self.forwarded_for += 1
         elif lowered in _DECLINED or (lowered == b"connection" and value.lower() != b"keep-alive"):
             raise STOP
 

@@ -14,6 +14,9 @@ Header = Tuple[bytes, bytes, bytes]
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"trailers",
                         b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
 FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+# the forwarding headers (nginx's proxy_add_x_forwarded_for, $remote_addr and $scheme): the front's own, the
+# client's replaced (its X-Forwarded-For extended)
+FORWARDING = (b"x-forwarded-for", b"x-real-ip", b"x-forwarded-proto")
 
 
 class HttpError(Exception):
@@ -74,6 +77,27 @@ def end_to_end(headers: Sequence[Header], drop: Iterable[bytes] = ()) -> List[He
     if skip is not base:  # Connection named more: a header it names may have come before it
         kept = [header for header in kept if header[0] not in skip]
     return kept
+
+
+def peer_address(transport) -> bytes:
+    """The client's address as the forwarding headers give it (an IP, no port; `unix:` for a unix socket's
+    client, as nginx's $remote_addr)."""
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0]).encode("ascii", "replace")
+    return b"unix:"
+
+
+def forwarding(peer: bytes, headers: Sequence[Header] = ()) -> bytes:
+    """The forwarding header lines for a request from `peer` with `headers` (CRLF-joined, as one line of a head):
+    X-Forwarded-For the client's own (every one, joined as nginx joins them) with `peer` appended, X-Real-IP
+    `peer`, X-Forwarded-Proto http (the front speaks no TLS)."""
+    chain = []
+    for name, _, value in headers:
+        if name == b"x-forwarded-for" and value:
+            chain.append(value)
+    chain.append(peer)
+    return b"X-Forwarded-For: %s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: http" % (b", ".join(chain), peer)
 
 
 def _head(first: bytes, headers: Iterable[Header], extra: Iterable[bytes]) -> bytes:

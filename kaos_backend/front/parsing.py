@@ -18,6 +18,28 @@ RESPONSE_MAX_HEAD = 64 * 1024
 RESPONSE_MAX_HEADERS = 200
 
 
+def other_coding(value: bytes) -> Optional[bytes]:
+    """The first transfer coding in a Transfer-Encoding value other than chunked (lowercase), or None; empty list
+    elements do not count (RFC 9110 5.6.1)."""
+    for coding in value.split(b","):
+        coding = coding.strip(b" \t").lower()
+        if coding and coding != b"chunked":
+            return coding
+    return None
+
+
+def last_coding(headers: List[Header]) -> bytes:
+    """The last transfer coding the Transfer-Encoding headers list (lowercase; b"" for none)."""
+    last = b""
+    for name, _, value in headers:
+        if name == b"transfer-encoding":
+            for coding in value.split(b","):
+                coding = coding.strip(b" \t").lower()
+                if coding:
+                    last = coding
+    return last
+
+
 class UpstreamProtocolError(Exception):
     """An upstream's response that cannot be relayed (llhttp refused it, or its head is too large)."""
 
@@ -125,6 +147,7 @@ class RequestReader:
         if request.version not in ("1.0", "1.1"):
             self._fail(HttpError(505, "HTTP_VERSION_NOT_SUPPORTED", "Only HTTP/1.0 and HTTP/1.1 are served"))
         hosts = 0
+        other = None
         for name, _, value in request.headers:
             if name == b"host":
                 hosts += 1
@@ -132,6 +155,13 @@ class RequestReader:
                 request.length = int(value)  # llhttp accepted it: digits, and only one
             elif name == b"transfer-encoding":
                 request.chunked = True       # llhttp accepts it only with chunked last
+                other = other_coding(value) or other
+        if other is not None and last_coding(request.headers) == b"chunked":
+            # chunked last: llhttp would take the body, and the coding before it (gzip...) would be passed on as
+            # plain bytes. A coding it does not know is 501 (RFC 9112 6.1, nginx); with chunked not last the
+            # framing is unknowable, llhttp's 400 (RFC 9112 6.3)
+            self._fail(HttpError(501, "NOT_IMPLEMENTED", "The transfer coding "
+                                 f"{other.decode('latin-1')!r} is not implemented: only chunked is"))
         if request.chunked and request.version == "1.0":
             request.keep_alive = False       # RFC 9112 6.1: faulty framing in HTTP/1.0, close after it
         if hosts > 1 or (hosts == 0 and request.version == "1.1"):
@@ -240,6 +270,9 @@ class ResponseReader:
                 response.length = int(value)
             elif name == b"transfer-encoding":
                 response.chunked = True
+                other = other_coding(value)
+                if other is not None:  # its framing would be removed and the coded bytes passed on as plain
+                    self._fail(f"a transfer coding the front does not relay ({other.decode('latin-1')})")
         try:
             self.sink.response_head(response)
         except (UpstreamProtocolError, HttpError) as error:

@@ -4,7 +4,9 @@ base URL, as 1.x's Ambassador kept a notebook's path and stripped a model server
 API's gunicorn (as it came: the API checks the token). Paths are checked before routing: a dot segment (`.`,
 `..`, raw or percent-encoded, after `/` or `\\`) is refused (400), so no path can leave `/serve-x/` for another
 workload or for `/api/`; leading slashes are collapsed into one (1.x clients send `//api/...` and `/api//...`;
-the API collapses the inner ones).
+the API collapses the inner ones). The name segment's percent-encoded octets are decoded before routing
+(`/serve-ws%2Daaaaaa/` is `/serve-ws-aaaaaa/`); one that decodes to no workload's name (a `/`, a `%`, a control
+byte: anything but letters, digits, `-`, `.`, `_`) is a 404 naming the segment as sent.
 
 Hand-offs (for modules that serve a response from the front itself, e.g. log follows): `API_HANDOFFS` maps a
 response header name (lowercase) to `handler(client, request, response) -> bool`. Such a header is honoured only
@@ -20,6 +22,8 @@ from kaos_backend.front.heads import HttpError
 WORKLOAD_PREFIXES = (b"/serve-", b"/notebook-")
 PATH_KEEPING_PREFIXES = (b"/notebook-",)
 API_HANDOFFS: Dict[bytes, Callable] = {}
+_WORKLOAD_NAMES = tuple(prefix[1:] for prefix in WORKLOAD_PREFIXES)       # b"serve-", b"notebook-"
+_PATH_KEEPING_NAMES = tuple(prefix[1:] for prefix in PATH_KEEPING_PREFIXES)
 _NAME = re.compile(rb"^[A-Za-z0-9_.-]+$")
 _ABSOLUTE = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 _SEGMENT_SPLIT = re.compile(rb"[/\\]")
@@ -56,11 +60,17 @@ def route(request, api_max_body: int, serve_max_body: int) -> Route:
         if segment in (b".", b".."):
             raise HttpError(400, "BAD_REQUEST", "Bad request: dot segments are not allowed in the path")
     websocket = request.upgrade and (request.header(b"upgrade") or b"").strip().lower() == b"websocket"
-    if path.startswith(WORKLOAD_PREFIXES):
-        name, slash, rest = path[1:].partition(b"/")
-        rest = b"/" + rest.lstrip(b"/")
-        forwarded = (path if path.startswith(PATH_KEEPING_PREFIXES) else rest) + question + query
-        if not _NAME.match(name):
-            name = b"-"  # no workload has such a name: a 404 without a lookup
+    segment, slash, rest = path[1:].partition(b"/")
+    # the name segment with its percent-encoded octets decoded (RFC 3986 6.2.2.2: `%2D` is `-`); only the
+    # unreserved characters can make a name, so one encoding anything else is no name (a `/`, a `%`...)
+    name = unquote_to_bytes(segment) if b"%" in segment else segment
+    if name.startswith(_WORKLOAD_NAMES):
+        if not _NAME.match(name):  # no workload has such a name: a 404 naming what was sent, without a lookup
+            shown = segment.decode("latin-1")
+            raise HttpError(404, "PIPELINE_NOT_FOUND", f"Pipeline {shown} not found: not a workload's name")
+        if name.startswith(_PATH_KEEPING_NAMES):  # the path as sent, the name as decoded
+            forwarded = b"/" + name + slash + rest + question + query
+        else:
+            forwarded = b"/" + rest.lstrip(b"/") + question + query
         return Route(name.decode("ascii"), forwarded, serve_max_body, websocket)
     return Route(None, target, api_max_body, False)

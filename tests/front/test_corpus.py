@@ -36,6 +36,16 @@ CORPUS = [
     ("te-gzip", CL + b"Transfer-Encoding: gzip\r\n\r\n", 400, True),
     ("te-chunked-not-last", CL + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400, True),
     ("te-xchunked", CL + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400, True),
+    # -- a transfer coding other than chunked (before it): 501, never its coded bytes passed on as a plain body
+    ("te-gzip-chunked", CL + b"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501, True),
+    ("te-gzip-then-chunked-headers", CL + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     501, True),
+    ("te-identity-chunked", CL + b"Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n", 501, True),
+    ("te-gzip-chunked-uppercase", CL + b"Transfer-Encoding: GZIP, Chunked\r\n\r\n0\r\n\r\n", 501, True),
+    ("te-gzip-chunked-to-api", b"POST /api/workspace HTTP/1.1\r\n" + H + b"X-Token: " + T
+     + b"\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, True),
+    ("te-chunked-uppercase", CL + b"Transfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n", 404, False),
+    ("te-chunked-empty-list-element", CL + b"Transfer-Encoding: , chunked\r\n\r\n0\r\n\r\n", 404, False),
     ("te-space-before-colon", CL + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400, True),
     ("chunk-size-leading-space", CHUNKED + b" 0\r\n\r\n", 400, True),
     ("chunk-size-trailing-space", CHUNKED + b"0 \r\n\r\n", 400, True),
@@ -105,6 +115,16 @@ CORPUS = [
     ("absolute-form-unknown-endpoint", get(b"http://evil.example/serve-ws-aaaaaa/x"), 404, False),
     ("unknown-endpoint", get(b"/serve-ws-aaaaaa/invocations"), 404, False),
     ("encoded-name", get(b"/serve-ws%2daaaaaa/x"), 404, False),
+    ("encoded-prefix", get(b"/%73erve-ws-aaaaaa/x"), 404, False),
+    ("encoded-slash-in-name", get(b"/serve-abc%2Fdef"), 404, True),
+    ("encoded-slash-in-notebook-name", get(b"/notebook-a%2Fb/lab"), 404, True),
+    ("encoded-percent-in-name", get(b"/serve-ws%25aaaaaa/x"), 404, True),
+    ("double-encoded-slash-in-name", get(b"/serve-abc%252Fdef/x"), 404, True),
+    ("encoded-control-in-name", get(b"/serve-abc%00def/x"), 404, True),
+    ("encoded-slash-dot-dot-in-name", get(b"/serve-x%2F..%2Fapi%2Fworkspace"), 400, True),
+    ("encoded-slash-api-in-name", get(b"/serve-x%2Fapi%2Fworkspace"), 404, True),
+    ("encoded-slash-after-prefix-word", get(b"/serve%2Fapi/workspace"), 404, False),  # the API's: no such route
+    ("bad-character-in-name", get(b"/serve-a!b/x"), 404, True),
     # -- ordinary requests, answered and kept open
     ("health", get(b"/api/health", b"X-Token: " + T + b"\r\n"), 200, False),
     ("health-absolute-form", get(b"http://kaos/api/health", b"X-Token: " + T + b"\r\n"), 200, False),

@@ -7,6 +7,7 @@ stray bytes, no answer, the server closing). Spies record which requests the lan
 lane that silently declined everything would fail too."""
 import asyncio
 import socket
+import struct
 import threading
 import time
 from typing import Dict, List
@@ -114,6 +115,8 @@ class Upstream:
             return False
         elif path == b"/chunked":
             send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        elif path == b"/gzip-chunked":  # a transfer coding the front cannot relay (its framing would go, the
+            send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")  # coding too)
         elif path == b"/until-close":
             send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nthe body ends with the connection")
             return False
@@ -213,6 +216,9 @@ CORPUS: Dict[str, tuple] = {
     "hop-by-hop and platform headers dropped": (request(b"/echo", headers=b"Keep-Alive: 5\r\nTE: trailers\r\n"
                                                         b"X-Token: secret\r\nProxy-Authorization: x\r\n"
                                                         b"Upgrade: websocket\r\nX-Test-Handoff: /x\r\n"), True, False),
+    "forwarding headers: the client's extended or replaced": (request(b"/echo", headers=(
+        b"X-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 6.6.6.6\r\nx-forwarded-for: 10.0.0.2, 10.0.0.3\r\n"
+        b"X-Forwarded-Proto: https\r\n")), True, False),
     "head in two reads": (request(b"/split"), True, False),
     "status without a reason": (request(b"/no-reason"), True, False),
     "other statuses": (request(b"/teapot"), True, False),
@@ -228,6 +234,7 @@ CORPUS: Dict[str, tuple] = {
     "late body stalled": (request(b"/late-stall"), True, False),
     "chunked response": (request(b"/chunked"), True, True),
     "close-delimited response": (request(b"/until-close"), True, True),
+    "transfer coding other than chunked in the response": (request(b"/gzip-chunked"), True, True),
     "204": (request(b"/no-content"), True, True),
     "304": (request(b"/not-modified"), True, True),
     "100 then 200": (request(b"/continue"), True, True),
@@ -383,10 +390,57 @@ def test_a_client_that_leaves_during_a_lane_request_closes_its_upstream_connecti
         lane = next(iter(with_lane.front.clients)).express
         upstream_transport = lane.transport
         assert upstream_transport is not None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # gone: a reset (a FIN
+        # alone is a half-close, answered: test_a_half_closed_client_is_answered_the_same_either_way)
     deadline = time.monotonic() + 2  # (the endpoint is asleep for 3 s: only the front can close its side)
     while time.monotonic() < deadline and (with_lane.front.clients or not upstream_transport.is_closing()):
         time.sleep(0.05)
     assert not with_lane.front.clients and upstream_transport.is_closing()
+
+
+@pytest.mark.parametrize("path", [b"/plain", b"/late", b"/chunked"])
+def test_a_half_closed_client_is_answered_the_same_either_way(fronts, lane_spy, path):
+    """A request, then shutdown(SHUT_WR): the response comes (lane or general path, the same bytes), then the
+    front closes the connection."""
+    answers = []
+    for front in fronts:
+        with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
+            sock.sendall(PLAIN)
+            assert b'{"ok": true}' in read_responses(sock, 1)
+            time.sleep(0.02)
+            sock.sendall(request(path))
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(3)
+            answer = b""
+            while True:
+                piece = sock.recv(65536)  # until the front closes (a timeout fails the test)
+                if not piece:
+                    break
+                answer += piece
+            answers.append(answer)
+    assert answers[0] == answers[1] and answers[0].startswith(b"HTTP/1.1 200 "), answers
+    assert True in lane_spy[0]
+
+
+def test_a_response_with_a_transfer_coding_other_than_chunked_is_a_502(fronts):
+    for front in fronts:
+        answer = exchange(front.port, request(b"/gzip-chunked"), 1, True)
+        assert answer.startswith(b"HTTP/1.1 502 ") and b"ENDPOINT_ERROR" in answer and b"gzip" in answer, answer
+        assert b"hello" not in answer
+
+
+@pytest.mark.parametrize("given, chain", [(b"", b"127.0.0.1"),
+                                          (b"X-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 6.6.6.6\r\n",
+                                           b"10.0.0.1, 127.0.0.1")])
+def test_the_endpoint_learns_the_client_from_the_forwarding_headers(fronts, lane_spy, given, chain):
+    for front in fronts:
+        before = len(front.upstream.requests)
+        exchange(front.port, request(b"/echo", headers=given), 1, True)
+        time.sleep(0.05)
+        sent = front.upstream.requests[before + 1]
+        forwarding = [line for line in sent.split(b"\r\n") if line.lower().startswith((b"x-forwarded", b"x-real"))]
+        assert forwarding == [b"X-Forwarded-For: " + chain, b"X-Real-IP: 127.0.0.1", b"X-Forwarded-Proto: http"]
+    assert True in lane_spy[0]
 
 
 def test_the_lane_is_only_looked_at_for_workload_targets():
