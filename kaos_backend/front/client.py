@@ -33,8 +33,8 @@ from kaos_backend.front.upstream import Upstream, tune
 class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
     __slots__ = ("front", "config", "loop", "transport", "reader", "state", "queue", "active", "upstream", "backlog",
                  "upgrade_bytes", "keep_alive", "write_paused", "read_paused", "refusal", "deadline", "on_deadline",
-                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "half_closed",
-                 "forward", "__weakref__")
+                 "starting", "start_again", "body_read_at", "linger_until", "express", "draining", "forward",
+                 "__weakref__")
 
     def __init__(self, front):
         self.front = front
@@ -60,7 +60,6 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         self.start_again = False
         self.express: Optional[Express] = None  # the express lane (express.py), made at its first use
         self.draining = False                 # the active response is whole, writing paused: the rest waits
-        self.half_closed = False              # the client sent EOF after whole requests: answer them, then close
         self.forward: Optional[bytes] = None  # the forwarding headers of a request with none of its own, made once
 
     # -- the transport's callbacks
@@ -86,17 +85,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         self.backlog = bytearray()
 
     def eof_received(self):
-        """The client shut its side. A client that half-closes after whole requests (`nc -N`, shutdown(SHUT_WR))
-        still reads: what it asked for is answered (relayed, as HAProxy does and nginx with
-        proxy_ignore_client_abort), then the connection is closed. EOF in the middle of a request, or with
-        nothing asked, is a client that left: everything is dropped at once. So is a log follow (an answer with
-        no end that only the client's leaving ends). A client that closed both ways is noticed at the first
-        write of its answer (a reset)."""
-        if (self.active is None or self.state != WAIT or self.reader.in_head or self.reader.request is not None
-                or self.backlog or self.refusal is not None or getattr(self.upstream, "ends_with_client", False)):
-            return False
-        self.half_closed = True
-        return True
+        return False  # the client left (nginx: client closed connection): drop everything at once
 
     def pause_writing(self):
         self.write_paused = True
@@ -294,9 +283,6 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         if self.refusal is not None:
             self.refuse(self.refusal)
             return
-        if self.half_closed:  # nothing more can come: what was asked is answered
-            self.close()
-            return
         if self.reader.in_head:  # a pipelined request being read: its head or its body goes on
             self.arm(self.config.client_header_timeout, self._head_timeout)
         elif self.reader.request is not None:
@@ -316,7 +302,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
         """The express lane's response is out (express.py): `response_finished`, shorter when nothing else waits
         (no request queued, being read, refused or held) and the client reads (writing not paused)."""
         if (self.queue or self.backlog or self.refusal is not None or self.reader.request is not None
-                or self.state == CLOSED or self.write_paused or self.half_closed):
+                or self.state == CLOSED or self.write_paused):
             self.response_finished()
             return
         self.active = self.upstream = None

@@ -257,7 +257,6 @@ def finished_query(database_url: str) -> Callable[[Set[str], Set[str]], Set[Key]
 class _FollowOwner:
     """A handed-off follow as its client connection sees it: in the place of an upstream (the client aborts it
     when it leaves), and the Sink the follow writes to."""
-    ends_with_client = True  # an answer with no end: a client's EOF ends it (client.Client.eof_received)
 
     def __init__(self, client):
         self.client = client
@@ -306,9 +305,6 @@ def api_handoff(follows: Follows):
             extra.append(b"Connection: close")
         head = response_head(response.status, response.status_text,
                              end_to_end(response.headers, drop=(log_handoff.HEADER_NAME,)), extra)
-        if client.half_closed:  # the client shut its side while the API answered: nothing would end the follow
-            client.abort()
-            return True
         client.upstream = owner
         client.disarm()  # a follow waits for the workload's next line as long as it takes: the client leaving ends it
         try:
