@@ -18,7 +18,7 @@ from kaos_backend.executors.kubernetes_names import platform_selector
 from tests.support.backend import BackendProcess, free_port
 from tests.support.cli import kaos
 from tests.support.kube.fixtures import module_kube_cluster  # noqa: F401 (a fixture)
-from tests.support.kube_platform import kube_env, pod_of, venv_images
+from tests.support.kube_platform import kube_env, pods_of, venv_images
 from tests.support.platform import tiny_data_bundle, tiny_train_bundle, wait_for
 from tests.support.tiny_bundles import serve_source, train_source
 
@@ -112,10 +112,12 @@ class KubePlatform:
         return call("kaos", label_selector=selector).items
 
     def go(self, job_id: str) -> None:
-        """Let a WAITS_FOR_GO training finish: the file `go` in its output, in its pod's volume."""
-        pod = pod_of(self.cluster, f"{job_id}-0")
-        [out] = (Path(self.cluster.kubelet.volumes.pod_dir(pod)) / "volumes" / "pfs" / "out").iterdir()
-        (out / "go").touch()
+        """Let a WAITS_FOR_GO training finish: the file `go` in its output, in the volume of each of its pods (a
+        replaced pod and its replacement can share a creationTimestamp second: the newest is not always known)."""
+        for pod in pods_of(self.cluster, f"{job_id}-0"):
+            outputs = Path(self.cluster.kubelet.volumes.pod_dir(pod)) / "volumes" / "pfs" / "out"
+            for out in (outputs.iterdir() if outputs.is_dir() else ()):
+                (out / "go").touch()
 
     def started(self, workspace: str, job_id: str) -> None:
         wait_for(lambda: "before" in self.backend.get(f"train/{workspace}/{job_id}/logs", timeout=30).text, WAIT,

@@ -12,7 +12,7 @@ executor contract) or in a backend process (KAOS_EXECUTOR=kubernetes):
 """
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from tests.support.kube.images import Image, host_images, host_path
 from tests.support.kube.kinds import PODS
@@ -70,12 +70,19 @@ def kube_env(cluster, kubeconfig: Path, internal_url: str, **more) -> dict:
                                                                             **more).items()}
 
 
-def pod_of(cluster, workload: str) -> Optional[dict]:
-    """The newest pod of a workload (its spec's job_id) in the fake's store, or None."""
+def pods_of(cluster, workload: str) -> List[dict]:
+    """The pods of a workload (its spec's job_id) in the fake's store, oldest first (creationTimestamp has whole
+    seconds: pods made within one second come in the store's order)."""
     from kaos_backend.executors.kubernetes_names import WORKLOAD, label_value
     pods, _ = cluster.store.list(PODS, "kaos", lambda pod: (pod["metadata"].get("labels") or {}).get(WORKLOAD)
                                  == label_value(workload))
     pods.sort(key=lambda pod: pod["metadata"]["creationTimestamp"])
+    return pods
+
+
+def pod_of(cluster, workload: str) -> Optional[dict]:
+    """The newest pod of a workload (its spec's job_id) in the fake's store, or None."""
+    pods = pods_of(cluster, workload)
     return pods[-1] if pods else None
 
 
