@@ -47,7 +47,9 @@ class BuildController(SingleWorkloadController):
             job_log.append_log(*preamble.lines(), f"Using cached image {image}")
             return {"image": image, "started_at": now(), **finished(JobState.JOB_SUCCESS)}
         if self._being_built(image, job.id):
-            return {}  # another build makes this image: wait for it, then this one is a warm build
+            # another build makes this image: wait for it, then this one is a warm build. The image is recorded
+            # meanwhile: that build is waited for (images.cancel_unwaited_build keeps it when its own workload goes)
+            return {"image": image} if job.image != image else {}
         image = executor.build(spec)
         return {"image": image, "executor_state": executor.get_state(), "state": JobState.JOB_RUNNING.value,
                 "started_at": now()}

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, end_reason, load,
                                          log_of, now, processing, reading, reattached, remove_unrecorded,
                                          update)
-from kaos_backend.control.images import check_image, waiting_changes
+from kaos_backend.control.images import cancel_unwaited_build, check_image, waiting_changes
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
 from kaos_backend.models import Bundle, Endpoint, Job, Partition
@@ -216,6 +216,8 @@ class EndpointController(Controller):
             row = session.get(Endpoint, endpoint.name)
             if row is not None:
                 session.delete(row)
+                session.flush()  # its build is cancelled when no other workload waits for it
+                cancel_unwaited_build(session, row.build_job_id)
         shutil.rmtree(endpoint_dir(self.config.data_dir, endpoint.name), ignore_errors=True)
 
     def _exited(self, endpoint: Endpoint, code: int, executor: Executor, why: Optional[str] = None) -> None:
@@ -242,7 +244,8 @@ class EndpointController(Controller):
         build = load(self.services, Job, endpoint.build_job_id) if endpoint.build_job_id else None
         if build is None or build.state in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
             update(self.services, Endpoint, endpoint.name,
-                   {"state": FAILURE, "reason": "the serve image could not be built: see kaos serve build-logs"})
+                   {"state": FAILURE, "reason": "the serve image could not be built: see kaos serve build-logs"
+                                                + (f" -j {build.id}" if build else "")})
             return
         if build.state != JobState.JOB_SUCCESS.value:
             return  # still building

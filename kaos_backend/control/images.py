@@ -10,10 +10,11 @@ from typing import Dict, NamedTuple, Optional
 
 from kaos_model import JobState
 from kaos_model.ids import new_job_id
+from sqlalchemy import exists, select
 
 from kaos_backend.control.common import reading
 from kaos_backend.executors.base import Executor
-from kaos_backend.models import Bundle, Job
+from kaos_backend.models import Bundle, Endpoint, Job, Notebook
 from kaos_backend.services.train import latest_build
 
 ENDED = (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value)
@@ -42,6 +43,8 @@ def check_image(services, executor: Executor, image: Optional[str], bundle_id: O
         build = latest_build(session, bundle_id, kind)
         bundle = session.get(Bundle, bundle_id)
     if build is not None and build.state not in (JobState.JOB_SUCCESS.value, *ENDED):  # building
+        if build.desired == "kill":
+            return ImageCheck(False)  # being cancelled (its workload went): once it has ended, it is built again
         return ImageCheck(False, None, build.id)
     if build is not None and build.state in ENDED:
         return ImageCheck(False, None, build.id, f"kaos: the image {image} left the engine, and building it again "
@@ -62,6 +65,36 @@ def check_image(services, executor: Executor, image: Optional[str], bundle_id: O
     log.append_log(f"kaos: the image {image} is no longer on the engine (removed since it was built): building it "
                    f"again (build job {build_id}); the {what} starts once it is built")
     return ImageCheck(False, None, build_id)
+
+
+CANCELLABLE = ("build-serve", "build-notebook")  # builds an endpoint or a notebook waits for (a train pipeline's: not)
+
+
+def cancel_unwaited_build(session, build_id: Optional[str]) -> bool:
+    """In the write transaction `session` that removes a workload waiting for the build `build_id` (an endpoint's,
+    a notebook's row, deleted in it): ask the scheduler to kill that build (`desired="kill"`: its controller stops
+    it through its executor, JOB_KILLED) when it is an unfinished build-serve or build-notebook that nothing else
+    waits for: no live endpoint or notebook names it, and no other unfinished build waits for its image
+    (builds.BuildController records the image of a build that waits for another one). The builds of the same
+    image that were left for it are looked at again. True when the kill was asked."""
+    build = session.get(Job, build_id) if build_id else None
+    if build is None or build.kind not in CANCELLABLE or build.finished_at is not None or build.desired == "kill":
+        return False
+    for model in (Endpoint, Notebook):
+        if session.scalar(select(exists().where(model.build_job_id == build.id, model.desired == "run"))):
+            return False
+    if not build.image:
+        build.desired = "kill"
+        return True
+    same_image = select(Job.id).where(Job.image == build.image, Job.id != build.id, Job.finished_at.is_(None),
+                                      Job.desired == "run", Job.kind.like("build-%"))
+    if any(session.get(Job, other).state == JobState.JOB_STARTING.value for other in session.scalars(same_image)):
+        return False  # waits for this one to make the image
+    build.desired = "kill"
+    session.flush()
+    for other in list(session.scalars(same_image)):  # the build this one waited for, now maybe waited for by none
+        cancel_unwaited_build(session, other)
+    return True
 
 
 def waiting_changes(check: ImageCheck, failure_state: str) -> Dict:

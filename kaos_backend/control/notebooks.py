@@ -23,7 +23,7 @@ from sqlalchemy import select
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, data_artifact,
                                          end_reason, load, log_of, now, processing, reading, reattached,
                                          remove_unrecorded, update)
-from kaos_backend.control.images import check_image, waiting_changes
+from kaos_backend.control.images import cancel_unwaited_build, check_image, waiting_changes
 from kaos_backend.control.endpoints import MAX_BACKOFF_SECONDS, MAX_FAILURES, PROBE_TIMEOUT, Probes, _aware
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, ArtifactMissing, Executor, WorkloadSpec, notebook_log_name
@@ -141,6 +141,8 @@ class NotebookController(Controller):
             row = session.get(Notebook, notebook.name)
             if row is not None:
                 session.delete(row)
+                session.flush()  # its build is cancelled when no other workload waits for it
+                cancel_unwaited_build(session, row.build_job_id)
         self.layout.remove_notebook(notebook.name)  # its log and token; not its work directory
 
     def _exited(self, notebook: Notebook, code: int, executor: Executor, why: Optional[str] = None) -> None:
@@ -181,7 +183,8 @@ class NotebookController(Controller):
     def _start_when_built(self, notebook: Notebook) -> None:
         build = load(self.services, Job, notebook.build_job_id) if notebook.build_job_id else None
         if build is None or build.state in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
-            return self._fail(notebook, "the notebook image could not be built: see kaos notebook build-logs")
+            return self._fail(notebook, "the notebook image could not be built: see kaos notebook build-logs"
+                                        + (f" -j {build.id}" if build else ""))
         if build.state != JobState.JOB_SUCCESS.value:
             return None  # still building
         if notebook.retry_at is not None and _aware(notebook.retry_at) > now():

@@ -10,14 +10,25 @@ def not_found(name: str) -> bytes:
     return json_response(404, "PIPELINE_NOT_FOUND", f"Pipeline {name} not found")
 
 
-def _logs_command(name: str) -> str:
-    return f"kaos notebook logs -n {name}" if name.startswith("notebook-") else f"kaos serve logs -e {name}"
+def logs_command(name: str, build_job_id: Optional[str] = None) -> str:
+    """The command that shows why the workload `name` does not answer: its build's log while it waits for its image
+    (or that build failed), else its own log."""
+    group = "notebook" if name.startswith("notebook-") else "serve"
+    if build_job_id:
+        return f"kaos {group} build-logs -j {build_job_id}"
+    return f"kaos notebook logs -n {name}" if group == "notebook" else f"kaos serve logs -e {name}"
 
 
-def unavailable(name: str, state: str) -> bytes:
+def unavailable(name: str, state: str, build_job_id: Optional[str] = None) -> bytes:
+    """503: the workload is not accepting connections; `build_job_id` while it waits for that build (Address)."""
     what = "Notebook" if name.startswith("notebook-") else "Endpoint"
-    return json_response(503, "ENDPOINT_UNAVAILABLE",
-                         f"{what} {name} is not accepting connections ({state}): see {_logs_command(name)}")
+    return json_response(503, "ENDPOINT_UNAVAILABLE", f"{what} {name} is not accepting connections ({state}): see "
+                                                      f"{logs_command(name, build_job_id)}")
+
+
+def unavailable_at(name: str, address) -> bytes:
+    """503 for the workload `name` at the endpoints.Address `address` (one without a build job id too)."""
+    return unavailable(name, address[0], address[4] if len(address) > 4 else None)
 
 
 def lookup_failed(name: str) -> bytes:

@@ -200,7 +200,7 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
             return self.answer_for(None, answers.not_found(name), request)
         state, host, port = address[:3]
         if port is None:
-            return self.answer_for(None, answers.unavailable(name, state), request)
+            return self.answer_for(None, answers.unavailable_at(name, address), request)
         # X-Token is the platform's secret: never handed to an endpoint's (the user's) code. A notebook keeps the
         # client's Host: Jupyter checks a WebSocket's Origin against it
         keeps_host = name.startswith("notebook-")

@@ -13,11 +13,13 @@ import time
 from collections import OrderedDict
 from typing import Callable, Dict, Optional, Tuple
 
-# (state[: reason], host, port, unix socket path or None), as the endpoint's executor returned them from `start`
-# and its row stores them: port None while not running (a row without a host or a port is not running yet, whatever
-# its state says: there is nowhere to send a request, nor a Host to name); the socket path only while running and
-# only once its file exists (a bundle that ignores KAOS_SOCKET is reached at host:port)
-Address = Tuple[str, Optional[str], Optional[int], Optional[str]]
+# (state[: reason], host, port, unix socket path or None, build job id or None), as the endpoint's executor
+# returned them from `start` and its row stores them: port None while not running (a row without a host or a port is
+# not running yet, whatever its state says: there is nowhere to send a request, nor a Host to name); the socket path
+# only while running and only once its file exists (a bundle that ignores KAOS_SOCKET is reached at host:port); the
+# id of its build job while that build has not succeeded (it waits for its image, or the build failed: the build's
+# log, not the workload's, says why)
+Address = Tuple[str, Optional[str], Optional[int], Optional[str], Optional[str]]
 UNKNOWN = object()
 MAX_NAME = 80  # Endpoint.name's column: a longer name is no endpoint's, and is not looked up
 
@@ -100,15 +102,19 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
     from sqlalchemy import create_engine, select
     from sqlalchemy.engine import make_url
 
-    from kaos_backend.models import Endpoint, Notebook
+    from kaos_backend.models import Endpoint, Job, Notebook
 
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, future=True, connect_args={"timeout": 30})
     else:
         engine = create_engine(url, future=True, pool_pre_ping=True)
-    query = select(Endpoint.state, Endpoint.desired, Endpoint.host, Endpoint.port, Endpoint.socket, Endpoint.reason)
-    notebooks = select(Notebook.state, Notebook.desired, Notebook.host, Notebook.port, Notebook.reason)
+    query = select(Endpoint.state, Endpoint.desired, Endpoint.host, Endpoint.port, Endpoint.socket, Endpoint.reason,
+                   Endpoint.build_job_id, Job.state.label("build_state")) \
+        .outerjoin(Job, Job.id == Endpoint.build_job_id)
+    notebooks = select(Notebook.state, Notebook.desired, Notebook.host, Notebook.port, Notebook.reason,
+                       Notebook.build_job_id, Job.state.label("build_state")) \
+        .outerjoin(Job, Job.id == Notebook.build_job_id)
 
     def lookup(name: str) -> Optional[Address]:
         if name.startswith("serve-"):
@@ -125,5 +131,7 @@ def endpoint_lookup(database_url: str) -> Callable[[str], Optional[Address]]:
         state = f"{row.state}: {row.reason}" if row.reason and not running else row.state
         path = getattr(row, "socket", None)
         socket = path if running and path and os.path.exists(path) else None
-        return state, row.host, row.port if running else None, socket
+        building = row.build_job_id if not running and row.build_job_id and row.build_state != "JOB_SUCCESS" \
+            else None
+        return state, row.host, row.port if running else None, socket, building
     return lookup

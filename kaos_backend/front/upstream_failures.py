@@ -67,7 +67,7 @@ class UpstreamFailures:
             self.client.reroute(self, self.request, address)
             return
         if refused:
-            answer = answers.not_found(self.name) if address is None else answers.unavailable(self.name, address[0])
+            answer = answers.not_found(self.name) if address is None else answers.unavailable_at(self.name, address)
         else:
             answer = answers.endpoint_error(self.name, reason, address[0] if address else "PIPELINE_UNKNOWN")
         self.client.answer_for(self, answer)

@@ -76,7 +76,8 @@ def request_build(session, workspace: Workspace, bundle: Bundle, user: str, kind
     build = latest_build(session, bundle.id, kind)
     if build is not None and build.state == JobState.JOB_SUCCESS.value:
         return None
-    if build is not None and build.state not in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
+    if build is not None and build.state not in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value) \
+            and build.desired != "kill":  # a build being cancelled (its endpoint killed) is not waited for
         return build.id
     build = Job(id=new_job_id(), workspace_id=workspace.id, kind=kind, state=JobState.JOB_STARTING.value,
                 user=bundle.user, source_bundle_id=bundle.id, resources=(bundle.meta or {}).get("resources"))

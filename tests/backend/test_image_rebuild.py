@@ -79,4 +79,5 @@ def test_a_notebook_whose_image_is_gone_waits_for_a_new_build_and_fails_with_its
     notebooks.tick()
     with services.db.session_scope() as session:
         row = session.get(Notebook, deployed["notebook"])
-        assert row.state == "PIPELINE_FAILURE" and "image could not be built" in row.reason, row.reason
+        assert row.state == "PIPELINE_FAILURE", row.reason
+        assert row.reason.endswith(f"image could not be built: see kaos notebook build-logs -j {builds[1]}")

@@ -14,7 +14,7 @@ from kaos_backend.db import Database
 from kaos_backend.front import Front
 from kaos_backend.front.config import FrontConfig
 from kaos_backend.front.endpoints import endpoint_lookup
-from kaos_backend.models import Endpoint, Workspace
+from kaos_backend.models import Endpoint, Job, Workspace
 
 NAME = "serve-ws-abcdef"
 HOST = "127.0.0.2"  # loopback too on Linux, but not the 127.0.0.1 an executor's workload used to be assumed at
@@ -83,7 +83,7 @@ def test_the_front_reaches_an_endpoint_at_the_host_and_port_of_its_row(tmp_path)
     url = f"sqlite:///{tmp_path / 'kaos.db'}"
     with serving(HOST) as server:
         write_row(url, state="PIPELINE_RUNNING", host=HOST, port=server.server_address[1])
-        assert endpoint_lookup(url)(NAME) == ("PIPELINE_RUNNING", HOST, server.server_address[1], None)
+        assert endpoint_lookup(url)(NAME) == ("PIPELINE_RUNNING", HOST, server.server_address[1], None, None)
         with running_front(url) as (port, errors):
             answer = requests.get(f"http://127.0.0.1:{port}/{NAME}/invocations", timeout=30)
             assert (answer.status_code, answer.text) == (200, f"{HOST} /invocations")
@@ -116,3 +116,41 @@ def test_a_running_row_without_a_host_is_not_running_yet(tmp_path, lane):
                     answer = session.get(target, timeout=10)
                     assert (answer.status_code, answer.text) == (200, "127.0.0.1 /invocations")
             assert not errors, errors
+
+
+def _build(url: str, job_id: str, state: str) -> None:
+    database = Database(url)
+    with database.session_scope() as session:
+        row = session.get(Job, job_id)
+        if row is None:
+            session.add(Job(id=job_id, workspace_id=1, kind="build-serve", state=state, user="u"))
+        else:
+            row.state = state
+    database.dispose()
+
+
+def test_the_503_of_an_endpoint_waiting_for_its_image_points_at_the_build_log(tmp_path):
+    """While the endpoint waits for its build (or that build failed), its own log is empty: the 503 names
+    `kaos serve build-logs -j <id>`; once its image is built, `kaos serve logs -e <name>`."""
+    url = f"sqlite:///{tmp_path / 'kaos.db'}"
+    build = "b" * 32
+    write_row(url, state="PIPELINE_STARTING", build_job_id=build)
+    _build(url, build, "JOB_RUNNING")
+    assert endpoint_lookup(url)(NAME) == ("PIPELINE_STARTING", None, None, None, build)
+    with running_front(url, FrontConfig(endpoint_cache_seconds=0.1)) as (port, errors):
+        def message():
+            time.sleep(0.2)  # past the cached answer
+            answer = requests.post(f"http://127.0.0.1:{port}/{NAME}/invocations", data=b"{}", timeout=10)
+            assert answer.status_code == 503, answer.text
+            return answer.json()["message"]
+        assert message() == (f"Endpoint {NAME} is not accepting connections (PIPELINE_STARTING): see kaos serve "
+                             f"build-logs -j {build}")
+        _build(url, build, "JOB_FAILURE")
+        write_row(url, state="PIPELINE_FAILURE", reason=f"the serve image could not be built: see kaos serve "
+                                                        f"build-logs -j {build}")
+        assert message().endswith(f"see kaos serve build-logs -j {build}")
+        _build(url, build, "JOB_SUCCESS")
+        write_row(url, state="PIPELINE_STARTING", reason="waiting to be ready: it does not accept connections yet",
+                  host="127.0.0.1")
+        assert message().endswith(f"see kaos serve logs -e {NAME}")
+        assert not errors, errors
