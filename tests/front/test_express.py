@@ -412,7 +412,7 @@ def test_the_endpoint_learns_the_client_from_the_forwarding_headers(fronts, lane
         time.sleep(0.05)
         sent = front.upstream.requests[before + 1]
         forwarding = [line for line in sent.split(b"\r\n") if line.lower().startswith((b"x-forwarded", b"x-real"))]
-        assert forwarding == [b"X-Forwarded-For: " + chain, b"X-Real-IP: 127.0.0.1", b"X-Forwarded-Proto: http"]
+        assert forwarding == [b"X-Forwarded-For: " + chain]
     assert True in lane_spy[0]
 
 
