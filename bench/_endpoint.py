@@ -173,15 +173,18 @@ def stop(process: Optional[subprocess.Popen]) -> None:
                 pass
 
 
-def start_front(tmp: Path, database: str, log_name: str, extra_env: Optional[Dict[str, str]] = None):
-    """`python -m kaos_backend.front` on a listening socket of its own, finding endpoints in `database`: (the
-    process, its port)."""
+def start_front(tmp: Path, database: str, log_name: str, extra_env: Optional[Dict[str, str]] = None,
+                wrapper: Tuple[str, ...] = ()):
+    """`python -m kaos_backend.front` on a listening socket of its own, finding endpoints in `database`, its
+    command prefixed by `wrapper` (e.g. valgrind's) where given: (the process, its port). It runs in `tmp`, so that
+    `-m` finds kaos_backend where PYTHONPATH says, not in a checkout the shell stands in."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
     port = listener.getsockname()[1]
     env = {**os.environ, "KAOS_DATABASE_URL": database, "KAOS_TOKEN": "bench-token", "PYTHONPATH": str(REPO),
            **(extra_env or {})}
-    process = start([sys.executable, "-m", "kaos_backend.front", "--fd", str(listener.fileno()),
-                     "--api", str(tmp / "api.sock")], tmp / log_name, env=env, pass_fds=[listener.fileno()])
+    process = start(list(wrapper) + [sys.executable, "-m", "kaos_backend.front", "--fd", str(listener.fileno()),
+                                     "--api", str(tmp / "api.sock")], tmp / log_name, env=env, cwd=tmp,
+                    pass_fds=[listener.fileno()])
     listener.close()
     return process, port
 

@@ -19,9 +19,7 @@ Needs valgrind (`apt-get install valgrind`); about a minute. `--paths front floo
 import argparse
 import glob
 import http.client
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,7 @@ from typing import Dict
 
 import _endpoint
 from _endpoint import (ENDPOINT, PAYLOAD, REPO, BenchFailure, endpoint_database, free_port, start, start_endpoint,
-                       stop, template_env, trained_model, wait_for_answer)
+                       start_front, stop, template_env, trained_model, wait_for_answer)
 
 WARMUP = 50
 REQUESTS = 500
@@ -50,18 +48,10 @@ def start_relay(path: str, tmp: Path, database: str, socket_path: Path):
         process = start(callgrind(out) + [sys.executable, str(REPO / "bench" / "_relay_floor.py"), str(port),
                                           str(socket_path)], tmp / "floor.log", cwd=tmp)
         return process, port, "/invocations"
-    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-    port = listener.getsockname()[1]
-    env = {**os.environ, "KAOS_DATABASE_URL": database, "KAOS_TOKEN": "bench-token", "PYTHONPATH": str(REPO),
-           "KAOS_FRONT_EXPRESS": "0" if path == "general" else "1",
-           # the endpoint's address looked up once: a refresh a second (an SQL query in a thread) would be counted
-           # per request in proportion to how slowly they run, which is load, not the front
-           "KAOS_FRONT_ENDPOINT_CACHE_SECONDS": "3600"}
-    # (cwd: tmp, so that `-m` finds kaos_backend where PYTHONPATH says, not in a checkout the shell stands in)
-    process = start(callgrind(out) + [sys.executable, "-m", "kaos_backend.front", "--fd", str(listener.fileno()),
-                                      "--api", str(tmp / "api.sock")], tmp / f"{path}.log", env=env, cwd=tmp,
-                    pass_fds=[listener.fileno()])
-    listener.close()
+    # the endpoint's address looked up once: a refresh a second (an SQL query in a thread) would be counted per
+    # request in proportion to how slowly they run, which is load, not the front
+    env = {"KAOS_FRONT_EXPRESS": "0" if path == "general" else "1", "KAOS_FRONT_ENDPOINT_CACHE_SECONDS": "3600"}
+    process, port = start_front(tmp, database, f"{path}.log", env, wrapper=tuple(callgrind(out)))
     return process, port, f"/{ENDPOINT}/invocations"
 
 
