@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import _endpoint
 from _endpoint import (ENDPOINT, PAYLOAD, REPO, BenchFailure, endpoint_database, free_port, start, start_endpoint,
@@ -80,8 +80,8 @@ def dumped_instructions(pattern: str) -> int:
     raise BenchFailure(f"no totals in {files[0]}")
 
 
-def measure(path: str, tmp: Path, database: str, socket_path: Path, body: bytes) -> int:
-    """Instructions per request of `path`'s relay."""
+def measure(path: str, tmp: Path, database: str, socket_path: Path, body: bytes, keep: Optional[Path]) -> int:
+    """Instructions per request of `path`'s relay (its dump copied into `keep`, for callgrind_annotate)."""
     process, port, target = start_relay(path, tmp, database, socket_path)
     try:
         _endpoint.START_TIMEOUT = UNDER_VALGRIND_TIMEOUT
@@ -94,7 +94,12 @@ def measure(path: str, tmp: Path, database: str, socket_path: Path, body: bytes)
             post(connection, target, body)
         control(process, "-d")
         connection.close()
-        return dumped_instructions(f"{tmp}/callgrind-{path}.{process.pid}.1") // REQUESTS
+        dump = f"{tmp}/callgrind-{path}.{process.pid}.1"
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for found in glob.glob(dump):
+                shutil.copy(found, keep / f"callgrind-{path}.out")
+        return dumped_instructions(dump) // REQUESTS
     finally:
         stop(process)
 
@@ -102,6 +107,8 @@ def measure(path: str, tmp: Path, database: str, socket_path: Path, body: bytes)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--keep", type=Path, help="copy each path's callgrind dump into this folder "
+                        "(callgrind-<path>.out: `callgrind_annotate --inclusive=yes` shows where the instructions go)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise BenchFailure("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -116,7 +123,7 @@ def main() -> int:
             wait_for_answer(port, "/invocations", body)
             database = endpoint_database(tmp / "kaos.db", port, socket_path)
             for path in args.paths:
-                counts[path] = measure(path, tmp, database, socket_path, body)
+                counts[path] = measure(path, tmp, database, socket_path, body, args.keep)
                 print(f"{path:7} {counts[path]:9,} instructions per request (user space, {REQUESTS} requests "
                       f"one after another)", flush=True)
         finally:

@@ -3,6 +3,7 @@
     HEAD ──head──▶ BODY ──message complete──▶ WAIT (upstream: connect, send, relay) ──▶ HEAD (keep-alive) or closed
       │              │                          └──101──▶ TUNNEL (tunnel.py)
       └──refused─────┴──▶ LINGER: the error answer out, FIN sent, the rest read and dropped, then closed
+      └──express lane: a request head whose body follows──▶ LANE_BODY ──body whole──▶ WAIT, or the general way
 
 A request is read whole (its body buffered, body.py) before it goes upstream; a request pipelined behind one in
 progress is parsed and waits its turn; bytes behind that are held raw (reading pauses past a limit). The client
@@ -26,7 +27,7 @@ from kaos_backend.front.express import Express
 from kaos_backend.front.express import eligible as express_eligible
 from kaos_backend.front.heads import FORWARDING, HttpError, end_to_end, forwarding, peer_address, request_head
 from kaos_backend.front.parsing import Request, RequestReader
-from kaos_backend.front.reading import BODY, CLOSED, HEAD, LINGER, TUNNEL, WAIT, RequestReading
+from kaos_backend.front.reading import BODY, CLOSED, HEAD, LANE_BODY, LINGER, TUNNEL, WAIT, RequestReading
 from kaos_backend.front.upstream import Upstream, tune
 
 
@@ -125,6 +126,9 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
                 lane = self.express = Express(self)
             if lane.relay(data):
                 return
+        if self.state == LANE_BODY:
+            self.express.collect(data)
+            return
         if self.state == LINGER:
             self._linger()
             return

@@ -41,6 +41,10 @@ class FrontConfig:
     # a response head waits this long for its body's first bytes, to go out with them in one write (nginx:
     # postpone_output); a body that comes later follows on its own
     head_hold_seconds: float = 0.005
+    # a request head the express lane read whole waits this long for the rest of its body (clients such as Python's
+    # http.client send head and body in two writes); a body that comes later goes the general way, whose body
+    # timers start then
+    body_hold_seconds: float = 0.05
     # the express lane (express.py) for the common request to a workload; 0 sends every request the general way
     express: bool = True
     # sizes (nginx: large_client_header_buffers, client_max_body_size, client_body_buffer_size)

@@ -6,7 +6,7 @@ import httptools
 
 from kaos_backend.front import routing
 from kaos_backend.front.body import Body
-from kaos_backend.front.express_response import EXPRESS_RESPONSE_BYTES
+from kaos_backend.front.express_response import EXPRESS_RESPONSE_BYTES, PLAN_MAX_HEAD
 from kaos_backend.front.parsing import Request
 from kaos_backend.front.upstream import Upstream
 
@@ -18,6 +18,17 @@ class ExpressExchange:
 
     # -- the response (the pooled connection's pool.Link calls these)
     def data_received(self, data):
+        if not self.head_sent:
+            answer = self.answer
+            if answer is not None and (self.answering or (not self.raw_size and data.startswith(answer[0]))):
+                # byte for byte the head of the last response relayed: llhttp would read it the same way (see
+                # express.Express._relay_as_planned), so it goes out as that one did once its body is whole
+                self._answer_as_planned(data, answer)
+                return
+        self._read(data)
+
+    def _read(self, data) -> None:
+        """A read of the response, by the parser."""
         response = self.response
         try:
             response.parser.feed_data(data)
@@ -30,7 +41,7 @@ class ExpressExchange:
                 pieces, response.body = response.body, []
                 self.client.transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
             if response.whole:
-                self._finish(trusted=not stopped)
+                self._finish(trusted=not stopped, keep_alive=response.keep_alive)
             elif stopped:  # not for a body of a known length; as the general path would, cut the client
                 self.abort()
                 self.client.abort()
@@ -43,8 +54,11 @@ class ExpressExchange:
             self._hand_over()
         elif response.whole:  # (the client is open: its leaving would have aborted this exchange)
             body = response.body
-            self.client.transport.write(response.head() + (body[0] if len(body) == 1 else b"".join(body)))
-            self._finish(trusted=True)
+            head = response.head()
+            self.client.transport.write(head + (body[0] if len(body) == 1 else b"".join(body)))
+            if response.keep_alive:
+                self._learn_answer(head, response.length)
+            self._finish(trusted=True, keep_alive=response.keep_alive)
         elif self.raw_size > EXPRESS_RESPONSE_BYTES:
             self._hand_over()
         else:
@@ -54,9 +68,54 @@ class ExpressExchange:
                 self.held = True
                 self.front.holds.hold(self)
 
+    def _answer_as_planned(self, data, answer) -> None:
+        """A read of a response whose head is the planned `answer`'s (head as read, whole size, head to send): sent
+        once the body is whole, held for it meanwhile. Reads past the planned size (bytes after the response) are
+        read by the parser as if there were no plan, from the response's first byte."""
+        self.raw.append(data)
+        self.raw_size += len(data)
+        size = answer[1]
+        if self.raw_size == size:
+            raw = self.raw
+            body = data[len(answer[0]):] if len(raw) == 1 else b"".join(raw)[len(answer[0]):]
+            self.response.whole = True  # (as read whole: a write that pauses the client pauses nothing here)
+            self.client.transport.write(answer[2] + body)
+            self.answering = False
+            self._finish(trusted=True, keep_alive=True)
+            return
+        if self.raw_size < size:
+            if not self.answering:
+                self.answering = True
+                if not self.held:
+                    self.held = True
+                    self.front.holds.hold(self)
+            self.client.arm(self.read_timeout, self.on_read_timeout)  # the head is whole, as the general path's
+            return
+        self._read_as_parsed()
+
+    def _read_as_parsed(self) -> None:
+        """The planned answer's reads so far, read by the parser as one (the plan is left)."""
+        self.answering = False
+        raw = self.raw
+        self.raw, self.raw_size = [], 0
+        self._read(raw[0] if len(raw) == 1 else b"".join(raw))
+
+    def _learn_answer(self, head: bytes, length: int) -> None:
+        """The plan of a kept-alive plain response just sent as `head`: its head as read, if short, ending where
+        llhttp's ended (nothing after the body: it is whole, and a byte more would have stopped the lane)."""
+        raw = self.raw
+        data = raw[0] if len(raw) == 1 else b"".join(raw)
+        raw_head = len(data) - length
+        if raw_head <= PLAN_MAX_HEAD and data.find(b"\r\n\r\n") + 4 == raw_head:
+            self.answer = (data[:raw_head], len(data), head)
+
     def hold_expired(self) -> None:
         """The body did not follow its head within the hold: the head goes out alone, as the general path's would,
         and the body follows in the lane; a head not whole yet goes to the general path."""
+        if self.answering and self.transport is not None:  # a planned answer's body is late: parsed after all
+            self._read_as_parsed()  # (still held: not held again)
+            if self.transport is None or not self.held:
+                return
         self.held = False
         if self.transport is None:
             return
@@ -71,21 +130,23 @@ class ExpressExchange:
         if not self.client.write_paused:
             self.client.arm(self.read_timeout, self.on_read_timeout)
 
-    def _finish(self, trusted: bool) -> None:
-        """The response is out: the connection back to the pool (or closed, and its server distrusted when it sent
-        bytes after the response, as the general path does), then the client's next request."""
+    def _finish(self, trusted: bool, keep_alive: bool) -> None:
+        """The response is out: the connection back to the pool when the server keeps it alive (or closed, and its
+        server distrusted when it sent bytes after the response, as the general path does), then the client's next
+        request."""
         transport, link = self.transport, self.link
         if self.held or self.paused:
             self._forget(keep_reading=True)
         else:  # (what _forget does here, inline: the common end of a response)
             self.response.body = []
+            self.answering = False
             self.raw = []
             self.head_sent = False
             self.headers = self.payload = ()  # (an idle connection keeps no request: a body may be 256 KiB)
             self.head = b""
         self.transport = self.link = None
         link.target = None  # (this lane goes on with the client: no late event of this connection may reach it)
-        reusable = trusted and self.response.keep_alive and not transport.is_closing()
+        reusable = trusted and keep_alive and not transport.is_closing()
         if not reusable:  # the parser has seen the connection's last response (or an error): a new one for the next
             self.response = None
         key = self.key
@@ -117,6 +178,8 @@ class ExpressExchange:
             self.response = None
         self.transport = self.link = None
         self.raw = []
+        self.raw_size = 0
+        self.answering = False
         self.head_sent = False
         self.headers = self.payload = ()
         self.head = b""
@@ -150,7 +213,7 @@ class ExpressExchange:
         request = Request()
         request.method = self.method
         request.target = self.target
-        request.headers = self.headers
+        request.headers = list(self.headers)  # (a plan's list may be this one: the general path must not change it)
         path, question, query = self.target.partition(b"?")
         name, _, rest = path[1:].partition(b"/")
         request.route = routing.Route(name.decode("ascii"), b"/" + rest.lstrip(b"/") + question + query,

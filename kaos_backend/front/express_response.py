@@ -17,6 +17,7 @@ from kaos_backend.front.heads import FRAMING, HOP_BY_HOP, reason
 from kaos_backend.front.parsing import RESPONSE_MAX_HEAD, RESPONSE_MAX_HEADERS
 
 EXPRESS_RESPONSE_BYTES = 64 * 1024  # a response larger than this streams on the general path (backpressure)
+PLAN_MAX_HEAD = 4096  # a head longer than this is parsed each time, not kept per connection for comparison
 
 
 class NotForTheLane(Exception):
@@ -107,13 +108,15 @@ class ResponseReading:
 
 
 class HeadHolds:
-    """Response heads waiting for their body's first bytes, each at most `seconds` (config.head_hold_seconds), to
-    go out with them in one write: one timer for all the lanes of a front, not one made and cancelled per response.
-    A lane whose hold runs out has `hold_expired()` called."""
+    """Heads waiting for their body, each at most `seconds`: response heads for their body's first bytes, to go
+    out with them in one write (config.head_hold_seconds), or request heads for the rest of their body
+    (config.body_hold_seconds): one timer for all the lanes of a front, not one made and cancelled per request.
+    A lane whose hold runs out has its method called `expired` called."""
 
-    def __init__(self, loop, seconds: float):
+    def __init__(self, loop, seconds: float, expired: str = "hold_expired"):
         self.loop = loop
         self.seconds = seconds
+        self.expired = expired
         self.waiting: Dict[object, float] = {}  # lane -> until (monotonic)
         self.timer = None
 
@@ -133,7 +136,7 @@ class HeadHolds:
             del self.waiting[lane]
         for lane, _ in expired:
             try:
-                lane.hold_expired()
+                getattr(lane, self.expired)()
             except Exception:  # noqa: BLE001 - one connection's trouble must not keep the others' heads held
                 lane.client.abort()
         if self.waiting and self.timer is None:

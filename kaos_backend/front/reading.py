@@ -13,6 +13,7 @@ from kaos_backend.front.parsing import Request
 ARTIFACT_ROUTES = b"/internal/artifacts/"  # authorised by a workload's artifact token, not the X-Token
 
 HEAD, BODY, WAIT, TUNNEL, LINGER, CLOSED = "head", "body", "wait", "tunnel", "linger", "closed"
+LANE_BODY = "lane body"  # the express lane holds a request head for the rest of its body (express.py)
 MAX_BACKLOG = 64 * 1024     # raw bytes held behind a waiting pipelined request before reading pauses
 MAX_QUEUED = 32             # complete pipelined requests waiting behind the active one before the rest is held raw
 PARSE_SLICE = 4096          # bytes parsed at a time while requests wait (so that MAX_QUEUED is noticed)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import List, Tuple
 
 from kaos_backend.front.express_response import EXPRESS_RESPONSE_BYTES
-from tests.front.fuzz_world import CLOSE, HANDOFF, HOLD, MAX_BODY, NAME, RESET, STALL
+from tests.front.fuzz_world import CLOSE, HANDOFF, HOLD, MAX_BODY, NAME, RESET, STALL, plain
 
 READ, LEAVE, HALF_CLOSE = "read", "leave", "half-close"
 
@@ -206,9 +206,47 @@ def script(rng: random.Random) -> list:
     return steps
 
 
+def _same_length(rng: random.Random, data: bytes) -> bytes:
+    """Bytes of `data`'s length, mostly different ones."""
+    return bytes(rng.getrandbits(8) for _ in range(len(data))) if rng.random() < 0.8 else data
+
+
+def repeated(rng: random.Random) -> Case:
+    """A connection's request sent again and again (the lane's plans: express.py), each answered with the same
+    response head: bodies of the same length or not, the head and body of a request sent apart (within the body
+    hold or past it) and of a response written apart (within the head hold or past it), a response with bytes
+    after it."""
+    method = rng.choice([b"POST", b"POST", b"PUT", b"GET"])
+    body = b"" if method == b"GET" else rng.choice([b"{}", b"x" * rng.randint(1, 3000), b"y" * 70000])
+    lines, body = _request_headers(rng, body, False)
+    head = (method + b" /" + NAME + b"/invocations" + rng.choice(_QUERIES) + b" HTTP/1.1\r\n" + b"".join(lines)
+            + b"\r\n")
+    answer = plain(rng.choice([b'{"result": [3]}', b"r" * rng.randint(100, 3000)]))
+    answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
+    answer_head += b"\r\n\r\n"
+    sends, scripts = [], []
+    for _ in range(rng.choice([2, 3, 4])):
+        this = _same_length(rng, body) if rng.random() < 0.9 else body + b"+"
+        request_head = head if len(this) == len(body) else head.replace(b"%d" % len(body), b"%d" % len(this))
+        if this and rng.random() < 0.4:
+            sends += [(request_head, rng.choice([0.0, 0.01, HOLD + 0.03])), (this, 0.3)]
+        else:
+            sends.append((request_head + this, 0.3))
+        reply = answer_head + _same_length(rng, answer_body)
+        cut = rng.choice([None, None, len(answer_head), rng.randint(1, len(reply) - 1)])
+        steps: list = [reply] if cut is None else [reply[:cut], rng.choice([0.0, 0.01, HOLD + 0.03]), reply[cut:]]
+        if rng.random() < 0.1:
+            steps.append(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+        scripts.append(steps)
+    sends[-1] = (sends[-1][0], 0.0)
+    return Case(sends, scripts + [script(rng)])
+
+
 def generate(rng: random.Random) -> Case:
     """A random case: 1 to 3 requests, pipelined (sent without waiting) or one after the other's answer, split at
-    random points."""
+    random points; or (a quarter of them) one request repeated (`repeated`)."""
+    if rng.random() < 0.25:
+        return repeated(rng)
     count = rng.choices([1, 2, 3], [12, 3, 1])[0]
     sends = []
     mode = rng.random()
