@@ -28,7 +28,7 @@ from typing import Callable, List, Optional, Tuple
 import httptools
 
 from kaos_backend.front import routing
-from tests.front.fuzz_cases import HALF_CLOSE, LEAVE, Case, generate
+from tests.front.fuzz_cases import HALF_CLOSE, LEAVE, READ, Case, generate
 from tests.front.fuzz_world import HANDOFF, NAME, READ_TIMEOUT, STALL, FuzzFront
 
 SILENCE = READ_TIMEOUT + 0.6     # the client stops reading after this long without a byte
@@ -168,13 +168,21 @@ def one_chunk(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def compare(general: dict, lane: dict) -> List[str]:
+def compare(general: dict, lane: dict, client_end: str = READ) -> List[str]:
     """What differs between the two fronts' results (empty: nothing); chunked bodies are compared as one_chunk
-    makes them."""
+    makes them. A client that half-closes has left (the front drops its request as nginx does, 499): how much of
+    its answer got out before the front read its FIN is timing (the general path sends a response head and the
+    first bytes of its body as they come, the lane holds a plain response's head for its whole body), so one
+    front's bytes need only begin the other's."""
     differences = []
     for key in ("client", "endpoint", "connections"):
-        if general[key] != lane[key] and (key != "client" or one_chunk(general[key]) != one_chunk(lane[key])):
-            differences.append(f"{key}: general {general[key]!r:.600} / lane {lane[key]!r:.600}")
+        if general[key] == lane[key]:
+            continue
+        if key == "client":
+            ours, theirs = one_chunk(general[key]), one_chunk(lane[key])
+            if ours == theirs or (client_end == HALF_CLOSE and (ours.startswith(theirs) or theirs.startswith(ours))):
+                continue
+        differences.append(f"{key}: general {general[key]!r:.600} / lane {lane[key]!r:.600}")
     for result, which in ((general, "general"), (lane, "lane")):
         state = result["state"]
         if state["clients"] or state["holds"] or state["pool"] != state["pool entries"]:
@@ -213,7 +221,7 @@ def run(fronts: Tuple[FuzzFront, FuzzFront], case: Case, warmed: Callable[[], No
     for _ in range(tries):
         general = play(general_front, case)
         lane = play(lane_front, case, warmed=warmed)
-        differences = compare(general, lane)
+        differences = compare(general, lane, case.client_end)
         errors = []
         for front, which in ((general_front, "general"), (lane_front, "lane")):
             if front.errors:

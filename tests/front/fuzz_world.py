@@ -19,9 +19,10 @@ HOLD = 0.05                      # the fronts' head_hold_seconds
 READ_TIMEOUT = 1.0               # their proxy_read_timeout: a stall is well past it, a pause well within
 STALL = 2.2
 MAX_BODY = 1024 * 1024           # serve_max_body_mb=1
-CONFIG = dict(head_hold_seconds=HOLD, body_hold_seconds=HOLD, proxy_read_timeout=READ_TIMEOUT, serve_max_body_mb=1, max_headers=20,
-              max_head_bytes=4096, max_header_field_bytes=1024, max_target_bytes=512, endpoint_cache_seconds=600,
-              upstream_keepalive_timeout=60, client_header_timeout=10, client_body_timeout=10)
+CONFIG = dict(head_hold_seconds=HOLD, body_hold_seconds=HOLD, proxy_read_timeout=READ_TIMEOUT, serve_max_body_mb=1,
+              max_headers=20, max_head_bytes=4096, max_header_field_bytes=1024, max_target_bytes=512,
+              endpoint_cache_seconds=600, upstream_keepalive_timeout=60, client_header_timeout=10,
+              client_body_timeout=10)
 
 
 def plain(body: bytes = b'{"ok": true}') -> bytes:
