@@ -119,12 +119,11 @@ class Client(ConnectionLifetime, RequestReading, asyncio.Protocol):
 
     def data_received(self, data):
         if (self.state == HEAD and self.active is None and self.reader.request is None and not self.backlog
-                and not self.queue and self.refusal is None and not self.write_paused and self.config.express
-                and express_eligible(data)):
+                and not self.queue and self.refusal is None and not self.write_paused and self.config.express):
             lane = self.express
-            if lane is None:
+            if lane is None and express_eligible(data):
                 lane = self.express = Express(self)
-            if lane.relay(data):
+            if lane is not None and lane.relay(data):
                 return
         if self.state == LANE_BODY:
             self.express.collect(data)

@@ -116,7 +116,8 @@ class Express(ExpressBody, ExpressExchange):
 
     # -- the request
     def relay(self, data) -> bool:
-        """Relay `data` (one read, the connection between requests) if it is one request the lane takes: True
+        """Relay `data` (one read, the connection between requests, no matter its target: `eligible` is checked
+        here) if it is one request the lane takes: True
         when sent upstream, or when its head is whole and the lane waits for the rest of its body
         (express_body.py); False, with nothing changed, for the general path to handle. Nothing of a request is
         kept once it is declined or answered."""
@@ -128,6 +129,8 @@ class Express(ExpressBody, ExpressExchange):
                     return taken
             elif len(data) < plan[1] <= EXPRESS_REQUEST_BYTES:
                 return self.collect_from(data, plan[1])
+        if not eligible(data):
+            return False
         parser = self.request_parser
         if parser is None:
             parser = self.request_parser = httptools.HttpRequestParser(self)
