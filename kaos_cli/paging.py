@@ -56,6 +56,11 @@ def first_items(fetch: FetchPage, keys: Sequence[str], limit: Optional[int]) -> 
     return lists, more
 
 
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless one: "1 job", "50 jobs"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def more_hint(command: str, shown: str) -> str:
     """The line that says a list was cut (`shown`: what it shows, "the newest 50 of each table") and how to see
     the rest."""

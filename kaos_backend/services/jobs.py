@@ -132,7 +132,7 @@ class JobService:
         done = total if state == JobState.JOB_SUCCESS.value and total else sum(
             "] downloaded " in line for line in self._log(job_id).logs())
         if not total:
-            return f"Progress: {done} files"
+            return f"Progress: {done} file" if done == 1 else f"Progress: {done} files"
         return f"Progress: {done} / {total} ({int(100 * done / total)}%)"
 
     def state(self, workspace: str, job_id: str) -> dict:

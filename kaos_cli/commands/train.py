@@ -11,7 +11,7 @@ from kaos_cli.guards import workspace_session
 from kaos_cli.job_logs import TRAIN_KINDS, add_build_logs, job_log_options, kind_checked, show_logs
 from kaos_cli.options import index_option, name_option, name_or_index
 from kaos_cli.output import emit, output_option, workspace_pages
-from kaos_cli.paging import more_hint, size_options, wanted
+from kaos_cli.paging import counted, more_hint, size_options, wanted
 from kaos_cli.state import write_cache
 
 NO_JOBS = "There are currently no training jobs - first run kaos train deploy"
@@ -54,11 +54,11 @@ def list_jobs(limit, show_all):
             write_cache(cache, [job.job_id for job in listing[key]])
     if emit({"response": {key: listing[key] for key in ("training", "building", "ingesting")}, "continue": token}):
         if more:
-            render.info(more_hint("train", f"the newest {limit} jobs of each list"), err=True)
+            render.info(more_hint("train", f"the newest {counted(limit, 'job')} of each list"), err=True)
         return
     sections = ((title, listing[key], columns) for title, key, columns, _ in LISTINGS)
     if render.print_listing(sections, NO_JOBS) and more:
-        render.info(more_hint("train", f"the newest {limit} jobs of each table"), err=True)
+        render.info(more_hint("train", f"the newest {counted(limit, 'job')} of each table"), err=True)
 
 
 # -- logs ------------------------------------------------------------------------------------------------------

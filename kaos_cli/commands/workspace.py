@@ -7,7 +7,7 @@ from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import make_client, require_context, require_init, require_workspace
 from kaos_cli.options import index_option, name_option, require_one
 from kaos_cli.output import emit, list_pages, output_option
-from kaos_cli.paging import more_hint, size_options, wanted
+from kaos_cli.paging import counted, more_hint, size_options, wanted
 from kaos_cli.state import WORKSPACE_CACHES, delete_caches, resolve_index, write_cache
 
 
@@ -46,7 +46,7 @@ def list_workspaces(limit, show_all):
         return
     render.print_table(["ind", "name"], [[index, name] for index, name in enumerate(names)])
     if more:
-        render.info(more_hint("workspace", f"the first {limit} workspaces"), err=True)
+        render.info(more_hint("workspace", f"the first {counted(limit, 'workspace')}"), err=True)
 
 
 @workspace.command("set", short_help="Set the current workspace")

@@ -164,6 +164,16 @@ def test_workspace_list_pages(backend, tmp_path):
     assert cache(project, "workspace") == names
     assert kaos(project, "workspace", "set", "-i", "54").out.strip() == "Info - Successfully set w054 workspace"
 
+    result = listed(project, "workspace", "list", "--limit", "1")  # one, not "1 workspaces"
+    assert result.err.strip() == hint("workspace", "the first 1 workspace")
+
+
+def test_a_limit_of_one_says_one_job(workspace_with):
+    project, seeded = workspace_with(train=2)
+    result = listed(project, "train", "list", "--limit", "1")
+    assert JOB_ID.findall(result.out) == seeded["training"][:1]
+    assert result.err.strip() == hint("train", "the newest 1 job of each table")
+
 
 def test_client_lists_keep_their_shape_and_carry_the_next_token(module_backend):
     client = KaosClient(module_backend.url, module_backend.token)
