@@ -5,6 +5,7 @@ Times are seconds, sizes bytes (the `*_mb` fields are MiB). The API's body limit
 upload limit (`KAOS_MAX_UPLOAD_MB`, kaos_backend.config) plus its multipart slack, so the front refuses what the
 API would refuse, before a byte of it reaches a worker.
 """
+import math
 import os
 import resource
 from dataclasses import dataclass, fields, replace
@@ -15,7 +16,7 @@ ENV_PREFIX = "KAOS_FRONT_"
 
 
 class FrontConfigError(ValueError):
-    """A `KAOS_FRONT_*` variable that is not a number, or is below its minimum."""
+    """A `KAOS_FRONT_*` variable that is not a finite number, or is below its minimum."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,11 @@ class FrontConfig:
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "FrontConfig":
         """The defaults, overridden by `KAOS_FRONT_<FIELD>` in `environ` (default os.environ).
-        Raises FrontConfigError for a value that is not a positive number. The connection cap is also held
-        below what the open-file limit allows (three descriptors a connection: client, upstream, spooled body;
-        the kept-alive upstream connections come on top, bounded by `upstream_keepalive_total`)."""
+        Raises FrontConfigError for a value that is not a positive finite number (`inf` and `nan` parse as floats:
+        an infinite or `nan` timeout never fires, an infinite body hold keeps a request in the express lane with no
+        deadline). The connection cap is also held below what the open-file limit allows (three descriptors a
+        connection: client, upstream, spooled body; the kept-alive upstream connections come on top, bounded by
+        `upstream_keepalive_total`)."""
         environ = os.environ if environ is None else environ
         values = {}
         for field in fields(cls):
@@ -98,8 +101,8 @@ class FrontConfig:
                 value = kind(raw)
             except ValueError:
                 raise FrontConfigError(f"{ENV_PREFIX}{field.name.upper()} must be a number, not {raw!r}") from None
-            if value <= 0:
-                raise FrontConfigError(f"{ENV_PREFIX}{field.name.upper()} must be above 0")
+            if not math.isfinite(value) or value <= 0:
+                raise FrontConfigError(f"{ENV_PREFIX}{field.name.upper()} must be a finite number above 0")
             values[field.name] = value
         config = cls(**values)
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
