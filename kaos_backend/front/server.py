@@ -32,7 +32,9 @@ class Front:
         self.api_limit_message = f"Upload is larger than the limit of {max_upload_mb} MB"
         self.clients = set()
         self.holds = HeadHolds(loop, self.config.head_hold_seconds)  # the express lane's held response heads
-        self.body_holds = HeadHolds(loop, self.config.body_hold_seconds, "body_hold_expired")  # ... request heads
+        # ... and request heads for their body (no longer than a body may stall on the general path)
+        self.body_holds = HeadHolds(loop, min(self.config.body_hold_seconds, self.config.client_body_timeout),
+                                    "body_hold_expired")
         self.pool = Pool(self.config.upstream_keepalive, self.config.upstream_keepalive_total,
                          self.config.upstream_keepalive_timeout, self.config.upstream_keepalive_requests)
         # the API's token (KAOS_TOKEN): an API request with a body and without it is refused before its body is

@@ -185,7 +185,7 @@ def compare(general: dict, lane: dict, client_end: str = READ) -> List[str]:
         differences.append(f"{key}: general {general[key]!r:.600} / lane {lane[key]!r:.600}")
     for result, which in ((general, "general"), (lane, "lane")):
         state = result["state"]
-        if state["clients"] or state["holds"] or state["pool"] != state["pool entries"]:
+        if state["clients"] or state["holds"] or state["body holds"] or state["pool"] != state["pool entries"]:
             differences.append(f"{which} front not back to its baseline: {state}")
     return differences
 

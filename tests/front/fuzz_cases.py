@@ -228,11 +228,12 @@ def repeated(rng: random.Random) -> Case:
     for _ in range(rng.choice([2, 3, 4])):
         this = _same_length(rng, body) if rng.random() < 0.9 else body + b"+"
         request_head = head if len(this) == len(body) else head.replace(b"%d" % len(body), b"%d" % len(this))
+        after = b"\r\n" if rng.random() < 0.1 else b""  # (llhttp skips a CRLF between messages)
         if this and rng.random() < 0.4:
-            sends += [(request_head, rng.choice([0.0, 0.01, HOLD + 0.03])), (this, 0.3)]
+            sends += [(request_head, rng.choice([0.0, 0.01, HOLD + 0.03])), (this + after, 0.3)]
         else:
-            sends.append((request_head + this, 0.3))
-        reply = answer_head + _same_length(rng, answer_body)
+            sends.append((request_head + this + after, 0.3))
+        reply = answer_head + _same_length(rng, answer_body) + (b"\r\n" if rng.random() < 0.1 else b"")
         cut = rng.choice([None, None, len(answer_head), rng.randint(1, len(reply) - 1)])
         steps: list = [reply] if cut is None else [reply[:cut], rng.choice([0.0, 0.01, HOLD + 0.03]), reply[cut:]]
         if rng.random() < 0.1:

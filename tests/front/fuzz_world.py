@@ -157,14 +157,16 @@ class FuzzFront:
         def read():
             pool = self.front.pool
             return {"clients": len(self.front.clients), "holds": len(self.front.holds.waiting),
+                    "body holds": len(self.front.body_holds.waiting),
                     "pool": pool.count, "pool entries": sum(len(queue) for queue in pool.idle.values())}
         return self.call(read)
 
     def settle(self, timeout: float = 4) -> dict:
-        """Wait until no client connection is open (the case's client closed); the state then."""
+        """Wait until no client connection is open (the case's client closed) and no request head is held for its
+        body (a gone client's hold runs out within the body hold); the state then."""
         deadline = time.monotonic() + timeout
         state = self.state()
-        while state["clients"] and time.monotonic() < deadline:
+        while (state["clients"] or state["body holds"]) and time.monotonic() < deadline:
             time.sleep(0.02)
             state = self.state()
         return state
