@@ -102,6 +102,9 @@ def application(app, services, socket_path: str, workers: int, threads: int):
                 "limit_request_field_size": 8190,  # gunicorn's most (0 also means 8190); the front's bound
                 "limit_request_fields": 32768,  # gunicorn's most; the front allows 100 plus what it adds
                 "accesslog": "-",
+                # gunicorn's format with the client as the front door saw it (X-Forwarded-For, set on every request
+                # it relays) where the peer (`%(h)s`) would be: every request comes through the API's unix socket
+                "access_log_format": '%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
                 "errorlog": "-",
                 "logconfig_dict": gunicorn_logging(),
                 "post_fork": post_fork,
