@@ -39,7 +39,7 @@ from kaos_backend.front import routing
 from kaos_backend.front.endpoints import UNKNOWN
 from kaos_backend.front.express_body import EXPRESS_REQUEST_BYTES, ExpressBody
 from kaos_backend.front.express_exchange import ExpressExchange
-from kaos_backend.front.express_response import PLAN_MAX_HEAD, STOP, ResponseReading
+from kaos_backend.front.express_response import STOP, ResponseReading, plannable
 from kaos_backend.front.heads import FORWARDING, FRAMING, HOP_BY_HOP, Header
 from kaos_backend.front.reading import WAIT
 
@@ -179,7 +179,7 @@ class Express(ExpressBody, ExpressExchange):
         head = b"\r\n".join(lines)
         self.lines = ()
         raw_head = len(data) - len(payload)  # (the head as read: its end, and so its bytes, checked before the plan)
-        if raw_head <= PLAN_MAX_HEAD and data.find(b"\r\n\r\n") + 4 == raw_head:
+        if plannable(data, raw_head):
             self.plan = (data[:raw_head], len(data), name.decode("latin-1"), address, key, head, method,
                          self.target, self.headers)
         self._send(transport, key, head, payload)

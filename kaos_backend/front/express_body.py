@@ -12,6 +12,7 @@ if the lane had never read it: the bytes collected are handed to the client's pa
 body timers and bounds start then. So a client that stalls costs the lane at most the hold and the bytes of one
 read, and no upstream connection is taken before the body is whole.
 """
+from kaos_backend.front.express_response import head_ends_at
 from kaos_backend.front.reading import HEAD, LANE_BODY
 
 EXPRESS_REQUEST_BYTES = 256 * 1024  # head and body together; a larger request is read the general way
@@ -45,7 +46,7 @@ class ExpressBody:
         head = len(data) - payload
         expected = head + length
         # the head ends where llhttp's ends (no byte of the head is taken for the body's), within the size bounds
-        if (expected > EXPRESS_REQUEST_BYTES or length > self.max_body or data.find(b"\r\n\r\n") + 4 != head
+        if (expected > EXPRESS_REQUEST_BYTES or length > self.max_body or not head_ends_at(data, head)
                 or (head > self.small_head and not self._within_bounds()) or self._route() is None):
             return self._decline()
         self.headers = self.lines = self.payload = ()

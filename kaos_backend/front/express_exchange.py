@@ -6,7 +6,7 @@ import httptools
 
 from kaos_backend.front import routing
 from kaos_backend.front.body import Body
-from kaos_backend.front.express_response import EXPRESS_RESPONSE_BYTES, PLAN_MAX_HEAD
+from kaos_backend.front.express_response import EXPRESS_RESPONSE_BYTES, plannable
 from kaos_backend.front.parsing import Request
 from kaos_backend.front.upstream import Upstream
 
@@ -112,7 +112,7 @@ class ExpressExchange:
         raw = self.raw
         data = raw[0] if len(raw) == 1 else b"".join(raw)
         raw_head = len(data) - length
-        if raw_head <= PLAN_MAX_HEAD and data.find(b"\r\n\r\n") + 4 == raw_head:
+        if plannable(data, raw_head):
             self.answer = (data[:raw_head], len(data), head)
 
     def hold_expired(self) -> None:

@@ -20,6 +20,17 @@ EXPRESS_RESPONSE_BYTES = 64 * 1024  # a response larger than this streams on the
 PLAN_MAX_HEAD = 4096  # a head longer than this is parsed each time, not kept per connection for comparison
 
 
+def head_ends_at(data: bytes, size: int) -> bool:
+    """Whether `data`'s head (through its first CRLF CRLF) is exactly its first `size` bytes: where llhttp's head
+    ended by the parser's count (llhttp also skips a CRLF after a message, which would shift the head into a body)."""
+    return data.find(b"\r\n\r\n") + 4 == size
+
+
+def plannable(data: bytes, size: int) -> bool:
+    """Whether the head of `data`, `size` bytes by the parser's count, may be kept as a plan (express.py)."""
+    return size <= PLAN_MAX_HEAD and head_ends_at(data, size)
+
+
 class NotForTheLane(Exception):
     """Raised in a parser callback (as STOP): llhttp stops at once, and the lane leaves the message to the general
     path. Raised as the class, a new instance each time: one instance raised again and again would keep every
