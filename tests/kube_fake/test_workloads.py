@@ -222,6 +222,40 @@ def test_an_optional_secret_that_does_not_exist_is_an_empty_volume(kube_cluster)
     assert api.core.read_namespaced_pod_log("optional", NS) == "listed\n"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="volumes are bind-mounted at their mountPath in a mount namespace "
+                                               "(root only)")
+def test_a_mount_point_another_cluster_made_stays_mounted_when_that_cluster_stops(tmp_path, monkeypatch):
+    """Finding (a CI failure): two clusters at once (two pytest-xdist workers) share the machine's mount points;
+    the one that made `/pfs/out` removed it at its stop, which detached the other's running training from its
+    volume (rmdir(2) of a mount point of another namespace), and that training never saw its input. A mount point
+    now goes with the last cluster on the machine, and goes then."""
+    from tests.support.kube import FakeCluster, mount_points
+    monkeypatch.setattr(mount_points, "REGISTRY", str(tmp_path / "registry"))  # these two clusters' own
+    point = f"/kubefake-shared-{os.getpid()}/out"
+    waits = python(f"import os, time\nwhile not os.path.exists('{point}/go'): time.sleep(0.05)\nprint('went')")
+    first, second = FakeCluster(tmp_path / "first").start(), FakeCluster(tmp_path / "second").start()
+    running = [first, second]
+    try:
+        for cluster in (first, second):  # the first makes the mount point, the second finds it
+            apis(cluster).core.create_namespaced_pod(NS, pod("waiter", container("main", waits, volume_mounts=[
+                k8s.V1VolumeMount(name="out", mount_path=point)]), volumes=[k8s.V1Volume(name="out", empty_dir={})]))
+            wait_for(lambda: apis(cluster).core.read_namespaced_pod("waiter", NS).status.phase == "Running",
+                     "the pod to run")
+        running.remove(first)
+        first.stop()
+        waiter = apis(second).core.read_namespaced_pod("waiter", NS)
+        volume = os.path.join(second.kubelet.volumes.pod_dir({"metadata": {"uid": waiter.metadata.uid}}), "volumes",
+                              "out")
+        open(os.path.join(volume, "go"), "w").close()
+        wait_for(lambda: apis(second).core.read_namespaced_pod("waiter", NS).status.phase == "Succeeded",
+                 "the second cluster's pod to see its volume")
+        assert os.path.isdir(point)
+    finally:
+        for cluster in running:
+            cluster.stop()
+    assert not os.path.exists(os.path.dirname(point))  # both levels it made, with the last cluster
+
+
 def test_a_finished_job_goes_after_its_ttl_with_its_pods(kube_cluster):
     api = apis(kube_cluster)
     api.batch.create_namespaced_job(NS, job("brief", container("train", python("pass")),

@@ -34,7 +34,7 @@ from .scheduler import Scheduler
 from .selectors import selector_matcher
 from .server import HttpServer
 from .store import Store
-from .volumes import remove_mount_points
+from .mount_points import MountPoints
 
 NAMESPACES = ("default", "kube-system", "kaos")
 
@@ -52,9 +52,9 @@ class FakeCluster:
         self.faults = Faults()
         self.logs = PodLogs(self.store)
         self.node = node
-        self.made_mount_points: set = set()
+        self.mount_points = MountPoints()   # held from here to stop()
         self.manager = Manager(self.store)
-        self.kubelet = Kubelet(self.store, self.logs, self.faults, images, self.root, node, self.made_mount_points,
+        self.kubelet = Kubelet(self.store, self.logs, self.faults, images, self.root, node, self.mount_points,
                                self.manager.errors)
         self.routes = Routes(self.store, self.logs.read, bookmark_interval, self.manager.errors)
         self.http = HttpServer(self.routes)
@@ -96,7 +96,7 @@ class FakeCluster:
         self.manager.stop()
         self.proxy.stop()
         self.kubelet.stop()
-        remove_mount_points(self.made_mount_points)
+        self.mount_points.release()
         if self._temporary:
             self._temporary.cleanup()
 

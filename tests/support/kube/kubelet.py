@@ -18,6 +18,7 @@ from . import clock
 from .faults import Faults
 from .images import ImageResolver
 from .kinds import PODS
+from .mount_points import MountPoints
 from .owners import set_condition
 from .podlogs import PodLogs
 from .podworker import PodWorker
@@ -27,13 +28,13 @@ from .volumes import Volumes
 
 class Kubelet:
     def __init__(self, store: Store, logs: PodLogs, faults: Faults, images: ImageResolver, root: str,
-                 node: str, made_mount_points: set, errors: list, tick: float = 0.1, pull_backoff: float = 0.3,
+                 node: str, mount_points: MountPoints, errors: list, tick: float = 0.1, pull_backoff: float = 0.3,
                  crash_backoff: float = 0.2):
         self.store = store
         self.logs = logs
         self.faults = faults
         self.images = images
-        self.volumes = Volumes(store, root, made_mount_points)
+        self.volumes = Volumes(store, root, mount_points)
         self.node = node
         self.errors = errors                  # where a worker that failed says why (a bug of the fake)
         self.tick = tick                      # how often a worker looks at its pod and processes (seconds)

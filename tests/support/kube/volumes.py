@@ -7,22 +7,23 @@
 
 A volumeMount is a bind mount of that directory (or its `subPath`) at `mountPath` inside the container's own
 mount namespace (launch.py), read-only with `readOnly`. A mountPath missing on this machine is made (an empty
-directory) so that it can be mounted over, and removed when the cluster stops.
+directory) so that it can be mounted over (mount_points.py: removed when the last cluster on the machine stops).
 """
 import base64
 import os
 import shutil
-from typing import List, Set
+from typing import List
 
 from .containers import ConfigError
 from .kinds import CONFIGMAPS, SECRETS
+from .mount_points import MountPoints
 
 
 class Volumes:
-    def __init__(self, store, root: str, made: Set[str]):
+    def __init__(self, store, root: str, mount_points: MountPoints):
         self.store = store
         self.root = root
-        self.made = made        # mount points this cluster made on the machine (removed when it stops)
+        self.mount_points = mount_points   # where a missing mountPath is made, shared with other clusters
 
     def pod_dir(self, pod: dict) -> str:
         return os.path.join(self.root, "pods", pod["metadata"]["uid"])
@@ -85,29 +86,11 @@ class Volumes:
             parent = next((m for m in reversed(mounts) if target.startswith(m[1].rstrip("/") + "/")), None)
             if parent:  # inside another mount: the mount point is made in that volume
                 os.makedirs(os.path.join(parent[0], os.path.relpath(target, parent[1])), exist_ok=True)
-            elif not os.path.exists(target):
-                missing = target
-                while not os.path.exists(os.path.dirname(missing)):
-                    missing = os.path.dirname(missing)
-                os.makedirs(target, exist_ok=True)
-                while True:
-                    self.made.add(target)
-                    if target == missing:
-                        break
-                    target = os.path.dirname(target)
-                target = mount["mountPath"]
+            else:
+                self.mount_points.make(target)
             mounts.append([source, target, bool(mount.get("readOnly"))])
         return mounts
 
     def remove(self, pod: dict) -> None:
         shutil.rmtree(self.pod_dir(pod), ignore_errors=True)
 
-
-def remove_mount_points(made: Set[str]) -> None:
-    """Remove the empty mount points the cluster made (every level it made), deepest first; one that
-    something else filled stays."""
-    for path in sorted(made, key=lambda p: p.count("/"), reverse=True):
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
