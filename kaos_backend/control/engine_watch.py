@@ -68,6 +68,7 @@ class EngineWatch:
         self._status: Optional[dict] = None            # as the tick last said it
         self._shown: Optional[engine_requests.Request] = None  # the request in flight the status file says
         self._watcher: Optional[threading.Thread] = None
+        self._closed = threading.Event()
         self._hold_until = 0.0      # monotonic: the workloads held after a request timed out, until then
         self._hold_seconds = 0.0
         self._last_timeout = None   # monotonic
@@ -186,10 +187,15 @@ class EngineWatch:
         """What `_waiting_reason`s are like (SQL LIKE)."""
         return f"{self.kind.engine_name} {HAS_NOT_ANSWERED} % since %"
 
+    def close(self) -> None:
+        """Stop the thread that watches the tick's requests (the scheduler's process never needs to: it ends)."""
+        self._closed.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+
     def _watch_requests(self) -> None:
         said = None  # the request whose waiting reason the workloads have
-        while True:
-            time.sleep(WATCH_SECONDS)
+        while not self._closed.wait(WATCH_SECONDS):
             request = engine_requests.waiting(NOTICE_SECONDS)
             if request != self._shown:
                 with self._status_lock:

@@ -18,7 +18,7 @@ from kaos_backend.control import engine_watch
 from kaos_backend.control.common import Retries, advance_each
 from kaos_backend.control.engine_watch import EngineWatch
 from kaos_backend.executors import engine_requests
-from tests.backend.test_engine_watch import _reasons, _rows, watching
+from tests.backend.test_engine_watch import _reasons, _rows, closed, watching
 from tests.backend.test_engine_watch import engine  # noqa: F401 (a fixture)
 
 BOUND = 60.0  # a bound against hanging
@@ -173,10 +173,18 @@ def _supervised(run_dir):
     part_status.write_heartbeat(run_dir / part_status.HEARTBEAT_FILE, {"role": "leader"})
 
 
+@pytest.fixture
+def watch(services, tmp_path):
+    """An EngineWatch writing its status in `tmp_path`; its watching thread stopped after the test (it reads the
+    test's database, gone then)."""
+    made = EngineWatch(services.config, services, tmp_path / part_status.ENGINE_FILE)
+    yield made
+    closed(made)
+
+
 @pytest.mark.usefixtures("engine")
-def test_a_request_the_engine_does_not_answer_names_the_engine_not_the_scheduler(services, tmp_path):
+def test_a_request_the_engine_does_not_answer_names_the_engine_not_the_scheduler(services, tmp_path, watch):
     _supervised(tmp_path)
-    watch = EngineWatch(services.config, services, tmp_path / part_status.ENGINE_FILE)
     watch.tick()
     assert part_status.evaluate(tmp_path).healthy
     answer = threading.Event()
@@ -220,7 +228,7 @@ def _wait_until(predicate, what: str):
 
 
 @pytest.mark.usefixtures("engine")
-def test_while_a_request_waits_the_held_workloads_without_a_reason_of_their_own_say_so(services, tmp_path):
+def test_while_a_request_waits_the_held_workloads_without_a_reason_of_their_own_say_so(services, tmp_path, watch):
     """The lists show a held workload's reason: while the tick waits on the engine, those without one of their own
     get the engine's ('the test engine has not answered POST ... since ...', as the health says it), taken off once
     the request ended, and off what a scheduler before this one left."""
@@ -232,7 +240,6 @@ def test_while_a_request_waits_the_held_workloads_without_a_reason_of_their_own_
         other = Job(id=f"{running[:-1]}x", workspace_id=own.workspace_id, kind="build-train", state="JOB_RUNNING",
                     user="me")
         session.add(other)
-    watch = EngineWatch(services.config, services, tmp_path / part_status.ENGINE_FILE)
     watch.tick()
     answer = threading.Event()
 
@@ -271,9 +278,9 @@ def _timed_out(what="POST /api/v1/namespaces/kaos/jobs"):
 
 
 @pytest.mark.usefixtures("engine")
-def test_a_request_that_timed_out_holds_the_workloads_with_a_back_off(services, tmp_path, monkeypatch):
+def test_a_request_that_timed_out_holds_the_workloads_with_a_back_off(services, tmp_path, monkeypatch, request):
     running, ended = _rows(services)
-    watch, status, ran, task = watching(services, tmp_path)
+    watch, status, ran, task = watching(services, tmp_path, request)
     watch.tick()
     _timed_out()
     task()

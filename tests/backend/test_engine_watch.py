@@ -52,17 +52,25 @@ def _reasons(services, running, ended):
                 session.get(Endpoint, "serve-ws-abcdef").reason)
 
 
-def watching(services, tmp_path):
-    """(an EngineWatch writing its status file in `tmp_path`, that file, the runs of its gated task, that task)"""
+def watching(services, tmp_path, request):
+    """(an EngineWatch writing its status file in `tmp_path`, that file, the runs of its gated task, that task);
+    its watching thread stopped after the test (it reads the test's database, gone then)."""
     status = tmp_path / part_status.ENGINE_FILE
     watch = EngineWatch(services.config, services, status)
+    request.addfinalizer(lambda: closed(watch))
     ticks = []
     return watch, status, ticks, watch.gated(lambda: ticks.append(1))
 
 
-def test_while_the_engine_does_not_answer_workloads_are_held_and_say_so(services, engine, tmp_path, caplog):
+def closed(watch: EngineWatch) -> None:
+    watch.close()
+    assert watch._watcher is None or not watch._watcher.is_alive()
+
+
+def test_while_the_engine_does_not_answer_workloads_are_held_and_say_so(services, engine, tmp_path, caplog,
+                                                                        request):
     running, ended = _rows(services)
-    watch, status, ticks, task = watching(services, tmp_path)
+    watch, status, ticks, task = watching(services, tmp_path, request)
 
     watch.tick()
     task()
