@@ -15,6 +15,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored moment in UTC with its zone: SQLite hands back naive datetimes of what was stored in UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {
         datetime: DateTime(timezone=True),
@@ -71,6 +76,9 @@ class TrainPipeline(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # a deploy of several inputs holds the pipeline until its last one arrives (services/train.py, HOLD_SECONDS)
     held_until: Mapped[Optional[datetime]] = mapped_column(default=None)
+    # when an upload last moved it: limits given after a failure or a kill try the combination again, limits given
+    # before it ended do not (control/train_schedule.py, tried_again)
+    deployed_at: Mapped[Optional[datetime]] = mapped_column(default=None)
 
 
 class Job(Base):

@@ -52,6 +52,14 @@ def pipeline_of(session, workspace: Workspace) -> TrainPipeline:
     return pipeline
 
 
+def moved_pipeline(session, workspace: Workspace, inputs_follow: bool) -> TrainPipeline:
+    """The workspace's pipeline as an upload moves it: deployed now, held when more of the deploy's inputs follow."""
+    pipeline = pipeline_of(session, workspace)
+    pipeline.held_until = _hold_end(inputs_follow)
+    pipeline.deployed_at = datetime.now(timezone.utc)
+    return pipeline
+
+
 def latest_build(session, bundle_id: int, kind: str = BUILD_KIND) -> Optional[Job]:
     return session.scalar(select(Job).where(Job.kind == kind, Job.source_bundle_id == bundle_id)
                           .order_by(Job.created_at.desc()).limit(1))
@@ -149,8 +157,7 @@ class TrainService:
         bundle = self.uploads.source("source-train", workspace, body, user, **resources)
         with self.db.session_scope() as session:
             workspace_row = find_workspace(session, workspace)
-            pipeline = pipeline_of(session, workspace_row)
-            pipeline.held_until = _hold_end(inputs_follow)
+            pipeline = moved_pipeline(session, workspace_row, inputs_follow)
             pipeline.source_bundle_id = bundle.id
             pipeline.hyper_bundle_id = None  # the original's rule, now applied at upload time, not by a callback
             pipeline.resources = (bundle.meta or {}).get("resources")
@@ -180,8 +187,7 @@ class TrainService:
             workspace_row = find_workspace(session, workspace)
             bundle = session.scalar(select(Bundle).where(Bundle.workspace_id == workspace_row.id,
                                                          Bundle.kind == kind, Bundle.glob_name == glob_name))
-            pipeline = pipeline_of(session, workspace_row)
-            pipeline.held_until = _hold_end(inputs_follow)
+            pipeline = moved_pipeline(session, workspace_row, inputs_follow)
             pipeline.data_bundle_id = bundle.id
             pipeline.hyper_bundle_id = None
             if (bundle.meta or {}).get("resources"):
@@ -203,8 +209,7 @@ class TrainService:
             bundle = session.scalar(select(Bundle).where(Bundle.workspace_id == workspace_row.id,
                                                          Bundle.kind == "params",
                                                          Bundle.glob_name == result["glob_name"]))
-            pipeline = pipeline_of(session, workspace_row)
-            pipeline.held_until = _hold_end(inputs_follow)
+            pipeline = moved_pipeline(session, workspace_row, inputs_follow)
             pipeline.hyper_bundle_id = None if bundle.glob_name == PARAMS_NULL else bundle.id
             pipeline.parallelism = (bundle.meta or {}).get("parallelism") or 1
         wake(socket_name(self.uploads.config.data_dir))

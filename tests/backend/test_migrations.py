@@ -22,11 +22,12 @@ from kaos_backend.models import Base, Endpoint, Job, Partition, Workspace
 from tests.support.backend import BackendProcess, free_port
 
 EVERY_REVISION = ["0001_baseline", "0002_partition_reason", "0003_endpoint_socket", "0004_endpoint_host",
-                  "0005_endpoint_started_at", "0006_artifact_tokens", "0007_notebooks", "0008_pipeline_hold"]
+                  "0005_endpoint_started_at", "0006_artifact_tokens", "0007_notebooks", "0008_pipeline_hold",
+                  "0009_pipeline_deployed_at"]
 WAIT_LIMIT = 60.0  # a bound against hanging, never a speed claim
 # the columns added after 0002 (whose column is below)
 ADDED_BY_MIGRATIONS = [("endpoints", "socket"), ("endpoints", "host"), ("endpoints", "started_at"),
-                       ("train_pipelines", "held_until")]
+                       ("train_pipelines", "held_until"), ("train_pipelines", "deployed_at")]
 TABLES_ADDED_BY_MIGRATIONS = ["artifact_tokens", "notebooks"]
 
 
