@@ -36,7 +36,7 @@ from kaos_backend.control.common import (VANISHED, Controller, advance_each, bun
 from kaos_backend.control.images import cancel_unwaited_build, check_image, waiting_changes
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
-from kaos_backend.models import Bundle, Endpoint, Job, Partition
+from kaos_backend.models import Bundle, Endpoint, Job, Partition, as_utc
 from kaos_backend.services.inference import BUILD_KIND, endpoint_dir
 
 log = logging.getLogger("kaos_backend.control.endpoints")
@@ -129,11 +129,6 @@ class Probes:
         self._next.pop(name, None)
 
 
-def _aware(moment):
-    from datetime import timezone
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
-
-
 class EndpointController(Controller):
     def __init__(self, services):
         super().__init__(services)
@@ -171,7 +166,7 @@ class EndpointController(Controller):
         standing = executor.standing()  # every tick: what the infrastructure says is no probe to space out
         if not (standing is not None and standing.waiting) and not self.probes.due(endpoint.name):
             return
-        started = _aware(endpoint.started_at).timestamp() if endpoint.started_at else 0.0
+        started = as_utc(endpoint.started_at).timestamp() if endpoint.started_at else 0.0
         if standing is not None and standing.waiting:  # its infrastructure knows why (no node fits it): no probe
             waiting = standing.waiting
         else:
@@ -249,7 +244,7 @@ class EndpointController(Controller):
             return
         if build.state != JobState.JOB_SUCCESS.value:
             return  # still building
-        if endpoint.retry_at is not None and _aware(endpoint.retry_at) > now():
+        if endpoint.retry_at is not None and as_utc(endpoint.retry_at) > now():
             return  # backing off
         fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
         image = check_image(self.services, make_executor(self.config), build.image, endpoint.source_bundle_id,

@@ -24,11 +24,11 @@ from kaos_backend.control.common import (VANISHED, Controller, advance_each, bun
                                          end_reason, load, log_of, now, processing, reading, reattached,
                                          remove_unrecorded, update)
 from kaos_backend.control.images import cancel_unwaited_build, check_image, waiting_changes
-from kaos_backend.control.endpoints import MAX_BACKOFF_SECONDS, MAX_FAILURES, PROBE_TIMEOUT, Probes, _aware
+from kaos_backend.control.endpoints import MAX_BACKOFF_SECONDS, MAX_FAILURES, PROBE_TIMEOUT, Probes
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, ArtifactMissing, Executor, WorkloadSpec, notebook_log_name
 from kaos_backend.executors.notebook_command import TOKEN_VARIABLE, readiness_path
-from kaos_backend.models import Bundle, Job, Notebook, Partition, Workspace
+from kaos_backend.models import Bundle, Job, Notebook, Partition, Workspace, as_utc
 from kaos_backend.services.notebooks import BUILD_KIND, read_token
 
 log = logging.getLogger("kaos_backend.control.notebooks")
@@ -114,7 +114,7 @@ class NotebookController(Controller):
     def _probe(self, notebook: Notebook, executor: Executor) -> None:
         if not self.probes.due(notebook.name):
             return
-        started = _aware(notebook.started_at).timestamp() if notebook.started_at else 0.0
+        started = as_utc(notebook.started_at).timestamp() if notebook.started_at else 0.0
         status = api_status(notebook.host, notebook.port, readiness_path(f"/{notebook.name}/"))
         if status == 200:
             self.probes.forget(notebook.name)
@@ -187,7 +187,7 @@ class NotebookController(Controller):
                                         + (f" -j {build.id}" if build else ""))
         if build.state != JobState.JOB_SUCCESS.value:
             return None  # still building
-        if notebook.retry_at is not None and _aware(notebook.retry_at) > now():
+        if notebook.retry_at is not None and as_utc(notebook.retry_at) > now():
             return None  # backing off
         fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
         image = check_image(self.services, make_executor(self.config), build.image, notebook.source_bundle_id,

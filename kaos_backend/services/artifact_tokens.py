@@ -24,7 +24,7 @@ from sqlalchemy import delete, or_, update
 from kaos_backend.db import Database
 from kaos_backend.errors import ArtifactForbidden, AuthorizationError
 from kaos_backend.executors.base import WorkloadSpec
-from kaos_backend.models import ArtifactToken
+from kaos_backend.models import ArtifactToken, as_utc
 
 DEFAULT_TTL = timedelta(hours=24)
 KEEP_DEAD = timedelta(days=1)   # an expired or revoked row is kept this long (to say "expired", not "unknown")
@@ -41,11 +41,6 @@ class Grant(NamedTuple):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes of what was stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _hash(secret: str) -> str:
@@ -83,11 +78,11 @@ class ArtifactTokens:
             raise AuthorizationError("Unknown artifact token")
         if row.revoked_at is not None:
             raise AuthorizationError("The artifact token was revoked: its job has ended")
-        if _aware(row.expires_at) <= _now():
+        if as_utc(row.expires_at) <= _now():
             raise AuthorizationError("The artifact token has expired")
         if row.workload != workload:
             raise ArtifactForbidden(f"The artifact token is not for {workload}")
-        return Grant(row.workload, row.job, WorkloadSpec.from_dict(row.spec), _aware(row.expires_at))
+        return Grant(row.workload, row.job, WorkloadSpec.from_dict(row.spec), as_utc(row.expires_at))
 
     def renew(self, workload: str, ttl: timedelta = DEFAULT_TTL) -> int:
         """Extend the workload's live tokens to `ttl` from now (a long-running endpoint); how many."""

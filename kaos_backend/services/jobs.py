@@ -12,7 +12,7 @@ from kaos_backend.errors import JobNotFound, JobNotRunning
 from kaos_backend.executors import log_of
 from kaos_backend.executors.base import job_log_name
 from kaos_backend.layout import DataLayout
-from kaos_backend.models import Bundle, Job, Partition
+from kaos_backend.models import Bundle, Job, Partition, as_utc
 from kaos_backend.services.kill_wait import KILL_WAIT_SECONDS, KillPending, wait_for_kill
 from kaos_backend.services.paging import Cursor, moment_key, newest_first_page, split_page
 from kaos_backend.services.workspaces import find_workspace
@@ -20,10 +20,6 @@ from kaos_backend.wakeup import socket_name, wake
 
 TERMINAL = {state.value for state in JobState if state.is_terminal}
 FAILED = {JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value}
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 @lru_cache(maxsize=4096)
@@ -36,7 +32,7 @@ def local_text(moment: Optional[datetime]) -> Optional[str]:
     """`YYYY-MM-DD HH:MM:SS` in the backend's local time (the original's format); naive values are UTC."""
     if moment is None:
         return None
-    moment = _as_utc(moment)
+    moment = as_utc(moment)
     offset = _local_offset(moment.replace(minute=0, second=0, microsecond=0))
     return (moment + offset).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -47,7 +43,7 @@ def seconds_between(start: Optional[datetime], end: Optional[datetime]) -> int:
     if end is None:
         end = datetime.now(timezone.utc)
     if (start.tzinfo is None) != (end.tzinfo is None):
-        start, end = _as_utc(start), _as_utc(end)
+        start, end = as_utc(start), as_utc(end)
     return max(0, int((end - start).total_seconds()))
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy import and_, or_
 
+from kaos_backend.models import as_utc
 from kaos_backend.errors import BadRequest
 from kaos_model.whole_numbers import plain_whole_number
 
@@ -127,8 +128,7 @@ def split_page(rows: list, limit: Optional[int], key: Callable[[object], Cursor]
 # -- keysets ---------------------------------------------------------------------------------------------------
 def moment_key(moment: datetime) -> str:
     """A stored time as a cursor part: ISO 8601 in UTC (naive values, as SQLite returns them, are UTC)."""
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-    return moment.isoformat()
+    return as_utc(moment).isoformat()
 
 
 def _moment(text: str) -> datetime:

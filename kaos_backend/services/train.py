@@ -15,7 +15,7 @@ from sqlalchemy import select
 from kaos_backend.db import Database
 from kaos_backend.errors import BadRequest, ModelNotFound, NotFound
 from kaos_backend.layout import DataLayout
-from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
+from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace, as_utc
 from kaos_backend.services.jobs import TERMINAL, find_job
 from kaos_backend.services.provenance import model_file_path, model_parts, model_provenance_dot
 from kaos_backend.services.train_info import job_info
@@ -36,8 +36,7 @@ def held(pipeline: Optional[TrainPipeline]) -> bool:
     """Whether a deploy of several inputs holds `pipeline` (no training is scheduled for it) now."""
     if pipeline is None or pipeline.held_until is None:
         return False
-    until = pipeline.held_until
-    return (until if until.tzinfo else until.replace(tzinfo=timezone.utc)) > datetime.now(timezone.utc)
+    return as_utc(pipeline.held_until) > datetime.now(timezone.utc)
 
 
 def _hold_end(inputs_follow: bool) -> Optional[datetime]:
