@@ -87,6 +87,20 @@ def serve_command(args) -> int:
         return 1
     if token_path:
         print(f"Info - the API token (X-Token) is in {token_path}", flush=True)
+    from kaos_backend import pid_file
+
+    try:
+        pid_file.write(config.data_dir, args.host, args.port)
+    except OSError as error:
+        print(f"Error - cannot write {config.data_dir / pid_file.PID_FILE}: {error}", file=sys.stderr)
+        return 1
+    try:
+        return _serve_prepared(args, config)
+    finally:
+        pid_file.remove(config.data_dir)
+
+
+def _serve_prepared(args, config: Config) -> int:
     error = prepare(config)
     if error:
         print(f"Error - {error}", file=sys.stderr)

@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,6 +19,8 @@ BACKEND_MODULES = ("flask", "sqlalchemy", "gunicorn", "kaos_backend")
 BACKEND_MARKER = "kaos_backend"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
+PID_FILE = "backend.pid"  # in the data directory, written by the backend itself (kaos_backend/pid_file.py)
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def missing_backend_modules() -> List[str]:
@@ -58,6 +62,26 @@ def start_daemon(argv: List[str], log_path, env: Optional[dict] = None) -> subpr
     with open(log_path, "ab") as log:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, **(env or {})), start_new_session=True, close_fds=True)
+
+
+@contextmanager
+def signals_held(signals=HELD_SIGNALS):
+    """Run the block whole: SIGINT, SIGTERM or SIGHUP arriving meanwhile is delivered once it is done (its own
+    handler then runs: KeyboardInterrupt for SIGINT). For starting the backend and recording its pid, which an
+    interruption must not cut apart (a backend that runs and is recorded nowhere). Outside the main thread (where
+    Python cannot handle signals) the block simply runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {sig: signal.signal(sig, lambda number, _frame: received.append(number)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(received):
+            signal.raise_signal(sig)
 
 
 def health_problem(url: str, token: Optional[str], timeout: float = 2.0, advice: Optional[str] = None):
@@ -173,6 +197,52 @@ def stop(pid: Optional[int], timeout: float = STOP_TIMEOUT, marker: str = BACKEN
     _signal_group(pid, signal.SIGKILL)
     _wait_gone(pid, 5.0)
     return True
+
+
+def unrecorded_backends(data_dir, recorded_pid: Optional[int]) -> List[int]:
+    """The running backends of the data directory `data_dir` other than `recorded_pid` (the one the project's config
+    names): the one its pid file names (its start time checked against a recycled pid), and any
+    `kaos_backend serve` whose command line names `data_dir` (started by a kaos that wrote no pid file). A deploy
+    interrupted before it wrote its record, or a lost `.kaos/config`, leaves such a backend."""
+    found = []
+    pid, ticks = _pid_file(data_dir)
+    if pid and pid_alive(pid) and is_ours(pid) and (ticks is None or _start_ticks(pid) in (None, ticks)):
+        found.append(pid)
+    root = os.path.realpath(data_dir)
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit() and int(entry) not in found and _serves(int(entry), root) and pid_alive(int(entry)):
+            found.append(int(entry))
+    return [pid for pid in found if pid != recorded_pid]
+
+
+def _serves(pid: int, root: str) -> bool:
+    """Is `pid` a `kaos_backend serve --data-dir <root>`?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    if "kaos_backend" not in argv or "serve" not in argv or "--data-dir" not in argv[:-1]:
+        return False
+    return os.path.realpath(argv[argv.index("--data-dir") + 1]) == root
+
+
+def _pid_file(data_dir):
+    import json
+
+    try:
+        record = json.loads((Path(data_dir) / PID_FILE).read_text())
+        return int(record["pid"]), (int(record["start_ticks"]) if record.get("start_ticks") is not None else None)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None, None
+
+
+def _start_ticks(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -128,21 +128,27 @@ def deploy_platform(context: str, port: int, force: bool, yes: bool, verbose: bo
     import secrets
 
     from kaos_cli import local_platform
-    from kaos_cli.state import default_user, ensure_state_dir
+    from kaos_cli.state import default_user, ensure_state_dir, state_dir
 
     config = Config.load()
     existing = config.context(context)
-    if existing:
-        if not force:
-            _refuse_if_running(context, existing)
-        if force:
-            render.warning("Performing force build of the backend")
+    home = local_platform.local_dir(state_dir(), context)
+    strays = local_platform.unrecorded_backends(home / "data", _int((existing or {}).get("pid")))
+    if existing and not force:
+        _refuse_if_running(context, existing)
+    if strays and not force:
+        raise KaosError(f"A kaos backend of this project runs that .kaos/config does not record (pid "
+                        f"{', '.join(map(str, strays))}, data in {local_platform.display_path(home / 'data')}: an "
+                        f"interrupted deploy, or a lost config) - kaos build deploy -c {context} -f replaces it, "
+                        f"kaos destroy -c {context} stops it", level="Warning")
+    if force and (existing or strays):
+        render.warning("Performing force build of the backend")
     if not yes:
         render.confirm(f"Are you sure about building kaos backend in {context}?", abort=True)
     if check is not None:
         check()
-    if existing:
-        local_platform.stop(_int(existing.get("pid")))
+    for pid in ([_int(existing.get("pid"))] if existing else []) + strays:
+        local_platform.stop(pid)
     if not local_platform.port_is_free(port):
         raise KaosError(f"Network port {port} is used but is needed for building kaos backend in {context} - "
                         f"give it a free port with kaos build deploy -c {context} --port <port>", level="Warning")
@@ -157,27 +163,54 @@ def deploy_platform(context: str, port: int, force: bool, yes: bool, verbose: bo
         render.info(f"Starting: {' '.join(argv)}")
         render.info(f"Backend log: {log_path}")
     offset = local_platform.log_size(log_path)  # earlier runs' lines are not this start's cause
-    process = local_platform.start_daemon(argv, log_path, env={"KAOS_TOKEN": token, **environment})
-    problem = local_platform.wait_until_up(process, url, token, local_platform.START_TIMEOUT)
+    active = config.active
+    # Recorded before anything can interrupt: a Ctrl-C (or SIGTERM, SIGHUP, even SIGKILL) from here on leaves a
+    # backend that .kaos/config names (pid, token, port), which `kaos destroy` and `kaos build deploy` find.
+    process = None
+    try:
+        with local_platform.signals_held():
+            process = local_platform.start_daemon(argv, log_path, env={"KAOS_TOKEN": token, **environment})
+            config = Config.load()  # re-read: keep anything written meanwhile
+            config.set_context(context, url=url, token=token, kind="local",
+                               executor=environment.get("KAOS_EXECUTOR"), pid=process.pid, port=port,
+                               data_dir=data_dir.resolve(), log=log_path.resolve())
+            config.set_active(context)
+            config.save()
+        problem = local_platform.wait_until_up(process, url, token, local_platform.START_TIMEOUT)
+    except KeyboardInterrupt:
+        if process is None:
+            raise
+        raise KaosError(f"Interrupted while the backend was starting: it goes on starting (pid {process.pid}, "
+                        f"{url}) and .kaos/config records it - kaos destroy -c {context} stops it",
+                        level="Aborting") from None
     if problem is not None:
         exited = process.poll() is not None
         local_platform.stop(process.pid, marker="")
+        _forget(context, existing, active)
         cause = (local_platform.failure_cause(log_path, offset) if exited else None) or problem
         raise KaosError(f"Deployment Unsuccessful while creating kaos {context} environment: {cause} "
                         f"(see {local_platform.display_path(log_path)})")
 
-    config = Config.load()  # re-read: keep anything written meanwhile
-    config.set_context(context, url=url, token=token, kind="local", executor=environment.get("KAOS_EXECUTOR"),
-                       pid=process.pid, port=port, data_dir=data_dir.resolve(), log=log_path.resolve())
-    config.set_active(context)
+    config = Config.load()
     if not config.has_user:
         config.set_user(default_user())
-    config.save()
+        config.save()
     render.info(f"Endpoint successfully set to {url}")
     render.info("Successfully built kaos environment")
     engine = local_platform.engine_warning(url, token)
     if engine is not None:
         render.warning(engine)
+
+
+def _forget(context: str, previous: Optional[dict], active: Optional[str]) -> None:
+    """After a start that failed (its backend stopped): the context and the active one as they were before."""
+    config = Config.load()
+    if previous:
+        config.set_context(context, **previous)
+    else:
+        config.remove_context(context)
+    config.set_active(active)
+    config.save()
 
 
 def _refuse_if_running(context: str, existing: dict) -> None:

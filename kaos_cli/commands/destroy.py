@@ -2,7 +2,7 @@
 import click
 
 from kaos_cli import render
-from kaos_cli.commands.build import CLOUDS, DOCKER, ENVS, KUBE, SUPPORTED, unsupported
+from kaos_cli.commands.build import CLOUDS, DOCKER, ENVS, KUBE, SUPPORTED, _int, unsupported
 from kaos_cli.errors import KaosError
 from kaos_cli.state import Config, state_dir
 
@@ -28,7 +28,9 @@ def destroy(cloud, env, verbose, yes):
     fields = config.context(cloud)
     home = local_platform.local_dir(state_dir(), cloud)
     leftovers = docker_platform.read_leftovers(home) if cloud == DOCKER else None
-    if fields is None and leftovers is None:
+    recorded = _int((fields or {}).get("pid"))
+    strays = local_platform.unrecorded_backends(home / "data", recorded)  # an interrupted deploy, a lost config
+    if fields is None and leftovers is None and not strays:
         raise KaosError(f"kaos backend in {cloud} has not been deployed!", level="Warning")
     if env:
         render.warning(f"ENV (-e/--env) is not applicable for {cloud} deployment")
@@ -36,11 +38,7 @@ def destroy(cloud, env, verbose, yes):
         render.confirm(f"Are you sure about destroying kaos backend in {cloud}?", abort=True)
 
     data_dir = (fields or {}).get("data_dir") or leftovers or home / "data"
-    if fields is not None:
-        try:
-            pid = int(fields.get("pid") or 0) or None
-        except ValueError:
-            pid = None
+    for pid in ([recorded] if fields is not None else []) + strays:
         stopped = local_platform.stop(pid)
         if verbose:
             render.info(f"Backend process {pid} stopped" if stopped else f"Backend process {pid} was not running")

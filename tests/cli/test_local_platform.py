@@ -102,3 +102,17 @@ def test_log_tail(tmp_path):
 def test_missing_backend_modules(monkeypatch):
     monkeypatch.setattr(local_platform, "BACKEND_MODULES", ("json", "no_such_module_kaos"))
     assert local_platform.missing_backend_modules() == ["no_such_module_kaos"]
+
+
+def test_signals_held_delivers_a_signal_once_the_block_is_done():
+    """Starting the backend and recording its pid is not cut apart: a Ctrl-C arriving meanwhile is a
+    KeyboardInterrupt once the record is written; the handlers are as they were afterwards."""
+    before = {sig: signal.getsignal(sig) for sig in local_platform.HELD_SIGNALS}
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with local_platform.signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("recorded")
+    assert done == ["recorded"]
+    assert {sig: signal.getsignal(sig) for sig in local_platform.HELD_SIGNALS} == before
