@@ -77,7 +77,7 @@ class TrainPipeline(Base):
     # a deploy of several inputs holds the pipeline until its last one arrives (services/train.py, HOLD_SECONDS)
     held_until: Mapped[Optional[datetime]] = mapped_column(default=None)
     # when an upload last moved it: limits given after a failure or a kill try the combination again, limits given
-    # before it ended do not (control/train_schedule.py, tried_again)
+    # before it ended do not (services/train_retry.py, tried_again)
     deployed_at: Mapped[Optional[datetime]] = mapped_column(default=None)
 
 

@@ -393,6 +393,9 @@ class TrainPipelineInfo(Wire):
 
     image_state = _added("image_state", "`none`, `building`, `ready` or `failed`: whether `image` is built yet.")
     source_glob = _added("source_glob", "The current source bundle (`/mnist:1909d`), None before one is set.")
+    trained = _added("trained", "`{\"job_id\", \"state\"}`: the train job of these inputs that stands (they start "
+                                "nothing new: trained already, training, or ended without success with these limits); "
+                                "None when they train.")
 
 
 @dataclass

@@ -3,7 +3,6 @@ whose train pipeline's current inputs are complete, built and not trained yet; c
 (control/trainings.py)."""
 import logging
 import re
-from datetime import datetime
 from typing import Dict, List, Optional
 
 from kaos_model import JobState
@@ -11,7 +10,8 @@ from kaos_model.ids import new_hex6, new_job_id
 from sqlalchemy import exists, select
 
 from kaos_backend.control.common import reading
-from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace, as_utc
+from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
+from kaos_backend.services.train_retry import standing_job
 from kaos_backend.services.train import held, latest_build, latest_ingestion, output_branch, request_ingestion
 
 log = logging.getLogger("kaos_backend.control.trainings")
@@ -60,9 +60,7 @@ def _schedule_one(session, pipeline: TrainPipeline) -> Optional[Job]:
     if data.kind == "manifest" and not _ingested(session, pipeline, data):
         return None  # likewise while the manifest's files are not all downloaded (or could not be)
     branch = output_branch(source, data, hyper)
-    previous = session.scalar(select(Job).where(Job.workspace_id == pipeline.workspace_id, Job.kind == "train",
-                                                Job.branch == branch).order_by(Job.created_at.desc()).limit(1))
-    if previous is not None and not tried_again(previous, pipeline.resources, pipeline.deployed_at):
+    if standing_job(session, pipeline, branch) is not None:
         return None  # this input combination was trained already: identical resubmissions start nothing
     job = Job(id=new_job_id(), workspace_id=pipeline.workspace_id, kind="train",
               state=JobState.JOB_STARTING.value, user=source.user, source_bundle_id=source.id,
@@ -102,22 +100,3 @@ def combination_name(combination: Dict) -> str:
     name = "_".join(f"{key}={value}" for key, value in combination.items())
     name = _UNSAFE_IN_NAME.sub("_", name)[:200]
     return "_" + name if name.startswith(".") else name
-
-
-def tried_again(previous: Job, resources: Optional[Dict], deployed_at: Optional[datetime]) -> bool:
-    """Whether the inputs of the train job `previous` (its branch) get a new train job with `resources` (--cpu,
-    --memory, --gpu), given by a deploy at `deployed_at`: only when `previous` ended without success (failed, or was
-    killed), that deploy came after it ended, and the resources differ from the ones it had. An engine or a cluster
-    refuses a container whose limits it cannot give (`--cpu 1000` ends at once), so other limits must be a way out
-    without changing a file; a successful training is not repeated (identical resubmissions start nothing), nor is a
-    failure with the same limits, nor a training killed after the deploy (its limits were given while it ran, when
-    they started nothing: the kill must not start them)."""
-    if previous.state not in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
-        return False
-    if deployed_at is None or previous.finished_at is None or as_utc(deployed_at) < as_utc(previous.finished_at):
-        return False
-    return _limits(previous.resources) != _limits(resources)
-
-
-def _limits(resources: Optional[Dict]) -> Dict:
-    return {name: value for name, value in (resources or {}).items() if value}

@@ -19,6 +19,7 @@ from kaos_backend.models import Bundle, Job, Partition, TrainPipeline, Workspace
 from kaos_backend.services.jobs import TERMINAL, find_job
 from kaos_backend.services.provenance import model_file_path, model_parts, model_provenance_dot
 from kaos_backend.services.train_info import job_info
+from kaos_backend.services.train_retry import standing_job
 from kaos_backend.services.uploads import PARAMS_NULL, UploadBody, UploadService
 from kaos_backend.services.workspaces import find_workspace
 from kaos_backend.wakeup import socket_name, wake
@@ -247,7 +248,8 @@ class TrainService:
     def inspect(self, workspace: str) -> Dict[str, Any]:
         """The train pipeline as 1.x's flat definition (TrainPipelineInfo): inputs not set yet are 1.x's null
         names (`image:null`, `/data:null`, `/params.null`); extras `image_state` (none, building, ready,
-        failed) and `source_glob` (the current source bundle, null without one)."""
+        failed), `source_glob` (the current source bundle, null without one) and `trained` (`{"job_id", "state"}`:
+        the train job of these inputs that stands, so that they start nothing new; null when they will train)."""
         with self.db.read_scope() as session:
             workspace_row = find_workspace(session, workspace)
             pipeline = session.get(TrainPipeline, workspace_row.id) or TrainPipeline(parallelism=1)
@@ -255,6 +257,10 @@ class TrainService:
             data = session.get(Bundle, pipeline.data_bundle_id) if pipeline.data_bundle_id else None
             hyper = session.get(Bundle, pipeline.hyper_bundle_id) if pipeline.hyper_bundle_id else None
             state = image_state(latest_build(session, source.id)) if source else "none"
+            trained = standing_job(session, pipeline, output_branch(source, data, hyper)) if source and data else None
+            if trained is not None and pipeline.deployed_at is not None \
+                    and as_utc(trained.created_at) >= as_utc(pipeline.deployed_at):
+                trained = None  # the job the last deploy started: these inputs did train
             resources = pipeline.resources or {}
             image = f"{BUILD_KIND}-{workspace}:{source.hash5}" if source else NO_IMAGE
             info = TrainPipelineInfo(
@@ -269,7 +275,8 @@ class TrainService:
                 image_glob=f"/{image}",
                 hyper_name="hyper", hyper_repo=f"hyper-{workspace}", hyper_branch="master",
                 hyper_glob=f"/{hyper.glob_name}/*" if hyper else f"/{NO_HYPERPARAMS}",
-                extra={"image_state": state, "source_glob": f"/{source.glob_name}" if source else None})
+                extra={"image_state": state, "source_glob": f"/{source.glob_name}" if source else None,
+                       "trained": {"job_id": trained.id, "state": trained.state} if trained else None})
             return info.to_dict()
 
     def info(self, workspace: str, job_id: str, sort_by: Optional[str] = None, page_id: Any = 0,

@@ -114,6 +114,18 @@ def inputs_row(inputs) -> list:
     return [image, render.mark(inputs.data_glob), hyper]
 
 
+def standing_note(trained: dict) -> str:
+    """Why a deploy starts no training: the job of these inputs that stands (TrainPipelineInfo.trained)."""
+    job, state = trained.get("job_id"), trained.get("state")
+    if state in ("JOB_STARTING", "JOB_RUNNING"):
+        return (f"These inputs are training in job {job} ({state}): nothing new starts; other --cpu/--memory/--gpu "
+                "try them again only once it has failed or been killed")
+    if state == "JOB_SUCCESS":
+        return f"These inputs were trained by job {job} ({state}): nothing new starts"
+    return (f"These inputs were trained by job {job} ({state}) with these limits: nothing new starts; other "
+            "--cpu/--memory/--gpu try them again")
+
+
 @click.command(short_help="Deploy a training job", context_settings={"help_option_names": ["--help"]})
 @click.option("-s", "--source_bundle", type=click.Path(exists=True, file_okay=False),
               help="Directory of the source bundle (Dockerfile and model/)")
@@ -173,3 +185,5 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     render.echo("CURRENT TRAINING INPUTS")
     render.echo()
     render.print_table(["Image", "Data", "Hyperparams"], [inputs_row(inputs)], justify="center")
+    if inputs.trained:
+        render.info(standing_note(inputs.trained))

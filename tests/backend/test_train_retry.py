@@ -1,5 +1,5 @@
 """When a deploy of a combination of code, data and hyperparameters trained already starts a new train job
-(control/train_schedule.py `tried_again`; README, How it runs): only after a failure or a kill, and only with other
+(services/train_retry.py `tried_again`; README, How it runs): only after a failure or a kill, and only with other
 limits given by a deploy after it ended. The DOCKER platform's case (a limit the engine refused) is
 tests/docker/test_attack_findings.py's."""
 from datetime import datetime, timedelta, timezone
@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from kaos_backend.control.train_schedule import schedule, tried_again
+from kaos_backend.control.train_schedule import schedule
 from kaos_backend.models import Job
+from kaos_backend.services.train_retry import tried_again
 from kaos_backend.services.uploads import body_from_bytes
 from tests.backend.helpers import features_zip, source_zip
 

@@ -140,3 +140,42 @@ def test_limits_that_cannot_be_enforced_are_said_once_and_logged(tmp_path, kaos,
         assert "memory 50Mi, cpu 1 not enforced" in log
     finally:
         server.stop()
+
+
+def test_a_deploy_that_starts_nothing_says_which_job_stands_and_a_kill_starts_nothing(tmp_path, kaos, project):
+    """A newcomer's finding: `train deploy --memory 400Mi` of inputs training with 300Mi printed the inputs table
+    only (it starts nothing), and `train kill` of that training then started one with 400Mi at once. The deploy
+    now says which job stands and why; the kill ends it for good; a deploy after the kill tries the new limits."""
+    from tests.support.backend import BackendProcess
+    from tests.support.platform import tiny_data_bundle, tiny_train_bundle, wait_for
+
+    server = BackendProcess(tmp_path / "standing-data", env={"KAOS_CONTAINMENT": "subreaper"}).start()
+    try:
+        assert kaos("init", "-e", server.url, "-t", server.token).exit_code == 0
+        assert kaos("workspace", "create", "-n", "standing").exit_code == 0
+        client = KaosClient(server.url, server.token)
+        code = tiny_train_bundle(tmp_path / "code", "import time\ntime.sleep(600)\n")
+        data = tiny_data_bundle(tmp_path / "data")
+
+        def deploy(memory):
+            deployed = kaos("train", "deploy", "-s", str(code), "-d", str(data), "--memory", memory)
+            assert deployed.exit_code == 0, deployed.output
+            return [line for line in deployed.output.splitlines() if line.startswith("Info - These inputs")]
+
+        def jobs():
+            return [(job.job_id, job.state) for job in client.train_list("standing").training]
+
+        assert deploy("300Mi") == []
+        [(first, _)] = wait_for(lambda: [job for job in jobs() if job[1] == "JOB_RUNNING"], 300, what="it to run")
+        assert deploy("400Mi") == [
+            f"Info - These inputs are training in job {first} (JOB_RUNNING): nothing new starts; other "
+            "--cpu/--memory/--gpu try them again only once it has failed or been killed"]
+        assert kaos("train", "kill", "-j", first, input="y\n").exit_code == 0
+        wait_for(lambda: dict(jobs()).get(first) == "JOB_KILLED", 120, what="the kill")
+        assert deploy("300Mi") == [f"Info - These inputs were trained by job {first} (JOB_KILLED) with these "
+                                   "limits: nothing new starts; other --cpu/--memory/--gpu try them again"]
+        assert [job_id for job_id, _ in jobs()] == [first]  # the kill started nothing, nor the same limits
+        assert deploy("400Mi") == []  # after the kill: a way out
+        wait_for(lambda: len(jobs()) == 2, 120, what="the new limits' training")
+    finally:
+        server.stop()

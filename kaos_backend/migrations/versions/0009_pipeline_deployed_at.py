@@ -5,7 +5,7 @@ Revises: 0008_pipeline_hold
 Create Date: 2026-12-02
 
 A combination trained already gets a new train job only when its last one failed or was killed and a deploy gives
-other limits (control/train_schedule.py `tried_again`). The scheduler compared the limits only: limits given while
+other limits (services/train_retry.py `tried_again`). The scheduler compared the limits only: limits given while
 the job still ran (which started nothing then) started a new job the moment that job was killed, so `train kill`
 seemed not to work. The deploy now has to come after the job ended; rows made before this revision take their
 updated_at (every upload changed it).
