@@ -26,6 +26,10 @@ BACKEND_REQUIRES = [
     # The front door's HTTP/1.1 parser for requests and responses (kaos_backend/front/parsing.py): llhttp, the
     # parser behind Node.js, as uvicorn uses it; strict where hand-written parsing let smuggling cases through.
     "httptools>=0.6",
+    # dockerfile-parse (Red Hat's, pure Python) reads a bundle's Dockerfile: its FROM lines with their ARGs
+    # substituted (the Docker executor: a base image the engine lacks fails the build at once instead of a pull
+    # that reaches no registry), and on LOCAL the instructions a virtualenv does not apply, said in the build log.
+    "dockerfile-parse>=2.0",
 ]
 
 EXTRAS = {
@@ -35,9 +39,7 @@ EXTRAS = {
     # The Docker executor and `kaos-backend base-image` (kaos_backend/images/): the docker SDK, an extra rather
     # than a requirement because the CLI and the LOCAL backend run without an engine. 7.1 at least: older
     # releases break with requests 2.32 ("Not supported URL scheme http+docker", docker/docker-py#3256).
-    # dockerfile-parse (Red Hat's, pure Python) reads a bundle's FROM lines with their ARGs substituted, so that a
-    # base image the engine lacks fails the build at once instead of a pull that reaches no registry.
-    "docker": BACKEND_REQUIRES + ["docker>=7.1", "dockerfile-parse>=2.0"],
+    "docker": BACKEND_REQUIRES + ["docker>=7.1"],
     "kubernetes": BACKEND_REQUIRES + ["kubernetes>=28.0"],
     # A faster event loop (libuv) for the front door, used when importable (kaos_backend/front/main.py): an extra
     # of its own rather than in `backend` because its wheels are CPython-on-Unix only, and the front runs

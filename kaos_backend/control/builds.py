@@ -44,7 +44,7 @@ class BuildController(SingleWorkloadController):
         except ArtifactMissing as missing:
             return self.fail(job_log, f"kaos: the source bundle of this build is missing: {missing}")
         if executor.is_image_ready(image):  # a warm build: nothing to run
-            job_log.append_log(*preamble.lines(), f"Using cached image {image}")
+            job_log.append_log(*preamble.lines(), *executor.build_notes(spec), f"Using cached image {image}")
             return {"image": image, "started_at": now(), **finished(JobState.JOB_SUCCESS)}
         if self._being_built(image, job.id):
             # another build makes this image: wait for it, then this one is a warm build. The image is recorded

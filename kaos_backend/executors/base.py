@@ -314,6 +314,11 @@ class Executor(abc.ABC):
         """True when `image` exists already, so a build of it can be skipped (a warm build)."""
         return False
 
+    def build_notes(self, spec: "WorkloadSpec") -> List[str]:
+        """Lines for a build's log about what this platform makes of the bundle differently from `docker build`
+        (LOCAL: the Dockerfile's instructions it does not apply), cold or warm build alike; none by default."""
+        return []
+
     # -- the log ---------------------------------------------------------------------------------------------
     def bind_log(self, log: str) -> "Executor":
         """Point this executor at the log named `log` (`job_log_name`, `endpoint_log_name`) to read or add to

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from kaos_backend.config import platform_id
-from kaos_backend.executors import containment, outcome, sandbox, sockets, venv_builder
+from kaos_backend.executors import containment, dockerfile_notes, outcome, sandbox, sockets, venv_builder
 from kaos_backend.executors.base import VANISHED, Address, Executor, WorkloadSpec, check_log_name
 from kaos_backend.executors.data_dir_log import DataDirLog
 from kaos_backend.executors.local_claim import StartClaim
@@ -106,6 +106,7 @@ class LocalExecutor(DataDirLog, Executor):
                 self._adopt(spec, claim.adopted)
                 return image
             process = self.staging.stage(spec, self._log_file(spec.log).parent)
+            process.preamble = process.preamble + self.build_notes(spec)
             target, lock = Path(image), Path(f"{image}.lock")
             self.envs_dir.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(target, ignore_errors=True)  # whatever an earlier, failed or killed build left
@@ -116,6 +117,10 @@ class LocalExecutor(DataDirLog, Executor):
                                 command=[sys.executable, VENV_BUILDER, "--envs-dir", str(self.envs_dir),
                                          "--key", target.name, *requirements]), claim)
         return image
+
+    def build_notes(self, spec: WorkloadSpec) -> List[str]:
+        """The Dockerfile's instructions a virtualenv does not apply (dockerfile_notes.py), in one line."""
+        return dockerfile_notes.note(self.staging.bundle_root(spec.source) / "Dockerfile")
 
     # -- running --------------------------------------------------------------------------------------------
     def start(self, spec: WorkloadSpec) -> Optional[Address]:

@@ -83,6 +83,29 @@ def test_seed_build_error_shows_in_build_logs(platform):
     assert platform.jobs("build-error")["training"] == []  # no training from a failed build
 
 
+def test_the_build_log_names_the_dockerfile_instructions_local_does_not_apply(platform, tmp_path):
+    """A newcomer's finding: `RUN apt-get install -y libgomp1` and `ENV MY_SETTING=42` in a bundle's Dockerfile did
+    nothing on LOCAL and nothing said so (the training printed MY_SETTING = None). The build log says it, for a
+    build that makes the virtualenv and for one that finds it made (warm) alike."""
+    code = tiny_train_bundle(tmp_path / "code", "import os, sys\nos.makedirs(sys.argv[1] + '/model')\n",
+                             requirements="# dockerfile-notes\n")
+    dockerfile = code / "tiny" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "RUN apt-get install -y libgomp1\nENV MY_SETTING=42\n")
+    expected = ("kaos: LOCAL builds a virtualenv of the bundle's requirements files; these instructions of its "
+                "Dockerfile are not applied here (a DOCKER or KUBERNETES platform runs them): RUN apt-get install "
+                "-y libgomp1; ENV MY_SETTING=42")
+    data = tiny_data_bundle(tmp_path / "data")
+    for workspace in ("dockerfile-cold", "dockerfile-warm"):
+        platform.workspace(workspace)
+        deployed = platform.kaos("train", "deploy", "-s", str(code), "-d", str(data))
+        assert deployed.code == 0, deployed
+        build = wait_terminal(platform, workspace, _latest(platform, workspace, "building")["job_id"])
+        assert build["state"] == "JOB_SUCCESS"
+        logs = platform.kaos("train", "build-logs", "-j", build["job_id"])
+        assert expected in logs.out, logs.out
+    assert "Using cached image" in logs.out  # the second build was a warm one
+
+
 def test_seed_train_error_shows_the_syntax_error(platform):
     platform.workspace("train-error")
     source = platform.copy_template("mnist/model-train", "unclosed-bracket")
