@@ -21,6 +21,10 @@ class ConnectionProblem(KaosError):
         self.url = url
 
 
+class StreamInterrupted(KaosError):
+    """A streamed answer (a followed log) was cut before its end: the backend, or a part of it, went away."""
+
+
 class RequestError(KaosError):
     """The backend answered with an HTTP error; `status` and `error_code` come from its reply."""
 

@@ -1,13 +1,14 @@
 """Show a job's log: the records on stdout (Info lines on stderr, so `kaos … logs > file` stays clean), a copy
 under `<out_dir>/<workspace>/logs/`, and with follow an exit status that says how the job ended. Also the options
 that the `logs` and `build-logs` commands of train, serve and notebook share, and the `build-logs` command itself."""
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import click
 
 from kaos_cli import render
-from kaos_cli.errors import KaosError, RequestError
+from kaos_cli.errors import ConnectionProblem, KaosError, RequestError, StreamInterrupted
 from kaos_cli.guards import workspace_session
 from kaos_cli.options import index_option, name_option, name_or_index
 
@@ -25,6 +26,8 @@ LOG_OF = {
 }
 TRAIN_KINDS = ("train", "build-train", "ingestion")  # what `kaos train logs` shows
 NOT_FOUND = ("JOB_NOT_FOUND", "PIPELINE_NOT_FOUND")
+RECONNECT_SECONDS = 60.0  # how long a follow cut off (a backend or its front restarting) tries to open it again
+RECONNECT_INTERVAL = 0.5
 
 
 def _kind_of(client, workspace: str, name: str) -> Optional[str]:
@@ -105,6 +108,7 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
             return
         raise
     interrupted = False
+    records = _resumed(lines, lambda: fetch(workspace, job_id, follow=True))
     try:
         path = _log_path(out_dir, workspace, file_name)
         try:
@@ -113,18 +117,18 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
             raise KaosError(f"Cannot write the log file {path}: {exc.strerror or exc}") from None
         with saved:
             try:
-                for record in lines:
+                for record in records:
                     saved.write(record + "\n")  # saved first: a line on the screen is also in the file
                     saved.flush()
                     render.echo(record)  # click flushes stdout on every echo
             except KeyboardInterrupt:
                 if not interrupt_ends:
+                    render.info(f"Log saved to {path}", err=True)  # what arrived is kept, and said so
                     raise
                 interrupted = True
     finally:
-        close = getattr(lines, "close", None)
-        if close:
-            close()
+        records.close()
+        _close(lines)
     render.info(f"Log saved to {path}", err=True)
     if job_state is None or interrupted:
         return
@@ -134,6 +138,52 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
     if state in ("JOB_FAILURE", "JOB_KILLED"):
         raise KaosError(f"Job {job_id} ended in state {state}")
     raise KaosError(f"The log stream of job {job_id} ended while the job is {state}")
+
+
+def _resumed(lines: Iterator[str], reopen: Callable[[], Iterator[str]]) -> Iterator[str]:
+    """The records of a followed log, across cuts: a stream that breaks off (the backend or its front restarted:
+    the supervisor brings a part back within seconds) is opened again with `reopen`, tried for up to
+    RECONNECT_SECONDS, and the records given already are skipped (a log only grows). Raises the cut's
+    StreamInterrupted when it cannot be opened again."""
+    given = 0
+    try:
+        while True:
+            skip = given
+            try:
+                for record in lines:
+                    if skip:
+                        skip -= 1
+                        continue
+                    given += 1
+                    yield record
+                return
+            except StreamInterrupted as cut:
+                _close(lines)
+                render.info(f"{cut.message}: opening it again", err=True)
+                lines = _reopened(reopen, cut)
+    finally:
+        _close(lines)
+
+
+def _reopened(reopen: Callable[[], Iterator[str]], cut: StreamInterrupted) -> Iterator[str]:
+    deadline = time.monotonic() + RECONNECT_SECONDS
+    while True:
+        time.sleep(RECONNECT_INTERVAL)
+        try:
+            return reopen()
+        except (ConnectionProblem, StreamInterrupted):
+            pass
+        except RequestError as error:
+            if error.status is None or error.status < 500:  # answered: the log, the job or the token is the matter
+                raise
+        if time.monotonic() > deadline:
+            raise cut
+
+
+def _close(lines) -> None:
+    close = getattr(lines, "close", None)
+    if close:
+        close()
 
 
 # -- the click side: the options of `… logs` and `… build-logs`, and the `build-logs` command ----------------------

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator, Optional, Type, TypeVar, Union
 from urllib.parse import quote
 
 from kaos_cli.errors import (ConnectionProblem, KaosError, PlatformUnhealthy, RequestError, UnauthorizedError,
-                             UnexpectedAnswer)
+                             StreamInterrupted, UnexpectedAnswer)
 from kaos_model.wire import Wire, WireError
 
 CONNECT_TIMEOUT = 10.0
@@ -320,6 +320,7 @@ class Transport:
             for raw in response.iter_lines(chunk_size=None):
                 yield raw.decode("utf-8", errors="replace")
         except requests.exceptions.RequestException as exc:
-            raise KaosError(f"The log stream from {self.url} was interrupted ({type(exc).__name__})") from None
+            raise StreamInterrupted(f"The log stream from {self.url} was interrupted ({type(exc).__name__})") \
+                from None
         finally:
             response.close()

@@ -604,3 +604,53 @@ def test_an_answer_that_does_not_fit_its_wire_class_is_one_error_line(kaos, ws):
     assert line.startswith("Error - The backend at http://127.0.0.1:") and line.endswith(
         "answered GET train/mnist with something that is not a TrainJobListing: training[0].state: missing, and "
         "SubmissionInfo requires it")
+
+
+def _cut_then(monkeypatch, reopenings):
+    """train_logs that yields one record and is cut off, then answers each reopening from `reopenings` (an
+    exception to raise, or the records of a whole log)."""
+    from kaos_cli import job_logs
+    from kaos_cli.client import KaosClient
+    from kaos_cli.errors import StreamInterrupted
+    calls = []
+    monkeypatch.setattr(job_logs, "RECONNECT_INTERVAL", 0.01)
+
+    def train_logs(self, workspace, job_id, follow=False):
+        calls.append(follow)
+        if len(calls) == 1:
+            def cut():
+                yield "[t] one"
+                raise StreamInterrupted("The log stream from http://x/api/ was interrupted (ChunkedEncodingError)")
+            return cut()
+        answer = reopenings[min(len(calls) - 2, len(reopenings) - 1)]
+        if isinstance(answer, Exception):
+            raise answer
+        return iter(answer)
+    monkeypatch.setattr(KaosClient, "train_logs", train_logs)
+    return calls
+
+
+def test_a_cut_follow_is_opened_again_and_prints_no_record_twice(kaos, ws, project, monkeypatch):
+    from kaos_cli.errors import ConnectionProblem
+    calls = _cut_then(monkeypatch, [ConnectionProblem("unreachable"), ["[t] one", "[t] two"]])
+    ws.route("GET", f"job/mnist/{JOB}", body=answers.job_record(JOB, "JOB_SUCCESS", "train"))
+    result = kaos("train", "logs", "-j", JOB, "-f")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "[t] one\n[t] two\n" and calls == [True, True, True]
+    assert (project / "mnist" / "logs" / f"train-{JOB}.log").read_text() == "[t] one\n[t] two\n"
+    assert "Info - The log stream from http://x/api/ was interrupted (ChunkedEncodingError): opening it again" \
+        in result.stderr
+
+
+def test_a_follow_that_cannot_be_opened_again_says_it_was_cut_within_its_bound(kaos, ws, monkeypatch):
+    from kaos_cli import job_logs
+    from kaos_cli.errors import ConnectionProblem, RequestError
+    monkeypatch.setattr(job_logs, "RECONNECT_SECONDS", 0.2)
+    _cut_then(monkeypatch, [ConnectionProblem("unreachable")])
+    result = kaos("train", "logs", "-j", JOB, "-f")
+    assert result.exit_code == 1 and result.stdout == "[t] one\n"
+    assert result.stderr.splitlines()[-1] == \
+        "Error - The log stream from http://x/api/ was interrupted (ChunkedEncodingError)"
+    _cut_then(monkeypatch, [RequestError("There is no job with id: x", status=404, error_code="JOB_NOT_FOUND")])
+    result = kaos("train", "logs", "-j", JOB, "-f")  # an answer is not a cut: said at once
+    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error - There is no job with id: x"

@@ -224,6 +224,54 @@ def test_logs_follow_streams_live(platform, tmp_path, shared_dir):
     assert "first line from train" in text and "second line from train" in text
 
 
+def test_a_follow_cut_by_a_restarted_front_goes_on_where_it_was(platform, tmp_path, shared_dir):
+    """A newcomer's finding: `kaos train logs -f` ended with "The log stream ... was interrupted" (exit 1) when the
+    backend restarted, while the training went on. The front (where follows are served) killed and brought back by
+    the supervisor: the follow opens the log again, prints no record twice, and ends with the job."""
+    import signal
+    import subprocess
+    from tests.support.cli import KAOS
+    platform.workspace("cut-follow")
+    release = shared_dir / "release-cut"
+    script = ("import os, sys, time\n"
+              "print('first line from train', flush=True)\n"
+              f"while not os.path.exists({str(release)!r}):\n"
+              "    time.sleep(0.05)\n"
+              "print('second line from train', flush=True)\n"
+              "os.makedirs(sys.argv[1] + '/model')\n")
+    code = tiny_train_bundle(tmp_path / "code", script)
+    assert platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "d"))).code == 0
+    job_id = _latest(platform, "cut-follow", "training")["job_id"]
+    follower = subprocess.Popen([KAOS, "train", "logs", "-j", job_id, "-f"], cwd=platform.project,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, USER="tester"))
+    try:
+        seen = []
+        for line in follower.stdout:
+            seen.append(line)
+            if "first line from train" in line:
+                break
+        front = platform.api("GET", "health").json()["parts"]["front"]["pid"]
+        os.kill(front, signal.SIGKILL)
+
+        def front_back():
+            try:
+                part = platform.api("GET", "health").json()["parts"]["front"]
+            except (OSError, ValueError, KeyError):  # not listening yet (requests' errors are OSErrors)
+                return False
+            return part["pid"] != front and part["state"] == "up"
+        wait_for(front_back, 60, what="the front back")
+        release.write_text("go")
+        seen.extend(follower.stdout)
+        assert follower.wait(timeout=120) == 0, (seen, follower.stderr.read())
+    finally:
+        follower.kill()
+    text = "".join(seen)
+    assert text.count("first line from train") == 1 and text.count("second line from train") == 1, text
+    stderr = follower.stderr.read()
+    assert "was interrupted" in stderr and ": opening it again" in stderr and "Log saved to" in stderr, stderr
+
+
 def test_follow_exits_1_when_the_job_fails(platform, tmp_path):
     platform.workspace("failing")
     code = tiny_train_bundle(tmp_path / "code", "import sys\nprint('about to fail')\nsys.exit(3)\n")
