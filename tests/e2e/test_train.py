@@ -193,9 +193,10 @@ def test_kill_a_running_training(platform, tmp_path):
     assert unknown.code == 1 and "There is no job with id: " in unknown.text
 
 
-def test_logs_follow_streams_live(platform, tmp_path, shared_dir):
-    platform.workspace("following")
-    release = shared_dir / "release"
+def _waiting_training(platform, workspace: str, tmp_path, release) -> str:
+    """The id of a training deployed in a new `workspace` that prints a first line, waits (120 s at most) for the
+    file `release`, prints a second line and writes its model."""
+    platform.workspace(workspace)
     script = ("import os, sys, time\n"
               "print('first line from train', flush=True)\n"
               f"deadline = time.time() + 120\n"
@@ -207,13 +208,23 @@ def test_logs_follow_streams_live(platform, tmp_path, shared_dir):
               "os.makedirs(sys.argv[1] + '/model')\n")
     code = tiny_train_bundle(tmp_path / "code", script)
     assert platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "d"))).code == 0
-    job_id = _latest(platform, "following", "training")["job_id"]
+    return _latest(platform, workspace, "training")["job_id"]
 
+
+def _follower(platform, job_id):
+    """`kaos train logs -j <job_id> -f` as a process of its own, its output in pipes (text)."""
     import subprocess
     from tests.support.cli import KAOS
-    follower = subprocess.Popen([KAOS, "train", "logs", "-j", job_id, "-f"], cwd=platform.project,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, USER="tester"))
+    return subprocess.Popen([KAOS, "train", "logs", "-j", job_id, "-f"], cwd=platform.project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, USER="tester"))
+
+
+def test_logs_follow_streams_live(platform, tmp_path, shared_dir):
+    release = shared_dir / "release"
+    job_id = _waiting_training(platform, "following", tmp_path, release)
+
+    follower = _follower(platform, job_id)
     seen = []
     for line in follower.stdout:  # the train script blocks until we have seen its first line live
         seen.append(line)
@@ -229,22 +240,9 @@ def test_a_follow_cut_by_a_restarted_front_goes_on_where_it_was(platform, tmp_pa
     backend restarted, while the training went on. The front (where follows are served) killed and brought back by
     the supervisor: the follow opens the log again, prints no record twice, and ends with the job."""
     import signal
-    import subprocess
-    from tests.support.cli import KAOS
-    platform.workspace("cut-follow")
     release = shared_dir / "release-cut"
-    script = ("import os, sys, time\n"
-              "print('first line from train', flush=True)\n"
-              f"while not os.path.exists({str(release)!r}):\n"
-              "    time.sleep(0.05)\n"
-              "print('second line from train', flush=True)\n"
-              "os.makedirs(sys.argv[1] + '/model')\n")
-    code = tiny_train_bundle(tmp_path / "code", script)
-    assert platform.kaos("train", "deploy", "-s", str(code), "-d", str(tiny_data_bundle(tmp_path / "d"))).code == 0
-    job_id = _latest(platform, "cut-follow", "training")["job_id"]
-    follower = subprocess.Popen([KAOS, "train", "logs", "-j", job_id, "-f"], cwd=platform.project,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, USER="tester"))
+    job_id = _waiting_training(platform, "cut-follow", tmp_path, release)
+    follower = _follower(platform, job_id)
     try:
         seen = []
         for line in follower.stdout:
