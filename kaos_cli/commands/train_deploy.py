@@ -114,6 +114,9 @@ def inputs_row(inputs) -> list:
     return [image, render.mark(inputs.data_glob), hyper]
 
 
+HOLD_MINUTES = 10  # how long the backend waits for a deploy's next input (kaos_backend/services/train.py)
+
+
 def standing_note(trained: dict) -> str:
     """Why a deploy starts no training: the job of these inputs that stands (TrainPipelineInfo.trained)."""
     job, state = trained.get("job_id"), trained.get("state")
@@ -168,15 +171,22 @@ def deploy(source_bundle, data_bundle, data_manifest, hyperparams, parallelism, 
     given = [name for name, value in (("source", source_bundle), ("data", data_bundle), ("manifest", data_manifest),
                                       ("hyperparams", hyperparams)) if value]
     follows = {name: name != given[-1] for name in given}
-    if source_bundle:
-        answers["source"] = _submit_source(client, workspace, source_bundle, resources, follows["source"])
-    if data_bundle:
-        answers["data"] = _submit_data(client, workspace, data_bundle, resources, follows["data"])
-    if data_manifest:
-        answers["manifest"] = _submit_manifest(client, workspace, data_manifest, resources, follows["manifest"])
-    if hyperparams:
-        answers["hyperparams"] = _submit_hyperparams(client, workspace, hyperparams, parallelism, resources,
-                                                     follows["hyperparams"])
+    try:
+        if source_bundle:
+            answers["source"] = _submit_source(client, workspace, source_bundle, resources, follows["source"])
+        if data_bundle:
+            answers["data"] = _submit_data(client, workspace, data_bundle, resources, follows["data"])
+        if data_manifest:
+            answers["manifest"] = _submit_manifest(client, workspace, data_manifest, resources, follows["manifest"])
+        if hyperparams:
+            answers["hyperparams"] = _submit_hyperparams(client, workspace, hyperparams, parallelism, resources,
+                                                         follows["hyperparams"])
+    except KeyboardInterrupt:
+        if answers:  # uploaded with inputs_follow: the backend waits for the rest (services/train.py, HOLD_SECONDS)
+            render.warning(f"Interrupted after uploading the {' and '.join(answers)}: no training starts for "
+                           f"{HOLD_MINUTES} minutes while the rest of this deploy is awaited, then one trains on "
+                           "the workspace's inputs as they are - kaos train deploy again to give them")
+        raise
     for warning in dict.fromkeys(answer.warning for answer in answers.values() if answer.warning):
         render.warning(warning)  # the resources asked for are not enforced here: said once
     inputs = client.train_inspect(workspace)

@@ -654,3 +654,25 @@ def test_a_follow_that_cannot_be_opened_again_says_it_was_cut_within_its_bound(k
     _cut_then(monkeypatch, [RequestError("There is no job with id: x", status=404, error_code="JOB_NOT_FOUND")])
     result = kaos("train", "logs", "-j", JOB, "-f")  # an answer is not a cut: said at once
     assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error - There is no job with id: x"
+
+
+def test_a_deploy_interrupted_after_an_upload_says_what_the_backend_does_with_it(kaos, ws, source_dir, data_dir,
+                                                                                   monkeypatch):
+    """A newcomer's finding: Ctrl-C during the data upload of `train deploy -s -d` printed only "Aborted!", and a
+    training of the new code on the old data started ten minutes later (the backend's wait for the rest)."""
+    from kaos_cli.commands import train_deploy
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_deploy, "_submit_data", interrupted)
+    ws.route("POST", "train/mnist", body={"glob_name": "mnist:17127", "job_id": BUILD_JOB})
+    result = kaos("train", "deploy", "-s", str(source_dir), "-d", str(data_dir))
+    assert result.exit_code == 1
+    assert [line for line in result.stderr.splitlines() if line][-2:] == [
+        "Warning - Interrupted after uploading the source: no training starts for 10 minutes while the rest of this "
+        "deploy is awaited, then one trains on the workspace's inputs as they are - kaos train deploy again to give "
+        "them", "Aborted!"]
+    monkeypatch.setattr(train_deploy, "_submit_source", interrupted)
+    result = kaos("train", "deploy", "-s", str(source_dir), "-d", str(data_dir))  # nothing uploaded: nothing said
+    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Aborted!"
+    assert "Interrupted after" not in result.stderr
