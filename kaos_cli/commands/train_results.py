@@ -79,7 +79,7 @@ def _failed_partitions(job) -> None:
     render.echo(f"    Failed partitions: {count}")
     if failed:
         rows = [[partition.datum_id.rsplit("-", 1)[-1], partition.state,
-                 _provenance(partition.hyperparams), render.wrapped(partition.reason)]
+                 _provenance(partition.hyperparams), render.reason(partition.reason)]
                 for partition in failed]
         render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
     if count > len(failed):

@@ -544,3 +544,21 @@ def test_kill_of_an_unknown_endpoint(kaos, ws):
     ws.route("DELETE", f"inference/mnist/{ENDPOINT}", 404,
              {"error_code": "PIPELINE_NOT_FOUND", "message": f"Pipeline {ENDPOINT} not found"})
     assert one_line(kaos("serve", "kill", "-e", ENDPOINT, "--yes")) == f"Error - Pipeline {ENDPOINT} not found"
+
+
+def test_list_reason_is_empty_for_the_endpoints_without_one(kaos, ws):
+    # a literal `None` stood in the reason cell of every healthy endpoint once one had a reason
+    endpoints = [endpoint("serve-mnist-aaaaaa"),
+                 dict(endpoint("serve-mnist-bbbbbb", "PIPELINE_FAILURE"), reason="the image build failed"),
+                 dict(endpoint("serve-mnist-cccccc"), reason=None)]
+    ws.route("GET", "inference/mnist", body={"response": {"endpoints": endpoints, "building": [
+        {"job_id": "b0", "state": "JOB_FAILURE", "started": "2024-01-02 10:00:00", "duration": 3, "reason": "exit 1",
+         "progress": "Progress: 1 / 1 (100%)"},
+        {"job_id": "b1", "state": "JOB_SUCCESS", "started": "2024-01-01 10:00:00", "duration": 3,
+         "progress": "Progress: 1 / 1 (100%)"}]}})
+    result = kaos("serve", "list")
+    assert result.exit_code == 0, result.output
+    building_table, running_table = result.stdout.rstrip("\n").split("\n\n")
+    assert _column(running_table, "reason") == ["", "the image build failed", ""]
+    assert _column(building_table, "reason") == ["exit 1", ""]
+    assert "None" not in result.stdout

@@ -461,6 +461,16 @@ def test_info_lists_every_failed_partition_when_all_are_shown(kaos, ws):
     assert failed_table_rows(result.stdout) == ["1", "3"] and "more failed" not in result.stdout
 
 
+def test_info_failed_partition_without_a_reason_has_an_empty_reason_cell(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_KILLED", "available_metrics": [], "process_time": 60, "partitions": [],
+        "failed_partitions": [dict(failed_partition(2, "JOB_KILLED"), reason=None)], "failed_count": 1}})
+    result = kaos("train", "info", "-j", JOB)
+    table = result.stdout.split("    Failed partitions: ", 1)[1]
+    row, = [line for line in table.splitlines() if line.startswith("|") and line.split("|")[1].strip() == "2"]
+    assert row.split("|")[4].strip() == ""
+
+
 def test_info_of_a_grid_killed_before_any_partition_started_counts_them(kaos, ws):
     ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
         "job_id": JOB, "state": "JOB_KILLED", "available_metrics": [], "process_time": 0, "partitions": [],
@@ -604,3 +614,17 @@ def test_an_answer_that_does_not_fit_its_wire_class_is_one_error_line(kaos, ws):
     assert line.startswith("Error - The backend at http://127.0.0.1:") and line.endswith(
         "answered GET train/mnist with something that is not a TrainJobListing: training[0].state: missing, and "
         "SubmissionInfo requires it")
+
+
+def test_list_reason_is_empty_for_the_jobs_without_one(kaos, ws):
+    # a literal `None` stood in the reason cell of every healthy job once one had a reason
+    ws.route("GET", "train/mnist", body={"response": {
+        "training": [submission("t0", "JOB_FAILURE", reason="killed on request", hyperopt="False"),
+                     submission("t1", hyperopt="False"), submission("t2", reason=None, hyperopt="False")],
+        "building": [], "ingesting": []}})
+    result = kaos("train", "list")
+    assert result.exit_code == 0, result.output
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[5:] if line.startswith("|")]
+    header = [cell.strip() for cell in result.stdout.splitlines()[3].split("|")[1:-1]]
+    assert [row[header.index("reason")].strip() for row in rows] == ["killed on request", "", ""]
+    assert "None" not in result.stdout
