@@ -6,7 +6,8 @@ from kaos_cli import notebook_tokens, render
 from kaos_cli.completion import complete_models
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import add_build_logs, follow_option, kind_checked, out_dir_option, show_logs
+from kaos_cli.job_logs import (add_build_logs, follow_option, kind_checked, out_dir_option, show_logs,
+                               workload_never_ran)
 from kaos_cli.options import check_resources, index_option, local_name, name_option, resource_options
 from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
@@ -137,7 +138,8 @@ def logs(name, ind, out_dir, follow):
     name = _notebook(name, ind)
     client, workspace = workspace_session()
     show_logs(kind_checked(client.notebook_logs, client, ("notebook",)), workspace, name, out_dir, follow,
-              f"{name}.log", f"Retrieving logs from {name}", interrupt_ends=True)
+              f"{name}.log", f"Retrieving logs from {name}", interrupt_ends=True,
+              empty=workload_never_ran(client, "notebook"))
 
 
 add_build_logs(notebook, "notebook", "notebook_build_logs", "Show the log of a notebook's image build",

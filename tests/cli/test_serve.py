@@ -268,6 +268,29 @@ def test_logs_of_an_unknown_endpoint(kaos, ws, project):
     assert not (project / "mnist").exists()
 
 
+def test_logs_of_an_endpoint_whose_build_failed_say_it_never_ran_and_where_to_look(kaos, ws, project):
+    # it printed nothing and exited 0: the reason `kaos serve list` shows is the one line, exit 0 as for an empty list
+    reason = f"the serve image could not be built: see kaos serve build-logs -j {BUILD_JOB}"
+    ws.route("GET", "inference/mnist", body={"response": {"endpoints": [
+        dict(endpoint(ENDPOINT, "PIPELINE_FAILURE"), reason=reason)], "building": []}})
+    kaos("serve", "list")
+    ws.route("GET", f"inference/mnist/{ENDPOINT}/logs", body=json.dumps(""))
+    result = kaos("serve", "logs", "-i", "0")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"Info - Retrieving logs from {ENDPOINT}",
+                                          f"Warning - Endpoint {ENDPOINT} never ran: {reason}",
+                                          f"Info - Log saved to mnist/logs/{ENDPOINT}.log"]
+
+
+def test_an_empty_log_of_a_starting_endpoint_says_so(kaos, ws):
+    ws.route("GET", "inference/mnist", body={"response": {"endpoints": [endpoint(ENDPOINT, "PIPELINE_STARTING")],
+                                                          "building": []}})
+    ws.route("GET", f"inference/mnist/{ENDPOINT}/logs", body=json.dumps(""))
+    result = kaos("serve", "logs", "-e", ENDPOINT)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"Warning - Endpoint {ENDPOINT} has written no log yet (PIPELINE_STARTING)" in result.stderr.splitlines()
+
+
 def _streamed(chunks):
     def answer(request):
         assert request.query.get("follow") == ["true"]

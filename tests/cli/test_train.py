@@ -525,6 +525,21 @@ def test_logs_printed_and_saved(kaos, ws, project):
     assert "follow" not in request.query
 
 
+def test_logs_of_a_training_that_never_started_say_why(kaos, ws):
+    # the same as `kaos serve logs` of an endpoint whose build failed: one Warning line with the job's reason, exit 0
+    reason = "kaos: the scheduler could not advance this train job: OSError: no space left"
+    record = answers.job_record(JOB, "JOB_FAILURE")
+    record["response"]["reason"] = reason
+    ws.route("GET", f"job/mnist/{JOB}", body=record)
+    ws.route("GET", f"train/mnist/{JOB}/logs", body=json.dumps(""))
+    result = kaos("train", "logs", "-j", JOB)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.splitlines()[1] == f"Warning - Job {JOB} never ran: {reason}"
+    ws.route("GET", f"job/mnist/{JOB}", body=answers.job_record(JOB, "JOB_STARTING"))
+    assert kaos("train", "logs", "-j", JOB).stderr.splitlines()[1] == \
+        f"Warning - Job {JOB} has written no log yet (JOB_STARTING)"
+
+
 def test_build_logs_into_out_dir(kaos, ws, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
