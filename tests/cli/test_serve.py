@@ -118,6 +118,24 @@ def test_deploy_errors_are_one_line(kaos, ws, serve_dir, status, code, message):
     assert "\u2714" not in result.stdout
 
 
+@pytest.mark.parametrize("typed", [MODEL + " ", f" {MODEL}", f"{MODEL}\t"])
+def test_a_model_id_pasted_with_surrounding_whitespace_is_the_model_id(kaos, ws, serve_dir, typed):
+    # `-m 'e23a2_9fd9d:134639 '` asked for the id with its space: "There is no model with id: e23a2_9fd9d:134639 "
+    ws.route("POST", "inference/mnist/e23a2_9fd9d%3A134639",
+             body={"glob_name": "mnist:93168", "job_id": BUILD_JOB, "endpoint": ENDPOINT})
+    result = kaos("serve", "deploy", "-s", str(serve_dir), "-m", typed)
+    assert result.exit_code == 0, result.output
+    assert f"Adding trained model_id: {MODEL}\n" in result.stdout
+    assert len(ws.requests_to("POST", "inference/mnist/e23a2_9fd9d%3A134639")) == 1
+
+
+def test_names_given_with_surrounding_whitespace_are_the_names(kaos, ws):
+    ws.route("GET", f"inference/mnist/{ENDPOINT}/logs", body=json.dumps("[t] served"))
+    ws.route("GET", f"inference/mnist/build/{BUILD_JOB}/logs", body=json.dumps("[t] built"))
+    assert kaos("serve", "logs", "-e", f" {ENDPOINT} ").stdout == "[t] served\n"
+    assert kaos("serve", "build-logs", "-j", f"{BUILD_JOB} ").stdout == "[t] built\n"
+
+
 def test_deploy_usage(kaos, ws, tmp_path, serve_dir):
     missing = kaos("serve", "deploy")
     assert missing.exit_code == 2 and "Missing option '-s' / '--source_bundle'" in missing.output
