@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from kaos_backend.errors import CpuRequestError, GpuRequestError, MemoryRequestError
 from kaos_model import resources as requests_text
-from kaos_model.resources import (MAX_GPUS, MAX_QUANTITY_BYTES, MEMORY_DOCS, MIN_CPU, MIN_MEMORY,  # noqa: F401
+from kaos_model.resources import (MAX_CPU, MAX_GPUS, MAX_MEMORY_BYTES, MEMORY_DOCS, MIN_CPU, MIN_MEMORY,  # noqa: F401
                                   MIN_MEMORY_BYTES, ResourceRequestError, Resources)
 
 GI = 2 ** 30

@@ -83,11 +83,13 @@ def _log_path(out_dir, workspace: str, file_name: str) -> Path:
 
 def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, file_name: str,
               retrieving: str, job_state: Optional[Callable[[str, str], Any]] = None,
-              interrupt_ends: bool = False) -> None:
+              interrupt_ends: bool = False, empty: Optional[Callable[[str, str], Optional[str]]] = None) -> None:
     """Print and save the log that `fetch` returns. With `follow`, lines are printed and saved as they arrive;
     once the stream ends `job_state(workspace, job_id)` decides: JOB_SUCCESS returns, anything else fails
     (without `job_state` the end of the stream is a success). With `interrupt_ends`, Ctrl-C while following
-    is the normal way out (an endpoint's log never ends by itself): it returns quietly."""
+    is the normal way out (an endpoint's log never ends by itself): it returns quietly. An empty log (not
+    followed) is a Warning line saying why when `empty(workspace, job_id)` knows (`job_never_ran`,
+    `workload_never_ran`), exit 0 like the other "nothing to show" of the CLI (an empty `kaos … list`)."""
     _check_name(file_name)
     render.info(retrieving, err=True)
     if not follow:
@@ -95,6 +97,10 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
         path = _log_path(out_dir, workspace, file_name)
         if text:
             render.echo(text.rstrip("\n"))
+        elif empty is not None:
+            why = empty(workspace, job_id)
+            if why:
+                render.warning(why)
         try:
             path.write_text(text if not text or text.endswith("\n") else text + "\n", encoding="utf-8")
         except OSError as exc:
@@ -184,6 +190,43 @@ def _close(lines) -> None:
     close = getattr(lines, "close", None)
     if close:
         close()
+
+
+def job_never_ran(client) -> Callable[[str, str], Optional[str]]:
+    """`show_logs`' `empty` for a job: why its log is empty, from its state and reason (`GET /job/<ws>/<id>`):
+    "Job <id> never ran: <reason>" once it ended, "Job <id> has written no log yet (JOB_STARTING)" before."""
+    def why(workspace: str, job_id: str) -> Optional[str]:
+        try:
+            record = client.job_state(workspace, job_id)
+        except KaosError:
+            return None
+        if record.state in ("JOB_FAILURE", "JOB_KILLED"):
+            return f"Job {job_id} never ran: {record.reason or record.state}"
+        if record.state == "JOB_SUCCESS":
+            return f"Job {job_id} wrote no log"
+        return f"Job {job_id} has written no log yet ({record.state})"
+    return why
+
+
+def workload_never_ran(client, kind: str) -> Callable[[str, str], Optional[str]]:
+    """`show_logs`' `empty` for an endpoint (`kind` "serve") or a notebook ("notebook"): why its log is empty,
+    from its row of `kaos <kind> list`: "Endpoint <name> never ran: the serve image could not be built: see kaos
+    serve build-logs -j <id>" (the reason `kaos serve list` shows) once it failed, else "... has written no log
+    yet (<state>)"."""
+    def why(workspace: str, name: str) -> Optional[str]:
+        try:
+            listing = client.serve_list(workspace) if kind == "serve" else client.notebook_list(workspace)
+        except KaosError:
+            return None
+        items = listing.endpoints if kind == "serve" else listing.notebooks
+        item = next((item for item in items if item.name == name), None)
+        if item is None:
+            return None
+        subject = f"{'Endpoint' if kind == 'serve' else 'Notebook'} {name}"
+        if item.state == "PIPELINE_FAILURE":
+            return f"{subject} never ran: {item.reason or item.state}"
+        return f"{subject} has written no log yet ({item.state})"
+    return why
 
 
 # -- the click side: the options of `… logs` and `… build-logs`, and the `build-logs` command ----------------------

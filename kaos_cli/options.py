@@ -54,8 +54,21 @@ def local_name(what: str, name_flag: str, name: Optional[str], ind: Optional[int
     return name
 
 
+def stripped(ctx, param, value):
+    """The callback of an option naming something by its id or name (a job id, a Model ID, an endpoint, a
+    workspace): surrounding whitespace left out, as ids never have any (a Model ID pasted with a trailing space
+    said `There is no model with id: …` with the space unseen). A repeated option's values each."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, tuple):
+        return tuple(item.strip() if isinstance(item, str) else item for item in value)
+    return value
+
+
 def name_option(*decls, other: str = "ind", **kwargs):
-    return click.option(*decls, cls=MutuallyExclusiveOption, mutually_exclusive=[other], **kwargs)
+    """A name-or-index option's name (`-j`, `-e`, `-n`, `-c`), without surrounding whitespace (`stripped`)."""
+    return click.option(*decls, cls=MutuallyExclusiveOption, mutually_exclusive=[other], callback=stripped,
+                        **kwargs)
 
 
 def index_option(other: str = "name", help: str = "Index from the last list output"):

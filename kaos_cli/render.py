@@ -68,6 +68,12 @@ def wrapped(value, width: int = 60):
     return "\n".join(textwrap.wrap(value, width))
 
 
+def reason(value):
+    """The cell of a `reason` column: empty for an item without one (not the `None` of other columns' missing
+    values), long text wrapped."""
+    return "" if value is None else wrapped(value)
+
+
 def print_table(headers: Sequence[str], rows: Iterable[Sequence], title: Optional[str] = None,
                 justify: Optional[str] = None) -> None:
     echo(table(headers, rows, title, justify))
@@ -91,15 +97,16 @@ def print_listing(sections: Iterable[Tuple[str, Sequence, Sequence[str]]], empty
                   extra: Optional[Dict[str, Tuple[str, Callable[[Any], Any]]]] = None) -> bool:
     """Print the titled tables of a `kaos … list` and return True, or warn `empty` and return False when every
     section is empty. A section `(title, items, columns)` with items gives a table: `ind`, the attributes
-    `columns` of each item (long text wrapped), `reason` when an item has one, and the column `extra[title]`
-    (`(header, cell of an item)`) when given."""
+    `columns` of each item (long text wrapped), `reason` when an item has one (empty for the others), and the
+    column `extra[title]` (`(header, cell of an item)`) when given."""
     tables = []
     for title, items, columns in sections:
         if not items:
             continue
         columns = tuple(columns) + (("reason",) if any(item.reason for item in items) else ())
         header, cell = (extra or {}).get(title, (None, None))
-        rows = [[index] + [wrapped(getattr(item, column)) for column in columns] + ([cell(item)] if cell else [])
+        rows = [[index] + [(reason if column == "reason" else wrapped)(getattr(item, column)) for column in columns]
+                + ([cell(item)] if cell else [])
                 for index, item in enumerate(items)]
         tables.append(titled_table(title, ("ind",) + columns + ((header,) if cell else ()), rows))
     if not tables:

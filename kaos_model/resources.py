@@ -12,13 +12,22 @@ from typing import Any, Dict, NamedTuple, Optional
 from kaos_model.whole_numbers import plain_whole_number
 
 MEMORY_DOCS = "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"
-MAX_QUANTITY_BYTES = 2 ** 63 - 1  # Kubernetes keeps quantities in an int64
 # Below these a workload cannot run: the smallest CPU quota kaos gives a cgroup is 1 ms per 100 ms period, and
 # the Docker engine refuses a memory limit under 6 MiB (a Python interpreter alone needs more).
 MIN_CPU = 0.01
 MIN_MEMORY = "6Mi"
 MIN_MEMORY_BYTES = 6 * 2 ** 20
-MAX_GPUS = 999_999  # a request's bound whatever the configured maximum
+# Above these no platform can mean a request, whatever maximum is configured (KAOS_MAX_*, a cluster's nodes), and
+# every executor's conversion of a request that passed them stays far inside int64 (no OverflowError, no clipping):
+# - cpu: 1024 cores, more logical CPUs than the largest common servers have (2 sockets of 192 cores, 768 threads);
+#   a cgroup's quota is then at most 1.024e8 us per period, Docker's NanoCpus 1.024e12, Kubernetes' 1024000m;
+# - memory: 1Pi, beyond the largest single machines (tens of TiB) and 8192 times below int64 bytes (Kubernetes'
+#   quantities, Docker's limits and the cgroups' memory limits are int64 bytes, rounded to pages by the kernel);
+# - gpu: 64, beyond the largest GPU nodes (8 or 16 GPUs).
+MAX_CPU = 1024
+MAX_MEMORY = "1Pi"
+MAX_MEMORY_BYTES = 2 ** 50
+MAX_GPUS = 64
 
 _BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
 _DECIMAL = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
@@ -59,15 +68,17 @@ def memory_to_bytes(quantity: str) -> int:
             value = number * _BINARY[suffix]
         elif suffix[:1] in ("e", "E") and len(suffix) > 1:
             exponent = int(suffix[1:])
-            if abs(exponent) > 100:
-                raise _incorrect_memory(quantity)
-            value = number.scaleb(exponent)
+            if abs(exponent) > 100 and number:  # 1e400 bytes: too high; 1e-400: no quantity kaos takes
+                raise _memory_too_high(quantity) if exponent > 0 else _incorrect_memory(quantity)
+            value = number.scaleb(exponent) if number else number
         else:
             value = number * _DECIMAL[suffix]
     except InvalidOperation:
         raise _incorrect_memory(quantity) from None
-    if value < 0 or value > MAX_QUANTITY_BYTES:
+    if value < 0:
         raise _incorrect_memory(quantity)
+    if value > MAX_MEMORY_BYTES:
+        raise _memory_too_high(quantity)
     return int(value.to_integral_value(rounding="ROUND_CEILING"))
 
 
@@ -75,6 +86,8 @@ def parse_cpu(text: str) -> float:
     """Cores of a cpu request (`0.5`, `2`, `500m`, `1e-1`). Raises ResourceRequestError ("cpu")."""
     match = _CPU_RE.match(text.strip())
     value = float(match["number"]) / (1000 if match["milli"] else 1) if match else math.nan
+    if not math.isfinite(value) and value > 0 or value > MAX_CPU:  # a number too large for a float is inf
+        raise ResourceRequestError("cpu", f"CPU request {shown(text)} too high. Maximum allowed is {MAX_CPU}.")
     if not math.isfinite(value) or value < 0:
         raise ResourceRequestError("cpu", f"Incorrect CPU request {text}. Give a number of cores such as 0.5, 2 "
                                           "or 500m.")
@@ -84,7 +97,9 @@ def parse_cpu(text: str) -> float:
 def parse_gpu(text: str) -> int:
     """GPUs of a gpu request (a plain whole number, at most MAX_GPUS). Raises ResourceRequestError ("gpu")."""
     value = plain_whole_number(text)
-    if value is None or value > MAX_GPUS:
+    if value is not None and value > MAX_GPUS or value is None and re.fullmatch("[1-9][0-9]*", str(text)):
+        raise ResourceRequestError("gpu", f"GPU request {shown(text)} too high. Maximum allowed is {MAX_GPUS}.")
+    if value is None:
         raise ResourceRequestError("gpu", f"Incorrect GPU request {text}. Give a whole number of GPUs such as 0 "
                                           "or 1.")
     return value
@@ -115,6 +130,11 @@ def given(value: Any) -> bool:
 
 def shown(value: Any) -> str:
     return str(value).strip()
+
+
+def _memory_too_high(quantity: Any) -> ResourceRequestError:
+    return ResourceRequestError("memory", f"Memory request {shown(quantity)} too high. Maximum allowed is "
+                                          f"{MAX_MEMORY}.")
 
 
 def _incorrect_memory(quantity: Any) -> ResourceRequestError:

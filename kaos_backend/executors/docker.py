@@ -115,7 +115,8 @@ class DockerExecutor(DataDirLog, Executor):
         """The name an image gets on the engine. Two DOCKER platforms on one engine (two projects, a test suite
         beside a user's platform) each name theirs under `kaos-<platform>/`: neither's build takes the other's tag,
         nor its destroy the other's image. Users keep seeing kaos 1.x's `build-train-<ws>:<hash5>` (`kaos train
-        info`, `train inspect`, `serve list` name the image so); build logs give the engine's name."""
+        info`, `kaos train deploy`'s inputs from `GET /train/<ws>/inspect`, `serve list` name the image so); build
+        logs give the engine's name."""
         if self.config is not None and self.config.executor != self.kind:
             return image_name
         return f"kaos-{self.platform}/{image_name}"

@@ -6,8 +6,10 @@ from kaos_cli import notebook_tokens, render
 from kaos_cli.completion import complete_models
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import add_build_logs, follow_option, kind_checked, out_dir_option, show_logs
-from kaos_cli.options import check_resources, index_option, local_name, name_option, resource_options
+from kaos_cli.job_logs import (add_build_logs, follow_option, kind_checked, out_dir_option, show_logs,
+                               workload_never_ran)
+from kaos_cli.options import (check_resources, index_option, local_name, name_option, resource_options,
+                              stripped)
 from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, write_cache
@@ -75,9 +77,10 @@ def list_notebooks(limit, show_all, show_token):
                    "installs jupyterlab); default: the notebook template")
 @click.option("-d", "--data_bundle", type=click.Path(exists=True, file_okay=False),
               help="Directory of a data bundle to upload for the workspace's notebooks")
-@click.option("--data", "data_refs", multiple=True, metavar="BUNDLE",
+@click.option("--data", "data_refs", multiple=True, metavar="BUNDLE", callback=stripped,
               help="A data bundle of the workspace to attach read-only, e.g. features:9fd9d (repeatable)")
-@click.option("--model", "model_id", help="A model id: its files and the data its training read, read-only",
+@click.option("--model", "model_id", callback=stripped,
+              help="A model id: its files and the data its training read, read-only",
               shell_complete=complete_models)
 @resource_options("of the notebook", memory_default=DEFAULT_MEMORY)
 @output_option
@@ -137,7 +140,8 @@ def logs(name, ind, out_dir, follow):
     name = _notebook(name, ind)
     client, workspace = workspace_session()
     show_logs(kind_checked(client.notebook_logs, client, ("notebook",)), workspace, name, out_dir, follow,
-              f"{name}.log", f"Retrieving logs from {name}", interrupt_ends=True)
+              f"{name}.log", f"Retrieving logs from {name}", interrupt_ends=True,
+              empty=workload_never_ran(client, "notebook"))
 
 
 add_build_logs(notebook, "notebook", "notebook_build_logs", "Show the log of a notebook's image build",

@@ -7,8 +7,10 @@ from kaos_cli import render
 from kaos_cli.completion import complete_endpoints, complete_models, complete_serve_builds
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import add_build_logs, follow_option, kind_checked, out_dir_option, show_logs
-from kaos_cli.options import check_resources, index_option, local_name, name_option, resource_options
+from kaos_cli.job_logs import (add_build_logs, follow_option, kind_checked, out_dir_option, show_logs,
+                               workload_never_ran)
+from kaos_cli.options import (check_resources, index_option, local_name, name_option, resource_options,
+                              stripped)
 from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages
 from kaos_cli.paging import more_hint, size_options, wanted
 from kaos_cli.state import delete_caches, write_cache
@@ -64,7 +66,7 @@ def list_endpoints(limit, show_all):
 @serve.command(short_help="Deploy an endpoint")
 @click.option("-s", "--source_bundle", type=click.Path(exists=True, file_okay=False), required=True,
               help="Directory of the serve source bundle (Dockerfile and model/ with serve)")
-@click.option("-m", "--model_id", help="Trained model to serve (a Model ID of `kaos train info`)",
+@click.option("-m", "--model_id", help="Trained model to serve (a Model ID of `kaos train info`)", callback=stripped,
               shell_complete=complete_models)
 @resource_options("of the endpoint")
 @output_option
@@ -146,7 +148,8 @@ def logs(endpoint, ind, out_dir, follow):
     endpoint = _endpoint(endpoint, ind)
     client, workspace = workspace_session()
     show_logs(kind_checked(client.serve_logs, client, ("endpoint",)), workspace, endpoint, out_dir, follow,
-              f"{endpoint}.log", f"Retrieving logs from {endpoint}", interrupt_ends=True)
+              f"{endpoint}.log", f"Retrieving logs from {endpoint}", interrupt_ends=True,
+              empty=workload_never_ran(client, "serve"))
 
 
 add_build_logs(serve, "serve", "serve_build_logs", "Show the log of an endpoint's image build",

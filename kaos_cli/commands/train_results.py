@@ -7,7 +7,7 @@ from kaos_cli import render
 from kaos_cli.completion import complete_models, complete_train_jobs
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import workspace_session
-from kaos_cli.options import index_option, name_option, name_or_index
+from kaos_cli.options import index_option, name_option, name_or_index, stripped
 from kaos_cli.output import emit, output_option
 
 PAGE_SIZE = 10  # partitions per `train info` page (the backend's page size)
@@ -79,7 +79,7 @@ def _failed_partitions(job) -> None:
     render.echo(f"    Failed partitions: {count}")
     if failed:
         rows = [[partition.datum_id.rsplit("-", 1)[-1], partition.state,
-                 _provenance(partition.hyperparams), render.wrapped(partition.reason)]
+                 _provenance(partition.hyperparams), render.reason(partition.reason)]
                 for partition in failed]
         render.print_table(["partition", "State", "Hyperparams", "Reason"], rows, justify="center")
     if count > len(failed):
@@ -103,7 +103,8 @@ def _file_name(kind: str, value: str) -> str:
 @click.option("-c", "--include_code", is_flag=True, help="Include the source bundle (code/)")
 @click.option("-d", "--include_data", is_flag=True, help="Include the data bundle (data/)")
 @click.option("-m", "--include_model", is_flag=True, help="Include the trained models (models/)")
-@click.option("--model_id", help="Only this model (a Model ID of `kaos train info`)", shell_complete=complete_models)
+@click.option("--model_id", help="Only this model (a Model ID of `kaos train info`)", callback=stripped,
+              shell_complete=complete_models)
 def get(job_id, ind, out_dir, include_code, include_data, include_model, model_id):
     """Download a finished training job into <out_dir>/<workspace>/<job_id>/: code/<bundle:hash>/,
     data/<data:hash>/ and models/<hex6>/ (model/, metrics/ and, for hyperparameter models, the combination's
@@ -125,7 +126,8 @@ def get(job_id, ind, out_dir, include_code, include_data, include_model, model_i
 
 
 @click.command(short_help="Save the provenance graph of a trained model")
-@click.option("-m", "--model_id", required=True, help="Model ID (of `kaos train info`), e.g. 1909d_5c3ca:828c4e",
+@click.option("-m", "--model_id", required=True, callback=stripped,
+              help="Model ID (of `kaos train info`), e.g. 1909d_5c3ca:828c4e",
               shell_complete=complete_models)
 @click.option("-o", "--out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Directory to save the graph under (<out_dir>/<workspace>/provenance/)")

@@ -5,7 +5,7 @@ from kaos_cli import render
 from kaos_cli.completion import complete_workspaces
 from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import make_client, require_context, require_init, require_workspace
-from kaos_cli.options import index_option, name_option, require_one
+from kaos_cli.options import index_option, name_option, require_one, stripped
 from kaos_cli.output import emit, list_pages, output_option
 from kaos_cli.paging import counted, more_hint, size_options, wanted
 from kaos_cli.state import WORKSPACE_CACHES, delete_caches, resolve_index, write_cache
@@ -81,7 +81,8 @@ def _switch_to(config, name: str) -> None:
 
 
 @workspace.command(short_help="Create a workspace and make it current")
-@click.option("-n", "--name", required=True, help="Workspace name: lowercase letters, digits and '-'")
+@click.option("-n", "--name", required=True, callback=stripped,
+              help="Workspace name: lowercase letters, digits and '-'")
 @output_option
 def create(name):
     """Create a workspace and make it the current one. With -o json|yaml: `POST /workspace/<name>`'s answer."""
@@ -131,7 +132,7 @@ def info():
 
 
 @workspace.command(short_help="Kill a workspace and all its resources")
-@click.option("-n", "--name", help="Workspace to kill (default: the current workspace)",
+@click.option("-n", "--name", callback=stripped, help="Workspace to kill (default: the current workspace)",
               shell_complete=complete_workspaces)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation")
 def kill(name, yes):

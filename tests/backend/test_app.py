@@ -173,3 +173,24 @@ def test_resource_errors_are_400(tmp_path):
                                                                 data=features_zip()), 400, "MEMORY_REQUEST_ERROR")
     assert client.post("/api/data/ws/features?cpu=0.5&memory=64Mi&gpu=0", data=features_zip()).status_code == 200
     app.extensions["kaos"].dispose()
+
+
+@pytest.mark.parametrize("route", ["/api/data/ws/features", "/api/data/ws/manifest", "/api/train/ws",
+                                   "/api/inference/ws/None", "/api/notebook/ws"])
+def test_resources_beyond_any_platform_are_400_whatever_the_configured_maxima(tmp_path, route):
+    # no configured maximum (0: no check; KAOS_MAX_CPU 1e6 was nothing either): `cpu=1e308` was taken, and its train
+    # job failed in the scheduler with an OverflowError (cgroups' quota of infinite cores)
+    config = Config.from_env({}, data_dir=tmp_path / "data", token=TOKEN, max_cpu=1e6, max_memory=0, max_gpu=1000)
+    app = create_app(config)
+    client = app.test_client()
+    client.environ_base["HTTP_X_TOKEN"] = TOKEN
+    client.post("/api/workspace/ws")
+    for query, code, message in (
+            ("cpu=1e308", "CPU_REQUEST_ERROR", "CPU request 1e308 too high. Maximum allowed is 1024."),
+            ("cpu=1025", "CPU_REQUEST_ERROR", "CPU request 1025 too high. Maximum allowed is 1024."),
+            ("memory=99999999999999999999Gi", "MEMORY_REQUEST_ERROR",
+             "Memory request 99999999999999999999Gi too high. Maximum allowed is 1Pi."),
+            ("memory=1025Ti", "MEMORY_REQUEST_ERROR", "Memory request 1025Ti too high. Maximum allowed is 1Pi."),
+            ("gpu=65", "GPU_REQUEST_ERROR", "GPU request 65 too high. Maximum allowed is 64.")):
+        assert assert_error(client.post(f"{route}?{query}", data=features_zip()), 400, code) == message
+    app.extensions["kaos"].dispose()

@@ -124,3 +124,19 @@ def test_a_closed_pipe_is_not_an_error(tmp_path):
     pipeline = subprocess.run(f"'{kaos}' template list | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}",
                               shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True)
     assert "Traceback" not in pipeline.stderr and "Error" not in pipeline.stderr
+
+
+def test_every_cli_command_the_docs_name_exists():
+    """`kaos train inspect` (README) is no command: the commands `kaos <group> <command>` and `<group> <command>`
+    in backquotes of the README and docs/ name are the CLI's."""
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    groups = {name: command for name, command in main.cli.commands.items() if isinstance(command, click.Group)}
+    pattern = re.compile(rf"`(?:kaos )?({'|'.join(groups)}) ([a-z][a-z-]*)")
+    missing = set()
+    for page in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for group, command in pattern.findall(page.read_text()):
+            if command not in groups[group].commands:
+                missing.add(f"{page.name}: {group} {command}")
+    assert not missing, sorted(missing)

@@ -14,6 +14,16 @@ BAD = [
     (("--memory", "12XB"), "Error - Incorrect memory request 12XB. Please check memory specs: "
                            "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"),
     (("--memory", "1Mi"), "Error - Memory request 1Mi too low. Minimum allowed is 6Mi."),
+    # above what any platform can mean (kaos_model.resources.MAX_*): `--cpu 1e308` was taken, and its job failed
+    # in the scheduler (OverflowError: cannot convert float infinity to integer, cgroups' quota)
+    (("--cpu", "1e308"), "Error - CPU request 1e308 too high. Maximum allowed is 1024."),
+    (("--cpu", "1000000"), "Error - CPU request 1000000 too high. Maximum allowed is 1024."),
+    (("--cpu", "1e999"), "Error - CPU request 1e999 too high. Maximum allowed is 1024."),
+    (("--memory", "99999999999999999999Gi"), "Error - Memory request 99999999999999999999Gi too high. Maximum "
+                                             "allowed is 1Pi."),
+    (("--memory", "1e400"), "Error - Memory request 1e400 too high. Maximum allowed is 1Pi."),
+    (("--gpu", "65"), "Error - GPU request 65 too high. Maximum allowed is 64."),
+    (("--gpu", "99999999999999999999"), "Error - GPU request 99999999999999999999 too high. Maximum allowed is 64."),
 ]
 
 

@@ -37,10 +37,14 @@ def test_the_worked_example_returns_wire_objects(backend, bundles):
     info = client.workspace_info("sdk")
     assert isinstance(info, WorkspaceInfo) and "build-train-sdk" in info.pipelines
 
-    # upload: source, data and hyperparameters
-    source = client.upload_train_source("sdk", bundles["source"])
+    # one deploy of source, data and hyperparameters: every upload but the last says inputs_follow (docs/sdk.md).
+    # The image is built before the data arrives here, as when mnist's data takes its time to upload: uploaded
+    # without inputs_follow, source and data started a training of their own, and `training[0]` was no grid
+    source = client.upload_train_source("sdk", bundles["source"], inputs_follow=True)
     assert isinstance(source, BundleUpload) and source.glob_name.startswith("tiny:") and source.job_id
-    data = client.upload_features("sdk", bundles["data"])
+    build = client.wait_for_job("sdk", source.job_id, timeout=300)
+    assert isinstance(build, JobRecord) and build.kind == "build-train" and build.state == "JOB_SUCCESS", build
+    data = client.upload_features("sdk", bundles["data"], inputs_follow=True)
     assert isinstance(data, BundleUpload) and data.glob_name.startswith("features:") and data.job_id is None
     params = client.upload_params("sdk", bundles["params"], parallelism=2)
     assert isinstance(params, ParamsUpload) and params.params == [{"scale": 2}, {"scale": 3}]
@@ -49,14 +53,13 @@ def test_the_worked_example_returns_wire_objects(backend, bundles):
     assert inputs.hyper_glob == f"/{params.glob_name}/*" and inputs.parallelism == 2
 
     # train, and wait
-    build = client.wait_for_job("sdk", source.job_id, timeout=300)
-    assert isinstance(build, JobRecord) and build.kind == "build-train" and build.state == "JOB_SUCCESS", build
     from kaos_cli import wait_until
 
     training = wait_until(lambda: client.train_list("sdk").training, timeout=120, what="the train job")[0]
     assert isinstance(training, SubmissionInfo) and training.hyperopt == "True"
     done = client.wait_for_job("sdk", training.job_id, timeout=300)
     assert done.state == "JOB_SUCCESS", done
+    assert [job.job_id for job in client.train_list("sdk").training] == [training.job_id]  # one deploy, one training
     listing = client.train_list("sdk", limit=1)
     assert isinstance(listing, TrainJobListing) and listing.continue_token is None
     assert [job.job_id for job in listing.building] == [source.job_id]
@@ -111,3 +114,25 @@ def test_the_sdk_page_runs_the_same_example():
                  "train_list(", "train_info(", "upload_serve_source(", "wait_for_endpoint(", "invoke("):
         assert call in example, call
     assert textwrap.dedent("from kaos_cli import KaosClient") in page
+
+
+def test_the_sdk_page_example_fits_the_mnist_template():
+    """Its paths are the mnist template's, its metric one the template's train writes (`sort_by="accuracy"` was
+    not: `Metric accuracy not found`), and its uploads one deploy (inputs_follow on all but the last)."""
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    example = (repo / "docs" / "sdk.md").read_text().split("## Worked example", 1)[1].split("```python", 1)[1]
+    example = example.split("```", 1)[0]
+    template = repo / "templates" / "mnist"
+    for path in re.findall(r'zip_directory\("([^"]+)"', example) + re.findall(r'open\("([^"]+)"', example) + \
+            re.findall(r'upload_params\("mnist", "([^"]+)"', example):
+        assert (template / path).exists(), path
+    train = (template / "model-train" / "mnist" / "model" / "train").read_text()
+    assert '"accuracy_" + split' in train
+    splits = set(re.findall(r'evaluate\([^)]*"(\w+)", metrics\)', train))
+    sort_by, = re.findall(r'sort_by="([^"]+)"', example)
+    assert sort_by in {f"accuracy_{split}" for split in splits}, (sort_by, splits)
+    uploads = re.findall(r"client\.upload_(train_source|features|params)\((.*)\n", example)
+    assert [name for name, _ in uploads] == ["train_source", "features", "params"]
+    assert ["inputs_follow=True" in arguments for _, arguments in uploads] == [True, True, False]

@@ -118,6 +118,24 @@ def test_deploy_errors_are_one_line(kaos, ws, serve_dir, status, code, message):
     assert "\u2714" not in result.stdout
 
 
+@pytest.mark.parametrize("typed", [MODEL + " ", f" {MODEL}", f"{MODEL}\t"])
+def test_a_model_id_pasted_with_surrounding_whitespace_is_the_model_id(kaos, ws, serve_dir, typed):
+    # `-m 'e23a2_9fd9d:134639 '` asked for the id with its space: "There is no model with id: e23a2_9fd9d:134639 "
+    ws.route("POST", "inference/mnist/e23a2_9fd9d%3A134639",
+             body={"glob_name": "mnist:93168", "job_id": BUILD_JOB, "endpoint": ENDPOINT})
+    result = kaos("serve", "deploy", "-s", str(serve_dir), "-m", typed)
+    assert result.exit_code == 0, result.output
+    assert f"Adding trained model_id: {MODEL}\n" in result.stdout
+    assert len(ws.requests_to("POST", "inference/mnist/e23a2_9fd9d%3A134639")) == 1
+
+
+def test_names_given_with_surrounding_whitespace_are_the_names(kaos, ws):
+    ws.route("GET", f"inference/mnist/{ENDPOINT}/logs", body=json.dumps("[t] served"))
+    ws.route("GET", f"inference/mnist/build/{BUILD_JOB}/logs", body=json.dumps("[t] built"))
+    assert kaos("serve", "logs", "-e", f" {ENDPOINT} ").stdout == "[t] served\n"
+    assert kaos("serve", "build-logs", "-j", f"{BUILD_JOB} ").stdout == "[t] built\n"
+
+
 def test_deploy_usage(kaos, ws, tmp_path, serve_dir):
     missing = kaos("serve", "deploy")
     assert missing.exit_code == 2 and "Missing option '-s' / '--source_bundle'" in missing.output
@@ -266,6 +284,29 @@ def test_logs_of_an_unknown_endpoint(kaos, ws, project):
         assert stderr_last(kaos("serve", "logs", "-e", ENDPOINT, *follow)) == \
             f"Error - Pipeline {ENDPOINT} not found"
     assert not (project / "mnist").exists()
+
+
+def test_logs_of_an_endpoint_whose_build_failed_say_it_never_ran_and_where_to_look(kaos, ws, project):
+    # it printed nothing and exited 0: the reason `kaos serve list` shows is the one line, exit 0 as for an empty list
+    reason = f"the serve image could not be built: see kaos serve build-logs -j {BUILD_JOB}"
+    ws.route("GET", "inference/mnist", body={"response": {"endpoints": [
+        dict(endpoint(ENDPOINT, "PIPELINE_FAILURE"), reason=reason)], "building": []}})
+    kaos("serve", "list")
+    ws.route("GET", f"inference/mnist/{ENDPOINT}/logs", body=json.dumps(""))
+    result = kaos("serve", "logs", "-i", "0")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"Info - Retrieving logs from {ENDPOINT}",
+                                          f"Warning - Endpoint {ENDPOINT} never ran: {reason}",
+                                          f"Info - Log saved to mnist/logs/{ENDPOINT}.log"]
+
+
+def test_an_empty_log_of_a_starting_endpoint_says_so(kaos, ws):
+    ws.route("GET", "inference/mnist", body={"response": {"endpoints": [endpoint(ENDPOINT, "PIPELINE_STARTING")],
+                                                          "building": []}})
+    ws.route("GET", f"inference/mnist/{ENDPOINT}/logs", body=json.dumps(""))
+    result = kaos("serve", "logs", "-e", ENDPOINT)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"Warning - Endpoint {ENDPOINT} has written no log yet (PIPELINE_STARTING)" in result.stderr.splitlines()
 
 
 def _streamed(chunks):
@@ -544,3 +585,21 @@ def test_kill_of_an_unknown_endpoint(kaos, ws):
     ws.route("DELETE", f"inference/mnist/{ENDPOINT}", 404,
              {"error_code": "PIPELINE_NOT_FOUND", "message": f"Pipeline {ENDPOINT} not found"})
     assert one_line(kaos("serve", "kill", "-e", ENDPOINT, "--yes")) == f"Error - Pipeline {ENDPOINT} not found"
+
+
+def test_list_reason_is_empty_for_the_endpoints_without_one(kaos, ws):
+    # a literal `None` stood in the reason cell of every healthy endpoint once one had a reason
+    endpoints = [endpoint("serve-mnist-aaaaaa"),
+                 dict(endpoint("serve-mnist-bbbbbb", "PIPELINE_FAILURE"), reason="the image build failed"),
+                 dict(endpoint("serve-mnist-cccccc"), reason=None)]
+    ws.route("GET", "inference/mnist", body={"response": {"endpoints": endpoints, "building": [
+        {"job_id": "b0", "state": "JOB_FAILURE", "started": "2024-01-02 10:00:00", "duration": 3, "reason": "exit 1",
+         "progress": "Progress: 1 / 1 (100%)"},
+        {"job_id": "b1", "state": "JOB_SUCCESS", "started": "2024-01-01 10:00:00", "duration": 3,
+         "progress": "Progress: 1 / 1 (100%)"}]}})
+    result = kaos("serve", "list")
+    assert result.exit_code == 0, result.output
+    building_table, running_table = result.stdout.rstrip("\n").split("\n\n")
+    assert _column(running_table, "reason") == ["", "the image build failed", ""]
+    assert _column(building_table, "reason") == ["exit 1", ""]
+    assert "None" not in result.stdout

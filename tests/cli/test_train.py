@@ -461,6 +461,16 @@ def test_info_lists_every_failed_partition_when_all_are_shown(kaos, ws):
     assert failed_table_rows(result.stdout) == ["1", "3"] and "more failed" not in result.stdout
 
 
+def test_info_failed_partition_without_a_reason_has_an_empty_reason_cell(kaos, ws):
+    ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
+        "job_id": JOB, "state": "JOB_KILLED", "available_metrics": [], "process_time": 60, "partitions": [],
+        "failed_partitions": [dict(failed_partition(2, "JOB_KILLED"), reason=None)], "failed_count": 1}})
+    result = kaos("train", "info", "-j", JOB)
+    table = result.stdout.split("    Failed partitions: ", 1)[1]
+    row, = [line for line in table.splitlines() if line.startswith("|") and line.split("|")[1].strip() == "2"]
+    assert row.split("|")[4].strip() == ""
+
+
 def test_info_of_a_grid_killed_before_any_partition_started_counts_them(kaos, ws):
     ws.route("GET", f"train/mnist/{JOB}", body={"page_id": 0, "page_count": 1, "response": {
         "job_id": JOB, "state": "JOB_KILLED", "available_metrics": [], "process_time": 0, "partitions": [],
@@ -513,6 +523,21 @@ def test_logs_printed_and_saved(kaos, ws, project):
     assert saved.read_text() == LOG + "\n"
     request, = ws.requests_to("GET", f"train/mnist/{JOB}/logs")
     assert "follow" not in request.query
+
+
+def test_logs_of_a_training_that_never_started_say_why(kaos, ws):
+    # the same as `kaos serve logs` of an endpoint whose build failed: one Warning line with the job's reason, exit 0
+    reason = "kaos: the scheduler could not advance this train job: OSError: no space left"
+    record = answers.job_record(JOB, "JOB_FAILURE")
+    record["response"]["reason"] = reason
+    ws.route("GET", f"job/mnist/{JOB}", body=record)
+    ws.route("GET", f"train/mnist/{JOB}/logs", body=json.dumps(""))
+    result = kaos("train", "logs", "-j", JOB)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.splitlines()[1] == f"Warning - Job {JOB} never ran: {reason}"
+    ws.route("GET", f"job/mnist/{JOB}", body=answers.job_record(JOB, "JOB_STARTING"))
+    assert kaos("train", "logs", "-j", JOB).stderr.splitlines()[1] == \
+        f"Warning - Job {JOB} has written no log yet (JOB_STARTING)"
 
 
 def test_build_logs_into_out_dir(kaos, ws, tmp_path):
@@ -676,3 +701,17 @@ def test_a_deploy_interrupted_after_an_upload_says_what_the_backend_does_with_it
     result = kaos("train", "deploy", "-s", str(source_dir), "-d", str(data_dir))  # nothing uploaded: nothing said
     assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Aborted!"
     assert "Interrupted after" not in result.stderr
+
+
+def test_list_reason_is_empty_for_the_jobs_without_one(kaos, ws):
+    # a literal `None` stood in the reason cell of every healthy job once one had a reason
+    ws.route("GET", "train/mnist", body={"response": {
+        "training": [submission("t0", "JOB_FAILURE", reason="killed on request", hyperopt="False"),
+                     submission("t1", hyperopt="False"), submission("t2", reason=None, hyperopt="False")],
+        "building": [], "ingesting": []}})
+    result = kaos("train", "list")
+    assert result.exit_code == 0, result.output
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[5:] if line.startswith("|")]
+    header = [cell.strip() for cell in result.stdout.splitlines()[3].split("|")[1:-1]]
+    assert [row[header.index("reason")].strip() for row in rows] == ["killed on request", "", ""]
+    assert "None" not in result.stdout

@@ -203,6 +203,13 @@ def test_provenance_rendered_into_an_out_dir_that_need_not_exist(kaos, ws, fake_
     assert (directory / f"model-{MODEL}.dot").is_file()
 
 
+def test_provenance_of_a_model_id_pasted_with_a_trailing_space(kaos, ws, project, no_dot):
+    ws.route("GET", PROVENANCE_PATH, body=json.dumps(DOT))
+    result = kaos("train", "provenance", "-m", MODEL + " ")
+    assert result.exit_code == 0, result.output
+    assert (project / "mnist" / "provenance" / f"model-{MODEL}.dot").is_file()
+
+
 def test_provenance_errors(kaos, ws, project, no_dot):
     ws.route("GET", PROVENANCE_PATH, 404, {"error_code": "MODEL_NOT_FOUND",
                                            "message": f"There is no model with id: {MODEL}"})
