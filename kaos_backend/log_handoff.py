@@ -9,7 +9,8 @@ it streams the log from its event loop (kaos_backend.front.follow) with the rest
 The header's value is one line of ASCII JSON:
 
     {"log": "jobs/<job id>", "job": "<job id>"}             # until the job's state is terminal
-    {"log": "endpoints/<name>", "endpoint": "<name>"}       # until the endpoint is gone or being killed
+    {"log": "endpoints/<name>", "endpoint": "<name>"}       # until the endpoint is gone, being killed or given
+                                                            # up (PIPELINE_FAILURE)
     {"log": "notebooks/<name>", "endpoint": "<name>"}       # a notebook (notebook-...): until it is gone, being
                                                             # killed, or stopped for good (culled, given up)
 

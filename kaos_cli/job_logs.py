@@ -229,6 +229,23 @@ def workload_never_ran(client, kind: str) -> Callable[[str, str], Optional[str]]
     return why
 
 
+def endpoint_outcome(client) -> Callable[[str, str], Any]:
+    """`show_logs`' `job_state` for an endpoint's follow, which ends when the endpoint is killed (its row gone:
+    the follow's normal end) or has given up (PIPELINE_FAILURE: raised, with the reason `kaos serve list` shows)."""
+    from types import SimpleNamespace
+
+    def outcome(workspace: str, name: str):
+        try:
+            endpoints = client.serve_list(workspace).endpoints
+        except KaosError:  # the follow ended as it does: the listing only tells a failure from a kill
+            endpoints = []
+        item = next((item for item in endpoints if item.name == name), None)
+        if item is not None and item.state == "PIPELINE_FAILURE":
+            raise KaosError(f"Endpoint {name} ended in state PIPELINE_FAILURE: {item.reason or 'no reason given'}")
+        return SimpleNamespace(state="JOB_SUCCESS")
+    return outcome
+
+
 # -- the click side: the options of `… logs` and `… build-logs`, and the `build-logs` command ----------------------
 def out_dir_option(command):
     """-o/--out_dir: the existing directory the log is saved under (`<out_dir>/<workspace>/logs/`), default `.`."""

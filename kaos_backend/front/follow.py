@@ -215,13 +215,15 @@ def log_reader(config) -> Callable:
 
 def finished_query(database_url: str) -> Callable[[Set[str], Set[str]], Set[Key]]:
     """`finished(jobs, endpoints)` over SQL, read-only: the jobs whose state is terminal or whose row is gone,
-    and the endpoints whose row is gone or which are being killed (the API's own follow ends on the same); a
-    name `notebook-...` in `endpoints` is a notebook's (services.notebooks.notebook_ended)."""
+    and the endpoints whose row is gone, which are being killed or gave up (services.inference.endpoint_ended: the
+    API's own follow ends on the same); a name `notebook-...` in `endpoints` is a notebook's
+    (services.notebooks.notebook_ended)."""
     from kaos_model import JobState
     from sqlalchemy import create_engine, select
     from sqlalchemy.engine import make_url
 
     from kaos_backend.models import Endpoint, Job, Notebook
+    from kaos_backend.services.inference import endpoint_ended
     from kaos_backend.services.notebooks import notebook_ended
 
     terminal = {state.value for state in JobState if state.is_terminal}
@@ -239,17 +241,12 @@ def finished_query(database_url: str) -> Callable[[Set[str], Set[str]], Set[Key]
                     select(Job.id, Job.state).where(Job.id.in_(sorted(jobs)))).all())
                 ended.update(("job", job) for job in jobs if job not in states or states[job] in terminal)
             served = {name for name in endpoints if not name.startswith(NOTEBOOK_PREFIX)}
-            notebooks = endpoints - served
-            if served:
-                desired: Dict[str, Optional[str]] = dict(connection.execute(
-                    select(Endpoint.name, Endpoint.desired).where(Endpoint.name.in_(sorted(served)))).all())
-                ended.update(("endpoint", name) for name in served
-                             if name not in desired or desired[name] == "kill")
-            if notebooks:
-                rows = {name: (desired, state) for name, desired, state in connection.execute(
-                    select(Notebook.name, Notebook.desired, Notebook.state).where(
-                        Notebook.name.in_(sorted(notebooks)))).all()}
-                ended.update(("endpoint", name) for name in notebooks if notebook_ended(*rows.get(name, (None, None))))
+            for model, names, rule in ((Endpoint, served, endpoint_ended),
+                                       (Notebook, endpoints - served, notebook_ended)):
+                if names:
+                    rows = {name: (desired, state) for name, desired, state in connection.execute(
+                        select(model.name, model.desired, model.state).where(model.name.in_(sorted(names)))).all()}
+                    ended.update(("endpoint", name) for name in names if rule(*rows.get(name, (None, None))))
         return ended
     return finished
 

@@ -46,6 +46,12 @@ def find_endpoint(session, workspace: Optional[str], name: str) -> Endpoint:
     return endpoint
 
 
+
+def endpoint_ended(desired: Optional[str], state: Optional[str]) -> bool:
+    """Whether a follow of an endpoint's log ends: its row is gone (`desired` None), it is being killed, or it gave
+    up for good (PIPELINE_FAILURE: its build failed, or its starts did; control/endpoints.py restarts it no more)."""
+    return desired is None or desired == "kill" or state == PipelineState.PIPELINE_FAILURE.value
+
 class InferenceService:
     def __init__(self, db: Database, uploads: UploadService, config, layout):
         self.db = db
@@ -145,7 +151,7 @@ class InferenceService:
     def _gone(self, name: str) -> bool:
         with self.db.read_scope() as session:
             endpoint = session.get(Endpoint, name)
-            return endpoint is None or endpoint.desired == "kill"
+            return endpoint_ended(*((endpoint.desired, endpoint.state) if endpoint is not None else (None, None)))
 
     def kill(self, workspace: Optional[str], name: str, wait: float = KILL_WAIT_SECONDS) -> Optional[KillPending]:
         """Ask the scheduler to remove the endpoint; None once its row (and so its processes) are gone, a

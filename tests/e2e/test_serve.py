@@ -160,6 +160,11 @@ def _gives_up_with_the_reason(platform, name):
     assert f"kaos serve logs -e {name}" in message
     logs = platform.kaos("serve", "logs", "-e", name).out
     assert "giving up (PIPELINE_FAILURE)" in logs
+    # a follow ends with it (it waited for a kill that nobody would ask: a helper's finding), exit 1 with the reason
+    followed = platform.kaos("serve", "logs", "-e", name, "-f", timeout=60)
+    assert followed.code == 1 and "giving up (PIPELINE_FAILURE)" in followed.out, followed
+    assert followed.err.splitlines()[-1].startswith(
+        f"Error - Endpoint {name} ended in state PIPELINE_FAILURE: the serve process ended: exit code "), followed
     time.sleep(3)  # given up: no more restarts
     assert next(e for e in _endpoints(platform) if e["name"] == name)["restarts"] == 5
 
