@@ -212,6 +212,7 @@ class TrainService:
             pipeline = moved_pipeline(session, workspace_row, inputs_follow)
             pipeline.hyper_bundle_id = None if bundle.glob_name == PARAMS_NULL else bundle.id
             pipeline.parallelism = (bundle.meta or {}).get("parallelism") or 1
+            pipeline.resources = (bundle.meta or {}).get("resources")  # the deploy's limits, as each upload's
         wake(socket_name(self.uploads.config.data_dir))
         return self.uploads.warned(result, **resources)
 

@@ -80,3 +80,27 @@ def test_a_training_killed_after_a_deploy_with_other_limits_stays_killed(service
     services.train.submit_source("ws", body_from_bytes(source_zip()), memory="400Mi")  # now: a way out
     schedule(services)
     assert [memory for _, memory in _trainings(services)] == ["300Mi", "400Mi"]
+
+
+def test_a_deploy_of_hyperparameters_alone_gives_its_limits_too(services):
+    """An attacker's finding: `train deploy -h grid.json --cpu 2` after the grid's training failed left the limits
+    as they were (the params upload never set them) and said the inputs had trained 'with these limits'."""
+    import json
+    services.workspaces.create("ws")
+    source = services.train.submit_source("ws", body_from_bytes(source_zip()), inputs_follow=True, memory="300Mi")
+    with services.db.session_scope() as session:
+        build = session.get(Job, source["job_id"])
+        build.state, build.image = "JOB_SUCCESS", "built"
+    services.train.submit_features("ws", body_from_bytes(features_zip()), inputs_follow=True, memory="300Mi")
+    grid = body_from_bytes(json.dumps({"n": [1]}).encode())
+    services.train.submit_params("ws", grid, memory="300Mi")
+    schedule(services)
+    [(failed, memory)] = _trainings(services)
+    assert memory == "300Mi"
+    with services.db.session_scope() as session:
+        job = session.get(Job, failed)
+        job.state, job.finished_at = "JOB_FAILURE", datetime.now(timezone.utc)
+    services.train.submit_params("ws", body_from_bytes(json.dumps({"n": [1]}).encode()), memory="1Gi")
+    assert services.train.inspect("ws")["memory"] == "1Gi"
+    schedule(services)
+    assert [memory for _, memory in _trainings(services)] == ["300Mi", "1Gi"]
