@@ -121,11 +121,11 @@ def standing_note(trained: dict) -> str:
     """Why a deploy starts no training: the job of these inputs that stands (TrainPipelineInfo.trained)."""
     job, state = trained.get("job_id"), trained.get("state")
     if state in ("JOB_STARTING", "JOB_RUNNING"):
-        return (f"These inputs are training in job {job} ({state}): nothing new starts; other --cpu/--memory/--gpu "
-                "try them again only once it has failed or been killed")
+        return (f"These inputs are training in job {job} ({state}): nothing new starts, and other --cpu/--memory/"
+                "--gpu given now are not kept for later: deploy them again once it has failed or been killed")
     if state == "JOB_SUCCESS":
         return f"These inputs were trained by job {job} ({state}): nothing new starts"
-    return (f"These inputs were trained by job {job} ({state}) with these limits: nothing new starts; other "
+    return (f"These inputs ended in job {job} ({state}) with these same limits: nothing new starts; other "
             "--cpu/--memory/--gpu try them again")
 
 

@@ -168,11 +168,12 @@ def test_a_deploy_that_starts_nothing_says_which_job_stands_and_a_kill_starts_no
         assert deploy("300Mi") == []
         [(first, _)] = wait_for(lambda: [job for job in jobs() if job[1] == "JOB_RUNNING"], 300, what="it to run")
         assert deploy("400Mi") == [
-            f"Info - These inputs are training in job {first} (JOB_RUNNING): nothing new starts; other "
-            "--cpu/--memory/--gpu try them again only once it has failed or been killed"]
+            f"Info - These inputs are training in job {first} (JOB_RUNNING): nothing new starts, and other "
+            "--cpu/--memory/--gpu given now are not kept for later: deploy them again once it has failed or been "
+            "killed"]
         assert kaos("train", "kill", "-j", first, input="y\n").exit_code == 0
         wait_for(lambda: dict(jobs()).get(first) == "JOB_KILLED", 120, what="the kill")
-        assert deploy("300Mi") == [f"Info - These inputs were trained by job {first} (JOB_KILLED) with these "
+        assert deploy("300Mi") == [f"Info - These inputs ended in job {first} (JOB_KILLED) with these same "
                                    "limits: nothing new starts; other --cpu/--memory/--gpu try them again"]
         assert [job_id for job_id, _ in jobs()] == [first]  # the kill started nothing, nor the same limits
         assert deploy("400Mi") == []  # after the kill: a way out
