@@ -21,6 +21,11 @@ class ConnectionProblem(KaosError):
         self.url = url
 
 
+class ConnectionDropped(KaosError):
+    """The backend accepted the connection and closed it without answering (past its connection cap, or a part of
+    it restarting)."""
+
+
 class StreamInterrupted(KaosError):
     """A streamed answer (a followed log) was cut before its end: the backend, or a part of it, went away."""
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple, Union
 import click
 
 from kaos_cli import render
-from kaos_cli.errors import ConnectionProblem, KaosError, RequestError, StreamInterrupted
+from kaos_cli.errors import ConnectionDropped, ConnectionProblem, KaosError, RequestError, StreamInterrupted
 from kaos_cli.guards import workspace_session
 from kaos_cli.options import index_option, name_option, name_or_index
 
@@ -177,7 +177,7 @@ def _reopened(reopen: Callable[[], Iterator[str]], cut: StreamInterrupted) -> It
         time.sleep(RECONNECT_INTERVAL)
         try:
             return reopen()
-        except (ConnectionProblem, StreamInterrupted):
+        except (ConnectionProblem, ConnectionDropped, StreamInterrupted):
             pass
         except RequestError as error:
             if error.status is None or error.status < 500:  # answered: the log, the job or the token is the matter

@@ -38,17 +38,21 @@ def require_one(first_name: str, first: Optional[object], second_name: str, seco
         raise KaosError(f"Missing either {_flag(first_name)} or {_flag(second_name)} as arguments")
 
 
-def name_or_index(name_flag: str, name: Optional[str], ind: Optional[int], cache: str) -> str:
+def name_or_index(name_flag: str, name: Optional[str], ind: Optional[int], cache: str, what: str = None) -> str:
     """The name given by `--<name_flag>`, or the one at index `ind` of the index cache `cache` (the table of the
-    last `kaos … list`). Raises KaosError when neither is given or the index is not in the cache."""
+    last `kaos … list`). Raises KaosError when neither is given, the name is empty (`Invalid <what> ''`, `what`
+    by default the flag's words: an empty id made URLs such as `train/<ws>//logs`) or the index is not in the
+    cache."""
     require_one(name_flag, name, "ind", ind)
+    if ind is None and not name:
+        raise KaosError(f"Invalid {what or name_flag.replace('_', ' ')} ''")
     return name if ind is None else resolve_index(cache, ind)
 
 
 def local_name(what: str, name_flag: str, name: Optional[str], ind: Optional[int], cache: str) -> str:
     """`name_or_index`, for a name that also names local files (`<name>.log`, `<out_dir>/<ws>/<name>/`): raises
     KaosError `Invalid <what> name '<name>'` when it is empty, hidden (a leading dot) or holds a path separator."""
-    name = name_or_index(name_flag, name, ind, cache)
+    name = name_or_index(name_flag, name, ind, cache, f"{what} name")
     if not isinstance(name, str) or not name or Path(name).name != name or "\\" in name or name.startswith("."):
         raise KaosError(f"Invalid {what} name {name!r}")
     return name

@@ -7,8 +7,8 @@ import re
 from typing import Any, Dict, Iterator, Optional, Type, TypeVar, Union
 from urllib.parse import quote
 
-from kaos_cli.errors import (ConnectionProblem, KaosError, PlatformUnhealthy, RequestError, UnauthorizedError,
-                             StreamInterrupted, UnexpectedAnswer)
+from kaos_cli.errors import (ConnectionDropped, ConnectionProblem, KaosError, PlatformUnhealthy, RequestError,
+                             StreamInterrupted, UnauthorizedError, UnexpectedAnswer)
 from kaos_model.wire import Wire, WireError
 
 CONNECT_TIMEOUT = 10.0
@@ -153,8 +153,8 @@ class Transport:
                                 f"{_seconds(waited)} s: is it stopped or overloaded?"
                                 + (f" {advice}" if advice else "")) from None
             if "Connection aborted" in str(exc):  # connected, then closed unanswered (e.g. past its connection cap)
-                raise KaosError(f"The backend at {self.url} closed the connection without answering: it may have too "
-                                f"many open connections; try again") from None
+                raise ConnectionDropped(f"The backend at {self.url} closed the connection without answering: it may "
+                                        "have too many open connections; try again") from None
             raise ConnectionProblem(f"Please ensure the endpoint is available - {self.url} is unreachable!"
                                     + (f" Is its backend running? {advice}" if advice else ""), self.url) from None
         except requests.exceptions.Timeout:

@@ -656,12 +656,13 @@ def _cut_then(monkeypatch, reopenings):
 
 
 def test_a_cut_follow_is_opened_again_and_prints_no_record_twice(kaos, ws, project, monkeypatch):
-    from kaos_cli.errors import ConnectionProblem
-    calls = _cut_then(monkeypatch, [ConnectionProblem("unreachable"), ["[t] one", "[t] two"]])
+    from kaos_cli.errors import ConnectionDropped, ConnectionProblem
+    calls = _cut_then(monkeypatch, [ConnectionProblem("unreachable"), ConnectionDropped("closed unanswered"),
+                                    ["[t] one", "[t] two"]])  # the front down, then coming up (an attacker's case)
     ws.route("GET", f"job/mnist/{JOB}", body=answers.job_record(JOB, "JOB_SUCCESS", "train"))
     result = kaos("train", "logs", "-j", JOB, "-f")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "[t] one\n[t] two\n" and calls == [True, True, True]
+    assert result.stdout == "[t] one\n[t] two\n" and calls == [True, True, True, True]
     assert (project / "mnist" / "logs" / f"train-{JOB}.log").read_text() == "[t] one\n[t] two\n"
     assert "Info - The log stream from http://x/api/ was interrupted (ChunkedEncodingError): opening it again" \
         in result.stderr
@@ -715,3 +716,15 @@ def test_list_reason_is_empty_for_the_jobs_without_one(kaos, ws):
     header = [cell.strip() for cell in result.stdout.splitlines()[3].split("|")[1:-1]]
     assert [row[header.index("reason")].strip() for row in rows] == ["killed on request", "", ""]
     assert "None" not in result.stdout
+
+
+@pytest.mark.parametrize("args, what", [
+    (("train", "logs", "-j"), "job id"), (("train", "build-logs", "-j"), "job id"), (("train", "info", "-j"), "job id"),
+    (("train", "kill", "-j"), "job id"), (("serve", "build-logs", "-j"), "job id"),
+    (("serve", "logs", "-e"), "endpoint name")])
+def test_an_id_of_whitespace_only_is_refused_in_one_line(kaos, ws, args, what):
+    """An attacker's finding: `-j ' '` (stripped to nothing) made URLs such as train/ws//logs: 'There is no job with
+    id: logs', 'Method DELETE is not allowed on /api/train/w3/'."""
+    result = kaos(*args, "  ")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [f"Error - Invalid {what} ''"]
+    assert not [request for request in ws.requests if "/api/health" not in request.path]
