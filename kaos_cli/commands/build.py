@@ -215,7 +215,8 @@ def _forget(context: str, previous: Optional[dict], active: Optional[str]) -> No
 
 def _refuse_if_running(context: str, existing: dict) -> None:
     """A backend that still runs is not built again without -f: "already built" when it is healthy, which part
-    is down when it answers that one is."""
+    is down when it answers that one is, and that it does not answer (yet) when it does not: one still starting
+    (a deploy interrupted a moment ago) was stopped and replaced as if -f had been given."""
     from kaos_cli import local_platform
     from kaos_cli.errors import PlatformUnhealthy
     from kaos_cli.guards import unhealthy_advice
@@ -228,6 +229,10 @@ def _refuse_if_running(context: str, existing: dict) -> None:
         raise KaosError("kaos backend is already built.", level="Aborting")
     if isinstance(problem, PlatformUnhealthy):
         raise PlatformUnhealthy(f"kaos backend is already built, but unhealthy: {problem.message}", part=problem.part)
+    pid = _int(existing.get("pid"))
+    if local_platform.is_ours(pid):
+        raise KaosError(f"kaos backend in {context} runs (pid {pid}) but does not answer: {problem.message} - wait "
+                        f"while it starts, or kaos build deploy -c {context} -f replaces it", level="Warning")
 
 
 def _int(value):

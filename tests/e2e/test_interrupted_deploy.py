@@ -164,3 +164,22 @@ def test_deploy_replaces_a_backend_with_a_stale_record_only_with_force(project):
     new = int(_record(project, "pid"))
     _reachable(project, port)
     _destroyed(project, new)
+
+
+def test_a_deploy_without_f_leaves_a_recorded_backend_that_is_still_starting(project):
+    """An attacker's finding: right after an interrupted deploy, a second `build deploy` (no -f) stopped the
+    recorded backend, still starting (not answering yet), and replaced it without a word. It now refuses."""
+    port = free_port()
+    interrupted, backend = _interrupted_deploy(project, port, signal.SIGINT)
+    assert interrupted.returncode != 0, interrupted
+    os.killpg(backend, signal.SIGSTOP)  # still starting, as far as anyone can tell
+    try:
+        again = kaos(project, "build", "deploy", "-c", "LOCAL", "-y", "--port", str(free_port()))
+    finally:
+        os.killpg(backend, signal.SIGCONT)
+    assert again.code == 1 and again.err.strip().startswith(
+        f"Warning - kaos backend in LOCAL runs (pid {backend}) but does not answer: "), again
+    assert again.err.strip().endswith("- wait while it starts, or kaos build deploy -c LOCAL -f replaces it"), again
+    assert alive(backend) and _record(project, "pid") == str(backend)
+    _reachable(project, port)
+    _destroyed(project, backend)
