@@ -7,6 +7,7 @@ any other RUN (`apt-get install ...`) or ENV (`MY_SETTING=42`) has none, and a t
 behaves differently with no word of why. `not_applied` names those instructions (the Dockerfile read with
 dockerfile-parse, as executors/docker_bases.py reads it) so that the build can say so.
 """
+import json
 import re
 from pathlib import Path
 from typing import List
@@ -16,9 +17,10 @@ from typing import List
 HANDLED_ENV = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_DISABLE_PIP_VERSION_CHECK",
                          "PIP_NO_CACHE_DIR", "PATH", "PORT", "VIRTUAL_ENV", "LANG", "LC_ALL", "DEBIAN_FRONTEND",
                          "JUPYTER_CONFIG_DIR"})  # (a notebook's: local_staging.py sets its own)
-# instructions that shape an image in ways LOCAL has its own equivalent for, or that carry no effect there
-HANDLED_INSTRUCTIONS = frozenset({"FROM", "ARG", "WORKDIR", "COPY", "ADD", "EXPOSE", "CMD", "ENTRYPOINT", "LABEL",
-                                  "MAINTAINER", "COMMENT", "USER", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "VOLUME"})
+# the instructions looked at: the others (FROM, ARG, WORKDIR, COPY, CMD, ...) have LOCAL equivalents or no effect
+# there, and a name Docker does not know is no instruction (dockerfile-parse reads a heredoc's body, `RUN <<EOF`,
+# as lines of their own)
+LOOKED_AT = frozenset({"RUN", "ENV", "ONBUILD"})
 # the shell steps of a RUN that LOCAL's build does itself: the virtualenv, installs of requirements files, chmod
 _HANDLED_STEP = re.compile(r"""^(
       python3?\ -m\ venv\ \S+
@@ -47,7 +49,7 @@ def not_applied(dockerfile: Path) -> List[str]:
     found = []
     for instruction in structure:
         kind, value = instruction["instruction"].upper(), " ".join(instruction["value"].split())
-        if kind in HANDLED_INSTRUCTIONS:
+        if kind not in LOOKED_AT:
             continue
         if kind == "ENV":
             try:
@@ -56,12 +58,24 @@ def not_applied(dockerfile: Path) -> List[str]:
                 keys = [None]
             if all(key in HANDLED_ENV for key in keys):
                 continue
-        if kind == "RUN" and all(_HANDLED_STEP.match(_THEN.sub("", step)) for step in _STEP_SEPARATORS.split(value)
-                                 if step):
+        if kind == "RUN" and all(_HANDLED_STEP.match(_THEN.sub("", step))
+                                 for step in _STEP_SEPARATORS.split(_shell_form(value)) if step):
             continue
         shown = f"{kind} {value}"
         found.append(shown if len(shown) <= MAX_SHOWN else shown[:MAX_SHOWN - 3] + "...")
     return found
+
+
+def _shell_form(value: str) -> str:
+    """A RUN's command as one line: its exec form (`["chmod", "+x", "train"]`) joined with spaces."""
+    if value.startswith("["):
+        try:
+            words = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(words, list) and all(isinstance(word, str) for word in words):
+            return " ".join(words)
+    return value
 
 
 def note(dockerfile: Path) -> List[str]:

@@ -37,3 +37,12 @@ def test_a_dockerfile_that_cannot_be_read_gives_no_note(tmp_path):
     assert note(tmp_path / "absent") == []
     (tmp_path / "binary").write_bytes(b"\xff\xfe\x00RUN \\\n")
     assert note(tmp_path / "binary") == []
+
+
+def test_a_heredoc_and_the_exec_form_are_read_as_docker_reads_them(tmp_path):
+    """An attacker's finding: a heredoc's body came out as instructions (`APT-GET update; ...; EOF`) and the exec
+    form of a handled step (`RUN ["chmod", "+x", "train"]`) was listed."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text('FROM python:3.11-slim\nRUN <<EOF\napt-get update\napt-get install -y vim\nEOF\n'
+                          'RUN ["apt-get", "install", "-y", "jq"]\nRUN ["chmod", "+x", "train"]\n')
+    assert not_applied(dockerfile) == ["RUN <<EOF", 'RUN ["apt-get", "install", "-y", "jq"]']
