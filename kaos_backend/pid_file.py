@@ -2,11 +2,12 @@
 starts and removed as it stops. JSON: {"pid", "start_ticks" (/proc/<pid>/stat field 22, so a recycled pid is not
 mistaken for it), "host", "port"}. `kaos destroy -c LOCAL` and `kaos build deploy -f` read it to find a backend of
 the project that `.kaos/config` does not record (a deploy interrupted before it wrote its record, or a config lost).
+Standard library only: the CLI (kaos_cli/local_platform.py) reads it with `read`.
 """
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 PID_FILE = "backend.pid"
 
@@ -24,6 +25,15 @@ def write(data_dir, host: str, port: Optional[int]) -> Path:
         handle.write(text + "\n")
     os.replace(temporary, path)
     return path
+
+
+def read(data_dir) -> Tuple[Optional[int], Optional[int]]:
+    """(pid, start_ticks) of the pid file in `data_dir`; (None, None) when there is none or it cannot be read."""
+    try:
+        record = json.loads((Path(data_dir) / PID_FILE).read_text())
+        return int(record["pid"]), (int(record["start_ticks"]) if record.get("start_ticks") is not None else None)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None, None
 
 
 def remove(data_dir) -> None:

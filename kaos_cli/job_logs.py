@@ -214,12 +214,7 @@ def workload_never_ran(client, kind: str) -> Callable[[str, str], Optional[str]]
     serve build-logs -j <id>" (the reason `kaos serve list` shows) once it failed, else "... has written no log
     yet (<state>)"."""
     def why(workspace: str, name: str) -> Optional[str]:
-        try:
-            listing = client.serve_list(workspace) if kind == "serve" else client.notebook_list(workspace)
-        except KaosError:
-            return None
-        items = listing.endpoints if kind == "serve" else listing.notebooks
-        item = next((item for item in items if item.name == name), None)
+        item = _listed(client, kind, workspace, name)
         if item is None:
             return None
         subject = f"{'Endpoint' if kind == 'serve' else 'Notebook'} {name}"
@@ -229,17 +224,24 @@ def workload_never_ran(client, kind: str) -> Callable[[str, str], Optional[str]]
     return why
 
 
+def _listed(client, kind: str, workspace: str, name: str):
+    """The row of the endpoint (`kind` "serve") or notebook ("notebook") `name` in its `kaos <kind> list`; None
+    when it is not there or the list cannot be had."""
+    try:
+        listing = client.serve_list(workspace) if kind == "serve" else client.notebook_list(workspace)
+    except KaosError:
+        return None
+    items = listing.endpoints if kind == "serve" else listing.notebooks
+    return next((item for item in items if item.name == name), None)
+
+
 def endpoint_outcome(client) -> Callable[[str, str], Any]:
     """`show_logs`' `job_state` for an endpoint's follow, which ends when the endpoint is killed (its row gone:
     the follow's normal end) or has given up (PIPELINE_FAILURE: raised, with the reason `kaos serve list` shows)."""
     from types import SimpleNamespace
 
     def outcome(workspace: str, name: str):
-        try:
-            endpoints = client.serve_list(workspace).endpoints
-        except KaosError:  # the follow ended as it does: the listing only tells a failure from a kill
-            endpoints = []
-        item = next((item for item in endpoints if item.name == name), None)
+        item = _listed(client, "serve", workspace, name)  # none: the follow ended as it does (killed)
         if item is not None and item.state == "PIPELINE_FAILURE":
             raise KaosError(f"Endpoint {name} ended in state PIPELINE_FAILURE: {item.reason or 'no reason given'}")
         return SimpleNamespace(state="JOB_SUCCESS")

@@ -19,7 +19,6 @@ BACKEND_MODULES = ("flask", "sqlalchemy", "gunicorn", "kaos_backend")
 BACKEND_MARKER = "kaos_backend"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
-PID_FILE = "backend.pid"  # in the data directory, written by the backend itself (kaos_backend/pid_file.py)
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -204,9 +203,12 @@ def unrecorded_backends(data_dir, recorded_pid: Optional[int]) -> List[int]:
     names): the one its pid file names (its start time checked against a recycled pid), and any
     `kaos_backend serve` whose command line names `data_dir` (started by a kaos that wrote no pid file). A deploy
     interrupted before it wrote its record, or a lost `.kaos/config`, leaves such a backend."""
+    from kaos_backend import pid_file  # standard library only, as is runtime_dir: shipped with the CLI
+    from kaos_backend.runtime_dir import process_start_ticks
+
     found = []
-    pid, ticks = _pid_file(data_dir)
-    if pid and pid_alive(pid) and is_ours(pid) and (ticks is None or _start_ticks(pid) in (None, ticks)):
+    pid, ticks = pid_file.read(data_dir)
+    if pid and pid_alive(pid) and is_ours(pid) and (ticks is None or process_start_ticks(pid) in (None, ticks)):
         found.append(pid)
     root = os.path.realpath(data_dir)
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
@@ -225,24 +227,6 @@ def _serves(pid: int, root: str) -> bool:
     if "kaos_backend" not in argv or "serve" not in argv or "--data-dir" not in argv[:-1]:
         return False
     return os.path.realpath(argv[argv.index("--data-dir") + 1]) == root
-
-
-def _pid_file(data_dir):
-    import json
-
-    try:
-        record = json.loads((Path(data_dir) / PID_FILE).read_text())
-        return int(record["pid"]), (int(record["start_ticks"]) if record.get("start_ticks") is not None else None)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None, None
-
-
-def _start_ticks(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _signal_group(pid: int, sig: int) -> None:
