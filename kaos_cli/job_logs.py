@@ -1,15 +1,17 @@
 """Show a job's log: the records on stdout (Info lines on stderr, so `kaos … logs > file` stays clean), a copy
 under `<out_dir>/<workspace>/logs/`, and with follow an exit status that says how the job ended. Also the options
-that the `logs` and `build-logs` commands of train, serve and notebook share, and the `build-logs` command itself."""
-import time
+that the `logs` and `build-logs` commands of train, serve and notebook share, and the `build-logs` command itself.
+A follow cut off goes on where it was (log_follow.py); why a log is empty and how a followed one ended are
+log_outcomes.py's."""
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import click
 
 from kaos_cli import render
-from kaos_cli.errors import ConnectionDropped, ConnectionProblem, KaosError, RequestError, StreamInterrupted
+from kaos_cli.errors import KaosError, RequestError
 from kaos_cli.guards import workspace_session
+from kaos_cli.log_follow import close, resumed
 from kaos_cli.options import index_option, name_option, name_or_index
 
 Fetch = Callable[..., Union[str, Iterator[str]]]  # fetch(workspace, job_id, follow=False)
@@ -26,8 +28,6 @@ LOG_OF = {
 }
 TRAIN_KINDS = ("train", "build-train", "ingestion")  # what `kaos train logs` shows
 NOT_FOUND = ("JOB_NOT_FOUND", "PIPELINE_NOT_FOUND")
-RECONNECT_SECONDS = 60.0  # how long a follow cut off (a backend or its front restarting) tries to open it again
-RECONNECT_INTERVAL = 0.5
 
 
 def _kind_of(client, workspace: str, name: str) -> Optional[str]:
@@ -114,7 +114,7 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
             return
         raise
     interrupted = False
-    records = _resumed(lines, lambda: fetch(workspace, job_id, follow=True))
+    records = resumed(lines, lambda: fetch(workspace, job_id, follow=True))
     try:
         path = _log_path(out_dir, workspace, file_name)
         try:
@@ -134,7 +134,7 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
                 interrupted = True
     finally:
         records.close()
-        _close(lines)
+        close(lines)
     render.info(f"Log saved to {path}", err=True)
     if job_state is None or interrupted:
         return
@@ -144,108 +144,6 @@ def show_logs(fetch: Fetch, workspace: str, job_id: str, out_dir, follow: bool, 
     if state in ("JOB_FAILURE", "JOB_KILLED"):
         raise KaosError(f"Job {job_id} ended in state {state}")
     raise KaosError(f"The log stream of job {job_id} ended while the job is {state}")
-
-
-def _resumed(lines: Iterator[str], reopen: Callable[[], Iterator[str]]) -> Iterator[str]:
-    """The records of a followed log, across cuts: a stream that breaks off (the backend or its front restarted:
-    the supervisor brings a part back within seconds) is opened again with `reopen`, tried for up to
-    RECONNECT_SECONDS, and the records given already are skipped (a log only grows). Raises the cut's
-    StreamInterrupted when it cannot be opened again."""
-    given = 0
-    try:
-        while True:
-            skip = given
-            try:
-                for record in lines:
-                    if skip:
-                        skip -= 1
-                        continue
-                    given += 1
-                    yield record
-                return
-            except StreamInterrupted as cut:
-                _close(lines)
-                render.info(f"{cut.message}: opening it again", err=True)
-                lines = _reopened(reopen, cut)
-    finally:
-        _close(lines)
-
-
-def _reopened(reopen: Callable[[], Iterator[str]], cut: StreamInterrupted) -> Iterator[str]:
-    deadline = time.monotonic() + RECONNECT_SECONDS
-    while True:
-        time.sleep(RECONNECT_INTERVAL)
-        try:
-            return reopen()
-        except (ConnectionProblem, ConnectionDropped, StreamInterrupted):
-            pass
-        except RequestError as error:
-            if error.status is None or error.status < 500:  # answered: the log, the job or the token is the matter
-                raise
-        if time.monotonic() > deadline:
-            raise cut
-
-
-def _close(lines) -> None:
-    close = getattr(lines, "close", None)
-    if close:
-        close()
-
-
-def job_never_ran(client) -> Callable[[str, str], Optional[str]]:
-    """`show_logs`' `empty` for a job: why its log is empty, from its state and reason (`GET /job/<ws>/<id>`):
-    "Job <id> never ran: <reason>" once it ended, "Job <id> has written no log yet (JOB_STARTING)" before."""
-    def why(workspace: str, job_id: str) -> Optional[str]:
-        try:
-            record = client.job_state(workspace, job_id)
-        except KaosError:
-            return None
-        if record.state in ("JOB_FAILURE", "JOB_KILLED"):
-            return f"Job {job_id} never ran: {record.reason or record.state}"
-        if record.state == "JOB_SUCCESS":
-            return f"Job {job_id} wrote no log"
-        return f"Job {job_id} has written no log yet ({record.state})"
-    return why
-
-
-def workload_never_ran(client, kind: str) -> Callable[[str, str], Optional[str]]:
-    """`show_logs`' `empty` for an endpoint (`kind` "serve") or a notebook ("notebook"): why its log is empty,
-    from its row of `kaos <kind> list`: "Endpoint <name> never ran: the serve image could not be built: see kaos
-    serve build-logs -j <id>" (the reason `kaos serve list` shows) once it failed, else "... has written no log
-    yet (<state>)"."""
-    def why(workspace: str, name: str) -> Optional[str]:
-        item = _listed(client, kind, workspace, name)
-        if item is None:
-            return None
-        subject = f"{'Endpoint' if kind == 'serve' else 'Notebook'} {name}"
-        if item.state == "PIPELINE_FAILURE":
-            return f"{subject} never ran: {item.reason or item.state}"
-        return f"{subject} has written no log yet ({item.state})"
-    return why
-
-
-def _listed(client, kind: str, workspace: str, name: str):
-    """The row of the endpoint (`kind` "serve") or notebook ("notebook") `name` in its `kaos <kind> list`; None
-    when it is not there or the list cannot be had."""
-    try:
-        listing = client.serve_list(workspace) if kind == "serve" else client.notebook_list(workspace)
-    except KaosError:
-        return None
-    items = listing.endpoints if kind == "serve" else listing.notebooks
-    return next((item for item in items if item.name == name), None)
-
-
-def endpoint_outcome(client) -> Callable[[str, str], Any]:
-    """`show_logs`' `job_state` for an endpoint's follow, which ends when the endpoint is killed (its row gone:
-    the follow's normal end) or has given up (PIPELINE_FAILURE: raised, with the reason `kaos serve list` shows)."""
-    from types import SimpleNamespace
-
-    def outcome(workspace: str, name: str):
-        item = _listed(client, "serve", workspace, name)  # none: the follow ended as it does (killed)
-        if item is not None and item.state == "PIPELINE_FAILURE":
-            raise KaosError(f"Endpoint {name} ended in state PIPELINE_FAILURE: {item.reason or 'no reason given'}")
-        return SimpleNamespace(state="JOB_SUCCESS")
-    return outcome
 
 
 # -- the click side: the options of `… logs` and `… build-logs`, and the `build-logs` command ----------------------

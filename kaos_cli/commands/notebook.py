@@ -6,8 +6,8 @@ from kaos_cli import notebook_tokens, render
 from kaos_cli.completion import complete_models
 from kaos_cli.errors import KaosError
 from kaos_cli.guards import warn_when_unhealthy, workspace_session
-from kaos_cli.job_logs import (add_build_logs, follow_option, kind_checked, out_dir_option, show_logs,
-                               workload_never_ran)
+from kaos_cli.job_logs import add_build_logs, follow_option, kind_checked, out_dir_option, show_logs
+from kaos_cli.log_outcomes import workload_never_ran
 from kaos_cli.options import (check_resources, index_option, local_name, name_option, resource_options,
                               stripped)
 from kaos_cli.output import emit, output_option, progress_wanted, workspace_pages

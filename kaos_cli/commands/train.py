@@ -8,8 +8,8 @@ from kaos_cli.commands.train_deploy import deploy
 from kaos_cli.commands.train_results import get, info, provenance
 from kaos_cli.completion import complete_train_and_build_jobs, complete_train_builds, complete_unfinished_jobs
 from kaos_cli.guards import workspace_session
-from kaos_cli.job_logs import (TRAIN_KINDS, add_build_logs, job_log_options, job_never_ran, kind_checked,
-                               show_logs)
+from kaos_cli.job_logs import TRAIN_KINDS, add_build_logs, job_log_options, kind_checked, show_logs
+from kaos_cli.log_outcomes import job_never_ran
 from kaos_cli.options import index_option, name_option, name_or_index
 from kaos_cli.output import emit, output_option, workspace_pages
 from kaos_cli.paging import counted, more_hint, size_options, wanted

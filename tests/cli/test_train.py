@@ -634,11 +634,11 @@ def test_an_answer_that_does_not_fit_its_wire_class_is_one_error_line(kaos, ws):
 def _cut_then(monkeypatch, reopenings):
     """train_logs that yields one record and is cut off, then answers each reopening from `reopenings` (an
     exception to raise, or the records of a whole log)."""
-    from kaos_cli import job_logs
+    from kaos_cli import log_follow
     from kaos_cli.client import KaosClient
     from kaos_cli.errors import StreamInterrupted
     calls = []
-    monkeypatch.setattr(job_logs, "RECONNECT_INTERVAL", 0.01)
+    monkeypatch.setattr(log_follow, "RECONNECT_INTERVAL", 0.01)
 
     def train_logs(self, workspace, job_id, follow=False):
         calls.append(follow)
@@ -669,9 +669,9 @@ def test_a_cut_follow_is_opened_again_and_prints_no_record_twice(kaos, ws, proje
 
 
 def test_a_follow_that_cannot_be_opened_again_says_it_was_cut_within_its_bound(kaos, ws, monkeypatch):
-    from kaos_cli import job_logs
+    from kaos_cli import log_follow
     from kaos_cli.errors import ConnectionProblem, RequestError
-    monkeypatch.setattr(job_logs, "RECONNECT_SECONDS", 0.2)
+    monkeypatch.setattr(log_follow, "RECONNECT_SECONDS", 0.2)
     _cut_then(monkeypatch, [ConnectionProblem("unreachable")])
     result = kaos("train", "logs", "-j", JOB, "-f")
     assert result.exit_code == 1 and result.stdout == "[t] one\n"
