@@ -70,11 +70,12 @@ class KaosClient(Transport, Waits):
     def from_project(cls, directory=None, **kwargs) -> "KaosClient":
         """A client for the active context of a kaos project: the endpoint, token and user that `kaos init` /
         `kaos build deploy` wrote to `<directory>/.kaos/config` (default: `$KAOS_STATE_DIR`, else `./.kaos`).
-        `kwargs` go to the constructor (`timeout`, `progress`). Raises KaosError when there is no config or no
-        active context."""
+        `kwargs` go to the constructor (`timeout`, `progress`). Requests refused with 401 go again with the url and
+        token the config gives then, if they changed (a `kaos build deploy -f` since). Raises KaosError when there
+        is no config or no active context."""
         from pathlib import Path
 
-        from kaos_cli.guards import require_context, unhealthy_advice
+        from kaos_cli.guards import context_credentials, require_context, unhealthy_advice
         from kaos_cli.state import Config, config_path
 
         config = Config(Path(directory) / ".kaos" / "config" if directory is not None else config_path())
@@ -82,6 +83,7 @@ class KaosClient(Transport, Waits):
             raise KaosError(f"{config.path} does not exist - run kaos init, or give the endpoint and token")
         name, fields = require_context(config)
         kwargs.setdefault("unhealthy_advice", unhealthy_advice(name, fields))
+        kwargs.setdefault("credentials", context_credentials(config, name))
         return cls(fields.get("url"), fields.get("token"), config.user, **kwargs)
 
     # -- routes ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Checks that run before a command (reference §3.3, fixed per §11.14), and the active client."""
 import functools
 import os
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from kaos_cli.errors import KaosError
 from kaos_cli.state import Config, state_dir
@@ -37,7 +37,22 @@ def make_client(config: Config):
     from kaos_cli.output import progress_wanted
 
     return KaosClient(fields.get("url"), fields.get("token"), config.user, progress=progress_wanted(),
-                      unhealthy_advice=unhealthy_advice(name, fields))
+                      unhealthy_advice=unhealthy_advice(name, fields), credentials=context_credentials(config, name))
+
+
+def context_credentials(config: Config, name: str) -> Callable[[], Optional[Tuple[str, str]]]:
+    """A reader of the (url, token) that `config`'s file gives the context `name` when it is called (None when it
+    gives none, or cannot be read): a client's `credentials` (transport.Transport), which a `kaos build deploy -f`
+    of that context renews while a command runs."""
+    path = config.path
+
+    def read() -> Optional[Tuple[str, str]]:
+        try:
+            fields = Config(path).context(name)
+        except KaosError:
+            return None
+        return (fields.get("url"), fields.get("token")) if fields else None
+    return read
 
 
 def unhealthy_advice(name: str, fields: dict) -> str:

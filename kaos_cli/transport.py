@@ -4,7 +4,7 @@ downloads and log streams. The routes themselves are `kaos_cli.client.KaosClient
 import hashlib
 import os
 import re
-from typing import Any, Dict, Iterator, Optional, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Type, TypeVar, Union
 from urllib.parse import quote
 
 from kaos_cli.errors import (ConnectionDropped, ConnectionProblem, KaosError, PlatformUnhealthy, RequestError,
@@ -105,16 +105,21 @@ class Transport:
     (sent as `X-Token`), `user` the self-declared user name sent as the `user` query parameter; `timeout` the
     seconds a request waits for an answer; `progress` draws tqdm bars on stderr for uploads and downloads;
     `unhealthy_advice` is appended to the message of a `PlatformUnhealthy` ("see <log>, or run ...") and of an
-    unreachable endpoint's `ConnectionProblem`."""
+    unreachable endpoint's `ConnectionProblem`; `credentials`, when given, reads the (url, token) its source
+    (the project's config) gives now, or None: a request refused with 401 is sent once more with them when they
+    changed (a `kaos build deploy -f` made the backend again with a new token while a command ran: a follow
+    of a log opening its stream again, typically)."""
 
     def __init__(self, url: Optional[str], token: Optional[str] = None, user: Optional[str] = None,
-                 timeout: float = READ_TIMEOUT, progress: bool = True, unhealthy_advice: Optional[str] = None):
+                 timeout: float = READ_TIMEOUT, progress: bool = True, unhealthy_advice: Optional[str] = None,
+                 credentials: Optional[Callable[[], Optional[Tuple[str, str]]]] = None):
         self.url = url or ""
         self.token = token
         self.user = user
         self.timeout = timeout
         self.progress = progress
         self.unhealthy_advice = unhealthy_advice
+        self.credentials = credentials
         self._session = None
 
     # -- the chokepoint --------------------------------------------------------------------------------------
@@ -161,6 +166,9 @@ class Transport:
             raise KaosError(f"The backend at {self.url} did not answer in time") from None
         except requests.exceptions.RequestException as exc:
             raise KaosError(f"Request to {self.url} failed - {type(exc).__name__}: {exc}") from None
+        if response.status_code == 401 and self._renewed(data):
+            response.close()
+            return self._request(method, path, params, data, headers, timeout, stream)
         if response.status_code >= 400:
             self._raise_for(response)
         if stream:
@@ -172,6 +180,17 @@ class Transport:
         except ValueError:
             raise UnexpectedAnswer(f"The backend at {self.url} answered with something that is not JSON: "
                             f"{_excerpt(response.text)}") from None
+
+    def _renewed(self, data) -> bool:
+        """After a 401: whether `credentials` now give another url or token (taken), so that the request, whose
+        body (`data`) can be sent again (none, or bytes: not a stream read already), goes once more."""
+        if self.credentials is None or not (data is None or isinstance(data, (bytes, str))):
+            return False
+        current = self.credentials()
+        if not current or not current[0] or tuple(current) == (self.url, self.token):
+            return False
+        self.url, self.token = current
+        return True
 
     def _raise_for(self, response) -> None:
         status = response.status_code

@@ -137,6 +137,42 @@ def test_401_is_one_line(server):
     assert problem.value.status == 401
 
 
+def _token_checked(token: str):
+    def answer(request):
+        if request.headers.get("x-token") != token:
+            return 401, {"error_code": "AUTHORIZATION_FAILURE", "message": "Unauthorized Token"}, "application/json"
+        return 200, {"status": "ok"}, "application/json"
+    return answer
+
+
+def test_a_401_goes_again_once_with_the_credentials_renewed_meanwhile(server, tmp_path):
+    """`credentials` (the project's config read again) gives a new token after the client was made (a `kaos build
+    deploy -f` since): a 401 sends the request once more with it; a 401 with credentials unchanged, or from the
+    new ones, is raised; a body being streamed (read already) is not sent again."""
+    server.handle("GET", "health", _token_checked("new"))
+    server.handle("POST", "workspace/w", _token_checked("new"))
+    given = [("ignored", "old")]
+    client = KaosClient(server.url, "old", credentials=lambda: given[0])
+    given[0] = (server.url, "new")
+    assert client.health() == HealthInfo(status="ok")
+    assert client.token == "new" and [r.headers["x-token"] for r in server.requests] == ["old", "new"]
+
+    stale = KaosClient(server.url, "old", credentials=lambda: (server.url, "old"))
+    with pytest.raises(UnauthorizedError):
+        stale.health()
+    wrong = KaosClient(server.url, "old", credentials=lambda: (server.url, "other"))
+    with pytest.raises(UnauthorizedError):
+        wrong.health()
+    assert [r.headers["x-token"] for r in server.requests][2:] == ["old", "old", "other"]
+
+    body = tmp_path / "body"
+    body.write_bytes(b"x" * 10)
+    streamed = KaosClient(server.url, "old", credentials=lambda: (server.url, "new"))
+    with open(body, "rb") as stream, pytest.raises(UnauthorizedError):
+        streamed._request("POST", "workspace/w", data=stream)
+    assert streamed.token == "old"
+
+
 def test_4xx_json_message(server):
     server.route("POST", "workspace/x", 409,
                  {"error_code": "WORKSPACE_EXISTS", "message": "Workspace x already exists"})

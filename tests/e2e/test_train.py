@@ -240,15 +240,8 @@ def test_a_follow_cut_by_a_restarted_front_goes_on_where_it_was(platform, tmp_pa
     backend restarted, while the training went on. The front (where follows are served) killed and brought back by
     the supervisor: the follow opens the log again, prints no record twice, and ends with the job."""
     import signal
-    release = shared_dir / "release-cut"
-    job_id = _waiting_training(platform, "cut-follow", tmp_path, release)
-    follower = _follower(platform, job_id)
-    try:
-        seen = []
-        for line in follower.stdout:
-            seen.append(line)
-            if "first line from train" in line:
-                break
+
+    def restart_front():
         front = platform.api("GET", "health").json()["parts"]["front"]["pid"]
         os.kill(front, signal.SIGKILL)
 
@@ -259,6 +252,22 @@ def test_a_follow_cut_by_a_restarted_front_goes_on_where_it_was(platform, tmp_pa
                 return False
             return part["pid"] != front and part["state"] == "up"
         wait_for(front_back, 60, what="the front back")
+    stderr = _followed_across(platform, "cut-follow", tmp_path, shared_dir / "release-cut", restart_front)
+    assert "was interrupted" in stderr and ": opening it again" in stderr and "Log saved to" in stderr, stderr
+
+
+def _followed_across(platform, workspace: str, tmp_path, release, interruption) -> str:
+    """A training followed with `kaos train logs -f` whose follow sees `interruption()` after its first line: the
+    follow must end with the job (exit 0), each line printed once; its stderr."""
+    job_id = _waiting_training(platform, workspace, tmp_path, release)
+    follower = _follower(platform, job_id)
+    try:
+        seen = []
+        for line in follower.stdout:
+            seen.append(line)
+            if "first line from train" in line:
+                break
+        interruption()
         release.write_text("go")
         seen.extend(follower.stdout)
         assert follower.wait(timeout=120) == 0, (seen, follower.stderr.read())
@@ -266,8 +275,20 @@ def test_a_follow_cut_by_a_restarted_front_goes_on_where_it_was(platform, tmp_pa
         follower.kill()
     text = "".join(seen)
     assert text.count("first line from train") == 1 and text.count("second line from train") == 1, text
-    stderr = follower.stderr.read()
-    assert "was interrupted" in stderr and ": opening it again" in stderr and "Log saved to" in stderr, stderr
+    return follower.stderr.read()
+
+
+def test_a_follow_goes_on_across_a_redeploy_with_a_new_token(platform, tmp_path, shared_dir):
+    """A newcomer's finding: `kaos train logs -f` across `kaos build deploy -c LOCAL -f` (the backend made again,
+    with a new token, while the training went on) ended with "Unauthorized token": the follow opened the log again
+    with the token it started with. The client reads the context's url and token again on a 401."""
+    token = platform._context()["token"]
+
+    def redeploy():
+        platform.deploy(force=True)
+        assert platform._context()["token"] != token
+    stderr = _followed_across(platform, "redeploy-follow", tmp_path, shared_dir / "release-redeploy", redeploy)
+    assert "Unauthorized" not in stderr, stderr
 
 
 def test_follow_exits_1_when_the_job_fails(platform, tmp_path):
