@@ -58,6 +58,7 @@ class Config:
                                          # image before its workload fails with that reason
     scheduler_hung_timeout: float = 120  # seconds the scheduler may go without a heartbeat (its tick not waiting
                                          # on its engine) before the supervisor kills it, to start it again; 0: never
+    front_hung_timeout: float = 30       # the same for the front, whose event loop beats every second; 0: never
     notebook_storage: str = "10Gi"       # kubernetes: the size of a notebook's work directory, a
                                          # PersistentVolumeClaim that outlives kills and culling; "" = an emptyDir
 
@@ -113,6 +114,8 @@ class Config:
             "pod_pending_timeout": _number("pod_pending_timeout", raw("pod_pending_timeout"), float, default=300.0),
             "scheduler_hung_timeout": _number("scheduler_hung_timeout", raw("scheduler_hung_timeout"), float,
                                               default=120.0, minimum=0),
+            "front_hung_timeout": _number("front_hung_timeout", raw("front_hung_timeout"), float, default=30.0,
+                                          minimum=0),
         }
         for name in ("base_image", "namespace", "registry", "service_host", "workload_user", "internal_url",
                      "image_pull_policy", "kubeconfig", "kube_context", "notebook_storage"):

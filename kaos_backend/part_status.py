@@ -41,6 +41,8 @@ PART_NAMES = ("front", "api", "scheduler")
 HEARTBEAT_STALE_SECONDS = 10.0
 STATUS_FILE = "parts.json"
 HEARTBEAT_FILE = "scheduler.heartbeat"
+FRONT_HEARTBEAT_FILE = "front.heartbeat"  # touched by the front's event loop every FRONT_HEARTBEAT_SECONDS
+FRONT_HEARTBEAT_SECONDS = 1.0
 ENGINE_FILE = "engine.json"  # the engine the workloads run on, as the scheduler sees it (control/engine_watch.py)
 NO_LEADER_SECONDS = 15.0  # kaos_backend.scheduler_lock.TAKEOVER_SECONDS
 WAITING_GRACE_SECONDS = 10.0  # past a waiting request's bound: the scheduler is down (it should have ended it)
@@ -86,7 +88,8 @@ def write_heartbeat(path: Path, role: dict, changed: bool = True) -> None:
 
 
 def heartbeat_age(path: Path, now: Optional[float] = None) -> Optional[float]:
-    """Seconds since the scheduler's last heartbeat (file modification time), None without one."""
+    """Seconds since a part's last heartbeat (the modification time of its file: HEARTBEAT_FILE for the
+    scheduler, FRONT_HEARTBEAT_FILE for the front), None without one."""
     try:
         modified = os.stat(path).st_mtime
     except OSError:

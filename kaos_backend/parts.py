@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from kaos_backend.config import Config
-from kaos_backend.part_status import ENGINE_FILE, HEARTBEAT_FILE, heartbeat_age, read_status, waits_on_engine
+from kaos_backend.part_status import (ENGINE_FILE, FRONT_HEARTBEAT_FILE, HEARTBEAT_FILE, heartbeat_age, read_status,
+                                      waits_on_engine)
 from kaos_backend.runtime_dir import API_SOCKET
 
 START_SECONDS = 60.0  # the front and the API are up within this, or their start failed
@@ -64,9 +65,11 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
     env = part_environment(config)
     api_socket = run_dir / API_SOCKET
     heartbeat = run_dir / HEARTBEAT_FILE
+    front_heartbeat = run_dir / FRONT_HEARTBEAT_FILE
     python = [sys.executable, "-m"]
 
     def front() -> Launch:
+        _remove(front_heartbeat)  # the last front's: the new one's first beat comes within a second of serving
         ready_read, ready_write = os.pipe()
         os.set_blocking(ready_read, False)
         fd = listener.fileno()
@@ -77,7 +80,8 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
             argv += ["--internal-fd", str(internal_listener.fileno())]
             fds += (internal_listener.fileno(),)
         return Launch(argv, env, pass_fds=fds, is_up=lambda: _pipe_has_data(ready_read),
-                      close=lambda: _close(ready_read), after_spawn=lambda: _close(ready_write), ready_fd=ready_read)
+                      close=lambda: _close(ready_read), after_spawn=lambda: _close(ready_write), ready_fd=ready_read,
+                      hung=lambda: stale_heartbeat(front_heartbeat, config.front_hung_timeout))
 
     def api() -> Launch:
         argv = python + ["kaos_backend.api_server", "--socket", str(api_socket), "--run-dir", str(run_dir),
@@ -85,10 +89,7 @@ def backend_parts(config: Config, run_dir: Path, listener: socket.socket, worker
         return Launch(argv, env, is_up=lambda: http_answers(api_socket))
 
     def scheduler() -> Launch:
-        try:
-            heartbeat.unlink()
-        except FileNotFoundError:
-            pass
+        _remove(heartbeat)
         argv = python + ["kaos_backend.scheduler", "--data-dir", str(config.data_dir), "--heartbeat", str(heartbeat),
                          "--poll-interval", str(poll_interval), "--replica", public_address(listener)]
         return Launch(argv, env, is_up=heartbeat.exists,
@@ -101,13 +102,29 @@ def scheduler_hung(run_dir: Path, timeout: float, now: Optional[float] = None) -
     """"no heartbeat for 125 s" when the scheduler's heartbeat in `run_dir` is older than `timeout` seconds and its
     tick is not waiting on its engine (part_status.waits_on_engine), else None (and always None for a `timeout` of
     0). `now`: time.time()."""
+    now = time.time() if now is None else now
+    hung = stale_heartbeat(run_dir / HEARTBEAT_FILE, timeout, now)
+    if hung is None or waits_on_engine(read_status(run_dir / ENGINE_FILE), now):
+        return None
+    return hung
+
+
+def stale_heartbeat(path: Path, timeout: float, now: Optional[float] = None) -> Optional[str]:
+    """"no heartbeat for 31 s" when the heartbeat file `path` is older than `timeout` seconds, else None (also
+    without a file, the part not having beaten yet, and always for a `timeout` of 0). `now`: time.time()."""
     if not timeout:
         return None
-    now = time.time() if now is None else now
-    age = heartbeat_age(run_dir / HEARTBEAT_FILE, now)
-    if age is None or age <= timeout or waits_on_engine(read_status(run_dir / ENGINE_FILE), now):
+    age = heartbeat_age(path, now)
+    if age is None or age <= timeout:
         return None
     return f"no heartbeat for {age:.0f} s"
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def public_address(listener: socket.socket) -> str:

@@ -1,12 +1,14 @@
 """The front door's process: `python -m kaos_backend.front --fd N --api PATH [--run-dir DIR] [--ready-fd N]`,
 started by `kaos-backend serve` (kaos_backend.parts) on the inherited public socket. Bounds come from
-`KAOS_FRONT_*` (config.py), the API's upload limit from `KAOS_MAX_UPLOAD_MB`."""
+`KAOS_FRONT_*` (config.py), the API's upload limit from `KAOS_MAX_UPLOAD_MB`. With --run-dir it beats there
+(front.heartbeat, every second) for the supervisor, which kills a front whose loop stopped turning."""
 import asyncio
 import gc
 import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from kaos_backend import log_handoff
 from kaos_backend.front import routing
@@ -15,6 +17,7 @@ from kaos_backend.front.endpoints import endpoint_lookup
 from kaos_backend.front.follow import Follows, api_handoff, finished_query, log_reader
 from kaos_backend.front.health import api_health
 from kaos_backend.front.server import Front
+from kaos_backend.part_status import FRONT_HEARTBEAT_FILE, FRONT_HEARTBEAT_SECONDS
 
 
 def _exit_with_parent() -> None:
@@ -63,6 +66,16 @@ async def _serve_both(front: Front, sock: socket.socket, internal, ready) -> Non
     if public.done():  # it could not serve: its error
         return await public
     await asyncio.gather(public, internal_front_.serve(internal_sock, ready))
+
+
+def _beat(loop: asyncio.AbstractEventLoop, heartbeat: Path) -> None:
+    """Touch `heartbeat` now and every FRONT_HEARTBEAT_SECONDS from the event loop: the supervisor kills a front
+    whose loop no longer turns (stopped, deadlocked; kaos_backend.parts.stale_heartbeat) and starts it again."""
+    try:
+        heartbeat.touch()
+    except OSError:
+        pass
+    loop.call_later(FRONT_HEARTBEAT_SECONDS, _beat, loop, heartbeat)
 
 
 def main(argv=None) -> int:
@@ -129,6 +142,8 @@ def main(argv=None) -> int:
         else:
             loop.call_later(1.0, watch_parent)
     watch_parent()
+    if args.run_dir:
+        _beat(loop, Path(args.run_dir) / FRONT_HEARTBEAT_FILE)
     try:
         loop.run_until_complete(serving)
     except asyncio.CancelledError:
