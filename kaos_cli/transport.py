@@ -143,11 +143,10 @@ class Transport:
             response = self._session.request(
                 method, join_url(self.url, path), params=query, data=data, headers=all_headers,
                 timeout=(CONNECT_TIMEOUT, self.timeout if timeout is _DEFAULT else timeout), stream=stream)
-        except requests.exceptions.MissingSchema:
-            raise ConnectionProblem("Missing endpoint! Please set with - kaos init", self.url) from None
         except requests.exceptions.InvalidHeader:
             raise KaosError("The token is not a valid header value - run kaos init again") from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema):
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema):
+            # (an endpoint without http:// is one given, and invalid: not "missing", as 1.x said)
             raise ConnectionProblem(f"Please run kaos init with a valid URL - {self.url} is invalid!",
                                     self.url) from None
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:

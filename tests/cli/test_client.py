@@ -112,21 +112,18 @@ def test_a_backend_that_closes_the_connection_unanswered_is_not_called_unreachab
         listener.close()
 
 
-@pytest.mark.parametrize("url", ["nothttp://host/api/", "http://"])
+@pytest.mark.parametrize("url", ["nothttp://host/api/", "http://", "host:8080/api/", "notaurl"])
 def test_invalid_url(url):
     with pytest.raises(ConnectionProblem) as problem:
         KaosClient(url, "t").health()
     assert str(problem.value) == f"Please run kaos init with a valid URL - {url} is invalid!"
 
 
-@pytest.mark.parametrize("url", ["", None, "host:8080/api/"])
+@pytest.mark.parametrize("url", ["", None, "  "])
 def test_missing_endpoint(url):
     with pytest.raises(ConnectionProblem) as problem:
         KaosClient(url, "t").health()
-    assert str(problem.value) in ("Missing endpoint! Please set with - kaos init",
-                                  f"Please run kaos init with a valid URL - {url} is invalid!")
-    if not url:
-        assert str(problem.value) == "Missing endpoint! Please set with - kaos init"
+    assert str(problem.value) == "Missing endpoint! Please set with - kaos init"
 
 
 def test_401_is_one_line(server):

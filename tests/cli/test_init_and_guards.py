@@ -67,9 +67,12 @@ def test_init_wrong_token_writes_nothing(kaos, project, server):
     assert not (project / ".kaos").exists()
 
 
-def test_init_invalid_url(kaos, project):
-    assert one_line(kaos("init", "-e", "ftp://host/api/", "-t", "x")) == \
-        "Warning - Please run kaos init with a valid URL - ftp://host/api/ is invalid!"
+@pytest.mark.parametrize("url", ["ftp://host/api/", "notaurl", "host:8080/api/"])
+def test_init_invalid_url(kaos, project, url):
+    """An endpoint without http:// said "Missing endpoint!" (1.x's text for none given): it is given, and invalid."""
+    assert one_line(kaos("init", "-e", url, "-t", "x")) == \
+        f"Warning - Please run kaos init with a valid URL - {url} is invalid!"
+    assert not (project / ".kaos").exists()
 
 
 @pytest.mark.parametrize("path, reply", [
