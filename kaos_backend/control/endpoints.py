@@ -33,7 +33,8 @@ from sqlalchemy import select
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, end_reason, load,
                                          log_of, now, processing, reading, reattached, remove_unrecorded,
                                          update)
-from kaos_backend.control.images import cancel_unwaited_build, check_image, waiting_changes
+from kaos_backend.control.images import (building_reason, built_reason, cancel_unwaited_build, check_image,
+                                         waiting_changes)
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, Executor, WorkloadSpec, endpoint_log_name
 from kaos_backend.models import Bundle, Endpoint, Job, Partition, as_utc
@@ -242,8 +243,12 @@ class EndpointController(Controller):
                    {"state": FAILURE, "reason": "the serve image could not be built: see kaos serve build-logs"
                                                 + (f" -j {build.id}" if build else "")})
             return
-        if build.state != JobState.JOB_SUCCESS.value:
-            return  # still building
+        if build.state != JobState.JOB_SUCCESS.value:  # still building: the reason says so
+            waiting = building_reason(build.id, build.state, "serve")
+            if endpoint.reason != waiting:
+                update(self.services, Endpoint, endpoint.name, {"reason": waiting},
+                       only_if=lambda row: row.executor_state is None and row.build_job_id == build.id)
+            return
         if endpoint.retry_at is not None and as_utc(endpoint.retry_at) > now():
             return  # backing off
         fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
@@ -269,7 +274,8 @@ class EndpointController(Controller):
         address = executor.start(spec) or Address()
         state = PipelineState.PIPELINE_RESTARTING if endpoint.restarts else PipelineState.PIPELINE_STARTING
         return {"executor_state": executor.get_state(), "started_at": now(), "host": address.host,
-                "port": address.port, "socket": address.socket, "image": image, "state": state.value}
+                "port": address.port, "socket": address.socket, "image": image, "state": state.value,
+                "reason": built_reason(endpoint.reason)}
 
     def _model(self, endpoint: Endpoint) -> Optional[Artifact]:
         """The output of the training that made the endpoint's model, if it has one."""

@@ -97,6 +97,21 @@ def cancel_unwaited_build(session, build_id: Optional[str]) -> bool:
     return True
 
 
+def building_reason(build_id: str, state: str, kind: str) -> str:
+    """The reason of an endpoint or notebook (`kind` "serve" or "notebook") while the build of its image is not
+    done: "waiting for its image: build job <id> is JOB_RUNNING (kaos serve build-logs -j <id>)"."""
+    return f"waiting for its image: build job {build_id} is {state} (kaos {kind} build-logs -j {build_id})"
+
+
+def built_reason(reason: Optional[str]) -> Optional[str]:
+    """A workload's reason once its image is built: `reason` (how its last start ended, say), unless it is the
+    `building_reason` it had while it waited (None then)."""
+    return None if reason and reason.startswith(_BUILDING) else reason
+
+
+_BUILDING = building_reason("", "", "").partition(":")[0] + ":"
+
+
 def waiting_changes(check: ImageCheck, failure_state: str) -> Dict:
     """What a long-running workload's row (an endpoint's, a notebook's) records when `check` says its image is not
     ready: the build it waits for, or `failure_state` and the reason when that build failed (else nothing)."""

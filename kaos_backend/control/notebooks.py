@@ -23,7 +23,8 @@ from sqlalchemy import select
 from kaos_backend.control.common import (VANISHED, Controller, advance_each, bundle_artifact, data_artifact,
                                          end_reason, load, log_of, now, processing, reading, reattached,
                                          remove_unrecorded, update)
-from kaos_backend.control.images import cancel_unwaited_build, check_image, waiting_changes
+from kaos_backend.control.images import (building_reason, built_reason, cancel_unwaited_build, check_image,
+                                         waiting_changes)
 from kaos_backend.control.endpoints import MAX_BACKOFF_SECONDS, MAX_FAILURES, PROBE_TIMEOUT, Probes
 from kaos_backend.executors import make_executor
 from kaos_backend.executors.base import Address, Artifact, ArtifactMissing, Executor, WorkloadSpec, notebook_log_name
@@ -185,8 +186,12 @@ class NotebookController(Controller):
         if build is None or build.state in (JobState.JOB_FAILURE.value, JobState.JOB_KILLED.value):
             return self._fail(notebook, "the notebook image could not be built: see kaos notebook build-logs"
                                         + (f" -j {build.id}" if build else ""))
-        if build.state != JobState.JOB_SUCCESS.value:
-            return None  # still building
+        if build.state != JobState.JOB_SUCCESS.value:  # still building: the reason says so
+            waiting = building_reason(build.id, build.state, "notebook")
+            if notebook.reason != waiting:
+                update(self.services, Notebook, notebook.name, {"reason": waiting},
+                       only_if=lambda row: row.executor_state is None and row.build_job_id == build.id)
+            return None
         if notebook.retry_at is not None and as_utc(notebook.retry_at) > now():
             return None  # backing off
         fresh = lambda row: row.desired == "run" and row.executor_state is None  # noqa: E731
@@ -224,7 +229,7 @@ class NotebookController(Controller):
         address = executor.start(spec) or Address()
         state = PipelineState.PIPELINE_RESTARTING if notebook.restarts else PipelineState.PIPELINE_STARTING
         return {"executor_state": executor.get_state(), "started_at": now(), "host": address.host,
-                "port": address.port, "image": image, "state": state.value}
+                "port": address.port, "image": image, "state": state.value, "reason": built_reason(notebook.reason)}
 
     def _data(self, notebook: Notebook) -> List[Artifact]:
         ids = list(notebook.data_bundle_ids or [])

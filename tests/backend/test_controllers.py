@@ -248,3 +248,38 @@ def test_an_endpoint_that_never_becomes_ready_gives_up_with_the_reason(tmp_path,
     finally:
         services.dispose()
         stop_platform(platform_id(tmp_path / "data"))
+
+
+def test_an_endpoint_and_a_notebook_waiting_for_their_image_say_so_until_it_is_built(services):
+    """A newcomer's finding: while the build of its image ran, `kaos serve list` (and `kaos notebook list`) showed
+    the endpoint STARTING with an empty reason. Its reason names the build and its state, then goes once the
+    image is built and the endpoint starts (a reason of its own follows, if any)."""
+    from kaos_backend.control.notebooks import NotebookController
+    from kaos_backend.models import Notebook
+    services.workspaces.create("ws")
+    deployed = services.inference.deploy("ws", None, body_from_bytes(_source("serve")))
+    build_id = deployed["job_id"]
+    notebook = services.notebooks.deploy("ws", body_from_bytes(_source("serve")), user="tester")
+    endpoints, notebooks = EndpointController(services), NotebookController(services)
+    endpoints.tick()
+    notebooks.tick()
+    state = _job(services, build_id).state
+    assert state in ("JOB_PENDING", "JOB_STARTING"), state
+    assert services.inference.listing("ws", "h")[0]["reason"] == \
+        f"waiting for its image: build job {build_id} is {state} (kaos serve build-logs -j {build_id})"
+    with services.db.read_scope() as session:
+        assert session.get(Notebook, notebook["notebook"]).reason == \
+            f"waiting for its image: build job {notebook['job_id']} is {_job(services, notebook['job_id']).state} " \
+            f"(kaos notebook build-logs -j {notebook['job_id']})"
+
+    _ticks(BuildController(services), lambda: _job(services, build_id).finished_at is not None)
+
+    def started():
+        with services.db.read_scope() as session:
+            return session.get(Endpoint, deployed["endpoint"]).executor_state is not None
+    _ticks(endpoints, started)  # (the tick that starts it: its reason as it is then)
+    listed = services.inference.listing("ws", "h")[0]
+    assert not (listed["reason"] or "").startswith("waiting for its image"), listed
+    with services.db.session_scope() as session:
+        session.get(Endpoint, deployed["endpoint"]).desired = "kill"
+    _ticks(endpoints, lambda: _endpoint_gone(services, deployed["endpoint"]))
